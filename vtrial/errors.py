@@ -1,0 +1,52 @@
+"""The one exception type for errors a user can fix (bad protocol, bad flag, missing file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UserInputError(Exception):
+    """An error the user can fix: it names the file, the field, what was wrong and the fix.
+
+    The CLI prints ``str(error)`` on stderr and exits with code 2, without a traceback.
+
+    Parameters
+    ----------
+    problem : str
+        What was wrong, in a sentence.
+    file : str or Path, optional
+        The file the problem is in.
+    field : str, optional
+        Dotted path of the field, e.g. ``arm[1].every_weeks``.
+    fix : str, optional
+        What to do about it.
+    line : int, optional
+        Line number in the file, where the parser knows it.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        file: str | Path | None = None,
+        field: str | None = None,
+        fix: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.problem = problem
+        self.file = None if file is None else str(file)
+        self.field = field
+        self.fix = fix
+        self.line = line
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = []
+        if self.file is not None:
+            where.append(self.file if self.line is None else f"{self.file}:{self.line}")
+        if self.field:
+            where.append(self.field)
+        text = ": ".join(where + [self.problem]) if where else self.problem
+        if self.fix:
+            text += f" Fix: {self.fix}"
+        return text
