@@ -1,0 +1,238 @@
+"""The trial engine: designs, allocation, follow-up, determinism across workers/blocks/backends, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vtrial.engine import DAYS_PER_MONTH, allocation_ratio, assign_arms, plan_tasks, run_trial
+from vtrial.errors import UserInputError
+from vtrial.protocol import apply_overrides, parse_protocol
+from vtrial.streams import Streams
+
+
+def make_protocol(**trial):
+    """A small two-arm breast protocol (short horizon keeps runs fast)."""
+    data = {
+        "trial": {"name": "engine-test", "patients": 300, "horizon_months": 12, "seed": 7, **trial},
+        "cohort": {"primary": {"breast": 0.5, "prostate": 0.5}},
+        "arm": [
+            {"name": "placebo", "drug": "none"},
+            {"name": "zoledronic_acid", "drug": "zoledronic_acid", "dose_mg": 4.0, "every_weeks": 4.0},
+        ],
+    }
+    return parse_protocol(data, "test")
+
+
+def read(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_parquet(run_dir / "patients.parquet"), pd.read_parquet(run_dir / "events.parquet")
+
+
+def test_allocation_ratio_finds_small_integer_ratios():
+    assert allocation_ratio([1.0, 1.0]).tolist() == [1, 1]
+    assert allocation_ratio([2.0, 1.0]).tolist() == [2, 1]
+    assert allocation_ratio([0.5, 0.25, 0.25]).tolist() == [2, 1, 1]
+    assert allocation_ratio([1.0, np.pi]) is None
+
+
+def test_permuted_blocks_balance_every_block():
+    arms = assign_arms([1.0, 1.0], 4000, Streams(1))
+    # blocks of 4 with two of each arm: every complete block is balanced
+    assert (arms.reshape(-1, 4).sum(axis=1) == 2).all()
+    arms3 = assign_arms([2.0, 1.0], 6000, Streams(1))
+    # 2:1 in blocks of 6 -> exactly 4000 vs 2000
+    assert np.bincount(arms3).tolist() == [4000, 2000]
+
+
+def test_simple_randomisation_fallback_follows_weights():
+    arms = assign_arms([1.0, np.e], 100_000, Streams(3))
+    share = np.mean(arms == 1)
+    expected = np.e / (1 + np.e)  # 0.7311
+    assert abs(share - expected) < 4 * np.sqrt(expected * (1 - expected) / 100_000)
+
+
+def test_paired_tasks_cover_every_patient_in_every_arm():
+    protocol = make_protocol(design="paired", patients=1000)
+    tasks = plan_tasks(protocol, Streams(7), block_size=300)
+    for arm in (0, 1):
+        ids = np.concatenate([t.patient_ids for t in tasks if t.arm_index == arm])
+        assert ids.tolist() == list(range(1000))
+
+
+def test_parallel_tasks_partition_patients():
+    protocol = make_protocol(patients=1000)
+    tasks = plan_tasks(protocol, Streams(7), block_size=300)
+    ids = np.sort(np.concatenate([t.patient_ids for t in tasks]))
+    assert ids.tolist() == list(range(1000))
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    run_trial(make_protocol(), out, jobs=1, block_size=128, finish=None)
+    return out
+
+
+def parquet_bytes(run_dir: Path) -> tuple[bytes, bytes]:
+    return (run_dir / "patients.parquet").read_bytes(), (run_dir / "events.parquet").read_bytes()
+
+
+def test_run_folder_has_the_contract_files(reference_run):
+    for name in ("protocol.toml", "patients.parquet", "events.parquet", "manifest.json"):
+        assert (reference_run / name).is_file()
+    assert not (reference_run / "parts").exists()
+    patients, events = read(reference_run)
+    for col in ("patient_id", "arm", "primary", "age_years", "sex", "ecog", "creatinine_clearance_ml_min",
+                "n_lesions", "followup_days", "died", "first_sre_day", "n_sre"):
+        assert col in patients.columns
+    for col in ("patient_id", "arm", "day", "type", "site", "counted"):
+        assert col in events.columns
+    assert len(patients) == 300
+
+
+@pytest.mark.parametrize(("jobs", "block_size"), [(2, 128), (1, 77), (2, 1000)])
+def test_same_seed_same_bytes_for_any_workers_and_blocks(reference_run, tmp_path, jobs, block_size):
+    out = tmp_path / "run"
+    run_trial(make_protocol(), out, jobs=jobs, block_size=block_size)
+    assert parquet_bytes(out) == parquet_bytes(reference_run)
+
+
+def test_different_seed_differs(reference_run, tmp_path):
+    out = tmp_path / "run"
+    run_trial(apply_overrides(make_protocol(), seed=8), out, jobs=1, block_size=128)
+    assert parquet_bytes(out) != parquet_bytes(reference_run)
+
+
+def test_counted_sres_match_patient_table(reference_run):
+    patients, events = read(reference_run)
+    n_sre = events[events["counted"]].groupby(["arm", "patient_id"]).size()
+    merged = patients.set_index(["arm", "patient_id"])["n_sre"]
+    assert (merged.reindex(n_sre.index) == n_sre).all()
+    assert merged.sum() == n_sre.sum()
+    first = events[events["counted"]].groupby(["arm", "patient_id"])["day"].min()
+    assert np.allclose(patients.set_index(["arm", "patient_id"])["first_sre_day"].reindex(first.index), first)
+
+
+def test_allocation_ratio_respected_in_run(reference_run):
+    patients, _ = read(reference_run)
+    # 1:1 permuted blocks of 4: 300 patients -> exactly 150 each
+    assert patients["arm"].value_counts().to_dict() == {"placebo": 150, "zoledronic_acid": 150}
+
+
+def test_paired_design_has_identical_cohorts_across_arms(tmp_path):
+    out = tmp_path / "paired"
+    run_trial(make_protocol(design="paired", patients=200), out, jobs=1, block_size=64)
+    patients, _ = read(out)
+    cols = ["patient_id", "primary", "age_years", "sex", "ecog", "creatinine_clearance_ml_min", "n_lesions",
+            "entry_day"]
+    a = patients[patients["arm"] == "placebo"][cols].reset_index(drop=True)
+    b = patients[patients["arm"] == "zoledronic_acid"][cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == 200
+
+
+def test_accrual_and_cutoff_give_the_expected_follow_up(tmp_path):
+    out = tmp_path / "accrual"
+    protocol = make_protocol(patients=2000, horizon_months=12, accrual_months=6)
+    run_trial(protocol, out, jobs=2, block_size=500)
+    patients, _ = read(out)
+    horizon = 12 * DAYS_PER_MONTH
+    entry = patients["entry_day"].to_numpy()
+    # entry uniform on [0, 6 months]: mean 3 months, within 4 standard errors
+    assert abs(entry.mean() - 3 * DAYS_PER_MONTH) < 4 * (6 * DAYS_PER_MONTH / np.sqrt(12)) / np.sqrt(len(entry))
+    assert entry.min() >= 0 and entry.max() <= 6 * DAYS_PER_MONTH
+    # nobody is followed beyond the data cut-off; those still on study at cut-off reach it exactly
+    assert (patients["followup_days"] <= horizon - entry + 1e-9).all()
+    censored = ~patients["died"] & ~patients["dropped_out"]
+    assert np.allclose(patients.loc[censored, "followup_days"], horizon - entry[censored.to_numpy()])
+
+
+def test_dropout_is_exponential(tmp_path):
+    out = tmp_path / "dropout"
+    protocol = make_protocol(patients=3000, horizon_months=12, dropout_per_year=0.5)
+    run_trial(protocol, out, jobs=2, block_size=1000)
+    patients, events = read(out)
+    dropout_days = events.loc[events["type"] == "dropout", "day"]
+    assert patients["dropped_out"].sum() == len(dropout_days)
+    # among patients, dropout before min(death, cut-off): without death it would be 1 - exp(-0.5) = 0.393;
+    # deaths remove some patients first, so the observed share is lower but substantial
+    share = patients["dropped_out"].mean()
+    assert 0.2 < share < 0.393 + 4 * np.sqrt(0.393 * 0.607 / 3000)
+
+
+def test_existing_run_folder_needs_force(reference_run):
+    with pytest.raises(UserInputError, match="--force"):
+        run_trial(make_protocol(), reference_run, jobs=1)
+
+
+def test_force_replaces_a_run(tmp_path):
+    out = tmp_path / "run"
+    run_trial(make_protocol(patients=50), out, jobs=1)
+    run_trial(make_protocol(patients=60), out, jobs=1, force=True)
+    assert len(pd.read_parquet(out / "patients.parquet")) == 60
+
+
+def _run_cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vtrial.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_sigterm_leaves_no_run_folder_and_resume_is_identical(tmp_path):
+    protocol_file = tmp_path / "p.toml"
+    protocol_file.write_text(
+        '[trial]\nname = "interrupted"\npatients = 2400\nhorizon_months = 24\nseed = 11\n'
+        '[cohort]\nprimary = { prostate = 1.0 }\n'
+        '[[arm]]\nname = "placebo"\ndrug = "none"\n'
+        '[[arm]]\nname = "denosumab"\ndrug = "denosumab"\ndose_mg = 120.0\nevery_weeks = 4.0\n'
+    )
+    out = tmp_path / "interrupted"
+    partial = tmp_path / ".interrupted.partial"
+    common = [str(protocol_file), "--out", str(out), "--jobs", "1", "--block-size", "100", "--quiet"]
+    proc = _run_cli("run", *common)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((partial / "parts").glob("events-*.parquet"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "Traceback" not in err
+    assert not out.exists()
+    finished = list((partial / "parts").glob("events-*.parquet"))
+    assert 0 < len(finished) < 48
+    assert not list(partial.rglob("*.tmp"))
+    resumed = _run_cli("run", *common, "--resume")
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert not partial.exists()
+    fresh = tmp_path / "fresh"
+    again = _run_cli("run", str(protocol_file), "--out", str(fresh), "--jobs", "2", "--block-size", "300", "--quiet")
+    _, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
+    assert parquet_bytes(out) == parquet_bytes(fresh)
+
+
+def test_dask_local_cluster_gives_identical_tables(reference_run, tmp_path):
+    pytest.importorskip("dask.distributed")
+    out = tmp_path / "dask"
+    run_trial(make_protocol(), out, jobs=2, block_size=128, backend="dask")
+    assert parquet_bytes(out) == parquet_bytes(reference_run)
+
+
+def test_run_and_report_in_two_processes_give_identical_tables(reference_run, tmp_path):
+    """A fresh interpreter (another process, other hash seed) reproduces the run byte for byte."""
+    out = tmp_path / "other-process"
+    code = (
+        "from tests.test_engine import make_protocol; from vtrial.engine import run_trial; "
+        f"run_trial(make_protocol(), {str(out)!r}, jobs=1, block_size=50)"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "123"}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent, env=env)
+    assert parquet_bytes(out) == parquet_bytes(reference_run)
