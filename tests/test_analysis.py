@@ -1,0 +1,460 @@
+"""Tests of vtrial.analysis: reference values from lifelines/scipy or by hand, fixed seeds."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from lifelines import AalenJohansenFitter, CoxPHFitter, KaplanMeierFitter
+from lifelines.datasets import load_waltons
+from scipy import stats
+
+from vtrial.analysis import cox_comparison, summarise, summarise_run, to_json, write_summary
+from vtrial.analysis.proportions import clopper_pearson, fisher_p_value, newcombe_difference, poisson_rate_ci
+from vtrial.analysis.summary import paired_view
+from vtrial.analysis.survival import (
+    DEATH,
+    SRE,
+    counting_process,
+    cumulative_incidence,
+    kaplan_meier,
+    median_with_ci,
+    rmst,
+    treatment_effect,
+)
+from vtrial.errors import UserInputError
+from vtrial.sre import apply_window_rule
+from vtrial.vocabulary import ADVERSE_EVENTS
+
+SRE_TYPES = ["pathological_fracture", "radiation_to_bone"]
+HORIZON_DAYS = 1000.0
+
+
+def make_trial(
+    seed: int = 0,
+    n: int = 500,
+    arms: tuple[str, ...] = ("control", "active"),
+    sre_per_day: tuple[float, ...] = (1 / 300, 0.75 / 300),
+    death_per_day: tuple[float, ...] = (1 / 900, 1 / 900),
+    paired: bool = False,
+    primaries: tuple[str, ...] = ("breast",),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Synthetic run tables: SREs a Poisson process, death exponential, cut-off at 1000 days.
+
+    The time to the first SRE is then exponential too, so the SRE rate ratio is also the hazard
+    ratio of the first SRE. The window rule is applied as the engine does (window 0 days).
+    """
+    rng = np.random.default_rng(seed)
+    patients, events = [], []
+    for i, (arm, rate, mu) in enumerate(zip(arms, sre_per_day, death_per_day)):
+        pid = np.arange(n) + (0 if paired else i * n)
+        death = rng.exponential(1 / mu, n)
+        followup = np.minimum(death, HORIZON_DAYS)
+        k = rng.poisson(rate * followup)
+        owner = np.repeat(np.arange(n), k)
+        ev = pd.DataFrame(
+            {
+                "patient_id": pid[owner],
+                "arm": arm,
+                "day": rng.random(k.sum()) * followup[owner],
+                "type": rng.choice(SRE_TYPES, k.sum()),
+                "site": "femur",
+            }
+        )
+        ae = rng.random(n) < 0.05
+        ev = pd.concat([ev, pd.DataFrame({"patient_id": pid[ae], "arm": arm, "day": 1.0, "type": "hypocalcaemia", "site": ""})])
+        ev["counted"] = apply_window_rule(ev["patient_id"], ev["day"], ev["type"], SRE_TYPES, 0.0)
+        counted = ev[ev["counted"]]
+        p = pd.DataFrame(
+            {
+                "patient_id": pid,
+                "arm": arm,
+                "primary": rng.choice(list(primaries), n),
+                "age_years": rng.normal(60, 10, n),
+                "sex": rng.choice(["female", "male"], n),
+                "ecog": rng.integers(0, 3, n),
+                "creatinine_clearance_ml_min": rng.normal(80, 20, n),
+                "n_lesions": rng.integers(1, 8, n),
+                "followup_days": followup,
+                "died": death <= HORIZON_DAYS,
+                "visceral_metastases": rng.random(n) < 0.5,
+                "prior_sre": rng.random(n) < 0.3,
+            }
+        )
+        p["first_sre_day"] = p["patient_id"].map(counted.groupby("patient_id")["day"].min())
+        p["n_sre"] = p["patient_id"].map(counted.groupby("patient_id").size()).fillna(0).astype(int)
+        patients.append(p)
+        events.append(ev)
+    return pd.concat(patients, ignore_index=True), pd.concat(events, ignore_index=True)
+
+
+def settings(arms=("control", "active"), design="parallel") -> dict:
+    return {
+        "trial": "synthetic",
+        "design": design,
+        "arms": list(arms),
+        "reference_arm": arms[0],
+        "sre_types": SRE_TYPES,
+        "sre_window_days": 0.0,
+        "landmarks_months": [12, 24],
+        "horizon_months": HORIZON_DAYS / 30.4375,
+    }
+
+
+# --- proportions -----------------------------------------------------------------------------
+
+
+def test_poisson_rate_ci_matches_garwood_table():
+    # Exact 95% limits for 10 events are 4.7954 and 18.3904 (Garwood 1936; standard tables).
+    rate, low, high = poisson_rate_ci(10, 5.0)
+    assert rate == 2.0
+    assert low == pytest.approx(4.7954 / 5, abs=1e-4)
+    assert high == pytest.approx(18.3904 / 5, abs=1e-4)
+    # No event: lower bound 0, upper bound -log(0.025) = 3.6889 events.
+    assert poisson_rate_ci(0, 2.0)[1:] == (0.0, pytest.approx(3.6889 / 2, abs=1e-4))
+
+
+def test_clopper_pearson_matches_beta_quantiles():
+    # Clopper–Pearson by definition: Beta(a/2; k, n-k+1) and Beta(1-a/2; k+1, n-k).
+    low, high = clopper_pearson(3, 50)
+    assert low == pytest.approx(stats.beta.ppf(0.025, 3, 48), rel=1e-9)
+    assert high == pytest.approx(stats.beta.ppf(0.975, 4, 47), rel=1e-9)
+    assert clopper_pearson(0, 50)[0] == 0.0
+
+
+def test_newcombe_difference_matches_newcombe_1998_example():
+    # Newcombe (1998) Stat Med 17:873, example 56/70 vs 48/80, method 10: 0.0524 to 0.3339.
+    d, low, high = newcombe_difference(56, 70, 48, 80)
+    assert d == pytest.approx(0.2)
+    assert (low, high) == (pytest.approx(0.0524, abs=1e-4), pytest.approx(0.3339, abs=1e-4))
+
+
+def test_fisher_p_value_of_the_tea_tasting_table():
+    # Fisher's lady tasting tea, 3/4 vs 1/4: two-sided p = 34/70 = 0.4857.
+    assert fisher_p_value(3, 4, 1, 4) == pytest.approx(34 / 70)
+
+
+# --- survival estimators ---------------------------------------------------------------------
+
+
+def test_rmst_against_survrm2_on_waltons():
+    # survRM2 on lifelines' waltons data, group miR-137, tau = 10 (quoted in lifelines PR #1526):
+    # RMST 9.7941, variance 0.0152, SE 0.123.
+    waltons = load_waltons()
+    group = waltons[waltons["group"] == "miR-137"]
+    mean, variance = rmst(KaplanMeierFitter().fit(group["T"], group["E"]), 10.0)
+    assert mean == pytest.approx(9.7941, abs=1e-4)
+    assert variance == pytest.approx(0.0152, abs=5e-5)
+    assert math.sqrt(variance) == pytest.approx(0.123, abs=5e-4)
+
+
+def test_rmst_against_a_hand_computed_step_integral():
+    # Deaths at 1, 2, 3, 4 of 4 patients, tau = 3.5: S = 1, .75, .5, .25 on the unit steps.
+    mean, variance = rmst(KaplanMeierFitter().fit([1, 2, 3, 4], [1, 1, 1, 1]), 3.5)
+    assert mean == pytest.approx(1 + 0.75 + 0.5 + 0.25 * 0.5)
+    # Greenwood: sum A_j^2 d_j / (n_j (n_j - d_j)), A_j = area from t_j to tau.
+    expected = 1.375**2 / (4 * 3) + 0.625**2 / (3 * 2) + 0.125**2 / (2 * 1)
+    assert variance == pytest.approx(expected)
+
+
+def test_km_median_equals_lifelines():
+    rng = np.random.default_rng(1)
+    t, e = rng.exponential(300, 400), rng.random(400) < 0.8
+    direct = KaplanMeierFitter().fit(t, e)
+    median, low, high = median_with_ci(kaplan_meier(t, e, "arm"))
+    assert median == pytest.approx(direct.median_survival_time_ / 30.4375)
+    assert low < median < high
+
+
+def test_median_not_reached_is_none():
+    assert median_with_ci(kaplan_meier(np.full(10, 100.0), np.zeros(10, bool), "arm"))[0] is None
+
+
+def test_cumulative_incidence_equals_lifelines_aalen_johansen_without_ties():
+    rng = np.random.default_rng(2)
+    t = rng.exponential(300, 600)
+    code = rng.choice([0, SRE, DEATH], 600, p=[0.3, 0.4, 0.3])
+    ours = cumulative_incidence(t, code)
+    # Continuous times: no ties, so lifelines does not jitter and is the reference.
+    aj = AalenJohansenFitter(seed=0).fit(t, code, event_of_interest=SRE).cumulative_density_.iloc[:, 0]
+    grid = [50.0, 200.0, 400.0, 800.0]
+    assert [ours.loc[:g].iloc[-1] for g in grid] == pytest.approx([aj.loc[:g].iloc[-1] for g in grid], rel=1e-10)
+
+
+def test_cumulative_incidence_invariants_with_ties():
+    rng = np.random.default_rng(3)
+    t = np.ceil(rng.exponential(200, 2000))  # whole days: many ties
+    code = rng.choice([0, SRE, DEATH], 2000, p=[0.2, 0.5, 0.3])
+    cif = cumulative_incidence(t, code)
+    assert cif.iloc[0] == 0.0 and cif.between(0, 1).all()
+    assert (np.diff(cif.to_numpy()) >= 0).all()
+    km_composite = KaplanMeierFitter().fit(t, code != 0).survival_function_.iloc[:, 0]
+    # The SRE incidence never exceeds the probability of any event.
+    assert (cif.to_numpy() <= 1 - km_composite.reindex(cif.index).to_numpy() + 1e-12).all()
+    competing = cumulative_incidence(t, code, cause=DEATH)
+    assert (cif + competing).to_numpy() == pytest.approx(1 - km_composite.reindex(cif.index).to_numpy())
+
+
+def test_cox_recovers_a_known_hazard_ratio_and_equals_lifelines():
+    rng = np.random.default_rng(4)
+    n = 4000
+    treated = np.r_[np.zeros(n, int), np.ones(n, int)]
+    t = rng.exponential(1 / np.where(treated == 1, 0.7, 1.0))
+    c = rng.exponential(2.0, 2 * n)
+    data = pd.DataFrame({"stop": np.minimum(t, c), "event": t <= c, "treated": treated})
+    result = treatment_effect(data)
+    assert result["ci_low"] < 0.7 < result["ci_high"]
+    direct = CoxPHFitter().fit(data, "stop", "event")
+    assert result["hazard_ratio"] == pytest.approx(float(np.exp(direct.params_["treated"])), rel=1e-10)
+    assert result["p_value"] == pytest.approx(float(direct.summary.loc["treated", "p"]), rel=1e-8)
+
+
+def test_counting_process_rows_by_hand():
+    events = pd.DataFrame(
+        {"patient_id": [1, 1, 1, 2], "arm": "a", "day": [0.0, 0.0, 5.2, 3.0], "type": "x", "counted": True}
+    )
+    patients = pd.DataFrame({"patient_id": [1, 2, 3], "arm": "a", "followup_days": [10.0, 3.0, 7.5]})
+    rows = counting_process(patients, events)
+    # Two SREs at day 0 are nudged apart; 5.2 is put on the day grid (6); patient 2's last
+    # event is at the end of follow-up (no empty tail); patient 3 has no SRE.
+    assert rows[["patient_id", "start", "stop", "event"]].values.tolist() == [
+        [1, 0.0, 0.001, True],
+        [1, 0.001, 0.002, True],
+        [1, 0.002, 6.0, True],
+        [1, 6.0, 10.0, False],
+        [2, 0.0, 3.0, True],
+        [3, 0.0, 8.0, False],
+    ]
+
+
+# --- the summary -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trial():
+    patients, events = make_trial(seed=5, n=4000, primaries=("breast", "prostate"))
+    return patients, events, summarise(patients, events, **settings())
+
+
+def test_summary_recovers_the_known_ratios(trial):
+    _, _, summary = trial
+    (comparison,) = summary["comparisons"]
+    first, recurrent = comparison["time_to_first_sre"], comparison["first_and_subsequent_sre"]
+    # True ratio 0.75 for both the first SRE (exponential) and all SREs (Poisson process).
+    assert first["ci_low"] < 0.75 < first["ci_high"]
+    assert recurrent["ci_low"] < 0.75 < recurrent["ci_high"]
+    assert recurrent["rate_ratio"] == pytest.approx(0.75, abs=0.03)
+    # Same death rate in both arms.
+    assert comparison["overall_survival"]["ci_low"] < 1.0 < comparison["overall_survival"]["ci_high"]
+    # Crude rates: true 365.25/300 = 1.2175 per patient-year in the control arm.
+    assert summary["arms"]["control"]["sre_rate_per_patient_year"] == pytest.approx(1.2175, rel=0.04)
+    assert [s["primary"] for s in summary["subgroups"]] == ["breast", "prostate"]
+
+
+def test_summary_numbers_equal_direct_computations(trial):
+    patients, events, summary = trial
+    control = patients[patients["arm"] == "control"]
+    arm = summary["arms"]["control"]
+    assert arm["n"] == 4000
+    assert arm["proportion_with_sre"] == control["first_sre_day"].notna().mean()
+    years = control["followup_days"].sum() / 365.25
+    assert arm["sre_rate_per_patient_year"] == pytest.approx(control["n_sre"].sum() / years)
+    hypo = events[(events["arm"] == "control") & (events["type"] == "hypocalcaemia")]["patient_id"].nunique()
+    assert arm["adverse_events"]["hypocalcaemia"] == hypo / 4000
+    km = KaplanMeierFitter().fit(control["followup_days"], control["died"])
+    assert arm["median_overall_survival_months"] == pytest.approx(km.median_survival_time_ / 30.4375)
+    durations = control["first_sre_day"].fillna(control["followup_days"])
+    code = np.where(control["first_sre_day"].notna(), 1, np.where(control["died"], 2, 0))
+    cif12 = cumulative_incidence(durations.to_numpy(), code).loc[: 12 * 30.4375].iloc[-1]
+    assert arm["cumulative_incidence_sre"]["12"] == pytest.approx(cif12)
+    assert arm["cumulative_incidence_sre"]["12"] < arm["cumulative_incidence_sre"]["24"]
+
+
+CONTRACT_EXAMPLE = {
+    "trial": "x",
+    "design": "parallel",
+    "arms": {
+        "a": {
+            "n": 1,
+            "median_time_to_first_sre_months": None,
+            "proportion_with_sre": 0.3,
+            "cumulative_incidence_sre": {"12": 0.2, "24": 0.3},
+            "sre_rate_per_patient_year": 0.4,
+            "sre_by_type": {t: 0.1 for t in SRE_TYPES},
+            "median_overall_survival_months": 30.0,
+            "adverse_events": {ae: 0.01 for ae in ADVERSE_EVENTS},
+        }
+    },
+    "comparisons": [
+        {
+            "arm": "b",
+            "reference": "a",
+            "time_to_first_sre": {"hazard_ratio": 0.8, "ci_low": 0.7, "ci_high": 0.9, "p_value": 0.01},
+            "first_and_subsequent_sre": {"rate_ratio": 0.8, "ci_low": 0.7, "ci_high": 0.9, "p_value": 0.01},
+            "overall_survival": {"hazard_ratio": 0.9, "ci_low": 0.8, "ci_high": 1.1, "p_value": 0.5},
+        }
+    ],
+}
+
+
+def _assert_has_contract_keys(example: object, actual: object, where: str = "summary") -> None:
+    """Every key of the contract example is in ``actual``, with a JSON type of the same kind."""
+    if isinstance(example, dict):
+        assert isinstance(actual, dict), where
+        for key, value in example.items():
+            assert key in actual, f"{where} lacks {key!r}"
+            _assert_has_contract_keys(value, actual[key], f"{where}.{key}")
+    elif isinstance(example, list):
+        assert isinstance(actual, list) and actual, where
+        for item in actual:
+            _assert_has_contract_keys(example[0], item, where + "[]")
+    elif isinstance(example, (int, float)) or example is None:
+        assert actual is None or type(actual) in (int, float), f"{where}: {type(actual)}"
+    else:
+        assert type(actual) is type(example), where
+
+
+def test_cox_comparison_of_overall_survival_equals_lifelines(trial):
+    patients, _, summary = trial
+    data = patients.assign(treated=(patients["arm"] == "active").astype(int))[["followup_days", "died", "treated"]]
+    direct = CoxPHFitter().fit(data, "followup_days", "died")
+    result = cox_comparison(patients, "active", "control", "overall_survival")
+    assert result["hazard_ratio"] == pytest.approx(float(direct.hazard_ratios_["treated"]), rel=1e-10)
+    assert summary["comparisons"][0]["overall_survival"] == result
+
+
+def test_summary_has_every_contract_key_with_plain_types(trial):
+    _, _, summary = trial
+    data = json.loads(to_json(summary))
+    example = {**CONTRACT_EXAMPLE, "arms": {arm: CONTRACT_EXAMPLE["arms"]["a"] for arm in ("control", "active")}}
+    _assert_has_contract_keys(example, data)
+    assert data["comparisons"][0]["arm"] == "active" and data["comparisons"][0]["reference"] == "control"
+    assert list(data["arms"]["control"]["adverse_events"]) == list(ADVERSE_EVENTS)
+    assert to_json(summary) == to_json(json.loads(to_json(summary)))  # a round trip changes nothing
+
+
+def test_no_sre_in_an_arm_gives_nulls_with_reasons():
+    patients, events = make_trial(seed=6, n=300, sre_per_day=(1 / 300, 0.0))
+    summary = summarise(patients, events, **settings())
+    active = summary["arms"]["active"]
+    assert active["median_time_to_first_sre_months"] is None
+    assert active["proportion_with_sre"] == 0.0 and active["sre_rate_per_patient_year"] == 0.0
+    assert active["cumulative_incidence_sre"] == {"12": 0.0, "24": 0.0}
+    comparison = summary["comparisons"][0]
+    for key, ratio in (("time_to_first_sre", "hazard_ratio"), ("first_and_subsequent_sre", "rate_ratio")):
+        assert comparison[key][ratio] is None and comparison[key]["reason"] == "no events in the compared arm"
+    assert comparison["overall_survival"]["hazard_ratio"] is not None
+    json.loads(to_json(summary))
+
+
+def test_single_arm_and_all_censored():
+    patients, events = make_trial(seed=7, n=200, arms=("only",), sre_per_day=(0.0,), death_per_day=(1e-9,))
+    summary = summarise(patients, events, **settings(arms=("only",)))
+    assert summary["comparisons"] == [] and summary["subgroups"] == []
+    assert summary["logrank"]["overall_survival"]["p_value"] is None
+    assert summary["arms"]["only"]["median_overall_survival_months"] is None
+    assert summary["arms"]["only"]["median_time_to_first_sre_months"] is None
+
+
+def test_all_censored_two_arms():
+    patients, events = make_trial(seed=8, n=200, sre_per_day=(0.0, 0.0), death_per_day=(1e-9, 1e-9))
+    summary = summarise(patients, events, **settings())
+    assert summary["logrank"]["time_to_first_sre"]["reason"] == "no events in any arm"
+    assert summary["comparisons"][0]["overall_survival"]["hazard_ratio"] is None
+
+
+def test_unknown_reference_arm_is_a_user_error():
+    patients, events = make_trial(seed=9, n=50)
+    with pytest.raises(UserInputError, match="reference arm 'placebo'"):
+        summarise(patients, events, **{**settings(), "reference_arm": "placebo"})
+
+
+def test_paired_view_by_hand():
+    first = {"ref": [100.0, 100.0, np.nan, 100.0, np.nan, 50.0], "new": [150.0, np.nan, 30.0, 100.2, np.nan, 20.0]}
+    pair = pd.DataFrame(
+        [{"patient_id": i, "arm": arm, "first_sre_day": day} for arm, days in first.items() for i, day in enumerate(days)]
+    )
+    view = paired_view(pair, "new", "ref")
+    # 0 delayed; 1 prevented; 2 and 5 advanced; 3 (same day) and 4 (none) unchanged.
+    assert (view["delayed"], view["prevented"], view["advanced"], view["unchanged"]) == (1 / 6, 1 / 6, 2 / 6, 2 / 6)
+    assert view["n_with_sre_under_both"] == 3
+    assert view["median_difference_months"] == pytest.approx(0.2 / 30.4375)
+
+
+def test_paired_design_clusters_on_the_virtual_patient():
+    patients, events = make_trial(seed=10, n=2000, paired=True)
+    summary = summarise(patients, events, **settings(design="paired"))
+    comparison = summary["comparisons"][0]
+    assert comparison["paired"]["n_patients"] == 2000
+    assert sum(comparison["paired"][k] for k in ("delayed", "prevented", "advanced", "unchanged")) == pytest.approx(1)
+    assert comparison["first_and_subsequent_sre"]["ci_low"] < 0.75 < comparison["first_and_subsequent_sre"]["ci_high"]
+
+
+# --- the run folder --------------------------------------------------------------------------
+
+
+PROTOCOL_TOML = """
+[trial]
+name = "synthetic"
+title = "Synthetic two-arm trial"
+design = "parallel"
+patients = 600
+horizon_months = 32.85
+
+[cohort]
+primary = { breast = 0.5, prostate = 0.5 }
+
+[[arm]]
+name = "control"
+drug = "zoledronic_acid"
+dose_mg = 4.0
+every_weeks = 4.0
+
+[[arm]]
+name = "active"
+drug = "denosumab"
+dose_mg = 120.0
+every_weeks = 4.0
+
+[analysis]
+sre_types = ["pathological_fracture", "radiation_to_bone"]
+sre_window_days = 0
+landmarks_months = [12, 24]
+"""
+
+
+def make_run_folder(path, seed: int = 11, n: int = 300):
+    """A run folder with the contract's files, built from synthetic tables."""
+    path.mkdir(parents=True, exist_ok=True)
+    patients, events = make_trial(seed=seed, n=n, primaries=("breast", "prostate"))
+    patients.to_parquet(path / "patients.parquet")
+    events.to_parquet(path / "events.parquet")
+    (path / "protocol.toml").write_text(PROTOCOL_TOML)
+    (path / "manifest.json").write_text(json.dumps({"version": "0.1.0", "seed": seed, "workers": 2}))
+    return path
+
+
+def test_write_summary_is_byte_identical_when_rebuilt(tmp_path):
+    run = make_run_folder(tmp_path / "run")
+    first = write_summary(run).read_bytes()
+    assert write_summary(run).read_bytes() == first
+    assert json.loads(first)["arms"]["control"]["n"] == 300
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+def test_missing_files_name_the_file_and_the_fix(tmp_path):
+    with pytest.raises(UserInputError, match="no such directory"):
+        summarise_run(tmp_path / "nowhere")
+    run = make_run_folder(tmp_path / "run")
+    (run / "events.parquet").unlink()
+    with pytest.raises(UserInputError, match=r"events\.parquet.*Fix: give the folder written by `vtrial run"):
+        summarise_run(run)
+    (run / "events.parquet").write_text("not parquet")
+    with pytest.raises(UserInputError, match="cannot be read as Parquet"):
+        summarise_run(run)
+    pd.DataFrame({"patient_id": [1]}).to_parquet(run / "events.parquet")
+    with pytest.raises(UserInputError, match="lacks the column"):
+        summarise_run(run)

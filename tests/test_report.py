@@ -1,0 +1,112 @@
+"""Tests of vtrial.report: the page renders offline with every figure and table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_analysis import make_run_folder
+
+from vtrial.report import forest_rows, report_run, write_report
+
+
+class _Page(HTMLParser):
+    """Collects element ids, figures holding an <svg>, and every external reference."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.figures_with_svg: set[str] = set()
+        self.external: list[str] = []
+        self.tags: list[str] = []
+        self._figure: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        if "id" in attrs and tag in ("table", "figure", "section"):
+            self.ids.add(attrs["id"])
+        if tag == "figure":
+            self._figure = attrs.get("id")
+        if tag == "svg" and self._figure:
+            self.figures_with_svg.add(self._figure)
+        for name in ("src", "href", "xlink:href"):
+            value = attrs.get(name) or ""
+            if value and not value.startswith("#"):
+                self.external.append(value)
+        if tag in ("link", "script", "img", "iframe"):
+            self.external.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag == "figure":
+            self._figure = None
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = make_run_folder(tmp_path_factory.mktemp("runs") / "synthetic")
+    report_run(folder)
+    return folder
+
+
+def test_report_has_every_figure_and_table_and_nothing_external(run):
+    html = (run / "report.html").read_text(encoding="utf-8")
+    page = _Page()
+    page.feed(html)
+    figures = {"figure-km-sre", "figure-km-os", "figure-cif", "figure-forest", "figure-sre-bars"}
+    assert figures <= page.figures_with_svg
+    assert {"table-baseline", "table-endpoints", "table-comparisons", "table-adverse-events", "table-manifest"} <= page.ids
+    assert page.external == []
+    assert "url(http" not in html and "@import" not in html
+    # The number-at-risk table is drawn under each Kaplan–Meier plot.
+    assert html.count("At risk") == 2
+    assert "Synthetic two-arm trial" in html and "denosumab 120.0 mg every 4.0 weeks" in html
+
+
+def test_report_run_twice_gives_byte_identical_summary(run):
+    first = (run / "summary.json").read_bytes()
+    report_run(run)
+    assert (run / "summary.json").read_bytes() == first
+    assert json.loads(first)["trial"] == "synthetic"
+
+
+def test_forest_rows_cover_overall_and_subgroups(run):
+    summary = json.loads((run / "summary.json").read_text())
+    labels = [row["label"] for row in forest_rows(summary)]
+    # Three overall ratios and one per primary (breast, prostate).
+    assert len(labels) == 5 and labels[-1] == "active vs control: first SRE, prostate"
+
+
+def test_single_arm_report_renders_without_comparisons(tmp_path):
+    run = make_run_folder(tmp_path / "single")
+    toml = (run / "protocol.toml").read_text()
+    (run / "protocol.toml").write_text(toml[: toml.index("[[arm]]\nname = \"active\"")] + toml[toml.index("[analysis]") :])
+    patients = pd.read_parquet(run / "patients.parquet")
+    patients[patients["arm"] == "control"].to_parquet(run / "patients.parquet")
+    (run / "manifest.json").unlink()
+    page = _Page()
+    page.feed(write_report(run).read_text(encoding="utf-8"))
+    assert "figure-forest" not in page.ids and "table-comparisons" not in page.ids
+    assert {"figure-km-sre", "figure-km-os", "figure-cif", "figure-sre-bars"} <= page.figures_with_svg
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
+def test_report_paints_in_headless_chromium(run, tmp_path):
+    import matplotlib.image
+
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+         "--window-size=1200,2000", (run / "report.html").as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )
+    pixels = matplotlib.image.imread(shot)
+    assert np.ptp(pixels[..., :3]) > 0.5  # not a blank page

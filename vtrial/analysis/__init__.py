@@ -1,0 +1,30 @@
+"""Endpoints of a virtual trial with lifelines: from the run's tables to ``summary.json``.
+
+- :mod:`~vtrial.analysis.proportions`: exact Poisson rates, Clopper–Pearson, Newcombe, Fisher;
+- :mod:`~vtrial.analysis.survival`: Kaplan–Meier, cumulative incidence, RMST, log-rank, Cox,
+  Andersen–Gill;
+- :mod:`~vtrial.analysis.summary`: the summary dict and its JSON;
+- :mod:`~vtrial.analysis.run`: the run folder (read tables and protocol, write atomically).
+"""
+
+from vtrial.analysis.run import (
+    analysis_settings,
+    atomic_write_text,
+    read_protocol,
+    read_table,
+    summarise_run,
+    write_summary,
+)
+from vtrial.analysis.summary import cox_comparison, summarise, to_json
+
+__all__ = [
+    "analysis_settings",
+    "atomic_write_text",
+    "cox_comparison",
+    "read_protocol",
+    "read_table",
+    "summarise",
+    "summarise_run",
+    "to_json",
+    "write_summary",
+]

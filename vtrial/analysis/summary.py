@@ -1,0 +1,340 @@
+"""The trial's endpoints by arm and the comparisons against the reference arm, as one dict.
+
+:func:`summarise` takes the run's two tables and plain settings and returns the content of
+``summary.json`` (the contract keys plus confidence intervals, log-rank tests, RMST, subgroups
+and, for the paired design, the per-patient view). :func:`to_json` serialises it
+deterministically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from vtrial.analysis.proportions import clopper_pearson, fisher_p_value, newcombe_difference, poisson_rate_ci
+from vtrial.analysis.survival import (
+    DAYS_PER_MONTH,
+    DAYS_PER_YEAR,
+    ENDPOINTS,
+    competing_risks,
+    counting_process,
+    cumulative_incidence,
+    endpoint as endpoint_data,
+    kaplan_meier,
+    logrank,
+    median_with_ci,
+    rmst_difference,
+    treatment_effect,
+    value_at,
+)
+from vtrial.errors import UserInputError
+from vtrial.vocabulary import ADVERSE_EVENTS, PRIMARIES
+
+#: In the paired view, first SREs under two arms less than this many days apart are "unchanged"
+#: (half the model's one-day step).
+SAME_DAY = 0.5
+
+
+def landmark_key(months: float) -> str:
+    """The summary's key of a landmark: ``12`` -> ``"12"``, ``6.5`` -> ``"6.5"``."""
+    return f"{months:g}"
+
+
+def summarise(
+    patients: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    trial: str,
+    design: str,
+    arms: Sequence[str],
+    reference_arm: str,
+    sre_types: Sequence[str],
+    sre_window_days: float,
+    landmarks_months: Sequence[float],
+    horizon_months: float,
+) -> dict:
+    """Analyse a run: every endpoint by arm and every arm against the reference arm.
+
+    Parameters
+    ----------
+    patients : DataFrame
+        ``patients.parquet``: one row per patient and arm, with the contract columns.
+    events : DataFrame
+        ``events.parquet``: one row per event, with ``counted`` marking the counted SREs.
+    trial, design : str
+        Trial name and design (``"parallel"`` or ``"paired"``).
+    arms : sequence of str
+        Arm names in protocol order; the summary keeps this order.
+    reference_arm : str
+        The arm every other arm is compared with.
+    sre_types : sequence of str
+        Event types that count as SREs (the window rule is already applied to ``counted``).
+    sre_window_days : float
+        The window of the rule, recorded in the summary.
+    landmarks_months : sequence of float
+        Times of the cumulative incidence of SRE.
+    horizon_months : float
+        Data cut-off; the RMST is restricted to it (or to the shortest arm's follow-up).
+
+    Returns
+    -------
+    dict
+        Plain, JSON-ready values; estimates that cannot be made are ``None`` with a reason.
+    """
+    arms = list(arms)
+    if reference_arm not in arms:
+        raise UserInputError(
+            f"reference arm {reference_arm!r} is not one of the arms {arms}",
+            field="analysis.reference_arm",
+            fix="name one of the protocol's arms",
+        )
+    by_arm = {arm: patients[patients["arm"] == arm] for arm in arms}
+    empty = [arm for arm, p in by_arm.items() if p.empty]
+    if empty:
+        raise UserInputError(
+            f"no patients in arm(s) {empty}",
+            field="arm",
+            fix="re-run the simulation; every arm needs patients",
+        )
+    events_by_arm = {arm: events[events["arm"] == arm] for arm in arms}
+    fits = {name: {arm: kaplan_meier(*endpoint_data(by_arm[arm], name), arm) for arm in arms} for name in ENDPOINTS}
+    tau = min(horizon_months * DAYS_PER_MONTH, *(p["followup_days"].max() for p in by_arm.values()))
+    in_arms = patients[patients["arm"].isin(arms)]
+    primaries = [p for p in PRIMARIES if p in set(in_arms["primary"])]
+
+    summary = {
+        "trial": trial,
+        "design": design,
+        "reference_arm": reference_arm,
+        "horizon_months": horizon_months,
+        "landmarks_months": list(landmarks_months),
+        "sre_types": list(sre_types),
+        "sre_window_days": sre_window_days,
+        "arms": {
+            arm: _arm_summary(by_arm[arm], events_by_arm[arm], fits, arm, sre_types, landmarks_months)
+            for arm in arms
+        },
+        "comparisons": [
+            _comparison(in_arms, events, fits, arm, reference_arm, design, tau)
+            for arm in arms
+            if arm != reference_arm
+        ],
+        "logrank": {name: logrank(*endpoint_data(in_arms, name), in_arms["arm"].to_numpy()) for name in ENDPOINTS},
+        "subgroups": [
+            _subgroup(in_arms, arm, reference_arm, design, primary)
+            for arm in arms
+            if arm != reference_arm
+            for primary in (primaries if len(primaries) > 1 else [])
+        ],
+    }
+    return summary
+
+
+def _fraction_with(events: pd.DataFrame, types: Sequence[str], n: int) -> dict[str, float]:
+    """Fraction of ``n`` patients with at least one event of each type."""
+    with_type = events[events["type"].isin(types)].groupby("type")["patient_id"].nunique()
+    return {t: int(with_type.get(t, 0)) / n for t in types}
+
+
+def _arm_summary(
+    p: pd.DataFrame,
+    ev: pd.DataFrame,
+    fits: Mapping[str, Mapping],
+    arm: str,
+    sre_types: Sequence[str],
+    landmarks_months: Sequence[float],
+) -> dict:
+    """The endpoints of one arm."""
+    n = len(p)
+    n_with_sre = int(p["first_sre_day"].notna().sum())
+    cif = cumulative_incidence(*competing_risks(p))
+    n_sre = int(p["n_sre"].sum())
+    patient_years = float(p["followup_days"].sum()) / DAYS_PER_YEAR
+    rate, rate_low, rate_high = (
+        poisson_rate_ci(n_sre, patient_years) if patient_years > 0 else (None, None, None)
+    )
+    sre_median = median_with_ci(fits["time_to_first_sre"][arm])
+    os_median = median_with_ci(fits["overall_survival"][arm])
+    counted = ev[ev["counted"].to_numpy(dtype=bool)].sort_values(["patient_id", "day"], kind="stable")
+    first = counted.drop_duplicates("patient_id")["type"].value_counts()
+    ae_counts = ev[ev["type"].isin(ADVERSE_EVENTS)].groupby("type")["patient_id"].nunique()
+    adverse = {}
+    for ae in ADVERSE_EVENTS:
+        k = int(ae_counts.get(ae, 0))
+        low, high = clopper_pearson(k, n)
+        adverse[ae] = {"n": k, "proportion": k / n, "ci_low": low, "ci_high": high}
+    return {
+        "n": n,
+        "median_time_to_first_sre_months": sre_median[0],
+        "median_time_to_first_sre_months_ci": list(sre_median[1:]),
+        "n_with_sre": n_with_sre,
+        "proportion_with_sre": n_with_sre / n,
+        "proportion_with_sre_ci": list(clopper_pearson(n_with_sre, n)),
+        "cumulative_incidence_sre": {
+            landmark_key(m): value_at(cif, m * DAYS_PER_MONTH) for m in landmarks_months
+        },
+        "n_sre": n_sre,
+        "patient_years": patient_years,
+        "mean_sre_per_patient": n_sre / n,
+        "sre_rate_per_patient_year": rate,
+        "sre_rate_per_patient_year_ci": [rate_low, rate_high],
+        "sre_by_type": _fraction_with(ev, sre_types, n),
+        "first_sre_by_type": {t: int(first.get(t, 0)) / n for t in sre_types},
+        "n_deaths": int(p["died"].sum()),
+        "median_overall_survival_months": os_median[0],
+        "median_overall_survival_months_ci": list(os_median[1:]),
+        "adverse_events": {ae: adverse[ae]["proportion"] for ae in ADVERSE_EVENTS},
+        "adverse_events_ci": adverse,
+    }
+
+
+def cox_comparison(
+    patients: pd.DataFrame, arm: str, reference: str, endpoint: str = "time_to_first_sre", design: str = "parallel"
+) -> dict:
+    """Cox hazard ratio of ``arm`` against ``reference`` for a one-row-per-patient endpoint.
+
+    In the paired design the same ``patient_id`` is the same virtual patient in every arm; the
+    variance is then clustered on it (robust sandwich), which accounts for the pairing.
+
+    Returns
+    -------
+    dict
+        ``{hazard_ratio, ci_low, ci_high, p_value}``, ``None`` with a ``reason`` if not estimable.
+    """
+    pair = patients[patients["arm"].isin([arm, reference])]
+    stop, event = endpoint_data(pair, endpoint)
+    data = pd.DataFrame(
+        {
+            "stop": stop,
+            "event": event,
+            "treated": (pair["arm"] == arm).to_numpy(dtype=int),
+            "patient_id": pair["patient_id"].to_numpy(),
+        }
+    )
+    return treatment_effect(data, cluster_col="patient_id" if design == "paired" else None)
+
+
+def _comparison(
+    patients: pd.DataFrame,
+    events: pd.DataFrame,
+    fits: Mapping[str, Mapping],
+    arm: str,
+    reference: str,
+    design: str,
+    tau: float,
+) -> dict:
+    """One arm against the reference: Cox, Andersen–Gill, RMST, proportions, adverse events.
+
+    The Andersen–Gill variance is clustered on ``patient_id``; in the paired design the same id
+    is the same virtual patient in every arm, so the Cox models of first SRE and death are
+    clustered on it too, which accounts for the pairing.
+    """
+    pair = patients[patients["arm"].isin([arm, reference])]
+    recurrent = counting_process(pair, events[events["arm"].isin([arm, reference])])
+    recurrent["treated"] = (recurrent["arm"] == arm).to_numpy(dtype=int)
+    result = {
+        "arm": arm,
+        "reference": reference,
+        "time_to_first_sre": cox_comparison(pair, arm, reference, "time_to_first_sre", design),
+        "first_and_subsequent_sre": treatment_effect(
+            recurrent, ratio_name="rate_ratio", entry_col="start", cluster_col="patient_id"
+        ),
+        "overall_survival": cox_comparison(pair, arm, reference, "overall_survival", design),
+        "rmst_time_to_first_sre": rmst_difference(
+            fits["time_to_first_sre"][arm], fits["time_to_first_sre"][reference], tau
+        ),
+        "rmst_overall_survival": rmst_difference(
+            fits["overall_survival"][arm], fits["overall_survival"][reference], tau
+        ),
+        "proportion_with_sre": _risk_difference(pair["arm"] == arm, pair["first_sre_day"].notna()),
+        "adverse_events": _adverse_event_differences(pair, events, arm),
+    }
+    if design == "paired":
+        result["paired"] = paired_view(pair, arm, reference)
+    return result
+
+
+def _risk_difference(in_arm: pd.Series, has: pd.Series) -> dict:
+    """Newcombe risk difference (arm minus reference) and Fisher's exact p of a yes/no outcome."""
+    in_arm, has = in_arm.to_numpy(dtype=bool), has.to_numpy(dtype=bool)
+    k1, n1 = int(has[in_arm].sum()), int(in_arm.sum())
+    k0, n0 = int(has[~in_arm].sum()), int((~in_arm).sum())
+    d, low, high = newcombe_difference(k1, n1, k0, n0)
+    return {"risk_difference": d, "ci_low": low, "ci_high": high, "p_value": fisher_p_value(k1, n1, k0, n0)}
+
+
+def _adverse_event_differences(pair: pd.DataFrame, events: pd.DataFrame, arm: str) -> dict:
+    """Risk difference of each adverse event, arm minus reference."""
+    keys = ["patient_id", "arm"]
+    ae = events.loc[events["type"].isin(ADVERSE_EVENTS), keys + ["type"]].drop_duplicates()
+    flags = pd.crosstab([ae["patient_id"], ae["arm"]], ae["type"]).reindex(columns=list(ADVERSE_EVENTS), fill_value=0)
+    flags = pair[keys].merge(flags.reset_index(), on=keys, how="left").fillna(0)
+    in_arm = flags["arm"] == arm
+    return {name: _risk_difference(in_arm, flags[name] > 0) for name in ADVERSE_EVENTS}
+
+
+def paired_view(pair: pd.DataFrame, arm: str, reference: str) -> dict:
+    """Per-patient effect on the first SRE of the same virtual patient under ``arm`` vs ``reference``.
+
+    Each patient is *delayed* (first SRE later under the arm), *prevented* (an SRE under the
+    reference, none under the arm), *advanced* (earlier under the arm, or only under the arm)
+    or *unchanged* (within ``SAME_DAY`` days, or no SRE under either). Differences are in
+    months, arm minus reference, over the patients with an SRE under both.
+    """
+    first = pair.pivot(index="patient_id", columns="arm", values="first_sre_day")[[arm, reference]]
+    a, r = first[arm].to_numpy(), first[reference].to_numpy()
+    has_a, has_r = ~np.isnan(a), ~np.isnan(r)
+    diff = a - r
+    both = has_a & has_r
+    delayed = both & (diff > SAME_DAY)
+    advanced = (both & (diff < -SAME_DAY)) | (has_a & ~has_r)
+    prevented = has_r & ~has_a
+    n = len(first)
+    months = diff[both] / DAYS_PER_MONTH
+    return {
+        "n_patients": n,
+        "delayed": int(delayed.sum()) / n,
+        "prevented": int(prevented.sum()) / n,
+        "advanced": int(advanced.sum()) / n,
+        "unchanged": int((~(delayed | advanced | prevented)).sum()) / n,
+        "n_with_sre_under_both": int(both.sum()),
+        "median_difference_months": float(np.median(months)) if months.size else None,
+        "mean_difference_months": float(np.mean(months)) if months.size else None,
+    }
+
+
+def _subgroup(patients: pd.DataFrame, arm: str, reference: str, design: str, primary: str) -> dict:
+    """Hazard ratio of time to first SRE within one primary tumour."""
+    pair = patients[patients["arm"].isin([arm, reference]) & (patients["primary"] == primary)]
+    return {
+        "arm": arm,
+        "reference": reference,
+        "primary": primary,
+        "n": int((pair["arm"] == arm).sum()),
+        "n_reference": int((pair["arm"] == reference).sum()),
+        "time_to_first_sre": cox_comparison(pair, arm, reference, "time_to_first_sre", design),
+    }
+
+
+def plain(value: object) -> object:
+    """Turn numpy scalars into Python ones and NaN/inf into ``None``, recursively."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def to_json(summary: Mapping) -> str:
+    """Deterministic JSON text of a summary: fixed key order, plain types, no NaN."""
+    return json.dumps(plain(summary), indent=2, allow_nan=False) + "\n"

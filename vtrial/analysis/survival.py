@@ -1,0 +1,260 @@
+"""Survival estimators on the run's tables: Kaplan–Meier, cumulative incidence, RMST, log-rank,
+Cox and Andersen–Gill, built on lifelines.
+
+Two things are computed here rather than taken from lifelines, each for a stated reason:
+
+- the Aalen–Johansen cumulative incidence, because ``AalenJohansenFitter`` jitters tied times
+  at random (and reseeds numpy's global generator) while the estimator itself is well defined
+  with ties; it is computed from lifelines' Kaplan–Meier fit of the composite endpoint;
+- the variance of the restricted mean survival time, because lifelines returns the variance of
+  the survival *distribution* (lifelines#1682), not of the estimator; the Greenwood-type
+  estimator of Klein & Moeschberger (4.5.1), as in R's survRM2, is used instead.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+from lifelines import CoxPHFitter, KaplanMeierFitter
+from lifelines.exceptions import ConvergenceError, ConvergenceWarning
+from lifelines.statistics import multivariate_logrank_test
+from lifelines.utils import median_survival_times, restricted_mean_survival_time
+from scipy import stats
+
+from vtrial.analysis.proportions import CONFIDENCE
+
+#: Days in an average month (365.25 / 12); months in the summary are days / DAYS_PER_MONTH.
+DAYS_PER_MONTH = 30.4375
+#: Days in an average year, for rates per patient-year.
+DAYS_PER_YEAR = 365.25
+#: Shift that separates counted SREs on the same day (or at day 0) in the counting process.
+NUDGE_DAYS = 1e-3
+
+#: Endpoints of one row per patient: name -> (duration column, event definition).
+ENDPOINTS: tuple[str, ...] = ("time_to_first_sre", "overall_survival")
+
+#: Event codes of the competing-risks view of the first SRE.
+CENSORED, SRE, DEATH = 0, 1, 2
+
+
+def endpoint(patients: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Durations (days) and event indicators of an endpoint, one per row of ``patients``.
+
+    ``time_to_first_sre``: the first counted SRE, else censored at the end of follow-up (death
+    and loss to follow-up censor). ``overall_survival``: follow-up, event if the patient died.
+    """
+    if name == "time_to_first_sre":
+        first = patients["first_sre_day"].to_numpy(dtype=float)
+        has = ~np.isnan(first)
+        return np.where(has, first, patients["followup_days"].to_numpy(dtype=float)), has
+    if name == "overall_survival":
+        return patients["followup_days"].to_numpy(dtype=float), patients["died"].to_numpy(dtype=bool)
+    raise ValueError(f"unknown endpoint {name!r}; expected one of {ENDPOINTS}")
+
+
+def competing_risks(patients: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Time to the first of SRE or death, coded ``SRE`` (1), ``DEATH`` (2) or ``CENSORED`` (0)."""
+    durations, has_sre = endpoint(patients, "time_to_first_sre")
+    code = np.where(has_sre, SRE, np.where(patients["died"].to_numpy(dtype=bool), DEATH, CENSORED))
+    return durations, code
+
+
+def kaplan_meier(durations: np.ndarray, events: np.ndarray, label: str) -> KaplanMeierFitter:
+    """Kaplan–Meier fit with 95% log-log (Greenwood) pointwise confidence bands."""
+    return KaplanMeierFitter(alpha=1 - CONFIDENCE, label=label).fit(durations, events)
+
+
+def _none_if_infinite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def median_with_ci(kmf: KaplanMeierFitter) -> tuple[float | None, float | None, float | None]:
+    """Median survival and its 95% confidence interval in months; ``None`` where not reached."""
+    ci = median_survival_times(kmf.confidence_interval_).to_numpy().ravel()
+    median = kmf.median_survival_time_
+    low, high = float(ci[0]), float(ci[1])
+    return tuple(_none_if_infinite(v / DAYS_PER_MONTH) for v in (median, low, high))  # type: ignore[return-value]
+
+
+def cumulative_incidence(durations: np.ndarray, code: np.ndarray, cause: int = SRE) -> pd.Series:
+    """Aalen–Johansen cumulative incidence of ``cause`` with the other causes competing.
+
+    ``F(t) = sum over event times t_j <= t of S(t_j-) d_j / n_j``, with ``S`` the Kaplan–Meier
+    estimate of being free of every cause, ``d_j`` the ``cause`` events at ``t_j`` and ``n_j``
+    at risk. Ties need no jitter.
+
+    Returns
+    -------
+    pandas.Series
+        Step function indexed by time (days), starting at 0 with value 0.
+    """
+    code = np.asarray(code)
+    km = KaplanMeierFitter().fit(durations, code != CENSORED)
+    table = km.event_table
+    d = pd.Series(code == cause, dtype=float).groupby(np.asarray(durations, dtype=float)).sum()
+    d = d.reindex(table.index, fill_value=0.0)
+    s_before = km.survival_function_.iloc[:, 0].shift(1, fill_value=1.0)
+    return (s_before * d / table["at_risk"]).cumsum().rename("cumulative_incidence")
+
+
+def value_at(step: pd.Series, t: float) -> float | None:
+    """Value of a right-continuous step function at ``t``; ``None`` beyond its last time."""
+    if t > step.index[-1]:
+        return None
+    return float(step.loc[:t].iloc[-1])
+
+
+def rmst(kmf: KaplanMeierFitter, tau: float) -> tuple[float, float]:
+    """Restricted mean survival time up to ``tau`` and its Greenwood-type variance.
+
+    ``Var = sum over event times t_j <= tau of A_j**2 d_j / (n_j (n_j - d_j))`` with
+    ``A_j`` the area under the Kaplan–Meier curve between ``t_j`` and ``tau``. A term with
+    ``n_j == d_j`` has ``A_j == 0`` (the curve is 0 afterwards) and contributes nothing.
+
+    Returns
+    -------
+    mean, variance : float
+        In the time unit of the fit.
+    """
+    mean = float(restricted_mean_survival_time(kmf, t=tau))
+    sf = kmf.survival_function_.iloc[:, 0]
+    sf = sf[sf.index <= tau]
+    times = sf.index.to_numpy(dtype=float)
+    area_before = np.r_[0.0, np.cumsum(sf.to_numpy()[:-1] * np.diff(times))]
+    remaining = mean - area_before
+    table = kmf.event_table.loc[sf.index]
+    d, n = table["observed"].to_numpy(dtype=float), table["at_risk"].to_numpy(dtype=float)
+    term = np.divide(remaining**2 * d, n * (n - d), out=np.zeros_like(d), where=(n > d) & (d > 0))
+    return mean, float(term.sum())
+
+
+def rmst_difference(kmf: KaplanMeierFitter, kmf_reference: KaplanMeierFitter, tau: float) -> dict:
+    """Difference in RMST (arm minus reference) up to ``tau``, in months, with a Wald CI and p.
+
+    The arms' variances add, which assumes independent arms (conservative under pairing).
+    """
+    m1, v1 = rmst(kmf, tau)
+    m0, v0 = rmst(kmf_reference, tau)
+    diff, se = m1 - m0, math.sqrt(v1 + v0)
+    z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
+    p = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else None
+    return {
+        "tau_months": tau / DAYS_PER_MONTH,
+        "arm_months": m1 / DAYS_PER_MONTH,
+        "reference_months": m0 / DAYS_PER_MONTH,
+        "difference_months": diff / DAYS_PER_MONTH,
+        "ci_low": (diff - z * se) / DAYS_PER_MONTH,
+        "ci_high": (diff + z * se) / DAYS_PER_MONTH,
+        "p_value": p,
+    }
+
+
+def logrank(durations: np.ndarray, events: np.ndarray, groups: np.ndarray) -> dict:
+    """Log-rank test across all groups (the two-group test when there are two)."""
+    keys = ("test_statistic", "degrees_of_freedom", "p_value")
+    n_groups = len(pd.unique(groups))
+    if n_groups < 2:
+        return null_result(keys, "a single arm: nothing to compare")
+    if not np.any(events):
+        return null_result(keys, "no events in any arm")
+    result = multivariate_logrank_test(durations, groups, events)
+    return {
+        "test_statistic": float(result.test_statistic),
+        "degrees_of_freedom": int(result.degrees_of_freedom),
+        "p_value": float(result.p_value),
+    }
+
+
+def null_result(keys: tuple[str, ...], reason: str) -> dict:
+    """A result whose every number is ``None``, with the reason it could not be estimated."""
+    return {**dict.fromkeys(keys), "reason": reason}
+
+
+def treatment_effect(
+    data: pd.DataFrame,
+    *,
+    ratio_name: str = "hazard_ratio",
+    entry_col: str | None = None,
+    cluster_col: str | None = None,
+) -> dict:
+    """Cox estimate of ``exp(beta)`` for the binary column ``treated``, with 95% CI and Wald p.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Columns ``stop`` (duration), ``event`` (bool), ``treated`` (0/1), and the optional
+        ``entry_col`` (left truncation: the counting-process start) and ``cluster_col``
+        (robust sandwich variance clustered on it).
+    ratio_name : str
+        Name of the ratio in the result (``hazard_ratio`` or ``rate_ratio``).
+
+    Returns
+    -------
+    dict
+        ``{ratio_name, ci_low, ci_high, p_value}``; all ``None`` with a ``reason`` when an arm
+        has no event or the fit does not converge.
+    """
+    keys = (ratio_name, "ci_low", "ci_high", "p_value")
+    events_by_arm = data.groupby("treated")["event"].sum()
+    if len(events_by_arm) < 2:
+        return null_result(keys, "one of the two arms has no patients")
+    if (events_by_arm == 0).any():
+        which = "the reference arm" if events_by_arm.get(0, 0) == 0 else "the compared arm"
+        return null_result(keys, f"no events in {which}")
+    columns = ["stop", "event", "treated"] + [c for c in (entry_col, cluster_col) if c]
+    cph = CoxPHFitter(alpha=1 - CONFIDENCE)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            cph.fit(
+                data[columns],
+                duration_col="stop",
+                event_col="event",
+                entry_col=entry_col,
+                cluster_col=cluster_col,
+            )
+    except (ConvergenceWarning, ConvergenceError) as problem:
+        return null_result(keys, "the Cox model did not converge: " + str(problem).splitlines()[0])
+    low, high = np.exp(cph.confidence_intervals_.loc["treated"].to_numpy())
+    return {
+        ratio_name: float(cph.hazard_ratios_["treated"]),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p_value": float(cph.summary.loc["treated", "p"]),
+    }
+
+
+def counting_process(patients: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Counting-process rows ``(start, stop]`` of counted SREs, one row per gap, per patient and arm.
+
+    Each counted SRE closes a row with ``event=True``; the last row runs to the end of
+    follow-up with ``event=False`` (dropped when empty). Times are put on the model's one-day
+    grid (rounded up), which bounds the number of distinct event times and so the cost of
+    lifelines' left-truncated Cox fit; ties are then handled by Efron's method. An SRE on the
+    same day as the previous one (or at day 0) is moved ``NUDGE_DAYS`` later so that no row
+    has zero length: ``t'_k = NUDGE (k+1) + max(0, max_{j<=k} (t_j - NUDGE (j+1)))``.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``patient_id, arm, start, stop, event``.
+    """
+    keys = ["patient_id", "arm"]
+    sre = events.loc[events["counted"].to_numpy(dtype=bool), keys + ["day"]]
+    sre = sre.assign(day=np.ceil(sre["day"].to_numpy(dtype=float))).sort_values(keys + ["day"], kind="stable")
+    step = NUDGE_DAYS * (sre.groupby(keys, sort=False).cumcount().to_numpy() + 1)
+    lifted = pd.Series(sre["day"].to_numpy() - step, index=sre.index).groupby([sre[k] for k in keys]).cummax()
+    sre = sre.assign(stop=step + np.maximum(lifted.to_numpy(), 0.0), event=True)
+    sre["start"] = sre.groupby(keys, sort=False)["stop"].shift(1, fill_value=0.0)
+    last = sre.groupby(keys, sort=False)["stop"].max().rename("start")
+    tail = patients[keys + ["followup_days"]].merge(last, on=keys, how="left")
+    tail = tail.assign(
+        start=tail["start"].fillna(0.0), stop=np.ceil(tail["followup_days"].to_numpy(dtype=float)), event=False
+    )
+    tail = tail[tail["stop"] > tail["start"]]
+    columns = keys + ["start", "stop", "event"]
+    rows = pd.concat([sre[columns], tail[columns]], ignore_index=True)
+    return rows.sort_values(keys + ["start"], kind="stable", ignore_index=True)

@@ -1,0 +1,326 @@
+"""The survival-curve report: matplotlib figures as inline SVG in one self-contained HTML page.
+
+The page needs nothing but itself: no external style sheet, script, font or image. Figures
+are drawn on the Agg backend from the run's tables; the numbers come from the summary.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import jinja2  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from lifelines.plotting import add_at_risk_counts  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from vtrial.analysis import (  # noqa: E402
+    atomic_write_text,
+    read_protocol,
+    read_table,
+    summarise_run,
+    to_json,
+    write_summary,
+)
+from vtrial.analysis.run import PATIENT_COLUMNS  # noqa: E402
+from vtrial.analysis.survival import (  # noqa: E402
+    DAYS_PER_MONTH,
+    competing_risks,
+    cumulative_incidence,
+    endpoint,
+    kaplan_meier,
+)
+from vtrial.errors import UserInputError  # noqa: E402
+
+#: Arm colours (colour-blind safe, Okabe–Ito).
+COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+#: Figure style: SVG text stays text, ids are reproducible.
+_STYLE = {"svg.fonttype": "none", "svg.hashsalt": "vtrial", "font.size": 9, "axes.spines.top": False,
+          "axes.spines.right": False}
+
+_ENDPOINT_TITLES = {
+    "time_to_first_sre": ("Time to first skeletal-related event", "Free of SRE"),
+    "overall_survival": ("Overall survival", "Alive"),
+}
+
+
+def _svg(figure: Figure) -> str:
+    """The figure as an inline ``<svg>`` element (no XML prologue, no creation date)."""
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+def kaplan_meier_figure(patients: pd.DataFrame, arms: Sequence[str], name: str) -> str:
+    """Kaplan–Meier curves by arm with 95% bands and a number-at-risk table underneath."""
+    title, ylabel = _ENDPOINT_TITLES[name]
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(7.0, 4.2))
+        ax = figure.add_subplot()
+        fits = []
+        for arm, colour in zip(arms, COLOURS):
+            durations, events = endpoint(patients[patients["arm"] == arm], name)
+            kmf = kaplan_meier(durations / DAYS_PER_MONTH, events, arm)
+            kmf.plot_survival_function(ax=ax, ci_show=True, color=colour)
+            fits.append(kmf)
+        ax.set(title=title, xlabel="Months since randomisation", ylabel=ylabel, ylim=(0, 1.02), xlim=(0, None))
+        ax.legend(frameon=False, loc="lower left")
+        add_at_risk_counts(*fits, ax=ax, fig=figure, rows_to_show=["At risk"])
+        return _svg(figure)
+
+
+def cumulative_incidence_figure(patients: pd.DataFrame, arms: Sequence[str], landmarks: Sequence[float]) -> str:
+    """Aalen–Johansen cumulative incidence of SRE by arm, death competing."""
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(7.0, 3.6))
+        ax = figure.add_subplot()
+        for arm, colour in zip(arms, COLOURS):
+            cif = cumulative_incidence(*competing_risks(patients[patients["arm"] == arm]))
+            ax.step(cif.index / DAYS_PER_MONTH, cif.to_numpy(), where="post", color=colour, label=arm)
+        for month in landmarks:
+            ax.axvline(month, color="#999999", lw=0.6, ls=":")
+        ax.set(title="Cumulative incidence of SRE (death as competing risk)", xlabel="Months since randomisation",
+               ylabel="Cumulative incidence", ylim=(0, None), xlim=(0, None))
+        ax.legend(frameon=False, loc="upper left")
+        return _svg(figure)
+
+
+def forest_rows(summary: Mapping) -> list[dict]:
+    """Rows of the forest plot: every comparison (overall and by primary) with an estimate."""
+    rows = []
+    for c in summary["comparisons"]:
+        vs = f"{c['arm']} vs {c['reference']}"
+        for key, label, ratio in (
+            ("time_to_first_sre", "time to first SRE", "hazard_ratio"),
+            ("first_and_subsequent_sre", "all SREs (rate ratio)", "rate_ratio"),
+            ("overall_survival", "overall survival", "hazard_ratio"),
+        ):
+            rows.append({"label": f"{vs}: {label}", **_estimate(c[key], ratio)})
+    for s in summary["subgroups"]:
+        label = f"{s['arm']} vs {s['reference']}: first SRE, {s['primary']}"
+        rows.append({"label": label, **_estimate(s["time_to_first_sre"], "hazard_ratio")})
+    return [r for r in rows if r["ratio"] is not None]
+
+
+def _estimate(result: Mapping, ratio: str) -> dict:
+    return {"ratio": result[ratio], "ci_low": result["ci_low"], "ci_high": result["ci_high"]}
+
+
+def forest_figure(summary: Mapping) -> str | None:
+    """Forest plot of hazard and rate ratios with 95% CIs on a log axis; ``None`` if none."""
+    rows = forest_rows(summary)
+    if not rows:
+        return None
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(7.0, 0.9 + 0.32 * len(rows)))
+        ax = figure.add_subplot()
+        y = np.arange(len(rows))[::-1]
+        ratio = np.array([r["ratio"] for r in rows])
+        low = np.array([r["ci_low"] for r in rows])
+        high = np.array([r["ci_high"] for r in rows])
+        ax.errorbar(ratio, y, xerr=[ratio - low, high - ratio], fmt="s", color="#333333", ms=4, capsize=2)
+        ax.axvline(1.0, color="#999999", lw=0.8)
+        ax.set_xscale("log")
+        plain_number = FuncFormatter(lambda value, _: f"{value:g}")
+        ax.xaxis.set_major_formatter(plain_number)
+        ax.xaxis.set_minor_formatter(plain_number)
+        ax.set_yticks(y, [r["label"] for r in rows])
+        ax.set(xlabel="Ratio (95% CI), < 1 favours the arm", title="Hazard and rate ratios vs the reference arm")
+        return _svg(figure)
+
+
+def sre_bars_figure(summary: Mapping) -> str:
+    """SRE rate per patient-year (95% exact CI) and the fraction with each SRE type, by arm."""
+    arms = list(summary["arms"])
+    types = summary["sre_types"]
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(8.0, 3.4))
+        left, right = figure.subplots(1, 2, width_ratios=(1, 2))
+        rate = np.array([summary["arms"][a]["sre_rate_per_patient_year"] or 0.0 for a in arms])
+        ci = np.array([[v if v is not None else 0.0 for v in summary["arms"][a]["sre_rate_per_patient_year_ci"]]
+                       for a in arms])
+        left.bar(arms, rate, yerr=[rate - ci[:, 0], ci[:, 1] - rate], color=COLOURS[: len(arms)], capsize=3)
+        left.set(title="SRE rate", ylabel="SREs per patient-year")
+        width = 0.8 / len(arms)
+        x = np.arange(len(types))
+        for i, (arm, colour) in enumerate(zip(arms, COLOURS)):
+            share = [summary["arms"][arm]["sre_by_type"][t] for t in types]
+            right.bar(x + (i - (len(arms) - 1) / 2) * width, share, width, color=colour, label=arm)
+        right.set_xticks(x, [t.replace("_", " ") for t in types], rotation=15)
+        right.set(title="Patients with each SRE type", ylabel="Fraction of the arm")
+        right.legend(frameon=False)
+        figure.tight_layout()
+        return _svg(figure)
+
+
+def _n_pct(flag: pd.Series) -> str:
+    return f"{int(flag.sum())} ({100 * flag.mean():.1f}%)"
+
+
+def _median_iqr(values: pd.Series) -> str:
+    q = values.quantile([0.25, 0.5, 0.75]).to_numpy()
+    return f"{q[1]:.1f} ({q[0]:.1f}–{q[2]:.1f})"
+
+
+def baseline_table(patients: pd.DataFrame, arms: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """Table 1: baseline characteristics by arm, as ``(label, [cell per arm])`` rows."""
+    groups = [patients[patients["arm"] == arm] for arm in arms]
+    rows: list[tuple[str, list[str]]] = [
+        ("Patients, n", [str(len(g)) for g in groups]),
+        ("Age, years, mean (SD)", [f"{g['age_years'].mean():.1f} ({g['age_years'].std():.1f})" for g in groups]),
+        ("Female, n (%)", [_n_pct(g["sex"] == "female") for g in groups]),
+    ]
+    rows += [(f"ECOG {e}, n (%)", [_n_pct(g["ecog"] == e) for g in groups]) for e in sorted(patients["ecog"].unique())]
+    rows.append(("Creatinine clearance, mL/min, median (IQR)",
+                 [_median_iqr(g["creatinine_clearance_ml_min"]) for g in groups]))
+    rows += [(f"Primary: {p.replace('_', ' ')}, n (%)", [_n_pct(g["primary"] == p) for g in groups])
+             for p in sorted(patients["primary"].unique())]
+    rows.append(("Bone lesions at entry, median (IQR)", [_median_iqr(g["n_lesions"]) for g in groups]))
+    for column, label in (("visceral_metastases", "Visceral metastases"), ("prior_sre", "Prior SRE")):
+        if column in patients:
+            rows.append((f"{label}, n (%)", [_n_pct(g[column].astype(bool)) for g in groups]))
+    return rows
+
+
+def protocol_brief(protocol) -> dict:
+    """The protocol's settings the report shows, as plain values."""
+    trial, analysis = protocol.trial, protocol.analysis
+    return {
+        "name": trial.name,
+        "title": trial.title or trial.name,
+        "design": trial.design,
+        "patients": trial.patients,
+        "horizon_months": trial.horizon_months,
+        "accrual_months": trial.accrual_months,
+        "dropout_per_year": trial.dropout_per_year,
+        "seed": trial.seed,
+        "primary": dict(protocol.cohort.primary),
+        "arms": [
+            {
+                "name": arm.name,
+                "drug": arm.drug,
+                "dose_mg": arm.dose_mg,
+                "every_weeks": arm.every_weeks,
+                "stop_after_months": arm.stop_after_months,
+            }
+            for arm in protocol.arm
+        ],
+        "reference_arm": analysis.reference_arm,
+        "sre_types": list(analysis.sre_types),
+        "sre_window_days": analysis.sre_window_days,
+        "landmarks_months": list(analysis.landmarks_months),
+    }
+
+
+def _flatten(mapping: Mapping, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested manifest entries as ``(dotted key, value)`` rows."""
+    rows = []
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            rows += _flatten(value, f"{prefix}{key}.")
+        else:
+            rows.append((f"{prefix}{key}", json.dumps(value) if not isinstance(value, str) else value))
+    return rows
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _estimate_text(result: Mapping, ratio: str) -> str:
+    """``0.82 (0.71–0.95)``, or the reason when the estimate is missing."""
+    if result[ratio] is None:
+        return f"not estimable: {result['reason']}"
+    return f"{result[ratio]:.2f} ({result['ci_low']:.2f}–{result['ci_high']:.2f})"
+
+
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("vtrial", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(number=_number, p=_p, estimate=_estimate_text,
+                               pct=lambda v: "—" if v is None else f"{100 * v:.1f}%")
+    return environment
+
+
+def render_report(
+    summary: Mapping, patients: pd.DataFrame, brief: Mapping, manifest: Mapping | None
+) -> str:
+    """The report page as HTML text.
+
+    Parameters
+    ----------
+    summary : mapping
+        The run's summary (:func:`vtrial.analysis.summarise`).
+    patients : DataFrame
+        ``patients.parquet`` (curves and Table 1 are drawn from it).
+    brief : mapping
+        The protocol in brief (:func:`protocol_brief`).
+    manifest : mapping or None
+        ``manifest.json``, shown as a table; ``None`` when the run folder has none.
+    """
+    arms = list(summary["arms"])
+    figures = {
+        "km_sre": kaplan_meier_figure(patients, arms, "time_to_first_sre"),
+        "km_os": kaplan_meier_figure(patients, arms, "overall_survival"),
+        "cif": cumulative_incidence_figure(patients, arms, summary["landmarks_months"]),
+        "forest": forest_figure(summary),
+        "sre_bars": sre_bars_figure(summary),
+    }
+    return _environment().get_template("report.html").render(
+        summary=summary,
+        brief=brief,
+        figures=figures,
+        baseline=baseline_table(patients, arms),
+        manifest=_flatten(manifest) if manifest is not None else None,
+    )
+
+
+def _read_manifest(run_dir: Path) -> dict | None:
+    path = run_dir / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as problem:
+        raise UserInputError(f"is not valid JSON ({problem})", file=path,
+                             fix="run the protocol again with --force to rewrite the run folder") from problem
+
+
+def write_report(run_dir: str | Path, summary: Mapping | None = None) -> Path:
+    """Write ``report.html`` of a run folder (atomically); the summary is rebuilt if not given."""
+    run_dir = Path(run_dir)
+    summary = summarise_run(run_dir) if summary is None else summary
+    html = render_report(
+        json.loads(to_json(summary)),
+        read_table(run_dir, "patients.parquet", PATIENT_COLUMNS),
+        protocol_brief(read_protocol(run_dir)),
+        _read_manifest(run_dir),
+    )
+    return atomic_write_text(run_dir / "report.html", html)
+
+
+def report_run(run_dir: str | Path) -> tuple[Path, Path]:
+    """Rebuild ``summary.json`` and ``report.html`` of a run folder from its tables alone."""
+    run_dir = Path(run_dir)
+    summary = summarise_run(run_dir)
+    return write_summary(run_dir, summary), write_report(run_dir, summary)
