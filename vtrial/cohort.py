@@ -1,13 +1,28 @@
 """Virtual cohort generator: patients and their bone lesions, sampled vectorised.
 
-(The sampling itself is being written; this module currently holds the container.)
+Distributions come from the protocol's resolved per-primary profiles
+(``protocol.cohort.by_primary``, defaults and sources in ``vtrial/data/primaries.toml``).
+No loop runs per patient; every draw is keyed to the patient (:mod:`vtrial.streams`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scipy import special, stats
+
+from vtrial.errors import UserInputError
+from vtrial.protocol import MAX_LESIONS, Cohort, PrimaryProfile, Protocol, lesion_phenotype
+from vtrial.store import atomic_write_bytes
+from vtrial.streams import PatientDraws, Streams
+from vtrial.vocabulary import PRIMARIES, SITES
 
 
 @dataclass(frozen=True)
@@ -15,7 +30,7 @@ class CohortBlock:
     """A block of virtual patients: patient-level arrays ``[n]`` and lesion arrays ``[n, L]``.
 
     Lesion arrays are padded to the block's largest lesion count; ``lesion_mask`` marks the
-    real lesions. Codes index :data:`vtrial.vocabulary.PRIMARIES` and
+    real lesions (padding: site -1, blastic fraction and burden 0). Codes index :data:`vtrial.vocabulary.PRIMARIES` and
     :data:`vtrial.vocabulary.SITES`.
 
     Attributes
@@ -83,3 +98,238 @@ class CohortBlock:
             else:
                 values[f.name] = value[index]
         return CohortBlock(**values)
+
+
+#: Days per month and per year (Julian calendar averages) used for protocol durations.
+DAYS_PER_MONTH = 30.4375
+DAYS_PER_YEAR = 365.25
+#: Rounds of eligibility resampling before giving up (each round redraws every ineligible patient).
+MAX_ELIGIBILITY_ROUNDS = 200
+#: Bounds of a lesion's initial tumour burden (fraction of local capacity).
+BURDEN_BOUNDS = (1e-4, 0.5)
+#: Cockcroft-Gault: creatinine clearance is proportional to (140 - age) at fixed weight and
+#: serum creatinine (Cockcroft & Gault, Nephron 1976).
+COCKCROFT_GAULT_AGE = 140.0
+BIOLOGY: tuple[str, ...] = ("tumour_growth_rate", "pthrp_secretion", "osteoblastic_drive")
+PHENOTYPES: tuple[str, ...] = ("lytic", "mixed", "blastic")
+
+
+class _Tables:
+    """Per-primary parameters as arrays indexed by primary code (absent primaries: any profile)."""
+
+    def __init__(self, cohort: Cohort) -> None:
+        present = next(iter(cohort.by_primary.values()))
+        profiles = [cohort.by_primary.get(p, present) for p in PRIMARIES]
+        weights = np.array([cohort.primary.get(p, 0.0) for p in PRIMARIES])
+        self.primary_cdf = np.cumsum(weights) / weights.sum()
+
+        def col(get: Callable[[PrimaryProfile], Any]) -> np.ndarray:
+            return np.array([get(profile) for profile in profiles], dtype=float)
+
+        self.age = {k: col(lambda p, k=k: getattr(p.age_years, k)) for k in ("mean", "sd", "min", "max")}
+        self.crcl = {k: col(lambda p, k=k: getattr(p.creatinine_clearance_ml_min, k)) for k in ("mean", "sd", "min", "max")}
+        self.crcl["min"] = np.maximum(self.crcl["min"], cohort.eligibility.min_creatinine_clearance_ml_min)
+        # correlation of age and clearance implied by Cockcroft-Gault around the mean age
+        slope = -self.crcl["mean"] / (COCKCROFT_GAULT_AGE - self.age["mean"])
+        self.age_crcl_rho = np.clip(slope * self.age["sd"] / self.crcl["sd"], -0.9, 0.0)
+        self.max_ecog = cohort.eligibility.max_ecog
+        self.ecog_cdf = np.cumsum(col(lambda p: p.ecog), axis=1)
+        self.bernoulli = col(
+            lambda p: [p.female_fraction, p.visceral_metastases, p.prior_sre, p.dental_risk, p.vitamin_d_deficiency]
+        )
+        self.lesion_mean = col(lambda p: p.lesions.mean)
+        self.lesion_dispersion = col(lambda p: p.lesions.dispersion)
+        self.phenotype_cdf = np.cumsum(col(lambda p: [getattr(p.phenotype, c) for c in PHENOTYPES]), axis=1)
+        self.site_cdf = np.cumsum(col(lambda p: [p.sites.get(s, 0.0) for s in SITES]), axis=1)
+        self.burden_log_median = np.log(col(lambda p: p.lesion_burden.median))
+        self.burden_sd_log = col(lambda p: p.lesion_burden.sd_log)
+        self.biology_sd_log = col(lambda p: [getattr(p.biology_sd_log, b) for b in BIOLOGY])
+        shapes = lesion_phenotype()
+        self.class_logit = special.logit(np.array([shapes["blastic_fraction_median"][c] for c in PHENOTYPES]))
+        self.class_logit_sd = float(shapes["logit_sd"])
+
+
+def _categorical(u: np.ndarray, cdf: np.ndarray) -> np.ndarray:
+    """Category of each uniform ``u[i]`` under its own cumulative probabilities ``cdf[i]``."""
+    return (u[:, None] >= cdf[:, :-1]).sum(axis=1).astype(np.int8)
+
+
+def _eligible_traits(u: np.ndarray, primary: np.ndarray, t: _Tables) -> tuple[np.ndarray, ...]:
+    """Age, creatinine clearance, ECOG from three uniforms per row, and whether the row is eligible.
+
+    Age is a truncated normal (inverse CDF). Clearance is normal given age with the
+    Cockcroft-Gault correlation, truncated to its range and the eligibility minimum by rejection
+    (so that excluding low clearance also shifts age upwards, as in a real screened population).
+    """
+    mean, sd = t.age["mean"][primary], t.age["sd"][primary]
+    lo = special.ndtr((t.age["min"][primary] - mean) / sd)
+    hi = special.ndtr((t.age["max"][primary] - mean) / sd)
+    z_age = special.ndtri(lo + u[:, 0] * (hi - lo))
+    age = mean + sd * z_age
+    rho = t.age_crcl_rho[primary]
+    crcl = t.crcl["mean"][primary] + t.crcl["sd"][primary] * (
+        rho * z_age + np.sqrt(1.0 - rho**2) * special.ndtri(u[:, 1])
+    )
+    ecog = _categorical(u[:, 2], t.ecog_cdf[primary])
+    ok = (crcl >= t.crcl["min"][primary]) & (crcl <= t.crcl["max"][primary]) & (ecog <= t.max_ecog)
+    return age, crcl, ecog, ok
+
+
+def sample_cohort(protocol: Protocol, patient_ids: np.ndarray, streams: Streams) -> CohortBlock:
+    """Sample the virtual patients ``patient_ids`` of a protocol's cohort, vectorised.
+
+    Patient ``i`` receives the same attributes whatever block it is sampled in: every draw comes
+    from ``streams`` keyed to the patient, and eligibility resampling runs on whole stream
+    chunks (the number of rounds depends on the chunk, never on the block).
+
+    Parameters
+    ----------
+    protocol : Protocol
+        Resolved protocol (its cohort profiles, eligibility, accrual and dropout).
+    patient_ids : int array [n]
+        Unique non-negative patient ids.
+    streams : Streams
+        The run's random streams; purposes used: cohort, eligibility, lesions, biology,
+        accrual, dropout.
+
+    Raises
+    ------
+    UserInputError
+        If the eligibility criteria reject nearly every sampled patient.
+    """
+    ids = np.asarray(patient_ids, dtype=np.int64)
+    t = _Tables(protocol.cohort)
+
+    # primary tumour, for whole chunks: eligibility resampling needs it for every chunk row
+    cohort_draws = streams.draws("cohort", ids)
+    primary_rows = np.searchsorted(t.primary_cdf[:-1], cohort_draws.chunk_rows("random"), side="right")
+    age, crcl, ecog = (np.empty(len(primary_rows)), np.empty(len(primary_rows)), np.empty(len(primary_rows), np.int8))
+    pending = np.ones(len(primary_rows), dtype=bool)
+    eligibility_draws = streams.draws("eligibility", ids)
+    for _ in range(MAX_ELIGIBILITY_ROUNDS):
+        rows = np.flatnonzero(pending)
+        a, c, e, ok = _eligible_traits(eligibility_draws.chunk_rows("random", (3,))[rows], primary_rows[rows], t)
+        accepted = rows[ok]
+        age[accepted], crcl[accepted], ecog[accepted] = a[ok], c[ok], e[ok]
+        pending[accepted] = False
+        if not pending.any():
+            break
+    else:
+        raise UserInputError(
+            f"the eligibility criteria reject nearly every sampled patient ({pending.mean():.0%} still "
+            f"ineligible after {MAX_ELIGIBILITY_ROUNDS} rounds)",
+            field="cohort.eligibility",
+            fix="relax min_creatinine_clearance_ml_min or max_ecog, or change the cohort distributions",
+        )
+    primary = cohort_draws.select(primary_rows).astype(np.int8)
+    female, visceral, prior_sre, dental, vitamin_d = (cohort_draws.random((5,)) < t.bernoulli[primary]).T
+
+    lesions = _sample_lesions(streams.draws("lesions", ids), primary, t)
+    z = streams.draws("biology", ids).standard_normal((len(BIOLOGY),))
+    biology = dict(zip(BIOLOGY, np.exp(t.biology_sd_log[primary] * z).T))
+
+    entry_day = streams.draws("accrual", ids).random() * protocol.trial.accrual_months * DAYS_PER_MONTH
+    rate = protocol.trial.dropout_per_year / DAYS_PER_YEAR
+    dropout_day = streams.draws("dropout", ids).exponential() / rate if rate > 0 else np.full(len(ids), np.inf)
+
+    return CohortBlock(
+        patient_id=ids,
+        primary=primary,
+        age_years=eligibility_draws.select(age),
+        female=female,
+        ecog=eligibility_draws.select(ecog),
+        creatinine_clearance_ml_min=eligibility_draws.select(crcl),
+        visceral_metastases=visceral,
+        prior_sre=prior_sre,
+        dental_risk=dental,
+        vitamin_d_deficient=vitamin_d,
+        entry_day=entry_day,
+        dropout_day=dropout_day,
+        biology=biology,
+        **lesions,
+    )
+
+
+def _sample_lesions(draws: PatientDraws, primary: np.ndarray, t: _Tables) -> dict[str, np.ndarray]:
+    """Lesion count, site, blastic fraction and burden, padded to the block's largest count.
+
+    Per-lesion draws have a fixed width of ``MAX_LESIONS`` per patient (so they do not depend on
+    the block) and are computed only for real lesions. Padding: site -1, fraction and burden 0.
+    """
+    u_count, u_class = draws.random((2,)).T
+    extra_mean = t.lesion_mean[primary] - 1.0
+    size = t.lesion_dispersion[primary]
+    extra = stats.nbinom.ppf(u_count, size, size / (size + extra_mean))
+    n_lesions = np.minimum(1 + extra.astype(np.int64), MAX_LESIONS)
+    width = int(n_lesions.max(initial=1))
+    mask = np.arange(width) < n_lesions[:, None]
+    phenotype = _categorical(u_class, t.phenotype_cdf[primary])
+
+    def per_lesion(method: str) -> np.ndarray:
+        full = draws.chunk_rows(method, (MAX_LESIONS,), dtype=np.float32)
+        return draws.select(full[:, :width])[mask].astype(np.float64)
+
+    lesion_primary = np.repeat(primary, n_lesions)
+    site = _categorical(per_lesion("random"), t.site_cdf[lesion_primary])
+    logit = t.class_logit[np.repeat(phenotype, n_lesions)] + t.class_logit_sd * per_lesion("standard_normal")
+    log_burden = t.burden_log_median[lesion_primary] + t.burden_sd_log[lesion_primary] * per_lesion("standard_normal")
+
+    def padded(values: np.ndarray, fill: float, dtype: type) -> np.ndarray:
+        out = np.full(mask.shape, fill, dtype=dtype)
+        out[mask] = values
+        return out
+
+    return {
+        "lesion_mask": mask,
+        "lesion_site": padded(site, -1, np.int8),
+        "lesion_blastic_fraction": padded(special.expit(logit), 0.0, np.float64),
+        "lesion_burden": padded(np.clip(np.exp(log_burden), *BURDEN_BOUNDS), 0.0, np.float64),
+    }
+
+
+def cohort_arrow(block: CohortBlock) -> pa.Table:
+    """One row per patient, names instead of codes, lesions as list columns (Arrow table)."""
+    offsets = pa.array(np.concatenate([[0], np.cumsum(block.n_lesions)]).astype(np.int32))
+    mask = block.lesion_mask
+
+    def lesion_list(values: pa.Array) -> pa.ListArray:
+        return pa.ListArray.from_arrays(offsets, values)
+
+    sites = pa.DictionaryArray.from_arrays(pa.array(block.lesion_site[mask]), pa.array(SITES))
+    columns = {
+        "patient_id": block.patient_id,
+        "primary": pa.DictionaryArray.from_arrays(pa.array(block.primary), pa.array(PRIMARIES)),
+        "age_years": block.age_years,
+        "sex": np.where(block.female, "female", "male"),
+        "ecog": block.ecog,
+        "creatinine_clearance_ml_min": block.creatinine_clearance_ml_min,
+        "visceral_metastases": block.visceral_metastases,
+        "prior_sre": block.prior_sre,
+        "dental_risk": block.dental_risk,
+        "vitamin_d_deficient": block.vitamin_d_deficient,
+        "entry_day": block.entry_day,
+        "dropout_day": block.dropout_day,
+        **block.biology,
+        "n_lesions": block.n_lesions,
+        "lesion_site": lesion_list(sites),
+        "lesion_blastic_fraction": lesion_list(pa.array(block.lesion_blastic_fraction[mask])),
+        "lesion_burden": lesion_list(pa.array(block.lesion_burden[mask])),
+    }
+    return pa.table(columns)
+
+
+def cohort_table(block: CohortBlock) -> pd.DataFrame:
+    """One row per patient (for ``vtrial cohort``): names instead of codes, lesions as lists."""
+    return cohort_arrow(block).to_pandas()
+
+
+def write_cohort(block: CohortBlock, path: str | Path) -> None:
+    """Write the cohort table to a Parquet file, atomically (no half-written file on failure)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserInputError(
+            f"folder {str(path.parent)!r} does not exist", field="--out", fix="create the folder or choose another path"
+        )
+    sink = pa.BufferOutputStream()
+    pq.write_table(cohort_arrow(block), sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())

@@ -1,0 +1,160 @@
+"""The command line: exit codes, messages that name the field, check and cohort commands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vtrial import __version__
+from vtrial.cli import main
+
+BROKEN = Path(__file__).parent / "broken"
+
+#: Every broken protocol and the dotted field (or the problem, for files that do not parse)
+#: its message must name.
+EXPECTED = {
+    "accrual_after_horizon.toml": "trial.accrual_months",
+    "age_min_above_max.toml": "cohort.age_years",
+    "age_typo_subkey.toml": "cohort.age_years.meen",
+    "allocation_zero.toml": "arm[0].allocation",
+    "bad_trial_name.toml": "trial.name",
+    "binary.toml": "is not a text file",
+    "blank.yaml": "the file is empty",
+    "custom_without_mechanism.toml": "arm[1].mechanism",
+    "design_unknown.toml": "trial.design",
+    "duplicate_arm_names.toml": "arm[1].name",
+    "ecog_not_one.toml": "cohort.ecog",
+    "eligibility_impossible.toml": "cohort.eligibility.min_creatinine_clearance_ml_min",
+    "empty.toml": "the file is empty",
+    "empty_arm_list.yaml": "arm:",
+    "float_patients.toml": "trial.patients",
+    "inf_horizon.toml": "trial.horizon_months",
+    "landmark_after_horizon.toml": "analysis.landmarks_months[1]",
+    "max_ecog_out_of_range.toml": "cohort.eligibility.max_ecog",
+    "mechanism_fraction_above_one.toml": "arm[1].mechanism.tgf_beta_inhibition",
+    "mechanism_on_named_drug.toml": "arm[1].mechanism",
+    "missing_dose.toml": "arm[1].dose_mg",
+    "missing_interval.toml": "arm[1].every_weeks",
+    "missing_trial_name.toml": "trial.name",
+    "negative_dose.toml": "arm[1].dose_mg",
+    "negative_horizon.toml": "trial.horizon_months",
+    "negative_stop.toml": "arm[1].stop_after_months",
+    "negative_weight.toml": "cohort.primary.lung",
+    "no_arm.toml": "arm:",
+    "not_toml.toml": "not_toml.toml:1: is not valid TOML",
+    "probability_above_one.toml": "cohort.prior_sre",
+    "prostate_female.toml": "cohort.by_primary.prostate.female_fraction",
+    "trial_name_with_space.toml": "trial.name",
+    "typo_arm_key.toml": "typo_arm_key.toml:17: arm[1].evry_weeks",
+    "typo_key.toml": "typo_key.toml:5: trial.horizon_month",
+    "unknown_drug.toml": "arm[1].drug",
+    "unknown_primary.toml": "cohort.primary.brest",
+    "unknown_reference_arm.toml": "analysis.reference_arm",
+    "unknown_site.toml": "cohort.by_primary.breast.sites.spine",
+    "unknown_sre_type.toml": "analysis.sre_types[1]",
+    "weights_zero.toml": "cohort.primary",
+    "wrong_type_patients.toml": "trial.patients",
+    "yaml_bad_syntax.yaml": "yaml_bad_syntax.yaml:3: is not valid YAML",
+    "yaml_list.yaml": "not a mapping",
+    "yaml_typo_key.yaml": "yaml_typo_key.yaml:10: arm[0].alocation",
+    "zero_interval.toml": "arm[1].every_weeks",
+    "zero_patients.toml": "trial.patients",
+}
+
+
+def run_main(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run the CLI entry point in-process; exit code, stdout, stderr."""
+    with pytest.raises(SystemExit) as info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def run_process(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vtrial.cli", *argv], capture_output=True, text=True, timeout=120)
+
+
+def test_corpus_is_complete():
+    assert sorted(p.name for p in BROKEN.iterdir()) == sorted(EXPECTED)
+    assert len(EXPECTED) >= 25
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_broken_protocol_exits_2_naming_the_field(capsys, name):
+    code, out, err = run_main(capsys, "check", str(BROKEN / name))
+    assert code == 2
+    assert err.startswith("error: ") and EXPECTED[name] in err and "Fix:" in err
+    assert "Traceback" not in err and "ok:" not in out
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("typo_key.toml", "trial.horizon_month"), ("binary.toml", "is not a text file"),
+     ("unknown_primary.toml", "cohort.primary.brest"), ("yaml_list.yaml", "not a mapping")],
+)
+def test_real_process_exits_2_without_traceback(name, expected):
+    result = run_process("check", str(BROKEN / name))
+    assert result.returncode == 2
+    assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_file_and_directory_exit_2(tmp_path):
+    missing = run_process("check", str(tmp_path / "absent.toml"))
+    assert missing.returncode == 2 and "absent.toml: no such file" in missing.stderr
+    directory = run_process("check", str(tmp_path))
+    assert directory.returncode == 2 and "is a directory" in directory.stderr
+    assert "Traceback" not in missing.stderr + directory.stderr
+
+
+def test_usage_errors_exit_2(capsys):
+    code, _, err = run_main(capsys, "cohort", "protocols/example.toml", "--out")
+    assert code == 2 and "--out" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_broken_protocol_in_a_real_process(name):
+    result = run_process("check", str(BROKEN / name))
+    assert result.returncode == 2 and EXPECTED[name] in result.stderr and "Traceback" not in result.stderr
+
+
+def test_check_accepts_every_shipped_protocol_and_the_contract(root, contract_path):
+    paths = [*sorted(str(p) for p in (root / "protocols").glob("*.toml")), str(contract_path)]
+    assert len(paths) == 6
+    result = run_process("check", *paths)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"ok: {p}" for p in paths]
+
+
+def test_check_show_prints_a_protocol_that_checks_again(capsys, root, tmp_path):
+    code, out, _ = run_main(capsys, "check", "--show", str(root / "protocols" / "example.toml"))
+    assert code == 0 and "[cohort.by_primary.lung]" in out and "seed = 20101" in out
+    resolved = tmp_path / "resolved.toml"
+    resolved.write_text(out.rsplit("ok: ", 1)[0])
+    assert run_main(capsys, "check", str(resolved))[0] == 0
+
+
+def test_version(capsys):
+    code, out, _ = run_main(capsys, "--version")
+    assert code == 0 and out.strip() == f"vtrial {__version__}"
+
+
+def test_cohort_writes_one_row_per_patient(root, tmp_path):
+    out = tmp_path / "cohort.parquet"
+    result = run_process("cohort", str(root / "protocols" / "example.toml"), "--out", str(out),
+                         "--patients", "250", "--seed", "9")
+    assert result.returncode == 0, result.stderr
+    table = pd.read_parquet(out)
+    assert len(table) == 250 and table["patient_id"].is_unique
+    assert {"primary", "age_years", "sex", "ecog", "n_lesions", "lesion_site"} <= set(table.columns)
+    assert set(table["primary"].astype(str)) <= {"breast", "prostate", "lung"}
+
+
+def test_cohort_rejects_a_bad_override(capsys, root, tmp_path):
+    code, _, err = run_main(capsys, "cohort", str(root / "protocols" / "example.toml"), "--out",
+                            str(tmp_path / "c.parquet"), "--patients", "0")
+    assert code == 2 and "--patients" in err
