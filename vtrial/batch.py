@@ -23,6 +23,7 @@ from joblib import Parallel, delayed, parallel_config
 
 from vtrial.analysis import cox_comparison
 from vtrial.engine import DEFAULT_BLOCK_SIZE, dependency_versions, plan_tasks, resolve_jobs, simulate_block
+from vtrial.errors import UserInputError
 from vtrial.protocol import Protocol, protocol_to_toml
 from vtrial.store import (
     atomic_write_bytes,
@@ -126,9 +127,31 @@ def summarise_batch(rows: pd.DataFrame, alpha: float) -> list[dict]:
     return out
 
 
+def format_summary(summary: list[dict]) -> str:
+    """The batch summary as a plain-text table for the terminal."""
+    header = f"{'trial':<28} {'comparison':<34} {'R':>5} {'power 2-sided':>13} {'1-sided':>8} {'median HR':>9}"
+    lines = [header, "-" * len(header)]
+    for s in summary:
+
+        def fmt(x: float | None, spec: str) -> str:
+            return "n/a" if x is None else format(x, spec)
+
+        lines.append(
+            f"{s['trial']:<28} {s['arm'] + ' vs ' + s['reference']:<34} {s['replicates']:>5} "
+            f"{fmt(s['power_two_sided'], '.3f'):>13} {fmt(s['power_one_sided'], '.3f'):>8} "
+            f"{fmt(s['hazard_ratio']['median'], '.3f'):>9}"
+        )
+    return "\n".join(lines)
+
+
+def default_batch_dir(protocols: list[Protocol]) -> Path:
+    """``outputs/<trial.name>-batch`` for one protocol, ``outputs/batch`` for several."""
+    return Path("outputs") / (f"{protocols[0].trial.name}-batch" if len(protocols) == 1 else "batch")
+
+
 def run_batch(
     protocols: list[Protocol],
-    out: Path,
+    out: Path | None = None,
     *,
     replicates: int = 100,
     jobs: int | None = None,
@@ -143,8 +166,14 @@ def run_batch(
     comparison), ``batch_summary.json`` (power and distributions), the resolved protocols and
     a manifest. Returns the folder and the summary.
     """
+    if replicates < 1:
+        raise UserInputError(f"--replicates must be at least 1, got {replicates}", field="--replicates",
+                             fix="pass a positive number of replicate trials")
+    if not 0 < alpha < 1:
+        raise UserInputError(f"--alpha must be between 0 and 1, got {alpha}", field="--alpha",
+                             fix="pass a significance level such as 0.05")
     jobs = resolve_jobs(jobs)
-    out = Path(out)
+    out = Path(out) if out is not None else default_batch_dir(protocols)
     check_run_dir(out, force)
     partial = partial_dir(out)
     with writing(partial):

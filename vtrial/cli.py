@@ -6,6 +6,7 @@ and the fix on stderr, no traceback), 1 internal error.
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 
@@ -18,7 +19,7 @@ from vtrial.errors import UserInputError
 from vtrial.protocol import apply_overrides, load_protocol, protocol_to_toml
 from vtrial.streams import Streams
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 app = typer.Typer(
     name="vtrial",
@@ -74,6 +75,80 @@ def cohort(
     typer.echo(f"wrote {resolved.trial.patients} patients to {out}")
 
 
+def _progress(quiet: bool, label: str):
+    """A rich progress bar on stderr (blocks done, patients per second, time left), or nothing."""
+    from vtrial.progress import ProgressBar  # rich: only when a run needs it
+
+    return ProgressBar(label, enabled=not quiet)
+
+
+@app.command()
+def run(
+    protocol: str = typer.Argument(..., help="Protocol file (.toml, .yaml)."),
+    out: str | None = typer.Option(None, "--out", help="Run folder to write (default outputs/<trial.name>)."),
+    patients: int | None = typer.Option(None, "--patients", help="Number of patients (overrides trial.patients)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides trial.seed)."),
+    jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all cores)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run from its finished blocks."),
+    backend: str = typer.Option("loky", "--backend", help="Where tasks run: loky (this machine) or dask."),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Address of a dask scheduler (with --backend dask; default: a local cluster)."
+    ),
+    block_size: int = typer.Option(4096, "--block-size", help="Patients per block (memory per task)."),
+    replicate: int = typer.Option(0, "--replicate", help="Replicate index: the same trial as `vtrial batch` row R."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Simulate a trial, analyse it and write its run folder (tables, summary.json, report.html)."""
+    from vtrial.engine import run_trial
+    from vtrial.report import report_run
+
+    resolved = apply_overrides(load_protocol(protocol), patients=patients, seed=seed)
+    with _progress(quiet, "blocks") as bar:
+        result = run_trial(
+            resolved, out, jobs=jobs, backend=backend, scheduler=scheduler, block_size=block_size,
+            replicate=replicate, force=force, resume=resume, on_progress=bar.update, finish=report_run,
+        )
+    typer.echo(
+        f"wrote {result.run_dir}: {result.n_patients} patient-arm rows, {result.n_events} events "
+        f"in {result.wall_time_s:.1f} s"
+    )
+
+
+@app.command()
+def batch(
+    protocols: list[str] = typer.Argument(..., help="Protocol files to replicate.", metavar="PROTOCOL..."),
+    replicates: int = typer.Option(100, "--replicates", help="Replicate trials per protocol (independent seeds)."),
+    jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all cores)."),
+    out: str | None = typer.Option(None, "--out", help="Batch folder (default outputs/<trial.name>-batch)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level for power."),
+    patients: int | None = typer.Option(None, "--patients", help="Patients per trial (overrides trial.patients)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides trial.seed)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing batch folder."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Run replicate trials of each protocol in parallel: power, hazard-ratio distribution, endpoints."""
+    from vtrial.batch import format_summary, run_batch
+
+    resolved = [apply_overrides(load_protocol(p), patients=patients, seed=seed) for p in protocols]
+    with _progress(quiet, "trials") as bar:
+        path, summary = run_batch(
+            resolved, out, replicates=replicates, jobs=jobs, alpha=alpha, force=force,
+            on_progress=lambda done, total: bar.update(done, total, None),
+        )
+    typer.echo(format_summary(summary))
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def report(run_dir: str = typer.Argument(..., help="A run folder written by `vtrial run`.")) -> None:
+    """Rebuild summary.json and report.html of a run folder from its Parquet tables alone."""
+    from vtrial.report import report_run
+
+    summary_path, report_path = report_run(run_dir)
+    typer.echo(f"wrote {summary_path} and {report_path}")
+
+
 def exit_code(error: BaseException) -> int:
     """Report an error on stderr and return its exit code (2 user error, 1 internal error)."""
     if isinstance(error, UserInputError):
@@ -87,13 +162,20 @@ def exit_code(error: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """Treat SIGTERM like Ctrl-C, so an interrupted run stops cleanly and can be resumed."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, map errors to exit codes, never show a user a traceback."""
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         code = app(args=argv, prog_name="vtrial", standalone_mode=False)
     except typer.Abort:
-        typer.echo("aborted", err=True)
-        code = EXIT_INTERNAL
+        typer.echo("interrupted: nothing was written to the run folder; finished blocks are kept, "
+                   "finish the run with --resume", err=True)
+        code = EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 - the one place every error becomes an exit code
         code = exit_code(error)
     sys.exit(code if isinstance(code, int) else EXIT_OK)
