@@ -1,0 +1,92 @@
+"""Drug exposure and effect: label dosing, PK trough, dose-response, agent ranking, rebound."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from vtrial.model.drugs import Exposure, dosing_days, zoledronic_acid_dose
+from vtrial.model.lesion import gompertz_rate, initial_state, lesion_traits, step
+from vtrial.model.parameters import Parameters
+
+PARAMS = Parameters()
+
+
+def arm(drug, dose_mg=None, every_weeks=4.0, stop_after_months=None, renal_adjustment=True, mechanism=None):
+    return SimpleNamespace(name=drug, drug=drug, dose_mg=dose_mg, every_weeks=every_weeks, calcium_vitamin_d=True,
+                           stop_after_months=stop_after_months, renal_adjustment=renal_adjustment, mechanism=mechanism)
+
+
+LABEL = {
+    "none": arm("none", every_weeks=None),
+    "pamidronate": arm("pamidronate", 90.0),
+    "zoledronic_acid": arm("zoledronic_acid", 4.0),
+    "denosumab": arm("denosumab", 120.0),
+}
+
+
+def resorption(a, days, crcl=80.0):
+    """Osteoclast activity of a lesion-free (healthy) bone site, day by day, under an arm."""
+    exposure = Exposure(a, np.array([crcl]), days, PARAMS)
+    traits = lesion_traits(np.zeros((1, 1)), np.ones(1), np.ones(1), gompertz_rate(np.array([90.0]), PARAMS), PARAMS)
+    state = initial_state(np.zeros((1, 1)), np.zeros((1, 1), bool))
+    out = np.empty(days)
+    for d in range(days):
+        inputs = exposure.daily(d, np.array([0]))
+        out[d] = step(state, traits, inputs.recruitment[:, None], 1.0, 1.0, 0.0, PARAMS).osteoclast[0, 0]
+    return out
+
+
+def test_zoledronic_acid_label_dose_table():
+    crcl = np.array([75.0, 60.5, 60.0, 50.0, 49.9, 40.0, 39.0, 30.0, 29.9])
+    np.testing.assert_allclose(zoledronic_acid_dose(4.0, crcl, True), [4.0, 4.0, 3.5, 3.5, 3.3, 3.3, 3.0, 3.0, 0.0])
+    np.testing.assert_allclose(zoledronic_acid_dose(4.0, crcl, False), 4.0)
+
+
+def test_dosing_stops_after_the_given_months():
+    days = dosing_days(arm("denosumab", 120.0, stop_after_months=6.0), 1000)
+    assert days[0] == 0.0 and np.all(np.diff(days) == 28.0) and days[-1] < 6 * 30.4375 <= days[-1] + 28
+
+
+def test_denosumab_trough_is_near_the_label_value():
+    a = LABEL["denosumab"]
+    exp = Exposure(a, np.array([80.0]), 400, PARAMS)
+    # serum concentration at the end of the 6th interval, from the inhibition: C = IC50 I/(Imax - I)
+    i = exp.rankl_inhibition[6 * 28 - 1]
+    conc = PARAMS.denosumab_ic50_mg_l * i / (PARAMS.denosumab_imax - i)
+    assert 15.0 < conc < 30.0  # label mean trough 20.6 ug/mL
+    assert i > 0.93  # saturated (Doshi 2012)
+
+
+def test_label_doses_rank_denosumab_over_zoledronic_acid_over_pamidronate_over_placebo():
+    mean = {name: resorption(a, 365)[90:].mean() for name, a in LABEL.items()}
+    assert mean["denosumab"] < mean["zoledronic_acid"] < mean["pamidronate"] < mean["none"]
+    assert mean["none"] == pytest.approx(1.0)
+    assert mean["denosumab"] < 0.2  # uNTx suppression ~90%+
+
+
+@pytest.mark.parametrize("drug,doses", [("denosumab", [30.0, 60.0, 120.0, 180.0]),
+                                        ("zoledronic_acid", [1.0, 2.0, 4.0, 8.0])])
+def test_more_drug_means_less_resorption(drug, doses):
+    mean = [resorption(arm(drug, d), 365)[60:].mean() for d in doses]
+    assert np.all(np.diff(mean) < 0)
+    frequent = [resorption(arm(drug, doses[1], every_weeks=w), 365)[60:].mean() for w in (12.0, 8.0, 4.0)]
+    assert np.all(np.diff(frequent) < 0)
+
+
+def test_stopping_denosumab_brings_resorption_above_baseline():
+    u = resorption(arm("denosumab", 120.0, stop_after_months=12.0), 3 * 365)
+    assert u[300] < 0.2
+    assert u[365:].max() > 1.3  # rebound above the untreated baseline of 1
+    # no rebound after stopping zoledronic acid
+    assert resorption(arm("zoledronic_acid", 4.0, stop_after_months=12.0), 3 * 365)[365:].max() <= 1.0 + 1e-9
+
+
+def test_custom_agent_exposure_decays_with_its_half_life():
+    mech = SimpleNamespace(rankl_inhibition=0.0, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6,
+                           pthrp_inhibition=0.0, tumour_kill=0.0, half_life_days=14.0)
+    exp = Exposure(arm("custom", every_weeks=4.0, mechanism=mech), np.array([80.0]), 60, PARAMS)
+    d0, d14 = exp.daily(0, np.array([0])), exp.daily(14, np.array([0]))
+    assert 1.0 - d0.tgf_beta_keep == pytest.approx(0.6 * 2 ** (-0.5 / 14))
+    assert 1.0 - d14.tgf_beta_keep == pytest.approx(0.6 * 2 ** (-14.5 / 14))
+    assert d0.suppression[0] == pytest.approx(0.5 * 2 ** (-0.5 / 14))

@@ -1,0 +1,132 @@
+"""Lesion biology: healthy steady state, lytic/blastic bone, the vicious cycle, accuracy, bounds."""
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from vtrial.model.lesion import effective_bone, gompertz_rate, initial_state, lesion_traits, rates, step
+from vtrial.model.parameters import REGISTRY, Parameters
+
+PARAMS = Parameters()
+
+
+def make(phi, burden, params=PARAMS, doubling=90.0):
+    phi = np.atleast_2d(np.asarray(phi, float))
+    n = phi.shape[0]
+    traits = lesion_traits(phi, np.ones(n), np.ones(n), gompertz_rate(np.full(n, doubling), params), params)
+    state = initial_state(np.broadcast_to(np.asarray(burden, float), phi.shape), np.ones(phi.shape, bool))
+    return traits, state
+
+
+def run(traits, state, days, recruitment=1.0, tgf_keep=1.0, params=PARAMS):
+    rec = np.full((state.w.shape[0], 1), recruitment)
+    for _ in range(days):
+        sig = step(state, traits, rec, 1.0, tgf_keep, 0.0, params)
+    return sig
+
+
+def test_healthy_bone_stays_at_steady_state_for_ten_years():
+    traits, state = make([[0.0, 0.5, 1.0]], 0.0)
+    state.y[:] = -np.inf  # T = 0
+    sig = run(traits, state, 3653)
+    np.testing.assert_allclose(state.z, 1.0, atol=1e-9)
+    np.testing.assert_allclose(state.osteoblast, 1.0, atol=1e-9)
+    np.testing.assert_allclose(sig.osteoclast, 1.0, atol=1e-9)
+
+
+def test_healthy_steady_state_is_stable_after_a_perturbation():
+    traits, state = make([[0.0]], 0.0)
+    state.y[:] = -np.inf
+    state.w[:] = 0.5**2
+    state.z[:] = 0.8
+    run(traits, state, 3653)
+    assert abs(state.z[0, 0] - 1.0) < 1e-3 and abs(state.osteoblast[0, 0] - 1.0) < 1e-3
+
+
+def test_lytic_lesion_loses_bone_and_blastic_gains_woven_bone():
+    traits, state = make([[0.0, 1.0]], 0.1)
+    run(traits, state, 365)
+    lytic, blastic = state.z[0]
+    assert 0.5 < lytic < 0.75  # ~30-50% loss within a year
+    assert blastic > 1.2
+    # woven bone above healthy mass counts only in part for strength
+    assert effective_bone(state.z, PARAMS)[0, 1] < blastic
+
+
+def test_blocking_tgf_beta_slows_the_tumour_in_a_lytic_lesion():
+    traits, free = make([[0.0]], 0.05)
+    _, blocked = make([[0.0]], 0.05)
+    run(traits, free, 365)
+    run(traits, blocked, 365, tgf_keep=0.0)
+    assert free.burden[0, 0] > 1.3 * blocked.burden[0, 0]
+    # with full blockade the tumour follows the plain Gompertz law: ln T(t) = ln T0 e^{-gamma t}
+    gamma = traits.growth_rate[0, 0]
+    expected = np.exp(np.log(0.05) * np.exp(-gamma * 365))
+    assert blocked.burden[0, 0] == pytest.approx(expected, rel=1e-4)
+
+
+def reference_solution(traits, w0, y0, z0, recruitment, days):
+    """solve_ivp (Radau, rtol 1e-8) of the lesion equations, day by day with the same daily inputs."""
+    shape = w0.shape
+    x = np.concatenate([w0.ravel(), y0.ravel(), z0.ravel()])
+    k = w0.size
+
+    for day in range(days):
+        rec = np.full((shape[0], 1), recruitment[day])
+
+        def rhs(t, s, rec=rec):
+            dw, dy, dz = rates(s[:k].reshape(shape), s[k:2 * k].reshape(shape), s[2 * k:].reshape(shape),
+                               traits, rec, 1.0, 1.0, 0.0, PARAMS)
+            return np.concatenate([dw.ravel(), dy.ravel(), dz.ravel()])
+
+        x = solve_ivp(rhs, (0.0, 1.0), x, method="Radau", rtol=1e-8, atol=1e-10).y[:, -1]
+    return x[:k].reshape(shape), x[k:2 * k].reshape(shape), x[2 * k:].reshape(shape)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("drug", ["none", "denosumab"])
+def test_daily_step_matches_radau_within_one_percent_at_five_years(drug):
+    from types import SimpleNamespace
+
+    from vtrial.model.drugs import Exposure
+
+    days = 1826
+    arm = SimpleNamespace(drug=drug, dose_mg=120.0, every_weeks=4.0, stop_after_months=None,
+                          renal_adjustment=True, mechanism=None)
+    recruitment = Exposure(arm, np.array([80.0]), days, PARAMS).daily
+    rec = np.array([recruitment(d, np.array([0])).recruitment[0] for d in range(days)])
+    phi = np.array([[0.0, 0.3, 0.7, 1.0]])
+    traits, state = make(phi, np.array([[0.01, 0.05, 0.1, 0.3]]))
+    w0, y0, z0 = state.w.copy(), state.y.copy(), state.z.copy()
+    for d in range(days):
+        step(state, traits, np.full((1, 1), rec[d]), 1.0, 1.0, 0.0, PARAMS)
+    _, y_ref, z_ref = reference_solution(traits, w0, y0, z0, rec, days)
+    np.testing.assert_allclose(state.z, z_ref, rtol=0.01)
+    np.testing.assert_allclose(state.burden, np.exp(y_ref), rtol=0.01)
+
+
+def test_daily_step_matches_radau_over_one_year():
+    days = 365
+    traits, state = make(np.array([[0.0, 1.0]]), np.array([[0.05, 0.05]]))
+    w0, y0, z0 = state.w.copy(), state.y.copy(), state.z.copy()
+    run(traits, state, days)
+    _, y_ref, z_ref = reference_solution(traits, w0, y0, z0, np.ones(days), days)
+    np.testing.assert_allclose(state.z, z_ref, rtol=0.005)
+    np.testing.assert_allclose(state.burden, np.exp(y_ref), rtol=0.005)
+
+
+@pytest.mark.parametrize("corner", ["low", "high"])
+def test_states_stay_finite_and_positive_over_the_parameter_ranges(corner):
+    lesion_names = [n for n in REGISTRY if n in (
+        "osteoblast_rate", "bone_turnover_rate", "tumour_signal_half_burden", "pthrp_lytic", "pthrp_blastic",
+        "rankl_per_pthrp", "opg_per_pthrp", "osteoblast_suppression_lytic", "osteoblast_drive_blastic",
+        "tgf_beta_growth_gain", "tgf_beta_growth_max", "tumour_detection_burden")]
+    params = Parameters({n: getattr(REGISTRY[n], corner) for n in lesion_names})
+    phi = np.linspace(0, 1, 5)[None, :].repeat(3, axis=0)
+    traits, state = make(phi, np.array([[1e-6], [0.3], [0.999]]), params, doubling=30.0)
+    for recruitment in (0.01, 1.0, 6.0):
+        for _ in range(730):
+            sig = step(state, traits, np.full((3, 1), recruitment), 1.0, 1.0, 0.0, params)
+        for a in (state.w, state.z, state.burden, sig.osteoclast):
+            assert np.all(np.isfinite(a)) and np.all(a > 0)
+        assert np.all(state.burden <= 1.0)

@@ -1,0 +1,106 @@
+"""simulate(): output tables, determinism, common random numbers, adverse-event trends."""
+
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+
+from vtrial.model import simulate
+from vtrial.model.reference import reference_cohort
+from vtrial.streams import Streams
+from vtrial.vocabulary import EVENT_TYPES, SRE_TYPES
+
+HORIZON = 2 * 365.25
+
+
+def arm(drug, dose_mg=None, every_weeks=4.0, **kw):
+    base = dict(name=drug, drug=drug, dose_mg=dose_mg, every_weeks=every_weeks, calcium_vitamin_d=True,
+                stop_after_months=None, renal_adjustment=True, mechanism=None)
+    return SimpleNamespace(**{**base, **kw})
+
+
+PLACEBO = arm("none", every_weeks=None)
+DENOSUMAB = arm("denosumab", 120.0)
+ZOLEDRONIC = arm("zoledronic_acid", 4.0)
+
+
+def first_sre(patients, events):
+    first = np.full(patients["patient_id"].size, np.inf)
+    sre = np.isin(events["type"], SRE_TYPES[:4])
+    pos = np.searchsorted(patients["patient_id"], events["patient_id"][sre])
+    np.minimum.at(first, pos, events["day"][sre])
+    return first
+
+
+def test_tables_follow_the_contract():
+    cb = reference_cohort(300, "lung", seed=2)
+    cb = replace(cb, entry_day=np.linspace(0, 200, 300), dropout_day=np.where(np.arange(300) % 5 == 0, 100.0, np.inf))
+    patients, events = simulate(cb, ZOLEDRONIC, HORIZON, Streams(3))
+    n = 300
+    assert all(v.shape == (n,) for v in patients.values())
+    assert set(np.unique(events["type"])) <= set(EVENT_TYPES)
+    assert len({v.shape for v in events.values()}) == 1
+    order = np.lexsort((events["day"], events["patient_id"]))
+    np.testing.assert_array_equal(order, np.arange(order.size))
+    # follow-up ends at death, dropout or the cut-off, and no event comes after it
+    limit = HORIZON - patients["entry_day"]
+    assert np.all(patients["followup_days"] <= limit + 1e-9)
+    pos = np.searchsorted(patients["patient_id"], events["patient_id"])
+    assert np.all(events["day"] <= patients["followup_days"][pos] + 1e-9) and np.all(events["day"] >= 0)
+    deaths = events["patient_id"][events["type"] == "death"]
+    np.testing.assert_array_equal(np.sort(deaths), patients["patient_id"][patients["died"]])
+    dropped = patients["dropped_out"]
+    assert dropped.sum() > 0 and not np.any(dropped & patients["died"])
+    np.testing.assert_allclose(patients["followup_days"][dropped], 100.0)
+    # lung patients mostly die within two years (median survival ~6-7 months)
+    assert 0.5 < patients["died"].mean() < 0.95
+    local = np.isin(events["type"], ["pathological_fracture", "radiation_to_bone"])
+    assert np.all(events["lesion"][local] >= 0) and np.all(events["site"][local] != "")
+
+
+def test_same_inputs_give_identical_outputs_and_blocks_do_not_matter():
+    cb = reference_cohort(200, "breast", seed=4)
+    p1, e1 = simulate(cb, DENOSUMAB, HORIZON, Streams(11))
+    p2, e2 = simulate(cb, DENOSUMAB, HORIZON, Streams(11))
+    for k in e1:
+        np.testing.assert_array_equal(e1[k], e2[k])
+    # the same patients simulated in a different block (a subset) meet the same events
+    part = np.arange(50, 120)
+    p3, e3 = simulate(cb.take(part), DENOSUMAB, HORIZON, Streams(11))
+    keep = np.isin(e1["patient_id"], cb.patient_id[part])
+    for k in ("patient_id", "day", "type", "lesion", "site"):
+        np.testing.assert_array_equal(e1[k][keep], e3[k])
+    np.testing.assert_array_equal(p1["followup_days"][part], p3["followup_days"])
+
+
+def test_with_common_thresholds_placebo_brings_the_first_sre_no_later_than_denosumab():
+    cb = reference_cohort(600, "breast", seed=5)
+    placebo = first_sre(*simulate(cb, PLACEBO, HORIZON, Streams(8)))
+    dmab = first_sre(*simulate(cb, DENOSUMAB, HORIZON, Streams(8)))
+    either = np.isfinite(placebo) | np.isfinite(dmab)
+    assert either.sum() > 200
+    assert np.mean(placebo[either] <= dmab[either]) > 0.85
+    assert np.isfinite(placebo).mean() > np.isfinite(dmab).mean() + 0.1
+
+
+def test_onj_incidence_rises_with_exposure_time():
+    cb = reference_cohort(3000, "prostate", seed=6)
+    cb = replace(cb, dental_risk=np.ones(3000, bool))
+    _, events = simulate(cb, DENOSUMAB, 3 * 365.25, Streams(9))
+    onj = events["day"][events["type"] == "osteonecrosis_of_the_jaw"]
+    by_year = [np.sum(onj < d) for d in (365, 730, 1096)]
+    assert by_year[0] < by_year[1] < by_year[2]
+    # no ONJ without an anti-resorptive
+    _, events = simulate(cb, PLACEBO, 3 * 365.25, Streams(9))
+    assert not np.any(events["type"] == "osteonecrosis_of_the_jaw")
+
+
+def test_zoledronic_acid_renal_toxicity_rises_as_creatinine_clearance_falls():
+    rates = []
+    for crcl in (90.0, 55.0, 35.0):
+        cb = reference_cohort(1500, "breast", seed=7)
+        cb = replace(cb, creatinine_clearance_ml_min=np.full(1500, crcl))
+        patients, events = simulate(cb, arm("zoledronic_acid", 4.0, renal_adjustment=False), 365.25, Streams(10))
+        rates.append(np.unique(events["patient_id"][events["type"] == "renal_toxicity"]).size / 1500)
+    assert rates[0] < rates[1] < rates[2]
+    assert rates[2] > 0.15

@@ -1,0 +1,178 @@
+"""Event hazards from the model state, and the cumulative-hazard thresholds that turn them into events.
+
+Each patient draws, in a fixed order and fixed shapes, unit-exponential thresholds for every
+event type: per lesion slot (``MAX_LESION_SLOTS`` slots x local types x ``LESION_THRESHOLDS``
+successive thresholds) and per patient (patient types x ``PATIENT_THRESHOLDS``), plus the
+uniforms of the decisions that follow events (surgery after a fracture or a cord compression,
+the site of a new lesion). The draws come from ``streams.draws("events", patient_ids)`` and
+depend only on the patient: the same patient under two arms meets the same thresholds
+(common random numbers), so its events move only because its biology moved.
+
+An event happens when the hazard integrated since the previous event of that type crosses the
+current threshold; the next threshold then applies. Within a day the hazard is constant, so
+the event time inside the day is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vtrial.model.parameters import Parameters
+from vtrial.streams import Streams
+from vtrial.vocabulary import JAW_SITES, LONG_BONE_SITES, PRIMARIES, SITES, SPINAL_SITES
+
+#: Lesion slots a patient may ever use (entry lesions plus new ones).
+MAX_LESION_SLOTS = 64
+LESION_THRESHOLDS = 3
+PATIENT_THRESHOLDS = 8
+
+#: Local events, in the order of the threshold axis. Surgery here is prophylactic fixation.
+LESION_EVENTS: tuple[str, ...] = (
+    "pathological_fracture",
+    "spinal_cord_compression",
+    "radiation_to_bone",
+    "surgery_to_bone",
+)
+#: Patient-level events, in the order of the threshold axis.
+PATIENT_EVENTS: tuple[str, ...] = (
+    "hypercalcaemia",
+    "new_lesion",
+    "death",
+    "osteonecrosis_of_the_jaw",
+    "hypocalcaemia",
+    "renal_toxicity",
+    "acute_phase_reaction",
+    "atypical_femoral_fracture",
+)
+
+#: Relative fracture hazard by site (SITES order). Weight-bearing sites carry the full hazard;
+#: rib and humerus fractures count as pathological fractures in the trials at a lower rate.
+FRACTURE_SITE_WEIGHT = np.array([1.0, 1.0, 1.0, 1.0, 0.5, 0.05, 0.2, 1.0, 0.5, 0.3])
+#: Red-marrow sites where new lesions home, with their shares (SITES order).
+SEEDING_SITE_SHARE = np.array([0.05, 0.25, 0.2, 0.2, 0.15, 0.0, 0.0, 0.15, 0.0, 0.0])
+SPINAL = np.array([s in SPINAL_SITES for s in SITES])
+LONG_BONE = np.array([s in LONG_BONE_SITES for s in SITES])
+JAW = np.array([s in JAW_SITES for s in SITES])
+FEMUR = SITES.index("femur")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pre-drawn thresholds and decision uniforms of a block of patients (rows = patients)."""
+
+    lesion: np.ndarray  # [n, MAX_LESION_SLOTS, len(LESION_EVENTS), LESION_THRESHOLDS]
+    patient: np.ndarray  # [n, len(PATIENT_EVENTS), PATIENT_THRESHOLDS]
+    surgery: np.ndarray  # [n, MAX_LESION_SLOTS, 2 (after fracture, after compression), LESION_THRESHOLDS]
+    new_site: np.ndarray  # [n, PATIENT_THRESHOLDS]
+
+
+def draw_thresholds(streams: Streams, patient_ids: np.ndarray) -> Thresholds:
+    """Draw every patient's thresholds in a fixed order and fixed shapes (independent of arm and block)."""
+    draws = streams.draws("events", patient_ids)
+    lesion = draws.exponential((MAX_LESION_SLOTS, len(LESION_EVENTS), LESION_THRESHOLDS))
+    patient = draws.exponential((len(PATIENT_EVENTS), PATIENT_THRESHOLDS))
+    surgery = draws.random((MAX_LESION_SLOTS, 2, LESION_THRESHOLDS))
+    new_site = draws.random((PATIENT_THRESHOLDS,))
+    return Thresholds(lesion, patient, surgery, new_site)
+
+
+def lesion_hazard_weights(site: np.ndarray, mask: np.ndarray, params: Parameters) -> np.ndarray:
+    """Per-lesion base hazards ``[4, n, L]`` (fracture, compression, radiation, prophylactic surgery)."""
+    site = site.astype(np.int64)
+    on = mask.astype(float)
+    return np.stack(
+        [
+            params.fracture_base_hazard * FRACTURE_SITE_WEIGHT[site] * on,
+            params.cord_compression_hazard * SPINAL[site] * on,
+            params.radiation_hazard * on,
+            params.prophylactic_surgery_hazard * LONG_BONE[site] * on,
+        ]
+    )
+
+
+def lesion_hazards(
+    weights: np.ndarray, strength: np.ndarray, burden: np.ndarray, tgf_beta: np.ndarray, params: Parameters
+) -> np.ndarray:
+    """Daily hazards ``[4, n, L]`` of the local events.
+
+    * fracture: ``h0 (1 + k (1 - s)^+)^4`` — rises ~100x as strength falls to a third;
+    * cord compression (spinal): ``h0 (T - T_epi)^+ (1 + c (1 - s)^+)`` — burden and collapse;
+    * radiation for pain: ``h0 T (1 + g (uZ - 1)^+)`` — burden and osteoclastic resorption;
+    * prophylactic fixation (long bones): ``h0 (s_imp - s)^+`` — impending fracture.
+    """
+    deficit = np.maximum(1.0 - strength, 0.0)
+    out = np.empty_like(weights)
+    q = params.fracture_strength_slope * deficit
+    q += 1.0
+    np.square(q, out=q)
+    np.square(q, out=out[0])
+    out[0] *= weights[0]
+    np.subtract(burden, params.cord_compression_burden, out=out[1])
+    np.maximum(out[1], 0.0, out=out[1])
+    deficit *= params.cord_compression_collapse
+    deficit += 1.0
+    out[1] *= deficit
+    out[1] *= weights[1]
+    np.subtract(tgf_beta, 1.0, out=out[2])
+    np.maximum(out[2], 0.0, out=out[2])
+    out[2] *= params.pain_resorption_gain
+    out[2] += 1.0
+    out[2] *= burden
+    out[2] *= weights[2]
+    np.subtract(params.impending_fracture_strength, strength, out=out[3])
+    np.maximum(out[3], 0.0, out=out[3])
+    out[3] *= weights[3]
+    return out
+
+
+def radiation_log_survival(params: Parameters) -> float:
+    """``ln S`` of a single palliative fraction, linear-quadratic: ``-(alpha d + beta d^2)``."""
+    d, alpha = params.radiation_dose_gy, params.radiation_alpha_per_gy
+    return -(alpha * d + alpha / params.radiation_alpha_beta_gy * d * d)
+
+
+@dataclass
+class PatientRisk:
+    """Per-patient constants of the patient-level hazards (arrays ``[n]``)."""
+
+    death: np.ndarray
+    hypercalcaemia: np.ndarray
+    onj: np.ndarray
+    hypocalcaemia: np.ndarray
+    renal_background: np.ndarray
+    renal_infusion: np.ndarray
+
+
+def patient_risk(
+    primary: np.ndarray,
+    ecog: np.ndarray,
+    visceral: np.ndarray,
+    age_years: np.ndarray,
+    crcl: np.ndarray,
+    dental_risk: np.ndarray,
+    vitamin_d_deficient: np.ndarray,
+    jaw_lesion: np.ndarray,
+    relative_auc: np.ndarray,
+    supplemented: bool,
+    bisphosphonate: bool,
+    params: Parameters,
+) -> PatientRisk:
+    """Covariate effects on the patient-level hazards."""
+    log_hr = (
+        params.death_log_hr_ecog * ecog
+        + params.death_log_hr_visceral * visceral
+        + params.death_log_hr_age_decade * (age_years - 65.0) / 10.0
+    )
+    death = params.by_primary("death_hazard")[primary] * np.exp(log_hr)
+    hcm = params.hypercalcaemia_hazard * params.by_primary("hypercalcaemia_factor")[primary]
+    head_and_neck = primary == PRIMARIES.index("head_and_neck")
+    onj = params.onj_hazard * np.where(dental_risk, params.onj_dental_risk_hr, 1.0)
+    onj = onj * np.where(jaw_lesion | head_and_neck, params.onj_jaw_hr, 1.0)
+    hypo = params.hypocalcaemia_hazard * np.where(vitamin_d_deficient, params.hypocalcaemia_vitamin_d_hr, 1.0)
+    if not supplemented:
+        hypo = hypo * params.hypocalcaemia_no_supplement_hr
+    kidney = (60.0 / np.maximum(crcl, 5.0)) ** params.renal_crcl_exponent
+    infusion = params.renal_infusion_hazard * relative_auc * kidney if bisphosphonate else np.zeros_like(kidney)
+    return PatientRisk(death, hcm, onj, hypo, params.renal_background_hazard * kidney, infusion)

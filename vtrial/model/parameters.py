@@ -1,0 +1,268 @@
+"""Every parameter of the lesion model, the drugs and the event hazards: value, unit, range, source.
+
+Parameters are registered once in :data:`REGISTRY`. Model code reads them through a
+:class:`Parameters` object (attribute access, validated overrides), so calibration changes
+values without touching the equations. Per-primary parameters are registered once per primary
+as ``name.primary`` and read as an array indexed by primary code (:meth:`Parameters.by_primary`).
+
+Source tags: ``[seen]`` read in the cited source, ``[recalled]`` general knowledge of the field,
+``[derived]`` algebra on seen values, ``[calibrated]`` chosen so the untreated simulator lands in
+the range of the published targets (``calibration/targets.csv``) — to be refined by fitting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from vtrial.vocabulary import PRIMARIES
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One model parameter with its unit, plausible range and source."""
+
+    name: str
+    value: float
+    unit: str
+    low: float
+    high: float
+    source: str
+    meaning: str
+
+
+def _p(name: str, value: float, unit: str, low: float, high: float, source: str, meaning: str) -> Parameter:
+    return Parameter(name, float(value), unit, float(low), float(high), source, meaning)
+
+
+_CAL = "[calibrated] to calibration/targets.csv"
+
+_PARAMETERS: list[Parameter] = [
+    # --- bone remodelling (Komarova 2003 normalised; osteoclasts quasi-steady) -------------
+    _p("osteoblast_rate", 0.02, "1/day", 0.01, 0.05, "[seen] Komarova 2003 beta2 (BIOMD0000000148)",
+       "osteoblast activity turnover rate beta_B"),
+    _p("bone_turnover_rate", 0.004, "1/day", 0.001, 0.01,
+       "[calibrated] lytic lesion loses 30-50% of its mass in 6-12 months (research notes section 10)",
+       "bone mass indirect-response rate k_Z"),
+    _p("woven_bone_strength", 0.3, "-", 0.0, 1.0,
+       "[recalled] woven bone is weaker than lamellar; bone above healthy mass in blastic lesions",
+       "share of bone mass above healthy that counts for strength"),
+    # --- vicious cycle -----------------------------------------------------------------------
+    _p("tumour_signal_half_burden", 0.1, "fraction of capacity", 0.02, 0.5, "[calibrated]",
+       "burden at which tumour-derived signals (PTHrP, osteoblast drive/suppression) are half-maximal"),
+    _p("pthrp_lytic", 1.0, "-", 0.2, 3.0, "[calibrated] TIBD k_PTHrP structure (Harris 2024, seen)",
+       "PTHrP secretion of a purely lytic lesion at saturating burden"),
+    _p("pthrp_blastic", 0.2, "-", 0.0, 1.0, "[calibrated] blastic lesions secrete less PTHrP",
+       "PTHrP secretion of a purely blastic lesion at saturating burden"),
+    _p("rankl_per_pthrp", 1.0, "-", 0.2, 3.0, "[calibrated] Lemaire 2004 pi_P -> RANKL (seen)",
+       "relative rise of osteoblastic RANKL per unit PTHrP"),
+    _p("opg_per_pthrp", 0.5, "-", 0.0, 2.0, "[calibrated] PTH represses OPG (Pivonka 2008, seen)",
+       "relative fall of OPG per unit PTHrP"),
+    _p("osteoblast_suppression_lytic", 2.0, "-", 0.0, 5.0,
+       "[calibrated] Ayati 2010 r22 / TIBD k_T,OB (seen)", "extra osteoblast loss in lytic lesions"),
+    _p("osteoblast_drive_blastic", 3.0, "-", 0.0, 8.0,
+       "[calibrated] ET-1/BMP/WNT drive of blastic lesions (research notes section 10)",
+       "extra osteoblast recruitment in blastic lesions"),
+    _p("tgf_beta_growth_gain", 0.5, "-", 0.0, 2.0, "[calibrated] TIBD k_div,TGF (Harris 2024, seen)",
+       "relative tumour-growth gain per unit matrix TGF-beta above healthy"),
+    _p("tgf_beta_growth_max", 2.0, "-", 0.5, 5.0, "[calibrated] receptor saturation",
+       "ceiling of the TGF-beta tumour-growth gain"),
+    _p("tumour_detection_burden", 0.05, "fraction of capacity", 0.01, 0.2,
+       "[recalled] research notes section 8: doubling time quoted at T/K of 1-5%",
+       "burden at which the quoted doubling time applies (sets the Gompertz rate)"),
+    # --- per-primary tumour doubling times (research notes section 8, recalled) --------------
+    _p("doubling_time_days.breast", 90.0, "day", 50.0, 150.0, "[recalled] research notes section 8",
+       "volume doubling time of breast bone metastases at detection"),
+    _p("doubling_time_days.prostate", 180.0, "day", 100.0, 300.0, "[recalled] research notes section 8",
+       "volume doubling time of prostate (mCRPC) bone metastases at detection"),
+    _p("doubling_time_days.lung", 80.0, "day", 30.0, 200.0,
+       "[recalled] research notes section 8 (metastases faster than primaries)",
+       "volume doubling time of lung bone metastases at detection"),
+    _p("doubling_time_days.head_and_neck", 75.0, "day", 50.0, 100.0, "[recalled] research notes section 8",
+       "volume doubling time of head-and-neck bone metastases at detection"),
+    # --- denosumab (1-compartment linear SC; Doshi 2012 Imax model) --------------------------
+    _p("denosumab_bioavailability", 0.62, "-", 0.5, 0.75, "[seen] Xgeva SmPC (62%); Gibiansky 2012 (61%)",
+       "SC bioavailability F"),
+    _p("denosumab_absorption_rate", 0.257, "1/day", 0.15, 0.4, "[seen] Gibiansky 2012 (absorption t1/2 2.7 d)",
+       "first-order absorption rate k_a"),
+    _p("denosumab_half_life_days", 28.0, "day", 14.0, 55.0, "[seen] Xgeva SmPC mean t1/2 28 d (14-55)",
+       "elimination half-life (linear surrogate of the TMDD model)"),
+    _p("denosumab_volume_l", 3.5, "L", 2.5, 5.0,
+       "[derived] chosen so 120 mg q4w gives the label trough ~20.6 ug/mL (Xgeva SmPC)",
+       "apparent volume of distribution"),
+    _p("denosumab_imax", 0.937, "-", 0.8, 0.99, "[seen] Doshi 2012 (uNTx Imax 93.7%)",
+       "maximal inhibition of RANKL signalling"),
+    _p("denosumab_ic50_mg_l", 0.0318, "mg/L", 0.005, 0.2, "[seen] Doshi 2012 (IC50 31.8 ng/mL)",
+       "serum concentration of half-maximal inhibition"),
+    _p("precursor_reserve_max", 1.0, "-", 0.0, 1.5,
+       "[calibrated] CTX overshoot ~+50-100% after stopping denosumab (Bone 2011 JCEM; Cummings 2018 JBMR, recalled)",
+       "maximal extra osteoclast recruitment from precursors accumulated under RANKL blockade"),
+    _p("precursor_accumulation_rate", 1.0 / 180.0, "1/day", 1.0 / 720.0, 1.0 / 30.0,
+       "[recalled] osteomorph/precursor accumulation under RANKL inhibition (McDonald 2021 Cell)",
+       "rate of precursor accumulation at full RANKL blockade"),
+    _p("precursor_release_rate", 1.0 / 120.0, "1/day", 1.0 / 365.0, 1.0 / 14.0,
+       "[recalled] rebound peaks months after the last dose and fades within ~1-2 years",
+       "rate of precursor release once RANKL signalling returns"),
+    # --- bisphosphonates (bone-surface pool, Emax) -------------------------------------------
+    _p("zoledronic_acid_nonrenal_clearance_l_h", 3.27, "L/h", 2.0, 5.0,
+       "[derived] intercept of the label dose table CL = 3.27 + 0.0372 CrCl (research notes 6.3)",
+       "non-renal (bone uptake) clearance"),
+    _p("zoledronic_acid_renal_slope_l_h", 0.0372, "L/h per mL/min", 0.02, 0.06,
+       "[derived] slope of the label dose table (research notes 6.3)", "renal clearance per unit CrCl"),
+    _p("zoledronic_acid_pool_half_life_days", 180.0, "day", 60.0, 720.0,
+       "[recalled] research notes section 10 (k_off ~ ln2/180 d)", "active bone-surface pool half-life"),
+    _p("zoledronic_acid_emax", 2.5, "-", 1.0, 5.0,
+       "[calibrated] ~70% marker suppression on 4 mg q4w (research notes caveat 1)",
+       "maximal extra osteoclast loss (relative to baseline)"),
+    _p("zoledronic_acid_ec50_mg", 2.0, "mg", 0.5, 8.0,
+       "[calibrated] one 5 mg dose suppresses markers ~60% for a year (HORIZON, recalled)",
+       "pool amount of half-maximal effect"),
+    _p("bisphosphonate_hill", 1.9, "-", 1.0, 3.0, "[seen] Pillai 2004 ibandronate PD (Hill 1.92)",
+       "Hill coefficient of the pool effect"),
+    _p("pamidronate_bone_fraction", 0.5, "-", 0.3, 0.7, "[seen] ~50% of a dose retained in bone",
+       "fraction of a pamidronate dose taken up by bone"),
+    _p("pamidronate_pool_half_life_days", 120.0, "day", 30.0, 300.0,
+       "[recalled] bone t1/2 ~300 d, active surface fraction shorter", "active bone-surface pool half-life"),
+    _p("pamidronate_emax", 1.5, "-", 0.5, 3.0, "[calibrated] weaker than zoledronic acid",
+       "maximal extra osteoclast loss"),
+    _p("pamidronate_ec50_mg", 60.0, "mg", 20.0, 200.0, "[calibrated] 90 mg q3-4w near ZA 4 mg clinically",
+       "pool amount of half-maximal effect"),
+    _p("pamidronate_clearance_l_h", 5.0, "L/h", 2.0, 10.0, "[recalled] renal CL proportional to CrCl",
+       "total clearance at CrCl 75 mL/min (scaled by CrCl/75 for the AUC)"),
+    # --- radiotherapy ------------------------------------------------------------------------
+    _p("radiation_alpha_per_gy", 0.3, "1/Gy", 0.1, 0.4, "[recalled] LQ model, research notes 6.5",
+       "LQ alpha of tumour"),
+    _p("radiation_alpha_beta_gy", 10.0, "Gy", 5.0, 15.0, "[recalled] research notes 6.5", "tumour alpha/beta"),
+    _p("radiation_dose_gy", 8.0, "Gy", 4.0, 10.0, "[recalled] single 8 Gy ~ 5x4 Gy for pain",
+       "single palliative fraction"),
+    # --- skeletal events ---------------------------------------------------------------------
+    _p("strength_tumour_loss", 0.5, "-", 0.2, 0.9,
+       "[recalled] CTRA: rigidity loss from cortical/trabecular replacement", "strength lost per unit burden"),
+    _p("fracture_base_hazard", 3.0e-5, "1/day", 2.0e-5, 2.0e-3, _CAL,
+       "fracture hazard of a lesion at full strength at a weight-bearing site"),
+    _p("fracture_strength_slope", 3.0, "-", 1.0, 8.0,
+       "[calibrated] Mirels 8 -> ~15%, 9 -> ~33% fracture in ~6 months (research notes 7.1)",
+       "steepness: hazard x (1 + slope (1-s))^4"),
+    _p("fracture_after_fracture", 0.3, "-", 0.05, 1.0, "[recalled] fixation/post-fracture RT",
+       "multiplier of a lesion's fracture hazard after it fractured"),
+    _p("cord_compression_hazard", 5.0e-4, "1/day", 3.0e-4, 3.0e-2, _CAL,
+       "cord-compression hazard of a spinal lesion per unit burden above the epidural threshold"),
+    _p("cord_compression_burden", 0.2, "fraction of capacity", 0.05, 0.5,
+       "[recalled] SINS: epidural extension needs a large vertebral lesion", "burden threshold for epidural extension"),
+    _p("cord_compression_collapse", 3.0, "-", 0.0, 10.0, "[recalled] SINS collapse item",
+       "multiplier per unit strength loss (vertebral collapse)"),
+    _p("radiation_hazard", 7.0e-4, "1/day", 1.0e-4, 1.0e-2, _CAL,
+       "radiotherapy-for-pain hazard of a lesion per unit burden"),
+    _p("pain_resorption_gain", 0.5, "-", 0.0, 3.0,
+       "[recalled] osteoclastic acidosis sensitises bone nociceptors", "pain per unit resorption above healthy"),
+    _p("prophylactic_surgery_hazard", 0.02, "1/day", 0.001, 0.1,
+       "[recalled] Mirels >= 9 -> prophylactic fixation", "surgery hazard per unit strength below threshold"),
+    _p("impending_fracture_strength", 0.5, "-", 0.3, 0.8,
+       "[recalled] CTRA rigidity loss >35%; Mirels >= 9", "long-bone strength below which fixation is offered"),
+    _p("surgery_after_fracture_long_bone", 0.6, "-", 0.2, 0.9, "[recalled] femoral fractures are fixed",
+       "probability of surgery after a long-bone fracture"),
+    _p("surgery_after_fracture_other", 0.03, "-", 0.0, 0.2,
+       "[calibrated] surgery is ~1% of first SREs (STO-08, FIZ-07)", "probability of surgery after another fracture"),
+    _p("surgery_after_compression", 0.2, "-", 0.05, 0.5, "[recalled] decompression in selected patients",
+       "probability of surgery after cord compression"),
+    _p("hypercalcaemia_hazard", 1.0e-4, "1/day", 4.0e-5, 4.0e-3, _CAL,
+       "hypercalcaemia hazard per unit systemic PTHrP-resorption load"),
+    _p("hypercalcaemia_factor.breast", 1.0, "-", 0.3, 3.0, "[recalled] common in breast", "primary factor"),
+    _p("hypercalcaemia_factor.prostate", 0.1, "-", 0.0, 0.5, "[recalled] rare in prostate", "primary factor"),
+    _p("hypercalcaemia_factor.lung", 2.0, "-", 0.5, 5.0, "[recalled] squamous lung most common", "primary factor"),
+    _p("hypercalcaemia_factor.head_and_neck", 2.0, "-", 0.5, 5.0, "[recalled] squamous carcinomas", "primary factor"),
+    _p("seeding_hazard", 1.5e-3, "1/day", 1.0e-4, 1.0e-2, _CAL,
+       "new-bone-lesion hazard per unit total bone tumour burden"),
+    _p("seeding_suppression", 0.3, "-", 0.0, 0.8,
+       "[recalled] denosumab delays bone metastasis modestly (Smith 2012, HR ~0.85)",
+       "fraction of seeding removed at full resorption suppression"),
+    _p("new_lesion_burden", 0.02, "fraction of capacity", 0.005, 0.1, "[recalled] detection on bone scan",
+       "burden of a new lesion when it is detected"),
+    # --- death -------------------------------------------------------------------------------
+    _p("death_hazard.breast", 4.0e-4, "1/day", 2.0e-4, 3.0e-3, _CAL + " (median ~20 mo, NH-02/NH-11)",
+       "baseline death hazard of a reference patient"),
+    _p("death_hazard.prostate", 5.0e-4, "1/day", 2.0e-4, 3.0e-3, _CAL + " (median ~18-24 mo CRPC, NH-12)",
+       "baseline death hazard of a reference patient"),
+    _p("death_hazard.lung", 1.6e-3, "1/day", 1.0e-3, 8.0e-3, _CAL + " (median ~6-7 mo, NH-13)",
+       "baseline death hazard of a reference patient"),
+    _p("death_hazard.head_and_neck", 1.5e-3, "1/day", 1.0e-3, 8.0e-3, _CAL + " (median ~7 mo, NH-14)",
+       "baseline death hazard of a reference patient"),
+    _p("death_log_hr_ecog", 0.4, "per ECOG point", 0.2, 0.8, "[recalled] ECOG is a strong prognostic factor",
+       "log hazard ratio per ECOG point"),
+    _p("death_log_hr_visceral", 0.4, "-", 0.1, 0.8, "[recalled] visceral disease worsens survival",
+       "log hazard ratio of visceral metastases"),
+    _p("death_log_hr_age_decade", 0.1, "per decade", 0.0, 0.3, "[recalled]", "log hazard ratio per decade above 65"),
+    _p("death_log_hr_burden", 0.3, "per unit total burden", 0.0, 1.0, "[calibrated]",
+       "log hazard ratio per unit of summed bone tumour burden"),
+    _p("death_hr_recent_sre", 1.5, "-", 1.0, 3.0, "[seen] Norgaard 2010: 1-y survival 40% vs 47% with SRE",
+       "hazard ratio within 90 days of an SRE"),
+    # --- adverse events ----------------------------------------------------------------------
+    _p("onj_hazard", 5.0e-5, "1/day", 2.0e-6, 2.0e-4, _CAL + " (ONJ-01: 1.8% vs 1.3%)",
+       "ONJ hazard at full suppression and saturated cumulative exposure"),
+    _p("onj_exposure_half_days", 365.0, "day", 60.0, 1000.0,
+       "[seen] Limones 2020: incidence rises over 1-3 years", "suppression-days of half-maximal ONJ risk"),
+    _p("onj_dental_risk_hr", 4.0, "-", 2.0, 10.0, "[seen] 61.8% of ONJ cases had an extraction (ONJ-03)",
+       "hazard ratio of poor dental health / extraction"),
+    _p("onj_jaw_hr", 3.0, "-", 1.0, 10.0, "[recalled] jaw lesions and head-and-neck radiotherapy",
+       "hazard ratio of a jaw lesion or a head-and-neck primary"),
+    _p("hypocalcaemia_hazard", 1.0e-4, "1/day", 2.0e-5, 1.0e-3, _CAL + " (INT-07: 9.6% vs 5.0%)",
+       "hypocalcaemia hazard at full suppression with supplementation and vitamin D"),
+    _p("hypocalcaemia_blastic_gain", 1.0, "per unit blastic burden", 0.0, 5.0,
+       "[recalled] hungry bone in osteoblastic disease (FIZ-09)", "relative rise per unit blastic burden"),
+    _p("hypocalcaemia_vitamin_d_hr", 2.0, "-", 1.0, 5.0, "[recalled]", "hazard ratio of vitamin D deficiency"),
+    _p("hypocalcaemia_no_supplement_hr", 2.5, "-", 1.0, 5.0, "[recalled] label requires Ca + vitamin D",
+       "hazard ratio without calcium/vitamin D supplementation"),
+    _p("renal_background_hazard", 1.0e-4, "1/day", 1.0e-5, 1.0e-3,
+       "[seen] placebo renal deterioration 7.7-9% (research notes 7.4)", "background renal deterioration at CrCl 60"),
+    _p("renal_infusion_hazard", 0.004, "per infusion", 0.001, 0.1,
+       "[calibrated] ZA vs placebo at CrCl 30-49: 32.1% vs 7.7% (research notes 7.4)",
+       "renal-toxicity cumulative hazard per infusion at reference AUC and CrCl 60"),
+    _p("renal_crcl_exponent", 2.0, "-", 0.5, 4.0, "[calibrated]", "hazard ~ (60/CrCl)^exponent"),
+    _p("acute_phase_first_dose", 0.22, "cumulative hazard", 0.05, 0.5,
+       "[seen] INT-06: 20.2% after ZA in 3 days", "acute-phase reaction after the first bisphosphonate infusion"),
+    _p("acute_phase_first_dose_denosumab", 0.09, "cumulative hazard", 0.0, 0.3,
+       "[seen] INT-06: 8.7% on denosumab", "acute-phase reaction after the first denosumab injection"),
+    _p("acute_phase_later_ratio", 0.005, "-", 0.0, 0.5, "[recalled] mostly after the first infusion",
+       "later doses relative to the first"),
+    _p("atypical_fracture_hazard", 5.0e-9, "1/day^2", 1.0e-10, 1.0e-7,
+       "[seen] very rare, rises with years of exposure (SE-01)", "hazard per day of deep suppression"),
+    _p("deep_suppression", 0.8, "-", 0.5, 0.95, "[recalled]", "suppression level counted as deep"),
+]
+
+#: The registry: every model parameter, by name.
+REGISTRY: dict[str, Parameter] = {p.name: p for p in _PARAMETERS}
+
+
+class Parameters:
+    """Values of the model parameters (defaults from :data:`REGISTRY`, optionally overridden).
+
+    Attribute access by name (``params.osteoblast_rate``); per-primary parameters through
+    :meth:`by_primary`. Overrides must name registered parameters and lie in their range.
+    """
+
+    def __init__(self, overrides: Mapping[str, float] | None = None) -> None:
+        values = {name: p.value for name, p in REGISTRY.items()}
+        for name, value in (overrides or {}).items():
+            if name not in REGISTRY:
+                raise KeyError(f"unknown model parameter {name!r}")
+            p = REGISTRY[name]
+            if not p.low <= value <= p.high:
+                raise ValueError(f"{name} = {value} outside its plausible range [{p.low}, {p.high}]")
+            values[name] = float(value)
+        self._values = values
+
+    def __getattr__(self, name: str) -> float:
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def by_primary(self, name: str) -> np.ndarray:
+        """Values of a per-primary parameter, indexed by primary code."""
+        return np.array([self._values[f"{name}.{primary}"] for primary in PRIMARIES])
+
+    def as_dict(self) -> dict[str, float]:
+        """All values by name."""
+        return dict(self._values)
