@@ -23,7 +23,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from vtrial.analysis import (  # noqa: E402
-    atomic_write_text,
     read_protocol,
     read_table,
     summarise_run,
@@ -31,6 +30,7 @@ from vtrial.analysis import (  # noqa: E402
     write_summary,
 )
 from vtrial.analysis.run import PATIENT_COLUMNS  # noqa: E402
+from vtrial.store import atomic_write_text  # noqa: E402
 from vtrial.analysis.survival import (  # noqa: E402
     DAYS_PER_MONTH,
     competing_risks,
@@ -149,13 +149,14 @@ def sre_bars_figure(summary: Mapping) -> str:
         ci = np.array([[v if v is not None else 0.0 for v in summary["arms"][a]["sre_rate_per_patient_year_ci"]]
                        for a in arms])
         left.bar(arms, rate, yerr=[rate - ci[:, 0], ci[:, 1] - rate], color=COLOURS[: len(arms)], capsize=3)
+        left.set_xticks(range(len(arms)), [a.replace("_", " ") for a in arms], rotation=20, ha="right")
         left.set(title="SRE rate", ylabel="SREs per patient-year")
         width = 0.8 / len(arms)
         x = np.arange(len(types))
         for i, (arm, colour) in enumerate(zip(arms, COLOURS)):
             share = [summary["arms"][arm]["sre_by_type"][t] for t in types]
             right.bar(x + (i - (len(arms) - 1) / 2) * width, share, width, color=colour, label=arm)
-        right.set_xticks(x, [t.replace("_", " ") for t in types], rotation=15)
+        right.set_xticks(x, [t.replace("_", " ") for t in types], rotation=20, ha="right")
         right.set(title="Patients with each SRE type", ylabel="Fraction of the arm")
         right.legend(frameon=False)
         figure.tight_layout()
@@ -316,7 +317,9 @@ def write_report(run_dir: str | Path, summary: Mapping | None = None) -> Path:
         protocol_brief(read_protocol(run_dir)),
         _read_manifest(run_dir),
     )
-    return atomic_write_text(run_dir / "report.html", html)
+    path = run_dir / "report.html"
+    atomic_write_text(path, html)
+    return path
 
 
 def report_run(run_dir: str | Path) -> tuple[Path, Path]:

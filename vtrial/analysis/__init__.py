@@ -9,7 +9,6 @@
 
 from vtrial.analysis.run import (
     analysis_settings,
-    atomic_write_text,
     read_protocol,
     read_table,
     summarise_run,
@@ -19,7 +18,6 @@ from vtrial.analysis.summary import cox_comparison, summarise, to_json
 
 __all__ = [
     "analysis_settings",
-    "atomic_write_text",
     "cox_comparison",
     "read_protocol",
     "read_table",

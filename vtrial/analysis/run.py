@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from vtrial.analysis.summary import summarise, to_json
 from vtrial.errors import UserInputError
+from vtrial.store import atomic_write_text
 
 #: Columns the contract guarantees in ``patients.parquet``.
 PATIENT_COLUMNS: tuple[str, ...] = (
@@ -84,24 +83,9 @@ def summarise_run(run_dir: str | Path) -> dict:
     return summarise(patients, events, **settings)
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``.
-
-    A reader sees either the old file or the complete new one, never a partial write.
-    """
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_summary(run_dir: str | Path, summary: dict | None = None) -> Path:
     """Write ``summary.json`` of a run folder (rebuilt from its tables if not given); returns its path."""
     summary = summarise_run(run_dir) if summary is None else summary
-    return atomic_write_text(Path(run_dir) / "summary.json", to_json(summary))
+    path = Path(run_dir) / "summary.json"
+    atomic_write_text(path, to_json(summary))
+    return path
