@@ -10,7 +10,6 @@ import signal
 import sys
 import traceback
 
-import numpy as np
 import typer
 from typer.exceptions import TyperException
 
@@ -67,12 +66,11 @@ def cohort(
     seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides trial.seed)."),
 ) -> None:
     """Sample the protocol's virtual cohort (before randomisation) and write it to Parquet."""
-    from vtrial.cohort import sample_cohort, write_cohort  # heavy (scipy, pyarrow): only when used
+    from vtrial.cohort import write_cohort  # heavy (scipy, pyarrow): only when used
 
     resolved = apply_overrides(load_protocol(protocol), patients=patients, seed=seed)
-    block = sample_cohort(resolved, np.arange(resolved.trial.patients), Streams(resolved.trial.seed))
-    write_cohort(block, out)
-    typer.echo(f"wrote {resolved.trial.patients} patients to {out}")
+    n = write_cohort(resolved, Streams(resolved.trial.seed), out)
+    typer.echo(f"wrote {n} patients to {out}")
 
 
 def _progress(quiet: bool, label: str):

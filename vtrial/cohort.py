@@ -7,6 +7,7 @@ No loop runs per patient; every draw is keyed to the patient (:mod:`vtrial.strea
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -20,7 +21,7 @@ from scipy import special, stats
 
 from vtrial.errors import UserInputError
 from vtrial.protocol import MAX_LESIONS, Cohort, PrimaryProfile, Protocol, lesion_phenotype
-from vtrial.store import atomic_write_bytes
+from vtrial.store import merge_parts
 from vtrial.streams import PatientDraws, Streams
 from vtrial.vocabulary import PRIMARIES, SITES
 
@@ -224,7 +225,7 @@ def sample_cohort(protocol: Protocol, patient_ids: np.ndarray, streams: Streams)
     primary = cohort_draws.select(primary_rows).astype(np.int8)
     female, visceral, prior_sre, dental, vitamin_d = (cohort_draws.random((5,)) < t.bernoulli[primary]).T
 
-    lesions = _sample_lesions(streams.draws("lesions", ids), primary, t)
+    lesions = _sample_lesions(streams.draws("lesions", ids), primary_rows, t)
     z = streams.draws("biology", ids).standard_normal((len(BIOLOGY),))
     biology = dict(zip(BIOLOGY, np.exp(t.biology_sd_log[primary] * z).T))
 
@@ -250,29 +251,29 @@ def sample_cohort(protocol: Protocol, patient_ids: np.ndarray, streams: Streams)
     )
 
 
-def _sample_lesions(draws: PatientDraws, primary: np.ndarray, t: _Tables) -> dict[str, np.ndarray]:
+def _sample_lesions(draws: PatientDraws, chunk_primary: np.ndarray, t: _Tables) -> dict[str, np.ndarray]:
     """Lesion count, site, blastic fraction and burden, padded to the block's largest count.
 
-    Per-lesion draws have a fixed width of ``MAX_LESIONS`` per patient (so they do not depend on
-    the block) and are computed only for real lesions. Padding: site -1, fraction and burden 0.
+    Lesion counts are drawn for whole stream chunks, and each chunk's per-lesion draws are
+    laid out patient after patient (:meth:`PatientDraws.ragged`), so a patient's lesions do not
+    depend on the block and only real lesions cost a draw. Padding: site -1, fraction and
+    burden 0.
     """
-    u_count, u_class = draws.random((2,)).T
-    extra_mean = t.lesion_mean[primary] - 1.0
-    size = t.lesion_dispersion[primary]
+    u_count, u_class = draws.chunk_rows("random", (2,)).T
+    primary = draws.select(chunk_primary)
+    extra_mean = t.lesion_mean[chunk_primary] - 1.0
+    size = t.lesion_dispersion[chunk_primary]
     extra = stats.nbinom.ppf(u_count, size, size / (size + extra_mean))
-    n_lesions = np.minimum(1 + extra.astype(np.int64), MAX_LESIONS)
+    chunk_counts = np.minimum(1 + extra.astype(np.int64), MAX_LESIONS)
+    n_lesions = draws.select(chunk_counts)
     width = int(n_lesions.max(initial=1))
     mask = np.arange(width) < n_lesions[:, None]
-    phenotype = _categorical(u_class, t.phenotype_cdf[primary])
-
-    def per_lesion(method: str) -> np.ndarray:
-        full = draws.chunk_rows(method, (MAX_LESIONS,), dtype=np.float32)
-        return draws.select(full[:, :width])[mask].astype(np.float64)
-
+    phenotype = _categorical(draws.select(u_class), t.phenotype_cdf[primary])
     lesion_primary = np.repeat(primary, n_lesions)
-    site = _categorical(per_lesion("random"), t.site_cdf[lesion_primary])
-    logit = t.class_logit[np.repeat(phenotype, n_lesions)] + t.class_logit_sd * per_lesion("standard_normal")
-    log_burden = t.burden_log_median[lesion_primary] + t.burden_sd_log[lesion_primary] * per_lesion("standard_normal")
+    site = _categorical(draws.ragged("random", chunk_counts), t.site_cdf[lesion_primary])
+    u_phenotype, u_burden = draws.ragged("standard_normal", 2 * chunk_counts).reshape(-1, 2).T
+    logit = t.class_logit[np.repeat(phenotype, n_lesions)] + t.class_logit_sd * u_phenotype
+    log_burden = t.burden_log_median[lesion_primary] + t.burden_sd_log[lesion_primary] * u_burden
 
     def padded(values: np.ndarray, fill: float, dtype: type) -> np.ndarray:
         out = np.full(mask.shape, fill, dtype=dtype)
@@ -323,13 +324,23 @@ def cohort_table(block: CohortBlock) -> pd.DataFrame:
     return cohort_arrow(block).to_pandas()
 
 
-def write_cohort(block: CohortBlock, path: str | Path) -> None:
-    """Write the cohort table to a Parquet file, atomically (no half-written file on failure)."""
+def write_cohort(protocol: Protocol, streams: Streams, path: str | Path, block_size: int = 65_536) -> int:
+    """Sample the protocol's whole cohort block by block and stream it to Parquet, atomically.
+
+    Memory is bounded by the block size; the file is identical for any block size (each
+    patient's draws are keyed to it, row groups have a fixed size). Returns the patients written.
+    """
     path = Path(path)
     if not path.parent.is_dir():
         raise UserInputError(
             f"folder {str(path.parent)!r} does not exist", field="--out", fix="create the folder or choose another path"
         )
-    sink = pa.BufferOutputStream()
-    pq.write_table(cohort_arrow(block), sink)
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    n = protocol.trial.patients
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as scratch:
+        parts = []
+        for k, start in enumerate(range(0, n, block_size)):
+            part = Path(scratch) / f"part-{k:07d}.parquet"
+            block = sample_cohort(protocol, np.arange(start, min(start + block_size, n)), streams)
+            pq.write_table(cohort_arrow(block), part)
+            parts.append(part)
+        return merge_parts(parts, path)

@@ -113,6 +113,28 @@ class PatientDraws:
         """Rows of a full-chunk array that belong to the requested patients, in request order."""
         return chunk_array[self.rows]
 
+    def ragged(self, method: str, counts: np.ndarray, **kwargs) -> np.ndarray:
+        """A variable number of draws per patient, concatenated in request order.
+
+        ``counts`` gives the number of draws of every row of the touched chunks (a full-chunk
+        array, e.g. lesions per patient computed with :meth:`chunk_rows`). Each chunk's
+        generator draws exactly its rows' total, and patient ``i`` takes the segment after the
+        draws of the rows before it in its chunk, so what it receives depends on its chunk only,
+        never on the block. Costs one draw per real item, not per padded slot.
+        """
+        counts = np.asarray(counts, dtype=np.int64)
+        if counts.shape != (self.n_chunk_rows,):
+            raise ValueError("counts must hold one entry per row of the touched chunks")
+        per_chunk = counts.reshape(len(self._generators), CHUNK).sum(axis=1)
+        flat = np.concatenate(
+            [getattr(g, method)(size=int(k), **kwargs) for g, k in zip(self._generators, per_chunk)]
+            or [np.empty(0)]
+        )
+        starts = np.cumsum(counts) - counts
+        take = counts[self.rows]
+        offsets = np.repeat(starts[self.rows] - (np.cumsum(take) - take), take)
+        return flat[offsets + np.arange(take.sum())]
+
     def _draw(self, method: str, shape: tuple[int, ...], **kwargs) -> np.ndarray:
         return self.select(self.chunk_rows(method, shape, **kwargs))
 
