@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats
 
-from vtrial.cohort import DAYS_PER_MONTH, cohort_table, sample_cohort
-from vtrial.protocol import MAX_LESIONS, parse_protocol
+from vtrial.cohort import DAYS_PER_MONTH, cohort_table, sample_cohort, write_cohort
+from vtrial.protocol import MAX_LESIONS, apply_overrides, load_protocol, parse_protocol
 from vtrial.streams import Streams
 from vtrial.vocabulary import PRIMARIES, SITES
+
+PROTOCOLS = Path(__file__).parent.parent / "protocols"
 
 N = 200_000
 BREAST, PROSTATE, LUNG = (PRIMARIES.index(p) for p in ("breast", "prostate", "lung"))
@@ -141,3 +145,12 @@ def test_cohort_table_has_one_row_per_patient():
     assert set(table["sex"]) <= {"female", "male"}
     assert [len(s) for s in table["lesion_site"]] == b.n_lesions.tolist()
     assert set(np.concatenate(table["lesion_site"].to_numpy())) <= set(SITES)
+
+
+def test_written_cohort_file_is_identical_for_any_block_size(tmp_path):
+    protocol = apply_overrides(load_protocol(PROTOCOLS / "example.toml"), patients=3000)
+    streams = Streams(protocol.trial.seed)
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    assert write_cohort(protocol, streams, a, block_size=3000) == 3000
+    assert write_cohort(protocol, streams, b, block_size=701) == 3000
+    assert a.read_bytes() == b.read_bytes()
