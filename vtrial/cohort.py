@@ -23,7 +23,7 @@ from vtrial.errors import UserInputError
 from vtrial.protocol import MAX_LESIONS, Cohort, PrimaryProfile, Protocol, lesion_phenotype
 from vtrial.store import merge_parts
 from vtrial.streams import PatientDraws, Streams
-from vtrial.vocabulary import PRIMARIES, SITES
+from vtrial.vocabulary import DAYS_PER_MONTH, DAYS_PER_YEAR, PRIMARIES, SITES
 
 
 @dataclass(frozen=True)
@@ -101,9 +101,6 @@ class CohortBlock:
         return CohortBlock(**values)
 
 
-#: Days per month and per year (Julian calendar averages) used for protocol durations.
-DAYS_PER_MONTH = 30.4375
-DAYS_PER_YEAR = 365.25
 #: Rounds of eligibility resampling before giving up (each round redraws every ineligible patient).
 MAX_ELIGIBILITY_ROUNDS = 200
 #: Bounds of a lesion's initial tumour burden (fraction of local capacity).

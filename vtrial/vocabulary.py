@@ -55,3 +55,7 @@ EVENT_TYPES: tuple[str, ...] = SRE_TYPES + ("death", "dropout", "new_lesion") + 
 
 #: Drugs a protocol arm may name.
 DRUGS: tuple[str, ...] = ("none", "zoledronic_acid", "pamidronate", "denosumab", "custom")
+
+#: Julian-calendar averages used to convert the protocol's months and years into days.
+DAYS_PER_YEAR: float = 365.25
+DAYS_PER_MONTH: float = DAYS_PER_YEAR / 12

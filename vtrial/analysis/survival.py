@@ -25,11 +25,8 @@ from lifelines.utils import median_survival_times, restricted_mean_survival_time
 from scipy import stats
 
 from vtrial.analysis.proportions import CONFIDENCE
+from vtrial.vocabulary import DAYS_PER_MONTH, DAYS_PER_YEAR
 
-#: Days in an average month (365.25 / 12); months in the summary are days / DAYS_PER_MONTH.
-DAYS_PER_MONTH = 30.4375
-#: Days in an average year, for rates per patient-year.
-DAYS_PER_YEAR = 365.25
 #: Shift that separates counted SREs on the same day (or at day 0) in the counting process.
 NUDGE_DAYS = 1e-3
 
