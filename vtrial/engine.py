@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 from joblib import Parallel, delayed, parallel_config
+from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from vtrial import __version__
 from vtrial.cohort import sample_cohort
@@ -111,15 +112,18 @@ def plan_tasks(protocol: Protocol, streams: Streams, block_size: int) -> list[Ta
     return tasks
 
 
-def simulate_block(protocol: Protocol, streams: Streams, task: Task) -> tuple[dict, dict]:
+def simulate_block(
+    protocol: Protocol, streams: Streams, task: Task, parameters: Mapping[str, float] | None = None
+) -> tuple[dict, dict]:
     """Sample one block's cohort, simulate it under its arm and count its SREs.
 
+    ``parameters`` overrides model parameter values (calibration); default: the registry's.
     Returns the patient and event columns, with ``counted`` (events) and ``first_sre_day``
     and ``n_sre`` (patients) from the SRE window rule.
     """
     cohort = sample_cohort(protocol, task.patient_ids, streams)
     horizon_days = protocol.trial.horizon_months * DAYS_PER_MONTH
-    patients, events = simulate(cohort, protocol.arm[task.arm_index], horizon_days, streams)
+    patients, events = simulate(cohort, protocol.arm[task.arm_index], horizon_days, streams, parameters)
     analysis = protocol.analysis
     counted = apply_window_rule(
         events["patient_id"], events["day"], events["type"], analysis.sre_types, analysis.sre_window_days
@@ -206,6 +210,12 @@ def execute(
         with parallel_config(backend=backend, n_jobs=jobs if cluster is None else -1):
             runner = Parallel(return_as="generator_unordered", batch_size=1, pre_dispatch="2*n_jobs")
             yield from runner(delayed(_run_task)(protocol, streams, t) for t in tasks)
+    except TerminatedWorkerError as exc:
+        raise UserInputError(
+            "a worker process died during the run (killed, or out of memory); the finished blocks are kept",
+            field="--jobs",
+            fix="finish the run with --resume, if memory is short with fewer --jobs or a smaller --block-size",
+        ) from exc
     finally:
         if cluster is not None:
             cluster.close()

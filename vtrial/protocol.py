@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import reprlib
 import tomllib
 import typing
 from importlib.resources import files
@@ -39,8 +40,21 @@ DEFAULT_LANDMARKS_MONTHS = (12.0, 24.0)
 SUM_TOLERANCE = 1e-6
 #: Largest number of bone lesions a patient can have at entry.
 MAX_LESIONS = 50
+#: Largest trial (patients): the engine plans every patient's arm in memory.
+MAX_PATIENTS = 10_000_000
+#: Latest data cut-off, in months (100 years).
+MAX_HORIZON_MONTHS = 1200.0
+#: Shortest dosing interval, in weeks: the model steps one day at a time.
+MIN_INTERVAL_WEEKS = 1.0 / 7.0
+#: Largest dose, in mg.
+MAX_DOSE_MG = 100_000.0
+#: Oldest age a cohort may reach, in years.
+MAX_AGE_YEARS = 120.0
+#: Longest trial name, so that ``.<name>.partial`` and ``<name>-batch`` stay valid file names.
+MAX_NAME_LENGTH = 128
 
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_RESERVED_NAME = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])", re.IGNORECASE)
 _LABEL_REGIMEN = {
     "zoledronic_acid": "dose_mg = 4.0 and every_weeks = 4.0 (Zometa label)",
     "pamidronate": "dose_mg = 90.0 and every_weeks = 4.0 (label: 90 mg every 3-4 weeks)",
@@ -56,6 +70,15 @@ NonNegativeFloat = Annotated[float, Field(ge=0.0)]
 def _invalid(problem: str, fix: str, field: str = "") -> PydanticCustomError:
     """A validation error carrying its own fix (and a sub-field appended to the error location)."""
     return PydanticCustomError("vtrial", "{problem}", {"problem": problem, "fix": fix, "field": field})
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxstring, _SHORT_REPR.maxother = 3, 80, 80
+
+
+def _show(value: Any) -> str:
+    """``repr(value)``, shortened (a value may be huge or nested thousands of levels deep)."""
+    return _SHORT_REPR.repr(value)
 
 
 def _closest(word: str, choices: typing.Iterable[str]) -> str:
@@ -80,8 +103,8 @@ class Trial(_Schema):
     name: str
     title: str = ""
     design: Literal["parallel", "paired"] = "parallel"
-    patients: int = Field(ge=1)
-    horizon_months: PositiveFloat
+    patients: int = Field(ge=1, le=MAX_PATIENTS)
+    horizon_months: float = Field(gt=0.0, le=MAX_HORIZON_MONTHS)
     accrual_months: NonNegativeFloat = 0.0
     dropout_per_year: NonNegativeFloat = 0.0
     seed: int = Field(DEFAULT_SEED, ge=0, lt=2**63)
@@ -91,8 +114,18 @@ class Trial(_Schema):
     def _names_a_folder(cls, name: str) -> str:
         if not _FOLDER_NAME.fullmatch(name):
             raise _invalid(
-                f"{name!r} cannot name a run folder",
+                f"{_show(name)} cannot name a run folder",
                 "use only letters, digits, '-' and '_' (no spaces, '/', '.'), e.g. name = \"breast-dmab\"",
+            )
+        if len(name) > MAX_NAME_LENGTH:
+            raise _invalid(
+                f"the name is {len(name)} characters long, more than {MAX_NAME_LENGTH}",
+                f"shorten the name to at most {MAX_NAME_LENGTH} characters",
+            )
+        if _RESERVED_NAME.fullmatch(name):
+            raise _invalid(
+                f"{name!r} is a reserved device name on Windows and cannot name a folder there",
+                "choose another name, e.g. name = \"trial-1\"",
             )
         return name
 
@@ -180,6 +213,16 @@ class PrimaryProfile(_Schema):
     def _not_negative(cls, value: Distribution) -> Distribution:
         if value.min < 0:
             raise _invalid(f"min ({value.min}) is negative", "use a min of 0 or more", field="min")
+        return value
+
+    @field_validator("age_years")
+    @classmethod
+    def _human_age(cls, value: Distribution) -> Distribution:
+        if value.max > MAX_AGE_YEARS:
+            raise _invalid(
+                f"max ({value.max}) is above {MAX_AGE_YEARS:g} years", f"use a max of {MAX_AGE_YEARS:g} or less",
+                field="max",
+            )
         return value
 
     @field_validator("ecog")
@@ -282,10 +325,10 @@ class Cohort(_Schema):
                 )
             if weight < 0:
                 raise _invalid(f"weight {weight} is negative", "use a weight of 0 or more", field=primary)
-        if not sum(weights.values()) > 0:
+        if not 0 < sum(weights.values()) < float("inf"):
             raise _invalid(
-                "the primary weights sum to 0: no patient can be sampled",
-                "give at least one primary a positive weight, e.g. primary = { breast = 1.0 }",
+                f"the primary weights sum to {sum(weights.values())}: no patient can be sampled",
+                "give at least one primary a positive weight and keep the weights small, e.g. primary = { breast = 1.0 }",
             )
         return weights
 
@@ -339,13 +382,23 @@ class Arm(_Schema):
 
     name: str = Field(min_length=1)
     drug: Literal[DRUGS]
-    dose_mg: PositiveFloat | None = None
+    dose_mg: Annotated[float, Field(gt=0.0, le=MAX_DOSE_MG)] | None = None
     every_weeks: PositiveFloat | None = None
     allocation: PositiveFloat = 1.0
     calcium_vitamin_d: bool = True
     stop_after_months: PositiveFloat | None = None
     renal_adjustment: bool = True
     mechanism: Mechanism | None = None
+
+    @field_validator("every_weeks")
+    @classmethod
+    def _at_most_daily(cls, weeks: float | None) -> float | None:
+        if weeks is not None and weeks < MIN_INTERVAL_WEEKS:
+            raise _invalid(
+                f"every_weeks = {weeks} is shorter than a day, the model's time step",
+                "use every_weeks = 0.142857 (daily) or more, e.g. every_weeks = 4.0",
+            )
+        return weeks
 
     @model_validator(mode="after")
     def _drug_needs(self) -> Arm:
@@ -474,8 +527,18 @@ def load_protocol(path: str | Path) -> Protocol:
             "the file is empty", file=path, fix="write [trial], [cohort] and [[arm]] tables (see protocols/example.toml)"
         )
     is_yaml = path.suffix.lower() in (".yaml", ".yml")
-    data = _parse_yaml(text, path) if is_yaml else _parse_toml(text, path)
-    return _validate(data, str(path), text, is_yaml)
+    try:
+        data = _parse_yaml(text, path) if is_yaml else _parse_toml(text, path)
+        return _validate(data, str(path), text, is_yaml)
+    except RecursionError:
+        raise _too_deep(path) from None
+
+
+def _too_deep(source: str | Path) -> UserInputError:
+    return UserInputError(
+        "is nested too deeply to be a protocol", file=source,
+        fix="write the sections [trial], [cohort], [[arm]] and [analysis] with plain values (see protocol.md)",
+    )
 
 
 def _parse_toml(text: str, path: Path) -> dict[str, Any]:
@@ -516,7 +579,10 @@ def parse_protocol(data: dict[str, Any], source: str) -> Protocol:
     """Validate and resolve a protocol given as a dict (``source`` names it in error messages)."""
     if not isinstance(data, dict):
         raise UserInputError("a protocol must be a mapping of sections", file=source, fix="give a dict")
-    return _validate(data, source, None, False)
+    try:
+        return _validate(data, source, None, False)
+    except RecursionError:
+        raise _too_deep(source) from None
 
 
 def _validate(data: dict[str, Any], source: str, text: str | None, is_yaml: bool) -> Protocol:
@@ -592,19 +658,19 @@ def _explain(err: dict[str, Any], loc: tuple) -> tuple[str, str]:
         return f"unknown key {loc[-1]!r}.{_closest(loc[-1], valid)}", f"use one of: {', '.join(valid)}"
     if kind == "literal_error":
         allowed = re.findall(r"'([^']*)'", ctx.get("expected", ""))
-        return f"{value!r} is not allowed.{_closest(value, allowed)}", f"use one of: {', '.join(allowed)}"
+        return f"{_show(value)} is not allowed.{_closest(value, allowed)}", f"use one of: {', '.join(allowed)}"
     if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {value!r}", f"write {_EXPECTED[kind]}"
+        return f"expected {_EXPECTED[kind]}, got {_show(value)}", f"write {_EXPECTED[kind]}"
     bounds = {"greater_than": "greater than {gt}", "greater_than_equal": "at least {ge}",
               "less_than": "less than {lt}", "less_than_equal": "at most {le}"}
     if kind in bounds:
         limit = bounds[kind].format(**ctx)
-        return f"{value!r} is out of range: it must be {limit}", f"use a value {limit}"
+        return f"{_show(value)} is out of range: it must be {limit}", f"use a value {limit}"
     if kind in ("too_short", "too_long"):
         return f"{err['msg']}", "correct the number of items"
     if kind == "finite_number":
-        return f"{value!r} is not a finite number", "use a finite number"
-    return f"{err['msg']} (got {value!r})", "correct the value"
+        return f"{_show(value)} is not a finite number", "use a finite number"
+    return f"{err['msg']} (got {_show(value)})", "correct the value"
 
 
 def _fields_of(model: type[BaseModel]) -> dict[str, Any]:
@@ -665,8 +731,10 @@ def apply_overrides(protocol: Protocol, patients: int | None = None, seed: int |
     """The protocol with ``--patients`` and ``--seed`` from the command line applied."""
     changes: dict[str, int] = {}
     if patients is not None:
-        if patients < 1:
-            raise UserInputError(f"{patients} patients", field="--patients", fix="use --patients 1 or more")
+        if not 1 <= patients <= MAX_PATIENTS:
+            raise UserInputError(
+                f"{patients} patients is out of range", field="--patients", fix=f"use --patients from 1 to {MAX_PATIENTS}"
+            )
         changes["patients"] = int(patients)
     if seed is not None:
         if not 0 <= seed < 2**63:

@@ -28,6 +28,10 @@ ROW_GROUP_ROWS = 65_536
 PARTS = "parts"
 STATE = "state.json"
 
+#: The process's umask (read once): atomic writes get the mode an ordinary ``open`` would give.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextmanager
 def writing(path: Path) -> Iterator[None]:
@@ -49,6 +53,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), 0o666 & ~_UMASK)  # mkstemp creates files readable by the owner only
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -202,7 +207,11 @@ def finalise_folder(partial: Path, run_dir: Path, force: bool) -> None:
             trash = run_dir.parent / f".{run_dir.name}.old"
             shutil.rmtree(trash, ignore_errors=True)
             os.replace(run_dir, trash)
-            os.replace(partial, run_dir)
+            try:
+                os.replace(partial, run_dir)
+            except BaseException:
+                os.replace(trash, run_dir)  # put the existing run folder back
+                raise
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(partial, run_dir)
