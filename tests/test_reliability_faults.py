@@ -129,6 +129,7 @@ def interrupt_and_resume(protocol_file: Path, tmp_path: Path, signum: int, momen
         assert out.is_dir()
     else:
         assert proc.returncode == cli.EXIT_INTERRUPTED, err
+        assert "--resume" in err  # the message says how to finish the run
         assert "Traceback" not in err
         assert not out.exists()
         assert partial.is_dir()
@@ -290,7 +291,7 @@ def test_killed_worker_is_reported_and_the_run_resumes(protocol_file, reference,
     assert workers, "no loky worker found"
     workers[0].kill()
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == cli.EXIT_USER, err
+    assert proc.returncode == cli.EXIT_INTERNAL, err  # not bad input: a fault, reported without a traceback
     assert "Traceback" not in err
     assert "worker" in err and "--resume" in err
     assert not out.exists()

@@ -14,7 +14,7 @@ import typer
 from typer.exceptions import TyperException
 
 from vtrial import __version__
-from vtrial.errors import UserInputError
+from vtrial.errors import RunFailedError, UserInputError
 from vtrial.protocol import apply_overrides, load_protocol, protocol_to_toml
 from vtrial.streams import Streams
 
@@ -147,11 +147,57 @@ def report(run_dir: str = typer.Argument(..., help="A run folder written by `vtr
     typer.echo(f"wrote {summary_path} and {report_path}")
 
 
+@app.command()
+def validate(
+    patients: int = typer.Option(2000, "--patients", help="Patients per replica trial (all arms together)."),
+    jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all cores)."),
+    out: str = typer.Option("outputs/validate", "--out", help="Folder for validate.csv and validate.html."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when a target is outside its tolerance."),
+    replicate: int = typer.Option(0, "--replicate", help="Replicate of the random streams."),
+    trials: str | None = typer.Option(None, "--trials", help="Folder of the replica protocols (default protocols/trials)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Run the replicas of the published trials and compare every simulable target with its published value."""
+    from vtrial.calibration.validate import print_table, validate as run_validation
+
+    with _progress(quiet, "replicas") as bar:
+        table = run_validation(out, patients=patients, jobs=jobs, replicate=replicate, trials=trials,
+                               on_progress=lambda done, total: bar.update(done, total, None))
+    print_table(table)
+    typer.echo(f"wrote {out}/validate.csv, {out}/not_simulated.csv and {out}/validate.html")
+    if strict and not table["inside"].all():
+        typer.echo(f"{int((~table['inside']).sum())} target(s) outside tolerance", err=True)
+        raise typer.Exit(EXIT_INTERNAL)
+
+
+@app.command()
+def calibrate(
+    patients: int = typer.Option(800, "--patients", help="Patients per replica trial during the fit."),
+    evaluations: int = typer.Option(80, "--evaluations", help="Budget of objective evaluations."),
+    jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all cores)."),
+    out: str = typer.Option("outputs/calibration", "--out", help="Folder for calibration.json."),
+    replicate: int = typer.Option(1, "--replicate", help="Replicate of the random streams used by the fit."),
+    trials: str | None = typer.Option(None, "--trials", help="Folder of the replica protocols (default protocols/trials)."),
+) -> None:
+    """Fit the population parameters to the published targets (least squares, common random numbers)."""
+    from vtrial.calibration.fit import fit
+
+    result = fit(out, patients=patients, evaluations=evaluations, jobs=jobs, replicate=replicate, trials=trials,
+                 on_evaluation=lambda count, cost: typer.echo(f"evaluation {count}: cost {cost:.3f}", err=True))
+    for name, start in result.start.items():
+        typer.echo(f"{name:<32} {start:>12.6g} -> {result.fitted[name]:>12.6g}")
+    typer.echo(f"cost {result.cost_start:.3f} -> {result.cost:.3f}; {result.inside} of {result.checks} "
+               f"targets inside after {result.evaluations} evaluations; wrote {out}/calibration.json")
+
+
 def exit_code(error: BaseException) -> int:
     """Report an error on stderr and return its exit code (2 user error, 1 internal error)."""
     if isinstance(error, UserInputError):
         typer.echo(f"error: {error}", err=True)
         return EXIT_USER
+    if isinstance(error, RunFailedError):
+        typer.echo(f"error: {error}", err=True)
+        return EXIT_INTERNAL
     if isinstance(error, TyperException) and hasattr(error, "show"):  # a usage error: bad or missing flag
         error.show()
         return EXIT_USER
@@ -170,12 +216,13 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         code = app(args=argv, prog_name="vtrial", standalone_mode=False)
-    except typer.Abort:
-        typer.echo("interrupted: nothing was written to the run folder; finished blocks are kept, "
-                   "finish the run with --resume", err=True)
+    except typer.Abort:  # Ctrl-C where click, not typer, sees it
         code = EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 - the one place every error becomes an exit code
         code = exit_code(error)
+    if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C (and our SIGTERM) into exit code 130
+        typer.echo("interrupted: no output folder was written; an interrupted run keeps its finished "
+                   "blocks: finish it with `vtrial run ... --resume`", err=True)
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 

@@ -27,7 +27,7 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from vtrial import __version__
 from vtrial.cohort import sample_cohort
-from vtrial.errors import UserInputError
+from vtrial.errors import RunFailedError, UserInputError
 from vtrial.model import simulate
 from vtrial.protocol import Protocol, protocol_to_toml
 from vtrial.sre import apply_window_rule
@@ -211,10 +211,9 @@ def execute(
             runner = Parallel(return_as="generator_unordered", batch_size=1, pre_dispatch="2*n_jobs")
             yield from runner(delayed(_run_task)(protocol, streams, t) for t in tasks)
     except TerminatedWorkerError as exc:
-        raise UserInputError(
-            "a worker process died during the run (killed, or out of memory); the finished blocks are kept",
-            field="--jobs",
-            fix="finish the run with --resume, if memory is short with fewer --jobs or a smaller --block-size",
+        raise RunFailedError(
+            "a worker process died during the run (killed, or out of memory); the finished blocks are kept. "
+            "Finish the run with --resume (if memory is short, with fewer --jobs or a smaller --block-size)."
         ) from exc
     finally:
         if cluster is not None:

@@ -50,3 +50,11 @@ class UserInputError(Exception):
         if self.fix:
             text += f" Fix: {self.fix}"
         return text
+
+
+class RunFailedError(Exception):
+    """A run stopped by a fault outside the user's input (a worker died); its finished blocks are kept.
+
+    The CLI prints the message and exits with code 1 (an internal error), without a traceback,
+    because the message already says how to finish the run (``--resume``).
+    """
