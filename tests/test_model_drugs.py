@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vtrial.model.drugs import Exposure, dosing_days, zoledronic_acid_dose
-from vtrial.model.lesion import gompertz_rate, initial_state, lesion_traits, step
+from vtrial.model.lesion import advance, gompertz_rate, initial_state, lesion_traits
 from vtrial.model.parameters import Parameters
 
 PARAMS = Parameters()
@@ -28,12 +28,13 @@ LABEL = {
 def resorption(a, days, crcl=80.0):
     """Osteoclast activity of a lesion-free (healthy) bone site, day by day, under an arm."""
     exposure = Exposure(a, np.array([crcl]), days, PARAMS)
-    traits = lesion_traits(np.zeros((1, 1)), np.ones(1), np.ones(1), gompertz_rate(np.array([90.0]), PARAMS), PARAMS)
-    state = initial_state(np.zeros((1, 1)), np.zeros((1, 1), bool))
+    traits = lesion_traits(np.zeros(1), 1.0, 1.0, gompertz_rate(90.0, PARAMS), PARAMS)
+    state = initial_state(np.zeros(1), np.zeros(1, bool))
     out = np.empty(days)
     for d in range(days):
-        inputs = exposure.daily(d, np.array([0]))
-        out[d] = step(state, traits, inputs.recruitment[:, None], 1.0, 1.0, 0.0, PARAMS).osteoclast[0, 0]
+        inputs = exposure.inputs(d, d + 1, np.array([0]))
+        sig = advance(state, traits, inputs.recruitment, inputs.recruitment_sq, 1.0, 1.0, 0.0, 1.0, PARAMS)
+        out[d] = sig.osteoclast[0]
     return out
 
 
@@ -86,7 +87,7 @@ def test_custom_agent_exposure_decays_with_its_half_life():
     mech = SimpleNamespace(rankl_inhibition=0.0, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6,
                            pthrp_inhibition=0.0, tumour_kill=0.0, half_life_days=14.0)
     exp = Exposure(arm("custom", every_weeks=4.0, mechanism=mech), np.array([80.0]), 60, PARAMS)
-    d0, d14 = exp.daily(0, np.array([0])), exp.daily(14, np.array([0]))
+    d0, d14 = exp.inputs(0, 1, np.array([0])), exp.inputs(14, 15, np.array([0]))
     assert 1.0 - d0.tgf_beta_keep == pytest.approx(0.6 * 2 ** (-0.5 / 14))
     assert 1.0 - d14.tgf_beta_keep == pytest.approx(0.6 * 2 ** (-14.5 / 14))
     assert d0.suppression[0] == pytest.approx(0.5 * 2 ** (-0.5 / 14))

@@ -4,12 +4,13 @@ Every patient of an arm follows the same schedule from randomisation (day 0), so
 function of the day since randomisation shared by the arm, times a per-patient scale where a
 covariate matters (the bisphosphonate dose and bone uptake depend on creatinine clearance).
 Exposure is precomputed once per schedule on the daily grid by closed-form superposition of
-single-dose kernels, evaluated at mid-day (the lesion step holds inputs constant over a day).
+single-dose kernels, evaluated at mid-day, and kept as running sums so that the mean over any
+step is one subtraction (the lesion step holds its inputs at their step means).
 
-The lesion model receives five patient-level inputs per day (:class:`DailyInputs`):
+The lesion model receives these patient-level inputs per step (:class:`StepInputs`):
 
 * ``recruitment``: the osteoclast-recruitment factor ``(1 + Q)(1 - I_RANKL)/(1 + E_OC)``,
-  where ``I_RANKL`` is RANKL inhibition (denosumab Emax, Doshi 2012), ``E_OC`` extra
+  and the mean of its square, where ``I_RANKL`` is RANKL inhibition (denosumab Emax, Doshi 2012), ``E_OC`` extra
   osteoclast loss (bisphosphonate Emax of the bone-surface pool) and ``Q`` the precursor
   reserve that accumulates under RANKL blockade and is released when it ends — the clinical
   rebound of resorption above baseline after stopping denosumab (bone-turnover markers
@@ -40,13 +41,14 @@ CUSTOM_FRACTION_CAP = 0.99
 
 
 @dataclass(frozen=True)
-class DailyInputs:
-    """Patient-level inputs of the lesion model for one day (arrays ``[n]`` or scalars)."""
+class StepInputs:
+    """Patient-level inputs of the lesion model, means over a step (arrays ``[n]`` or scalars)."""
 
     recruitment: np.ndarray
-    pthrp_keep: np.ndarray | float
-    tgf_beta_keep: np.ndarray | float
-    kill: np.ndarray | float
+    recruitment_sq: np.ndarray
+    pthrp_keep: float
+    tgf_beta_keep: float
+    kill: float
     suppression: np.ndarray
 
 
@@ -136,7 +138,7 @@ class Exposure:
         renal_adjustment, mechanism``)
     creatinine_clearance_ml_min : float array [n]
     n_days : int
-        Length of the daily grid (days since randomisation).
+        Length of the daily grid (days since randomisation); values on a day do not depend on it.
     params : Parameters
     """
 
@@ -193,22 +195,37 @@ class Exposure:
         #: dose number given on each day (-1 on days without a dose)
         self.dose_number = np.full(n_days, -1, dtype=np.int64)
         self.dose_number[day_of_dose[day_of_dose < n_days]] = np.arange(day_of_dose.size)
+        # shared recruitment (1 + Q)(1 - I)(1 - f), its square, (1 - I)(1 - f), custom inputs and the
+        # pool kernel as running sums over the daily grid: the mean over any days is a difference
+        free = (1.0 - self.rankl_inhibition) * (1.0 - self._oc_fraction)
+        shared = (1.0 + self.reserve) * free
+        daily = np.stack([shared, shared**2, free, self._pthrp_keep, self._tgf_keep, self._kill, self._oc_kernel])
+        self._running = np.concatenate([np.zeros((daily.shape[0], 1)), np.cumsum(daily, axis=1)], axis=1)
 
-    def osteoclast_loss(self, day: int, patients: np.ndarray) -> np.ndarray | float:
-        """Extra osteoclast loss ``E_OC`` (relative to baseline) of the given patients on ``day``."""
+    def step_grid(self, step_days: int) -> np.ndarray:
+        """Step boundaries (days): every ``step_days`` from day 0, every dose day, and the last day."""
+        regular = np.arange(0, self.n_days, step_days)
+        doses = np.flatnonzero(self.dose_number >= 0)
+        return np.union1d(np.union1d(regular, doses), [self.n_days])
+
+    def inputs(self, start: int, end: int, patients: np.ndarray) -> StepInputs:
+        """Mean inputs of the lesion model over days ``start .. end - 1`` for the given patient indices.
+
+        Shared time courses are averaged exactly; the bisphosphonate effect is that of the
+        step's mean pool (the pool decays with a half-life of months, and doses fall on step starts).
+        """
+        mean = (self._running[:, end] - self._running[:, start]) / (end - start)
+        shared, shared_sq, free, pthrp_keep, tgf_keep, kill, kernel = mean
         if self._emax:
-            return emax_effect(self._pool_scale[patients] * self._oc_kernel[day], self._emax, self._ec50, self._hill)
-        f = self._oc_fraction[day]
-        return f / (1.0 - f)
-
-    def daily(self, day: int, patients: np.ndarray) -> DailyInputs:
-        """Inputs of the lesion model on ``day`` for the given patient indices."""
-        loss = np.broadcast_to(self.osteoclast_loss(day, patients), patients.shape)
-        free = (1.0 - self.rankl_inhibition[day]) / (1.0 + loss)
-        return DailyInputs(
-            recruitment=(1.0 + self.reserve[day]) * free,
-            pthrp_keep=float(self._pthrp_keep[day]),
-            tgf_beta_keep=float(self._tgf_keep[day]),
-            kill=float(self._kill[day]),
-            suppression=1.0 - free,
+            keep = 1.0 / (1.0 + emax_effect(self._pool_scale[patients] * kernel, self._emax, self._ec50, self._hill))
+        else:
+            keep = np.ones(patients.shape)
+        return StepInputs(
+            recruitment=shared * keep,
+            recruitment_sq=shared_sq * np.square(keep),
+            pthrp_keep=float(pthrp_keep),
+            tgf_beta_keep=float(tgf_keep),
+            kill=float(kill),
+            suppression=1.0 - free * keep,
         )
+

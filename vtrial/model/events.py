@@ -9,8 +9,8 @@ depend only on the patient: the same patient under two arms meets the same thres
 (common random numbers), so its events move only because its biology moved.
 
 An event happens when the hazard integrated since the previous event of that type crosses the
-current threshold; the next threshold then applies. Within a day the hazard is constant, so
-the event time inside the day is exact.
+current threshold; the next threshold then applies. Within a step the hazard is held at its
+mid-step value, and the event time is interpolated inside the step.
 """
 
 from __future__ import annotations
@@ -78,16 +78,15 @@ def draw_thresholds(streams: Streams, patient_ids: np.ndarray) -> Thresholds:
     return Thresholds(lesion, patient, surgery, new_site)
 
 
-def lesion_hazard_weights(site: np.ndarray, mask: np.ndarray, params: Parameters) -> np.ndarray:
-    """Per-lesion base hazards ``[4, n, L]`` (fracture, compression, radiation, prophylactic surgery)."""
+def lesion_hazard_weights(site: np.ndarray, params: Parameters) -> np.ndarray:
+    """Per-lesion base hazards ``[4, *site.shape]`` (fracture, compression, radiation, prophylactic surgery)."""
     site = site.astype(np.int64)
-    on = mask.astype(float)
     return np.stack(
         [
-            params.fracture_base_hazard * FRACTURE_SITE_WEIGHT[site] * on,
-            params.cord_compression_hazard * SPINAL[site] * on,
-            params.radiation_hazard * on,
-            params.prophylactic_surgery_hazard * LONG_BONE[site] * on,
+            params.fracture_base_hazard * FRACTURE_SITE_WEIGHT[site],
+            params.cord_compression_hazard * SPINAL[site],
+            np.full(site.shape, params.radiation_hazard),
+            params.prophylactic_surgery_hazard * LONG_BONE[site],
         ]
     )
 
@@ -95,7 +94,7 @@ def lesion_hazard_weights(site: np.ndarray, mask: np.ndarray, params: Parameters
 def lesion_hazards(
     weights: np.ndarray, strength: np.ndarray, burden: np.ndarray, tgf_beta: np.ndarray, params: Parameters
 ) -> np.ndarray:
-    """Daily hazards ``[4, n, L]`` of the local events.
+    """Hazards per day ``[4, *strength.shape]`` of the local events (dtype of ``weights``).
 
     * fracture: ``h0 (1 + k (1 - s)^+)^4`` — rises ~100x as strength falls to a third;
     * cord compression (spinal): ``h0 (T - T_epi)^+ (1 + c (1 - s)^+)`` — burden and collapse;

@@ -1,4 +1,4 @@
-"""The vicious cycle in each bone lesion, vectorised over ``[patients, lesions]``.
+"""The vicious cycle in each bone lesion, vectorised over lesions (any array shape).
 
 States (healthy bone = 1): osteoblast activity ``v`` (carried as ``w = v**2``), tumour burden
 ``T`` as a fraction of local capacity (carried as ``y = ln T``) and bone mass ``Z``. Osteoclast
@@ -6,7 +6,7 @@ activity ``u`` is fast (turnover ~5 days, Komarova 2003 ``beta1 = 0.2/day``) and
 quasi-steady: with Komarova's exponents ``g11 = 1/2``, ``g21 = -1/2`` the osteoclast equation
 ``du/dt = beta_C (X u^g11 v^g21 - u)`` has the root ``u = X**2 / v``.
 
-Algebraic intermediates (per lesion, per day):
+Algebraic intermediates (per lesion):
 
 * PTHrP ``P = p_l H (1 - pthrp_inhibition)`` with ``H = T/(T + K)``; ``p_l`` mixes the lytic
   and blastic secretion by the lesion's blastic fraction and scales by the patient's
@@ -30,10 +30,10 @@ Rates (normalised Komarova/Ayati form, research notes sections 1, 2, 10):
   raises steady bone mass ~1.4x, an untreated lytic lesion loses ~30-50% and a blastic one
   gains. Dyadic exponents make the powers square roots (cheap).
 
-Healthy steady state: ``T = 0`` gives ``u = v = Z = 1``. Updates on a daily step: ``w``, ``y``
-and ``Z`` by the trapezoidal (Crank-Nicolson) rule on their linear terms with the coupling
-frozen at the start of the day (``w``) or at mid-day (``y``, ``Z``); every update is a ratio of
-positive terms, so no state turns negative.
+Healthy steady state: ``T = 0`` gives ``u = v = Z = 1``. Updates (:func:`advance`) over a step
+of ``STEP_DAYS``: each of ``w``, ``y`` and ``Z`` obeys a linear equation once the couplings are
+frozen, solved exactly (exponential integrator) with the couplings at mid-step; every update
+relaxes a state towards a positive target, so no state turns negative and ``T`` stays <= 1.
 """
 
 from __future__ import annotations
@@ -49,11 +49,18 @@ EMPTY_LOG_BURDEN = -np.inf
 #: Smallest and largest burden a lesion may start from.
 BURDEN_FLOOR = 1e-6
 BURDEN_CEIL = 1.0 - 1e-6
+#: Time step of the lesion states (days). The exponential midpoint update (:func:`advance`) keeps
+#: the error in ``Z`` and ``T`` at 5 years below 1e-4 even at 28 days (against Radau, rtol 1e-8);
+#: a week keeps hazards and the effects of events (radiotherapy, fixation) close to their day.
+STEP_DAYS = 7
+#: Lesion states and traits are float32: their relative rounding (~1e-7 per step) is far below
+#: the scheme's error, and float32 exponentials run ~3x faster than float64 ones.
+STATE_DTYPE = np.float32
 
 
 @dataclass
 class LesionTraits:
-    """Per-lesion constants (arrays ``[n, L]``): what the phenotype and the patient make of the rates."""
+    """Per-lesion constants (arrays of any one shape): what the phenotype and the patient make of the rates."""
 
     pthrp: np.ndarray
     osteoblast_drive: np.ndarray
@@ -64,7 +71,7 @@ class LesionTraits:
 
 @dataclass
 class LesionState:
-    """States of every lesion slot (arrays ``[n, L]``): ``w = v**2``, ``y = ln T`` and ``Z``."""
+    """States of every lesion (arrays of any one shape): ``w = v**2``, ``y = ln T`` and ``Z``."""
 
     w: np.ndarray
     y: np.ndarray
@@ -91,115 +98,44 @@ def lesion_traits(
     growth_rate: np.ndarray,
     params: Parameters,
 ) -> LesionTraits:
-    """Per-lesion constants from the phenotype mix ``[n, L]`` and per-patient multipliers ``[n]``.
+    """Per-lesion constants (``STATE_DTYPE``) from the phenotype mix and the patient's multipliers.
 
-    ``growth_rate`` is the Gompertz rate per patient (primary doubling time x multiplier).
+    Arguments broadcast against ``blastic_fraction`` (per lesion); ``growth_rate`` is the
+    patient's Gompertz rate (primary doubling time x multiplier).
     """
     phi = np.asarray(blastic_fraction, dtype=float)
-    pthrp = (params.pthrp_lytic * (1.0 - phi) + params.pthrp_blastic * phi) * pthrp_secretion[:, None]
-    drive = params.osteoblast_drive_blastic * phi * osteoblastic_drive[:, None]
+    pthrp = (params.pthrp_lytic * (1.0 - phi) + params.pthrp_blastic * phi) * pthrp_secretion
+    drive = params.osteoblast_drive_blastic * phi * osteoblastic_drive
     suppression = params.osteoblast_suppression_lytic * (1.0 - phi)
-    return LesionTraits(pthrp, drive, suppression, np.broadcast_to(growth_rate[:, None], phi.shape).copy(), phi)
+    growth = np.broadcast_to(growth_rate, phi.shape)
+    return LesionTraits(*(np.array(a, dtype=STATE_DTYPE) for a in (pthrp, drive, suppression, growth, phi)))
 
 
 def initial_state(burden: np.ndarray, mask: np.ndarray) -> LesionState:
     """Healthy bone (``v = Z = 1``) carrying the entry burden; empty slots hold no tumour (``T = 0``)."""
-    y = np.where(mask, np.log(np.clip(burden, BURDEN_FLOOR, BURDEN_CEIL)), EMPTY_LOG_BURDEN)
-    return LesionState(w=np.ones(mask.shape), y=y, z=np.ones(mask.shape))
+    y = np.where(mask, np.log(np.clip(burden, BURDEN_FLOOR, BURDEN_CEIL)), EMPTY_LOG_BURDEN).astype(STATE_DTYPE)
+    return LesionState(w=np.ones(mask.shape, STATE_DTYPE), y=y, z=np.ones(mask.shape, STATE_DTYPE))
 
 
 @dataclass
 class Signals:
-    """Algebraic intermediates of one day (arrays ``[n, L]``), reused by the event hazards."""
+    """Mid-step values of a step (arrays like the states), reused by the event hazards and sums."""
 
     burden: np.ndarray
     pthrp: np.ndarray
     osteoclast: np.ndarray
     tgf_beta: np.ndarray
+    bone: np.ndarray
 
 
-def step(
-    state: LesionState,
-    traits: LesionTraits,
-    recruitment: np.ndarray,
-    pthrp_keep: float | np.ndarray,
-    tgf_beta_keep: float | np.ndarray,
-    kill: float | np.ndarray,
-    params: Parameters,
-) -> Signals:
-    """Advance every lesion by one day in place; return the day's intermediates.
-
-    ``recruitment`` is ``[n, 1]`` (patient-level drug factor); ``pthrp_keep``,
-    ``tgf_beta_keep`` and ``kill`` are scalars or ``[n, 1]``.
-    """
-    w, y, z = state.w, state.y, state.z
+def osteoclast_activity(
+    w: np.ndarray, y: np.ndarray, traits: LesionTraits, recruitment: np.ndarray, pthrp_keep: float, params: Parameters,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Osteoclast recruitment ``X`` and quasi-steady activity ``u = X**2 / v`` (for reference solvers)."""
     burden = np.exp(y)
-    half = burden + params.tumour_signal_half_burden
-    np.divide(burden, half, out=half)  # H = T/(T+K)
-    pthrp = traits.pthrp * half
-    if not (np.isscalar(pthrp_keep) and pthrp_keep == 1.0):
-        pthrp *= pthrp_keep
-    # X = recruitment (1 + a_P P)(1 + c_P P); x2 = X**2
-    x = params.rankl_per_pthrp * pthrp
-    x += 1.0
-    tmp = params.opg_per_pthrp * pthrp
-    tmp += 1.0
-    x *= tmp
-    x *= recruitment
-    x2 = np.square(x)
-    # osteoblasts: w' = 2 bB (X^2 A - D w), trapezoidal on D w with X^2 A frozen
-    b = params.osteoblast_rate
-    np.multiply(traits.osteoblast_drive, half, out=tmp)
-    tmp += 1.0
-    tmp *= x2
-    tmp *= 2.0 * b  # production 2 bB X^2 A
-    loss = traits.osteoblast_suppression * half
-    loss += 1.0
-    loss *= b  # half of 2 bB D
-    w_old = w.copy()
-    w *= 1.0 - loss
-    w += tmp
-    loss += 1.0
-    w /= loss
-    # mid-day osteoblast powers: v = sqrt(w), v^(1/2), v^(3/8)
-    w_old += w
-    w_old *= 0.5
-    v = np.sqrt(w_old, out=w_old)
-    v_half = np.sqrt(v)
-    v_quarter = np.sqrt(v_half)
-    formation = np.sqrt(v_quarter)
-    formation *= v_quarter  # v^(3/8)
-    # osteoclasts (quasi-steady): u = X^2 / v ; resorption rate u^(1/2) = X / v^(1/2)
-    osteoclast = np.divide(x2, v, out=x2)
-    resorption = np.divide(x, v_half, out=x)
-    # bone: Z' = kZ (F - R Z), trapezoidal
-    k = params.bone_turnover_rate
-    resorption *= 0.5 * k
-    z_old = z.copy()
-    z *= 1.0 - resorption
-    formation *= k
-    z += formation
-    resorption += 1.0
-    z /= resorption
-    # TGF-beta from resorbed matrix (mid-day), tumour growth gain
-    z_old += z
-    z_old *= 0.5
-    tgf = np.multiply(osteoclast, z_old, out=z_old)
-    gain = tgf * tgf_beta_keep if not (np.isscalar(tgf_beta_keep) and tgf_beta_keep == 1.0) else tgf.copy()
-    gain -= 1.0
-    np.maximum(gain, 0.0, out=gain)
-    gain *= params.tgf_beta_growth_gain
-    np.minimum(gain, params.tgf_beta_growth_max, out=gain)
-    gain += 1.0
-    # tumour: y' = -gamma G y - kill, trapezoidal
-    gain *= traits.growth_rate
-    gain *= 0.5
-    y *= 1.0 - gain
-    if not (np.isscalar(kill) and kill == 0.0):
-        y -= kill
-    gain += 1.0
-    y /= gain
-    return Signals(burden=burden, pthrp=pthrp, osteoclast=osteoclast, tgf_beta=tgf)
+    pthrp = traits.pthrp * burden / (burden + params.tumour_signal_half_burden) * pthrp_keep
+    x = recruitment * (1.0 + params.rankl_per_pthrp * pthrp) * (1.0 + params.opg_per_pthrp * pthrp)
+    return x, x**2 / np.sqrt(w)
 
 
 def rates(
@@ -216,10 +152,8 @@ def rates(
     """Right-hand side ``(dw/dt, dy/dt, dZ/dt)`` of the lesion equations (for reference solvers)."""
     burden = np.exp(y)
     half = burden / (burden + params.tumour_signal_half_burden)
-    pthrp = traits.pthrp * half * pthrp_keep
-    x = recruitment * (1.0 + params.rankl_per_pthrp * pthrp) * (1.0 + params.opg_per_pthrp * pthrp)
+    x, osteoclast = osteoclast_activity(w, y, traits, recruitment, pthrp_keep, params)
     v = np.sqrt(w)
-    osteoclast = x**2 / v
     b = params.osteoblast_rate
     dw = 2.0 * b * (x**2 * (1.0 + traits.osteoblast_drive * half) - (1.0 + traits.osteoblast_suppression * half) * w)
     dz = params.bone_turnover_rate * (v**0.375 - np.sqrt(osteoclast) * z)
@@ -238,3 +172,121 @@ def effective_bone(z: np.ndarray, params: Parameters) -> np.ndarray:
 def strength(z: np.ndarray, burden: np.ndarray, params: Parameters) -> np.ndarray:
     """Relative strength ``s = Z_eff**2 (1 - c T)`` (density-squared law; tumour replaces bone)."""
     return np.square(effective_bone(z, params)) * (1.0 - params.strength_tumour_loss * burden)
+
+
+def _signals(burden: np.ndarray, traits: LesionTraits, pthrp_keep: float, params: Parameters):
+    """Tumour signal ``H``, PTHrP ``P`` and the RANKL/OPG recruitment factor ``(1 + a_P P)(1 + c_P P)``."""
+    half = burden + params.tumour_signal_half_burden
+    np.divide(burden, half, out=half)
+    pthrp = traits.pthrp * half
+    if pthrp_keep != 1.0:
+        pthrp *= pthrp_keep
+    factor = params.rankl_per_pthrp * pthrp
+    factor += 1.0
+    opg = params.opg_per_pthrp * pthrp
+    opg += 1.0
+    factor *= opg
+    return half, pthrp, factor
+
+
+def _growth_gain(tgf_beta: np.ndarray, tgf_beta_keep: float, params: Parameters) -> np.ndarray:
+    """Gompertz rate multiplier ``G = 1 + min(a (TGF keep - 1)^+, G_max)`` (new array)."""
+    gain = tgf_beta * tgf_beta_keep if tgf_beta_keep != 1.0 else tgf_beta.copy()
+    gain -= 1.0
+    np.maximum(gain, 0.0, out=gain)
+    gain *= params.tgf_beta_growth_gain
+    np.minimum(gain, params.tgf_beta_growth_max, out=gain)
+    gain += 1.0
+    return gain
+
+
+def _relax(x: np.ndarray, target: np.ndarray, rate: np.ndarray, days: float) -> np.ndarray:
+    """Exact update of ``x' = rate (target - x)`` over ``days`` in place; return the mean of ``x`` over them."""
+    decay = rate * -days
+    np.exp(decay, out=decay)
+    x -= target
+    mean = 1.0 - decay
+    mean /= rate
+    mean *= x
+    mean *= 1.0 / days
+    mean += target
+    x *= decay
+    x += target
+    return mean
+
+
+def _gompertz(y: np.ndarray, rate: np.ndarray, kill: float, days: float) -> np.ndarray:
+    """``ln T`` after ``days`` of ``y' = -rate y - kill`` with the rate frozen (exact; new array)."""
+    decay = rate * -days
+    np.exp(decay, out=decay)
+    if kill == 0.0:
+        return np.multiply(y, decay, out=decay)
+    target = -kill / rate
+    out = y - target
+    out *= decay
+    out += target
+    return out
+
+
+def advance(
+    state: LesionState,
+    traits: LesionTraits,
+    recruitment: np.ndarray,
+    recruitment_sq: np.ndarray,
+    pthrp_keep: float,
+    tgf_beta_keep: float,
+    kill: float,
+    days: float,
+    params: Parameters,
+) -> Signals:
+    """Advance every lesion by ``days`` in place; return the step's mid-point signals.
+
+    Exponential midpoint scheme: each state's linear equation is solved exactly over the step
+    with its coefficients frozen at mid-step, where the tumour is predicted by a half step
+    with the start-of-step growth gain (second order in the step; ``days`` = 7 keeps the
+    error in ``Z`` and ``T`` far below 1% over 5 years). ``recruitment`` and
+    ``recruitment_sq`` are the step means of the drug recruitment factor and of its square,
+    per lesion; the other drug inputs are scalars (step means).
+    """
+    w, y, z = state.w, state.y, state.z
+    b, k = params.osteoblast_rate, params.bone_turnover_rate
+    # start of step: growth gain from u0 Z0 = X0^2 Z0 / v0
+    _, _, factor = _signals(np.exp(y), traits, pthrp_keep, params)
+    np.square(factor, out=factor)
+    factor *= recruitment_sq
+    factor *= z
+    factor /= np.sqrt(w)
+    gain = _growth_gain(factor, tgf_beta_keep, params)
+    gain *= traits.growth_rate
+    # mid-step tumour and its signals
+    burden = np.exp(_gompertz(y, gain, kill, 0.5 * days))
+    half, pthrp, factor = _signals(burden, traits, pthrp_keep, params)
+    x2 = np.square(factor)
+    x2 *= recruitment_sq  # mean X^2
+    factor *= recruitment  # mean X
+    # osteoblasts: w' = 2 bB D (X^2 A / D - w)
+    rate = traits.osteoblast_suppression * half
+    rate += 1.0
+    target = traits.osteoblast_drive * half
+    target += 1.0
+    target *= x2
+    target /= rate
+    rate *= 2.0 * b
+    v = _relax(w, target, rate, days)
+    # osteoclasts (quasi-steady) u = X^2 / v; bone Z' = kZ R (F / R - Z), R = X / v^(1/2), F = v^(3/8)
+    np.sqrt(v, out=v)
+    osteoclast = np.divide(x2, v, out=x2)
+    np.sqrt(v, out=v)
+    resorption = np.divide(factor, v, out=factor)
+    np.sqrt(v, out=v)
+    formation = np.sqrt(v)
+    formation *= v
+    formation /= resorption
+    resorption *= k
+    bone = _relax(z, formation, resorption, days)
+    # TGF-beta from resorbed matrix; tumour over the whole step with the mid-step gain
+    tgf = np.multiply(osteoclast, bone, out=formation)
+    gain = _growth_gain(tgf, tgf_beta_keep, params)
+    gain *= traits.growth_rate
+    y[...] = _gompertz(y, gain, kill, days)
+    return Signals(burden=burden, pthrp=pthrp, osteoclast=osteoclast, tgf_beta=tgf, bone=bone)

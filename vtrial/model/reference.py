@@ -1,14 +1,19 @@
-"""Reference cohorts built directly as :class:`~vtrial.cohort.CohortBlock` (tests, benchmarks).
+"""References for tests and benchmarks: cohorts built directly, and a stiff-solver lesion solution.
 
 Typical trial populations per primary, with between-patient spread, drawn from one numpy
 generator: enough to exercise and measure the model without the protocol-driven sampler.
+:func:`radau_reference` integrates the lesion equations with ``solve_ivp`` (Radau, rtol 1e-8)
+to check the fast step against.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.integrate import solve_ivp
 
 from vtrial.cohort import CohortBlock
+from vtrial.model.lesion import LesionTraits, rates
+from vtrial.model.parameters import Parameters
 from vtrial.vocabulary import PRIMARIES, SITES
 
 #: Typical share of each site among bone lesions (SITES order), axial skeleton first.
@@ -56,3 +61,23 @@ def reference_cohort(
         lesion_blastic_fraction=np.where(mask, blastic, 0.0),
         lesion_burden=np.where(mask, burden, 0.0),
     )
+
+
+def radau_reference(
+    traits: LesionTraits, w0: np.ndarray, y0: np.ndarray, z0: np.ndarray, recruitment: np.ndarray,
+    params: Parameters,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(w, y, Z)`` after ``len(recruitment)`` days: Radau (rtol 1e-8), day by day with each day's input."""
+    shape = w0.shape
+    x = np.concatenate([w0.ravel(), y0.ravel(), z0.ravel()]).astype(float)
+    k = w0.size
+    for rec_day in recruitment:
+        rec = np.full(shape[:-1] + (1,), rec_day)
+
+        def rhs(t: float, s: np.ndarray, rec: np.ndarray = rec) -> np.ndarray:
+            dw, dy, dz = rates(s[:k].reshape(shape), s[k:2 * k].reshape(shape), s[2 * k:].reshape(shape),
+                               traits, rec, 1.0, 1.0, 0.0, params)
+            return np.concatenate([dw.ravel(), dy.ravel(), dz.ravel()])
+
+        x = solve_ivp(rhs, (0.0, 1.0), x, method="Radau", rtol=1e-8, atol=1e-10).y[:, -1]
+    return x[:k].reshape(shape), x[k:2 * k].reshape(shape), x[2 * k:].reshape(shape)

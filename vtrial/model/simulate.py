@@ -1,8 +1,15 @@
-"""Simulate one block of patients under one arm: daily lesion biology, hazards and events.
+"""Simulate one block of patients under one arm: lesion biology, hazards and events, step by step.
 
-The only Python loop is over days since randomisation (all patients of an arm share the
-dosing schedule in their own time). Patients whose follow-up has ended leave the working
-arrays every ``COMPACT_EVERY_DAYS`` days, so the cost follows the number still at risk.
+The only Python loop is over time steps (``STEP_DAYS`` days, plus a step boundary at every
+dose day; all patients of an arm share the dosing schedule in their own time). Lesions live in
+one flat array (only real lesions, new ones appended; ``owner`` is the patient row), so the
+cost follows the number of real lesions, and per-patient sums are ``np.bincount`` over it,
+which adds each patient's lesions in their fixed order (bit-identical in any block). Patients
+whose follow-up has ended leave the working arrays once they are ``COMPACT_SHARE`` of them.
+
+Hazards are evaluated at mid-step and integrated over the step; an event happens where the
+integrated hazard crosses the patient's pre-drawn threshold, at the time interpolated inside
+the step (exact for a hazard constant over the step).
 """
 
 from __future__ import annotations
@@ -15,14 +22,15 @@ import numpy as np
 from vtrial.cohort import CohortBlock
 from vtrial.model import events as ev
 from vtrial.model.drugs import Exposure
-from vtrial.model.lesion import LesionState, LesionTraits, gompertz_rate, initial_state, lesion_traits, step, strength
+from vtrial.model.lesion import (
+    STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, gompertz_rate, initial_state, lesion_traits, strength,
+)
 from vtrial.model.parameters import Parameters
 from vtrial.streams import Streams
 from vtrial.vocabulary import EVENT_TYPES, PRIMARIES, SITES
 
-COMPACT_EVERY_DAYS = 14
-#: Spare lesion slots added to the block's widest patient (grown further when needed).
-SPARE_SLOTS = 2
+#: Compact the working arrays once this share of their patients has ended follow-up.
+COMPACT_SHARE = 0.1
 #: An SRE raises the death hazard for this long.
 RECENT_SRE_DAYS = 90.0
 _TYPE_CODE = {name: i for i, name in enumerate(EVENT_TYPES)}
@@ -33,32 +41,42 @@ _PATIENT_TYPE = np.array([_TYPE_CODE[t] for t in ev.PATIENT_EVENTS])
 _SURGERY_CODE = _TYPE_CODE["surgery_to_bone"]
 
 
-class _Block:
-    """Working arrays of the patients still followed (rows) and their lesion slots (columns)."""
+class _Rows:
+    """Working arrays whose last axis is a set of rows (patients or lesions), with spare capacity.
+
+    Attribute access returns the used part (a view); :meth:`keep` compacts in place and
+    :meth:`append` adds rows, growing the capacity geometrically.
+    """
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.__dict__.update(arrays)
+        self._arrays = {name: np.array(a) for name, a in arrays.items()}  # own copies: compacted in place
+        self.size = next(iter(arrays.values())).shape[-1]
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self.__dict__["_arrays"][name][..., : self.__dict__["size"]]
+        except KeyError:
+            raise AttributeError(name) from None
 
     def keep(self, rows: np.ndarray) -> None:
-        for name, value in list(self.__dict__.items()):
-            if isinstance(value, np.ndarray):
-                self.__dict__[name] = value[:, rows] if name in ("weights", "remaining") else value[rows]
+        """Keep the given rows (boolean mask or sorted indices), in their order."""
+        for a in self._arrays.values():
+            kept = a[..., : self.size][..., rows]
+            a[..., : kept.shape[-1]] = kept
+        self.size = kept.shape[-1]
 
-    def widen(self, extra: int) -> None:
-        """Append ``extra`` empty lesion slots."""
-        for name, value in list(self.__dict__.items()):
-            if isinstance(value, np.ndarray) and name in _LESION_FILL:
-                axis = 2 if name in ("weights", "remaining") else 1
-                pad_shape = list(value.shape)
-                pad_shape[axis] = extra
-                self.__dict__[name] = np.concatenate([value, np.full(pad_shape, _LESION_FILL[name], value.dtype)], axis)
-
-
-#: Fill value of an empty lesion slot, per lesion array.
-_LESION_FILL = {
-    "w": 1.0, "y": -np.inf, "z": 1.0, "pthrp": 0.0, "drive": 0.0, "suppression": 0.0, "growth": 0.0,
-    "phi": 0.0, "mask": False, "site": 0, "weights": 0.0, "remaining": np.inf, "count": 0,
-}
+    def append(self, values: dict[str, np.ndarray]) -> None:
+        """Add rows after the last one (``values`` has every array's name)."""
+        extra = next(iter(values.values())).shape[-1]
+        if self.size + extra > next(iter(self._arrays.values())).shape[-1]:
+            capacity = 2 * (self.size + extra)
+            for name, a in self._arrays.items():
+                grown = np.empty((*a.shape[:-1], capacity), a.dtype)
+                grown[..., : self.size] = a[..., : self.size]
+                self._arrays[name] = grown
+        for name, a in self._arrays.items():
+            a[..., self.size : self.size + extra] = values[name]
+        self.size += extra
 
 
 def simulate(
@@ -95,201 +113,211 @@ def simulate(
     admin_end = np.maximum(horizon_days - cb.entry_day, 0.0)
     dropped = cb.dropout_day < admin_end
     stop = np.where(dropped, cb.dropout_day, admin_end)
-    n_days = int(np.ceil(stop.max())) if n else 0
+    # whole steps, so that the step grid (hence every patient's numbers) does not depend on the block
+    n_days = int(np.ceil(stop.max() / STEP_DAYS)) * STEP_DAYS if n else 0
     exposure = Exposure(arm, cb.creatinine_clearance_ml_min, n_days, params)
     thresholds = ev.draw_thresholds(streams, cb.patient_id)
     primary = cb.primary.astype(np.int64)
     growth = gompertz_rate(params.by_primary("doubling_time_days")[primary], params) * cb.biology["tumour_growth_rate"]
-    mask = np.concatenate([cb.lesion_mask, np.zeros((n, SPARE_SLOTS), bool)], axis=1)
-    width = mask.shape[1]
-    pad = ((0, 0), (0, SPARE_SLOTS))
-    phi = np.pad(cb.lesion_blastic_fraction.astype(float), pad)
-    site = np.pad(cb.lesion_site.astype(np.int8), pad)
-    traits = lesion_traits(phi, cb.biology["pthrp_secretion"], cb.biology["osteoblastic_drive"], growth, params)
-    state = initial_state(np.pad(cb.lesion_burden.astype(float), pad), mask)
-    jaw_lesion = (ev.JAW[site.astype(np.int64)] & mask).any(axis=1)
+    mask = cb.lesion_mask
+    owner, slot = np.nonzero(mask)  # row-major: each patient's lesions in slot order
+    site = cb.lesion_site[mask].astype(np.int8)
+    jaw_lesion = np.zeros(n, bool)
+    jaw_lesion[owner[ev.JAW[site]]] = True
     risk = ev.patient_risk(
         primary, cb.ecog.astype(float), cb.visceral_metastases, cb.age_years, cb.creatinine_clearance_ml_min,
         cb.dental_risk, cb.vitamin_d_deficient, jaw_lesion, exposure.relative_auc,
         bool(arm.calcium_vitamin_d), arm.drug in ("zoledronic_acid", "pamidronate"), params,
     )
-    n_entry = np.maximum(cb.lesion_mask.sum(axis=1), 1)
-    b = _Block(dict(
-        index=np.arange(n), w=state.w, y=state.y, z=state.z, pthrp=traits.pthrp, drive=traits.osteoblast_drive,
-        suppression=traits.osteoblast_suppression, growth=traits.growth_rate, phi=phi, mask=mask, site=site,
-        weights=ev.lesion_hazard_weights(site, mask, params),
-        remaining=np.where(mask[None], np.moveaxis(thresholds.lesion[:, :width, :, 0], 2, 0), np.inf),
-        count=np.zeros((n, width, 4), np.int8),
-        p_remaining=thresholds.patient[:, :, 0].copy(), p_count=np.zeros((n, 8), np.int64),
-        stop=stop, last_sre=np.full(n, -np.inf), cum_suppression=np.zeros(n), deep_days=np.zeros(n),
+    n_entry = np.maximum(mask.sum(axis=1), 1)
+    p = _Rows(dict(
+        index=np.arange(n), stop=stop.copy(), last_sre=np.full(n, -np.inf), cum_suppression=np.zeros(n),
+        deep_days=np.zeros(n), remaining=thresholds.patient[:, :, 0].T.copy(), count=np.zeros((8, n), np.int64),
+        next_slot=np.where(mask.any(axis=1), mask.shape[1] - np.argmax(mask[:, ::-1], axis=1), 0),
         death=risk.death, hcm=risk.hypercalcaemia, onj=risk.onj, hypo=risk.hypocalcaemia,
         renal_bg=risk.renal_background, renal_inf=risk.renal_infusion,
-        mean_phi=(cb.lesion_blastic_fraction * cb.lesion_mask).sum(axis=1) / n_entry,
-        pthrp_secretion=cb.biology["pthrp_secretion"], drive_mult=cb.biology["osteoblastic_drive"], growth_p=growth,
+        mean_phi=(cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry,
+        pthrp_secretion=cb.biology["pthrp_secretion"], drive_mult=cb.biology["osteoblastic_drive"], growth=growth,
     ))
+    lesions = _Rows(_new_lesions(
+        p, owner, slot, site, cb.lesion_blastic_fraction[mask], cb.lesion_burden[mask], thresholds, params))
     end_day = stop.copy()
     died = np.zeros(n, bool)
-    log_records: list[tuple[np.ndarray, ...]] = []
+    log: list[tuple[np.ndarray, ...]] = []
     log_rt = ev.radiation_log_survival(params)
     apr_first = {"zoledronic_acid": params.acute_phase_first_dose, "pamidronate": params.acute_phase_first_dose,
                  "denosumab": params.acute_phase_first_dose_denosumab}.get(arm.drug, 0.0)
-
-    def record(rows: np.ndarray, day: np.ndarray, code: np.ndarray | int, lesion: np.ndarray, site_code: np.ndarray) -> None:
-        log_records.append((b.index[rows], day, np.broadcast_to(code, rows.shape), lesion, site_code))
-
-    for day in range(n_days):
-        if day % COMPACT_EVERY_DAYS == 0:
-            b.keep(np.flatnonzero(b.stop > day))
-            if b.index.size == 0:
-                break
-        inputs = exposure.daily(day, b.index)
-        lesion_state = LesionState(b.w, b.y, b.z)
-        sig = step(
-            lesion_state, _traits(b), inputs.recruitment[:, None],
-            inputs.pthrp_keep, inputs.tgf_beta_keep, inputs.kill, params,
+    grid = exposure.step_grid(STEP_DAYS) if n else np.zeros(1, np.int64)
+    for start, end in zip(grid[:-1].tolist(), grid[1:].tolist()):
+        ended = p.stop <= start
+        if ended.all():
+            break
+        if ended.mean() >= COMPACT_SHARE:
+            _compact(p, lesions, ~ended)
+        days = float(end - start)
+        inputs = exposure.inputs(start, end, p.index)
+        L = lesions
+        state = LesionState(L.w, L.y, L.z)
+        sig = advance(
+            state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
+            inputs.recruitment.astype(STATE_DTYPE)[L.owner], inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
+            inputs.pthrp_keep, inputs.tgf_beta_keep, inputs.kill, days, params,
         )
         # --- local events ---------------------------------------------------------------------
-        hazard = ev.lesion_hazards(b.weights, strength(b.z, sig.burden, params), sig.burden, sig.tgf_beta, params)
-        b.remaining -= hazard
-        for kind in np.flatnonzero((b.remaining <= 0.0).any(axis=(1, 2))):
-            rows, cols = np.nonzero(b.remaining[kind] <= 0.0)
-            t = day + _fraction_of_day(b.remaining[kind, rows, cols], hazard[kind, rows, cols])
-            k = b.count[rows, cols, kind].astype(np.int64)
-            record(rows, t, _LESION_TYPE[kind], cols, b.site[rows, cols])
-            _next_lesion_threshold(b, thresholds, kind, rows, cols, k)
-            b.last_sre[rows] = t
-            long_bone = ev.LONG_BONE[b.site[rows, cols].astype(np.int64)]
-            if kind == _FRACTURE:
-                b.weights[_FRACTURE, rows, cols] *= params.fracture_after_fracture
-                p = np.where(long_bone, params.surgery_after_fracture_long_bone, params.surgery_after_fracture_other)
-                operate = thresholds.surgery[b.index[rows], cols, 0, np.minimum(k, ev.LESION_THRESHOLDS - 1)] < p
-            elif kind == _COMPRESSION:
-                b.y[rows, cols] += log_rt  # decompressive radiotherapy
-                operate = thresholds.surgery[b.index[rows], cols, 1, np.minimum(k, ev.LESION_THRESHOLDS - 1)] < (
-                    params.surgery_after_compression)
-            elif kind == _RADIATION:
-                b.y[rows, cols] += log_rt
-                operate = np.zeros(rows.size, bool)
-            else:  # prophylactic fixation
-                b.weights[_FRACTURE, rows, cols] *= params.fracture_after_fracture
-                b.weights[_SURGERY, rows, cols] = 0.0
-                operate = np.zeros(rows.size, bool)
-            if operate.any():
-                r, c = rows[operate], cols[operate]
-                record(r, t[operate], _SURGERY_CODE, c, b.site[r, c])
-                b.weights[_SURGERY, r, c] = 0.0
+        rate = ev.lesion_hazards(L.weights, strength(sig.bone, sig.burden, params), sig.burden, sig.tgf_beta, params)
+        remaining = L.remaining
+        remaining -= days * rate
+        for kind in np.flatnonzero((remaining <= 0.0).any(axis=1)):
+            hit = np.flatnonzero(remaining[kind] <= 0.0)
+            t = start + _crossing(remaining[kind, hit], rate[kind, hit].astype(float), 0.0, days)
+            _lesion_events(p, lesions, thresholds, kind, hit, t, log, log_rt, params)
         # --- patient-level events -------------------------------------------------------------
+        rows = p.size
+        owner = L.owner
+        total = np.bincount(owner, sig.burden, rows)
+        load = np.bincount(owner, sig.burden * (sig.pthrp + sig.tgf_beta), rows)
+        blastic = np.bincount(owner, sig.burden * L.phi, rows)
         supp = inputs.suppression
-        b.cum_suppression += supp
-        b.deep_days += supp > params.deep_suppression
-        total = _row_sum(sig.burden)
-        load = _row_sum(sig.burden * (sig.pthrp + sig.tgf_beta))
-        blastic = _row_sum(sig.burden * b.phi)
-        dose = exposure.dose_number[day]
-        recent = (day - b.last_sre) < RECENT_SRE_DAYS
-        p_hazard = np.stack([
-            b.hcm * load,
+        exposure_mid = p.cum_suppression + 0.5 * days * supp
+        p.cum_suppression[:] += days * supp
+        deep = supp > params.deep_suppression
+        dose = int(exposure.dose_number[start])
+        recent = np.clip(np.minimum(p.last_sre + RECENT_SRE_DAYS, end) - np.maximum(p.last_sre, start), 0.0, days)
+        # mean hazard per day over the step, and the dose-day impulses (spread over the dose day)
+        p_rate = np.stack([
+            p.hcm * load,
             params.seeding_hazard * total * (1.0 - params.seeding_suppression * supp),
-            b.death * np.exp(params.death_log_hr_burden * total) * np.where(recent, params.death_hr_recent_sre, 1.0),
-            b.onj * supp * b.cum_suppression / (b.cum_suppression + params.onj_exposure_half_days),
-            b.hypo * supp**2 * (1.0 + params.hypocalcaemia_blastic_gain * blastic),
-            b.renal_bg + (b.renal_inf if dose >= 0 else 0.0),
-            np.full(b.index.size, apr_first * (1.0 if dose == 0 else params.acute_phase_later_ratio) if dose >= 0 else 0.0),
-            params.atypical_fracture_hazard * b.deep_days,
-        ], axis=1)
-        b.p_remaining -= p_hazard
-        hit_rows, hit_kinds = np.nonzero(b.p_remaining <= 0.0)
-        if hit_rows.size:
-            t = day + _fraction_of_day(b.p_remaining[hit_rows, hit_kinds], p_hazard[hit_rows, hit_kinds])
-            _handle_patient_events(b, thresholds, hit_rows, hit_kinds, t, record, params)
-            dead = (hit_kinds == _DEATH) & (t <= b.stop[hit_rows])
+            p.death * np.exp(params.death_log_hr_burden * total)
+            * (1.0 + (params.death_hr_recent_sre - 1.0) * recent / days),
+            p.onj * supp * exposure_mid / (exposure_mid + params.onj_exposure_half_days),
+            p.hypo * supp**2 * (1.0 + params.hypocalcaemia_blastic_gain * blastic),
+            p.renal_bg,
+            np.zeros(rows),
+            params.atypical_fracture_hazard * (p.deep_days + 0.5 * days * deep),
+        ])
+        p.deep_days[:] += days * deep
+        impulse = np.zeros((8, 1 if dose < 0 else rows))
+        if dose >= 0:
+            impulse[_RENAL] = p.renal_inf
+            impulse[_APR] = apr_first * (1.0 if dose == 0 else params.acute_phase_later_ratio)
+        p_remaining = p.remaining
+        p_remaining -= days * p_rate + impulse
+        kinds, hit = np.nonzero(p_remaining <= 0.0)
+        if hit.size:
+            pulse = impulse[kinds, np.minimum(hit, impulse.shape[1] - 1)]
+            t = start + _crossing(p_remaining[kinds, hit], p_rate[kinds, hit], pulse, days)
+            _patient_events(p, lesions, thresholds, kinds, hit, t, log, params)
+            dead = (kinds == _DEATH) & (t <= p.stop[hit])
             if dead.any():
-                r = hit_rows[dead]
-                died[b.index[r]] = True
-                end_day[b.index[r]] = t[dead]
-                b.stop[r] = np.minimum(b.stop[r], t[dead])
-    return _tables(cb, arm, log_records, end_day, died, dropped, stop)
+                r = hit[dead]
+                died[p.index[r]] = True
+                end_day[p.index[r]] = t[dead]
+                p.stop[r] = np.minimum(p.stop[r], t[dead])
+    return _tables(cb, arm, log, end_day, died, dropped, stop)
 
 
-def _row_sum(a: np.ndarray) -> np.ndarray:
-    """Sum over lesion slots in slot order, so the result does not depend on the block's padding.
+def _new_lesions(p: _Rows, owner, slot, site, phi, burden, thresholds: ev.Thresholds, params: Parameters):
+    """Arrays of new lesion rows: healthy bone carrying the given burden, their traits and thresholds."""
+    state = initial_state(burden, np.ones(owner.size, bool))
+    traits = lesion_traits(phi, p.pthrp_secretion[owner], p.drive_mult[owner], p.growth[owner], params)
+    return dict(
+        owner=owner.astype(np.int64), slot=slot.astype(np.int64), site=site.astype(np.int8),
+        w=state.w, y=state.y, z=state.z, pthrp=traits.pthrp, drive=traits.osteoblast_drive,
+        suppression=traits.osteoblast_suppression, growth=traits.growth_rate, phi=traits.blastic_fraction,
+        weights=ev.lesion_hazard_weights(site, params).astype(STATE_DTYPE),
+        remaining=thresholds.lesion[p.index[owner], slot, :, 0].T.copy(),
+        count=np.zeros((4, owner.size), np.int8),
+    )
 
-    (numpy's pairwise/SIMD reductions group terms by array width; adding the slots one by one
-    keeps a patient's sums, hence its event times, bit-identical in any block.)
+
+def _compact(p: _Rows, lesions: _Rows, alive: np.ndarray) -> None:
+    """Drop the patients whose follow-up ended, and their lesions (order kept)."""
+    row = np.cumsum(alive) - 1
+    keep = alive[lesions.owner]
+    lesions.keep(keep)
+    lesions.owner[:] = row[lesions.owner]
+    p.keep(alive)
+
+
+def _crossing(left: np.ndarray, rate: np.ndarray, impulse: np.ndarray | float, days: float) -> np.ndarray:
+    """Time into the step at which the integrated hazard crossed the threshold.
+
+    ``left`` is the threshold left after the step (<= 0), ``rate`` the constant hazard per day
+    and ``impulse`` a cumulative hazard spread over the step's first day (a dose).
     """
-    out = a[:, 0].copy()
-    for column in range(1, a.shape[1]):
-        out += a[:, column]
-    return out
+    before = left + days * rate + impulse  # threshold left at the start of the step
+    first_day = impulse + rate
+    within = before / np.where(first_day > 0.0, first_day, 1.0)
+    later = 1.0 + (before - first_day) / np.where(rate > 0.0, rate, 1.0)
+    t = np.where(before <= first_day, within, later)
+    return np.clip(t, 0.0, days)
 
 
-def _fraction_of_day(remaining: np.ndarray, hazard: np.ndarray) -> np.ndarray:
-    """Time within the day at which the (constant) hazard crossed the threshold."""
-    safe = np.where(hazard > 0.0, hazard, 1.0)
-    return np.clip(np.where(hazard > 0.0, 1.0 + remaining / safe, 0.0), 0.0, 1.0)
+def _record(log, p: _Rows, rows, day, code, lesion, site) -> None:
+    log.append((p.index[rows], day, np.broadcast_to(code, rows.shape), lesion, site))
 
 
-def _traits(b: _Block) -> LesionTraits:
-    return LesionTraits(b.pthrp, b.drive, b.suppression, b.growth, b.phi)
-
-
-def _next_lesion_threshold(b: _Block, thresholds: ev.Thresholds, kind: int, rows, cols, k) -> None:
-    """Apply the next pre-drawn threshold of the lesion and event type (none left: never again)."""
+def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kind: int, hit, t, log, log_rt: float, params) -> None:
+    """Record the local events of one type, apply their consequences and the next thresholds."""
+    L = lesions
+    rows, cols, site = L.owner[hit], L.slot[hit], L.site[hit]
+    k = L.count[kind, hit].astype(np.int64)
+    _record(log, p, rows, t, _LESION_TYPE[kind], cols, site)
     nxt = k + 1
-    b.count[rows, cols, kind] = np.minimum(nxt, 127)
+    L.count[kind, hit] = np.minimum(nxt, 127)
     more = nxt < ev.LESION_THRESHOLDS
-    value = np.full(rows.size, np.inf)
-    value[more] = thresholds.lesion[b.index[rows[more]], cols[more], kind, nxt[more]]
-    b.remaining[kind, rows, cols] += value
+    value = np.full(hit.size, np.inf)
+    value[more] = thresholds.lesion[p.index[rows[more]], cols[more], kind, nxt[more]]
+    L.remaining[kind, hit] += value
+    p.last_sre[rows] = t
+    long_bone = ev.LONG_BONE[site]
+    decision = thresholds.surgery[p.index[rows], cols, :, np.minimum(k, ev.LESION_THRESHOLDS - 1)]
+    operate = np.zeros(hit.size, bool)
+    if kind == _FRACTURE:
+        L.weights[_FRACTURE, hit] *= params.fracture_after_fracture
+        chance = np.where(long_bone, params.surgery_after_fracture_long_bone, params.surgery_after_fracture_other)
+        operate = decision[:, 0] < chance
+    elif kind == _COMPRESSION:
+        L.y[hit] += log_rt  # decompressive radiotherapy
+        operate = decision[:, 1] < params.surgery_after_compression
+    elif kind == _RADIATION:
+        L.y[hit] += log_rt
+    else:  # prophylactic fixation
+        L.weights[_FRACTURE, hit] *= params.fracture_after_fracture
+        L.weights[_SURGERY, hit] = 0.0
+    if operate.any():
+        _record(log, p, rows[operate], t[operate], _SURGERY_CODE, cols[operate], site[operate])
+        L.weights[_SURGERY, hit[operate]] = 0.0
 
 
-def _handle_patient_events(b, thresholds, rows, kinds, t, record, params) -> None:
-    """Record patient-level events, draw next thresholds and seed new lesions."""
-    k = b.p_count[rows, kinds]
+def _patient_events(p: _Rows, lesions: _Rows, thresholds, kinds, rows, t, log, params) -> None:
+    """Record patient-level events, apply the next thresholds and seed new lesions."""
+    k = p.count[kinds, rows]
     nxt = k + 1
-    b.p_count[rows, kinds] = nxt
+    p.count[kinds, rows] = nxt
     value = np.full(rows.size, np.inf)
     more = nxt < ev.PATIENT_THRESHOLDS
-    value[more] = thresholds.patient[b.index[rows[more]], kinds[more], nxt[more]]
-    b.p_remaining[rows, kinds] += value
-    none = np.full(rows.size, -1)
+    value[more] = thresholds.patient[p.index[rows[more]], kinds[more], nxt[more]]
+    p.remaining[kinds, rows] += value
     site = np.full(rows.size, -1)
     site[kinds == _AFF] = ev.FEMUR
     site[kinds == _ONJ] = SITES.index("mandible_maxilla")
+    lesion = np.full(rows.size, -1)
     new = np.flatnonzero(kinds == _NEW)
-    lesion = none.copy()
     if new.size:
-        u = thresholds.new_site[b.index[rows[new]], np.minimum(k[new], ev.PATIENT_THRESHOLDS - 1)]
+        u = thresholds.new_site[p.index[rows[new]], np.minimum(k[new], ev.PATIENT_THRESHOLDS - 1)]
         site[new] = np.searchsorted(np.cumsum(ev.SEEDING_SITE_SHARE), u * ev.SEEDING_SITE_SHARE.sum(), side="right")
-        lesion[new] = _seed(b, thresholds, rows[new], site[new], params)
-    b.last_sre[rows[kinds == _HCM]] = t[kinds == _HCM]
-    record(rows, t, _PATIENT_TYPE[kinds], lesion, site)
-
-
-def _seed(b: _Block, thresholds: ev.Thresholds, rows: np.ndarray, site: np.ndarray, params: Parameters) -> np.ndarray:
-    """Place new lesions in the first free slot of each patient; return their slots (-1: none left)."""
-    slots = np.full(rows.size, -1)
-    for i, (r, s) in enumerate(zip(rows, site)):  # new lesions are rare events, not the hot path
-        free = np.flatnonzero(~b.mask[r])
-        if free.size == 0:
-            if b.mask.shape[1] >= ev.MAX_LESION_SLOTS:
-                continue
-            b.widen(min(SPARE_SLOTS, ev.MAX_LESION_SLOTS - b.mask.shape[1]))
-            free = np.flatnonzero(~b.mask[r])
-        c = free[0]
-        slots[i] = c
-        phi = b.mean_phi[r]
-        b.mask[r, c], b.site[r, c], b.phi[r, c] = True, s, phi
-        b.y[r, c] = np.log(params.new_lesion_burden)
-        b.w[r, c] = b.z[r, c] = 1.0
-        b.pthrp[r, c] = (params.pthrp_lytic * (1.0 - phi) + params.pthrp_blastic * phi) * b.pthrp_secretion[r]
-        b.drive[r, c] = params.osteoblast_drive_blastic * phi * b.drive_mult[r]
-        b.suppression[r, c] = params.osteoblast_suppression_lytic * (1.0 - phi)
-        b.growth[r, c] = b.growth_p[r]
-        b.weights[:, r, c] = ev.lesion_hazard_weights(np.array([[s]]), np.array([[True]]), params)[:, 0, 0]
-        b.remaining[:, r, c] = thresholds.lesion[b.index[r], c, :, 0]
-        b.count[r, c] = 0
-    return slots
+        slot = p.next_slot[rows[new]]
+        room = slot < ev.MAX_LESION_SLOTS
+        lesion[new[room]] = slot[room]
+        seeded = rows[new[room]]
+        if seeded.size:
+            p.next_slot[seeded] += 1
+            lesions.append(_new_lesions(
+                p, seeded, slot[room], site[new[room]].astype(np.int8), p.mean_phi[seeded],
+                np.full(seeded.size, params.new_lesion_burden), thresholds, params))
+    p.last_sre[rows[kinds == _HCM]] = t[kinds == _HCM]
+    _record(log, p, rows, t, _PATIENT_TYPE[kinds], lesion, site)
 
 
 def _tables(cb: CohortBlock, arm: Any, records, end_day, died, dropped, stop):
