@@ -40,6 +40,8 @@ from vtrial.analysis.survival import (  # noqa: E402
 )
 from vtrial.errors import UserInputError  # noqa: E402
 
+#: Points per curve in the figures.
+PLOT_POINTS = 600
 #: Arm colours (colour-blind safe, Okabe–Ito).
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 #: Figure style: SVG text stays text, ids are reproducible.
@@ -60,6 +62,15 @@ def _svg(figure: Figure) -> str:
     return text[text.index("<svg") :]
 
 
+def _plot_grid(patients: pd.DataFrame) -> np.ndarray:
+    """Months at which curves are drawn: ``PLOT_POINTS`` steps to the longest follow-up.
+
+    A step function sampled this finely looks the same at the report's size, and the page stays
+    small whatever the number of patients.
+    """
+    return np.linspace(0.0, patients["followup_days"].max() / DAYS_PER_MONTH, PLOT_POINTS)
+
+
 def kaplan_meier_figure(patients: pd.DataFrame, arms: Sequence[str], name: str) -> str:
     """Kaplan–Meier curves by arm with 95% bands and a number-at-risk table underneath."""
     title, ylabel = _ENDPOINT_TITLES[name]
@@ -67,9 +78,10 @@ def kaplan_meier_figure(patients: pd.DataFrame, arms: Sequence[str], name: str) 
         figure = Figure(figsize=(7.0, 4.2))
         ax = figure.add_subplot()
         fits = []
+        grid = _plot_grid(patients)
         for arm, colour in zip(arms, COLOURS):
             durations, events = endpoint(patients[patients["arm"] == arm], name)
-            kmf = kaplan_meier(durations / DAYS_PER_MONTH, events, arm)
+            kmf = kaplan_meier(durations / DAYS_PER_MONTH, events, arm, timeline=grid)
             kmf.plot_survival_function(ax=ax, ci_show=True, color=colour)
             fits.append(kmf)
         ax.set(title=title, xlabel="Months since randomisation", ylabel=ylabel, ylim=(0, 1.02), xlim=(0, None))
@@ -80,12 +92,14 @@ def kaplan_meier_figure(patients: pd.DataFrame, arms: Sequence[str], name: str) 
 
 def cumulative_incidence_figure(patients: pd.DataFrame, arms: Sequence[str], landmarks: Sequence[float]) -> str:
     """Aalen–Johansen cumulative incidence of SRE by arm, death competing."""
+    grid = _plot_grid(patients)
     with matplotlib.rc_context(_STYLE):
         figure = Figure(figsize=(7.0, 3.6))
         ax = figure.add_subplot()
         for arm, colour in zip(arms, COLOURS):
             cif = cumulative_incidence(*competing_risks(patients[patients["arm"] == arm]))
-            ax.step(cif.index / DAYS_PER_MONTH, cif.to_numpy(), where="post", color=colour, label=arm)
+            on_grid = cif.reindex(grid * DAYS_PER_MONTH, method="ffill").fillna(0.0)
+            ax.step(grid, on_grid.to_numpy(), where="post", color=colour, label=arm)
         for month in landmarks:
             ax.axvline(month, color="#999999", lw=0.6, ls=":")
         ax.set(title="Cumulative incidence of SRE (death as competing risk)", xlabel="Months since randomisation",

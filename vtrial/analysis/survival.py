@@ -58,9 +58,15 @@ def competing_risks(patients: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return durations, code
 
 
-def kaplan_meier(durations: np.ndarray, events: np.ndarray, label: str) -> KaplanMeierFitter:
-    """Kaplan–Meier fit with 95% log-log (Greenwood) pointwise confidence bands."""
-    return KaplanMeierFitter(alpha=1 - CONFIDENCE, label=label).fit(durations, events)
+def kaplan_meier(
+    durations: np.ndarray, events: np.ndarray, label: str, timeline: np.ndarray | None = None
+) -> KaplanMeierFitter:
+    """Kaplan–Meier fit with 95% log-log (Greenwood) pointwise confidence bands.
+
+    ``timeline`` evaluates the curve on a grid (for figures of large trials); estimates such as
+    the median use the full curve (no timeline).
+    """
+    return KaplanMeierFitter(alpha=1 - CONFIDENCE, label=label).fit(durations, events, timeline=timeline)
 
 
 def _none_if_infinite(value: float) -> float | None:
