@@ -1,10 +1,13 @@
 """simulate(): output tables, determinism, common random numbers, adverse-event trends."""
 
+import warnings
 from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
+from vtrial.errors import ModelInvariantError
 from vtrial.model import simulate
 from vtrial.model.reference import reference_cohort
 from vtrial.streams import Streams
@@ -104,3 +107,15 @@ def test_zoledronic_acid_renal_toxicity_rises_as_creatinine_clearance_falls():
         rates.append(np.unique(events["patient_id"][events["type"] == "renal_toxicity"]).size / 1500)
     assert rates[0] < rates[1] < rates[2]
     assert rates[2] > 0.15
+
+
+def test_a_state_outside_its_valid_range_fails_loudly_naming_the_patient():
+    """An absurd parameter (PTHrP secretion x1e38) must not give silently wrong tables."""
+    cohort = reference_cohort(50, "breast", seed=1)
+    pthrp = cohort.biology["pthrp_secretion"].copy()
+    pthrp[7] = 1e38
+    broken = replace(cohort, biology={**cohort.biology, "pthrp_secretion": pthrp})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the overflow itself is what is being provoked
+        with pytest.raises(ModelInvariantError, match=r"patient 7 \(breast.*pthrp_secretion x1e\+38"):
+            simulate(broken, arm("none"), 365.0, Streams(1))

@@ -14,7 +14,7 @@ import typer
 from typer.exceptions import TyperException
 
 from vtrial import __version__
-from vtrial.errors import RunFailedError, UserInputError
+from vtrial.errors import ModelInvariantError, RunFailedError, UserInputError
 from vtrial.protocol import apply_overrides, load_protocol, protocol_to_toml
 from vtrial.streams import Streams
 
@@ -149,40 +149,54 @@ def report(run_dir: str = typer.Argument(..., help="A run folder written by `vtr
 
 @app.command()
 def validate(
-    patients: int = typer.Option(2000, "--patients", help="Patients per replica trial (all arms together)."),
+    patients: int | None = typer.Option(
+        None, "--patients", help="Patients per replica trial, all arms together (default 2000)."
+    ),
     jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all cores)."),
     out: str = typer.Option("outputs/validate", "--out", help="Folder for validate.csv and validate.html."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when a target is outside its tolerance."),
     replicate: int = typer.Option(0, "--replicate", help="Replicate of the random streams."),
-    trials: str | None = typer.Option(None, "--trials", help="Folder of the replica protocols (default protocols/trials)."),
+    trials: str | None = typer.Option(
+        None, "--trials", help="Folder of the replica protocols (default protocols/trials)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Run the replicas of the published trials and compare every simulable target with its published value."""
+    """Run the replicas of the published trials; compare every simulable target with its published value."""
     from vtrial.calibration.validate import print_table, validate as run_validation
 
     with _progress(quiet, "replicas") as bar:
-        table = run_validation(out, patients=patients, jobs=jobs, replicate=replicate, trials=trials,
-                               on_progress=lambda done, total: bar.update(done, total, None))
+        sized = {} if patients is None else {"patients": patients}
+        table = run_validation(out, jobs=jobs, replicate=replicate, trials=trials,
+                               on_progress=lambda done, total: bar.update(done, total, None), **sized)
     print_table(table)
     typer.echo(f"wrote {out}/validate.csv, {out}/not_simulated.csv and {out}/validate.html")
     if strict and not table["inside"].all():
         typer.echo(f"{int((~table['inside']).sum())} target(s) outside tolerance", err=True)
-        raise typer.Exit(EXIT_INTERNAL)
+        raise typer.Exit(1)  # --strict: a target missed
 
 
 @app.command()
 def calibrate(
-    patients: int = typer.Option(800, "--patients", help="Patients per replica trial during the fit."),
-    evaluations: int = typer.Option(80, "--evaluations", help="Budget of objective evaluations."),
+    patients: int | None = typer.Option(
+        None, "--patients", help="Patients per replica trial in the fit (default 1000)."
+    ),
+    evaluations: int | None = typer.Option(
+        None, "--evaluations", help="Budget of objective evaluations (default 100)."
+    ),
     jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all cores)."),
     out: str = typer.Option("outputs/calibration", "--out", help="Folder for calibration.json."),
-    replicate: int = typer.Option(1, "--replicate", help="Replicate of the random streams used by the fit."),
-    trials: str | None = typer.Option(None, "--trials", help="Folder of the replica protocols (default protocols/trials)."),
+    replicate: int | None = typer.Option(
+        None, "--replicate", help="Replicate of the random streams in the fit (default 1)."
+    ),
+    trials: str | None = typer.Option(
+        None, "--trials", help="Folder of the replica protocols (default protocols/trials)."
+    ),
 ) -> None:
     """Fit the population parameters to the published targets (least squares, common random numbers)."""
     from vtrial.calibration.fit import fit
 
-    result = fit(out, patients=patients, evaluations=evaluations, jobs=jobs, replicate=replicate, trials=trials,
+    given = {"patients": patients, "evaluations": evaluations, "replicate": replicate}
+    result = fit(out, jobs=jobs, trials=trials, **{k: v for k, v in given.items() if v is not None},
                  on_evaluation=lambda count, cost: typer.echo(f"evaluation {count}: cost {cost:.3f}", err=True))
     for name, start in result.start.items():
         typer.echo(f"{name:<32} {start:>12.6g} -> {result.fitted[name]:>12.6g}")
@@ -195,7 +209,7 @@ def exit_code(error: BaseException) -> int:
     if isinstance(error, UserInputError):
         typer.echo(f"error: {error}", err=True)
         return EXIT_USER
-    if isinstance(error, RunFailedError):
+    if isinstance(error, (RunFailedError, ModelInvariantError)):
         typer.echo(f"error: {error}", err=True)
         return EXIT_INTERNAL
     if isinstance(error, TyperException) and hasattr(error, "show"):  # a usage error: bad or missing flag

@@ -58,3 +58,11 @@ class RunFailedError(Exception):
     The CLI prints the message and exits with code 1 (an internal error), without a traceback,
     because the message already says how to finish the run (``--resume``).
     """
+
+
+class ModelInvariantError(RuntimeError):
+    """The simulation left its valid state space (a NaN, a negative mass, an infinite hazard).
+
+    Raised by the model with the offending patient, its parameters and the state, so that a
+    numerical failure is never silent; the CLI reports it as an internal error (exit code 1).
+    """

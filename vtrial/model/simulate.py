@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from vtrial.cohort import CohortBlock
+from vtrial.errors import ModelInvariantError
 from vtrial.model import events as ev
 from vtrial.model.drugs import Exposure
 from vtrial.model.lesion import (
@@ -165,6 +166,7 @@ def simulate(
         )
         # --- local events ---------------------------------------------------------------------
         rate = ev.lesion_hazards(L.weights, strength(sig.bone, sig.burden, params), sig.burden, sig.tgf_beta, params)
+        _check_invariants(cb, p, L, rate, start)
         remaining = L.remaining
         remaining -= days * rate
         for kind in np.flatnonzero((remaining <= 0.0).any(axis=1)):
@@ -214,6 +216,30 @@ def simulate(
                 end_day[p.index[r]] = t[dead]
                 p.stop[r] = np.minimum(p.stop[r], t[dead])
     return _tables(cb, arm, log, end_day, died, dropped, stop)
+
+
+def _check_invariants(cb: CohortBlock, p: _Rows, lesions: _Rows, rate: np.ndarray, day: int) -> None:
+    """Fail loudly, naming the patient, if a lesion state or hazard left its valid range.
+
+    Valid: osteoblast activity (as w) positive and finite, bone mass finite and non-negative,
+    log tumour burden not NaN and at most 0 (burden <= capacity), hazards finite and >= 0.
+    """
+    ok = (
+        np.isfinite(lesions.w) & (lesions.w > 0) & np.isfinite(lesions.z) & (lesions.z >= 0)
+        & ~np.isnan(lesions.y) & (lesions.y <= 0) & np.isfinite(rate).all(axis=0) & (rate >= 0).all(axis=0)
+    )
+    if ok.all():
+        return
+    j = int(np.flatnonzero(~ok)[0])
+    i = int(p.index[lesions.owner[j]])
+    biology = ", ".join(f"{k} x{v[i]:.4g}" for k, v in cb.biology.items())
+    raise ModelInvariantError(
+        f"the lesion model left its valid range on day {day} for patient {int(cb.patient_id[i])} "
+        f"({PRIMARIES[int(cb.primary[i])]}, {biology}; lesion at {SITES[int(lesions.site[j])]}, "
+        f"blastic fraction {float(lesions.phi[j]):.3g}): osteoblast activity^2 {float(lesions.w[j]):.4g}, "
+        f"bone mass {float(lesions.z[j]):.4g}, log burden {float(lesions.y[j]):.4g}, "
+        f"hazards {np.array2string(rate[:, j], precision=4)}"
+    )
 
 
 def _new_lesions(p: _Rows, owner, slot, site, phi, burden, thresholds: ev.Thresholds, params: Parameters):
