@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vtrial.cohort import DAYS_PER_MONTH, cohort_table, sample_cohort, write_cohort
+from vtrial.cohort import cohort_table, sample_cohort, write_cohort
 from vtrial.protocol import MAX_LESIONS, apply_overrides, load_protocol, parse_protocol
 from vtrial.streams import Streams
-from vtrial.vocabulary import PRIMARIES, SITES
+from vtrial.vocabulary import DAYS_PER_MONTH, PRIMARIES, SITES
 
 PROTOCOLS = Path(__file__).parent.parent / "protocols"
 

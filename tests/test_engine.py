@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vtrial.engine import DAYS_PER_MONTH, allocation_ratio, assign_arms, plan_tasks, run_trial
+from vtrial.engine import allocation_ratio, assign_arms, plan_tasks, run_trial
 from vtrial.errors import UserInputError
 from vtrial.protocol import apply_overrides, parse_protocol
 from vtrial.streams import Streams
+from vtrial.vocabulary import DAYS_PER_MONTH
 
 
 def make_protocol(**trial):

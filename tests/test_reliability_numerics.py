@@ -22,11 +22,11 @@ import pytest
 
 from vtrial.batch import run_batch
 from vtrial.cohort import sample_cohort
-from vtrial.engine import DAYS_PER_MONTH, Task, plan_tasks, run_trial, simulate_block
+from vtrial.engine import Task, plan_tasks, run_trial, simulate_block
 from vtrial.model import simulate
 from vtrial.protocol import apply_overrides, parse_protocol
 from vtrial.streams import Streams
-from vtrial.vocabulary import EVENT_TYPES, PRIMARIES
+from vtrial.vocabulary import DAYS_PER_MONTH, EVENT_TYPES, PRIMARIES
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -44,9 +44,8 @@ from vtrial.store import (
     write_part,
 )
 from vtrial.streams import Streams
+from vtrial.vocabulary import DAYS_PER_MONTH
 
-#: Days per month used to convert protocol months (365.25 / 12).
-DAYS_PER_MONTH = 30.4375
 #: Default patients per block: large enough that numpy's per-call overhead is amortised.
 DEFAULT_BLOCK_SIZE = 4096
 BACKENDS = ("loky", "dask")

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from vtrial.model.parameters import Parameters
+from vtrial.vocabulary import DAYS_PER_MONTH
 
-DAYS_PER_MONTH = 30.4375
 #: Label dose reduction of zoledronic acid by creatinine clearance (mL/min), Zometa label.
 ZA_RENAL_BOUNDS = np.array([30.0, 40.0, 50.0, 60.0])
 ZA_RENAL_DOSE_MG = np.array([0.0, 3.0, 3.3, 3.5, 4.0])
