@@ -1,0 +1,148 @@
+"""Run the replica protocols of ``protocols/trials`` in memory and keep what the targets need.
+
+Each replica runs in one worker through the engine's own tasks (:func:`vtrial.engine.plan_tasks`,
+:func:`vtrial.engine.simulate_block`) and is analysed there with :func:`vtrial.analysis.summarise`;
+the worker returns an :class:`Observation`: the summary plus a few per-patient arrays (for
+survival at a landmark, crude proportions by a landmark, lesion counts) and the counts that need
+the event table (acute-phase reactions in the first 3 days, osteonecrosis of the jaw with dental
+risk). Parameters overrides reach the model unchanged, so the fit and ``vtrial validate`` run the
+same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed, parallel_config
+
+from vtrial.analysis import analysis_settings, summarise
+from vtrial.cohort import sample_cohort
+from vtrial.engine import DEFAULT_BLOCK_SIZE, plan_tasks, resolve_jobs, simulate_block
+from vtrial.errors import UserInputError
+from vtrial.protocol import Protocol, apply_overrides, load_protocol
+from vtrial.streams import Streams
+
+#: The replica protocols shipped with the project (an editable install finds them here).
+TRIALS_DIR = Path(__file__).resolve().parents[2] / "protocols" / "trials"
+#: An acute-phase reaction counts if it starts within this many days of the first dose (INT-06).
+ACUTE_PHASE_DAYS = 3.0
+
+
+@dataclass
+class ArmData:
+    """Per-patient arrays of one arm and the counts that need the event table."""
+
+    followup_days: np.ndarray
+    died: np.ndarray
+    first_sre_day: np.ndarray
+    n_lesions: np.ndarray
+    acute_phase_3_days: int
+    onj: int
+    onj_dental_risk: int
+
+
+@dataclass
+class Observation:
+    """What one simulated replica trial yields: its summary and its arms' data."""
+
+    summary: dict
+    arms: dict[str, ArmData]
+
+
+def load_replicas(names: list[str], directory: str | Path | None = None) -> dict[str, Protocol]:
+    """Load the named replica protocols (``<directory>/<name>.toml``), validated."""
+    directory = TRIALS_DIR if directory is None else Path(directory)
+    protocols = {}
+    for name in names:
+        path = directory / f"{name}.toml"
+        if not path.is_file():
+            raise UserInputError(
+                "the replica protocol is missing", file=path, field="--trials",
+                fix="pass --trials DIR, the folder holding the replica protocols (protocols/trials of the project)",
+            )
+        protocols[name] = load_protocol(path)
+    return protocols
+
+
+def simulate_trial(
+    protocol: Protocol, replicate: int, parameters: Mapping[str, float] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every patient and event of one replicate trial, simulated in this process."""
+    streams = Streams(protocol.trial.seed, replicate)
+    parts = [simulate_block(protocol, streams, task, parameters)
+             for task in plan_tasks(protocol, streams, DEFAULT_BLOCK_SIZE)]
+    patients = pd.concat([pd.DataFrame(p) for p, _ in parts], ignore_index=True)
+    events = pd.concat([pd.DataFrame(e) for _, e in parts], ignore_index=True)
+    return patients, events
+
+
+def observe(protocol: Protocol, patients: pd.DataFrame, events: pd.DataFrame, streams: Streams) -> Observation:
+    """Summarise a simulated trial and keep its arms' arrays and event-table counts."""
+    summary = summarise(patients, events, **analysis_settings(protocol))
+    apr = events[(events["type"] == "acute_phase_reaction") & (events["day"] < ACUTE_PHASE_DAYS)]
+    onj = events[events["type"] == "osteonecrosis_of_the_jaw"].drop_duplicates(["patient_id", "arm"])
+    dental_ids = _dental_risk_ids(protocol, onj["patient_id"].to_numpy(), streams)
+    arms = {}
+    for arm in (a.name for a in protocol.arm):
+        p = patients[patients["arm"] == arm]
+        onj_arm = onj[onj["arm"] == arm]
+        arms[arm] = ArmData(
+            followup_days=p["followup_days"].to_numpy(dtype=float),
+            died=p["died"].to_numpy(dtype=bool),
+            first_sre_day=p["first_sre_day"].to_numpy(dtype=float),
+            n_lesions=p["n_lesions"].to_numpy(dtype=float),
+            acute_phase_3_days=int(apr.loc[apr["arm"] == arm, "patient_id"].nunique()),
+            onj=len(onj_arm),
+            onj_dental_risk=int(onj_arm["patient_id"].isin(dental_ids).sum()),
+        )
+    return Observation(summary, arms)
+
+
+def _dental_risk_ids(protocol: Protocol, patient_ids: np.ndarray, streams: Streams) -> set[int]:
+    """The patients among ``patient_ids`` with dental risk (the cohort is keyed to patient ids)."""
+    ids = np.unique(patient_ids)
+    if ids.size == 0:
+        return set()
+    cohort = sample_cohort(protocol, ids, streams)
+    return set(cohort.patient_id[cohort.dental_risk].tolist())
+
+
+def run_replica(protocol: Protocol, replicate: int, parameters: Mapping[str, float] | None = None) -> Observation:
+    """Simulate and observe one replica trial (one worker's task)."""
+    patients, events = simulate_trial(protocol, replicate, parameters)
+    return observe(protocol, patients, events, Streams(protocol.trial.seed, replicate))
+
+
+def run_replicas(
+    protocols: Mapping[str, Protocol],
+    patients: int,
+    *,
+    replicate: int = 0,
+    parameters: Mapping[str, float] | None = None,
+    jobs: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Observation]:
+    """Run every replica with ``patients`` patients, one replica per joblib task.
+
+    The longest replicas (patients x horizon) start first, so the workers stay busy.
+    """
+    if patients < 1:
+        raise UserInputError(f"--patients must be at least 1, got {patients}", field="--patients",
+                             fix="pass a positive number of patients per replica, e.g. --patients 2000")
+    sized = {name: apply_overrides(p, patients=patients) for name, p in protocols.items()}
+    order = sorted(sized, key=lambda name: -sized[name].trial.horizon_months * len(sized[name].arm))
+    results: dict[str, Observation] = {}
+    if on_progress:
+        on_progress(0, len(order))
+    with parallel_config(backend="loky", n_jobs=resolve_jobs(jobs)):
+        runner = Parallel(return_as="generator", batch_size=1)
+        tasks = (delayed(run_replica)(sized[name], replicate, parameters) for name in order)
+        for done, (name, observation) in enumerate(zip(order, runner(tasks)), 1):
+            results[name] = observation
+            if on_progress:
+                on_progress(done, len(order))
+    return results

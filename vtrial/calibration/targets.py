@@ -1,0 +1,266 @@
+"""The calibration targets: published figures, their tolerance rules and what the simulator compares.
+
+:data:`CHECKS` is the declarative table: each row names a row of ``targets.csv`` (shipped as
+``vtrial/data/targets.csv``), the published cell it reads, the replica protocols whose virtual
+patients produce the matching statistic, and the statistic. :data:`NOT_SIMULATED` lists the rows
+the simulator cannot produce, with the reason. A test checks that together they cover every row.
+
+Tolerance rules (:func:`tolerance`): inside the published 95% CI when one is given; inside the
+range for a range such as ``19-25``; within 5 percentage points for proportions and survival
+probabilities without a CI; within 20% for medians, means and ratios without a CI; a median
+"not reached" is matched by a simulated median not reached within follow-up.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import re
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Literal
+
+#: Half-width of the tolerance of a proportion without a CI, in percentage points.
+PROPORTION_POINTS = 5.0
+#: Relative half-width of the tolerance of a median, mean or ratio without a CI.
+RELATIVE = 0.20
+NOT_REACHED = "not reached"
+
+Kind = Literal["proportion", "median", "mean", "ratio"]
+_RANGE = re.compile(r"^\s*([0-9.]+)\s*-\s*([0-9.]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """The interval a simulated value must fall in, and the rule that set it.
+
+    ``low``/``high`` are ``None`` for the "not reached" rule (the simulated median must be
+    ``None``); ``centre`` is the published point (the middle of a range). A range is ``flat``:
+    every value inside it fits equally well.
+    """
+
+    centre: float | None
+    low: float | None
+    high: float | None
+    rule: str
+    flat: bool = False
+
+    def contains(self, value: float | None) -> bool:
+        """Whether a simulated value (``None``: median not reached) satisfies the rule."""
+        if self.centre is None:
+            return value is None
+        return value is not None and self.low <= value <= self.high
+
+
+def tolerance(kind: Kind, published: str, ci: tuple[float, float] | None = None) -> Tolerance:
+    """The tolerance of one published figure.
+
+    Parameters
+    ----------
+    kind : {"proportion", "median", "mean", "ratio"}
+        Proportions (and survival probabilities) are in percent.
+    published : str
+        The published cell: a number, a range ``a-b`` or ``not reached``.
+    ci : (float, float), optional
+        The published 95% confidence interval of this figure.
+
+    Returns
+    -------
+    Tolerance
+    """
+    text = published.strip()
+    if text == NOT_REACHED:
+        return Tolerance(None, None, None, "median not reached")
+    if ci is not None:
+        return Tolerance(float(text), ci[0], ci[1], "inside the published 95% CI")
+    bounds = _RANGE.match(text)
+    if bounds:
+        low, high = float(bounds[1]), float(bounds[2])
+        return Tolerance((low + high) / 2, low, high, "inside the published range", flat=True)
+    value = float(text)
+    if kind == "proportion":
+        low, high = max(value - PROPORTION_POINTS, 0.0), min(value + PROPORTION_POINTS, 100.0)
+        return Tolerance(value, low, high, "within 5 percentage points")
+    return Tolerance(value, value * (1 - RELATIVE), value * (1 + RELATIVE), "within 20%")
+
+
+def residual(tol: Tolerance, value: float | None, lower_bound: float) -> float | None:
+    """Distance of a simulated value from the published one, in half-widths of the tolerance.
+
+    ``|residual| <= 1`` exactly when the value is inside the tolerance; an asymmetric CI uses
+    the half-width on the value's side. A range is flat: 0 inside, the distance beyond the
+    nearer end (in half-widths) outside. A median not reached (``None``) counts as
+    ``lower_bound`` (the longest follow-up). ``None`` for the "not reached" rule.
+    """
+    if tol.centre is None:
+        return None
+    value = lower_bound if value is None else value
+    side = tol.high - tol.centre if value >= tol.centre else tol.centre - tol.low
+    if side <= 0:
+        return 0.0
+    if tol.flat:
+        return float(max(value - tol.high, 0.0) + min(value - tol.low, 0.0)) / side
+    return (value - tol.centre) / side
+
+
+@dataclass(frozen=True)
+class Check:
+    """One published figure compared with one simulated statistic.
+
+    Attributes
+    ----------
+    target : str
+        Row id in ``targets.csv``.
+    label : str
+        What is compared (arm or group), shown in the table.
+    column : {"value", "reference_value", "ratio"}
+        The published cell; ``part`` picks one figure of a cell such as ``10 / 10 / 15`` (0-based).
+    kind : Kind
+        Sets the tolerance rule and the unit (proportions in percent).
+    statistic : str
+        Name of the statistic in :data:`vtrial.calibration.statistics.STATISTICS`.
+    replicas : tuple of str
+        Replica protocols (file stems in ``protocols/trials``) pooled for the statistic.
+    arm : str, optional
+        The arm the statistic is read from ("comparison" statistics: the compared arm).
+    option : str or float, optional
+        Statistic option: an event type, or a time in months.
+    unit : {"%", "months", "days", "ratio", "lesions"}
+    """
+
+    target: str
+    label: str
+    column: str
+    kind: Kind
+    statistic: str
+    replicas: tuple[str, ...]
+    arm: str | None = None
+    option: str | float | None = None
+    unit: str = "%"
+    part: int = 0
+
+
+_STO, _FIZ, _POOLED = ("stopeck2010",), ("fizazi2011",), ("stopeck2010", "fizazi2011")
+_DMAB, _ZA = "denosumab", "zoledronic_acid"
+
+
+def _pair(target: str, statistic: str, replicas: tuple[str, ...], arms: tuple[str, str], kind: Kind,
+          unit: str = "%", option: str | float | None = None) -> list[Check]:
+    """Two checks of a row giving the arm's figure (``value``) and the reference's (``reference_value``)."""
+    return [
+        Check(target, arm, column, kind, statistic, replicas, arm, option, unit)
+        for arm, column in zip(arms, ("value", "reference_value"))
+    ]
+
+
+_FIRST = {"STO-06": "radiation_to_bone", "STO-07": "pathological_fracture", "STO-08": "surgery_to_bone",
+          "STO-09": "spinal_cord_compression", "FIZ-05": "radiation_to_bone", "FIZ-06": "pathological_fracture",
+          "FIZ-07": "surgery_to_bone", "FIZ-08": "spinal_cord_compression"}
+
+#: Every target the simulator produces: published cell -> (replicas, statistic, tolerance kind).
+CHECKS: tuple[Check, ...] = tuple(
+    [
+        *_pair("STO-02", "median_time_to_first_sre", _STO, (_DMAB, _ZA), "median", "months"),
+        Check("STO-03", "denosumab vs zoledronic acid", "ratio", "ratio", "hazard_ratio_first_sre", _STO, _DMAB,
+              unit="ratio"),
+        *_pair("STO-04", "mean_sre_per_patient", _STO, (_DMAB, _ZA), "mean", "SREs"),
+        Check("STO-04", "denosumab vs zoledronic acid", "ratio", "ratio", "rate_ratio_sre", _STO, _DMAB,
+              unit="ratio"),
+        *_pair("STO-05", "proportion_with_sre", _STO, (_DMAB, _ZA), "proportion"),
+        *[c for tid in ("STO-06", "STO-07", "STO-08", "STO-09")
+          for c in _pair(tid, "first_sre_type", _STO, (_DMAB, _ZA), "proportion", option=_FIRST[tid])],
+        *_pair("FIZ-02", "median_time_to_first_sre", _FIZ, (_DMAB, _ZA), "median", "months"),
+        Check("FIZ-02", "denosumab vs zoledronic acid", "ratio", "ratio", "hazard_ratio_first_sre", _FIZ, _DMAB,
+              unit="ratio"),
+        *_pair("FIZ-03", "mean_sre_per_patient", _FIZ, (_DMAB, _ZA), "mean", "SREs"),
+        Check("FIZ-03", "denosumab vs zoledronic acid", "ratio", "ratio", "rate_ratio_sre", _FIZ, _DMAB,
+              unit="ratio"),
+        *_pair("FIZ-04", "proportion_with_sre", _FIZ, (_DMAB, _ZA), "proportion"),
+        *[c for tid in ("FIZ-05", "FIZ-06", "FIZ-07", "FIZ-08")
+          for c in _pair(tid, "first_sre_type", _FIZ, (_DMAB, _ZA), "proportion", option=_FIRST[tid])],
+        *_pair("FIZ-09", "adverse_event", _FIZ, (_DMAB, _ZA), "proportion", option="hypocalcaemia"),
+        *_pair("FIZ-10", "adverse_event", _FIZ, (_DMAB, _ZA), "proportion", option="osteonecrosis_of_the_jaw"),
+        *_pair("SAA-01", "proportion_with_sre_by", ("saad2002",), (_ZA, "placebo"), "proportion", option=15.0),
+        *_pair("SAA-02", "median_time_to_first_sre", ("saad2002",), (_ZA, "placebo"), "median", "days"),
+        *_pair("ROS-01", "proportion_with_sre_by", ("rosen2003",), (_ZA, "placebo"), "proportion", option=9.0),
+        *_pair("ROS-02", "median_time_to_first_sre", ("rosen2003",), (_ZA, "placebo"), "median", "days"),
+        Check("ROS-03", "zoledronic acid vs placebo", "ratio", "ratio", "rate_ratio_sre", ("rosen2003",), _ZA,
+              unit="ratio"),
+        *_pair("PAM-01", "median_time_to_first_sre", ("hortobagyi1996",), ("pamidronate", "placebo"), "median",
+               "months"),
+        *_pair("PAM-02", "proportion_with_sre_by", ("hortobagyi1996",), ("pamidronate", "placebo"), "proportion",
+               option=12.0),
+        *_pair("INT-06", "acute_phase_reaction_3_days", _POOLED, (_DMAB, _ZA), "proportion"),
+        *_pair("INT-07", "adverse_event", _POOLED, (_DMAB, _ZA), "proportion", option="hypocalcaemia"),
+        *_pair("ONJ-01", "adverse_event", _POOLED, (_DMAB, _ZA), "proportion", option="osteonecrosis_of_the_jaw"),
+        Check("ONJ-03", "both arms", "value", "proportion", "onj_with_dental_risk", _POOLED),
+        Check("NH-01", "untreated", "value", "proportion", "survival_at", ("registry-lung",), "untreated", 12.0),
+        Check("NH-02", "untreated", "value", "proportion", "survival_at", ("registry-breast",), "untreated", 12.0),
+        Check("NH-03", "untreated", "value", "proportion", "survival_at", ("registry-breast",), "untreated", 60.0),
+        Check("NH-04", "no SRE (censored at first SRE)", "value", "proportion", "survival_sre_free_at",
+              ("registry-prostate",), "untreated", 12.0),
+        Check("NH-04", "after a first SRE", "reference_value", "proportion", "survival_after_sre_at",
+              ("registry-prostate",), "untreated", 12.0),
+        Check("NH-11", "untreated", "value", "median", "median_overall_survival", ("clinical-breast",), "untreated",
+              unit="months"),
+        Check("NH-12", "untreated", "value", "median", "median_overall_survival", ("clinical-prostate",),
+              "untreated", unit="months"),
+        Check("NH-13", "untreated", "value", "median", "median_overall_survival", ("clinical-lung",), "untreated",
+              unit="months"),
+        Check("NH-14", "untreated", "value", "median", "median_overall_survival", ("clinical-head-and-neck",),
+              "untreated", unit="months"),
+        Check("NH-16", "untreated", "value", "proportion", "proportion_with_sre", ("clinical-head-and-neck",),
+              "untreated"),
+        Check("NH-20", "breast", "value", "mean", "mean_lesions", ("clinical-breast",), "untreated", unit="lesions"),
+        Check("NH-20", "prostate", "reference_value", "mean", "mean_lesions", ("clinical-prostate",), "untreated",
+              unit="lesions"),
+        Check("NH-21", "lung", "value", "mean", "mean_lesions", ("clinical-lung",), "untreated", unit="lesions"),
+    ]
+)
+
+#: Rows of targets.csv the simulator does not produce, with the reason.
+NOT_SIMULATED: dict[str, str] = {
+    "STO-01": "a design input (the replica's sample size), not an outcome",
+    "FIZ-01": "a design input (the replica's sample size), not an outcome",
+    "SE-01": "needs years of denosumab exposure in an open-label extension; no replica of that cohort",
+    "SE-04": "the label dose table is a model input (vtrial/model/drugs.py), not an outcome",
+    "SE-05": "a definition of renal deterioration (creatinine rise), not a rate",
+    "NH-19": "surgical pathology of mandibular resections; the simulator has no resection specimens",
+    "NH-22": "the lytic/mixed/blastic mix is a cohort input (phenotype in vtrial/data/primaries.toml)",
+}
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published figure: the cell as written, its CI, unit and source."""
+
+    text: str
+    ci: tuple[float, float] | None
+    trial: str
+    endpoint: str
+    source: str
+
+
+@functools.cache
+def target_rows() -> dict[str, dict[str, str]]:
+    """The rows of the shipped ``targets.csv`` by id."""
+    text = (files("vtrial") / "data" / "targets.csv").read_text(encoding="utf-8")
+    return {row["id"]: row for row in csv.DictReader(text.splitlines())}
+
+
+def published(check: Check) -> Published:
+    """The published figure a check compares with (its CI where ``targets.csv`` gives one)."""
+    row = target_rows()[check.target]
+    text = row[check.column].split("/")[check.part].strip()
+    ci = None
+    # a CI belongs to the ratio when the row has one, else to the value
+    ci_column = "ratio" if row["ratio"] else "value"
+    if row["ci_low"] and row["ci_high"] and check.column == ci_column:
+        ci = (float(row["ci_low"]), float(row["ci_high"]))
+    return Published(text, ci, row["trial"], row["endpoint"], row["source"])
+
+
+def check_tolerance(check: Check) -> Tolerance:
+    """The tolerance of a check's published figure."""
+    figure = published(check)
+    return tolerance(check.kind, figure.text, figure.ci)
