@@ -1,9 +1,11 @@
 """The parameter registry: every value lies in its documented range; overrides are validated."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from vtrial.model.parameters import REGISTRY, Parameters
+from vtrial.model.parameters import REGISTRY, Parameters, markdown_table
 from vtrial.vocabulary import PRIMARIES
 
 
@@ -28,3 +30,8 @@ def test_overrides_are_validated():
     with pytest.raises(ValueError):
         Parameters({"osteoblast_rate": 0.5})
     assert np.isclose(Parameters().bone_turnover_rate, REGISTRY["bone_turnover_rate"].value)
+
+
+def test_docs_parameter_table_is_the_registry():
+    doc = (Path(__file__).parent.parent / "docs" / "model.md").read_text()
+    assert markdown_table() in doc

@@ -54,7 +54,7 @@ _ENDPOINT_TITLES = {
 }
 
 
-def _svg(figure: Figure) -> str:
+def svg_element(figure: Figure) -> str:
     """The figure as an inline ``<svg>`` element (no XML prologue, no creation date)."""
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
@@ -87,7 +87,7 @@ def kaplan_meier_figure(patients: pd.DataFrame, arms: Sequence[str], name: str) 
         ax.set(title=title, xlabel="Months since randomisation", ylabel=ylabel, ylim=(0, 1.02), xlim=(0, None))
         ax.legend(frameon=False, loc="lower left")
         add_at_risk_counts(*fits, ax=ax, fig=figure, rows_to_show=["At risk"])
-        return _svg(figure)
+        return svg_element(figure)
 
 
 def cumulative_incidence_figure(patients: pd.DataFrame, arms: Sequence[str], landmarks: Sequence[float]) -> str:
@@ -105,7 +105,7 @@ def cumulative_incidence_figure(patients: pd.DataFrame, arms: Sequence[str], lan
         ax.set(title="Cumulative incidence of SRE (death as competing risk)", xlabel="Months since randomisation",
                ylabel="Cumulative incidence", ylim=(0, None), xlim=(0, None))
         ax.legend(frameon=False, loc="upper left")
-        return _svg(figure)
+        return svg_element(figure)
 
 
 def forest_rows(summary: Mapping) -> list[dict]:
@@ -149,7 +149,7 @@ def forest_figure(summary: Mapping) -> str | None:
         ax.xaxis.set_minor_formatter(plain_number)
         ax.set_yticks(y, [r["label"] for r in rows])
         ax.set(xlabel="Ratio (95% CI), < 1 favours the arm", title="Hazard and rate ratios vs the reference arm")
-        return _svg(figure)
+        return svg_element(figure)
 
 
 def sre_bars_figure(summary: Mapping) -> str:
@@ -174,7 +174,7 @@ def sre_bars_figure(summary: Mapping) -> str:
         right.set(title="Patients with each SRE type", ylabel="Fraction of the arm")
         right.legend(frameon=False)
         figure.tight_layout()
-        return _svg(figure)
+        return svg_element(figure)
 
 
 def _n_pct(flag: pd.Series) -> str:

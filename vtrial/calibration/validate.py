@@ -31,7 +31,7 @@ from vtrial.calibration.targets import (  # noqa: E402
     published,
     target_rows,
 )
-from vtrial.report import _svg  # noqa: E402
+from vtrial.report import svg_element  # noqa: E402
 from vtrial.store import atomic_write_text  # noqa: E402
 
 #: Columns of ``validate.csv``.
@@ -118,7 +118,7 @@ def validation_figure(table: pd.DataFrame) -> str:
     for i, (title, rows) in enumerate(groups):
         _panel(figure.add_subplot(grid[i]), rows, title)
     figure.tight_layout()
-    return _svg(figure)
+    return svg_element(figure)
 
 
 def render_html(table: pd.DataFrame, missing: pd.DataFrame, settings: Mapping) -> str:

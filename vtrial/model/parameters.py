@@ -278,3 +278,13 @@ class Parameters:
     def as_dict(self) -> dict[str, float]:
         """All values by name."""
         return dict(self._values)
+
+
+def markdown_table() -> str:
+    """The parameter table of ``docs/model.md`` (a test keeps the document equal to it)."""
+    rows = ["| name | value | unit | range | source |", "|---|---|---|---|---|"]
+    rows += [
+        f"| `{p.name}` | {p.value:.4g} | {p.unit} | {p.low:.4g} – {p.high:.4g} | {p.source} |"
+        for p in REGISTRY.values()
+    ]
+    return "\n".join(rows)
