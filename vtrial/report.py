@@ -264,7 +264,8 @@ def _estimate_text(result: Mapping, ratio: str) -> str:
     return f"{result[ratio]:.2f} ({result['ci_low']:.2f}–{result['ci_high']:.2f})"
 
 
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
+    """The jinja2 environment of the package's page templates, with the report's number filters."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("vtrial", "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
@@ -301,7 +302,7 @@ def render_report(
         "forest": forest_figure(summary),
         "sre_bars": sre_bars_figure(summary),
     }
-    return _environment().get_template("report.html").render(
+    return template_environment().get_template("report.html").render(
         summary=summary,
         brief=brief,
         figures=figures,

@@ -15,7 +15,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import jinja2  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
@@ -31,7 +30,7 @@ from vtrial.calibration.targets import (  # noqa: E402
     published,
     target_rows,
 )
-from vtrial.report import svg_element  # noqa: E402
+from vtrial.report import svg_element, template_environment  # noqa: E402
 from vtrial.store import atomic_write_text  # noqa: E402
 
 #: Columns of ``validate.csv``.
@@ -123,13 +122,7 @@ def validation_figure(table: pd.DataFrame) -> str:
 
 def render_html(table: pd.DataFrame, missing: pd.DataFrame, settings: Mapping) -> str:
     """The self-contained validation page."""
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("vtrial", "templates"),
-        autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    environment = template_environment()
     environment.filters["number"] = lambda v: "—" if v is None or pd.isna(v) else f"{v:.3g}"
     return environment.get_template("validate.html").render(
         rows=table.to_dict("records"), missing=missing.to_dict("records"), settings=settings,
