@@ -6,6 +6,7 @@ and the fix on stderr, no traceback), 1 internal error.
 
 from __future__ import annotations
 
+import _thread
 import signal
 import sys
 import traceback
@@ -225,9 +226,22 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _redeliver_interrupt(unraisable: sys.UnraisableHookArgs) -> None:
+    """An interrupt that landed in a finalizer (e.g. a worker pool shutting down) is delivered again.
+
+    Python cannot raise from a finalizer, so it would print a traceback and lose the interrupt;
+    instead the interrupt is raised once more in the main thread, where the run stops cleanly.
+    """
+    if issubclass(unraisable.exc_type, KeyboardInterrupt):
+        _thread.interrupt_main()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, map errors to exit codes, never show a user a traceback."""
     signal.signal(signal.SIGTERM, _interrupt)
+    sys.unraisablehook = _redeliver_interrupt
     try:
         code = app(args=argv, prog_name="vtrial", standalone_mode=False)
     except typer.Abort:  # Ctrl-C where click, not typer, sees it
