@@ -164,7 +164,7 @@ def solve_ivp_patient(cohort, i: int, arm: SimpleNamespace, days: int, threshold
     traits = lesion_traits(cohort.lesion_blastic_fraction[i, mask], cohort.biology["pthrp_secretion"][i],
                            cohort.biology["osteoblastic_drive"][i], growth, params)
     state = initial_state(cohort.lesion_burden[i, mask], np.ones(m, bool))
-    weights = ev.lesion_hazard_weights(site, params)
+    weights = ev.lesion_hazard_weights(site, traits.blastic_fraction, traits.growth_rate, params)
     exposure = Exposure(arm, cohort.creatinine_clearance_ml_min[i : i + 1], days, params)
     death0 = params.by_primary("death_hazard")[cohort.primary[i]] * np.exp(params.death_log_hr_ecog * cohort.ecog[i])
     x = np.concatenate([state.w, state.y, state.z, np.zeros(4 * m + 2)]).astype(float)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import tomli_w
 
-from vtrial.calibration.fit import EDGE, FITTED, _Coordinates
+from vtrial.calibration.fit import EDGE, FITTED, _Coordinates, fit
 from vtrial.calibration.replicas import TRIALS_DIR, ArmData, Observation
 from vtrial.calibration.statistics import proportion_with_sre_by, survival_after_sre_at, survival_sre_free_at
 from vtrial.calibration.targets import CHECKS, NOT_SIMULATED, Check, published, residual, target_rows, tolerance
@@ -141,6 +141,19 @@ def test_fitted_parameters_have_positive_ranges_and_stay_inside_them() -> None:
     for name in FITTED:
         p = REGISTRY[name]
         assert 0 < p.low <= p.value <= p.high, name
+
+
+def test_a_small_fit_keeps_its_best_point_inside_the_range_and_writes_it(tmp_path: Path) -> None:
+    import json
+
+    result = fit(tmp_path, patients=40, evaluations=4, jobs=1, names=("radiation_hazard",))
+    p = REGISTRY["radiation_hazard"]
+    assert result.finished and result.evaluations == 4
+    assert p.low <= result.fitted["radiation_hazard"] <= p.high
+    assert result.cost <= result.cost_start  # the best point seen, the start included
+    assert result.cost == min(h["cost"] for h in result.history)
+    written = json.loads((tmp_path / "calibration.json").read_text())
+    assert written["fitted"] == result.fitted and written["finished"] is True
 
 
 # --- replica protocols and the command line ----------------------------------------------------

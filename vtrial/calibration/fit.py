@@ -49,6 +49,15 @@ FITTED: tuple[str, ...] = (
     "doubling_time_days.prostate",
     "doubling_time_days.lung",
     "onj_dental_risk_hr",
+    "doubling_time_days.breast",
+    "pain_blastic_gain",
+    "pain_growth_exponent",
+    "pain_resorption_gain",
+    "death_growth_exponent",
+    "death_log_hr_burden",
+    "strength_tumour_loss",
+    "fracture_strength_slope",
+    "tgf_beta_growth_gain",
 )
 #: Residual of a check whose statistic cannot be estimated (e.g. no SRE in an arm).
 MISSING_RESIDUAL = 3.0
@@ -75,6 +84,7 @@ class FitResult:
     evaluations: int
     inside: int
     checks: int
+    finished: bool
     history: list[dict] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -133,7 +143,8 @@ def fit(
     Parameters
     ----------
     out : path
-        Folder for ``calibration.json`` (fitted values, start, cost, every evaluation).
+        Folder for ``calibration.json`` (fitted values, start, cost, every evaluation), rewritten
+        after every evaluation with the best point so far (``finished`` false until the end).
     patients : int
         Patients per replica protocol during the fit.
     evaluations : int
@@ -164,6 +175,19 @@ def fit(
     coords = _Coordinates(names)
     history: list[dict] = []
     cache: dict[tuple, np.ndarray] = {}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def record(finished: bool) -> FitResult:
+        # the best point so far, written after every evaluation: an interrupted fit keeps it
+        best = min(history, key=lambda h: h["cost"])
+        result = FitResult(
+            start=dict(zip(names, coords.start.tolist())), fitted=best["parameters"],
+            cost_start=history[0]["cost"], cost=best["cost"], evaluations=len(history), inside=best["inside"],
+            checks=len(cache[next(iter(cache))]), finished=finished, history=history,
+        )
+        atomic_write_text(out / "calibration.json", result.to_json())
+        return result
 
     def evaluate(values: np.ndarray) -> np.ndarray:
         key = tuple(np.round(np.log(values), 12))
@@ -177,6 +201,7 @@ def fit(
             cost = float(np.sum(np.sqrt(1 + r**2) - 1))  # the soft-L1 cost least_squares minimises
             history.append({"parameters": overrides, "cost": cost, "inside": int(np.sum(np.abs(r) <= 1)),
                             "seconds": round(time.perf_counter() - started, 1)})
+            record(finished=False)
             if on_evaluation:
                 on_evaluation(len(history), cost)
         return cache[key]
@@ -196,13 +221,4 @@ def fit(
                       method="trf", loss="soft_l1", f_scale=1.0)
     except _BudgetSpent:
         pass
-    best = min(history, key=lambda h: h["cost"])
-    result = FitResult(
-        start=dict(zip(names, coords.start.tolist())), fitted=best["parameters"], cost_start=history[0]["cost"],
-        cost=best["cost"], evaluations=len(history), inside=best["inside"], checks=len(cache[next(iter(cache))]),
-        history=history,
-    )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "calibration.json", result.to_json())
-    return result
+    return record(finished=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vtrial.model.lesion import gompertz_rate
 from vtrial.model.parameters import Parameters
 from vtrial.streams import Streams
 from vtrial.vocabulary import JAW_SITES, LONG_BONE_SITES, PRIMARIES, SITES, SPINAL_SITES
@@ -56,6 +57,8 @@ SPINAL = np.array([s in SPINAL_SITES for s in SITES])
 LONG_BONE = np.array([s in LONG_BONE_SITES for s in SITES])
 JAW = np.array([s in JAW_SITES for s in SITES])
 FEMUR = SITES.index("femur")
+#: Doubling time (days) of the tumour whose lesions carry the unscaled radiotherapy hazard.
+PAIN_REFERENCE_DOUBLING_DAYS = 100.0
 
 
 @dataclass(frozen=True)
@@ -78,14 +81,23 @@ def draw_thresholds(streams: Streams, patient_ids: np.ndarray) -> Thresholds:
     return Thresholds(lesion, patient, surgery, new_site)
 
 
-def lesion_hazard_weights(site: np.ndarray, params: Parameters) -> np.ndarray:
-    """Per-lesion base hazards ``[4, *site.shape]`` (fracture, compression, radiation, prophylactic surgery)."""
+def lesion_hazard_weights(
+    site: np.ndarray, blastic_fraction: np.ndarray, growth_rate: np.ndarray, params: Parameters
+) -> np.ndarray:
+    """Per-lesion base hazards ``[4, *site.shape]`` (fracture, compression, radiation, prophylactic surgery).
+
+    The radiotherapy (pain) weight of a lesion grows with its blastic fraction (painful
+    osteoblastic lesions) and with its tumour's growth rate relative to a tumour doubling in
+    :data:`PAIN_REFERENCE_DOUBLING_DAYS` (fast-growing lesions turn painful sooner).
+    """
     site = site.astype(np.int64)
+    reference = gompertz_rate(np.float64(PAIN_REFERENCE_DOUBLING_DAYS), params)
+    pain = (1.0 + params.pain_blastic_gain * blastic_fraction) * (growth_rate / reference) ** params.pain_growth_exponent
     return np.stack(
         [
             params.fracture_base_hazard * FRACTURE_SITE_WEIGHT[site],
             params.cord_compression_hazard * SPINAL[site],
-            np.full(site.shape, params.radiation_hazard),
+            params.radiation_hazard * pain,
             params.prophylactic_surgery_hazard * LONG_BONE[site],
         ]
     )
@@ -154,13 +166,19 @@ def patient_risk(
     vitamin_d_deficient: np.ndarray,
     jaw_lesion: np.ndarray,
     relative_auc: np.ndarray,
+    growth_multiplier: np.ndarray,
     supplemented: bool,
     bisphosphonate: bool,
     params: Parameters,
 ) -> PatientRisk:
-    """Covariate effects on the patient-level hazards."""
+    """Covariate effects on the patient-level hazards.
+
+    Death also rises with the patient's tumour growth multiplier (``growth_multiplier ** k``):
+    aggressive disease kills sooner and indolent disease makes the long survivors.
+    """
     log_hr = (
-        params.death_log_hr_ecog * ecog
+        params.death_growth_exponent * np.log(growth_multiplier)
+        + params.death_log_hr_ecog * ecog
         + params.death_log_hr_visceral * visceral
         + params.death_log_hr_age_decade * (age_years - 65.0) / 10.0
     )

@@ -127,7 +127,7 @@ def simulate(
     jaw_lesion[owner[ev.JAW[site]]] = True
     risk = ev.patient_risk(
         primary, cb.ecog.astype(float), cb.visceral_metastases, cb.age_years, cb.creatinine_clearance_ml_min,
-        cb.dental_risk, cb.vitamin_d_deficient, jaw_lesion, exposure.relative_auc,
+        cb.dental_risk, cb.vitamin_d_deficient, jaw_lesion, exposure.relative_auc, cb.biology["tumour_growth_rate"],
         bool(arm.calcium_vitamin_d), arm.drug in ("zoledronic_acid", "pamidronate"), params,
     )
     n_entry = np.maximum(mask.sum(axis=1), 1)
@@ -250,7 +250,7 @@ def _new_lesions(p: _Rows, owner, slot, site, phi, burden, thresholds: ev.Thresh
         owner=owner.astype(np.int64), slot=slot.astype(np.int64), site=site.astype(np.int8),
         w=state.w, y=state.y, z=state.z, pthrp=traits.pthrp, drive=traits.osteoblast_drive,
         suppression=traits.osteoblast_suppression, growth=traits.growth_rate, phi=traits.blastic_fraction,
-        weights=ev.lesion_hazard_weights(site, params).astype(STATE_DTYPE),
+        weights=ev.lesion_hazard_weights(site, traits.blastic_fraction, traits.growth_rate, params).astype(STATE_DTYPE),
         remaining=thresholds.lesion[p.index[owner], slot, :, 0].T.copy(),
         count=np.zeros((4, owner.size), np.int8),
     )

@@ -1,0 +1,72 @@
+"""Event hazards of vtrial.model.events: reference values computed by hand next to each assertion."""
+
+import numpy as np
+import pytest
+
+from vtrial.model import events as ev
+from vtrial.model.lesion import gompertz_rate
+from vtrial.model.parameters import Parameters
+from vtrial.vocabulary import PRIMARIES, SITES
+
+PARAMS = Parameters()
+FEMUR, RIB = SITES.index("femur"), SITES.index("ribs")
+_RADIATION = ev.LESION_EVENTS.index("radiation_to_bone")
+
+
+def _weights(site, blastic, doubling_days, params=PARAMS):
+    site = np.atleast_1d(site)
+    growth = gompertz_rate(np.full(site.shape, float(doubling_days)), params)
+    return ev.lesion_hazard_weights(site, np.full(site.shape, float(blastic)), growth, params)
+
+
+def test_radiotherapy_weight_of_a_reference_lytic_lesion_is_the_base_hazard():
+    w = _weights(FEMUR, 0.0, ev.PAIN_REFERENCE_DOUBLING_DAYS)
+    assert w[_RADIATION, 0] == pytest.approx(PARAMS.radiation_hazard, rel=1e-12)
+
+
+def test_blastic_lesions_carry_more_radiotherapy_hazard():
+    # (1 + g phi): a purely blastic lesion has 1 + pain_blastic_gain times the lytic weight
+    lytic, blastic = (_weights(FEMUR, phi, ev.PAIN_REFERENCE_DOUBLING_DAYS)[_RADIATION, 0] for phi in (0.0, 1.0))
+    assert blastic / lytic == pytest.approx(1.0 + PARAMS.pain_blastic_gain, rel=1e-12)
+
+
+def test_faster_lesions_carry_more_radiotherapy_hazard_by_the_growth_exponent():
+    # halving the doubling time doubles the Gompertz rate: weight x 2**k
+    params = Parameters({"pain_growth_exponent": 0.7})
+    slow = _weights(FEMUR, 0.0, 100.0, params)[_RADIATION, 0]
+    fast = _weights(FEMUR, 0.0, 50.0, params)[_RADIATION, 0]
+    assert fast / slow == pytest.approx(2.0**0.7, rel=1e-12)
+
+
+def test_fracture_weight_follows_the_site():
+    # ribs weigh 0.5 of a weight-bearing femur (FRACTURE_SITE_WEIGHT)
+    w = _weights([FEMUR, RIB], 0.0, 100.0)
+    assert w[0, 1] / w[0, 0] == pytest.approx(ev.FRACTURE_SITE_WEIGHT[RIB] / ev.FRACTURE_SITE_WEIGHT[FEMUR])
+
+
+def test_fracture_hazard_at_one_third_strength():
+    # h0 (1 + k (1 - s))^4 with s = 1/3, k = 3: (1 + 2)^4 = 81
+    w = _weights(FEMUR, 0.0, 100.0)
+    h = ev.lesion_hazards(w, np.array([1.0 / 3.0]), np.array([0.1]), np.array([1.0]), PARAMS)
+    assert h[0, 0] / w[0, 0] == pytest.approx((1.0 + PARAMS.fracture_strength_slope * 2.0 / 3.0) ** 4, rel=1e-12)
+
+
+def _death(growth_multiplier, params=PARAMS):
+    n = len(growth_multiplier)
+    zeros = np.zeros(n)
+    return ev.patient_risk(
+        np.full(n, PRIMARIES.index("breast")), zeros, np.zeros(n, bool), np.full(n, 65.0), np.full(n, 80.0),
+        np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool), zeros, np.asarray(growth_multiplier, float),
+        True, False, params,
+    ).death
+
+
+def test_death_hazard_of_a_reference_patient_is_the_primary_baseline():
+    # ECOG 0, no visceral disease, age 65, growth multiplier 1: the baseline itself
+    assert _death([1.0])[0] == pytest.approx(PARAMS.by_primary("death_hazard")[PRIMARIES.index("breast")])
+
+
+def test_death_hazard_scales_with_the_growth_multiplier_to_its_exponent():
+    params = Parameters({"death_growth_exponent": 1.5})
+    slow, fast = _death([0.5, 2.0], params)
+    assert fast / slow == pytest.approx(4.0**1.5, rel=1e-12)
