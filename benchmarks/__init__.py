@@ -27,7 +27,7 @@ from vtrial.model import events as ev
 from vtrial.model import simulate
 from vtrial.model.drugs import Exposure
 from vtrial.model.lesion import (
-    STEP_DAYS, advance, gompertz_rate, initial_state, lesion_traits, osteoclast_activity, rates, strength,
+    STEP_DAYS, advance, established_state, gompertz_rate, lesion_traits, osteoclast_activity, rates, strength,
 )
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import radau_reference, reference_cohort
@@ -163,7 +163,7 @@ def solve_ivp_patient(cohort, i: int, arm: SimpleNamespace, days: int, threshold
     growth = growth * cohort.biology["tumour_growth_rate"][i]
     traits = lesion_traits(cohort.lesion_blastic_fraction[i, mask], cohort.biology["pthrp_secretion"][i],
                            cohort.biology["osteoblastic_drive"][i], growth, params)
-    state = initial_state(cohort.lesion_burden[i, mask], np.ones(m, bool))
+    state = established_state(cohort.lesion_burden[i, mask], traits, params)
     weights = ev.lesion_hazard_weights(site, traits.blastic_fraction, traits.growth_rate, params)
     exposure = Exposure(arm, cohort.creatinine_clearance_ml_min[i : i + 1], days, params)
     death0 = params.by_primary("death_hazard")[cohort.primary[i]] * np.exp(params.death_log_hr_ecog * cohort.ecog[i])
@@ -231,7 +231,7 @@ def bench_accuracy(years: float = 5.0) -> list[Row]:
         one = np.zeros(1, np.int64)
         rec = np.array([exposure.inputs(d, d + 1, one).recruitment[0] for d in range(days)])
         traits = lesion_traits(phi[None], 1.0, 1.0, gompertz_rate(90.0, params), params)
-        state = initial_state(burden[None], np.ones((1, phi.size), bool))
+        state = established_state(burden[None], traits, params)
         w0, y0, z0 = state.w.copy(), state.y.copy(), state.z.copy()
         grid = exposure.step_grid(STEP_DAYS)
         for start, end in zip(grid[:-1], grid[1:]):

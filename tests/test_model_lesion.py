@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from vtrial.model.lesion import STEP_DAYS, advance, effective_bone, gompertz_rate, initial_state, lesion_traits, rates
+from vtrial.model.lesion import (
+    STEP_DAYS, advance, effective_bone, established_state, gompertz_rate, initial_state, lesion_traits, rates,
+)
 from vtrial.model.parameters import REGISTRY, Parameters
 from vtrial.model.reference import radau_reference
 
@@ -35,6 +37,27 @@ def test_healthy_bone_stays_at_steady_state_for_ten_years():
     np.testing.assert_allclose(state.z, 1.0, atol=1e-9)
     np.testing.assert_allclose(state.osteoblast, 1.0, atol=1e-9)
     np.testing.assert_allclose(sig.osteoclast, 1.0, atol=1e-9)
+
+
+def test_established_lesion_is_a_steady_state_of_bone_and_osteoblasts_at_its_burden():
+    # with the tumour frozen (growth 0), dw/dt = dZ/dt = 0 at the established state
+    phi = np.array([[0.0, 0.3, 0.7, 1.0]])
+    traits = lesion_traits(phi, np.ones((1, 1)), np.ones((1, 1)), np.zeros((1, 1)), PARAMS)
+    state = established_state(np.full(phi.shape, 0.05), traits, PARAMS)
+    dw, dy, dz = rates(state.w.astype(float), state.y.astype(float), state.z.astype(float), traits, 1.0, 1.0, 1.0,
+                       0.0, PARAMS)
+    np.testing.assert_allclose(dw, 0.0, atol=1e-8)
+    np.testing.assert_allclose(dz, 0.0, atol=1e-8)
+    np.testing.assert_allclose(dy, 0.0, atol=0.0)
+    assert state.burden == pytest.approx(0.05, rel=1e-6)
+
+
+def test_established_lytic_lesion_starts_with_bone_lost_and_blastic_with_bone_gained():
+    traits, _ = make([[0.0, 1.0]], 0.05)
+    z = established_state(np.full((1, 2), 0.05), traits, PARAMS).z[0]
+    assert z[0] < 0.95 and z[1] > 1.0
+    # no tumour: healthy bone (burden floored at 1e-6, signals ~1e-5)
+    assert established_state(np.zeros((1, 2)), traits, PARAMS).z == pytest.approx(1.0, abs=1e-4)
 
 
 def test_healthy_steady_state_is_stable_after_a_perturbation():

@@ -110,8 +110,9 @@ def lesion_hazards(
 
     * fracture: ``h0 (1 + k (1 - s)^+)^4`` — rises ~100x as strength falls to a third;
     * cord compression (spinal): ``h0 (T - T_epi)^+ (1 + c (1 - s)^+)`` — burden and collapse;
-    * radiation for pain: ``h0 T (1 + g uZ)`` — burden and osteoclastic resorption (suppressed below
-      healthy by an antiresorptive: less acidosis, less pain);
+    * radiation for pain: ``h0 T (1 + g (uZ)^1/2)`` — burden and osteoclastic resorption, with
+      diminishing returns (the nociceptor response to acid saturates); an antiresorptive lowers
+      ``uZ`` below its healthy 1: less acidosis, less pain;
     * prophylactic fixation (long bones): ``h0 (s_imp - s)^+`` — impending fracture.
     """
     deficit = np.maximum(1.0 - strength, 0.0)
@@ -127,7 +128,8 @@ def lesion_hazards(
     deficit += 1.0
     out[1] *= deficit
     out[1] *= weights[1]
-    np.multiply(tgf_beta, params.pain_resorption_gain, out=out[2])
+    np.sqrt(tgf_beta, out=out[2])
+    out[2] *= params.pain_resorption_gain
     out[2] += 1.0
     out[2] *= burden
     out[2] *= weights[2]

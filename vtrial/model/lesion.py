@@ -117,6 +117,25 @@ def initial_state(burden: np.ndarray, mask: np.ndarray) -> LesionState:
     return LesionState(w=np.ones(mask.shape, STATE_DTYPE), y=y, z=np.ones(mask.shape, STATE_DTYPE))
 
 
+def established_state(burden: np.ndarray, traits: LesionTraits, params: Parameters) -> LesionState:
+    """A lesion at detection: its burden, with osteoblasts and bone in equilibrium with it (untreated).
+
+    A metastasis grows for months to years before it is found, longer than bone takes to answer
+    it (``1/k_Z`` ~ 250 days), and lytic lesions are seen on radiographs only after much of their
+    bone is lost, blastic ones once sclerotic. So a lesion starts from the quasi-steady state of
+    its untreated signals at the entry burden: ``X = (1 + a_P P)(1 + c_P P)``,
+    ``w = X**2 A / D``, ``u = X**2 / v`` and ``Z = v**(3/8) / u**(1/2)``.
+    """
+    burden = np.clip(np.asarray(burden, dtype=float), BURDEN_FLOOR, BURDEN_CEIL)
+    half = burden / (burden + params.tumour_signal_half_burden)
+    pthrp = traits.pthrp * half
+    x2 = np.square((1.0 + params.rankl_per_pthrp * pthrp) * (1.0 + params.opg_per_pthrp * pthrp))
+    w = x2 * (1.0 + traits.osteoblast_drive * half) / (1.0 + traits.osteoblast_suppression * half)
+    v = np.sqrt(w)
+    z = v**0.375 / np.sqrt(x2 / v)
+    return LesionState(*(np.asarray(a, dtype=STATE_DTYPE) for a in (w, np.log(burden), z)))
+
+
 @dataclass
 class Signals:
     """Mid-step values of a step (arrays like the states), reused by the event hazards and sums."""

@@ -24,7 +24,7 @@ from vtrial.errors import ModelInvariantError
 from vtrial.model import events as ev
 from vtrial.model.drugs import Exposure
 from vtrial.model.lesion import (
-    STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, gompertz_rate, initial_state, lesion_traits, strength,
+    STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, established_state, gompertz_rate, lesion_traits, strength,
 )
 from vtrial.model.parameters import Parameters
 from vtrial.streams import Streams
@@ -177,7 +177,7 @@ def simulate(
         rows = p.size
         owner = L.owner
         total = np.bincount(owner, sig.burden, rows)
-        load = np.bincount(owner, sig.burden * (sig.pthrp + sig.tgf_beta), rows)
+        load = np.bincount(owner, sig.burden * sig.pthrp * sig.tgf_beta, rows)  # PTHrP-driven resorption
         blastic = np.bincount(owner, sig.burden * L.phi, rows)
         supp = inputs.suppression
         exposure_mid = p.cum_suppression + 0.5 * days * supp
@@ -243,9 +243,9 @@ def _check_invariants(cb: CohortBlock, p: _Rows, lesions: _Rows, rate: np.ndarra
 
 
 def _new_lesions(p: _Rows, owner, slot, site, phi, burden, thresholds: ev.Thresholds, params: Parameters):
-    """Arrays of new lesion rows: healthy bone carrying the given burden, their traits and thresholds."""
-    state = initial_state(burden, np.ones(owner.size, bool))
+    """Arrays of new lesion rows: the given burden on bone in equilibrium with it, traits and thresholds."""
     traits = lesion_traits(phi, p.pthrp_secretion[owner], p.drive_mult[owner], p.growth[owner], params)
+    state = established_state(burden, traits, params)
     return dict(
         owner=owner.astype(np.int64), slot=slot.astype(np.int64), site=site.astype(np.int8),
         w=state.w, y=state.y, z=state.z, pthrp=traits.pthrp, drive=traits.osteoblast_drive,
