@@ -232,3 +232,9 @@ def test_calibration_targets_at_full_size(tmp_path: Path) -> None:
     table = validate(tmp_path, patients=2000, jobs=2).set_index(["target", "compared"])
     assert table.loc[list(FITTED_TARGETS), "inside"].all(), table.loc[list(FITTED_TARGETS), ["simulated", "inside"]]
     assert table["inside"].mean() >= 0.6
+
+
+def test_calibrate_names_an_unknown_parameter_and_exits_2(tmp_path: Path) -> None:
+    result = vtrial("calibrate", "--parameter", "osteoclast_speed", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert "--parameter" in result.stderr and "osteoclast_speed" in result.stderr and "Traceback" not in result.stderr

@@ -192,11 +192,15 @@ def calibrate(
     trials: str | None = typer.Option(
         None, "--trials", help="Folder of the replica protocols (default protocols/trials)."
     ),
+    parameter: list[str] | None = typer.Option(
+        None, "--parameter", help="Fit only this model parameter (repeat for several; default: the full set)."
+    ),
 ) -> None:
     """Fit the population parameters to the published targets (least squares, common random numbers)."""
     from vtrial.calibration.fit import fit
 
-    given = {"patients": patients, "evaluations": evaluations, "replicate": replicate}
+    given = {"patients": patients, "evaluations": evaluations, "replicate": replicate,
+             "names": tuple(parameter) if parameter else None}
     result = fit(out, jobs=jobs, trials=trials, **{k: v for k, v in given.items() if v is not None},
                  on_evaluation=lambda count, cost: typer.echo(f"evaluation {count}: cost {cost:.3f}", err=True))
     for name, start in result.start.items():

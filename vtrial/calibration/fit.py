@@ -48,7 +48,6 @@ FITTED: tuple[str, ...] = (
     "pamidronate_emax",
     "doubling_time_days.prostate",
     "doubling_time_days.lung",
-    "onj_dental_risk_hr",
     "doubling_time_days.breast",
     "pain_blastic_gain",
     "pain_growth_exponent",
@@ -163,10 +162,10 @@ def fit(
     """
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
-        raise UserInputError(f"unknown model parameter(s) {unknown}", field="names",
+        raise UserInputError(f"unknown model parameter(s) {unknown}", field="--parameter",
                              fix="name parameters of vtrial/model/parameters.py")
     if any(REGISTRY[n].low <= 0 for n in names):
-        raise UserInputError("a fitted parameter's range starts at 0, which has no log scale", field="names",
+        raise UserInputError("a fitted parameter's range starts at 0, which has no log scale", field="--parameter",
                              fix="fit parameters with a positive plausible range")
     if evaluations < len(names) + 2:
         raise UserInputError(f"--evaluations {evaluations} is too few for {len(names)} parameters",
