@@ -215,13 +215,19 @@ def test_missing_replica_folder_is_a_user_error(tmp_path: Path) -> None:
 # --- the calibration targets at full size (slow) ------------------------------------------------
 
 
-#: Targets the calibrated model fits with a margin (docs/calibration.md, validation table).
+#: Targets inside their tolerance with a margin of at least 0.4 half-widths at both 2000 and 4000
+#: patients (replicate 0) with the shipped parameters: the slow check keeps them there.
 FITTED_TARGETS = (
-    ("STO-03", "denosumab vs zoledronic acid"), ("STO-04", "denosumab vs zoledronic acid"),
-    ("STO-07", "denosumab"), ("STO-07", "zoledronic_acid"), ("FIZ-03", "denosumab"), ("FIZ-03", "zoledronic_acid"),
-    ("FIZ-06", "zoledronic_acid"), ("ROS-01", "placebo"), ("PAM-01", "placebo"), ("PAM-02", "pamidronate"),
-    ("INT-06", "denosumab"), ("INT-06", "zoledronic_acid"), ("INT-07", "zoledronic_acid"), ("NH-01", "untreated"),
-    ("NH-12", "untreated"), ("NH-20", "breast"), ("NH-21", "lung"),
+    ("STO-03", "denosumab vs zoledronic acid"), ("STO-04", "denosumab"), ("STO-04", "zoledronic_acid"),
+    ("STO-04", "denosumab vs zoledronic acid"), ("STO-05", "zoledronic_acid"), ("STO-06", "zoledronic_acid"),
+    ("STO-07", "denosumab"), ("STO-07", "zoledronic_acid"), ("FIZ-02", "denosumab"), ("FIZ-02", "zoledronic_acid"),
+    ("FIZ-02", "denosumab vs zoledronic acid"), ("FIZ-03", "zoledronic_acid"), ("FIZ-04", "denosumab"),
+    ("FIZ-04", "zoledronic_acid"), ("FIZ-05", "zoledronic_acid"), ("FIZ-06", "denosumab"), ("FIZ-06", "zoledronic_acid"),
+    ("FIZ-09", "denosumab"), ("FIZ-09", "zoledronic_acid"), ("FIZ-10", "denosumab"), ("ROS-02", "zoledronic_acid"),
+    ("ROS-02", "placebo"), ("PAM-02", "pamidronate"), ("INT-06", "denosumab"), ("INT-06", "zoledronic_acid"),
+    ("INT-07", "denosumab"), ("INT-07", "zoledronic_acid"), ("ONJ-01", "denosumab"), ("NH-01", "untreated"),
+    ("NH-02", "untreated"), ("NH-04", "after a first SRE"), ("NH-16", "untreated"), ("NH-20", "breast"),
+    ("NH-20", "prostate"), ("NH-21", "lung"),
 )
 
 
@@ -231,7 +237,7 @@ def test_calibration_targets_at_full_size(tmp_path: Path) -> None:
 
     table = validate(tmp_path, patients=2000, jobs=2).set_index(["target", "compared"])
     assert table.loc[list(FITTED_TARGETS), "inside"].all(), table.loc[list(FITTED_TARGETS), ["simulated", "inside"]]
-    assert table["inside"].mean() >= 0.6
+    assert table["inside"].sum() >= 55  # 58 of 69 at 2000 and at 4000 patients
 
 
 def test_calibrate_names_an_unknown_parameter_and_exits_2(tmp_path: Path) -> None:

@@ -128,7 +128,8 @@ def lesion_hazards(
     deficit += 1.0
     out[1] *= deficit
     out[1] *= weights[1]
-    np.sqrt(tgf_beta, out=out[2])
+    np.maximum(tgf_beta, 0.0, out=out[2])  # a float32 step mean of extreme states may round below 0
+    np.sqrt(out[2], out=out[2])
     out[2] *= params.pain_resorption_gain
     out[2] += 1.0
     out[2] *= burden
