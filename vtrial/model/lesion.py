@@ -127,9 +127,8 @@ def established_state(burden: np.ndarray, traits: LesionTraits, params: Paramete
     ``w = X**2 A / D``, ``u = X**2 / v`` and ``Z = v**(3/8) / u**(1/2)``.
     """
     burden = np.clip(np.asarray(burden, dtype=float), BURDEN_FLOOR, BURDEN_CEIL)
-    half = burden / (burden + params.tumour_signal_half_burden)
-    pthrp = traits.pthrp * half
-    x2 = np.square((1.0 + params.rankl_per_pthrp * pthrp) * (1.0 + params.opg_per_pthrp * pthrp))
+    half, _, factor = _signals(burden, traits, 1.0, params)
+    x2 = np.square(factor)
     w = x2 * (1.0 + traits.osteoblast_drive * half) / (1.0 + traits.osteoblast_suppression * half)
     v = np.sqrt(w)
     z = v**0.375 / np.sqrt(x2 / v)
