@@ -217,7 +217,7 @@ def test_missing_replica_folder_is_a_user_error(tmp_path: Path) -> None:
 
 #: Targets inside their tolerance with a margin of at least 0.4 half-widths at both 2000 and 4000
 #: patients (replicate 0) with the shipped parameters: the slow check keeps them there.
-FITTED_TARGETS = (
+ROBUST_TARGETS = (
     ("STO-03", "denosumab vs zoledronic acid"), ("STO-04", "denosumab"), ("STO-04", "zoledronic_acid"),
     ("STO-04", "denosumab vs zoledronic acid"), ("STO-05", "zoledronic_acid"), ("STO-06", "zoledronic_acid"),
     ("STO-07", "denosumab"), ("STO-07", "zoledronic_acid"), ("FIZ-02", "denosumab"), ("FIZ-02", "zoledronic_acid"),
@@ -236,7 +236,7 @@ def test_calibration_targets_at_full_size(tmp_path: Path) -> None:
     from vtrial.calibration.validate import validate
 
     table = validate(tmp_path, patients=2000, jobs=2).set_index(["target", "compared"])
-    assert table.loc[list(FITTED_TARGETS), "inside"].all(), table.loc[list(FITTED_TARGETS), ["simulated", "inside"]]
+    assert table.loc[list(ROBUST_TARGETS), "inside"].all(), table.loc[list(ROBUST_TARGETS), ["simulated", "inside"]]
     assert table["inside"].sum() >= 55  # 58 of 69 at 2000 and at 4000 patients
 
 
