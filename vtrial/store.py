@@ -252,7 +252,8 @@ class OutputFolder:
     force : bool
         Replace an existing folder of this kind.
     inputs : tuple of Path
-        Input files (resolved): a folder holding one is never replaced.
+        Input files (resolved): a folder holding one is never replaced, nor one holding the
+        current folder (``--out .`` or ``..``), which a rename would pull from under the shell.
     """
 
     path: Path
@@ -277,11 +278,11 @@ class OutputFolder:
             raise UserInputError(f"the root folder cannot be a {name}", file=path, fix="choose --out DIR")
         if path.exists() and not path.is_dir():
             raise UserInputError("the output path exists and is not a folder", file=path, fix="choose --out DIR")
-        for source in self.inputs:
-            if source.is_relative_to(path):
+        for kept in (*self.inputs, Path.cwd()):
+            if kept.is_relative_to(path):
                 raise UserInputError(
-                    f"the output folder holds the input {source}; replacing it would delete the input",
-                    file=path, fix="choose --out outside the folders of the protocol files",
+                    f"the output folder holds {kept}, which must not be replaced or deleted",
+                    file=path, fix="choose an --out that holds neither the protocol files nor the current folder",
                 )
         if not path.exists():
             return
