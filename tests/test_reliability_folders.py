@@ -156,7 +156,7 @@ def test_a_batch_folder_owned_by_another_process_is_refused(protocol_file, tmp_p
 def test_a_second_cli_run_into_the_same_folder_is_refused(protocol_file, tmp_path):
     """The red-team case: ``vtrial run P --out X`` and, while it runs, ``vtrial run P --seed 99 --out X``."""
     out = tmp_path / "X"
-    common = [str(protocol_file), "--out", str(out), "--jobs", "1", "--block-size", "1", "--quiet"]
+    common = [str(protocol_file), "--out", str(out), "--jobs", "1", "--block-size", "10", "--quiet"]
     first = subprocess.Popen([sys.executable, "-m", "vtrial.cli", "run", *common, "--patients", "400"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     parts = tmp_path / ".X.partial" / "parts"
