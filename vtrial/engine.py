@@ -312,7 +312,7 @@ def run_trial(
             on_progress(finished, total, patients_done)
         tables = execute(protocol, streams, todo, jobs=jobs, backend=backend, scheduler=scheduler)
         for task, patients, events in tables:
-            # patients first: a block counts as finished once its events part exists
+            # each part is written atomically; a block counts as finished once both parts exist
             write_part(partial, "patients", task.arm_index, task.block_index, patients)
             write_part(partial, "events", task.arm_index, task.block_index, events)
             finished += 1

@@ -3,7 +3,8 @@
 A run is written into a hidden sibling folder ``.<name>.partial`` and renamed into place only
 when complete, so a run that fails or is interrupted never leaves a half-written run folder;
 the partial folder keeps every finished block (each part file is itself written atomically)
-so that ``--resume`` can finish the run.
+so that ``--resume`` can finish the run. One process at a time owns a folder (a lock on the
+hidden sibling ``.<name>.lock``), and ``--force`` replaces only a folder vtrial wrote.
 """
 
 from __future__ import annotations
