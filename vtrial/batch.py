@@ -12,7 +12,7 @@ median of each endpoint.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +26,12 @@ from vtrial.engine import DEFAULT_BLOCK_SIZE, dependency_versions, plan_tasks, r
 from vtrial.errors import UserInputError
 from vtrial.protocol import Protocol, protocol_to_toml
 from vtrial.store import (
+    OutputFolder,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
-    check_run_dir,
     finalise_folder,
-    partial_dir,
+    owning,
     writing,
 )
 from vtrial.streams import Streams
@@ -158,13 +158,16 @@ def run_batch(
     block_size: int = DEFAULT_BLOCK_SIZE,
     alpha: float = 0.05,
     force: bool = False,
+    inputs: Iterable[str | Path] = (),
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Path, list[dict]]:
     """Run ``replicates`` trials of each protocol in parallel; write the batch folder atomically.
 
     The folder holds ``batch.parquet`` and ``batch.csv`` (one row per replicate and
     comparison), ``batch_summary.json`` (power and distributions), the resolved protocols and
-    a manifest. Returns the folder and the summary.
+    a manifest. Returns the folder and the summary. ``force`` replaces only a batch folder or
+    an empty one, never a folder holding one of ``inputs`` (the protocol files); the folder is
+    locked against other vtrial processes for the whole batch (:func:`vtrial.store.owning`).
     """
     if replicates < 1:
         raise UserInputError(f"--replicates must be at least 1, got {replicates}", field="--replicates",
@@ -174,38 +177,39 @@ def run_batch(
                              fix="pass a significance level such as 0.05")
     jobs = resolve_jobs(jobs)
     out = Path(out) if out is not None else default_batch_dir(protocols)
-    check_run_dir(out, force)
-    partial = partial_dir(out)
-    with writing(partial):
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-    work = [(p, r) for p in protocols for r in range(replicates)]
-    rows: list[dict] = []
-    if on_progress:
-        on_progress(0, len(work))
-    with parallel_config(backend="loky", n_jobs=jobs):
-        runner = Parallel(return_as="generator", batch_size=1, pre_dispatch="2*n_jobs")
-        for done, result in enumerate(runner(delayed(_replicate_task)(p, r, block_size) for p, r in work), 1):
-            rows.extend(result)
-            if on_progress:
-                on_progress(done, len(work))
-    table = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
-    summary = summarise_batch(table, alpha)
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), sink)
-    atomic_write_bytes(partial / "batch.parquet", sink.getvalue().to_pybytes())
-    atomic_write_text(partial / "batch.csv", table.to_csv(index=False))
-    atomic_write_json(partial / "batch_summary.json", summary)
-    for p in protocols:
-        atomic_write_text(partial / f"protocol-{p.trial.name}.toml", protocol_to_toml(p))
-    manifest = {
-        "replicates": replicates,
-        "jobs": jobs,
-        "block_size": block_size,
-        "alpha": alpha,
-        "trials": [p.trial.name for p in protocols],
-        "dependencies": dependency_versions(),
-    }
-    atomic_write_json(partial / "manifest.json", manifest)
-    finalise_folder(partial, out, force)
+    folder = OutputFolder.of(out, "batch", force, inputs)
+    partial = folder.partial
+    with owning(folder):
+        with writing(partial):
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+        work = [(p, r) for p in protocols for r in range(replicates)]
+        rows: list[dict] = []
+        if on_progress:
+            on_progress(0, len(work))
+        with parallel_config(backend="loky", n_jobs=jobs):
+            runner = Parallel(return_as="generator", batch_size=1, pre_dispatch="2*n_jobs")
+            for done, result in enumerate(runner(delayed(_replicate_task)(p, r, block_size) for p, r in work), 1):
+                rows.extend(result)
+                if on_progress:
+                    on_progress(done, len(work))
+        table = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
+        summary = summarise_batch(table, alpha)
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), sink)
+        atomic_write_bytes(partial / "batch.parquet", sink.getvalue().to_pybytes())
+        atomic_write_text(partial / "batch.csv", table.to_csv(index=False))
+        atomic_write_json(partial / "batch_summary.json", summary)
+        for p in protocols:
+            atomic_write_text(partial / f"protocol-{p.trial.name}.toml", protocol_to_toml(p))
+        manifest = {
+            "replicates": replicates,
+            "jobs": jobs,
+            "block_size": block_size,
+            "alpha": alpha,
+            "trials": [p.trial.name for p in protocols],
+            "dependencies": dependency_versions(),
+        }
+        atomic_write_json(partial / "manifest.json", manifest)
+        finalise_folder(partial, folder)
     return out, summary

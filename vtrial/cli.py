@@ -65,12 +65,13 @@ def cohort(
     out: str = typer.Option(..., "--out", help="Parquet file to write: one row per virtual patient."),
     patients: int | None = typer.Option(None, "--patients", help="Number of patients (overrides trial.patients)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides trial.seed)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing file (never the protocol itself)."),
 ) -> None:
     """Sample the protocol's virtual cohort (before randomisation) and write it to Parquet."""
     from vtrial.cohort import write_cohort  # heavy (scipy, pyarrow): only when used
 
     resolved = apply_overrides(load_protocol(protocol), patients=patients, seed=seed)
-    n = write_cohort(resolved, Streams(resolved.trial.seed), out)
+    n = write_cohort(resolved, Streams(resolved.trial.seed), out, force=force, inputs=(protocol,))
     typer.echo(f"wrote {n} patients to {out}")
 
 
@@ -88,7 +89,7 @@ def run(
     patients: int | None = typer.Option(None, "--patients", help="Number of patients (overrides trial.patients)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides trial.seed)."),
     jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all cores)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing run folder (or an empty folder)."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run from its finished blocks."),
     backend: str = typer.Option("loky", "--backend", help="Where tasks run: loky (this machine) or dask."),
     scheduler: str | None = typer.Option(
@@ -106,7 +107,8 @@ def run(
     with _progress(quiet, "blocks") as bar:
         result = run_trial(
             resolved, out, jobs=jobs, backend=backend, scheduler=scheduler, block_size=block_size,
-            replicate=replicate, force=force, resume=resume, on_progress=bar.update, finish=report_run,
+            replicate=replicate, force=force, resume=resume, inputs=(protocol,), on_progress=bar.update,
+            finish=report_run,
         )
     typer.echo(
         f"wrote {result.run_dir}: {result.n_patients} patient-arm rows, {result.n_events} events "
@@ -123,7 +125,7 @@ def batch(
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level for power."),
     patients: int | None = typer.Option(None, "--patients", help="Patients per trial (overrides trial.patients)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides trial.seed)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing batch folder."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing batch folder (or an empty folder)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Run replicate trials of each protocol in parallel: power, hazard-ratio distribution, endpoints."""
@@ -132,7 +134,7 @@ def batch(
     resolved = [apply_overrides(load_protocol(p), patients=patients, seed=seed) for p in protocols]
     with _progress(quiet, "trials") as bar:
         path, summary = run_batch(
-            resolved, out, replicates=replicates, jobs=jobs, alpha=alpha, force=force,
+            resolved, out, replicates=replicates, jobs=jobs, alpha=alpha, force=force, inputs=protocols,
             on_progress=lambda done, total: bar.update(done, total, None),
         )
     typer.echo(format_summary(summary))

@@ -8,7 +8,7 @@ No loop runs per patient; every draw is keyed to the patient (:mod:`vtrial.strea
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from scipy import special, stats
 
 from vtrial.errors import UserInputError
 from vtrial.protocol import MAX_LESIONS, Cohort, PrimaryProfile, Protocol, lesion_phenotype
-from vtrial.store import merge_parts
+from vtrial.store import check_output_file, merge_parts
 from vtrial.streams import PatientDraws, Streams
 from vtrial.vocabulary import DAYS_PER_MONTH, DAYS_PER_YEAR, PRIMARIES, SITES
 
@@ -321,13 +321,24 @@ def cohort_table(block: CohortBlock) -> pd.DataFrame:
     return cohort_arrow(block).to_pandas()
 
 
-def write_cohort(protocol: Protocol, streams: Streams, path: str | Path, block_size: int = 65_536) -> int:
+def write_cohort(
+    protocol: Protocol,
+    streams: Streams,
+    path: str | Path,
+    block_size: int = 65_536,
+    *,
+    force: bool = False,
+    inputs: Iterable[str | Path] = (),
+) -> int:
     """Sample the protocol's whole cohort block by block and stream it to Parquet, atomically.
 
     Memory is bounded by the block size; the file is identical for any block size (each
-    patient's draws are keyed to it, row groups have a fixed size). Returns the patients written.
+    patient's draws are keyed to it, row groups have a fixed size). An existing file is
+    replaced only with ``force``, and never one of ``inputs`` (the protocol file); a symlink
+    is followed. Returns the patients written.
     """
-    path = Path(path)
+    path = Path(path).resolve()
+    check_output_file(path, force, inputs)
     if not path.parent.is_dir():
         raise UserInputError(
             f"folder {str(path.parent)!r} does not exist", field="--out", fix="create the folder or choose another path"

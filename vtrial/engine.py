@@ -32,13 +32,13 @@ from vtrial.model import simulate
 from vtrial.protocol import Protocol, protocol_to_toml
 from vtrial.sre import apply_window_rule
 from vtrial.store import (
+    OutputFolder,
     atomic_write_json,
     atomic_write_text,
-    check_run_dir,
     finalise,
     merge_parts,
+    owning,
     part_path,
-    partial_dir,
     prepare_partial,
     to_arrow,
     write_part,
@@ -251,6 +251,7 @@ def run_trial(
     replicate: int = 0,
     force: bool = False,
     resume: bool = False,
+    inputs: tuple[str | Path, ...] = (),
     on_progress: Callable[[int, int, int], None] | None = None,
     finish: Callable[[Path], None] | None = None,
 ) -> RunResult:
@@ -271,12 +272,18 @@ def run_trial(
     replicate : int
         Replicate index (independent random streams derived from the seed).
     force, resume : bool
-        Replace an existing run folder; finish an interrupted run from its finished blocks.
+        Replace an existing run folder (only a run folder or an empty one); finish an
+        interrupted run from its finished blocks.
+    inputs : tuple of path, optional
+        The protocol file(s) read: a folder holding one is never replaced.
     on_progress : callable, optional
         Called as ``on_progress(blocks_done, blocks_total, patients_done)``.
     finish : callable, optional
         Called with the partial folder once the tables are written (analysis and report),
         before the folder is moved into place.
+
+    The process holds the folder's lock (:func:`vtrial.store.owning`) from the first check to
+    the final rename, so another run of the same folder is refused instead of mixing with it.
     """
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -285,60 +292,62 @@ def run_trial(
                              fix="pass a positive number of patients per block")
     jobs = resolve_jobs(jobs)
     run_dir = Path(out) if out is not None else Path("outputs") / protocol.trial.name
-    check_run_dir(run_dir, force)
-    streams = Streams(protocol.trial.seed, replicate)
-    partial = partial_dir(run_dir)
-    state = {
-        "protocol_sha256": protocol_fingerprint(protocol),
-        "seed": protocol.trial.seed,
-        "replicate": replicate,
-        "block_size": block_size,
-        "vtrial": __version__,
-    }
-    done = prepare_partial(partial, state, resume)
-    tasks = plan_tasks(protocol, streams, block_size)
-    todo = [t for t in tasks if ("events", t.arm_index, t.block_index) not in done]
-    total, finished = len(tasks), len(tasks) - len(todo)
-    patients_done = 0
-    if on_progress:
-        on_progress(finished, total, patients_done)
-    for task, patients, events in execute(protocol, streams, todo, jobs=jobs, backend=backend, scheduler=scheduler):
-        # patients first: a block counts as finished once its events part exists
-        write_part(partial, "patients", task.arm_index, task.block_index, patients)
-        write_part(partial, "events", task.arm_index, task.block_index, events)
-        finished += 1
-        patients_done += patients.num_rows
+    folder = OutputFolder.of(run_dir, "run", force, inputs)
+    partial = folder.partial
+    with owning(folder):
+        streams = Streams(protocol.trial.seed, replicate)
+        state = {
+            "protocol_sha256": protocol_fingerprint(protocol),
+            "seed": protocol.trial.seed,
+            "replicate": replicate,
+            "block_size": block_size,
+            "vtrial": __version__,
+        }
+        done = prepare_partial(partial, state, resume)
+        tasks = plan_tasks(protocol, streams, block_size)
+        todo = [t for t in tasks if (t.arm_index, t.block_index) not in done]
+        total, finished = len(tasks), len(tasks) - len(todo)
+        patients_done = 0
         if on_progress:
             on_progress(finished, total, patients_done)
-    n_patients = merge_parts(
-        [part_path(partial, "patients", t.arm_index, t.block_index) for t in tasks], partial / "patients.parquet"
-    )
-    n_events = merge_parts(
-        [part_path(partial, "events", t.arm_index, t.block_index) for t in tasks], partial / "events.parquet"
-    )
-    atomic_write_text(partial / "protocol.toml", protocol_to_toml(protocol))
-    manifest = {
-        "vtrial": __version__,
-        "trial": protocol.trial.name,
-        "seed": protocol.trial.seed,
-        "replicate": replicate,
-        "patients": protocol.trial.patients,
-        "rows_patients": n_patients,
-        "rows_events": n_events,
-        "jobs": jobs,
-        "backend": backend,
-        "scheduler": scheduler,
-        "block_size": block_size,
-        "blocks": total,
-        "resumed": bool(resume and len(done) > 0),
-        "started_utc": started_at,
-        "wall_time_s": round(time.perf_counter() - started, 3),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "platform": platform.platform(),
-        "dependencies": dependency_versions(),
-    }
-    atomic_write_json(partial / "manifest.json", manifest)
-    if finish is not None:
-        finish(partial)
-    finalise(partial, run_dir, force)
+        tables = execute(protocol, streams, todo, jobs=jobs, backend=backend, scheduler=scheduler)
+        for task, patients, events in tables:
+            # each part is written atomically; a block counts as finished once both parts exist
+            write_part(partial, "patients", task.arm_index, task.block_index, patients)
+            write_part(partial, "events", task.arm_index, task.block_index, events)
+            finished += 1
+            patients_done += patients.num_rows
+            if on_progress:
+                on_progress(finished, total, patients_done)
+        n_patients = merge_parts(
+            [part_path(partial, "patients", t.arm_index, t.block_index) for t in tasks], partial / "patients.parquet"
+        )
+        n_events = merge_parts(
+            [part_path(partial, "events", t.arm_index, t.block_index) for t in tasks], partial / "events.parquet"
+        )
+        atomic_write_text(partial / "protocol.toml", protocol_to_toml(protocol))
+        manifest = {
+            "vtrial": __version__,
+            "trial": protocol.trial.name,
+            "seed": protocol.trial.seed,
+            "replicate": replicate,
+            "patients": protocol.trial.patients,
+            "rows_patients": n_patients,
+            "rows_events": n_events,
+            "jobs": jobs,
+            "backend": backend,
+            "scheduler": scheduler,
+            "block_size": block_size,
+            "blocks": total,
+            "resumed": bool(resume and len(done) > 0),
+            "started_utc": started_at,
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "platform": platform.platform(),
+            "dependencies": dependency_versions(),
+        }
+        atomic_write_json(partial / "manifest.json", manifest)
+        if finish is not None:
+            finish(partial)
+        finalise(partial, folder)
     return RunResult(run_dir, n_patients, n_events, time.perf_counter() - started)

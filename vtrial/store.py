@@ -3,17 +3,21 @@
 A run is written into a hidden sibling folder ``.<name>.partial`` and renamed into place only
 when complete, so a run that fails or is interrupted never leaves a half-written run folder;
 the partial folder keeps every finished block (each part file is itself written atomically)
-so that ``--resume`` can finish the run.
+so that ``--resume`` can finish the run. One process at a time owns a folder (a lock on the
+hidden sibling ``.<name>.lock``), and ``--force`` replaces only a folder vtrial wrote.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +31,8 @@ ROW_GROUP_ROWS = 65_536
 
 PARTS = "parts"
 STATE = "state.json"
+#: File name of a part (see :func:`part_path`).
+PART_NAME = re.compile(r"(?P<kind>patients|events)-a(?P<arm>\d+)-b(?P<block>\d+)\.parquet")
 
 #: The process's umask (read once): atomic writes get the mode an ordinary ``open`` would give.
 _UMASK = os.umask(0o022)
@@ -156,10 +162,48 @@ def read_state(partial: Path) -> dict | None:
         return None
 
 
-def prepare_partial(partial: Path, state: dict, resume: bool) -> set[tuple[str, int, int]]:
+def _readable(path: Path) -> bool:
+    """Whether a part file is a complete Parquet table (not truncated or corrupt)."""
+    try:
+        pq.read_table(path)
+    except (OSError, pa.ArrowException):
+        return False
+    return True
+
+
+def _finished_blocks(partial: Path) -> set[tuple[int, int]]:
+    """The ``(arm_index, block_index)`` blocks of a partial folder whose two parts are both readable.
+
+    Everything else in the folder (merged tables, summary, report, a temporary file left by an
+    interrupted write, a file whose name is not a part's, a truncated part, half a block) is
+    deleted, so that only finished blocks are carried into the resumed run.
+    """
+    parts: dict[tuple[int, int], set[str]] = {}
+    for path in (partial / PARTS).iterdir():
+        match = PART_NAME.fullmatch(path.name)
+        if match is None:
+            continue
+        kind, block = match["kind"], (int(match["arm"]), int(match["block"]))
+        if path == part_path(partial, kind, *block) and path.is_file() and _readable(path):
+            parts.setdefault(block, set()).add(kind)
+    done = {block for block, kinds in parts.items() if kinds == {"patients", "events"}}
+    keep = {part_path(partial, kind, *block) for block in done for kind in ("patients", "events")}
+    keep |= {partial / PARTS, partial / STATE}
+    for path in [*partial.iterdir(), *(partial / PARTS).iterdir()]:
+        if path in keep:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return done
+
+
+def prepare_partial(partial: Path, state: dict, resume: bool) -> set[tuple[int, int]]:
     """Create (or, when resuming a matching run, reuse) the partial folder.
 
-    Returns the finished ``(kind, arm_index, block_index)`` parts already there.
+    Returns the finished ``(arm_index, block_index)`` blocks already there (see
+    :func:`_finished_blocks`: unreadable parts are dropped and their blocks run again).
     """
     previous = read_state(partial)
     if resume and previous is not None and previous != state:
@@ -173,35 +217,159 @@ def prepare_partial(partial: Path, state: dict, resume: bool) -> set[tuple[str, 
             shutil.rmtree(partial, ignore_errors=True)
         (partial / PARTS).mkdir(parents=True, exist_ok=True)
         atomic_write_json(partial / STATE, state)
-    done = set()
-    for path in (partial / PARTS).glob("*.parquet"):
-        kind, arm, block = path.stem.split("-")
-        done.add((kind, int(arm[1:]), int(block[1:])))
-    return done
+        return _finished_blocks(partial)
 
 
-def check_run_dir(run_dir: Path, force: bool) -> None:
-    """Refuse to replace an existing run folder unless ``force``."""
-    if run_dir.exists() and not force:
-        raise UserInputError(
-            "the run folder already exists", file=run_dir, fix="pass --force to replace it, or choose --out DIR"
-        )
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserInputError("the output path exists and is not a folder", file=run_dir, fix="choose --out DIR")
+def folder_kind(folder: Path) -> str | None:
+    """``"run"`` or ``"batch"`` if ``manifest.json`` says ``vtrial run`` or ``vtrial batch`` wrote the folder.
+
+    A run manifest names the ``vtrial`` version and the ``trial``; a batch manifest names the
+    ``replicates`` and ``trials`` and sits next to ``batch_summary.json``.
+    """
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    if {"vtrial", "trial"} <= manifest.keys():
+        return "run"
+    if {"replicates", "trials"} <= manifest.keys() and (folder / "batch_summary.json").is_file():
+        return "batch"
+    return None
 
 
-def finalise(partial: Path, run_dir: Path, force: bool) -> None:
+@dataclass(frozen=True)
+class OutputFolder:
+    """The folder a run or batch writes, and what may be replaced there.
+
+    Parameters
+    ----------
+    path : Path
+        The folder, absolute with symlinks resolved: a symlinked ``--out`` writes the folder it
+        points to, and ``--out .`` has a real name, so its hidden siblings are computed right.
+    kind : {"run", "batch"}
+        The only kind of existing folder ``--force`` may replace (besides an empty one).
+    force : bool
+        Replace an existing folder of this kind.
+    inputs : tuple of Path
+        Input files (resolved): a folder holding one is never replaced, nor one holding the
+        current folder (``--out .`` or ``..``), which a rename would pull from under the shell.
+    """
+
+    path: Path
+    kind: str
+    force: bool
+    inputs: tuple[Path, ...] = ()
+
+    @classmethod
+    def of(cls, out: str | Path, kind: str, force: bool, inputs: Iterable[str | Path] = ()) -> OutputFolder:
+        """Resolve ``--out`` and the input paths."""
+        return cls(Path(out).resolve(), kind, force, tuple(Path(p).resolve() for p in inputs))
+
+    @property
+    def partial(self) -> Path:
+        """The hidden sibling where the folder is assembled."""
+        return partial_dir(self.path)
+
+    def check(self) -> None:
+        """Refuse (``UserInputError``, nothing touched) unless the folder may be written or replaced."""
+        path, name = self.path, f"{self.kind} folder"
+        if path == path.parent:
+            raise UserInputError(f"the root folder cannot be a {name}", file=path, fix="choose --out DIR")
+        if path.exists() and not path.is_dir():
+            raise UserInputError("the output path exists and is not a folder", file=path, fix="choose --out DIR")
+        for kept in (*self.inputs, Path.cwd()):
+            if kept.is_relative_to(path):
+                raise UserInputError(
+                    f"the output folder holds {kept}, which must not be replaced or deleted",
+                    file=path, fix="choose an --out that holds neither the protocol files nor the current folder",
+                )
+        if not path.exists():
+            return
+        if not self.force:
+            raise UserInputError(
+                f"the {name} already exists", file=path, fix="pass --force to replace it, or choose --out DIR"
+            )
+        found = folder_kind(path)
+        if found != self.kind and any(path.iterdir()):
+            what = f"a vtrial {found} folder" if found else f"not a vtrial {name} (no manifest.json of one)"
+            raise UserInputError(
+                f"--force replaces only a {name} or an empty folder, and this one is {what}; nothing was changed",
+                file=path, fix="choose another --out, or move the folder away yourself",
+            )
+
+
+def check_output_file(path: Path, force: bool, inputs: Iterable[str | Path] = ()) -> None:
+    """Refuse to write ``path`` if it is an input (even with ``force``), a folder, or exists without ``force``."""
+    if path.exists() and any(os.path.samefile(path, source) for source in inputs):
+        raise UserInputError("the output file is an input of this command; writing it would destroy the input",
+                             file=path, field="--out", fix="choose another --out file")
+    if path.is_dir():
+        raise UserInputError("the output path is a folder", file=path, field="--out",
+                             fix="give a file name, e.g. cohort.parquet")
+    if path.exists() and not force:
+        raise UserInputError("the output file already exists", file=path, field="--out",
+                             fix="pass --force to replace it, or choose another --out file")
+
+
+def lock_path(folder: Path) -> Path:
+    """The lock file of a folder: a hidden sibling, so that it outlives the partial folder's removal."""
+    return folder.parent / f".{folder.name}.lock"
+
+
+@contextmanager
+def owning(folder: OutputFolder) -> Iterator[None]:
+    """Own ``folder`` (and its partial sibling) for a whole run: check it and hold an exclusive lock.
+
+    The lock is ``flock`` on a hidden sibling file holding the owner's PID; the kernel releases it
+    when the process dies, so a lock file left by a killed run blocks nothing. Another run of the
+    same folder meanwhile is refused with ``UserInputError`` naming the owner's PID.
+    """
+    folder.check()  # refuse before anything is created
+    path = lock_path(folder.path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise UserInputError(
+                    f"another vtrial process (PID {owner}) is writing this {folder.kind} folder",
+                    file=folder.path, fix="wait for it to finish (or stop it), or choose another --out",
+                ) from None
+            try:
+                if os.path.samestat(os.fstat(fd), os.stat(path)):
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # the owner removed the file between our open and lock: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        folder.check()  # again, now that no other vtrial process can change it
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def finalise(partial: Path, folder: OutputFolder) -> None:
     """Drop the block parts of a finished run and move its folder into place."""
-    check_run_dir(run_dir, force)
-    with writing(run_dir):
+    folder.check()
+    with writing(folder.path):
         shutil.rmtree(partial / PARTS)
         (partial / STATE).unlink()
-    finalise_folder(partial, run_dir, force)
+    finalise_folder(partial, folder)
 
 
-def finalise_folder(partial: Path, run_dir: Path, force: bool) -> None:
-    """Rename a complete folder into place, replacing an existing one only with ``force``."""
-    check_run_dir(run_dir, force)
+def finalise_folder(partial: Path, folder: OutputFolder) -> None:
+    """Rename a complete folder into place, replacing an existing one only as ``folder`` allows."""
+    folder.check()
+    run_dir = folder.path
     with writing(run_dir):
         if run_dir.exists():
             trash = run_dir.parent / f".{run_dir.name}.old"
