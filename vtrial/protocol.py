@@ -910,11 +910,18 @@ def _schedules(protocol: Protocol) -> typing.Iterator[tuple[str, Any]]:
 def plausibility_warnings(protocol: Protocol) -> list[tuple[str, str]]:
     """Valid but implausible values of a protocol: (dotted field, problem and usual range) pairs.
 
-    Doses outside :data:`PLAUSIBLE_DOSE`, radium-223 beyond its label's six injections, radiotherapy
-    above the usual dose per fraction or per course, primary weights written as fractions that do
-    not sum to one (they are used as relative weights), and non-skeletal events counted as SREs.
+    In the order of the file: primary weights written as fractions that do not sum to one (they
+    are used as relative weights), doses outside :data:`PLAUSIBLE_DOSE`, radium-223 beyond its
+    label's six injections, radiotherapy above the usual dose per fraction or per course, and
+    non-skeletal events counted as SREs.
     """
     found = []
+    weights = protocol.cohort.primary
+    total = sum(weights.values())
+    if abs(total - 1.0) > SUM_TOLERANCE and not all(float(w).is_integer() for w in weights.values()):
+        shares = ", ".join(f"{p} {w / total:.1%}" for p, w in weights.items())
+        found.append(("cohort.primary", f"the weights are fractions but sum to {total:.6g}, not 1; they are used "
+                      f"as relative weights ({shares}); write fractions that sum to 1, or whole-number weights"))
     for field, schedule in _schedules(protocol):
         if schedule.drug in PLAUSIBLE_DOSE:
             low, high, unit, usual = PLAUSIBLE_DOSE[schedule.drug]
@@ -944,12 +951,6 @@ def plausibility_warnings(protocol: Protocol) -> list[tuple[str, str]]:
         if rt.dose_gy > MAX_COURSE_GY:
             found.append((field, f"{course} is more than the usual {MAX_COURSE_GY:g} Gy of one palliative "
                           f"course ({usual}); it runs as given"))
-    weights = protocol.cohort.primary
-    total = sum(weights.values())
-    if abs(total - 1.0) > SUM_TOLERANCE and not all(float(w).is_integer() for w in weights.values()):
-        shares = ", ".join(f"{p} {w / total:.1%}" for p, w in weights.items())
-        found.append(("cohort.primary", f"the weights are fractions but sum to {total:.6g}, not 1; they are used "
-                      f"as relative weights ({shares}); write fractions that sum to 1, or whole-number weights"))
     counted = [t for t in protocol.analysis.sre_types if t in NON_SKELETAL_EVENTS]
     if counted:
         found.append(("analysis.sre_types", f"{', '.join(counted)} {'is' if len(counted) == 1 else 'are'} not "
@@ -972,7 +973,8 @@ _EXPECTED = {
 def _user_error(error: ValidationError, data: Any, source: str, text: str | None, is_yaml: bool) -> UserInputError:
     """Translate pydantic's errors into one UserInputError (the first problem, and a count of the rest)."""
     problems: dict[str, tuple[str, str, int | None]] = {}
-    for err in error.errors():
+    # an unknown key first: it is usually the misspelling of a key reported missing
+    for err in sorted(error.errors(), key=lambda err: err["type"] != "extra_forbidden"):
         loc = _user_loc(err["loc"], data)
         ctx = err.get("ctx", {})
         if ctx.get("field"):
