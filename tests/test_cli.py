@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -240,3 +241,13 @@ def test_schema_prints_the_json_schema_of_the_protocol(capsys):
     assert {"then", "concurrent", "radiotherapy", "surgery", "doses", "dose_kbq_per_kg", "stop_on_onj"} <= set(arm)
     assert "radium_223" in json.dumps(arm["drug"])
     assert schema["$defs"]["Radiotherapy"]["properties"]["technique"]["enum"] == ["conventional", "stereotactic"]
+
+
+def test_a_run_folder_s_protocol_does_not_repeat_the_warnings(tmp_path):
+    """`vtrial run` warns when it loads the protocol; reading the run folder's copy for the report is silent."""
+    from vtrial.analysis.run import read_protocol
+
+    (tmp_path / "protocol.toml").write_text(IMPLAUSIBLE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_protocol(tmp_path).arm[0].dose_mg == 4000.0
