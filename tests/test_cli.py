@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -63,6 +66,33 @@ EXPECTED = {
     "yaml_typo_key.yaml": "yaml_typo_key.yaml:10: arm[0].alocation",
     "zero_interval.toml": "arm[1].every_weeks",
     "zero_patients.toml": "trial.patients",
+    # protocol version 2
+    "v2_arm_systemic_therapy_twice.toml": "arm[1].systemic_therapy: 'androgen_deprivation' is listed twice",
+    "v2_concurrent_none.toml": "arm[1].concurrent[0].drug: 'none' is not allowed",
+    "v2_doses_zero.toml": "arm[1].doses: 0 is out of range",
+    "v2_kbq_on_denosumab.toml": "arm[1].dose_kbq_per_kg: dose_kbq_per_kg is the activity of radium_223",
+    "v2_marker_weeks_decreasing.toml": "analysis.marker_weeks: marker_weeks [25, 13] are not increasing",
+    "v2_mechanism_homing_above_one.toml": "arm[1].mechanism.homing_inhibition",
+    "v2_prior_treatment_typo.toml": "cohort.prior_treatment.month: unknown key 'month'. Did you mean 'months'?",
+    "v2_prostate_stage_unknown.toml": "cohort.prostate_stage: 'castrate_resistant' is not allowed. Did you mean "
+                                      "'castration_resistant'?",
+    "v2_prostate_stage_without_prostate.toml": "cohort.prostate_stage: prostate_stage = 'castration_sensitive', "
+                                               "but prostate has no weight",
+    "v2_radium_dose_mg.toml": "arm[1].concurrent[0].dose_mg: radium_223 is dosed by activity per body weight, not "
+                              "in mg Fix: replace dose_mg with dose_kbq_per_kg",
+    "v2_rt_dose_zero.toml": "arm[1].radiotherapy.dose_gy: 0.0 is out of range: it must be greater than 0.0",
+    "v2_rt_technique_unknown.toml": "arm[1].radiotherapy.technique: 'stereotatic' is not allowed. Did you mean "
+                                    "'stereotactic'?",
+    "v2_rt_zero_fractions.toml": "arm[1].radiotherapy.fractions: 0 is out of range: it must be at least 1",
+    "v2_systemic_therapy_typo.toml": "cohort.systemic_therapy[0]: 'androgen_deprevation' is not allowed. Did you "
+                                     "mean 'androgen_deprivation'?",
+    "v2_then_after_horizon.toml": "arm[1].then[0].after_months: starts at month 30, at or after the data cut-off",
+    "v2_then_after_stop.toml": "arm[1].then[0].after_months: starts at month 12, when the arm's treatment has "
+                               "stopped",
+    "v2_then_missing_after.toml": "arm[1].then[0].after_months: is required but missing",
+    "v2_then_missing_drug.toml": "arm[1].then[0].drug: is required but missing",
+    "v2_then_not_in_order.toml": "arm[1].then[1].after_months: the phase starts at month 6, not after the phase "
+                                 "before it (month 12)",
 }
 
 
@@ -158,3 +188,66 @@ def test_cohort_rejects_a_bad_override(capsys, root, tmp_path):
     code, _, err = run_main(capsys, "cohort", str(root / "protocols" / "example.toml"), "--out",
                             str(tmp_path / "c.parquet"), "--patients", "0")
     assert code == 2 and "--patients" in err
+
+
+def test_check_accepts_the_v2_example():
+    result = run_process("check", str(Path(__file__).parent / "data" / "contract_v2.toml"))
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.endswith("contract_v2.toml\n")
+
+
+IMPLAUSIBLE = """[trial]
+name = "t"
+patients = 10
+horizon_months = 12
+[cohort]
+primary = { breast = 0.6, lung = 0.3 }
+[[arm]]
+name = "zol"
+drug = "zoledronic_acid"
+dose_mg = 4000.0
+every_weeks = 4.0
+[arm.radiotherapy]
+dose_gy = 40.0
+fractions = 1
+"""
+
+
+def test_implausible_values_are_printed_once_as_warnings(capsys, tmp_path):
+    path = tmp_path / "implausible.toml"
+    path.write_text(IMPLAUSIBLE)
+    code, out, err = run_main(capsys, "check", str(path), str(path))
+    assert code == 0 and out == f"ok: {path}\nok: {path}\n"
+    lines = err.splitlines()
+    assert [line.split(": ")[2] for line in lines] == ["cohort.primary", "arm[0].dose_mg", "arm[0].radiotherapy.dose_gy"]
+    assert lines[1].startswith(f"warning: {path}: arm[0].dose_mg: 4000 mg of zoledronic_acid per administration is "
+                               "outside the usual 1-8 mg")
+
+
+def test_warnings_stay_warnings_in_a_real_process_with_python_warnings_as_errors(tmp_path):
+    path = tmp_path / "implausible.toml"
+    path.write_text(IMPLAUSIBLE)
+    result = subprocess.run([sys.executable, "-m", "vtrial.cli", "check", str(path)], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONWARNINGS": "error"})
+    assert result.returncode == 0 and result.stdout == f"ok: {path}\n"
+    assert result.stderr.count("warning: ") == 3 and "Traceback" not in result.stderr
+
+
+def test_schema_prints_the_json_schema_of_the_protocol(capsys):
+    code, out, _ = run_main(capsys, "schema")
+    schema = json.loads(out)
+    assert code == 0 and schema["title"] == "Protocol" and set(schema["properties"]) == {"trial", "cohort", "arm", "analysis"}
+    arm = schema["$defs"]["Arm"]["properties"]
+    assert {"then", "concurrent", "radiotherapy", "surgery", "doses", "dose_kbq_per_kg", "stop_on_onj"} <= set(arm)
+    assert "radium_223" in json.dumps(arm["drug"])
+    assert schema["$defs"]["Radiotherapy"]["properties"]["technique"]["enum"] == ["conventional", "stereotactic"]
+
+
+def test_a_run_folder_s_protocol_does_not_repeat_the_warnings(tmp_path):
+    """`vtrial run` warns when it loads the protocol; reading the run folder's copy for the report is silent."""
+    from vtrial.analysis.run import read_protocol
+
+    (tmp_path / "protocol.toml").write_text(IMPLAUSIBLE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_protocol(tmp_path).arm[0].dose_mg == 4000.0

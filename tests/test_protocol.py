@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
+import typing
+import warnings
+from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from vtrial.errors import UserInputError
+from vtrial.errors import ProtocolWarning, UserInputError
 from vtrial.protocol import (
     DEFAULT_SEED,
+    Protocol,
     apply_overrides,
     load_protocol,
     parse_protocol,
     primary_defaults,
     protocol_to_toml,
 )
-from vtrial.vocabulary import DEFAULT_SRE_TYPES
+from vtrial.vocabulary import (
+    COUNTABLE_EVENT_TYPES,
+    DAYS_PER_MONTH,
+    DEFAULT_SRE_TYPES,
+    DRUGS,
+    PROSTATE_STAGES,
+    SYSTEMIC_THERAPIES,
+)
 
 MINIMAL = {
     "trial": {"name": "t", "patients": 10, "horizon_months": 12},
@@ -128,3 +143,282 @@ def test_unknown_key_gives_line_and_closest_key(tmp_path):
         load_protocol(path)
     assert (info.value.field, info.value.line) == ("trial.sed", 5)
     assert "Did you mean 'seed'?" in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# protocol version 2
+
+V2_EXAMPLE = Path(__file__).parent / "data" / "contract_v2.toml"
+ZOL = {"name": "zol", "drug": "zoledronic_acid", "dose_mg": 4.0, "every_weeks": 4.0}
+
+
+def with_arm(**fields) -> dict:
+    """MINIMAL with a second arm: zoledronic acid with ``fields`` laid over it (None removes a key)."""
+    arm = {k: v for k, v in {**ZOL, **fields}.items() if v is not None}
+    return {**MINIMAL, "arm": [MINIMAL["arm"][0], arm]}
+
+
+def test_v2_example_loads_with_every_field():
+    p = load_protocol(V2_EXAMPLE)
+    assert p.cohort.prostate_stage == "castration_sensitive"
+    assert p.cohort.by_primary["prostate"].systemic_therapy == ["androgen_deprivation"]
+    assert p.cohort.by_primary["breast"].systemic_therapy == ["androgen_deprivation"]  # cohort-wide value
+    prior = p.cohort.prior_treatment
+    assert (prior.drug, prior.dose_mg, prior.every_weeks, prior.months) == ("zoledronic_acid", 4.0, 4.0, 12.0)
+    deesc, switch, radium, sbrt, custom = p.arm
+    assert (deesc.withhold_on_renal_toxicity, deesc.stop_on_onj, deesc.then[0].every_weeks) == (True, True, 12.0)
+    assert switch.doses == 6 and [(t.after_months, t.drug) for t in switch.then] == [(6.0, "denosumab"), (24.0, "none")]
+    assert radium.systemic_therapy == ["androgen_deprivation", "abiraterone_prednisone"]
+    c = radium.concurrent[0]
+    assert (c.drug, c.dose_kbq_per_kg, c.every_weeks, c.doses, c.after_months) == ("radium_223", 55.0, 4.0, 6, 0.0)
+    assert radium.radiotherapy.model_dump() == {"dose_gy": 30.0, "fractions": 10, "technique": "conventional",
+                                                "prophylactic": False}
+    assert (sbrt.radiotherapy.technique, sbrt.radiotherapy.prophylactic, sbrt.surgery.prophylactic_fixation) == (
+        "stereotactic", True, True)
+    m = custom.mechanism
+    assert (m.homing_inhibition, m.osteoblast_drive_inhibition, m.bone_formation_stimulation, m.il6_inhibition) == (
+        0.7, 0.2, 0.0, 0.3)
+    assert p.analysis.marker_weeks == [13, 25, 49]
+    assert parse_protocol(tomllib.loads(protocol_to_toml(p)), "resolved") == p
+
+
+def test_a_v1_protocol_gets_the_v2_defaults():
+    p = parse_protocol(with_arm(), "test")
+    assert p.cohort.prostate_stage == "castration_resistant" and p.cohort.prior_treatment is None
+    assert {k: v.systemic_therapy for k, v in p.cohort.by_primary.items()} == {
+        "breast": ["endocrine"], "prostate": ["androgen_deprivation"]}
+    arm = p.arm[1]
+    assert (arm.doses, arm.withhold_on_renal_toxicity, arm.stop_on_onj, arm.systemic_therapy) == (None, True, True, None)
+    assert (arm.then, arm.concurrent, arm.mechanism) == ([], [], None)
+    assert arm.radiotherapy.model_dump() == {"dose_gy": 8.0, "fractions": 1, "technique": "conventional",
+                                             "prophylactic": False}
+    assert arm.surgery.prophylactic_fixation is True
+    assert p.analysis.marker_weeks == [13, 25, 49]  # all within the 12-month (52.2-week) horizon
+    no_prostate = parse_protocol({**MINIMAL, "cohort": {"primary": {"lung": 1.0}}}, "test")
+    assert no_prostate.cohort.prostate_stage is None
+    assert no_prostate.cohort.by_primary["lung"].systemic_therapy == ["chemotherapy"]
+    short = parse_protocol({**MINIMAL, "trial": {**MINIMAL["trial"], "horizon_months": 5}}, "test")
+    assert short.analysis.marker_weeks == [13]  # 5 months = 21.7 weeks
+
+
+def test_systemic_therapy_resolves_stage_then_cohort_then_by_primary():
+    stage = primary_defaults("prostate", "castration_sensitive")["systemic_therapy"]
+    assert stage == ["androgen_deprivation"] and primary_defaults("breast")["systemic_therapy"] == ["endocrine"]
+    data = {**MINIMAL, "cohort": {"primary": {"breast": 1.0, "prostate": 1.0}, "systemic_therapy": [],
+                                  "by_primary": {"prostate": {"systemic_therapy": ["enzalutamide"]}}}}
+    p = parse_protocol(data, "test")
+    assert p.cohort.by_primary["breast"].systemic_therapy == []
+    assert p.cohort.by_primary["prostate"].systemic_therapy == ["enzalutamide"]
+
+
+def test_v1_dosing_plan_gives_the_model_s_v1_dosing_days():
+    from vtrial.model.drugs import dosing_days
+
+    for fields in ({}, {"stop_after_months": 7.5}, {"every_weeks": 12.0}):
+        arm = parse_protocol(with_arm(**fields), "test").arm[1]
+        (phase,) = arm.dosing_plan()
+        assert (phase.agent, phase.dose, phase.dose_unit, phase.start_day) == ("zoledronic_acid", 4.0, "mg", 0.0)
+        assert np.array_equal(phase.administration_days(1000), dosing_days(arm, 1000))
+    (none,) = parse_protocol(MINIMAL, "test").arm[0].dosing_plan()
+    assert (none.agent, none.dose, none.every_weeks, none.end_day) == ("none", None, None, math.inf)
+    assert none.administration_days(1000).size == 0
+
+
+def test_dosing_plan_lists_phases_concurrent_agents_and_stop_in_order():
+    month = DAYS_PER_MONTH
+    data = with_arm(doses=6, stop_after_months=30.0, then=[
+        {"after_months": 6.0, "drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0},
+        {"after_months": 24.0, "drug": "none"}],
+        concurrent=[{"drug": "radium_223", "dose_kbq_per_kg": 55.0, "every_weeks": 4.0, "doses": 6,
+                     "after_months": 3.0}])
+    arm = parse_protocol({**data, "trial": {**data["trial"], "horizon_months": 36}}, "test").arm[1]
+    plan = arm.dosing_plan()
+    assert [(p.agent, p.dose, p.dose_unit, p.every_weeks, p.doses, p.start_day, p.end_day, p.concurrent)
+            for p in plan] == [
+        ("zoledronic_acid", 4.0, "mg", 4.0, 6, 0.0, 6 * month, False),
+        ("radium_223", 55.0, "kBq/kg", 4.0, 6, 3 * month, 30 * month, True),
+        ("denosumab", 120.0, "mg", 4.0, None, 6 * month, 24 * month, False),
+        ("none", None, "", None, None, 24 * month, 30 * month, False),
+    ]
+    # doses caps the administrations: 6 infusions of zoledronic acid 28 days apart, then denosumab
+    assert plan[0].administration_days().tolist() == [0.0, 28.0, 56.0, 84.0, 112.0, 140.0]
+    assert plan[1].administration_days().tolist() == [3 * month + 28.0 * k for k in range(6)]
+    assert plan[2].administration_days()[[0, -1]].tolist() == [6 * month, 6 * month + 28.0 * 19]
+
+
+def test_prior_treatment_plan_ends_at_randomisation():
+    data = {**MINIMAL, "cohort": {**MINIMAL["cohort"], "prior_treatment": {
+        "drug": "zoledronic_acid", "dose_mg": 4.0, "every_weeks": 4.0, "months": 12.0}}}
+    (phase,) = parse_protocol(data, "test").cohort.prior_treatment.dosing_plan()
+    assert (phase.agent, phase.dose, phase.start_day, phase.end_day) == ("zoledronic_acid", 4.0, -12 * DAYS_PER_MONTH, 0.0)
+    assert phase.administration_days().size == 14  # days -365.25, -337.25, ..., -1.25
+
+
+@pytest.mark.parametrize(
+    ("section", "fields", "read", "expected"),
+    [
+        ("cohort", {"prostate_stage": "castration_sensitive"}, lambda p: p.cohort.prostate_stage, "castration_sensitive"),
+        ("cohort", {"systemic_therapy": ["docetaxel", "immunotherapy"]},
+         lambda p: p.cohort.by_primary["breast"].systemic_therapy, ["docetaxel", "immunotherapy"]),
+        ("cohort", {"prior_treatment": {"drug": "radium_223", "dose_kbq_per_kg": 55.0, "every_weeks": 4.0,
+                                        "months": 6.0}}, lambda p: p.cohort.prior_treatment.dose_kbq_per_kg, 55.0),
+        ("arm", {"doses": 12}, lambda p: p.arm[1].doses, 12),
+        ("arm", {"withhold_on_renal_toxicity": False}, lambda p: p.arm[1].withhold_on_renal_toxicity, False),
+        ("arm", {"stop_on_onj": False}, lambda p: p.arm[1].stop_on_onj, False),
+        ("arm", {"systemic_therapy": []}, lambda p: p.arm[1].systemic_therapy, []),
+        ("arm", {"then": [{"after_months": 6.0, "drug": "zoledronic_acid", "dose_mg": 4.0, "every_weeks": 12.0,
+                           "doses": 4}]}, lambda p: p.arm[1].then[0].doses, 4),
+        ("arm", {"concurrent": [{"drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0, "after_months": 2.0}]},
+         lambda p: p.arm[1].concurrent[0].after_months, 2.0),
+        ("arm", {"radiotherapy": {"dose_gy": 20.0, "fractions": 5}}, lambda p: p.arm[1].radiotherapy.fractions, 5),
+        ("arm", {"surgery": {"prophylactic_fixation": False}}, lambda p: p.arm[1].surgery.prophylactic_fixation, False),
+        ("arm", {"drug": "radium_223", "dose_mg": None, "dose_kbq_per_kg": 55.0, "doses": 6},
+         lambda p: p.arm[1].drug, "radium_223"),
+        ("arm", {"drug": "custom", "dose_mg": None, "mechanism": {
+            "homing_inhibition": 0.5, "osteoblast_drive_inhibition": 0.1, "bone_formation_stimulation": 0.2,
+            "il6_inhibition": 0.3, "half_life_days": 7.0}}, lambda p: p.arm[1].mechanism.il6_inhibition, 0.3),
+        ("analysis", {"marker_weeks": [4, 8]}, lambda p: p.analysis.marker_weeks, [4, 8]),
+        ("analysis", {"sre_types": ["pathological_fracture", "osteoporotic_fracture"]},
+         lambda p: p.analysis.sre_types, ["pathological_fracture", "osteoporotic_fracture"]),
+    ],
+)
+def test_each_v2_field_is_accepted_and_round_trips(section, fields, read, expected):
+    data = with_arm(**fields) if section == "arm" else {**with_arm(), section: {**MINIMAL.get(section, {}), **fields}}
+    p = parse_protocol(data, "test")
+    assert read(p) == expected
+    assert parse_protocol(tomllib.loads(protocol_to_toml(p)), "resolved") == p
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        (with_arm(dose_mg=None, drug="radium_223", dose_kbq_per_kg=55.0, every_weeks=4.0, doses=6, then=[
+            {"after_months": 6.0, "drug": "radium_223", "dose_mg": 55.0, "every_weeks": 4.0}]),
+         "arm[1].then[0].dose_mg", "radium_223 is dosed by activity per body weight, not in mg"),
+        (with_arm(dose_mg=None), "arm[1].dose_mg", "drug 'zoledronic_acid' needs a dose"),
+        (with_arm(drug="radium_223", dose_mg=None), "arm[1].dose_kbq_per_kg", "drug 'radium_223' needs a dose"),
+        (with_arm(then=[{"after_months": 6.0, "drug": "denosumab", "every_weeks": 4.0}]), "arm[1].then[0].dose_mg",
+         "drug 'denosumab' needs a dose"),
+        (with_arm(then=[{"after_months": 0.0, "drug": "none"}]), "arm[1].then[0].after_months",
+         "0.0 is out of range: it must be greater than 0.0"),
+        (with_arm(then=[{"after_months": 6.0, "drug": "none"}, {"after_months": 6.0, "drug": "none"}]),
+         "arm[1].then[1].after_months", "not after the phase before it"),
+        (with_arm(then=[{"after_months": 6.0, "drug": "denosumb", "dose_mg": 120.0, "every_weeks": 4.0}]),
+         "arm[1].then[0].drug", "Did you mean 'denosumab'?"),
+        (with_arm(then=[{"after_months": 6.0, "drug": "custom", "every_weeks": 2.0}]), "arm[1].mechanism",
+         "then[0] gives drug 'custom', which needs an [arm.mechanism] table"),
+        (with_arm(concurrent=[{"drug": "radium_223", "dose_kbq_per_kg": 55.0, "doses": 6}]),
+         "arm[1].concurrent[0].every_weeks", "is required but missing"),
+        (with_arm(concurrent=[{"drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0, "after_months": -1.0}]),
+         "arm[1].concurrent[0].after_months", "it must be at least 0.0"),
+        (with_arm(stop_after_months=6.0, concurrent=[
+            {"drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0, "after_months": 6.0}]),
+         "arm[1].concurrent[0].after_months", "when the arm's treatment has stopped (stop_after_months = 6)"),
+        (with_arm(doses=2.5), "arm[1].doses", "expected a whole number, got 2.5"),
+        (with_arm(stop_on_onj="yes"), "arm[1].stop_on_onj", "expected true or false"),
+        (with_arm(withhold_on_renal_toxicity=1), "arm[1].withhold_on_renal_toxicity", "expected true or false"),
+        (with_arm(systemic_therapy=["chemotheraphy"]), "arm[1].systemic_therapy[0]", "Did you mean 'chemotherapy'?"),
+        (with_arm(radiotherapy={"dose_gy": -8.0}), "arm[1].radiotherapy.dose_gy", "it must be greater than 0.0"),
+        (with_arm(radiotherapy={"fractions": 2.0}), "arm[1].radiotherapy.fractions", "expected a whole number"),
+        (with_arm(radiotherapy={"dose_gy": 8.0, "fraction": 1}), "arm[1].radiotherapy.fraction",
+         "Did you mean 'fractions'?"),
+        (with_arm(surgery={"prophylactic_fixation": "no"}), "arm[1].surgery.prophylactic_fixation",
+         "expected true or false"),
+        (with_arm(drug="custom", dose_mg=None, mechanism={"il6_inhibition": -0.1, "half_life_days": 7.0}),
+         "arm[1].mechanism.il6_inhibition", "it must be at least 0.0"),
+        ({**MINIMAL, "cohort": {**MINIMAL["cohort"], "prior_treatment": {
+            "drug": "none", "every_weeks": 4.0, "months": 12.0}}}, "cohort.prior_treatment.drug", "'none' is not allowed"),
+        ({**MINIMAL, "cohort": {**MINIMAL["cohort"], "prior_treatment": {
+            "drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0, "months": 0.0}}},
+         "cohort.prior_treatment.months", "it must be greater than 0.0"),
+        ({**MINIMAL, "cohort": {**MINIMAL["cohort"], "by_primary": {"breast": {"systemic_therapy": ["hormonal"]}}}},
+         "cohort.by_primary.breast.systemic_therapy[0]", "is not allowed"),
+        ({**MINIMAL, "analysis": {"marker_weeks": [13, 60]}}, "analysis.marker_weeks[1]",
+         "week 60 lies after the data cut-off (12 months = 52.2 weeks)"),
+        ({**MINIMAL, "analysis": {"marker_weeks": [0, 13]}}, "analysis.marker_weeks[0]", "it must be at least 1"),
+        ({**MINIMAL, "analysis": {"sre_types": ["osteoporotic_fractur"]}}, "analysis.sre_types[0]",
+         "Did you mean 'osteoporotic_fracture'?"),
+    ],
+)
+def test_v2_errors_name_the_dotted_field(data, field, message):
+    with pytest.raises(UserInputError) as info:
+        parse_protocol(data, "dict")
+    assert info.value.field == field
+    assert message in info.value.problem and info.value.fix
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        (with_arm(dose_mg=4000.0), "arm[1].dose_mg",
+         "4000 mg of zoledronic_acid per administration is outside the usual 1-8 mg"),
+        (with_arm(drug="denosumab", dose_mg=1200.0), "arm[1].dose_mg",
+         "1200 mg of denosumab per administration is outside the usual 30-240 mg"),
+        (with_arm(concurrent=[{"drug": "radium_223", "dose_kbq_per_kg": 550.0, "every_weeks": 4.0, "doses": 6}]),
+         "arm[1].concurrent[0].dose_kbq_per_kg",
+         "550 kBq/kg of radium_223 per administration is outside the usual 20-110 kBq/kg"),
+        (with_arm(concurrent=[{"drug": "radium_223", "dose_kbq_per_kg": 55.0, "every_weeks": 4.0}]),
+         "arm[1].concurrent[0].doses", "no limit on the injections of radium_223: the label gives 6"),
+        (with_arm(then=[{"after_months": 6.0, "drug": "pamidronate", "dose_mg": 900.0, "every_weeks": 4.0}]),
+         "arm[1].then[0].dose_mg", "900 mg of pamidronate"),
+        ({**MINIMAL, "cohort": {**MINIMAL["cohort"], "prior_treatment": {
+            "drug": "zoledronic_acid", "dose_mg": 0.4, "every_weeks": 4.0, "months": 12.0}}},
+         "cohort.prior_treatment.dose_mg", "0.4 mg of zoledronic_acid"),
+        (with_arm(radiotherapy={"dose_gy": 40.0, "fractions": 1}), "arm[1].radiotherapy.dose_gy",
+         "40 Gy in 1 fraction is 40 Gy per fraction, above the usual maximum of 24 Gy"),
+        (with_arm(radiotherapy={"dose_gy": 16.0, "fractions": 1}), "arm[1].radiotherapy.dose_gy",
+         "16 Gy in 1 fraction is 16 Gy per fraction, above the 10 Gy of conventional technique"),
+        (with_arm(radiotherapy={"dose_gy": 80.0, "fractions": 40}), "arm[1].radiotherapy.dose_gy",
+         "80 Gy in 40 fractions is more than the usual 60 Gy of one palliative course"),
+        ({**MINIMAL, "cohort": {"primary": {"breast": 0.6, "prostate": 0.3}}}, "cohort.primary",
+         "the weights are fractions but sum to 0.9, not 1; they are used as relative weights "
+         "(breast 66.7%, prostate 33.3%)"),
+        ({**MINIMAL, "analysis": {"sre_types": ["pathological_fracture", "neutropenia"]}}, "analysis.sre_types",
+         "neutropenia is not skeletal"),
+    ],
+)
+def test_implausible_values_run_with_a_warning(data, field, message):
+    with pytest.warns(ProtocolWarning) as record:
+        p = parse_protocol(data, "dict")
+    assert isinstance(p, Protocol)
+    (warning,) = [w.message for w in record if w.message.field == field]
+    assert message in warning.problem and str(warning).startswith(f"dict: {field}: ")
+
+
+def test_plausible_protocols_give_no_warning(root):
+    paths = [V2_EXAMPLE, *sorted((root / "protocols").rglob("*.toml"))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProtocolWarning)
+        for path in paths:
+            load_protocol(path)
+        # whole-number weights are relative weights; SBRT 24 Gy in 2 fractions is usual
+        parse_protocol(with_arm(radiotherapy={"dose_gy": 24.0, "fractions": 2, "technique": "stereotactic"}), "t")
+        parse_protocol({**MINIMAL, "cohort": {"primary": {"breast": 2, "lung": 1}}}, "t")
+        parse_protocol({**MINIMAL, "analysis": {"sre_types": ["osteoporotic_fracture"]}}, "t")
+    assert len(paths) > 15
+
+
+def _documented_fields(model: type[BaseModel], seen: set[type[BaseModel]]) -> set[str]:
+    """Names of every field of ``model`` and of the models it contains."""
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(name)
+        stack = [info.annotation]
+        while stack:
+            annotation = stack.pop()
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation not in seen:
+                seen.add(annotation)
+                names |= _documented_fields(annotation, seen)
+            stack.extend(typing.get_args(annotation))
+    return names
+
+
+def test_every_field_is_in_the_user_reference(root):
+    text = (root / "docs" / "protocol.md").read_text(encoding="utf-8")
+    fields = _documented_fields(Protocol, set())
+    assert {"prior_treatment", "then", "dose_kbq_per_kg", "il6_inhibition", "marker_weeks", "lesion_burden"} <= fields
+    missing = sorted(f for f in fields if not re.search(rf"\b{re.escape(f)}\b", text))
+    assert missing == []
+    names = (*DRUGS, *SYSTEMIC_THERAPIES, *PROSTATE_STAGES, *COUNTABLE_EVENT_TYPES)
+    assert sorted(n for n in names if f'"{n}"' not in text and f"`{n}`" not in text) == []
+    assert "shared" not in text

@@ -7,16 +7,19 @@ and the fix on stderr, no traceback), 1 internal error.
 from __future__ import annotations
 
 import _thread
+import json
 import signal
 import sys
 import traceback
+import typing
+import warnings
 
 import typer
 from typer.exceptions import TyperException
 
 from vtrial import __version__
-from vtrial.errors import ModelInvariantError, RunFailedError, UserInputError
-from vtrial.protocol import apply_overrides, load_protocol, protocol_to_toml
+from vtrial.errors import ModelInvariantError, ProtocolWarning, RunFailedError, UserInputError
+from vtrial.protocol import Protocol, apply_overrides, load_protocol, protocol_to_toml
 from vtrial.streams import Streams
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -57,6 +60,12 @@ def check(
         if show:
             typer.echo(protocol_to_toml(protocol))
         typer.echo(f"ok: {path}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a protocol file (field names, types, ranges, defaults; see docs/protocol.md)."""
+    typer.echo(json.dumps(Protocol.model_json_schema(), indent=2))
 
 
 @app.command()
@@ -227,6 +236,20 @@ def exit_code(error: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+def _warning_printer() -> typing.Callable[..., None]:
+    """A ``warnings.showwarning`` that prints each protocol warning once as ``warning: FILE: field: ...``."""
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings API
+        if not issubclass(category, ProtocolWarning):
+            sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+        elif str(message) not in shown:
+            shown.add(str(message))
+            typer.echo(f"warning: {message}", err=True)
+
+    return show
+
+
 def _interrupt(signum: int, frame: object) -> None:
     """Treat SIGTERM like Ctrl-C, so an interrupted run stops cleanly and can be resumed."""
     raise KeyboardInterrupt
@@ -249,7 +272,11 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     sys.unraisablehook = _redeliver_interrupt
     try:
-        code = app(args=argv, prog_name="vtrial", standalone_mode=False)
+        with warnings.catch_warnings():
+            # a protocol warning is a message to the user, never an error (even with PYTHONWARNINGS=error)
+            warnings.filterwarnings("always", category=ProtocolWarning)
+            warnings.showwarning = _warning_printer()
+            code = app(args=argv, prog_name="vtrial", standalone_mode=False)
     except typer.Abort:  # Ctrl-C where click, not typer, sees it
         code = EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 - the one place every error becomes an exit code

@@ -66,3 +66,26 @@ class ModelInvariantError(RuntimeError):
     Raised by the model with the offending patient, its parameters and the state, so that a
     numerical failure is never silent; the CLI reports it as an internal error (exit code 1).
     """
+
+
+class ProtocolWarning(UserWarning):
+    """A protocol value that is valid but implausible (e.g. 4000 mg of zoledronic acid): it runs as given.
+
+    Raised through :func:`warnings.warn` when a protocol is loaded; the CLI prints each one once
+    on stderr as ``warning: FILE: field: problem``.
+
+    Parameters
+    ----------
+    problem : str
+        What is implausible and the usual range.
+    file : str or Path
+        The protocol file (or the name given to :func:`vtrial.protocol.parse_protocol`).
+    field : str
+        Dotted path of the field, e.g. ``arm[1].dose_mg``.
+    """
+
+    def __init__(self, problem: str, *, file: str | Path, field: str) -> None:
+        self.problem = problem
+        self.file = str(file)
+        self.field = field
+        super().__init__(f"{self.file}: {field}: {problem}")

@@ -1,6 +1,6 @@
 """Protocol files: the pydantic schema, TOML/YAML loading, per-primary defaults and error messages.
 
-The schema follows the contract in ``protocol.md`` field by field. Cohort fields that the
+The schema follows ``docs/protocol.md`` field by field. Cohort fields that the
 contract lets a user give once for the whole cohort (``age_years``, ``ecog``, ...) resolve into
 one complete profile per primary, ``cohort.by_primary.<primary>``, starting from the defaults
 of ``vtrial/data/primaries.toml``: data-file default < ``[cohort]`` field <
@@ -15,21 +15,45 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import re
 import reprlib
 import tomllib
 import typing
+import warnings
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import tomli_w
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from vtrial.errors import UserInputError
-from vtrial.vocabulary import DEFAULT_SRE_TYPES, DRUGS, PRIMARIES, SITES, SRE_TYPES
+from vtrial.errors import ProtocolWarning, UserInputError
+from vtrial.vocabulary import (
+    ACTIVITY_DOSED_DRUGS,
+    COUNTABLE_EVENT_TYPES,
+    DAYS_PER_MONTH,
+    DEFAULT_SRE_TYPES,
+    DRUGS,
+    NON_SKELETAL_EVENTS,
+    PRIMARIES,
+    PROSTATE_STAGES,
+    SITES,
+    SYSTEMIC_THERAPIES,
+)
 
 #: Seed used when the protocol gives none.
 DEFAULT_SEED = 20101
@@ -48,6 +72,29 @@ MAX_HORIZON_MONTHS = 1200.0
 MIN_INTERVAL_WEEKS = 1.0 / 7.0
 #: Largest dose, in mg.
 MAX_DOSE_MG = 100_000.0
+#: Largest activity, in kBq per kg of body weight.
+MAX_DOSE_KBQ_PER_KG = 100_000.0
+#: Most administrations in one phase of a schedule.
+MAX_DOSES = 100_000
+#: Most fractions of one radiotherapy course.
+MAX_FRACTIONS = 100
+#: Stage of prostate cancer when the protocol gives none.
+DEFAULT_PROSTATE_STAGE = PROSTATE_STAGES[0]
+#: Bone-marker visits (weeks) when the protocol gives none (those within the horizon).
+DEFAULT_MARKER_WEEKS = (13, 25, 49)
+#: Usual dose per administration of each named drug: (low, high, unit, usual regimen). A dose
+#: outside runs, with a :class:`vtrial.errors.ProtocolWarning`.
+PLAUSIBLE_DOSE: dict[str, tuple[float, float, str, str]] = {
+    "zoledronic_acid": (1.0, 8.0, "mg", "label 4 mg every 3-4 weeks, 3.0-3.5 mg with renal impairment"),
+    "pamidronate": (30.0, 180.0, "mg", "label 90 mg every 3-4 weeks"),
+    "denosumab": (30.0, 240.0, "mg", "Xgeva 120 mg every 4 weeks, Prolia 60 mg every 6 months"),
+    "radium_223": (20.0, 110.0, "kBq/kg", "Xofigo 55 kBq/kg every 4 weeks, 6 injections"),
+}
+#: Injections of radium-223 on the label; more (or an open-ended schedule) gives a warning.
+RADIUM_LABEL_DOSES = 6
+#: Radiotherapy: largest usual dose per fraction (Gy; stereotactic single fraction), largest
+#: usual dose per fraction of conventional technique, largest usual total dose of one course.
+MAX_GY_PER_FRACTION, MAX_CONVENTIONAL_GY_PER_FRACTION, MAX_COURSE_GY = 24.0, 10.0, 60.0
 #: Oldest age a cohort may reach, in years.
 MAX_AGE_YEARS = 120.0
 #: Longest trial name, so that ``.<name>.partial`` and ``<name>-batch`` stay valid file names.
@@ -59,6 +106,7 @@ _LABEL_REGIMEN = {
     "zoledronic_acid": "dose_mg = 4.0 and every_weeks = 4.0 (Zometa label)",
     "pamidronate": "dose_mg = 90.0 and every_weeks = 4.0 (label: 90 mg every 3-4 weeks)",
     "denosumab": "dose_mg = 120.0 and every_weeks = 4.0 (Xgeva label)",
+    "radium_223": "dose_kbq_per_kg = 55.0, every_weeks = 4.0 and doses = 6 (Xofigo label)",
     "custom": "every_weeks, e.g. every_weeks = 3.0",
 }
 
@@ -85,6 +133,32 @@ def _closest(word: str, choices: typing.Iterable[str]) -> str:
     """' Did you mean X?' for the closest valid choice, or ''."""
     match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f" Did you mean {match[0]!r}?" if match else ""
+
+
+def _at_most_daily(weeks: float) -> float:
+    """A dosing interval the model's one-day time step can represent."""
+    if weeks < MIN_INTERVAL_WEEKS:
+        raise _invalid(
+            f"every_weeks = {weeks} is shorter than a day, the model's time step",
+            "use every_weeks = 0.142857 (daily) or more, e.g. every_weeks = 4.0",
+        )
+    return weeks
+
+
+def _listed_once(names: list[str]) -> list[str]:
+    """A list of names in which no name is repeated."""
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise _invalid(f"{name!r} is listed twice", "list each name once")
+    return names
+
+
+DoseMg = Annotated[float, Field(gt=0.0, le=MAX_DOSE_MG)]
+DoseKbqPerKg = Annotated[float, Field(gt=0.0, le=MAX_DOSE_KBQ_PER_KG)]
+IntervalWeeks = Annotated[float, Field(gt=0.0), AfterValidator(_at_most_daily)]
+DoseCount = Annotated[int, Field(ge=1, le=MAX_DOSES)]
+SystemicTherapy = Annotated[list[Literal[SYSTEMIC_THERAPIES]], AfterValidator(_listed_once)]
+
 
 
 class _Schema(BaseModel):
@@ -207,6 +281,7 @@ class PrimaryProfile(_Schema):
     phenotype: Phenotype
     lesion_burden: LesionBurden
     biology_sd_log: BiologySpread
+    systemic_therapy: SystemicTherapy
 
     @field_validator("age_years", "creatinine_clearance_ml_min")
     @classmethod
@@ -269,9 +344,16 @@ def _figures(entry: dict[str, Any]) -> Any:
     return figures["value"] if set(figures) == {"value"} else figures
 
 
-def primary_defaults(primary: str) -> dict[str, Any]:
-    """Default profile of one primary tumour from the data file (a fresh dict, no sources)."""
-    return {field: _figures(entry) for field, entry in _data_file()["primary"][primary].items()}
+def primary_defaults(primary: str, prostate_stage: str = DEFAULT_PROSTATE_STAGE) -> dict[str, Any]:
+    """Default profile of one primary tumour from the data file (a fresh dict, no sources).
+
+    For prostate cancer the defaults of ``prostate_stage`` (``[prostate_stage.<stage>]``) are
+    laid over those of the primary.
+    """
+    entries = dict(_data_file()["primary"][primary])
+    if primary == "prostate":
+        entries.update(_data_file()["prostate_stage"][prostate_stage])
+    return {field: _figures(entry) for field, entry in entries.items()}
 
 
 def lesion_phenotype() -> dict[str, Any]:
@@ -286,11 +368,37 @@ def _merge(base: Any, override: Any) -> Any:
     return override
 
 
+class PriorTreatment(_Schema):
+    """``[cohort.prior_treatment]``: bone-targeted treatment every patient received before randomisation."""
+
+    drug: Literal[tuple(d for d in DRUGS if d not in ("none", "custom"))]
+    dose_mg: DoseMg | None = None
+    dose_kbq_per_kg: DoseKbqPerKg | None = None
+    every_weeks: IntervalWeeks
+    months: Annotated[float, Field(gt=0.0, le=MAX_HORIZON_MONTHS)]
+
+    @model_validator(mode="after")
+    def _complete(self) -> PriorTreatment:
+        _check_regimen(self)
+        return self
+
+    def dosing_plan(self) -> list[DosingPhase]:
+        """The prior schedule as one phase ending at randomisation (day 0; negative days before it)."""
+        return [_dosing_phase(self, -self.months * DAYS_PER_MONTH, 0.0, None)]
+
+
 class Cohort(_Schema):
-    """``[cohort]``: primary-tumour mix, eligibility and the resolved profile of each primary."""
+    """``[cohort]``: primary-tumour mix, eligibility and the resolved profile of each primary.
+
+    ``prostate_stage`` is set (default ``castration_resistant``) exactly when prostate is one
+    of the primaries; ``systemic_therapy`` resolves into each profile like the other
+    cohort-wide fields, its default depending on the primary and the prostate stage.
+    """
 
     primary: dict[str, float]
+    prostate_stage: Literal[PROSTATE_STAGES] | None = None
     eligibility: Eligibility = Field(default_factory=Eligibility)
+    prior_treatment: PriorTreatment | None = None
     by_primary: dict[str, PrimaryProfile] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -304,12 +412,17 @@ class Cohort(_Schema):
         weights, explicit = data.get("primary"), data.get("by_primary", {})
         if not isinstance(weights, dict) or not isinstance(explicit, dict):
             return data
+        if "prostate" in weights and data.get("prostate_stage") is None:
+            data["prostate_stage"] = DEFAULT_PROSTATE_STAGE
+        stage = data.get("prostate_stage")
         resolved = dict(explicit)
         for primary in weights:
             if primary in PRIMARIES:
                 # prostate patients are always male, whatever the cohort-wide fraction
                 own = {k: v for k, v in cohort_wide.items() if (primary, k) != ("prostate", "female_fraction")}
-                resolved[primary] = _merge(_merge(primary_defaults(primary), own), explicit.get(primary, {}))
+                # an unknown stage is reported by the field's own validation; the defaults are the default stage's
+                defaults = primary_defaults(primary, stage if stage in PROSTATE_STAGES else DEFAULT_PROSTATE_STAGE)
+                resolved[primary] = _merge(_merge(defaults, own), explicit.get(primary, {}))
         data["by_primary"] = resolved
         return data
 
@@ -334,6 +447,12 @@ class Cohort(_Schema):
 
     @model_validator(mode="after")
     def _consistent(self) -> Cohort:
+        if self.prostate_stage is not None and "prostate" not in self.primary:
+            raise _invalid(
+                f"prostate_stage = {self.prostate_stage!r}, but prostate has no weight in cohort.primary",
+                "remove prostate_stage (it applies to prostate cancer only) or add prostate to cohort.primary",
+                field="prostate_stage",
+            )
         for primary, profile in self.by_primary.items():
             if primary not in self.primary:
                 raise _invalid(
@@ -366,6 +485,78 @@ class Cohort(_Schema):
 # [[arm]]
 
 
+@dataclass(frozen=True)
+class DosingPhase:
+    """One phase of a dosing plan: ``agent`` every ``every_weeks`` from ``start_day`` until ``end_day``.
+
+    Days count from randomisation (a prior treatment has negative days). ``end_day`` is
+    ``math.inf`` when the phase runs to the end of follow-up; ``doses``, when set, caps the
+    administrations of the phase. ``dose`` is in ``dose_unit`` ("mg" or "kBq/kg"; None and ""
+    for ``"none"``, a holiday, and for a custom agent without dose_mg). ``concurrent`` marks an
+    agent given alongside the arm's main schedule rather than replacing it.
+    """
+
+    agent: str
+    dose: float | None
+    dose_unit: str
+    every_weeks: float | None
+    doses: int | None
+    start_day: float
+    end_day: float
+    concurrent: bool = False
+
+    def administration_days(self, until: float = math.inf) -> np.ndarray:
+        """Days of the administrations: every ``every_weeks`` from ``start_day``, before ``end_day`` and ``until``."""
+        if self.agent == "none" or self.every_weeks is None:
+            return np.empty(0)
+        stop = min(self.end_day, until)
+        if self.doses is not None:
+            stop = min(stop, self.start_day + 7.0 * self.every_weeks * (self.doses - 0.5))
+        return np.arange(self.start_day, max(stop, self.start_day), 7.0 * self.every_weeks)
+
+
+def _check_regimen(schedule: Any) -> None:
+    """Dose and interval of a schedule (an arm, a phase, a concurrent agent, a prior treatment) are complete.
+
+    Radium-223 is dosed by activity per body weight (``dose_kbq_per_kg``), every other named
+    drug in mg (``dose_mg``); every drug but ``"none"`` needs ``every_weeks``.
+    """
+    drug = schedule.drug
+    by_activity = drug in ACTIVITY_DOSED_DRUGS
+    if by_activity and schedule.dose_mg is not None:
+        raise _invalid(
+            f"{drug} is dosed by activity per body weight, not in mg",
+            f"replace dose_mg with dose_kbq_per_kg: {_LABEL_REGIMEN[drug]}", field="dose_mg",
+        )
+    if not by_activity and schedule.dose_kbq_per_kg is not None:
+        fix = f"write {_LABEL_REGIMEN[drug]}" if drug in _LABEL_REGIMEN and drug != "custom" else "remove dose_kbq_per_kg"
+        raise _invalid(
+            f"dose_kbq_per_kg is the activity of radium_223, but drug = {drug!r}", fix, field="dose_kbq_per_kg"
+        )
+    dose_field = "dose_kbq_per_kg" if by_activity else "dose_mg"
+    if getattr(schedule, dose_field) is None and drug not in ("none", "custom"):
+        raise _invalid(f"drug {drug!r} needs a dose", f"add {_LABEL_REGIMEN[drug]}", field=dose_field)
+    if schedule.every_weeks is None and drug != "none":
+        raise _invalid(f"drug {drug!r} needs a dosing interval", f"add {_LABEL_REGIMEN[drug]}", field="every_weeks")
+
+
+def _dosing_phase(schedule: Any, start_day: float, end_day: float, doses: int | None, concurrent: bool = False) -> DosingPhase:
+    """The :class:`DosingPhase` of a validated schedule."""
+    by_activity = schedule.drug in ACTIVITY_DOSED_DRUGS
+    dose = schedule.dose_kbq_per_kg if by_activity else schedule.dose_mg
+    given = schedule.drug != "none"
+    return DosingPhase(
+        agent=schedule.drug,
+        dose=dose if given else None,
+        dose_unit=("kBq/kg" if by_activity else "mg") if given and dose is not None else "",
+        every_weeks=schedule.every_weeks if given else None,
+        doses=doses if given else None,
+        start_day=start_day,
+        end_day=end_day,
+        concurrent=concurrent,
+    )
+
+
 class Mechanism(_Schema):
     """``[arm.mechanism]``: fractional effects of a custom agent at full exposure."""
 
@@ -374,53 +565,146 @@ class Mechanism(_Schema):
     tgf_beta_inhibition: Probability = 0.0
     pthrp_inhibition: Probability = 0.0
     tumour_kill: Probability = 0.0
+    homing_inhibition: Probability = 0.0
+    osteoblast_drive_inhibition: Probability = 0.0
+    bone_formation_stimulation: Probability = 0.0
+    il6_inhibition: Probability = 0.0
     half_life_days: PositiveFloat
 
 
+class Phase(_Schema):
+    """``[[arm.then]]``: a later phase of an arm's schedule, replacing the one before (``"none"``: a holiday)."""
+
+    after_months: Annotated[float, Field(gt=0.0, le=MAX_HORIZON_MONTHS)]
+    drug: Literal[DRUGS]
+    dose_mg: DoseMg | None = None
+    dose_kbq_per_kg: DoseKbqPerKg | None = None
+    every_weeks: IntervalWeeks | None = None
+    doses: DoseCount | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Phase:
+        _check_regimen(self)
+        return self
+
+
+class Concurrent(_Schema):
+    """``[[arm.concurrent]]``: a further agent given alongside the arm's schedule, on its own schedule."""
+
+    drug: Literal[tuple(d for d in DRUGS if d != "none")]
+    dose_mg: DoseMg | None = None
+    dose_kbq_per_kg: DoseKbqPerKg | None = None
+    every_weeks: IntervalWeeks
+    doses: DoseCount | None = None
+    after_months: Annotated[float, Field(ge=0.0, le=MAX_HORIZON_MONTHS)] = 0.0
+
+    @model_validator(mode="after")
+    def _complete(self) -> Concurrent:
+        _check_regimen(self)
+        return self
+
+
+class Radiotherapy(_Schema):
+    """``[arm.radiotherapy]``: the course of radiotherapy to bone whenever the arm gives one."""
+
+    dose_gy: Annotated[float, Field(gt=0.0)] = 8.0
+    fractions: Annotated[int, Field(ge=1, le=MAX_FRACTIONS)] = 1
+    technique: Literal["conventional", "stereotactic"] = "conventional"
+    prophylactic: bool = False
+
+
+class Surgery(_Schema):
+    """``[arm.surgery]``: orthopaedic policy of the arm."""
+
+    prophylactic_fixation: bool = True
+
+
 class Arm(_Schema):
-    """``[[arm]]``: one treatment arm."""
+    """``[[arm]]``: one treatment arm.
+
+    Its schedule is ``drug`` from randomisation, then each ``then`` phase from its
+    ``after_months``, with the ``concurrent`` agents alongside; ``stop_after_months`` ends all
+    of them. :meth:`dosing_plan` gives the whole plan as one list.
+    """
 
     name: str = Field(min_length=1)
     drug: Literal[DRUGS]
-    dose_mg: Annotated[float, Field(gt=0.0, le=MAX_DOSE_MG)] | None = None
-    every_weeks: PositiveFloat | None = None
+    dose_mg: DoseMg | None = None
+    dose_kbq_per_kg: DoseKbqPerKg | None = None
+    every_weeks: IntervalWeeks | None = None
+    doses: DoseCount | None = None
     allocation: PositiveFloat = 1.0
     calcium_vitamin_d: bool = True
     stop_after_months: PositiveFloat | None = None
     renal_adjustment: bool = True
+    withhold_on_renal_toxicity: bool = True
+    stop_on_onj: bool = True
+    systemic_therapy: SystemicTherapy | None = None
     mechanism: Mechanism | None = None
-
-    @field_validator("every_weeks")
-    @classmethod
-    def _at_most_daily(cls, weeks: float | None) -> float | None:
-        if weeks is not None and weeks < MIN_INTERVAL_WEEKS:
-            raise _invalid(
-                f"every_weeks = {weeks} is shorter than a day, the model's time step",
-                "use every_weeks = 0.142857 (daily) or more, e.g. every_weeks = 4.0",
-            )
-        return weeks
+    then: list[Phase] = Field(default_factory=list)
+    concurrent: list[Concurrent] = Field(default_factory=list)
+    radiotherapy: Radiotherapy = Field(default_factory=Radiotherapy)
+    surgery: Surgery = Field(default_factory=Surgery)
 
     @model_validator(mode="after")
     def _drug_needs(self) -> Arm:
+        custom = [f"then[{i}]" for i, p in enumerate(self.then) if p.drug == "custom"]
+        custom += [f"concurrent[{i}]" for i, c in enumerate(self.concurrent) if c.drug == "custom"]
         if self.drug == "custom" and self.mechanism is None:
             raise _invalid(
                 "drug 'custom' needs an [arm.mechanism] table saying where the agent acts",
                 "add [arm.mechanism] with e.g. tgf_beta_inhibition = 0.6 and half_life_days = 14.0",
                 field="mechanism",
             )
-        if self.drug != "custom" and self.mechanism is not None:
+        if custom and self.mechanism is None:
+            raise _invalid(
+                f"{custom[0]} gives drug 'custom', which needs an [arm.mechanism] table saying where the agent acts",
+                "add [arm.mechanism] with e.g. tgf_beta_inhibition = 0.6 and half_life_days = 14.0",
+                field="mechanism",
+            )
+        if self.drug != "custom" and not custom and self.mechanism is not None:
             raise _invalid(
                 f"a mechanism describes a custom agent, but drug = {self.drug!r}",
                 "remove [arm.mechanism] or set drug = \"custom\"",
                 field="mechanism",
             )
-        if self.dose_mg is None and self.drug not in ("none", "custom"):
-            raise _invalid(f"drug {self.drug!r} needs a dose", f"add {_LABEL_REGIMEN[self.drug]}", field="dose_mg")
-        if self.every_weeks is None and self.drug != "none":
-            raise _invalid(
-                f"drug {self.drug!r} needs a dosing interval", f"add {_LABEL_REGIMEN[self.drug]}", field="every_weeks"
-            )
+        _check_regimen(self)
+        stop = self.stop_after_months
+        for i, phase in enumerate(self.then):
+            if i and phase.after_months <= self.then[i - 1].after_months:
+                raise _invalid(
+                    f"the phase starts at month {phase.after_months:g}, not after the phase before it "
+                    f"(month {self.then[i - 1].after_months:g})",
+                    "list the [[arm.then]] phases in order, each after_months later than the one before",
+                    field=f"then[{i}].after_months",
+                )
+        for part, i, start in [*(("then", i, p.after_months) for i, p in enumerate(self.then)),
+                               *(("concurrent", i, c.after_months) for i, c in enumerate(self.concurrent))]:
+            if stop is not None and start >= stop:
+                raise _invalid(
+                    f"starts at month {start:g}, when the arm's treatment has stopped (stop_after_months = {stop:g})",
+                    "start it before stop_after_months, or remove stop_after_months "
+                    "(a [[arm.then]] phase with drug = \"none\" stops treatment from its after_months)",
+                    field=f"{part}[{i}].after_months",
+                )
         return self
+
+    def dosing_plan(self) -> list[DosingPhase]:
+        """Every phase of the arm's schedule, ordered by start day (main schedule first on ties).
+
+        The main schedule is ``drug`` from day 0, each ``then`` phase replacing the one before
+        from its start; ``concurrent`` agents run from their own start; ``stop_after_months``
+        ends every phase. Holidays (``"none"``) are phases of their own.
+        """
+        stop = math.inf if self.stop_after_months is None else self.stop_after_months * DAYS_PER_MONTH
+        starts = [0.0, *(p.after_months * DAYS_PER_MONTH for p in self.then)]
+        ends = [*starts[1:], stop]
+        plan = [
+            _dosing_phase(schedule, start, min(end, stop), schedule.doses)
+            for schedule, start, end in zip([self, *self.then], starts, ends)
+        ]
+        plan += [_dosing_phase(c, c.after_months * DAYS_PER_MONTH, stop, c.doses, concurrent=True) for c in self.concurrent]
+        return sorted(plan, key=lambda phase: phase.start_day)
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,26 +712,22 @@ class Arm(_Schema):
 
 
 class Analysis(_Schema):
-    """``[analysis]``: reference arm, SRE definition and landmarks."""
+    """``[analysis]``: reference arm, SRE definition, landmarks and bone-marker visits."""
 
     reference_arm: str | None = None
-    sre_types: list[Literal[SRE_TYPES]] = Field(default_factory=lambda: list(DEFAULT_SRE_TYPES), min_length=1)
+    sre_types: Annotated[list[Literal[COUNTABLE_EVENT_TYPES]], AfterValidator(_listed_once)] = Field(
+        default_factory=lambda: list(DEFAULT_SRE_TYPES), min_length=1
+    )
     sre_window_days: NonNegativeFloat = 21.0
     landmarks_months: list[PositiveFloat] | None = Field(None, min_length=1)
+    marker_weeks: list[Annotated[int, Field(ge=1)]] | None = None
 
-    @field_validator("sre_types")
+    @field_validator("landmarks_months", "marker_weeks")
     @classmethod
-    def _unique(cls, types: list[str]) -> list[str]:
-        if len(set(types)) != len(types):
-            raise _invalid("an SRE type is listed twice", "list each SRE type once")
-        return types
-
-    @field_validator("landmarks_months")
-    @classmethod
-    def _increasing(cls, landmarks: list[float] | None) -> list[float] | None:
-        if landmarks is not None and any(b <= a for a, b in zip(landmarks, landmarks[1:])):
-            raise _invalid(f"landmarks {landmarks} are not increasing", "list landmarks in increasing order, once each")
-        return landmarks
+    def _increasing(cls, times: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        if times is not None and any(b <= a for a, b in zip(times, times[1:])):
+            raise _invalid(f"{info.field_name} {times} are not increasing", "list them in increasing order, once each")
+        return times
 
 
 class Protocol(_Schema):
@@ -490,6 +770,27 @@ class Protocol(_Schema):
                     "use landmarks within (0, horizon_months]",
                     field=f"analysis.landmarks_months[{i}]",
                 )
+        horizon_weeks = trial.horizon_months * DAYS_PER_MONTH / 7.0
+        if self.analysis.marker_weeks is None:
+            self.analysis.marker_weeks = [w for w in DEFAULT_MARKER_WEEKS if w <= horizon_weeks]
+        for i, week in enumerate(self.analysis.marker_weeks):
+            if week > horizon_weeks:
+                raise _invalid(
+                    f"week {week} lies after the data cut-off ({trial.horizon_months:g} months = "
+                    f"{horizon_weeks:.1f} weeks)",
+                    "use marker weeks within the horizon",
+                    field=f"analysis.marker_weeks[{i}]",
+                )
+        for a, arm in enumerate(self.arm):
+            for part, i, start in [*(("then", i, p.after_months) for i, p in enumerate(arm.then)),
+                                   *(("concurrent", i, c.after_months) for i, c in enumerate(arm.concurrent))]:
+                if start >= trial.horizon_months:
+                    raise _invalid(
+                        f"starts at month {start:g}, at or after the data cut-off ({trial.horizon_months:g} months): "
+                        "no patient receives it",
+                        "start it before horizon_months or remove it",
+                        field=f"arm[{a}].{part}[{i}].after_months",
+                    )
         return self
 
 
@@ -537,7 +838,7 @@ def load_protocol(path: str | Path) -> Protocol:
 def _too_deep(source: str | Path) -> UserInputError:
     return UserInputError(
         "is nested too deeply to be a protocol", file=source,
-        fix="write the sections [trial], [cohort], [[arm]] and [analysis] with plain values (see protocol.md)",
+        fix="write the sections [trial], [cohort], [[arm]] and [analysis] with plain values (see docs/protocol.md)",
     )
 
 
@@ -586,10 +887,76 @@ def parse_protocol(data: dict[str, Any], source: str) -> Protocol:
 
 
 def _validate(data: dict[str, Any], source: str, text: str | None, is_yaml: bool) -> Protocol:
+    """The validated protocol; each implausible value raises a :class:`ProtocolWarning`."""
     try:
-        return Protocol.model_validate(data)
+        protocol = Protocol.model_validate(data)
     except ValidationError as error:
         raise _user_error(error, data, source, text, is_yaml) from None
+    for field, problem in plausibility_warnings(protocol):
+        warnings.warn(ProtocolWarning(problem, file=source, field=field), stacklevel=3)
+    return protocol
+
+
+def _schedules(protocol: Protocol) -> typing.Iterator[tuple[str, Any]]:
+    """Every dosing schedule of the protocol with its dotted field."""
+    if protocol.cohort.prior_treatment is not None:
+        yield "cohort.prior_treatment", protocol.cohort.prior_treatment
+    for a, arm in enumerate(protocol.arm):
+        yield f"arm[{a}]", arm
+        yield from ((f"arm[{a}].then[{i}]", phase) for i, phase in enumerate(arm.then))
+        yield from ((f"arm[{a}].concurrent[{i}]", agent) for i, agent in enumerate(arm.concurrent))
+
+
+def plausibility_warnings(protocol: Protocol) -> list[tuple[str, str]]:
+    """Valid but implausible values of a protocol: (dotted field, problem and usual range) pairs.
+
+    In the order of the file: primary weights written as fractions that do not sum to one (they
+    are used as relative weights), doses outside :data:`PLAUSIBLE_DOSE`, radium-223 beyond its
+    label's six injections, radiotherapy above the usual dose per fraction or per course, and
+    non-skeletal events counted as SREs.
+    """
+    found = []
+    weights = protocol.cohort.primary
+    total = sum(weights.values())
+    if abs(total - 1.0) > SUM_TOLERANCE and not all(float(w).is_integer() for w in weights.values()):
+        shares = ", ".join(f"{p} {w / total:.1%}" for p, w in weights.items())
+        found.append(("cohort.primary", f"the weights are fractions but sum to {total:.6g}, not 1; they are used "
+                      f"as relative weights ({shares}); write fractions that sum to 1, or whole-number weights"))
+    for field, schedule in _schedules(protocol):
+        if schedule.drug in PLAUSIBLE_DOSE:
+            low, high, unit, usual = PLAUSIBLE_DOSE[schedule.drug]
+            key = "dose_kbq_per_kg" if unit == "kBq/kg" else "dose_mg"
+            dose = getattr(schedule, key)
+            if not low <= dose <= high:
+                found.append((f"{field}.{key}", f"{dose:g} {unit} of {schedule.drug} per administration is outside "
+                              f"the usual {low:g}-{high:g} {unit} ({usual}); it runs as given"))
+        doses = getattr(schedule, "doses", None)
+        if schedule.drug == "radium_223" and field != "cohort.prior_treatment" and (doses or math.inf) > RADIUM_LABEL_DOSES:
+            given = "no limit on the injections" if doses is None else f"{doses} injections"
+            found.append((f"{field}.doses", f"{given} of radium_223: the label gives {RADIUM_LABEL_DOSES} "
+                          f"(write doses = {RADIUM_LABEL_DOSES}); it runs as given"))
+    for a, arm in enumerate(protocol.arm):
+        rt, field = arm.radiotherapy, f"arm[{a}].radiotherapy.dose_gy"
+        per_fraction = rt.dose_gy / rt.fractions
+        course = f"{rt.dose_gy:g} Gy in {rt.fractions} fraction{'s' if rt.fractions > 1 else ''}"
+        usual = ("usual courses: 8 Gy in 1, 20 Gy in 5 or 30 Gy in 10 fractions (conventional); "
+                 "16-24 Gy in 1, 24 Gy in 2 or 35 Gy in 5 fractions (stereotactic)")
+        if per_fraction > MAX_GY_PER_FRACTION:
+            found.append((field, f"{course} is {per_fraction:g} Gy per fraction, above the usual maximum of "
+                          f"{MAX_GY_PER_FRACTION:g} Gy ({usual}); it runs as given"))
+        elif rt.technique == "conventional" and per_fraction > MAX_CONVENTIONAL_GY_PER_FRACTION:
+            found.append((field, f"{course} is {per_fraction:g} Gy per fraction, above the "
+                          f"{MAX_CONVENTIONAL_GY_PER_FRACTION:g} Gy of conventional technique; is it "
+                          f"technique = \"stereotactic\"? ({usual}); it runs as given"))
+        if rt.dose_gy > MAX_COURSE_GY:
+            found.append((field, f"{course} is more than the usual {MAX_COURSE_GY:g} Gy of one palliative "
+                          f"course ({usual}); it runs as given"))
+    counted = [t for t in protocol.analysis.sre_types if t in NON_SKELETAL_EVENTS]
+    if counted:
+        found.append(("analysis.sre_types", f"{', '.join(counted)} {'is' if len(counted) == 1 else 'are'} not "
+                      "skeletal; counted as SREs, they enter every SRE endpoint (usual SREs: "
+                      f"{', '.join(DEFAULT_SRE_TYPES)}, hypercalcaemia)"))
+    return found
 
 
 _EXPECTED = {
@@ -606,7 +973,8 @@ _EXPECTED = {
 def _user_error(error: ValidationError, data: Any, source: str, text: str | None, is_yaml: bool) -> UserInputError:
     """Translate pydantic's errors into one UserInputError (the first problem, and a count of the rest)."""
     problems: dict[str, tuple[str, str, int | None]] = {}
-    for err in error.errors():
+    # an unknown key first: it is usually the misspelling of a key reported missing
+    for err in sorted(error.errors(), key=lambda err: err["type"] != "extra_forbidden"):
         loc = _user_loc(err["loc"], data)
         ctx = err.get("ctx", {})
         if ctx.get("field"):
@@ -652,7 +1020,7 @@ def _explain(err: dict[str, Any], loc: tuple) -> tuple[str, str]:
     if kind == "vtrial":
         return ctx["problem"], ctx["fix"]
     if kind == "missing":
-        return "is required but missing", f"add {loc[-1]} (see protocol.md for its meaning and unit)"
+        return "is required but missing", f"add {loc[-1]} (see docs/protocol.md for its meaning and unit)"
     if kind == "extra_forbidden":
         valid = _valid_keys(loc[:-1])
         return f"unknown key {loc[-1]!r}.{_closest(loc[-1], valid)}", f"use one of: {', '.join(valid)}"

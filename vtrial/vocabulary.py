@@ -50,11 +50,39 @@ ADVERSE_EVENTS: tuple[str, ...] = (
     "atypical_femoral_fracture",
 )
 
-#: Every event type that may appear in ``events.parquet``.
-EVENT_TYPES: tuple[str, ...] = SRE_TYPES + ("death", "dropout", "new_lesion") + ADVERSE_EVENTS
+#: Events of protocol version 2: a fracture outside the metastases (counted as an SRE only when
+#: named in ``sre_types``), haematological toxicity (radium-223, chemotherapy), and castration-
+#: sensitive prostate cancer becoming resistant.
+EVENT_TYPES_V2: tuple[str, ...] = ("osteoporotic_fracture", "neutropenia", "thrombocytopenia", "castration_resistance")
+#: Events of ``EVENT_TYPES_V2`` that are not skeletal: ``sre_types`` may name them (a composite
+#: endpoint), with a plausibility warning.
+NON_SKELETAL_EVENTS: frozenset[str] = frozenset({"neutropenia", "thrombocytopenia", "castration_resistance"})
+#: Event types ``[analysis].sre_types`` may name.
+COUNTABLE_EVENT_TYPES: tuple[str, ...] = SRE_TYPES + EVENT_TYPES_V2
+
+#: Every event type that may appear in ``events.parquet`` (new types appended: codes are indices).
+EVENT_TYPES: tuple[str, ...] = SRE_TYPES + ("death", "dropout", "new_lesion") + ADVERSE_EVENTS + EVENT_TYPES_V2
 
 #: Drugs a protocol arm may name.
-DRUGS: tuple[str, ...] = ("none", "zoledronic_acid", "pamidronate", "denosumab", "custom")
+DRUGS: tuple[str, ...] = ("none", "zoledronic_acid", "pamidronate", "denosumab", "radium_223", "custom")
+#: Drugs dosed by activity per body weight (``dose_kbq_per_kg``) rather than in mg.
+ACTIVITY_DOSED_DRUGS: frozenset[str] = frozenset({"radium_223"})
+
+#: Stages of prostate cancer (protocol ``[cohort].prostate_stage``); the first is the default.
+PROSTATE_STAGES: tuple[str, ...] = ("castration_resistant", "castration_sensitive")
+
+#: Background anticancer therapies (protocol ``systemic_therapy`` lists).
+SYSTEMIC_THERAPIES: tuple[str, ...] = (
+    "androgen_deprivation",
+    "abiraterone_prednisone",
+    "enzalutamide",
+    "docetaxel",
+    "chemotherapy",
+    "endocrine",
+    "aromatase_inhibitor",
+    "targeted",
+    "immunotherapy",
+)
 
 #: Julian-calendar averages used to convert the protocol's months and years into days.
 DAYS_PER_YEAR: float = 365.25

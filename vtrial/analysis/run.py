@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from vtrial.analysis.summary import summarise, to_json
-from vtrial.errors import UserInputError
+from vtrial.errors import ProtocolWarning, UserInputError
 from vtrial.store import atomic_write_text
 
 #: Columns the contract guarantees in ``patients.parquet``.
@@ -55,10 +56,15 @@ def read_table(run_dir: str | Path, name: str, columns: tuple[str, ...]) -> pd.D
 
 
 def read_protocol(run_dir: str | Path):
-    """The run's resolved ``protocol.toml``, loaded and validated by :func:`vtrial.protocol.load_protocol`."""
+    """The run's resolved ``protocol.toml``, loaded and validated by :func:`vtrial.protocol.load_protocol`.
+
+    Its plausibility warnings are not repeated: they were shown when the protocol was loaded to run.
+    """
     from vtrial.protocol import load_protocol
 
-    return load_protocol(_require(Path(run_dir), "protocol.toml"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProtocolWarning)
+        return load_protocol(_require(Path(run_dir), "protocol.toml"))
 
 
 def analysis_settings(protocol) -> dict:
