@@ -50,8 +50,11 @@ ADVERSE_EVENTS: tuple[str, ...] = (
     "atypical_femoral_fracture",
 )
 
-#: Every event type that may appear in ``events.parquet``.
-EVENT_TYPES: tuple[str, ...] = SRE_TYPES + ("death", "dropout", "new_lesion") + ADVERSE_EVENTS
+#: Every event type that may appear in ``events.parquet`` (new types are appended: codes never move).
+#: ``prophylactic_radiotherapy`` is protocol treatment of an asymptomatic high-risk lesion, not an SRE.
+EVENT_TYPES: tuple[str, ...] = SRE_TYPES + ("death", "dropout", "new_lesion") + ADVERSE_EVENTS + (
+    "prophylactic_radiotherapy",
+)
 
 #: Drugs a protocol arm may name.
 DRUGS: tuple[str, ...] = ("none", "zoledronic_acid", "pamidronate", "denosumab", "custom")
