@@ -26,10 +26,10 @@ from vtrial.engine import run_trial
 from vtrial.model import events as ev
 from vtrial.model import simulate
 from vtrial.model.drugs import Exposure
-from vtrial.model.local_therapy import DEFAULT_COURSE, course_log_survival
 from vtrial.model.lesion import (
     STEP_DAYS, advance, established_state, gompertz_rate, lesion_traits, osteoclast_activity, rates, strength,
 )
+from vtrial.model.local_therapy import DEFAULT_COURSE, course_log_survival
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import radau_reference, reference_cohort
 from vtrial.protocol import load_protocol, parse_protocol

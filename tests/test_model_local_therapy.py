@@ -1,5 +1,7 @@
 """Radiotherapy courses (LQ), prophylactic radiotherapy and the prophylactic-fixation switch of an arm."""
 
+import tomllib
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,12 +9,13 @@ import pytest
 
 from vtrial.model import simulate
 from vtrial.model.local_therapy import (
-    DEFAULT_COURSE, LocalTherapy, RadiotherapyCourse, biologically_effective_dose, course_log_survival, high_risk_hazard,
+    DEFAULT_COURSE, LocalTherapy, RadiotherapyCourse, biologically_effective_dose, course_log_survival,
+    high_risk_hazard,
 )
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import reference_cohort
 from vtrial.streams import Streams
-from vtrial.vocabulary import DEFAULT_SRE_TYPES, EVENT_TYPES, SRE_TYPES
+from vtrial.vocabulary import DAYS_PER_MONTH, DEFAULT_SRE_TYPES, EVENT_TYPES, SRE_TYPES
 
 HORIZON = 2 * 365.25
 
@@ -78,6 +81,10 @@ def test_explicit_default_tables_give_the_version_1_events():
     for key in v1:
         np.testing.assert_array_equal(v1[key], e[key])
     assert "prophylactic_radiotherapy" not in set(v1["type"])
+    # every local event names its lesion
+    local = np.isin(v1["type"], ["pathological_fracture", "spinal_cord_compression", "radiation_to_bone",
+                                 "surgery_to_bone"])
+    assert local.sum() > 300 and np.all(v1["lesion"][local] >= 0)
     assert EVENT_TYPES[-1] == "prophylactic_radiotherapy" and EVENT_TYPES.index("atypical_femoral_fracture") == 12
 
 
@@ -139,3 +146,24 @@ def test_without_prophylactic_fixation_impending_fractures_break():
     # measured: 81 lesions fixed; 8 of them fracture with fixation (hazard x0.3 after it), 15 without
     assert 60 < fixed.size < 100 and 3 <= broken[0] <= 14 and broken[1] >= broken[0] + 4
     assert (nofix["type"] == "pathological_fracture").sum() > (fix["type"] == "pathological_fracture").sum()
+
+
+def test_the_fractionation_protocol_arms_retreat_single_fractions_more_often():
+    # protocols/radiotherapy-fractionation.toml read as plain tables (the version-2 schema loads it
+    # once merged): its arms as namespaces, its cohort as reference blocks weighted by primary
+    protocol = tomllib.loads((Path(__file__).parents[1] / "protocols" / "radiotherapy-fractionation.toml").read_text())
+    n, horizon = protocol["trial"]["patients"], protocol["trial"]["horizon_months"] * DAYS_PER_MONTH
+    blocks, first = [], 0
+    for i, (primary, weight) in enumerate(protocol["cohort"]["primary"].items()):
+        blocks.append(reference_cohort(round(weight * n), primary, seed=11 + i, first_id=first))
+        first += blocks[-1].n_patients
+    shares = {}
+    for table in protocol["arm"]:
+        a = arm(table["name"], SimpleNamespace(**table["radiotherapy"]))
+        keys = [lesion_keys(simulate(cb, a, horizon, Streams(1))[1], ["radiation_to_bone"]) for cb in blocks]
+        _, courses = np.unique(np.concatenate(keys), return_counts=True)
+        shares[table["name"]] = (float(np.mean(courses >= 2)), courses.size)
+    # measured: 6.4% of 865 irradiated lesions after 8 Gy x 1, 3.3% of 874 after 30 Gy / 10
+    (single, n_single), (multi, n_multi) = shares["single_8gy"], shares["multiple_30gy_10"]
+    assert 750 < n_single < 1000 and 750 < n_multi < 1000
+    assert 0.045 < single < 0.085 and 0.018 < multi < 0.045 and single > 1.5 * multi
