@@ -94,7 +94,8 @@ def simulate(
     Parameters
     ----------
     cohort_block : CohortBlock
-    arm : protocol arm (duck-typed; see :class:`vtrial.model.drugs.Exposure`)
+    arm : protocol arm (duck-typed; see :class:`vtrial.model.drugs.Exposure`; the optional
+        ``radiotherapy`` and ``surgery`` tables are read by :class:`vtrial.model.local_therapy.LocalTherapy`)
     horizon_days : float
         Data cut-off in days after the first randomisation; patient ``i`` is followed to death,
         dropout or ``horizon_days - entry_day[i]``.
