@@ -29,6 +29,7 @@ from vtrial.model.drugs import Exposure
 from vtrial.model.lesion import (
     STEP_DAYS, advance, established_state, gompertz_rate, lesion_traits, osteoclast_activity, rates, strength,
 )
+from vtrial.model.local_therapy import DEFAULT_COURSE, course_log_survival
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import radau_reference, reference_cohort
 from vtrial.protocol import load_protocol, parse_protocol
@@ -192,7 +193,7 @@ def solve_ivp_patient(cohort, i: int, arm: SimpleNamespace, days: int, threshold
             break
         x[3 * m :][crossed] = 0.0
         radiated = crossed[2 * m : 3 * m]
-        x[m : 2 * m][radiated] += ev.radiation_log_survival(params)
+        x[m : 2 * m][radiated] += course_log_survival(DEFAULT_COURSE, params)
     return n_events
 
 

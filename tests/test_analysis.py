@@ -14,7 +14,7 @@ from scipy import stats
 
 from vtrial.analysis import cox_comparison, summarise, summarise_run, to_json, write_summary
 from vtrial.analysis.proportions import clopper_pearson, fisher_p_value, newcombe_difference, poisson_rate_ci
-from vtrial.analysis.summary import paired_view
+from vtrial.analysis.summary import paired_view, radiotherapy_retreatment
 from vtrial.analysis.survival import (
     DEATH,
     SRE,
@@ -462,3 +462,31 @@ def test_missing_files_name_the_file_and_the_fix(tmp_path):
     pd.DataFrame({"patient_id": [1]}).to_parquet(run / "events.parquet")
     with pytest.raises(UserInputError, match="lacks the column"):
         summarise_run(run)
+
+
+def test_radiotherapy_retreatment_counts_second_courses_at_the_same_lesion():
+    events = pd.DataFrame({
+        "patient_id": [1, 1, 1, 1, 2, 2, 3],
+        "type": ["radiation_to_bone", "radiation_to_bone", "radiation_to_bone", "prophylactic_radiotherapy",
+                 "radiation_to_bone", "pathological_fracture", "hypercalcaemia"],
+        "lesion": [0, 0, 1, 2, 0, 0, -1],
+    })
+    # irradiated lesions: (1, 0) twice, (1, 1) once, (2, 0) once; prophylactic and other events do not count
+    assert radiotherapy_retreatment(events) == (
+        1 / 3, {"irradiated_lesions": 3, "retreated_lesions": 1, "reason": None})
+    assert radiotherapy_retreatment(events[events["type"] != "radiation_to_bone"]) == (
+        None, {"irradiated_lesions": 0, "retreated_lesions": 0, "reason": "no lesion was irradiated in this arm"})
+
+
+def test_summary_reports_retreatment_per_arm_or_why_not(trial):
+    patients, events, summary = trial
+    # the synthetic tables have no lesion column: null with the reason
+    arm = summary["arms"]["control"]
+    assert arm["radiotherapy_retreatment"] is None
+    assert arm["radiotherapy_retreatment_detail"]["reason"].startswith("the events table has no lesion column")
+    # with lesions (each SRE at lesion 0): every patient with two radiotherapy events is a re-treated lesion
+    events = events.assign(lesion=0)
+    arm = summarise(patients, events, **settings())["arms"]["active"]
+    courses = events[(events["arm"] == "active") & (events["type"] == "radiation_to_bone")].groupby("patient_id").size()
+    assert arm["radiotherapy_retreatment"] == pytest.approx((courses >= 2).mean())
+    assert arm["radiotherapy_retreatment_detail"]["irradiated_lesions"] == courses.size > 500

@@ -90,7 +90,7 @@ def test_profiles_resolve_data_file_then_cohort_then_by_primary():
 
 
 def test_resolved_toml_round_trips(root, contract_path):
-    for path in [contract_path, *sorted((root / "protocols").glob("*.toml"))]:
+    for path in [contract_path, *sorted(p for p in (root / "protocols").glob("*.toml"))]:
         p = load_protocol(path)
         text = protocol_to_toml(p)
         assert parse_protocol(tomllib.loads(text), "resolved") == p

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from test_analysis import make_run_folder
 
-from vtrial.report import forest_rows, report_run, write_report
+from vtrial.report import forest_rows, report_run, template_environment, write_report
 
 
 class _Page(HTMLParser):
@@ -110,3 +110,14 @@ def test_report_paints_in_headless_chromium(run, tmp_path):
     )
     pixels = matplotlib.image.imread(shot)
     assert np.ptp(pixels[..., :3]) > 0.5  # not a blank page
+
+
+def test_endpoint_table_shows_radiotherapy_retreatment_or_its_reason(run):
+    html = (run / "report.html").read_text(encoding="utf-8")
+    # the synthetic run has no lesion column: the cell gives the reason instead of a share
+    assert html.count("— (the events table has no lesion column") == 2
+    assert "Irradiated lesions irradiated again" in html
+    summary = {"arms": {"a": {"radiotherapy_retreatment": 0.04,
+                              "radiotherapy_retreatment_detail": {"irradiated_lesions": 225, "retreated_lesions": 9}}}}
+    environment = template_environment()
+    assert environment.filters["retreatment"](summary["arms"]["a"]) == "4.0% (9 of 225 lesions)"

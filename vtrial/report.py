@@ -264,6 +264,14 @@ def _estimate_text(result: Mapping, ratio: str) -> str:
     return f"{result[ratio]:.2f} ({result['ci_low']:.2f}–{result['ci_high']:.2f})"
 
 
+def _retreatment_text(arm: Mapping) -> str:
+    """``4.0% (9 of 225 lesions)``, or the reason there is no share."""
+    share, detail = arm.get("radiotherapy_retreatment"), arm.get("radiotherapy_retreatment_detail") or {}
+    if share is None:
+        return f"— ({detail.get('reason', 'not in this summary')})"
+    return f"{100 * share:.1f}% ({detail['retreated_lesions']} of {detail['irradiated_lesions']} lesions)"
+
+
 def template_environment() -> jinja2.Environment:
     """The jinja2 environment of the package's page templates, with the report's number filters."""
     environment = jinja2.Environment(
@@ -273,7 +281,7 @@ def template_environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters.update(number=_number, p=_p, estimate=_estimate_text,
+    environment.filters.update(number=_number, p=_p, estimate=_estimate_text, retreatment=_retreatment_text,
                                pct=lambda v: "—" if v is None else f"{100 * v:.1f}%")
     return environment
 

@@ -61,7 +61,10 @@ NON_SKELETAL_EVENTS: frozenset[str] = frozenset({"neutropenia", "thrombocytopeni
 COUNTABLE_EVENT_TYPES: tuple[str, ...] = SRE_TYPES + EVENT_TYPES_V2
 
 #: Every event type that may appear in ``events.parquet`` (new types appended: codes are indices).
-EVENT_TYPES: tuple[str, ...] = SRE_TYPES + ("death", "dropout", "new_lesion") + ADVERSE_EVENTS + EVENT_TYPES_V2
+#: ``prophylactic_radiotherapy`` is protocol treatment of an asymptomatic high-risk lesion, not an SRE.
+EVENT_TYPES: tuple[str, ...] = (
+    SRE_TYPES + ("death", "dropout", "new_lesion") + ADVERSE_EVENTS + EVENT_TYPES_V2 + ("prophylactic_radiotherapy",)
+)
 
 #: Drugs a protocol arm may name.
 DRUGS: tuple[str, ...] = ("none", "zoledronic_acid", "pamidronate", "denosumab", "radium_223", "custom")

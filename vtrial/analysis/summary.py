@@ -140,6 +140,24 @@ def _fraction_with(events: pd.DataFrame, types: Sequence[str], n: int) -> dict[s
     return {t: int(with_type.get(t, 0)) / n for t in types}
 
 
+def radiotherapy_retreatment(events: pd.DataFrame) -> tuple[float | None, dict]:
+    """Share of irradiated lesions irradiated again, and its counts (``None`` with a reason if none).
+
+    A lesion (patient + ``lesion`` number) is irradiated when it has at least one
+    ``radiation_to_bone`` event, counted or not by the window rule (every course given), and
+    re-treated when it has a second one. Prophylactic radiotherapy is a separate event type.
+    """
+    if "lesion" not in events.columns:
+        return None, {"irradiated_lesions": 0, "retreated_lesions": 0,
+                      "reason": "the events table has no lesion column (a run from before it existed)"}
+    rt = events[(events["type"] == "radiation_to_bone") & (events["lesion"] >= 0)]
+    courses = rt.groupby(["patient_id", "lesion"]).size()
+    irradiated, retreated = int(courses.size), int((courses >= 2).sum())
+    reason = None if irradiated else "no lesion was irradiated in this arm"
+    detail = {"irradiated_lesions": irradiated, "retreated_lesions": retreated, "reason": reason}
+    return (retreated / irradiated if irradiated else None), detail
+
+
 def _arm_summary(
     p: pd.DataFrame,
     ev: pd.DataFrame,
@@ -162,6 +180,7 @@ def _arm_summary(
     counted = ev[ev["counted"].to_numpy(dtype=bool)].sort_values(["patient_id", "day"], kind="stable")
     first = counted.drop_duplicates("patient_id")["type"].value_counts()
     ae_counts = ev[ev["type"].isin(ADVERSE_EVENTS)].groupby("type")["patient_id"].nunique()
+    retreatment, retreatment_detail = radiotherapy_retreatment(ev)
     adverse = {}
     for ae in ADVERSE_EVENTS:
         k = int(ae_counts.get(ae, 0))
@@ -189,6 +208,8 @@ def _arm_summary(
         "median_overall_survival_months_ci": list(os_median[1:]),
         "adverse_events": {ae: adverse[ae]["proportion"] for ae in ADVERSE_EVENTS},
         "adverse_events_ci": adverse,
+        "radiotherapy_retreatment": retreatment,
+        "radiotherapy_retreatment_detail": retreatment_detail,
     }
 
 

@@ -140,12 +140,6 @@ def lesion_hazards(
     return out
 
 
-def radiation_log_survival(params: Parameters) -> float:
-    """``ln S`` of a single palliative fraction, linear-quadratic: ``-(alpha d + beta d^2)``."""
-    d, alpha = params.radiation_dose_gy, params.radiation_alpha_per_gy
-    return -(alpha * d + alpha / params.radiation_alpha_beta_gy * d * d)
-
-
 @dataclass
 class PatientRisk:
     """Per-patient constants of the patient-level hazards (arrays ``[n]``)."""

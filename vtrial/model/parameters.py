@@ -136,11 +136,16 @@ _PARAMETERS: list[Parameter] = [
     _p("pamidronate_clearance_l_h", 5.0, "L/h", 2.0, 10.0, "[recalled] renal CL proportional to CrCl",
        "total clearance at CrCl 75 mL/min (scaled by CrCl/75 for the AUC)"),
     # --- radiotherapy ------------------------------------------------------------------------
-    _p("radiation_alpha_per_gy", 0.3, "1/Gy", 0.1, 0.4, "[recalled] LQ model, research notes 6.5",
-       "LQ alpha of tumour"),
-    _p("radiation_alpha_beta_gy", 10.0, "Gy", 5.0, 15.0, "[recalled] research notes 6.5", "tumour alpha/beta"),
-    _p("radiation_dose_gy", 8.0, "Gy", 4.0, 10.0, "[recalled] single 8 Gy ~ 5x4 Gy for pain",
-       "single palliative fraction"),
+    _p("radiation_alpha_per_gy", 0.3, "1/Gy", 0.1, 0.4,
+       "[recalled] LQ model, tumour alpha 0.2-0.35/Gy (Fowler 1989 Br J Radiol 62:679); "
+       "8 Gy x 1 then kills ln S = -4.32, today's value", "LQ alpha of tumour: a course kills ln S = -alpha BED"),
+    _p("radiation_alpha_beta_gy", 10.0, "Gy", 5.0, 15.0,
+       "[recalled] tumour alpha/beta ~10 Gy (Fowler 1989 Br J Radiol 62:679)",
+       "tumour alpha/beta of the BED of a course"),
+    _p("prophylactic_rt_risk", 0.15, "probability in 6 months", 0.04, 0.33,
+       "[recalled] Mirels 1989 Clin Orthop 249:256: score 8 (impending, clinical judgement) ~15% fracture "
+       "in ~6 months; high-risk lesions irradiated in Gillespie 2024 JCO 42:38",
+       "fracture + cord-compression risk above which an asymptomatic lesion is high-risk"),
     # --- skeletal events ---------------------------------------------------------------------
     _p("strength_tumour_loss", 0.832, "-", 0.2, 0.9,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); "

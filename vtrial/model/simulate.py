@@ -26,6 +26,7 @@ from vtrial.model.drugs import Exposure
 from vtrial.model.lesion import (
     STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, established_state, gompertz_rate, lesion_traits, strength,
 )
+from vtrial.model.local_therapy import LocalTherapy, high_risk_hazard
 from vtrial.model.parameters import Parameters
 from vtrial.streams import Streams
 from vtrial.vocabulary import EVENT_TYPES, PRIMARIES, SITES
@@ -40,6 +41,7 @@ _HCM, _NEW, _DEATH, _ONJ, _HYPO, _RENAL, _APR, _AFF = range(8)
 _LESION_TYPE = np.array([_TYPE_CODE[t] for t in ev.LESION_EVENTS])
 _PATIENT_TYPE = np.array([_TYPE_CODE[t] for t in ev.PATIENT_EVENTS])
 _SURGERY_CODE = _TYPE_CODE["surgery_to_bone"]
+_PROPHYLACTIC_RT_CODE = _TYPE_CODE["prophylactic_radiotherapy"]
 
 
 class _Rows:
@@ -92,7 +94,8 @@ def simulate(
     Parameters
     ----------
     cohort_block : CohortBlock
-    arm : protocol arm (duck-typed; see :class:`vtrial.model.drugs.Exposure`)
+    arm : protocol arm (duck-typed; see :class:`vtrial.model.drugs.Exposure`; the optional
+        ``radiotherapy`` and ``surgery`` tables are read by :class:`vtrial.model.local_therapy.LocalTherapy`)
     horizon_days : float
         Data cut-off in days after the first randomisation; patient ``i`` is followed to death,
         dropout or ``horizon_days - entry_day[i]``.
@@ -117,6 +120,7 @@ def simulate(
     # whole steps, so that the step grid (hence every patient's numbers) does not depend on the block
     n_days = int(np.ceil(stop.max() / STEP_DAYS)) * STEP_DAYS if n else 0
     exposure = Exposure(arm, cb.creatinine_clearance_ml_min, n_days, params)
+    local = LocalTherapy.from_arm(arm, params)
     thresholds = ev.draw_thresholds(streams, cb.patient_id)
     primary = cb.primary.astype(np.int64)
     growth = gompertz_rate(params.by_primary("doubling_time_days")[primary], params) * cb.biology["tumour_growth_rate"]
@@ -141,11 +145,10 @@ def simulate(
         pthrp_secretion=cb.biology["pthrp_secretion"], drive_mult=cb.biology["osteoblastic_drive"], growth=growth,
     ))
     lesions = _Rows(_new_lesions(
-        p, owner, slot, site, cb.lesion_blastic_fraction[mask], cb.lesion_burden[mask], thresholds, params))
+        p, owner, slot, site, cb.lesion_blastic_fraction[mask], cb.lesion_burden[mask], thresholds, local, params))
     end_day = stop.copy()
     died = np.zeros(n, bool)
     log: list[tuple[np.ndarray, ...]] = []
-    log_rt = ev.radiation_log_survival(params)
     apr_first = {"zoledronic_acid": params.acute_phase_first_dose, "pamidronate": params.acute_phase_first_dose,
                  "denosumab": params.acute_phase_first_dose_denosumab}.get(arm.drug, 0.0)
     grid = exposure.step_grid(STEP_DAYS) if n else np.zeros(1, np.int64)
@@ -158,6 +161,8 @@ def simulate(
         days = float(end - start)
         inputs = exposure.inputs(start, end, p.index)
         L = lesions
+        if local.course.prophylactic:
+            _prophylactic_radiotherapy(p, L, start, log, local, params)
         state = LesionState(L.w, L.y, L.z)
         sig = advance(
             state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
@@ -172,7 +177,7 @@ def simulate(
         for kind in np.flatnonzero((remaining <= 0.0).any(axis=1)):
             hit = np.flatnonzero(remaining[kind] <= 0.0)
             t = start + _crossing(remaining[kind, hit], rate[kind, hit].astype(float), 0.0, days)
-            _lesion_events(p, lesions, thresholds, kind, hit, t, log, log_rt, params)
+            _lesion_events(p, lesions, thresholds, kind, hit, t, log, local, params)
         # --- patient-level events -------------------------------------------------------------
         rows = p.size
         owner = L.owner
@@ -208,7 +213,7 @@ def simulate(
         if hit.size:
             pulse = impulse[kinds, np.minimum(hit, impulse.shape[1] - 1)]
             t = start + _crossing(p_remaining[kinds, hit], p_rate[kinds, hit], pulse, days)
-            _patient_events(p, lesions, thresholds, kinds, hit, t, log, params)
+            _patient_events(p, lesions, thresholds, kinds, hit, t, log, local, params)
             dead = (kinds == _DEATH) & (t <= p.stop[hit])
             if dead.any():
                 r = hit[dead]
@@ -242,18 +247,45 @@ def _check_invariants(cb: CohortBlock, p: _Rows, lesions: _Rows, rate: np.ndarra
     )
 
 
-def _new_lesions(p: _Rows, owner, slot, site, phi, burden, thresholds: ev.Thresholds, params: Parameters):
-    """Arrays of new lesion rows: the given burden on bone in equilibrium with it, traits and thresholds."""
+def _new_lesions(
+    p: _Rows, owner, slot, site, phi, burden, thresholds: ev.Thresholds, local: LocalTherapy, params: Parameters,
+):
+    """Arrays of new lesion rows: the given burden on bone in equilibrium with it, traits and thresholds.
+
+    Without prophylactic fixation in the arm, the lesion's fixation hazard is zero.
+    """
     traits = lesion_traits(phi, p.pthrp_secretion[owner], p.drive_mult[owner], p.growth[owner], params)
     state = established_state(burden, traits, params)
+    weights = ev.lesion_hazard_weights(site, traits.blastic_fraction, traits.growth_rate, params).astype(STATE_DTYPE)
+    if not local.prophylactic_fixation:
+        weights[_SURGERY] = 0.0
     return dict(
         owner=owner.astype(np.int64), slot=slot.astype(np.int64), site=site.astype(np.int8),
         w=state.w, y=state.y, z=state.z, pthrp=traits.pthrp, drive=traits.osteoblast_drive,
         suppression=traits.osteoblast_suppression, growth=traits.growth_rate, phi=traits.blastic_fraction,
-        weights=ev.lesion_hazard_weights(site, traits.blastic_fraction, traits.growth_rate, params).astype(STATE_DTYPE),
-        remaining=thresholds.lesion[p.index[owner], slot, :, 0].T.copy(),
-        count=np.zeros((4, owner.size), np.int8),
+        weights=weights, remaining=thresholds.lesion[p.index[owner], slot, :, 0].T.copy(),
+        count=np.zeros((4, owner.size), np.int8), prophylaxed=np.zeros(owner.size, bool),
     )
+
+
+def _prophylactic_radiotherapy(p: _Rows, lesions: _Rows, day: int, log, local: LocalTherapy, params) -> None:
+    """Irradiate, on ``day``, every asymptomatic lesion that is high-risk at that moment, once per lesion.
+
+    High-risk: the lesion's fracture + cord-compression hazard, from its state on ``day``, is at
+    least :func:`~vtrial.model.local_therapy.high_risk_hazard`. Asymptomatic: no local event
+    (fracture, compression, radiotherapy, surgery) at that lesion so far, and never irradiated
+    prophylactically before. The course kills tumour as every course of the arm does.
+    """
+    L = lesions
+    burden = np.exp(L.y)
+    rate = ev.lesion_hazards(L.weights, strength(L.z, burden, params), burden, burden, params)
+    due = rate[_FRACTURE] + rate[_COMPRESSION] >= high_risk_hazard(params)
+    due &= ~L.prophylaxed & ~L.count.any(axis=0) & (p.stop[L.owner] > day)
+    hit = np.flatnonzero(due)
+    if hit.size:
+        L.y[hit] += local.log_survival
+        L.prophylaxed[hit] = True
+        _record(log, p, L.owner[hit], np.full(hit.size, float(day)), _PROPHYLACTIC_RT_CODE, L.slot[hit], L.site[hit])
 
 
 def _compact(p: _Rows, lesions: _Rows, alive: np.ndarray) -> None:
@@ -283,7 +315,7 @@ def _record(log, p: _Rows, rows, day, code, lesion, site) -> None:
     log.append((p.index[rows], day, np.broadcast_to(code, rows.shape), lesion, site))
 
 
-def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kind: int, hit, t, log, log_rt: float, params) -> None:
+def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kind: int, hit, t, log, local: LocalTherapy, params) -> None:
     """Record the local events of one type, apply their consequences and the next thresholds."""
     L = lesions
     rows, cols, site = L.owner[hit], L.slot[hit], L.site[hit]
@@ -304,10 +336,10 @@ def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kind: int, hit, t, log,
         chance = np.where(long_bone, params.surgery_after_fracture_long_bone, params.surgery_after_fracture_other)
         operate = decision[:, 0] < chance
     elif kind == _COMPRESSION:
-        L.y[hit] += log_rt  # decompressive radiotherapy
+        L.y[hit] += local.log_survival  # decompressive radiotherapy
         operate = decision[:, 1] < params.surgery_after_compression
     elif kind == _RADIATION:
-        L.y[hit] += log_rt
+        L.y[hit] += local.log_survival
     else:  # prophylactic fixation
         L.weights[_FRACTURE, hit] *= params.fracture_after_fracture
         L.weights[_SURGERY, hit] = 0.0
@@ -316,7 +348,7 @@ def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kind: int, hit, t, log,
         L.weights[_SURGERY, hit[operate]] = 0.0
 
 
-def _patient_events(p: _Rows, lesions: _Rows, thresholds, kinds, rows, t, log, params) -> None:
+def _patient_events(p: _Rows, lesions: _Rows, thresholds, kinds, rows, t, log, local: LocalTherapy, params) -> None:
     """Record patient-level events, apply the next thresholds and seed new lesions."""
     k = p.count[kinds, rows]
     nxt = k + 1
@@ -341,7 +373,7 @@ def _patient_events(p: _Rows, lesions: _Rows, thresholds, kinds, rows, t, log, p
             p.next_slot[seeded] += 1
             lesions.append(_new_lesions(
                 p, seeded, slot[room], site[new[room]].astype(np.int8), p.mean_phi[seeded],
-                np.full(seeded.size, params.new_lesion_burden), thresholds, params))
+                np.full(seeded.size, params.new_lesion_burden), thresholds, local, params))
     p.last_sre[rows[kinds == _HCM]] = t[kinds == _HCM]
     _record(log, p, rows, t, _PATIENT_TYPE[kinds], lesion, site)
 
