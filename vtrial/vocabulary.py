@@ -50,8 +50,29 @@ ADVERSE_EVENTS: tuple[str, ...] = (
     "atypical_femoral_fracture",
 )
 
-#: Every event type that may appear in ``events.parquet``.
-EVENT_TYPES: tuple[str, ...] = SRE_TYPES + ("death", "dropout", "new_lesion") + ADVERSE_EVENTS
+#: Events of the disease stage and of the skeleton outside the lesions (protocol version 2):
+#: prostate cancer becoming castration-resistant, and a fracture of uninvolved bone (not an SRE
+#: unless the analysis names it in ``sre_types``).
+STAGE_EVENTS: tuple[str, ...] = ("castration_resistance", "osteoporotic_fracture")
+
+#: Every event type that may appear in ``events.parquet`` (append only: the order is the code).
+EVENT_TYPES: tuple[str, ...] = SRE_TYPES + ("death", "dropout", "new_lesion") + ADVERSE_EVENTS + STAGE_EVENTS
+
+#: Prostate-cancer stages (protocol ``[cohort].prostate_stage``); the first is the default.
+PROSTATE_STAGES: tuple[str, ...] = ("castration_resistant", "castration_sensitive")
+
+#: Background anticancer therapies (protocol ``systemic_therapy``).
+SYSTEMIC_THERAPIES: tuple[str, ...] = (
+    "androgen_deprivation",
+    "abiraterone_prednisone",
+    "enzalutamide",
+    "docetaxel",
+    "chemotherapy",
+    "endocrine",
+    "aromatase_inhibitor",
+    "targeted",
+    "immunotherapy",
+)
 
 #: Drugs a protocol arm may name.
 DRUGS: tuple[str, ...] = ("none", "zoledronic_acid", "pamidronate", "denosumab", "custom")
