@@ -60,6 +60,12 @@ class CohortBlock:
         Phenotype mix: 0 purely osteolytic, 1 purely osteoblastic.
     lesion_burden : float64 [n, L]
         Tumour burden at entry as a fraction of local capacity (0, 1).
+    prostate_stage : str or None
+        Cohort-level stage of the prostate patients (protocol version 2,
+        :data:`vtrial.vocabulary.PROSTATE_STAGES`); ``None``: not given (version 1).
+    systemic_therapy : tuple of str or None
+        Cohort-level background anticancer therapy (protocol version 2; an arm's own list
+        replaces it); ``None``: not given (version 1), ``()``: none.
     """
 
     patient_id: np.ndarray
@@ -79,6 +85,8 @@ class CohortBlock:
     lesion_site: np.ndarray
     lesion_blastic_fraction: np.ndarray
     lesion_burden: np.ndarray
+    prostate_stage: str | None = None
+    systemic_therapy: tuple[str, ...] | None = None
 
     @property
     def n_patients(self) -> int:
@@ -96,8 +104,10 @@ class CohortBlock:
             value = getattr(self, f.name)
             if isinstance(value, dict):
                 values[f.name] = {k: v[index] for k, v in value.items()}
-            else:
+            elif isinstance(value, np.ndarray):
                 values[f.name] = value[index]
+            else:  # cohort-level settings
+                values[f.name] = value
         return CohortBlock(**values)
 
 
@@ -245,7 +255,14 @@ def sample_cohort(protocol: Protocol, patient_ids: np.ndarray, streams: Streams)
         dropout_day=dropout_day,
         biology=biology,
         **lesions,
+        prostate_stage=getattr(protocol.cohort, "prostate_stage", None),
+        systemic_therapy=_therapy_names(getattr(protocol.cohort, "systemic_therapy", None)),
     )
+
+
+def _therapy_names(therapy: Any) -> tuple[str, ...] | None:
+    """A protocol's background-therapy list as a tuple (``None`` when the protocol has none)."""
+    return None if therapy is None else tuple(therapy)
 
 
 def _sample_lesions(draws: PatientDraws, chunk_primary: np.ndarray, t: _Tables) -> dict[str, np.ndarray]:

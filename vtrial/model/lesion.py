@@ -218,7 +218,7 @@ def _growth_gain(tgf_beta: np.ndarray, tgf_beta_keep: float, params: Parameters)
     return gain
 
 
-def _relax(x: np.ndarray, target: np.ndarray, rate: np.ndarray, days: float) -> np.ndarray:
+def relax(x: np.ndarray, target: np.ndarray, rate: np.ndarray, days: float) -> np.ndarray:
     """Exact update of ``x' = rate (target - x)`` over ``days`` in place; return the mean of ``x`` over them."""
     decay = rate * -days
     np.exp(decay, out=decay)
@@ -233,11 +233,14 @@ def _relax(x: np.ndarray, target: np.ndarray, rate: np.ndarray, days: float) -> 
     return mean
 
 
-def _gompertz(y: np.ndarray, rate: np.ndarray, kill: float, days: float) -> np.ndarray:
-    """``ln T`` after ``days`` of ``y' = -rate y - kill`` with the rate frozen (exact; new array)."""
+def _gompertz(y: np.ndarray, rate: np.ndarray, kill: float | np.ndarray, days: float) -> np.ndarray:
+    """``ln T`` after ``days`` of ``y' = -rate y - kill`` with the rate frozen (exact; new array).
+
+    ``kill`` is a scalar or an array like ``y`` (per-lesion kill, e.g. background therapy).
+    """
     decay = rate * -days
     np.exp(decay, out=decay)
-    if kill == 0.0:
+    if np.ndim(kill) == 0 and kill == 0.0:
         return np.multiply(y, decay, out=decay)
     target = -kill / rate
     out = y - target
@@ -253,7 +256,7 @@ def advance(
     recruitment_sq: np.ndarray,
     pthrp_keep: float,
     tgf_beta_keep: float,
-    kill: float,
+    kill: float | np.ndarray,
     days: float,
     params: Parameters,
 ) -> Signals:
@@ -264,7 +267,8 @@ def advance(
     with the start-of-step growth gain (second order in the step; ``days`` = 7 keeps the
     error in ``Z`` and ``T`` far below 1% over 5 years). ``recruitment`` and
     ``recruitment_sq`` are the step means of the drug recruitment factor and of its square,
-    per lesion; the other drug inputs are scalars (step means).
+    per lesion; the other drug inputs are scalars (step means), except ``kill``, which may also
+    be per lesion (the drug's kill plus the background therapy's).
     """
     w, y, z = state.w, state.y, state.z
     b, k = params.osteoblast_rate, params.bone_turnover_rate
@@ -290,7 +294,7 @@ def advance(
     target *= x2
     target /= rate
     rate *= 2.0 * b
-    v = _relax(w, target, rate, days)
+    v = relax(w, target, rate, days)
     # osteoclasts (quasi-steady) u = X^2 / v; bone Z' = kZ R (F / R - Z), R = X / v^(1/2), F = v^(3/8)
     np.sqrt(v, out=v)
     osteoclast = np.divide(x2, v, out=x2)
@@ -301,7 +305,7 @@ def advance(
     formation *= v
     formation /= resorption
     resorption *= k
-    bone = _relax(z, formation, resorption, days)
+    bone = relax(z, formation, resorption, days)
     # TGF-beta from resorbed matrix; tumour over the whole step with the mid-step gain
     tgf = np.multiply(osteoclast, bone, out=formation)
     gain = _growth_gain(tgf, tgf_beta_keep, params)

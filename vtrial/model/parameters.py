@@ -272,6 +272,78 @@ _PARAMETERS: list[Parameter] = [
     _p("atypical_fracture_hazard", 5.0e-9, "1/day^2", 1.0e-10, 1.0e-7,
        "[seen] very rare, rises with years of exposure (SE-01)", "hazard per day of deep suppression"),
     _p("deep_suppression", 0.8, "-", 0.5, 0.95, "[recalled]", "suppression level counted as deep"),
+    # --- disease stage and background therapy (vtrial.model.systemic) --------------------------
+    # Kill rates are log-kill per day added to the Gompertz equation of every bone lesion of a
+    # prostate patient, relative to the calibrated castration-resistant disease on continued
+    # androgen deprivation (the Saad 2002 / Fizazi 2011 populations). Calibrated on a
+    # CHAARTED-like cohort (protocols/prostate-castration-sensitive.toml; docs/model.md).
+    _p("androgen_deprivation_kill_sensitive", 0.03, "1/day", 0.003, 0.05,
+       "[calibrated] castration-sensitive disease regresses on ADT (PSA falls >90% in most within months); "
+       "toward ZAPCA median time to first SRE 45.9 months on combined androgen blockade "
+       "(Kamba 2017 Int J Clin Oncol, recalled); the model reaches ~30 (docs/model.md)",
+       "tumour kill of androgen deprivation in castration-sensitive prostate cancer"),
+    _p("androgen_deprivation_kill_resistant", 0.0, "1/day", 0.0, 0.002,
+       "[recalled] castration-resistant disease grows at castrate testosterone; continued ADT is part of the "
+       "calibrated resistant baseline",
+       "tumour kill of androgen deprivation once castration-resistant"),
+    _p("abiraterone_kill_sensitive", 0.01, "1/day", 0.0, 0.03,
+       "[calibrated] deeper PSA responses with ADT + abiraterone than ADT alone (LATITUDE, Fizazi 2017 NEJM 377:352)",
+       "extra tumour kill of abiraterone-prednisone in castration-sensitive disease"),
+    _p("abiraterone_kill_resistant", 0.005, "1/day", 0.0, 0.01,
+       "[calibrated] LATITUDE time to PSA progression 33.2 vs 7.4 months (Fizazi 2017 NEJM 377:352); "
+       "rPFS 16.5 vs 8.3 months in mCRPC (COU-AA-302, Ryan 2013 NEJM 368:138)",
+       "tumour kill of abiraterone-prednisone in castration-resistant disease (and on the resistant clone)"),
+    _p("enzalutamide_kill_sensitive", 0.01, "1/day", 0.0, 0.03,
+       "[calibrated] as abiraterone; ARCHES rPFS HR 0.39 (Armstrong 2019 JCO 37:2974)",
+       "extra tumour kill of enzalutamide in castration-sensitive disease"),
+    _p("enzalutamide_kill_resistant", 0.005, "1/day", 0.0, 0.01,
+       "[calibrated] as abiraterone; PREVAIL rPFS HR 0.19 in mCRPC (Beer 2014 NEJM 371:424)",
+       "tumour kill of enzalutamide in castration-resistant disease (and on the resistant clone)"),
+    _p("docetaxel_kill", 0.012, "1/day", 0.0, 0.05,
+       "[calibrated] CHAARTED median time to castration resistance 20.2 vs 11.7 months with docetaxel "
+       "(Sweeney 2015 NEJM 373:737)",
+       "tumour kill of docetaxel (and of chemotherapy in prostate cancer) during its course"),
+    _p("docetaxel_course_days", 126.0, "day", 84.0, 210.0,
+       "[seen] CHAARTED: six 3-weekly cycles (Sweeney 2015 NEJM 373:737)", "length of a docetaxel course"),
+    _p("castration_resistance_hazard", 5.7e-3, "1/day per unit entry burden", 1.0e-3, 3.0e-2,
+       "[calibrated] CHAARTED median time to castration resistance 11.7 months on ADT alone (Sweeney 2015 NEJM 373:737)",
+       "hazard of castration resistance per unit of the castration-resistant clone (entry bone burden = 1)"),
+    _p("death_hr_castration_sensitive", 0.2, "-", 0.1, 1.0,
+       "[calibrated] toward CHAARTED median overall survival ~47 months on ADT alone (Kyriakopoulos 2018 JCO 36:1080); "
+       "the model reaches ~35 (docs/model.md)",
+       "non-skeletal death hazard of castration-sensitive disease under hormonal therapy, relative to resistant"),
+    _p("resistant_clone_growth_rate", 0.0058, "1/day", 0.002, 0.015,
+       "[recalled] PSA doubling time of ~3-6 months at castration-resistant progression",
+       "growth rate of the castration-resistant clone under androgen deprivation"),
+    # --- the skeleton outside the lesions (vtrial.model.skeleton) -------------------------------
+    _p("androgen_deprivation_rankl_rise", 0.6, "-", 0.2, 1.5,
+       "[recalled] bone-resorption markers rise ~50-100% in the first year of ADT (Greenspan 2005 JCEM 90:6410)",
+       "relative rise of systemic osteoclast recruitment (RANKL) on androgen deprivation"),
+    _p("aromatase_inhibitor_rankl_rise", 0.4, "-", 0.1, 1.0,
+       "[recalled] anastrozole: lumbar BMD -6% over 5 years (ATAC bone substudy, Eastell 2008 JCO 26:1051)",
+       "relative rise of systemic osteoclast recruitment on an aromatase inhibitor"),
+    _p("glucocorticoid_rankl_rise", 0.3, "-", 0.0, 1.0,
+       "[recalled] glucocorticoids raise RANKL and lower OPG (Hofbauer 1999 Endocrinology 140:4382); "
+       "prednisone 10 mg/day with abiraterone",
+       "relative rise of systemic osteoclast recruitment on prednisone 10 mg/day (with abiraterone)"),
+    _p("systemic_bone_turnover_rate", 6.9e-4, "1/day", 1.0e-4, 3.0e-3,
+       "[calibrated] ADT loses ~3% of BMD in year 1 and ~8% by year 5 (2-5%/year, Greenspan 2005 JCEM 90:6410; "
+       "Shahinian 2005 NEJM 352:154)",
+       "rate k of the bone-mass law of uninvolved bone"),
+    _p("systemic_formation_exponent", 0.0793, "-", 0.0, 0.5,
+       "[seen] OpenBoneMin lumbar spine gamma_OB (Riggs & Peterson 2012 CPT:PSP)",
+       "exponent of osteoblast activity in the bone-mass law of uninvolved bone"),
+    _p("systemic_resorption_exponent", 0.31, "-", 0.05, 0.6,
+       "[seen] OpenBoneMin femoral neck gamma_OC (Riggs & Peterson 2012 CPT:PSP)",
+       "exponent of osteoclast activity in the bone-mass law of uninvolved bone"),
+    _p("osteoporotic_fracture_hazard", 7.4e-5, "1/day", 2.0e-5, 3.0e-4,
+       "[derived] 12.6% fractures in 5 years without ADT (Shahinian 2005 NEJM 352:154): -ln(1-0.126)/1826 d",
+       "fracture hazard of uninvolved bone at the entry bone density"),
+    _p("bmd_sd_fraction", 0.12, "-", 0.08, 0.16, "[recalled] one SD of BMD is ~10-12% of the young-adult mean",
+       "one standard deviation of bone mineral density, as a fraction of the entry density"),
+    _p("fracture_hr_per_sd", 2.0, "-", 1.4, 3.0,
+       "[recalled] fracture risk ~doubles per SD of BMD lost (Marshall 1996 BMJ 312:1254: RR 1.5-2.6)",
+       "hazard ratio of an osteoporotic fracture per SD of bone density lost"),
 ]
 
 #: The registry: every model parameter, by name.

@@ -22,6 +22,7 @@ import numpy as np
 from vtrial.cohort import CohortBlock
 from vtrial.errors import ModelInvariantError
 from vtrial.model import events as ev
+from vtrial.model import skeleton, systemic
 from vtrial.model.drugs import Exposure
 from vtrial.model.lesion import (
     STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, established_state, gompertz_rate, lesion_traits, strength,
@@ -42,6 +43,9 @@ _LESION_TYPE = np.array([_TYPE_CODE[t] for t in ev.LESION_EVENTS])
 _PATIENT_TYPE = np.array([_TYPE_CODE[t] for t in ev.PATIENT_EVENTS])
 _SURGERY_CODE = _TYPE_CODE["surgery_to_bone"]
 _PROPHYLACTIC_RT_CODE = _TYPE_CODE["prophylactic_radiotherapy"]
+#: Stage events (version-2 protocols), in the order of their threshold axis.
+_CASTRATION, _OSTEOPOROTIC = range(2)
+_STAGE_TYPE = np.array([_TYPE_CODE["castration_resistance"], _TYPE_CODE["osteoporotic_fracture"]])
 
 
 class _Rows:
@@ -135,6 +139,7 @@ def simulate(
         bool(arm.calcium_vitamin_d), arm.drug in ("zoledronic_acid", "pamidronate"), params,
     )
     n_entry = np.maximum(mask.sum(axis=1), 1)
+    background = systemic.background(cb, arm, params)  # None for a version-1 protocol
     p = _Rows(dict(
         index=np.arange(n), stop=stop.copy(), last_sre=np.full(n, -np.inf), cum_suppression=np.zeros(n),
         deep_days=np.zeros(n), remaining=thresholds.patient[:, :, 0].T.copy(), count=np.zeros((8, n), np.int64),
@@ -143,6 +148,7 @@ def simulate(
         renal_bg=risk.renal_background, renal_inf=risk.renal_infusion,
         mean_phi=(cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry,
         pthrp_secretion=cb.biology["pthrp_secretion"], drive_mult=cb.biology["osteoblastic_drive"], growth=growth,
+        **({} if background is None else _background_arrays(background, cb, streams)),
     ))
     lesions = _Rows(_new_lesions(
         p, owner, slot, site, cb.lesion_blastic_fraction[mask], cb.lesion_burden[mask], thresholds, local, params))
@@ -164,10 +170,17 @@ def simulate(
         if local.course.prophylactic:
             _prophylactic_radiotherapy(p, L, start, log, local, params)
         state = LesionState(L.w, L.y, L.z)
+        kill = inputs.kill
+        if background is not None:
+            kill_resistant = systemic.kill(np.zeros(p.size, bool), p.kill_sensitive, p.kill_resistant, p.course_kill,
+                                           background.course_days, start, end)
+            kill_now = systemic.kill(p.sensitive, p.kill_sensitive, p.kill_resistant, p.course_kill,
+                                     background.course_days, start, end)
+            kill = (kill + kill_now).astype(STATE_DTYPE)[L.owner]
         sig = advance(
             state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
             inputs.recruitment.astype(STATE_DTYPE)[L.owner], inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
-            inputs.pthrp_keep, inputs.tgf_beta_keep, inputs.kill, days, params,
+            inputs.pthrp_keep, inputs.tgf_beta_keep, kill, days, params,
         )
         # --- local events ---------------------------------------------------------------------
         rate = ev.lesion_hazards(L.weights, strength(sig.bone, sig.burden, params), sig.burden, sig.tgf_beta, params)
@@ -194,7 +207,7 @@ def simulate(
         p_rate = np.stack([
             p.hcm * load,
             params.seeding_hazard * total * (1.0 - params.seeding_suppression * supp),
-            p.death * np.exp(params.death_log_hr_burden * total)
+            _non_skeletal_death(p, background, params) * np.exp(params.death_log_hr_burden * total)
             * (1.0 + (params.death_hr_recent_sre - 1.0) * recent / days),
             p.onj * supp * exposure_mid / (exposure_mid + params.onj_exposure_half_days),
             p.hypo * supp**2 * (1.0 + params.hypocalcaemia_blastic_gain * blastic),
@@ -207,6 +220,8 @@ def simulate(
         if dose >= 0:
             impulse[_RENAL] = p.renal_inf
             impulse[_APR] = apr_first * (1.0 if dose == 0 else params.acute_phase_later_ratio)
+        if background is not None:
+            _stage_events(p, kill_resistant, inputs.recruitment_sq, start, days, log, params)
         p_remaining = p.remaining
         p_remaining -= days * p_rate + impulse
         kinds, hit = np.nonzero(p_remaining <= 0.0)
@@ -221,6 +236,67 @@ def simulate(
                 end_day[p.index[r]] = t[dead]
                 p.stop[r] = np.minimum(p.stop[r], t[dead])
     return _tables(cb, arm, log, end_day, died, dropped, stop)
+
+
+def _non_skeletal_death(p: _Rows, background: systemic.Background | None, params: Parameters) -> np.ndarray:
+    """The death hazard's part that does not come from bone burden or recent SREs (per patient).
+
+    Castration-sensitive disease under hormonal therapy responds outside bone too (nodes, prostate,
+    viscera), which the model carries no state for: its non-skeletal hazard is lowered by
+    ``death_hr_castration_sensitive`` until the disease becomes resistant.
+    """
+    if background is None:
+        return p.death
+    return p.death * np.where(p.sensitive & p.hormonal, params.death_hr_castration_sensitive, 1.0)
+
+
+def _background_arrays(background: systemic.Background, cb: CohortBlock, streams: Streams):
+    """Per-patient rows of the stage, the background therapy and the skeleton outside the lesions.
+
+    Thresholds come from the ``systemic`` stream purpose, in a fixed order: castration resistance,
+    then ``PATIENT_THRESHOLDS`` successive osteoporotic fractures.
+    """
+    draws = streams.draws("systemic", cb.patient_id)
+    castration = draws.exponential()
+    fracture = draws.exponential((ev.PATIENT_THRESHOLDS,)).T
+    n = cb.n_patients
+    return dict(
+        sensitive=background.castration_sensitive.copy(), hormonal=background.hormonal,
+        clone=(cb.lesion_burden * cb.lesion_mask).sum(axis=1),
+        kill_sensitive=background.kill_sensitive, kill_resistant=background.kill_resistant,
+        course_kill=background.course_kill, rankl_factor=background.rankl_factor,
+        bone_w=np.ones(n), bone_z=np.ones(n), stage_remaining=np.stack([castration, fracture[0]]),
+        fracture_thresholds=fracture, fracture_count=np.zeros(n, np.int64),
+    )
+
+
+def _stage_events(
+    p: _Rows, kill_resistant: np.ndarray, recruitment_sq: np.ndarray, start: int, days: float, log, params,
+) -> None:
+    """Step the resistant clone and the skeleton outside the lesions; record castration resistance and osteoporotic fractures."""
+    clone = systemic.resistant_clone(p.clone, kill_resistant, days, params)
+    bone = skeleton.advance(p.bone_w, p.bone_z, recruitment_sq, p.rankl_factor, days, params)
+    rate = np.stack([
+        systemic.resistance_hazard(clone, p.sensitive & p.hormonal, params),
+        skeleton.fracture_hazard(bone, params),
+    ])
+    remaining = p.stage_remaining
+    remaining -= days * rate
+    kinds, rows = np.nonzero(remaining <= 0.0)
+    if not rows.size:
+        return
+    t = start + _crossing(remaining[kinds, rows], rate[kinds, rows], 0.0, days)
+    _record(log, p, rows, t, _STAGE_TYPE[kinds], np.full(rows.size, -1), np.full(rows.size, -1))
+    resistant = rows[kinds == _CASTRATION]
+    p.sensitive[resistant] = False
+    remaining[_CASTRATION, resistant] = np.inf
+    broke = rows[kinds == _OSTEOPOROTIC]
+    p.fracture_count[broke] += 1
+    k = p.fracture_count[broke]
+    more = k < ev.PATIENT_THRESHOLDS
+    value = np.full(broke.size, np.inf)
+    value[more] = p.fracture_thresholds[k[more], broke[more]]
+    remaining[_OSTEOPOROTIC, broke] += value
 
 
 def _check_invariants(cb: CohortBlock, p: _Rows, lesions: _Rows, rate: np.ndarray, day: int) -> None:

@@ -1,0 +1,200 @@
+"""Disease stage, background therapy, castration resistance and the skeleton outside the lesions."""
+
+import re
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from vtrial.cohort import sample_cohort
+from vtrial.model import simulate, skeleton, systemic
+from vtrial.model.parameters import Parameters
+from vtrial.model.reference import reference_cohort
+from vtrial.protocol import load_protocol
+from vtrial.streams import PURPOSES, Streams
+from vtrial.vocabulary import EVENT_TYPES, EVENT_TYPES_V2, SRE_TYPES, SYSTEMIC_THERAPIES
+
+EXAMPLE = Path(__file__).parent.parent / "protocols" / "prostate-castration-sensitive.toml"
+V2_COHORT_FIELDS = ("prostate_stage", "systemic_therapy")
+MONTH = 365.25 / 12
+
+
+def arm(therapy=None, drug="none", dose_mg=None, every_weeks=None):
+    base = dict(name=drug, drug=drug, dose_mg=dose_mg, every_weeks=every_weeks, calcium_vitamin_d=True,
+                stop_after_months=None, renal_adjustment=True, mechanism=None)
+    return SimpleNamespace(**base) if therapy is None else SimpleNamespace(**base, systemic_therapy=therapy)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """1000 patients of the example protocol's CHAARTED-like cohort, all entering on day 0.
+
+    The protocol's version-2 fields are removed to load it with the version-1 schema; the stage
+    is then set on the block as the cohort sampler does once the schema has the fields.
+    """
+    text = re.sub(rf"^({'|'.join(V2_COHORT_FIELDS)}) = .*$", "", EXAMPLE.read_text(), flags=re.M)
+    path = tmp_path_factory.mktemp("protocol") / "v1.toml"
+    path.write_text(text)
+    cb = sample_cohort(load_protocol(path), np.arange(1000), Streams(5))
+    return replace(cb, entry_day=np.zeros(1000), dropout_day=np.full(1000, np.inf))
+
+
+def first(patients, events, types):
+    """Day of each patient's first event of the given types (inf without one)."""
+    out = np.full(patients["patient_id"].size, np.inf)
+    hit = np.isin(events["type"], types)
+    np.minimum.at(out, np.searchsorted(patients["patient_id"], events["patient_id"][hit]), events["day"][hit])
+    return out
+
+
+def km(time, event):
+    """Kaplan-Meier: sorted times and survival after each."""
+    order = np.argsort(time, kind="stable")
+    at_risk = time.size - np.arange(time.size)
+    return time[order], np.cumprod(1.0 - event[order] / at_risk)
+
+
+def km_median_months(time, event):
+    t, s = km(time, event)
+    return t[np.argmax(s <= 0.5)] / MONTH if (s <= 0.5).any() else np.inf
+
+
+def km_risk(time, event, day):
+    t, s = km(time, event)
+    k = np.searchsorted(t, day, side="right")
+    return 1.0 - (s[k - 1] if k else 1.0)
+
+
+def endpoints(patients, events, types):
+    """(KM probability of a first event by 24 months, its median in months, median OS in months)."""
+    f = first(patients, events, types)
+    fu = patients["followup_days"]
+    time, event = np.minimum(f, fu), (f <= fu).astype(float)
+    return km_risk(time, event, 24 * MONTH), km_median_months(time, event), km_median_months(fu, patients["died"] * 1.0)
+
+
+def test_version_one_inputs_have_no_background_and_the_new_names_are_appended():
+    cb = reference_cohort(10, "prostate")
+    assert systemic.background(cb, arm(), Parameters()) is None
+    assert list(PURPOSES.values()) == list(range(len(PURPOSES))) and PURPOSES["systemic"] == 8
+    assert EVENT_TYPES[:13] == SRE_TYPES + ("death", "dropout", "new_lesion", "osteonecrosis_of_the_jaw",
+                                            "hypocalcaemia", "renal_toxicity", "acute_phase_reaction",
+                                            "atypical_femoral_fracture")
+    assert EVENT_TYPES[13:] == EVENT_TYPES_V2 + ("prophylactic_radiotherapy",)
+
+
+def test_the_arm_list_replaces_the_cohort_list_and_castration_sensitive_disease_defaults_to_adt():
+    params = Parameters()
+    cb = replace(reference_cohort(4, "prostate"), prostate_stage="castration_sensitive")
+    usual = systemic.background(cb, arm(), params)
+    assert usual.castration_sensitive.all() and usual.hormonal.all()
+    np.testing.assert_allclose(usual.kill_sensitive, params.androgen_deprivation_kill_sensitive)
+    np.testing.assert_allclose(usual.rankl_factor, 1.0 + params.androgen_deprivation_rankl_rise)
+    cb = replace(cb, systemic_therapy=("androgen_deprivation",))
+    none = systemic.background(cb, arm([]), params)
+    assert not none.hormonal.any() and not none.kill_sensitive.any() and (none.rankl_factor == 1.0).all()
+    both = systemic.background(cb, arm(["androgen_deprivation", "docetaxel", "chemotherapy"]), params)
+    np.testing.assert_allclose(both.course_kill, params.docetaxel_kill)  # one course, not two
+    # androgen deprivation acts on prostate tumours only; its bone loss on anyone who receives it
+    breast = systemic.background(replace(reference_cohort(4, "breast"), systemic_therapy=("androgen_deprivation",)),
+                                 arm(), params)
+    assert not breast.kill_sensitive.any() and not breast.castration_sensitive.any()
+    np.testing.assert_allclose(breast.rankl_factor, 1.6)
+    with pytest.raises(ValueError, match="unknown systemic therapy 'hormones'"):
+        systemic.background(cb, arm(["hormones"]), params)
+
+
+def test_castration_sensitive_disease_on_adt_has_far_fewer_sres_and_lives_longer_than_resistant(cohort):
+    horizon = 6 * 365.25
+    sensitive = endpoints(*simulate(replace(cohort, prostate_stage="castration_sensitive"),
+                                    arm(["androgen_deprivation"]), horizon, Streams(8)), SRE_TYPES[:4])
+    resistant = endpoints(*simulate(replace(cohort, prostate_stage="castration_resistant"),
+                                    arm(["androgen_deprivation"]), horizon, Streams(8)), SRE_TYPES[:4])
+    # SRE by 24 months (KM), median time to first SRE, median OS (months)
+    np.testing.assert_allclose(sensitive, (0.42, 29.5, 35.5), rtol=0.1)
+    np.testing.assert_allclose(resistant, (0.76, 12.7, 18.8), rtol=0.1)
+    assert sensitive[0] < resistant[0] - 0.25 and sensitive[2] > resistant[2] + 12
+
+
+def test_castration_resistance_comes_at_the_sourced_median_and_later_with_docetaxel_or_abiraterone(cohort):
+    cb = replace(cohort, prostate_stage="castration_sensitive")
+    medians = {}
+    for name, therapy in {"adt": ["androgen_deprivation"], "docetaxel": ["androgen_deprivation", "docetaxel"],
+                          "abiraterone": ["androgen_deprivation", "abiraterone_prednisone"], "none": []}.items():
+        patients, events = simulate(cb, arm(therapy), 3.5 * 365.25, Streams(8))
+        f = first(patients, events, ["castration_resistance"])
+        fu = patients["followup_days"]
+        medians[name] = km_median_months(np.minimum(f, fu), (f <= fu) * 1.0)
+    # CHAARTED: 11.7 months on ADT alone, 20.2 with docetaxel; LATITUDE: far later with abiraterone
+    assert 10.0 < medians["adt"] < 13.5
+    assert 17.0 < medians["docetaxel"] < 23.0
+    assert medians["abiraterone"] > 24.0
+    assert medians["none"] == np.inf  # no castration, no castration resistance
+
+
+def test_castration_resistance_only_happens_in_castration_sensitive_prostate_cancer(cohort):
+    _, events = simulate(replace(cohort, prostate_stage="castration_resistant"), arm(["androgen_deprivation"]),
+                         3 * 365.25, Streams(8))
+    assert not np.any(events["type"] == "castration_resistance")
+
+
+def test_androgen_deprivation_costs_uninvolved_bone_and_an_antiresorptive_gains_it():
+    params = Parameters()
+    density = {}
+    for name, rise, x2 in (("adt", 1.0 + params.androgen_deprivation_rankl_rise, 1.0), ("none", 1.0, 1.0),
+                           ("antiresorptive", 1.0, 0.1**2)):
+        w, z, path = np.ones(1), np.ones(1), []
+        for _ in range(5 * 52):
+            skeleton.advance(w, z, np.array([x2]), np.array([rise]), 7.0, params)
+            path.append(float(z[0]))
+        density[name] = np.array(path)[[51, 259]]  # after 1 and 5 years
+    np.testing.assert_allclose(density["adt"], (0.972, 0.921), atol=0.003)  # 2-5%/year (Greenspan 2005)
+    np.testing.assert_array_equal(density["none"], 1.0)
+    assert density["antiresorptive"][0] > 1.05
+    # fracture risk doubles per SD of density lost
+    np.testing.assert_allclose(skeleton.fracture_hazard(np.array([1.0, 1.0 - params.bmd_sd_fraction]), params),
+                               params.osteoporotic_fracture_hazard * np.array([1.0, 2.0]))
+
+
+def test_androgen_deprivation_raises_osteoporotic_fractures_and_leaves_the_tumour_of_resistant_disease_alone():
+    cb = replace(reference_cohort(3000, "prostate", seed=3), prostate_stage="castration_resistant",
+                 ecog=np.zeros(3000, np.int8), visceral_metastases=np.zeros(3000, bool),
+                 lesion_burden=reference_cohort(3000, "prostate", seed=3).lesion_burden * 0.1)
+    horizon = 5 * 365.25
+    runs = {name: simulate(cb, arm(therapy), horizon, Streams(4))
+            for name, therapy in (("adt", ["androgen_deprivation"]), ("none", []))}
+    risk = {}
+    for name, (patients, events) in runs.items():
+        f = first(patients, events, ["osteoporotic_fracture"])
+        fu = patients["followup_days"]
+        risk[name] = km_risk(np.minimum(f, fu), (f <= fu) * 1.0, horizon - 1)
+    # Shahinian 2005: 19.4% vs 12.6% of men with any fracture within 5 years
+    assert risk["none"] == pytest.approx(0.126, abs=0.03)
+    assert risk["adt"] == pytest.approx(0.17, abs=0.03) and risk["adt"] > risk["none"] + 0.025
+    # every other event is the same: ADT adds no kill to resistant disease, and the new draws have their own stream
+    for name, (_, events) in runs.items():
+        keep = events["type"] != "osteoporotic_fracture"
+        runs[name] = {k: v[keep] for k, v in events.items()}
+    for k in ("patient_id", "day", "type", "lesion"):
+        np.testing.assert_array_equal(runs["adt"][k], runs["none"][k])
+
+
+def test_a_version_one_block_meets_the_same_events_as_before_the_stage_existed():
+    """Castration-resistant disease on ADT (version 2) leaves every version-1 event in place."""
+    cb = reference_cohort(400, "prostate", seed=9)
+    v1 = simulate(cb, arm(drug="zoledronic_acid", dose_mg=4.0, every_weeks=4.0), 3 * 365.25, Streams(2))[1]
+    v2 = simulate(replace(cb, prostate_stage="castration_resistant", systemic_therapy=("androgen_deprivation",)),
+                  arm(drug="zoledronic_acid", dose_mg=4.0, every_weeks=4.0), 3 * 365.25, Streams(2))[1]
+    keep = v2["type"] != "osteoporotic_fracture"
+    assert (~keep).sum() > 0 and not np.isin(v1["type"], ["castration_resistance", "osteoporotic_fracture"]).any()
+    for k in v1:
+        np.testing.assert_array_equal(v1[k], v2[k][keep])
+
+
+def test_the_example_protocol_uses_the_contract_fields():
+    data = tomllib.loads(EXAMPLE.read_text())
+    assert data["cohort"]["prostate_stage"] == "castration_sensitive"
+    assert set(data["cohort"]["systemic_therapy"]) <= set(SYSTEMIC_THERAPIES)

@@ -1,0 +1,179 @@
+"""Disease stage and background anticancer therapy: where each therapy acts in the model.
+
+A protocol of version 2 may give the prostate patients' stage (``prostate_stage``) and the
+background therapy every patient receives (``systemic_therapy``, cohort-wide, replaced per arm).
+Each therapy acts on the nodes it acts on in life (its registry rows are named in
+:data:`THERAPY_EFFECTS`):
+
+* **tumour** (prostate patients): a log-kill rate added to the Gompertz equation of every bone
+  lesion (``dy/dt = -gamma G y - kill``), one value while the disease is castration-sensitive and
+  one once it is resistant. Androgen deprivation shrinks castration-sensitive disease and adds
+  nothing to resistant disease, whose calibrated growth already includes continued castration;
+  abiraterone, enzalutamide and docetaxel add to it. Docetaxel (and chemotherapy in prostate
+  cancer) acts during its course only. Survival follows through the tumour: the death hazard
+  rises with the summed bone burden, so shrinking disease lives longer.
+* **castration resistance**: castration-sensitive disease carries a castration-resistant clone
+  in proportion to its bone burden at entry (more tumour cells, more resistant cells). Under a
+  hormonal therapy the clone grows (``resistant_clone_growth_rate``) minus the kill that acts on
+  resistant disease (abiraterone, enzalutamide, the docetaxel course), and the disease becomes
+  resistant with a hazard proportional to the clone: larger disease progresses sooner, and
+  therapies that kill resistant cells delay it;
+* **bone outside the lesions**: androgen deprivation, aromatase inhibitors and the prednisone
+  given with abiraterone raise systemic osteoclast recruitment (RANKL), see
+  :mod:`vtrial.model.skeleton`.
+
+Therapies without a row here ("endocrine", "targeted", "immunotherapy", and "chemotherapy" outside
+prostate cancer) are part of the usual care the per-primary growth and death rates were
+calibrated on: they change nothing relative to it.
+
+A protocol that gives neither field (version 1) gets ``None`` from :func:`background` and runs
+exactly as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vtrial.cohort import CohortBlock
+from vtrial.model.parameters import Parameters
+from vtrial.vocabulary import PRIMARIES, PROSTATE_STAGES, SYSTEMIC_THERAPIES
+
+_PROSTATE = PRIMARIES.index("prostate")
+
+
+@dataclass(frozen=True)
+class TherapyEffect:
+    """Registry names of a therapy's effects (``None`` where it has none)."""
+
+    kill_sensitive: str | None = None  # log-kill per day, castration-sensitive prostate cancer
+    kill_resistant: str | None = None  # log-kill per day, castration-resistant prostate cancer
+    course_days: str | None = None  # the kill lasts this long (a chemotherapy course, same in both
+    #                                 stages); None: continuous
+    hormonal: bool = False  # lowers androgen signalling: castration resistance can emerge under it
+    rankl_rise: str | None = None  # relative rise of systemic osteoclast recruitment
+
+
+_DOCETAXEL = TherapyEffect("docetaxel_kill", "docetaxel_kill", "docetaxel_course_days")
+
+#: Where each background therapy acts.
+THERAPY_EFFECTS: dict[str, TherapyEffect] = {
+    "androgen_deprivation": TherapyEffect(
+        "androgen_deprivation_kill_sensitive", "androgen_deprivation_kill_resistant", hormonal=True,
+        rankl_rise="androgen_deprivation_rankl_rise"),
+    "abiraterone_prednisone": TherapyEffect(
+        "abiraterone_kill_sensitive", "abiraterone_kill_resistant", hormonal=True,
+        rankl_rise="glucocorticoid_rankl_rise"),
+    "enzalutamide": TherapyEffect("enzalutamide_kill_sensitive", "enzalutamide_kill_resistant", hormonal=True),
+    "docetaxel": _DOCETAXEL,
+    "chemotherapy": _DOCETAXEL,
+    "endocrine": TherapyEffect(),
+    "aromatase_inhibitor": TherapyEffect(rankl_rise="aromatase_inhibitor_rankl_rise"),
+    "targeted": TherapyEffect(),
+    "immunotherapy": TherapyEffect(),
+}
+assert tuple(THERAPY_EFFECTS) == SYSTEMIC_THERAPIES
+
+#: Background therapy when a version-2 protocol gives none: androgen deprivation for prostate
+#: cancer (started in castration-sensitive disease, continued in resistant disease), none else.
+USUAL_CARE: dict[str, tuple[str, ...]] = {p: ("androgen_deprivation",) if p == "prostate" else () for p in PRIMARIES}
+
+
+@dataclass(frozen=True)
+class Background:
+    """Per-patient effects of the stage and background therapy of one arm (arrays ``[n]``)."""
+
+    castration_sensitive: np.ndarray  # bool: prostate, castration-sensitive at entry
+    hormonal: np.ndarray  # bool: prostate, on a hormonal therapy
+    kill_sensitive: np.ndarray  # continuous log-kill per day while castration-sensitive
+    kill_resistant: np.ndarray  # continuous log-kill per day once resistant
+    course_kill: np.ndarray  # log-kill per day during the chemotherapy course
+    course_days: float
+    rankl_factor: np.ndarray  # multiplier of systemic osteoclast recruitment
+
+
+def therapy_of(cohort_block: CohortBlock, arm: Any) -> tuple[str, ...] | None:
+    """The arm's background therapy: its own list, else the cohort's; ``None`` when neither is given."""
+    own = getattr(arm, "systemic_therapy", None)
+    return tuple(own) if own is not None else cohort_block.systemic_therapy
+
+
+def background(cohort_block: CohortBlock, arm: Any, params: Parameters) -> Background | None:
+    """Stage and background-therapy effects of a block under an arm; ``None`` for a version-1 protocol."""
+    cb = cohort_block
+    therapy = therapy_of(cb, arm)
+    if therapy is None and cb.prostate_stage is None:
+        return None
+    stage = cb.prostate_stage or PROSTATE_STAGES[0]
+    if stage not in PROSTATE_STAGES:
+        raise ValueError(f"unknown prostate stage {stage!r}")
+    unknown = sorted(set(therapy or ()) - set(SYSTEMIC_THERAPIES))
+    if unknown:
+        raise ValueError(f"unknown systemic therapy {unknown[0]!r}")
+    n = cb.n_patients
+    primary = cb.primary.astype(np.int64)
+    # gets[k, i]: patient i receives therapy k (the usual care of its primary when none is given)
+    if therapy is None:
+        gets = np.array([[t in USUAL_CARE[p] for p in PRIMARIES] for t in SYSTEMIC_THERAPIES])[:, primary]
+    else:
+        gets = np.repeat(np.array([t in therapy for t in SYSTEMIC_THERAPIES])[:, None], n, axis=1)
+    prostate = primary == _PROSTATE
+    kill_sensitive, kill_resistant, course_kill, rise = np.zeros((4, n))
+    hormonal = np.zeros(n, bool)
+    for receives, effect in zip(gets, THERAPY_EFFECTS.values()):
+        if effect.rankl_rise is not None:
+            rise += getattr(params, effect.rankl_rise) * receives
+        on = receives & prostate
+        hormonal |= on & effect.hormonal
+        if effect.kill_sensitive is None:
+            continue
+        if effect.course_days is None:
+            kill_sensitive += getattr(params, effect.kill_sensitive) * on
+            kill_resistant += getattr(params, effect.kill_resistant) * on
+        else:  # one course, whichever chemotherapy names are listed
+            course_kill = np.maximum(course_kill, getattr(params, effect.kill_sensitive) * on)
+    return Background(
+        castration_sensitive=prostate & (stage == "castration_sensitive"),
+        hormonal=hormonal,
+        kill_sensitive=kill_sensitive,
+        kill_resistant=kill_resistant,
+        course_kill=course_kill,
+        course_days=params.docetaxel_course_days,
+        rankl_factor=1.0 + rise,
+    )
+
+
+def kill(
+    sensitive: np.ndarray, kill_sensitive: np.ndarray, kill_resistant: np.ndarray, course_kill: np.ndarray,
+    course_days: float, start: float, end: float,
+) -> np.ndarray:
+    """Mean background log-kill per day over the step ``start .. end`` (per patient).
+
+    ``sensitive``: the patient's disease is still castration-sensitive. The course kill counts for
+    the share of the step inside the course.
+    """
+    inside = np.clip(course_days - start, 0.0, end - start) / (end - start)
+    return np.where(sensitive, kill_sensitive, kill_resistant) + inside * course_kill
+
+
+def resistant_clone(clone: np.ndarray, kill_resistant: np.ndarray, days: float, params: Parameters) -> np.ndarray:
+    """Advance the castration-resistant clone by ``days`` in place (exponential growth minus kill); return its step mean.
+
+    ``clone`` is in units of the entry bone burden; ``kill_resistant`` is the step-mean log-kill
+    per day acting on resistant disease.
+    """
+    rate = params.resistant_clone_growth_rate - kill_resistant
+    growth = np.expm1(rate * days)
+    mean = clone * np.where(rate != 0.0, growth / np.where(rate != 0.0, rate * days, 1.0), 1.0)
+    clone += clone * growth
+    return mean
+
+
+def resistance_hazard(clone_mean: np.ndarray, at_risk: np.ndarray, params: Parameters) -> np.ndarray:
+    """Hazard per day of castration resistance: proportional to the resistant clone, where at risk.
+
+    ``at_risk``: castration-sensitive disease under a hormonal therapy.
+    """
+    return params.castration_resistance_hazard * clone_mean * at_risk
