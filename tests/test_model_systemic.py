@@ -18,7 +18,6 @@ from vtrial.streams import PURPOSES, Streams
 from vtrial.vocabulary import EVENT_TYPES, EVENT_TYPES_V2, SRE_TYPES, SYSTEMIC_THERAPIES
 
 EXAMPLE = Path(__file__).parent.parent / "protocols" / "prostate-castration-sensitive.toml"
-V2_COHORT_FIELDS = ("prostate_stage", "systemic_therapy")
 MONTH = 365.25 / 12
 
 
@@ -29,16 +28,9 @@ def arm(therapy=None, drug="none", dose_mg=None, every_weeks=None):
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    """1000 patients of the example protocol's CHAARTED-like cohort, all entering on day 0.
-
-    The protocol's version-2 fields are removed to load it with the version-1 schema; the stage
-    is then set on the block as the cohort sampler does once the schema has the fields.
-    """
-    text = re.sub(rf"^({'|'.join(V2_COHORT_FIELDS)}) = .*$", "", EXAMPLE.read_text(), flags=re.M)
-    path = tmp_path_factory.mktemp("protocol") / "v1.toml"
-    path.write_text(text)
-    cb = sample_cohort(load_protocol(path), np.arange(1000), Streams(5))
+def cohort():
+    """1000 patients of the example protocol's CHAARTED-like cohort, all entering on day 0."""
+    cb = sample_cohort(load_protocol(EXAMPLE), np.arange(1000), Streams(5))
     return replace(cb, entry_day=np.zeros(1000), dropout_day=np.full(1000, np.inf))
 
 
@@ -86,20 +78,20 @@ def test_version_one_inputs_have_no_background_and_the_new_names_are_appended():
     assert EVENT_TYPES[13:] == EVENT_TYPES_V2 + ("prophylactic_radiotherapy",)
 
 
-def test_the_arm_list_replaces_the_cohort_list_and_castration_sensitive_disease_defaults_to_adt():
+def test_the_arm_list_replaces_the_profile_list():
     params = Parameters()
-    cb = replace(reference_cohort(4, "prostate"), prostate_stage="castration_sensitive")
+    cb = replace(reference_cohort(4, "prostate"), prostate_stage="castration_sensitive",
+                 systemic_therapy={"prostate": ("androgen_deprivation",)})
     usual = systemic.background(cb, arm(), params)
     assert usual.castration_sensitive.all() and usual.hormonal.all()
     np.testing.assert_allclose(usual.kill_sensitive, params.androgen_deprivation_kill_sensitive)
     np.testing.assert_allclose(usual.rankl_factor, 1.0 + params.androgen_deprivation_rankl_rise)
-    cb = replace(cb, systemic_therapy=("androgen_deprivation",))
     none = systemic.background(cb, arm([]), params)
     assert not none.hormonal.any() and not none.kill_sensitive.any() and (none.rankl_factor == 1.0).all()
     both = systemic.background(cb, arm(["androgen_deprivation", "docetaxel", "chemotherapy"]), params)
     np.testing.assert_allclose(both.course_kill, params.docetaxel_kill)  # one course, not two
     # androgen deprivation acts on prostate tumours only; its bone loss on anyone who receives it
-    breast = systemic.background(replace(reference_cohort(4, "breast"), systemic_therapy=("androgen_deprivation",)),
+    breast = systemic.background(replace(reference_cohort(4, "breast"), systemic_therapy={"breast": ("androgen_deprivation",)}),
                                  arm(), params)
     assert not breast.kill_sensitive.any() and not breast.castration_sensitive.any()
     np.testing.assert_allclose(breast.rankl_factor, 1.6)
@@ -186,7 +178,7 @@ def test_a_version_one_block_meets_the_same_events_as_before_the_stage_existed()
     """Castration-resistant disease on ADT (version 2) leaves every version-1 event in place."""
     cb = reference_cohort(400, "prostate", seed=9)
     v1 = simulate(cb, arm(drug="zoledronic_acid", dose_mg=4.0, every_weeks=4.0), 3 * 365.25, Streams(2))[1]
-    v2 = simulate(replace(cb, prostate_stage="castration_resistant", systemic_therapy=("androgen_deprivation",)),
+    v2 = simulate(replace(cb, prostate_stage="castration_resistant", systemic_therapy={"prostate": ("androgen_deprivation",)}),
                   arm(drug="zoledronic_acid", dose_mg=4.0, every_weeks=4.0), 3 * 365.25, Streams(2))[1]
     keep = v2["type"] != "osteoporotic_fracture"
     assert (~keep).sum() > 0 and not np.isin(v1["type"], ["castration_resistance", "osteoporotic_fracture"]).any()

@@ -63,9 +63,9 @@ class CohortBlock:
     prostate_stage : str or None
         Cohort-level stage of the prostate patients (protocol version 2,
         :data:`vtrial.vocabulary.PROSTATE_STAGES`); ``None``: not given (version 1).
-    systemic_therapy : tuple of str or None
-        Cohort-level background anticancer therapy (protocol version 2; an arm's own list
-        replaces it); ``None``: not given (version 1), ``()``: none.
+    systemic_therapy : dict of str to tuple of str, or None
+        Background anticancer therapy of each primary's patients (its resolved protocol
+        profile; an arm's own list replaces it); ``None``: a bare block without therapy.
     """
 
     patient_id: np.ndarray
@@ -86,7 +86,7 @@ class CohortBlock:
     lesion_blastic_fraction: np.ndarray
     lesion_burden: np.ndarray
     prostate_stage: str | None = None
-    systemic_therapy: tuple[str, ...] | None = None
+    systemic_therapy: dict[str, tuple[str, ...]] | None = None
 
     @property
     def n_patients(self) -> int:
@@ -102,7 +102,7 @@ class CohortBlock:
         values = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, dict):
+            if f.name == "biology":
                 values[f.name] = {k: v[index] for k, v in value.items()}
             elif isinstance(value, np.ndarray):
                 values[f.name] = value[index]
@@ -255,14 +255,9 @@ def sample_cohort(protocol: Protocol, patient_ids: np.ndarray, streams: Streams)
         dropout_day=dropout_day,
         biology=biology,
         **lesions,
-        prostate_stage=getattr(protocol.cohort, "prostate_stage", None),
-        systemic_therapy=_therapy_names(getattr(protocol.cohort, "systemic_therapy", None)),
+        prostate_stage=protocol.cohort.prostate_stage,
+        systemic_therapy={p: tuple(profile.systemic_therapy) for p, profile in protocol.cohort.by_primary.items()},
     )
-
-
-def _therapy_names(therapy: Any) -> tuple[str, ...] | None:
-    """A protocol's background-therapy list as a tuple (``None`` when the protocol has none)."""
-    return None if therapy is None else tuple(therapy)
 
 
 def _sample_lesions(draws: PatientDraws, chunk_primary: np.ndarray, t: _Tables) -> dict[str, np.ndarray]:

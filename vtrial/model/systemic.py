@@ -76,11 +76,6 @@ THERAPY_EFFECTS: dict[str, TherapyEffect] = {
 }
 assert tuple(THERAPY_EFFECTS) == SYSTEMIC_THERAPIES
 
-#: Background therapy when a version-2 protocol gives none: androgen deprivation for prostate
-#: cancer (started in castration-sensitive disease, continued in resistant disease), none else.
-USUAL_CARE: dict[str, tuple[str, ...]] = {p: ("androgen_deprivation",) if p == "prostate" else () for p in PRIMARIES}
-
-
 @dataclass(frozen=True)
 class Background:
     """Per-patient effects of the stage and background therapy of one arm (arrays ``[n]``)."""
@@ -94,31 +89,33 @@ class Background:
     rankl_factor: np.ndarray  # multiplier of systemic osteoclast recruitment
 
 
-def therapy_of(cohort_block: CohortBlock, arm: Any) -> tuple[str, ...] | None:
-    """The arm's background therapy: its own list, else the cohort's; ``None`` when neither is given."""
-    own = getattr(arm, "systemic_therapy", None)
-    return tuple(own) if own is not None else cohort_block.systemic_therapy
-
-
 def background(cohort_block: CohortBlock, arm: Any, params: Parameters) -> Background | None:
-    """Stage and background-therapy effects of a block under an arm; ``None`` for a version-1 protocol."""
+    """Stage and background-therapy effects of a block under an arm.
+
+    The arm's own ``systemic_therapy`` list applies to every patient; otherwise each patient
+    receives the list of its primary's profile (the protocol resolves one per primary, by default
+    the usual care of the primary and prostate stage). ``None`` for a bare cohort block that
+    carries no therapy (the model's own tests): the model then runs without these nodes.
+    """
     cb = cohort_block
-    therapy = therapy_of(cb, arm)
-    if therapy is None and cb.prostate_stage is None:
+    own = getattr(arm, "systemic_therapy", None)
+    if own is None and cb.systemic_therapy is None:
         return None
     stage = cb.prostate_stage or PROSTATE_STAGES[0]
     if stage not in PROSTATE_STAGES:
         raise ValueError(f"unknown prostate stage {stage!r}")
-    unknown = sorted(set(therapy or ()) - set(SYSTEMIC_THERAPIES))
+    listed = set(own or ()).union(*(cb.systemic_therapy or {}).values())
+    unknown = sorted(listed - set(SYSTEMIC_THERAPIES))
     if unknown:
         raise ValueError(f"unknown systemic therapy {unknown[0]!r}")
     n = cb.n_patients
     primary = cb.primary.astype(np.int64)
-    # gets[k, i]: patient i receives therapy k (the usual care of its primary when none is given)
-    if therapy is None:
-        gets = np.array([[t in USUAL_CARE[p] for p in PRIMARIES] for t in SYSTEMIC_THERAPIES])[:, primary]
+    # gets[k, i]: patient i receives therapy k
+    if own is not None:
+        gets = np.repeat(np.array([t in own for t in SYSTEMIC_THERAPIES])[:, None], n, axis=1)
     else:
-        gets = np.repeat(np.array([t in therapy for t in SYSTEMIC_THERAPIES])[:, None], n, axis=1)
+        by_primary = cb.systemic_therapy or {}
+        gets = np.array([[t in by_primary.get(p, ()) for p in PRIMARIES] for t in SYSTEMIC_THERAPIES])[:, primary]
     prostate = primary == _PROSTATE
     kill_sensitive, kill_resistant, course_kill, rise = np.zeros((4, n))
     hormonal = np.zeros(n, bool)
