@@ -29,6 +29,7 @@ from vtrial import __version__
 from vtrial.cohort import sample_cohort
 from vtrial.errors import RunFailedError, UserInputError
 from vtrial.model import simulate
+from vtrial.model.markers import marker_weeks
 from vtrial.protocol import Protocol, protocol_to_toml
 from vtrial.sre import apply_window_rule
 from vtrial.store import (
@@ -49,6 +50,8 @@ from vtrial.vocabulary import DAYS_PER_MONTH
 #: Default patients per block: large enough that numpy's per-call overhead is amortised.
 DEFAULT_BLOCK_SIZE = 4096
 BACKENDS = ("loky", "dask")
+#: The run's tables, in the order a finished block writes them (its ``events`` part, last, marks it done).
+TABLES = ("patients", "markers", "events")
 DEPENDENCIES = ("numpy", "scipy", "pandas", "pyarrow", "lifelines", "joblib", "pydantic", "typer", "matplotlib")
 
 
@@ -113,16 +116,18 @@ def plan_tasks(protocol: Protocol, streams: Streams, block_size: int) -> list[Ta
 
 def simulate_block(
     protocol: Protocol, streams: Streams, task: Task, parameters: Mapping[str, float] | None = None
-) -> tuple[dict, dict]:
+) -> tuple[dict, dict, dict]:
     """Sample one block's cohort, simulate it under its arm and count its SREs.
 
     ``parameters`` overrides model parameter values (calibration); default: the registry's.
-    Returns the patient and event columns, with ``counted`` (events) and ``first_sre_day``
-    and ``n_sre`` (patients) from the SRE window rule.
+    Returns the patient, event and marker columns, with ``counted`` (events) and
+    ``first_sre_day`` and ``n_sre`` (patients) from the SRE window rule.
     """
     cohort = sample_cohort(protocol, task.patient_ids, streams)
     horizon_days = protocol.trial.horizon_months * DAYS_PER_MONTH
-    patients, events = simulate(cohort, protocol.arm[task.arm_index], horizon_days, streams, parameters)
+    patients, events, markers = simulate(
+        cohort, protocol.arm[task.arm_index], horizon_days, streams, parameters, marker_weeks(protocol.analysis)
+    )
     analysis = protocol.analysis
     counted = apply_window_rule(
         events["patient_id"], events["day"], events["type"], analysis.sre_types, analysis.sre_window_days
@@ -135,12 +140,12 @@ def simulate_block(
     first_row, first_at = np.unique(row, return_index=True)
     first[first_row] = np.asarray(events["day"], dtype=float)[counted][first_at]
     patients = {**patients, "first_sre_day": first, "n_sre": n_sre}
-    return patients, events
+    return patients, events, markers
 
 
-def _run_task(protocol: Protocol, streams: Streams, task: Task) -> tuple[Task, pa.Table, pa.Table]:
-    patients, events = simulate_block(protocol, streams, task)
-    return task, to_arrow(patients), to_arrow(events)
+def _run_task(protocol: Protocol, streams: Streams, task: Task) -> tuple[Task, dict[str, pa.Table]]:
+    patients, events, markers = simulate_block(protocol, streams, task)
+    return task, {"patients": to_arrow(patients), "markers": to_arrow(markers), "events": to_arrow(events)}
 
 
 def protocol_fingerprint(protocol: Protocol) -> str:
@@ -198,7 +203,7 @@ def execute(
     jobs: int,
     backend: str = "loky",
     scheduler: str | None = None,
-) -> Iterator[tuple[Task, pa.Table, pa.Table]]:
+) -> Iterator[tuple[Task, dict[str, pa.Table]]]:
     """Run tasks in parallel and yield each finished one (in completion order)."""
     if backend not in BACKENDS:
         raise UserInputError(f"unknown backend {backend!r}", field="--backend", fix=f"use one of {', '.join(BACKENDS)}")
@@ -302,20 +307,19 @@ def run_trial(
     patients_done = 0
     if on_progress:
         on_progress(finished, total, patients_done)
-    for task, patients, events in execute(protocol, streams, todo, jobs=jobs, backend=backend, scheduler=scheduler):
-        # patients first: a block counts as finished once its events part exists
-        write_part(partial, "patients", task.arm_index, task.block_index, patients)
-        write_part(partial, "events", task.arm_index, task.block_index, events)
+    for task, tables in execute(protocol, streams, todo, jobs=jobs, backend=backend, scheduler=scheduler):
+        for kind in TABLES:  # events last: a block counts as finished once its events part exists
+            write_part(partial, kind, task.arm_index, task.block_index, tables[kind])
         finished += 1
-        patients_done += patients.num_rows
+        patients_done += tables["patients"].num_rows
         if on_progress:
             on_progress(finished, total, patients_done)
-    n_patients = merge_parts(
-        [part_path(partial, "patients", t.arm_index, t.block_index) for t in tasks], partial / "patients.parquet"
-    )
-    n_events = merge_parts(
-        [part_path(partial, "events", t.arm_index, t.block_index) for t in tasks], partial / "events.parquet"
-    )
+    rows = {
+        kind: merge_parts([part_path(partial, kind, t.arm_index, t.block_index) for t in tasks],
+                          partial / f"{kind}.parquet")
+        for kind in TABLES
+    }
+    n_patients, n_events = rows["patients"], rows["events"]
     atomic_write_text(partial / "protocol.toml", protocol_to_toml(protocol))
     manifest = {
         "vtrial": __version__,
@@ -325,6 +329,7 @@ def run_trial(
         "patients": protocol.trial.patients,
         "rows_patients": n_patients,
         "rows_events": n_events,
+        "rows_markers": rows["markers"],
         "jobs": jobs,
         "backend": backend,
         "scheduler": scheduler,

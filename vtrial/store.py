@@ -86,7 +86,7 @@ def to_arrow(columns: Mapping[str, np.ndarray]) -> pa.Table:
 
 
 def part_path(partial: Path, kind: str, arm_index: int, block_index: int) -> Path:
-    """Path of one finished block's table (``kind`` is ``patients`` or ``events``)."""
+    """Path of one finished block's table (``kind``: ``patients``, ``markers`` or ``events``)."""
     return partial / PARTS / f"{kind}-a{arm_index:03d}-b{block_index:07d}.parquet"
 
 

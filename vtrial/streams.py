@@ -27,6 +27,7 @@ PURPOSES: dict[str, int] = {
     "events": 5,
     "eligibility": 6,
     "lesions": 7,
+    "markers": 8,
 }
 
 

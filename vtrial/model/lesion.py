@@ -181,6 +181,21 @@ def rates(
     return dw, dy, dz
 
 
+def turnover(
+    state: LesionState, traits: LesionTraits, recruitment: np.ndarray, pthrp_keep: float, params: Parameters,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resorption ``u**(1/2) Z``, formation ``v**(3/8)`` and PTHrP ``P`` of each lesion in its current state.
+
+    The two fluxes are the terms of the bone equation ``dZ/dt = k_Z (v**(3/8) - u**(1/2) Z)``
+    (healthy bone: 1 each), with osteoclasts quasi-steady, ``u**(1/2) = X / v**(1/2)``, for the
+    given osteoclast recruitment by the drug (per lesion). Bone markers are read from them.
+    """
+    _, pthrp, factor = _signals(state.burden, traits, pthrp_keep, params)
+    v = state.osteoblast
+    resorption = factor * recruitment * state.z / np.sqrt(v)
+    return resorption, v**0.375, pthrp
+
+
 def effective_bone(z: np.ndarray, params: Parameters) -> np.ndarray:
     """Bone mass that counts for strength: woven bone above healthy mass counts only in part."""
     excess = np.maximum(z - 1.0, 0.0)

@@ -1,0 +1,117 @@
+"""Bone turnover markers and serum calcium read from the simulated state at study visits.
+
+Markers are outputs of the mechanism, never inputs to it: no event depends on them, and no
+treatment enters them except through the nodes the drugs act on (osteoclast recruitment,
+hence resorption, then formation through coupling).
+
+Per patient at a visit (healthy skeleton turnover = 1):
+
+* **Resorption** ``R = X + g sum_L T_L u_L**(1/2) Z_L``: the uninvolved skeleton resorbs at its
+  osteoclast recruitment on the day, ``X = (1 + Q)(1 - I_RANKL)/(1 + E_OC)`` (1 untreated; it
+  equals ``1 - suppression`` without the precursor reserve, and shows the rebound after
+  denosumab stops); each lesion adds its resorption flux (:func:`vtrial.model.lesion.turnover`)
+  weighted by its burden ``T_L`` (the bone the tumour has taken over) and ``g``
+  (``lesion_turnover_weight``: a lesion at full burden relative to the whole skeleton).
+* **Formation** ``F = v_S**(3/8) + g sum_L T_L v_L**(3/8)``: the uninvolved skeleton's osteoblasts
+  ``v_S`` follow its osteoclasts as in a lesion without tumour,
+  ``d(v_S**2)/dt = 2 beta_B (X**2 - v_S**2)`` (:func:`advance_skeleton`), so formation falls weeks
+  after resorption under an antiresorptive.
+* **uNTx/Cr** ``= untx_healthy R``, **BSAP** ``= bsap_healthy F``.
+* **Albumin-corrected calcium** ``= Ca_0 + c_R (R - F) K + c_P sum_L T_L P_L``: net bone calcium
+  release ``R - F`` (0 in balance; negative when resorption is blocked faster than formation
+  follows — the hypocalcaemia of antiresorptives, largest with much blastic bone), amplified
+  by poor renal function ``K = (60/CrCl)**e`` (less excretion of excess calcium, less
+  calcitriol), and for an uptake (``R < F``) by vitamin D deficiency and the lack of calcium
+  and vitamin D supplements; plus the humoral effect of the tumour's PTHrP on renal tubular
+  reabsorption.
+
+Each value carries multiplicative log-normal measurement noise with the registry's CV, drawn
+from the ``markers`` stream (per patient and visit, the same under every arm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from vtrial.errors import UserInputError
+from vtrial.model.parameters import Parameters
+from vtrial.streams import Streams
+
+#: Marker visits (weeks after randomisation, besides week 0) when ``[analysis] marker_weeks`` is absent.
+DEFAULT_MARKER_WEEKS: tuple[int, ...] = (13, 25, 49)
+#: Value columns of ``markers.parquet``, in the order of the noise axis.
+MARKER_COLUMNS: tuple[str, ...] = ("untx_nmol_mmol", "bsap_ug_l", "calcium_mmol_l")
+#: Creatinine clearance (mL/min) at which renal function neither raises nor lowers the calcium response.
+CALCIUM_REFERENCE_CRCL = 60.0
+
+
+def marker_weeks(analysis: Any) -> tuple[int, ...]:
+    """The visit weeks of a protocol's ``[analysis]`` (week 0 first), or ``()`` when none are requested.
+
+    ``marker_weeks`` absent means :data:`DEFAULT_MARKER_WEEKS`; ``[]`` means no markers at all.
+    Weeks must be whole (each starts a model step) and positive.
+    """
+    weeks = getattr(analysis, "marker_weeks", None)
+    weeks = DEFAULT_MARKER_WEEKS if weeks is None else tuple(weeks)
+    bad = [w for w in weeks if isinstance(w, bool) or not float(w).is_integer() or w <= 0]
+    if bad:
+        raise UserInputError(
+            f"marker weeks must be whole positive numbers of weeks, got {bad}",
+            field="analysis.marker_weeks",
+            fix="list whole weeks after randomisation, e.g. [13, 25, 49], or [] for no markers",
+        )
+    return (0, *sorted({int(w) for w in weeks})) if weeks else ()
+
+
+def draw_noise(streams: Streams, patient_ids: np.ndarray, n_visits: int) -> np.ndarray:
+    """Standard normal draws ``[n, n_visits, len(MARKER_COLUMNS)]`` of the measurement noise."""
+    return streams.draws("markers", patient_ids).standard_normal((n_visits, len(MARKER_COLUMNS)))
+
+
+def advance_skeleton(w: np.ndarray, recruitment_sq: np.ndarray, days: float, params: Parameters) -> None:
+    """Advance the uninvolved skeleton's osteoblasts ``w = v_S**2`` by ``days`` in place (exact, frozen input)."""
+    decay = np.exp(-2.0 * params.osteoblast_rate * days)
+    w -= recruitment_sq
+    w *= decay
+    w += recruitment_sq
+
+
+def measure(
+    owner: np.ndarray,
+    burden: np.ndarray,
+    resorption: np.ndarray,
+    formation: np.ndarray,
+    pthrp: np.ndarray,
+    recruitment: np.ndarray,
+    skeleton_w: np.ndarray,
+    crcl_ml_min: np.ndarray,
+    vitamin_d_deficient: np.ndarray,
+    supplemented: bool,
+    noise: np.ndarray,
+    params: Parameters,
+) -> np.ndarray:
+    """Measured uNTx/Cr, BSAP and calcium ``[n, 3]`` of ``n`` patients (columns as :data:`MARKER_COLUMNS`).
+
+    ``owner`` maps each lesion to its patient row; ``burden``, ``resorption``, ``formation``
+    and ``pthrp`` are per lesion (:func:`vtrial.model.lesion.turnover`); ``recruitment`` (the
+    osteoclast recruitment of tumour-free bone on the visit day), ``skeleton_w`` and the
+    covariates are per patient; ``noise`` holds standard normal draws ``[n, 3]``.
+    """
+    rows = recruitment.size
+    g = params.lesion_turnover_weight
+    resorbed = recruitment + g * np.bincount(owner, burden * resorption, rows)
+    formed = skeleton_w**0.1875 + g * np.bincount(owner, burden * formation, rows)
+    release = resorbed - formed
+    gain = (CALCIUM_REFERENCE_CRCL / np.maximum(crcl_ml_min, 5.0)) ** params.calcium_renal_exponent
+    uptake_gain = np.where(vitamin_d_deficient, params.calcium_vitamin_d_gain, 1.0)
+    if not supplemented:
+        uptake_gain = uptake_gain * params.calcium_no_supplement_gain
+    gain = np.where(release < 0.0, gain * uptake_gain, gain)
+    calcium = (params.calcium_healthy + params.calcium_per_release * release * gain
+               + params.calcium_per_pthrp * np.bincount(owner, burden * pthrp, rows))
+    truth = np.stack([params.untx_healthy * resorbed, params.bsap_healthy * formed, calcium], axis=1)
+    cv = np.array([params.untx_cv, params.bsap_cv, params.calcium_cv])
+    return truth * np.exp(np.sqrt(np.log1p(cv**2)) * noise)
