@@ -183,17 +183,21 @@ def rates(
 
 def turnover(
     state: LesionState, traits: LesionTraits, recruitment: np.ndarray, pthrp_keep: float, params: Parameters,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Resorption ``u**(1/2) Z``, formation ``v**(3/8)`` and PTHrP ``P`` of each lesion in its current state.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Resorbed matrix ``u Z``, bone fluxes ``u**(1/2) Z`` and ``v**(3/8)``, and PTHrP ``P`` of each lesion now.
 
-    The two fluxes are the terms of the bone equation ``dZ/dt = k_Z (v**(3/8) - u**(1/2) Z)``
-    (healthy bone: 1 each), with osteoclasts quasi-steady, ``u**(1/2) = X / v**(1/2)``, for the
-    given osteoclast recruitment by the drug (per lesion). Bone markers are read from them.
+    ``u Z`` is osteoclast activity times the bone there is to resorb: the resorption that releases
+    TGF-beta (and, in the hazards, PTHrP-driven calcium and pain). The fluxes are the
+    resorption and formation terms of ``dZ/dt = k_Z (v**(3/8) - u**(1/2) Z)``, equal at a
+    lesion's equilibrium. Osteoclasts are quasi-steady, ``u = X**2 / v``, for the given osteoclast
+    recruitment by the drug (per lesion). Healthy bone: 1 each. Bone markers are read from them.
     """
     _, pthrp, factor = _signals(state.burden, traits, pthrp_keep, params)
     v = state.osteoblast
-    resorption = factor * recruitment * state.z / np.sqrt(v)
-    return resorption, v**0.375, pthrp
+    factor *= recruitment
+    root_u = factor / np.sqrt(v)
+    resorption_flux = root_u * state.z
+    return resorption_flux * root_u, resorption_flux, v**0.375, pthrp
 
 
 def effective_bone(z: np.ndarray, params: Parameters) -> np.ndarray:

@@ -81,10 +81,10 @@ def advance_skeleton(w: np.ndarray, recruitment_sq: np.ndarray, days: float, par
 
 def measure(
     owner: np.ndarray,
-    burden: np.ndarray,
-    resorption: np.ndarray,
-    formation: np.ndarray,
-    pthrp: np.ndarray,
+    resorbed: np.ndarray,
+    resorption_flux: np.ndarray,
+    formation_flux: np.ndarray,
+    pthrp_load: np.ndarray,
     recruitment: np.ndarray,
     skeleton_w: np.ndarray,
     crcl_ml_min: np.ndarray,
@@ -95,23 +95,24 @@ def measure(
 ) -> np.ndarray:
     """Measured uNTx/Cr, BSAP and calcium ``[n, 3]`` of ``n`` patients (columns as :data:`MARKER_COLUMNS`).
 
-    ``owner`` maps each lesion to its patient row; ``burden``, ``resorption``, ``formation``
-    and ``pthrp`` are per lesion (:func:`vtrial.model.lesion.turnover`); ``recruitment`` (the
-    osteoclast recruitment of tumour-free bone on the visit day), ``skeleton_w`` and the
-    covariates are per patient; ``noise`` holds standard normal draws ``[n, 3]``.
+    ``owner`` maps each lesion to its patient row; ``resorbed`` (``u Z``), the two bone fluxes
+    and ``pthrp_load`` (``T P``) are per lesion (:func:`vtrial.model.lesion.turnover`);
+    ``recruitment`` (the osteoclast recruitment of tumour-free bone on the visit day),
+    ``skeleton_w`` and the covariates are per patient; ``noise`` holds standard normal draws ``[n, 3]``.
     """
     rows = recruitment.size
     g = params.lesion_turnover_weight
-    resorbed = recruitment + g * np.bincount(owner, burden * resorption, rows)
-    formed = skeleton_w**0.1875 + g * np.bincount(owner, burden * formation, rows)
-    release = resorbed - formed
+    skeleton_formation = skeleton_w**0.1875
+    resorption = recruitment + g * np.bincount(owner, resorbed - recruitment[owner], rows)
+    formation = skeleton_formation + g * np.bincount(owner, formation_flux - skeleton_formation[owner], rows)
+    release = recruitment - skeleton_formation + g * np.bincount(owner, resorption_flux - formation_flux, rows)
     gain = (CALCIUM_REFERENCE_CRCL / np.maximum(crcl_ml_min, 5.0)) ** params.calcium_renal_exponent
     uptake_gain = np.where(vitamin_d_deficient, params.calcium_vitamin_d_gain, 1.0)
     if not supplemented:
         uptake_gain = uptake_gain * params.calcium_no_supplement_gain
     gain = np.where(release < 0.0, gain * uptake_gain, gain)
     calcium = (params.calcium_healthy + params.calcium_per_release * release * gain
-               + params.calcium_per_pthrp * np.bincount(owner, burden * pthrp, rows))
-    truth = np.stack([params.untx_healthy * resorbed, params.bsap_healthy * formed, calcium], axis=1)
+               + params.calcium_per_pthrp * np.bincount(owner, pthrp_load, rows))
+    truth = np.stack([params.untx_healthy * resorption, params.bsap_healthy * formation, calcium], axis=1)
     cv = np.array([params.untx_cv, params.bsap_cv, params.calcium_cv])
     return truth * np.exp(np.sqrt(np.log1p(cv**2)) * noise)

@@ -252,13 +252,14 @@ def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposu
         before = exposure.inputs(day - 1, day, p.index)
         recruitment, pthrp_keep = before.recruitment, before.pthrp_keep
     L = lesions
-    resorption, formation, pthrp = turnover(
-        LesionState(L.w, L.y, L.z), LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
-        recruitment[L.owner], pthrp_keep, params,
+    state = LesionState(L.w, L.y, L.z)
+    resorbed, resorption, formation, pthrp = turnover(
+        state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi), recruitment[L.owner], pthrp_keep,
+        params,
     )
     idx = p.index
     values = mk.measure(
-        L.owner, np.exp(L.y), resorption, formation, pthrp, recruitment, p.skeleton_w,
+        L.owner, resorbed, resorption, formation, state.burden * pthrp, recruitment, p.skeleton_w,
         cb.creatinine_clearance_ml_min[idx], cb.vitamin_d_deficient[idx], bool(arm.calcium_vitamin_d),
         noise[idx], params,
     )
