@@ -4,26 +4,26 @@ Markers are outputs of the mechanism, never inputs to it: no event depends on th
 treatment enters them except through the nodes the drugs act on (osteoclast recruitment,
 hence resorption, then formation through coupling).
 
-Per patient at a visit (healthy skeleton turnover = 1):
+Per patient at a visit (healthy skeleton turnover = 1; ``g`` = ``lesion_turnover_weight``, one
+lesion's region relative to the whole skeleton; lesion quantities from
+:func:`vtrial.model.lesion.turnover`):
 
-* **Resorption** ``R = X + g sum_L T_L u_L**(1/2) Z_L``: the uninvolved skeleton resorbs at its
+* **Resorption** ``R = X + g sum_L (u_L Z_L - X)``: the uninvolved skeleton resorbs at its
   osteoclast recruitment on the day, ``X = (1 + Q)(1 - I_RANKL)/(1 + E_OC)`` (1 untreated; it
-  equals ``1 - suppression`` without the precursor reserve, and shows the rebound after
-  denosumab stops); each lesion adds its resorption flux (:func:`vtrial.model.lesion.turnover`)
-  weighted by its burden ``T_L`` (the bone the tumour has taken over) and ``g``
-  (``lesion_turnover_weight``: a lesion at full burden relative to the whole skeleton).
-* **Formation** ``F = v_S**(3/8) + g sum_L T_L v_L**(3/8)``: the uninvolved skeleton's osteoblasts
-  ``v_S`` follow its osteoclasts as in a lesion without tumour,
-  ``d(v_S**2)/dt = 2 beta_B (X**2 - v_S**2)`` (:func:`advance_skeleton`), so formation falls weeks
-  after resorption under an antiresorptive.
+  is ``1 - suppression`` without the precursor reserve, which adds the rebound after
+  denosumab); each lesion's region resorbs at osteoclast activity times bone, ``u Z``.
+* **Formation** ``F = v_S**(3/8) + g sum_L (v_L**(3/8) - v_S**(3/8))``: the uninvolved skeleton's
+  osteoblasts ``v_S`` follow its osteoclasts as in a lesion without tumour,
+  ``d(v_S**2)/dt = 2 beta_B (X**2 - v_S**2)`` (:func:`advance_skeleton`), so formation falls
+  weeks after resorption under an antiresorptive.
 * **uNTx/Cr** ``= untx_healthy R``, **BSAP** ``= bsap_healthy F``.
-* **Albumin-corrected calcium** ``= Ca_0 + c_R (R - F) K + c_P sum_L T_L P_L``: net bone calcium
-  release ``R - F`` (0 in balance; negative when resorption is blocked faster than formation
-  follows — the hypocalcaemia of antiresorptives, largest with much blastic bone), amplified
-  by poor renal function ``K = (60/CrCl)**e`` (less excretion of excess calcium, less
-  calcitriol), and for an uptake (``R < F``) by vitamin D deficiency and the lack of calcium
-  and vitamin D supplements; plus the humoral effect of the tumour's PTHrP on renal tubular
-  reabsorption.
+* **Albumin-corrected calcium** ``= Ca_0 + c_N N K + c_P sum_L T_L P_L`` with the net bone
+  calcium release ``N = X - v_S**(3/8) + g sum_L (u_L**(1/2) Z_L - v_L**(3/8))`` (the bone
+  equation's fluxes: 0 in balance, negative while formation outlasts blocked resorption — the
+  hypocalcaemia of antiresorptives, larger with much blastic bone), ``K = (60/CrCl)**e`` (poor
+  renal function: less excretion of excess calcium, less calcitriol), and for an uptake
+  (``N < 0``) the gains of vitamin D deficiency and of no calcium/vitamin D supplements; plus
+  the humoral effect of the tumour's PTHrP on renal tubular reabsorption.
 
 Each value carries multiplicative log-normal measurement noise with the registry's CV, drawn
 from the ``markers`` stream (per patient and visit, the same under every arm).

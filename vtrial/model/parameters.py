@@ -286,8 +286,9 @@ _PARAMETERS: list[Parameter] = [
     _p("calcium_healthy", 2.35, "mmol/L", 2.2, 2.5,
        "[recalled] albumin-corrected serum calcium reference interval ~2.15-2.55 mmol/L",
        "serum calcium with bone in balance and no PTHrP"),
-    _p("calcium_per_release", 0.1, "mmol/L", 0.02, 0.3,
-       "[recalled] serum calcium falls ~0.1 mmol/L in the first weeks after a first denosumab dose",
+    _p("calcium_per_release", 0.05, "mmol/L", 0.01, 0.2,
+       "[calibrated] median fall ~0.1 mmol/L two weeks after a first denosumab dose in blastic prostate disease "
+       "(the early calcium nadir on denosumab, recalled)",
        "serum calcium per unit net bone calcium release (resorption - formation, healthy skeleton turnover = 1)"),
     _p("calcium_per_pthrp", 0.3, "mmol/L", 0.05, 1.0,
        "[calibrated] humoral hypercalcaemia: PTHrP raises renal tubular calcium reabsorption; "
