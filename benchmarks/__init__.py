@@ -210,7 +210,7 @@ def bench_baseline(patients: int = 20, years: float = 5.0) -> list[Row]:
     slow = patients * years / (time.perf_counter() - started)
     big = reference_cohort(4096, "breast", seed=3)
     started = time.perf_counter()
-    out, _ = simulate(big, arm, years * DAYS_PER_YEAR, Streams(1))
+    out, _, _ = simulate(big, arm, years * DAYS_PER_YEAR, Streams(1))
     fast = out["followup_days"].sum() / DAYS_PER_YEAR / (time.perf_counter() - started)
     slow_years = f"{patients} patients, {years:g} y (baseline)"
     return [

@@ -14,7 +14,7 @@ from scipy import stats
 
 from vtrial.analysis import cox_comparison, summarise, summarise_run, to_json, write_summary
 from vtrial.analysis.proportions import clopper_pearson, fisher_p_value, newcombe_difference, poisson_rate_ci
-from vtrial.analysis.summary import paired_view, radiotherapy_retreatment
+from vtrial.analysis.summary import marker_summary, paired_view, radiotherapy_retreatment
 from vtrial.analysis.survival import (
     DEATH,
     SRE,
@@ -490,3 +490,40 @@ def test_summary_reports_retreatment_per_arm_or_why_not(trial):
     courses = events[(events["arm"] == "active") & (events["type"] == "radiation_to_bone")].groupby("patient_id").size()
     assert arm["radiotherapy_retreatment"] == pytest.approx((courses >= 2).mean())
     assert arm["radiotherapy_retreatment_detail"]["irradiated_lesions"] == courses.size > 500
+
+
+def test_marker_summary_medians_changes_and_share_below_50():
+    markers = pd.DataFrame({
+        "patient_id": [1, 1, 2, 2, 3, 3, 4],
+        "arm": ["a"] * 7,
+        "week": [0, 13, 0, 13, 0, 13, 0],
+        "untx_nmol_mmol": [100.0, 20.0, 60.0, 30.0, 40.0, 36.0, 80.0],
+        "bsap_ug_l": [20.0, 15.0, 10.0, 9.0, 30.0, 15.0, 12.0],
+        "calcium_mmol_l": [2.3, 2.2, 2.4, 2.5, 2.6, 2.35, 2.5],
+    })
+    summary = marker_summary(markers)
+    assert list(summary) == ["0", "13"]
+    # uNTx changes -80%, -50%, -10%; BSAP -25%, -10%, -50%; 3 of 3 below 50 at week 13
+    assert summary["13"] == pytest.approx({"untx_change_pct": -50.0, "untx_below_50": 1.0, "bsap_change_pct": -25.0,
+                                           "calcium_mmol_l": 2.35, "untx_nmol_mmol": 30.0, "bsap_ug_l": 15.0, "n": 3})
+    assert summary["0"]["untx_below_50"] == 0.25 and summary["0"]["untx_change_pct"] == 0.0
+
+
+def test_run_folder_markers_are_summarised_and_old_folders_have_none(tmp_path):
+    run = make_run_folder(tmp_path / "run")
+    summary = summarise_run(run)
+    assert all(arm["markers"] == {} for arm in summary["arms"].values())
+    # every adverse-event type is listed for every arm, 0.0 where the arm has none
+    assert all(list(arm["adverse_events"]) == list(ADVERSE_EVENTS) for arm in summary["arms"].values())
+    patients = pd.read_parquet(run / "patients.parquet")
+    first = patients.groupby("arm").head(2)
+    pd.DataFrame({
+        "patient_id": np.repeat(first["patient_id"].to_numpy(), 2), "arm": np.repeat(first["arm"].to_numpy(), 2),
+        "week": np.tile([0, 13], len(first)), "untx_nmol_mmol": np.tile([60.0, 15.0], len(first)),
+        "bsap_ug_l": np.tile([20.0, 16.0], len(first)), "calcium_mmol_l": np.tile([2.4, 2.3], len(first)),
+    }).to_parquet(run / "markers.parquet")
+    summary = summarise_run(run)
+    for arm in summary["arms"].values():
+        assert arm["markers"]["13"]["untx_change_pct"] == pytest.approx(-75.0)
+        assert arm["markers"]["13"]["bsap_change_pct"] == pytest.approx(-20.0)
+        assert arm["markers"]["13"]["untx_below_50"] == 1.0 and arm["markers"]["13"]["n"] == 2

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -82,12 +83,12 @@ def reference_run(tmp_path_factory):
     return out
 
 
-def parquet_bytes(run_dir: Path) -> tuple[bytes, bytes]:
-    return (run_dir / "patients.parquet").read_bytes(), (run_dir / "events.parquet").read_bytes()
+def parquet_bytes(run_dir: Path) -> tuple[bytes, ...]:
+    return tuple((run_dir / f"{kind}.parquet").read_bytes() for kind in ("patients", "events", "markers"))
 
 
 def test_run_folder_has_the_contract_files(reference_run):
-    for name in ("protocol.toml", "patients.parquet", "events.parquet", "manifest.json"):
+    for name in ("protocol.toml", "patients.parquet", "events.parquet", "markers.parquet", "manifest.json"):
         assert (reference_run / name).is_file()
     assert not (reference_run / "parts").exists()
     patients, events = read(reference_run)
@@ -97,6 +98,22 @@ def test_run_folder_has_the_contract_files(reference_run):
     for col in ("patient_id", "arm", "day", "type", "site", "counted"):
         assert col in events.columns
     assert len(patients) == 300
+    # markers at the default visits (weeks 0, 13, 25, 49) of a 12-month trial, while on study
+    markers = pd.read_parquet(reference_run / "markers.parquet")
+    assert list(markers.columns) == ["patient_id", "arm", "week", "untx_nmol_mmol", "bsap_ug_l", "calcium_mmol_l"]
+    assert sorted(markers["week"].unique()) == [0, 13, 25, 49]
+    assert (markers["week"] == 0).sum() == 300
+    merged = markers.merge(patients, on=["patient_id", "arm"])
+    assert (7 * merged["week"] < merged["followup_days"]).all()
+
+
+def test_markers_can_be_turned_off_and_leave_patients_and_events_unchanged(reference_run, tmp_path):
+    protocol = make_protocol()
+    off = protocol.model_copy(update={"analysis": SimpleNamespace(**dict(protocol.analysis), marker_weeks=[])})
+    out = tmp_path / "off"
+    run_trial(off, out, jobs=1, block_size=128)
+    assert parquet_bytes(out)[:2] == parquet_bytes(reference_run)[:2]
+    assert pd.read_parquet(out / "markers.parquet").empty
 
 
 @pytest.mark.parametrize(("jobs", "block_size"), [(2, 128), (1, 77), (2, 1000)])

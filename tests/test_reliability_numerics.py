@@ -46,7 +46,7 @@ def simulate_protocol(data: dict) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     protocol = parse_protocol(data, "edge")
     streams = Streams(protocol.trial.seed)
     task = Task(0, 0, np.arange(protocol.trial.patients, dtype=np.int64))
-    patients, events = simulate_block(protocol, streams, task)
+    patients, events, _ = simulate_block(protocol, streams, task)
     return pd.DataFrame(patients), pd.DataFrame(events), protocol.trial.horizon_months * DAYS_PER_MONTH
 
 
@@ -140,7 +140,7 @@ def test_model_direct_call_on_a_sampled_cohort():
     protocol = parse_protocol(protocol_with({"primary": dict.fromkeys(PRIMARIES, 1.0)}, patients=60), "edge")
     streams = Streams(5)
     cohort = sample_cohort(protocol, np.arange(60), streams)
-    patients, events = simulate(cohort, protocol.arm[0], 24 * DAYS_PER_MONTH, streams)
+    patients, events, _ = simulate(cohort, protocol.arm[0], 24 * DAYS_PER_MONTH, streams)
     patients = pd.DataFrame(patients).assign(n_sre=0, first_sre_day=np.nan)
     assert_sane(patients, pd.DataFrame(events), 24 * DAYS_PER_MONTH)
 

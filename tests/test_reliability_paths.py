@@ -67,7 +67,7 @@ def test_arm_names_never_reach_the_file_system(tmp_path, monkeypatch):
     run_trial(parse_protocol(data, "p.toml"), Path("deep") / "run", jobs=1)
     found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     assert found == ["deep", "deep/run", "deep/run/events.parquet", "deep/run/manifest.json",
-                     "deep/run/patients.parquet", "deep/run/protocol.toml"]
+                     "deep/run/markers.parquet", "deep/run/patients.parquet", "deep/run/protocol.toml"]
 
 
 @pytest.mark.parametrize("out", ["my run v1.2", "nested/a/b", ".dotted"])

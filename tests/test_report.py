@@ -121,3 +121,26 @@ def test_endpoint_table_shows_radiotherapy_retreatment_or_its_reason(run):
                               "radiotherapy_retreatment_detail": {"irradiated_lesions": 225, "retreated_lesions": 9}}}}
     environment = template_environment()
     assert environment.filters["retreatment"](summary["arms"]["a"]) == "4.0% (9 of 225 lesions)"
+
+
+def test_report_shows_markers_when_the_run_has_them(tmp_path):
+    run = make_run_folder(tmp_path / "markers")
+    patients = pd.read_parquet(run / "patients.parquet")
+    pd.DataFrame({
+        "patient_id": np.repeat(patients["patient_id"].to_numpy(), 2), "arm": np.repeat(patients["arm"].to_numpy(), 2),
+        "week": np.tile([0, 13], len(patients)), "untx_nmol_mmol": np.tile([64.0, 16.0], len(patients)),
+        "bsap_ug_l": np.tile([20.0, 15.0], len(patients)), "calcium_mmol_l": np.tile([2.4, 2.3], len(patients)),
+    }).to_parquet(run / "markers.parquet")
+    report_run(run)
+    page = _Page()
+    html = (run / "report.html").read_text(encoding="utf-8")
+    page.feed(html)
+    assert "table-markers" in page.ids
+    assert "<td>16.0</td>" in html and "<td>-75.0%</td>" in html and "<td>-25.0%</td>" in html
+
+
+def test_report_of_a_run_without_markers_has_no_marker_table(run):
+    assert not (run / "markers.parquet").exists()
+    page = _Page()
+    page.feed((run / "report.html").read_text(encoding="utf-8"))
+    assert "table-markers" not in page.ids and "table-adverse-events" in page.ids

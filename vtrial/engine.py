@@ -29,9 +29,11 @@ from vtrial import __version__
 from vtrial.cohort import sample_cohort
 from vtrial.errors import RunFailedError, UserInputError
 from vtrial.model import simulate
+from vtrial.model.markers import visit_weeks
 from vtrial.protocol import Protocol, protocol_to_toml
 from vtrial.sre import apply_window_rule
 from vtrial.store import (
+    TABLES,
     OutputFolder,
     atomic_write_json,
     atomic_write_text,
@@ -113,16 +115,18 @@ def plan_tasks(protocol: Protocol, streams: Streams, block_size: int) -> list[Ta
 
 def simulate_block(
     protocol: Protocol, streams: Streams, task: Task, parameters: Mapping[str, float] | None = None
-) -> tuple[dict, dict]:
+) -> tuple[dict, dict, dict]:
     """Sample one block's cohort, simulate it under its arm and count its SREs.
 
     ``parameters`` overrides model parameter values (calibration); default: the registry's.
-    Returns the patient and event columns, with ``counted`` (events) and ``first_sre_day``
-    and ``n_sre`` (patients) from the SRE window rule.
+    Returns the patient, event and marker columns, with ``counted`` (events) and
+    ``first_sre_day`` and ``n_sre`` (patients) from the SRE window rule.
     """
     cohort = sample_cohort(protocol, task.patient_ids, streams)
     horizon_days = protocol.trial.horizon_months * DAYS_PER_MONTH
-    patients, events = simulate(cohort, protocol.arm[task.arm_index], horizon_days, streams, parameters)
+    patients, events, markers = simulate(
+        cohort, protocol.arm[task.arm_index], horizon_days, streams, parameters, visit_weeks(protocol.analysis.marker_weeks)
+    )
     analysis = protocol.analysis
     counted = apply_window_rule(
         events["patient_id"], events["day"], events["type"], analysis.sre_types, analysis.sre_window_days
@@ -135,12 +139,12 @@ def simulate_block(
     first_row, first_at = np.unique(row, return_index=True)
     first[first_row] = np.asarray(events["day"], dtype=float)[counted][first_at]
     patients = {**patients, "first_sre_day": first, "n_sre": n_sre}
-    return patients, events
+    return patients, events, markers
 
 
-def _run_task(protocol: Protocol, streams: Streams, task: Task) -> tuple[Task, pa.Table, pa.Table]:
-    patients, events = simulate_block(protocol, streams, task)
-    return task, to_arrow(patients), to_arrow(events)
+def _run_task(protocol: Protocol, streams: Streams, task: Task) -> tuple[Task, dict[str, pa.Table]]:
+    patients, events, markers = simulate_block(protocol, streams, task)
+    return task, {"patients": to_arrow(patients), "markers": to_arrow(markers), "events": to_arrow(events)}
 
 
 def protocol_fingerprint(protocol: Protocol) -> str:
@@ -198,7 +202,7 @@ def execute(
     jobs: int,
     backend: str = "loky",
     scheduler: str | None = None,
-) -> Iterator[tuple[Task, pa.Table, pa.Table]]:
+) -> Iterator[tuple[Task, dict[str, pa.Table]]]:
     """Run tasks in parallel and yield each finished one (in completion order)."""
     if backend not in BACKENDS:
         raise UserInputError(f"unknown backend {backend!r}", field="--backend", fix=f"use one of {', '.join(BACKENDS)}")
@@ -310,21 +314,20 @@ def run_trial(
         patients_done = 0
         if on_progress:
             on_progress(finished, total, patients_done)
-        tables = execute(protocol, streams, todo, jobs=jobs, backend=backend, scheduler=scheduler)
-        for task, patients, events in tables:
-            # each part is written atomically; a block counts as finished once both parts exist
-            write_part(partial, "patients", task.arm_index, task.block_index, patients)
-            write_part(partial, "events", task.arm_index, task.block_index, events)
+        for task, tables in execute(protocol, streams, todo, jobs=jobs, backend=backend, scheduler=scheduler):
+            # each part is written atomically; a block counts as finished once all its parts exist
+            for kind in TABLES:
+                write_part(partial, kind, task.arm_index, task.block_index, tables[kind])
             finished += 1
-            patients_done += patients.num_rows
+            patients_done += tables["patients"].num_rows
             if on_progress:
                 on_progress(finished, total, patients_done)
-        n_patients = merge_parts(
-            [part_path(partial, "patients", t.arm_index, t.block_index) for t in tasks], partial / "patients.parquet"
-        )
-        n_events = merge_parts(
-            [part_path(partial, "events", t.arm_index, t.block_index) for t in tasks], partial / "events.parquet"
-        )
+        rows = {
+            kind: merge_parts([part_path(partial, kind, t.arm_index, t.block_index) for t in tasks],
+                              partial / f"{kind}.parquet")
+            for kind in TABLES
+        }
+        n_patients, n_events = rows["patients"], rows["events"]
         atomic_write_text(partial / "protocol.toml", protocol_to_toml(protocol))
         manifest = {
             "vtrial": __version__,
@@ -334,6 +337,7 @@ def run_trial(
             "patients": protocol.trial.patients,
             "rows_patients": n_patients,
             "rows_events": n_events,
+            "rows_markers": rows["markers"],
             "jobs": jobs,
             "backend": backend,
             "scheduler": scheduler,

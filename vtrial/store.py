@@ -30,9 +30,11 @@ from vtrial.errors import UserInputError
 ROW_GROUP_ROWS = 65_536
 
 PARTS = "parts"
+#: The tables of a run, one part of each per finished block.
+TABLES = ("patients", "markers", "events")
 STATE = "state.json"
 #: File name of a part (see :func:`part_path`).
-PART_NAME = re.compile(r"(?P<kind>patients|events)-a(?P<arm>\d+)-b(?P<block>\d+)\.parquet")
+PART_NAME = re.compile(rf"(?P<kind>{'|'.join(TABLES)})-a(?P<arm>\d+)-b(?P<block>\d+)\.parquet")
 
 #: The process's umask (read once): atomic writes get the mode an ordinary ``open`` would give.
 _UMASK = os.umask(0o022)
@@ -92,7 +94,7 @@ def to_arrow(columns: Mapping[str, np.ndarray]) -> pa.Table:
 
 
 def part_path(partial: Path, kind: str, arm_index: int, block_index: int) -> Path:
-    """Path of one finished block's table (``kind`` is ``patients`` or ``events``)."""
+    """Path of one finished block's table (``kind``: ``patients``, ``markers`` or ``events``)."""
     return partial / PARTS / f"{kind}-a{arm_index:03d}-b{block_index:07d}.parquet"
 
 
@@ -172,7 +174,7 @@ def _readable(path: Path) -> bool:
 
 
 def _finished_blocks(partial: Path) -> set[tuple[int, int]]:
-    """The ``(arm_index, block_index)`` blocks of a partial folder whose two parts are both readable.
+    """The ``(arm_index, block_index)`` blocks of a partial folder whose parts (one per table) are all readable.
 
     Everything else in the folder (merged tables, summary, report, a temporary file left by an
     interrupted write, a file whose name is not a part's, a truncated part, half a block) is
@@ -186,8 +188,8 @@ def _finished_blocks(partial: Path) -> set[tuple[int, int]]:
         kind, block = match["kind"], (int(match["arm"]), int(match["block"]))
         if path == part_path(partial, kind, *block) and path.is_file() and _readable(path):
             parts.setdefault(block, set()).add(kind)
-    done = {block for block, kinds in parts.items() if kinds == {"patients", "events"}}
-    keep = {part_path(partial, kind, *block) for block in done for kind in ("patients", "events")}
+    done = {block for block, kinds in parts.items() if kinds == set(TABLES)}
+    keep = {part_path(partial, kind, *block) for block in done for kind in TABLES}
     keep |= {partial / PARTS, partial / STATE}
     for path in [*partial.iterdir(), *(partial / PARTS).iterdir()]:
         if path in keep:

@@ -28,6 +28,7 @@ PURPOSES: dict[str, int] = {
     "eligibility": 6,
     "lesions": 7,
     "systemic": 8,
+    "markers": 9,
 }
 
 

@@ -28,6 +28,8 @@ PATIENT_COLUMNS: tuple[str, ...] = (
 )
 #: Columns the contract guarantees in ``events.parquet``.
 EVENT_COLUMNS: tuple[str, ...] = ("patient_id", "arm", "day", "type", "site", "counted")
+#: Columns the contract guarantees in ``markers.parquet`` (version 2; older run folders have no such file).
+MARKER_COLUMNS: tuple[str, ...] = ("patient_id", "arm", "week", "untx_nmol_mmol", "bsap_ug_l", "calcium_mmol_l")
 
 _FIX = "give the folder written by `vtrial run PROTOCOL`, or run the protocol again with --force"
 
@@ -86,7 +88,9 @@ def summarise_run(run_dir: str | Path) -> dict:
     settings = analysis_settings(read_protocol(run_dir))
     patients = read_table(run_dir, "patients.parquet", PATIENT_COLUMNS)
     events = read_table(run_dir, "events.parquet", EVENT_COLUMNS)
-    return summarise(patients, events, **settings)
+    has_markers = (Path(run_dir) / "markers.parquet").is_file()
+    markers = read_table(run_dir, "markers.parquet", MARKER_COLUMNS) if has_markers else None
+    return summarise(patients, events, **settings, markers=markers)
 
 
 def write_summary(run_dir: str | Path, summary: dict | None = None) -> Path:

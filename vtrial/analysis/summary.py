@@ -37,6 +37,8 @@ from vtrial.vocabulary import ADVERSE_EVENTS, PRIMARIES
 #: In the paired view, first SREs under two arms less than this many days apart are "unchanged"
 #: (half the model's one-day step).
 SAME_DAY = 0.5
+#: The trials' upper normal limit of uNTx/Cr (nmol BCE/mmol creatinine; Brown 2005, Coleman 2005).
+UNTX_NORMAL_LIMIT = 50.0
 
 
 def landmark_key(months: float) -> str:
@@ -56,6 +58,7 @@ def summarise(
     sre_window_days: float,
     landmarks_months: Sequence[float],
     horizon_months: float,
+    markers: pd.DataFrame | None = None,
 ) -> dict:
     """Analyse a run: every endpoint by arm and every arm against the reference arm.
 
@@ -79,6 +82,9 @@ def summarise(
         Times of the cumulative incidence of SRE.
     horizon_months : float
         Data cut-off; the RMST is restricted to it (or to the shortest arm's follow-up).
+    markers : DataFrame, optional
+        ``markers.parquet`` (one row per patient, arm and visit); ``None`` (a run folder without
+        it) gives every arm empty ``markers``.
 
     Returns
     -------
@@ -115,7 +121,10 @@ def summarise(
         "sre_types": list(sre_types),
         "sre_window_days": sre_window_days,
         "arms": {
-            arm: _arm_summary(by_arm[arm], events_by_arm[arm], fits, arm, sre_types, landmarks_months)
+            arm: {
+                **_arm_summary(by_arm[arm], events_by_arm[arm], fits, arm, sre_types, landmarks_months),
+                "markers": {} if markers is None else marker_summary(markers[markers["arm"] == arm]),
+            }
             for arm in arms
         },
         "comparisons": [
@@ -211,6 +220,37 @@ def _arm_summary(
         "radiotherapy_retreatment": retreatment,
         "radiotherapy_retreatment_detail": retreatment_detail,
     }
+
+
+def marker_summary(markers: pd.DataFrame) -> dict[str, dict]:
+    """Bone markers of one arm by visit week (key ``"13"``): medians, and the share with uNTx below 50.
+
+    ``untx_change_pct`` and ``bsap_change_pct`` are medians of the per-patient percent change from
+    week 0 (patients measured at both); ``untx_below_50`` is the share of the patients measured at
+    that week with uNTx/Cr below :data:`UNTX_NORMAL_LIMIT` nmol/mmol; ``calcium_mmol_l``,
+    ``untx_nmol_mmol`` and ``bsap_ug_l`` are medians at that week; ``n`` the patients measured.
+    """
+    baseline = markers[markers["week"] == 0].set_index("patient_id")
+    out = {}
+    for week, visit in markers.groupby("week", sort=True):
+        visit = visit.set_index("patient_id")
+        start = baseline.reindex(visit.index)
+        out[str(int(week))] = {
+            "untx_change_pct": _median_change(visit["untx_nmol_mmol"], start["untx_nmol_mmol"]),
+            "untx_below_50": float((visit["untx_nmol_mmol"] < UNTX_NORMAL_LIMIT).mean()),
+            "bsap_change_pct": _median_change(visit["bsap_ug_l"], start["bsap_ug_l"]),
+            "calcium_mmol_l": float(visit["calcium_mmol_l"].median()),
+            "untx_nmol_mmol": float(visit["untx_nmol_mmol"].median()),
+            "bsap_ug_l": float(visit["bsap_ug_l"].median()),
+            "n": len(visit),
+        }
+    return out
+
+
+def _median_change(value: pd.Series, baseline: pd.Series) -> float | None:
+    """Median per-patient percent change from baseline (patients without a baseline left out)."""
+    pct = (100.0 * (value / baseline - 1.0)).dropna()
+    return float(pct.median()) if len(pct) else None
 
 
 def cox_comparison(

@@ -75,8 +75,8 @@ def simulate_trial(
     streams = Streams(protocol.trial.seed, replicate)
     parts = [simulate_block(protocol, streams, task, parameters)
              for task in plan_tasks(protocol, streams, DEFAULT_BLOCK_SIZE)]
-    patients = pd.concat([pd.DataFrame(p) for p, _ in parts], ignore_index=True)
-    events = pd.concat([pd.DataFrame(e) for _, e in parts], ignore_index=True)
+    patients = pd.concat([pd.DataFrame(p) for p, _, _ in parts], ignore_index=True)
+    events = pd.concat([pd.DataFrame(e) for _, e, _ in parts], ignore_index=True)
     return patients, events
 
 

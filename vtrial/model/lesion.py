@@ -181,6 +181,25 @@ def rates(
     return dw, dy, dz
 
 
+def turnover(
+    state: LesionState, traits: LesionTraits, recruitment: np.ndarray, pthrp_keep: float, params: Parameters,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Resorbed matrix ``u Z``, bone fluxes ``u**(1/2) Z`` and ``v**(3/8)``, and PTHrP ``P`` of each lesion now.
+
+    ``u Z`` is osteoclast activity times the bone there is to resorb: the resorption that releases
+    TGF-beta (and, in the hazards, PTHrP-driven calcium and pain). The fluxes are the
+    resorption and formation terms of ``dZ/dt = k_Z (v**(3/8) - u**(1/2) Z)``, equal at a
+    lesion's equilibrium. Osteoclasts are quasi-steady, ``u = X**2 / v``, for the given osteoclast
+    recruitment by the drug (per lesion). Healthy bone: 1 each. Bone markers are read from them.
+    """
+    _, pthrp, factor = _signals(state.burden, traits, pthrp_keep, params)
+    v = state.osteoblast
+    factor *= recruitment
+    root_u = factor / np.sqrt(v)
+    resorption_flux = root_u * state.z
+    return resorption_flux * root_u, resorption_flux, v**0.375, pthrp
+
+
 def effective_bone(z: np.ndarray, params: Parameters) -> np.ndarray:
     """Bone mass that counts for strength: woven bone above healthy mass counts only in part."""
     excess = np.maximum(z - 1.0, 0.0)

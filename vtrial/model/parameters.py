@@ -344,6 +344,44 @@ _PARAMETERS: list[Parameter] = [
     _p("fracture_hr_per_sd", 2.0, "-", 1.4, 3.0,
        "[recalled] fracture risk ~doubles per SD of BMD lost (Marshall 1996 BMJ 312:1254: RR 1.5-2.6)",
        "hazard ratio of an osteoporotic fracture per SD of bone density lost"),
+    # --- bone markers and serum calcium (markers.py) ----------------------------------------
+    _p("untx_healthy", 30.0, "nmol BCE/mmol", 15.0, 50.0,
+       "[recalled] healthy adults ~20-40; the trials' upper normal limit is 50 (Brown 2005 JNCI 97:59; "
+       "Coleman 2005 JCO 23:4925)",
+       "urinary N-telopeptide / creatinine of a healthy skeleton (resorption 1)"),
+    _p("bsap_healthy", 12.0, "ug/L", 5.0, 20.0, "[recalled] healthy adults ~5-20 ug/L (immunoassay)",
+       "bone-specific alkaline phosphatase of a healthy skeleton (formation 1)"),
+    _p("lesion_turnover_weight", 0.6, "-", 0.1, 2.0,
+       "[calibrated] median baseline uNTx/Cr 49.2 nmol/mmol in bisphosphonate-naive patients with bone "
+       "metastases (Doshi 2012 Clin Cancer Res 18:2648, seen)",
+       "bone turnover of one lesion's region relative to the whole healthy skeleton's"),
+    _p("untx_cv", 0.2, "-", 0.15, 0.3,
+       "[recalled] within-subject CV of uNTx/Cr 15-30% (day-to-day and assay; Hannon 1998 JBMR)",
+       "measurement CV of uNTx/Cr (log-normal)"),
+    _p("bsap_cv", 0.1, "-", 0.05, 0.15, "[recalled] within-subject CV of BSAP ~6-10%",
+       "measurement CV of BSAP (log-normal)"),
+    _p("calcium_healthy", 2.35, "mmol/L", 2.2, 2.5,
+       "[recalled] albumin-corrected serum calcium reference interval ~2.15-2.55 mmol/L",
+       "serum calcium with bone in balance and no PTHrP"),
+    _p("calcium_per_release", 0.05, "mmol/L", 0.01, 0.2,
+       "[calibrated] median fall ~0.1 mmol/L two weeks after a first denosumab dose in blastic prostate disease "
+       "(the early calcium nadir on denosumab, recalled)",
+       "serum calcium per unit net bone calcium release (resorption - formation, healthy skeleton turnover = 1)"),
+    _p("calcium_per_pthrp", 0.3, "mmol/L", 0.05, 1.0,
+       "[calibrated] humoral hypercalcaemia: PTHrP raises renal tubular calcium reabsorption; "
+       "a few percent of breast patients above 2.75 mmol/L at entry",
+       "serum calcium per unit systemic PTHrP (sum of lesion burden x PTHrP)"),
+    _p("calcium_renal_exponent", 1.0, "-", 0.0, 2.0,
+       "[recalled] the kidney excretes excess calcium in proportion to filtration; calcitriol falls with GFR",
+       "net release effect x (60/CrCl)^exponent"),
+    _p("calcium_vitamin_d_gain", 2.0, "-", 1.0, 4.0,
+       "[recalled] hypocalcaemia on antiresorptives concentrates in vitamin D deficiency",
+       "gain of a net bone calcium uptake in vitamin D deficiency"),
+    _p("calcium_no_supplement_gain", 1.5, "-", 1.0, 3.0,
+       "[recalled] the labels require calcium and vitamin D supplements with antiresorptives",
+       "gain of a net bone calcium uptake without calcium/vitamin D supplements"),
+    _p("calcium_cv", 0.02, "-", 0.01, 0.03, "[recalled] within-subject CV of serum calcium ~2%",
+       "measurement CV of serum calcium (log-normal)"),
 ]
 
 #: The registry: every model parameter, by name.

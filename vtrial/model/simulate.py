@@ -14,7 +14,7 @@ the step (exact for a hazard constant over the step).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,10 +22,12 @@ import numpy as np
 from vtrial.cohort import CohortBlock
 from vtrial.errors import ModelInvariantError
 from vtrial.model import events as ev
+from vtrial.model import markers as mk
 from vtrial.model import skeleton, systemic
 from vtrial.model.drugs import Exposure
 from vtrial.model.lesion import (
     STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, established_state, gompertz_rate, lesion_traits, strength,
+    turnover,
 )
 from vtrial.model.local_therapy import LocalTherapy, high_risk_hazard
 from vtrial.model.parameters import Parameters
@@ -92,7 +94,8 @@ def simulate(
     horizon_days: float,
     streams: Streams,
     parameters: Mapping[str, float] | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    marker_weeks: Sequence[int] = (),
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Simulate a block of patients under one arm up to the data cut-off.
 
     Parameters
@@ -107,11 +110,15 @@ def simulate(
         Event thresholds come from its ``events`` purpose, keyed to the patients.
     parameters : mapping, optional
         Overrides of :data:`vtrial.model.parameters.REGISTRY` values (calibration).
+    marker_weeks : sequence of int
+        Visit weeks at which bone markers are measured (:func:`vtrial.model.markers.marker_weeks`:
+        week 0 first); empty: no markers, at no cost.
 
     Returns
     -------
-    patients, events : dict of numpy arrays
-        One row per patient, and one row per event sorted by (patient_id, day).
+    patients, events, markers : dict of numpy arrays
+        One row per patient; one row per event sorted by (patient_id, day); one row per visit of
+        a patient on study, sorted by (patient_id, week).
     """
     params = Parameters(parameters)
     cb = cohort_block
@@ -126,6 +133,10 @@ def simulate(
     exposure = Exposure(arm, cb.creatinine_clearance_ml_min, n_days, params)
     local = LocalTherapy.from_arm(arm, params)
     thresholds = ev.draw_thresholds(streams, cb.patient_id)
+    visit_weeks = np.asarray(marker_weeks, dtype=np.int64)
+    noise = mk.draw_noise(streams, cb.patient_id, visit_weeks.size) if visit_weeks.size else None
+    visit_days = {int(w) * STEP_DAYS: k for k, w in enumerate(visit_weeks)}
+    last_visit = max(visit_days, default=-1)
     primary = cb.primary.astype(np.int64)
     growth = gompertz_rate(params.by_primary("doubling_time_days")[primary], params) * cb.biology["tumour_growth_rate"]
     mask = cb.lesion_mask
@@ -149,12 +160,14 @@ def simulate(
         mean_phi=(cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry,
         pthrp_secretion=cb.biology["pthrp_secretion"], drive_mult=cb.biology["osteoblastic_drive"], growth=growth,
         **({} if background is None else _background_arrays(background, cb, streams)),
+        skeleton_w=np.ones(n),
     ))
     lesions = _Rows(_new_lesions(
         p, owner, slot, site, cb.lesion_blastic_fraction[mask], cb.lesion_burden[mask], thresholds, local, params))
     end_day = stop.copy()
     died = np.zeros(n, bool)
     log: list[tuple[np.ndarray, ...]] = []
+    visits: list[tuple[np.ndarray, ...]] = []
     apr_first = {"zoledronic_acid": params.acute_phase_first_dose, "pamidronate": params.acute_phase_first_dose,
                  "denosumab": params.acute_phase_first_dose_denosumab}.get(arm.drug, 0.0)
     grid = exposure.step_grid(STEP_DAYS) if n else np.zeros(1, np.int64)
@@ -164,8 +177,13 @@ def simulate(
             break
         if ended.mean() >= COMPACT_SHARE:
             _compact(p, lesions, ~ended)
+        if start in visit_days:
+            _visit(cb, arm, p, lesions, exposure, start, visit_weeks[visit_days[start]],
+                   noise[:, visit_days[start]], visits, params)
         days = float(end - start)
         inputs = exposure.inputs(start, end, p.index)
+        if start < last_visit:
+            mk.advance_skeleton(p.skeleton_w, inputs.recruitment_sq, days, params)
         L = lesions
         if local.course.prophylactic:
             _prophylactic_radiotherapy(p, L, start, log, local, params)
@@ -235,7 +253,54 @@ def simulate(
                 died[p.index[r]] = True
                 end_day[p.index[r]] = t[dead]
                 p.stop[r] = np.minimum(p.stop[r], t[dead])
-    return _tables(cb, arm, log, end_day, died, dropped, stop)
+    return (*_tables(cb, arm, log, end_day, died, dropped, stop), _marker_table(cb, arm, visits))
+
+
+def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposure, day: int, week: int,
+           noise: np.ndarray, visits: list, params: Parameters) -> None:
+    """Measure the markers of the patients on study at the start of ``day`` (a step boundary).
+
+    The sample is taken before that day's dose: drug inputs are those of the day before (none
+    at week 0, before randomisation).
+    """
+    on_study = p.stop > day
+    if not on_study.any():
+        return
+    if day == 0:
+        recruitment, pthrp_keep = np.ones(p.size), 1.0
+    else:
+        before = exposure.inputs(day - 1, day, p.index)
+        recruitment, pthrp_keep = before.recruitment, before.pthrp_keep
+    L = lesions
+    state = LesionState(L.w, L.y, L.z)
+    resorbed, resorption, formation, pthrp = turnover(
+        state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi), recruitment[L.owner], pthrp_keep,
+        params,
+    )
+    idx = p.index
+    values = mk.measure(
+        L.owner, resorbed, resorption, formation, state.burden * pthrp, recruitment, p.skeleton_w,
+        cb.creatinine_clearance_ml_min[idx], cb.vitamin_d_deficient[idx], bool(arm.calcium_vitamin_d),
+        noise[idx], params,
+    )
+    visits.append((idx[on_study], np.full(int(on_study.sum()), week), values[on_study]))
+
+
+def _marker_table(cb: CohortBlock, arm: Any, visits: list) -> dict[str, np.ndarray]:
+    """The markers table: one row per patient on study and visit, sorted by (patient_id, week)."""
+    if visits:
+        idx, week, values = (np.concatenate(parts) for parts in zip(*visits))
+    else:
+        idx, week, values = np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, len(mk.MARKER_COLUMNS)))
+    pid = cb.patient_id[idx]
+    order = np.lexsort((week, pid))
+    table = {
+        "patient_id": pid[order].astype(np.int64),
+        "arm": np.full(order.size, arm.name, dtype=object),
+        "week": week[order].astype(np.int64),
+    }
+    table.update({name: values[order, k].astype(float) for k, name in enumerate(mk.MARKER_COLUMNS)})
+    return table
 
 
 def _non_skeletal_death(p: _Rows, background: systemic.Background | None, params: Parameters) -> np.ndarray:

@@ -1,0 +1,146 @@
+"""Bone markers and serum calcium (vtrial.model.markers): the table, the visits, and each effect's direction.
+
+Published figures the markers are compared with (IV-bisphosphonate-naive breast cancer):
+median uNTx/Cr change at week 13 denosumab -73%, IV bisphosphonate -79%; at week 25 -75% vs
+-71% (Lipton 2008 Clin Cancer Res 14:6690). The model is not fitted to them (only its
+untreated baseline level is calibrated); the tolerances below are the model's honest distance.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vtrial.model import simulate
+from vtrial.model.markers import visit_weeks
+from vtrial.model.reference import reference_cohort
+from vtrial.streams import PURPOSES, Streams
+from test_model_simulate import DENOSUMAB, PLACEBO, ZOLEDRONIC, arm
+
+WEEKS = (0, 13, 25)
+
+
+def table(cb, which, weeks=WEEKS, horizon=365.25, seed=3):
+    return pd.DataFrame(simulate(cb, which, horizon, Streams(seed), marker_weeks=weeks)[2])
+
+
+def median_change(markers: pd.DataFrame, week: int, column: str = "untx_nmol_mmol") -> float:
+    wide = markers.pivot(index="patient_id", columns="week", values=column)
+    return float((100 * (wide[week] / wide[0] - 1)).dropna().median())
+
+
+@pytest.fixture(scope="module")
+def breast():
+    return reference_cohort(1500, "breast", seed=21)
+
+
+@pytest.fixture(scope="module")
+def breast_arms(breast):
+    return {a.name: table(breast, a) for a in (PLACEBO, DENOSUMAB, ZOLEDRONIC)}
+
+
+def test_visits_are_week_zero_and_the_marker_weeks_or_none():
+    assert visit_weeks([13, 25, 49]) == (0, 13, 25, 49)
+    assert visit_weeks([]) == ()
+    assert PURPOSES["markers"] == 9  # appended: earlier purposes keep their numbers
+
+
+def test_table_has_one_row_per_patient_on_study_and_visit():
+    cb = reference_cohort(300, "lung", seed=2)
+    cb = replace(cb, dropout_day=np.where(np.arange(300) % 4 == 0, 60.0, np.inf))
+    patients, events, markers = simulate(cb, ZOLEDRONIC, 365.25, Streams(3), marker_weeks=WEEKS)
+    m = pd.DataFrame(markers)
+    assert list(m.columns) == ["patient_id", "arm", "week", "untx_nmol_mmol", "bsap_ug_l", "calcium_mmol_l"]
+    assert m.equals(m.sort_values(["patient_id", "week"]).reset_index(drop=True))
+    assert (m["arm"] == "zoledronic_acid").all()
+    # a visit is recorded exactly when the patient is still on study on that day
+    follow = pd.Series(patients["followup_days"], index=patients["patient_id"])
+    expected = {(pid, w) for pid, f in follow.items() for w in WEEKS if 7 * w < f}
+    assert set(zip(m["patient_id"], m["week"])) == expected
+    assert (m["week"] == 0).sum() == 300 and (m["week"] == 25).sum() < (m["week"] == 13).sum() < 300
+    # markers are outputs only: the same run without visits has the same patients and events, and no markers
+    p2, e2, none = simulate(cb, ZOLEDRONIC, 365.25, Streams(3))
+    for k in events:
+        np.testing.assert_array_equal(events[k], e2[k])
+    np.testing.assert_array_equal(patients["followup_days"], p2["followup_days"])
+    assert all(v.size == 0 for v in none.values()) and set(none) == set(markers)
+
+
+def test_week_zero_is_before_any_dose_and_noise_is_common_to_arms(breast_arms):
+    base = [a[a["week"] == 0].reset_index(drop=True) for a in breast_arms.values()]
+    for other in base[1:]:
+        pd.testing.assert_frame_equal(base[0].drop(columns="arm"), other.drop(columns="arm"))
+
+
+def test_untreated_breast_baseline_and_progression(breast_arms):
+    m = breast_arms["none"]
+    week0 = m[m["week"] == 0]
+    # the level is calibrated to a median 49.2 nmol/mmol in bisphosphonate-naive patients (Doshi 2012),
+    # met by the trial-sampled Stopeck cohort (46); this reference cohort carries more tumour (74)
+    assert 60 < week0["untx_nmol_mmol"].median() < 90
+    assert week0["untx_nmol_mmol"].quantile(0.9) > 1.6 * week0["untx_nmol_mmol"].median()
+    assert 2.30 < week0["calcium_mmol_l"].median() < 2.45
+    # untreated disease grows: resorption and formation markers rise
+    assert median_change(m, 25) > 10 and median_change(m, 25, "bsap_ug_l") > 3
+
+
+def test_denosumab_and_zoledronic_acid_against_the_published_untx_changes(breast_arms):
+    dmab = [median_change(breast_arms["denosumab"], w) for w in (13, 25)]
+    za = [median_change(breast_arms["zoledronic_acid"], w) for w in (13, 25)]
+    # model (this cohort): denosumab about -90% / -80%, zoledronic acid about -70% / -60%
+    assert -95 < dmab[0] < -82 and -88 < dmab[1] < -70
+    assert -78 < za[0] < -60 and -70 < za[1] < -50
+    # published -73/-75 (denosumab) and -79/-71 (IV bisphosphonate): within 20 points, with the
+    # model's denosumab deeper and its zoledronic acid shallower than observed
+    for model, published in zip(dmab + za, (-73, -75, -79, -71)):
+        assert abs(model - published) < 20
+    # formation follows resorption later and less (coupling)
+    for name in ("denosumab", "zoledronic_acid"):
+        assert median_change(breast_arms[name], 13) < median_change(breast_arms[name], 13, "bsap_ug_l") < -20
+    below = {n: (m.loc[m["week"] == 13, "untx_nmol_mmol"] < 50).mean() for n, m in breast_arms.items()}
+    assert below["denosumab"] > 0.95 and below["zoledronic_acid"] > 0.85 > 0.5 > below["none"]
+
+
+def test_prostate_blastic_disease_has_higher_bsap_than_lytic_breast(breast):
+    prostate = table(reference_cohort(1500, "prostate", seed=21), PLACEBO, weeks=(0,))
+    lung = table(reference_cohort(1500, "lung", seed=21), PLACEBO, weeks=(0,))
+    assert prostate["bsap_ug_l"].median() > 1.15 * lung["bsap_ug_l"].median()
+
+
+def test_calcium_falls_after_denosumab_more_without_vitamin_d_and_with_poor_kidneys():
+    cb = reference_cohort(1500, "prostate", seed=22)
+    early = (0, 2)  # two weeks: resorption blocked, formation not yet followed
+
+    def fall(cohort, supplemented=True):
+        m = table(cohort, arm("denosumab", 120.0, calcium_vitamin_d=supplemented), weeks=early, horizon=60.0)
+        wide = m.pivot(index="patient_id", columns="week", values="calcium_mmol_l")
+        return float((wide[2] - wide[0]).median())
+
+    replete = replace(cb, vitamin_d_deficient=np.zeros(1500, bool), creatinine_clearance_ml_min=np.full(1500, 90.0))
+    deficient = replace(replete, vitamin_d_deficient=np.ones(1500, bool))
+    renal = replace(replete, creatinine_clearance_ml_min=np.full(1500, 30.0))
+    base = fall(replete)
+    assert -0.2 < base < -0.04
+    assert fall(deficient) < 1.5 * base and fall(replete, supplemented=False) < 1.3 * base and fall(renal) < 2 * base
+    untreated = table(replete, PLACEBO, weeks=early, horizon=60.0).pivot(
+        index="patient_id", columns="week", values="calcium_mmol_l")
+    assert abs(float((untreated[2] - untreated[0]).median())) < 0.02
+
+
+def test_pthrp_raises_calcium():
+    cb = reference_cohort(1000, "breast", seed=23)
+    high = replace(cb, biology={**cb.biology, "pthrp_secretion": 3 * cb.biology["pthrp_secretion"]})
+    low = table(cb, PLACEBO, weeks=(0,))["calcium_mmol_l"].median()
+    assert table(high, PLACEBO, weeks=(0,))["calcium_mmol_l"].median() > low + 0.05
+
+
+def test_stopping_denosumab_lets_resorption_overshoot():
+    """The osteoclast-precursor reserve filled under denosumab is released once RANKL signalling returns."""
+    cb = reference_cohort(800, "breast", seed=24)
+    week = (0, 78)
+    stopped = table(cb, arm("denosumab", 120.0, stop_after_months=3.0), weeks=week, horizon=560.0)
+    continued = table(cb, DENOSUMAB, weeks=week, horizon=560.0)
+    placebo = table(cb, PLACEBO, weeks=week, horizon=560.0)
+    assert median_change(continued, 78) < -60  # model: -76%
+    assert median_change(stopped, 78) > median_change(placebo, 78) + 15  # model: +62% vs +35%
