@@ -221,10 +221,10 @@ def treatment_effect(
     """
     keys = (ratio_name, "ci_low", "ci_high", "p_value")
     events_by_arm = data.groupby("treated")["event"].sum()
+    if not events_by_arm.any():
+        return null_result(keys, "no events in either arm")
     if len(events_by_arm) < 2:
         return null_result(keys, EMPTY_ARM)
-    if (events_by_arm == 0).all():
-        return null_result(keys, "no events in either arm")
     if (events_by_arm == 0).any():
         which = "the reference arm" if events_by_arm.get(0, 0) == 0 else "the compared arm"
         return null_result(keys, f"no events in {which}")
