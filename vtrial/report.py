@@ -30,7 +30,7 @@ from vtrial.analysis import (  # noqa: E402
     to_json,
     write_summary,
 )
-from vtrial.analysis.run import PATIENT_COLUMNS  # noqa: E402
+from vtrial.analysis.run import KEY, PATIENT_SCHEMA  # noqa: E402
 from vtrial.store import atomic_write_text  # noqa: E402
 from vtrial.analysis.survival import (  # noqa: E402
     DAYS_PER_MONTH,
@@ -356,7 +356,7 @@ def write_report(run_dir: str | Path, summary: Mapping | None = None) -> Path:
     summary = summarise_run(run_dir) if summary is None else summary
     html = render_report(
         json.loads(to_json(summary)),
-        read_table(run_dir, "patients.parquet", PATIENT_COLUMNS),
+        read_table(run_dir, "patients.parquet", PATIENT_SCHEMA, unique=KEY),
         protocol_brief(read_protocol(run_dir)),
         _read_manifest(run_dir),
     )
