@@ -255,12 +255,18 @@ def protocol_brief(protocol) -> dict:
     }
 
 
-def _flatten(mapping: Mapping, prefix: str = "") -> list[tuple[str, str]]:
-    """Nested manifest entries as ``(dotted key, value)`` rows."""
+#: Deepest nesting of ``manifest.json`` the report shows (the engine writes two levels).
+MAX_MANIFEST_DEPTH = 16
+
+
+def _flatten(mapping: Mapping, prefix: str = "", depth: int = 1) -> list[tuple[str, str]]:
+    """Nested manifest entries as ``(dotted key, value)`` rows; ``ValueError`` past ``MAX_MANIFEST_DEPTH``."""
+    if depth > MAX_MANIFEST_DEPTH:
+        raise ValueError(f"is nested more than {MAX_MANIFEST_DEPTH} levels deep")
     rows = []
     for key, value in mapping.items():
         if isinstance(value, Mapping):
-            rows += _flatten(value, f"{prefix}{key}.")
+            rows += _flatten(value, f"{prefix}{key}.", depth + 1)
         else:
             rows.append((f"{prefix}{key}", json.dumps(value) if not isinstance(value, str) else value))
     return rows
@@ -306,7 +312,7 @@ def template_environment() -> jinja2.Environment:
 
 
 def render_report(
-    summary: Mapping, patients: pd.DataFrame, brief: Mapping, manifest: Mapping | None
+    summary: Mapping, patients: pd.DataFrame, brief: Mapping, manifest: list[tuple[str, str]] | None
 ) -> str:
     """The report page as HTML text.
 
@@ -318,8 +324,9 @@ def render_report(
         ``patients.parquet`` (curves and Table 1 are drawn from it).
     brief : mapping
         The protocol in brief (:func:`protocol_brief`).
-    manifest : mapping or None
-        ``manifest.json``, shown as a table; ``None`` when the run folder has none.
+    manifest : list of (str, str) or None
+        The rows of ``manifest.json`` (dotted key, value), shown as a table; ``None`` when the
+        run folder has none.
     """
     arms = list(summary["arms"])
     figures = {
@@ -335,19 +342,29 @@ def render_report(
         figures=figures,
         limits={"arms": MAX_FIGURE_ARMS, "forest_rows": MAX_FOREST_ROWS, "n_forest_rows": len(forest_rows(summary))},
         baseline=baseline_table(patients, arms),
-        manifest=_flatten(manifest) if manifest is not None else None,
+        manifest=manifest,
     )
 
 
-def _read_manifest(run_dir: Path) -> dict | None:
+def _read_manifest(run_dir: Path) -> list[tuple[str, str]] | None:
+    """The rows of ``manifest.json`` (:func:`_flatten`); ``None`` when the run folder has none."""
     path = run_dir / "manifest.json"
     if not path.is_file():
         return None
+    fix = "run the protocol again with --force to rewrite the run folder"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as problem:
-        raise UserInputError(f"is not valid JSON ({problem})", file=path,
-                             fix="run the protocol again with --force to rewrite the run folder") from problem
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError as problem:
+        raise UserInputError("is nested too deeply to read", file=path, fix=fix) from problem
+    except (json.JSONDecodeError, UnicodeDecodeError) as problem:
+        raise UserInputError(f"is not valid JSON ({problem})", file=path, fix=fix) from problem
+    if not isinstance(manifest, dict):
+        kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(manifest), "number")
+        raise UserInputError(f"holds a JSON {kind}, not an object of entries", file=path, fix=fix)
+    try:
+        return _flatten(manifest)
+    except ValueError as problem:
+        raise UserInputError(str(problem), file=path, fix=fix) from problem
 
 
 def write_report(run_dir: str | Path, summary: Mapping | None = None) -> Path:

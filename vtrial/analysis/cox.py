@@ -151,7 +151,7 @@ class BinaryCoxFitter:
             return "no event happened while both arms had patients at risk"
         observed = d1.sum()
         if not np.sum(untreated == 0) < observed < np.sum(treated > 0):
-            return "the ratio runs to 0 or infinity: one arm's events all fell where the other arm had none"
+            return "the ratio runs to 0 or infinity: all events of one arm fell where the other arm had none"
         return None
 
     @staticmethod

@@ -126,7 +126,7 @@ def _check_column(path: Path, column: Column, arrow_type: pa.DataType, values: p
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise UserInputError(
-            f"{int(bad.sum())} row(s) {problem} (first: row {row}, value {values.iloc[row]!r})",
+            f"{int(bad.sum())} row(s) {problem} (first: row {row}, value {values.iloc[row]})",
             file=path, field=column.name, fix=fix,
         )
 
@@ -158,7 +158,7 @@ def read_table(
             row = int(np.flatnonzero(repeated)[0])
             raise UserInputError(
                 f"{int(repeated.sum())} repeated row(s) (first: row {row}, "
-                f"{dict(table[unique].iloc[row])})",
+                + ", ".join(f"{c} {table[c].iloc[row]}" for c in unique) + ")",
                 file=path, field=", ".join(unique),
                 fix=f"each {', '.join(unique)} appears once; remove the repeated rows, or {_FIX}",
             )
@@ -187,7 +187,7 @@ def read_tables(run_dir: str | Path, arms: list[str]) -> tuple[pd.DataFrame, pd.
         row = int(np.flatnonzero(orphan)[0])
         raise UserInputError(
             f"{int(orphan.sum())} event(s) of patients not in patients.parquet (first: row {row}, patient_id "
-            f"{events['patient_id'].iloc[row]} on arm {events['arm'].iloc[row]!r})",
+            f"{events['patient_id'].iloc[row]}, arm {events['arm'].iloc[row]})",
             file=run_dir / "events.parquet", field="patient_id, arm", fix=_FIX,
         )
     return patients, events
