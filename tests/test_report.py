@@ -88,6 +88,8 @@ def test_single_arm_report_renders_without_comparisons(tmp_path):
     (run / "protocol.toml").write_text(toml[: toml.index("[[arm]]\nname = \"active\"")] + toml[toml.index("[analysis]") :])
     patients = pd.read_parquet(run / "patients.parquet")
     patients[patients["arm"] == "control"].to_parquet(run / "patients.parquet")
+    events = pd.read_parquet(run / "events.parquet")  # rows of an arm the protocol lacks are refused
+    events[events["arm"] == "control"].to_parquet(run / "events.parquet")
     (run / "manifest.json").unlink()
     page = _Page()
     page.feed(write_report(run).read_text(encoding="utf-8"))

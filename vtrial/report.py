@@ -7,6 +7,7 @@ are drawn on the Agg backend from the run's tables; the numbers come from the su
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ from vtrial.analysis import (  # noqa: E402
     to_json,
     write_summary,
 )
-from vtrial.analysis.run import PATIENT_COLUMNS  # noqa: E402
+from vtrial.analysis.run import KEY, PATIENT_SCHEMA  # noqa: E402
 from vtrial.store import atomic_write_text  # noqa: E402
 from vtrial.analysis.survival import (  # noqa: E402
     DAYS_PER_MONTH,
@@ -42,6 +43,10 @@ from vtrial.errors import UserInputError  # noqa: E402
 
 #: Points per curve in the figures.
 PLOT_POINTS = 600
+#: Most arms drawn in a figure (the first ones in protocol order; the tables list every arm).
+MAX_FIGURE_ARMS = 12
+#: Most rows of the forest plot.
+MAX_FOREST_ROWS = 60
 #: Arm colours (colour-blind safe, Okabe–Ito).
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 #: Figure style: SVG text stays text, ids are reproducible.
@@ -71,6 +76,12 @@ def _plot_grid(patients: pd.DataFrame) -> np.ndarray:
     return np.linspace(0.0, patients["followup_days"].max() / DAYS_PER_MONTH, PLOT_POINTS)
 
 
+def _drawn(patients: pd.DataFrame, arms: Sequence[str]) -> list[tuple[str, str]]:
+    """``(arm, colour)`` of the arms drawn: the first ``MAX_FIGURE_ARMS`` that have patients."""
+    present = set(patients["arm"])
+    return [(arm, colour) for arm, colour in zip(arms, itertools.cycle(COLOURS)) if arm in present][:MAX_FIGURE_ARMS]
+
+
 def kaplan_meier_figure(patients: pd.DataFrame, arms: Sequence[str], name: str) -> str:
     """Kaplan–Meier curves by arm with 95% bands and a number-at-risk table underneath."""
     title, ylabel = _ENDPOINT_TITLES[name]
@@ -79,7 +90,7 @@ def kaplan_meier_figure(patients: pd.DataFrame, arms: Sequence[str], name: str) 
         ax = figure.add_subplot()
         fits = []
         grid = _plot_grid(patients)
-        for arm, colour in zip(arms, COLOURS):
+        for arm, colour in _drawn(patients, arms):
             durations, events = endpoint(patients[patients["arm"] == arm], name)
             kmf = kaplan_meier(durations / DAYS_PER_MONTH, events, arm, timeline=grid)
             kmf.plot_survival_function(ax=ax, ci_show=True, color=colour)
@@ -96,7 +107,7 @@ def cumulative_incidence_figure(patients: pd.DataFrame, arms: Sequence[str], lan
     with matplotlib.rc_context(_STYLE):
         figure = Figure(figsize=(7.0, 3.6))
         ax = figure.add_subplot()
-        for arm, colour in zip(arms, COLOURS):
+        for arm, colour in _drawn(patients, arms):
             cif = cumulative_incidence(*competing_risks(patients[patients["arm"] == arm]))
             on_grid = cif.reindex(grid * DAYS_PER_MONTH, method="ffill").fillna(0.0)
             ax.step(grid, on_grid.to_numpy(), where="post", color=colour, label=arm)
@@ -109,7 +120,7 @@ def cumulative_incidence_figure(patients: pd.DataFrame, arms: Sequence[str], lan
 
 
 def forest_rows(summary: Mapping) -> list[dict]:
-    """Rows of the forest plot: every comparison (overall and by primary) with an estimate."""
+    """Rows of the forest plot: every comparison (overall and by primary) with an estimate and its CI."""
     rows = []
     for c in summary["comparisons"]:
         vs = f"{c['arm']} vs {c['reference']}"
@@ -122,7 +133,7 @@ def forest_rows(summary: Mapping) -> list[dict]:
     for s in summary["subgroups"]:
         label = f"{s['arm']} vs {s['reference']}: first SRE, {s['primary']}"
         rows.append({"label": label, **_estimate(s["time_to_first_sre"], "hazard_ratio")})
-    return [r for r in rows if r["ratio"] is not None]
+    return [r for r in rows if None not in (r["ratio"], r["ci_low"], r["ci_high"])]
 
 
 def _estimate(result: Mapping, ratio: str) -> dict:
@@ -131,7 +142,7 @@ def _estimate(result: Mapping, ratio: str) -> dict:
 
 def forest_figure(summary: Mapping) -> str | None:
     """Forest plot of hazard and rate ratios with 95% CIs on a log axis; ``None`` if none."""
-    rows = forest_rows(summary)
+    rows = forest_rows(summary)[:MAX_FOREST_ROWS]
     if not rows:
         return None
     with matplotlib.rc_context(_STYLE):
@@ -154,21 +165,22 @@ def forest_figure(summary: Mapping) -> str | None:
 
 def sre_bars_figure(summary: Mapping) -> str:
     """SRE rate per patient-year (95% exact CI) and the fraction with each SRE type, by arm."""
-    arms = list(summary["arms"])
+    arms = list(summary["arms"])[:MAX_FIGURE_ARMS]
     types = summary["sre_types"]
     with matplotlib.rc_context(_STYLE):
         figure = Figure(figsize=(8.0, 3.4))
         left, right = figure.subplots(1, 2, width_ratios=(1, 2))
-        rate = np.array([summary["arms"][a]["sre_rate_per_patient_year"] or 0.0 for a in arms])
-        ci = np.array([[v if v is not None else 0.0 for v in summary["arms"][a]["sre_rate_per_patient_year_ci"]]
-                       for a in arms])
-        left.bar(arms, rate, yerr=[rate - ci[:, 0], ci[:, 1] - rate], color=COLOURS[: len(arms)], capsize=3)
+        # an arm without patients (or follow-up) has no rate: NaN draws no bar
+        rate = np.array([summary["arms"][a]["sre_rate_per_patient_year"] for a in arms], dtype=float)
+        ci = np.array([summary["arms"][a]["sre_rate_per_patient_year_ci"] for a in arms], dtype=float)
+        colours = list(itertools.islice(itertools.cycle(COLOURS), len(arms)))
+        left.bar(arms, rate, yerr=[rate - ci[:, 0], ci[:, 1] - rate], color=colours, capsize=3)
         left.set_xticks(range(len(arms)), [a.replace("_", " ") for a in arms], rotation=20, ha="right")
         left.set(title="SRE rate", ylabel="SREs per patient-year")
         width = 0.8 / len(arms)
         x = np.arange(len(types))
-        for i, (arm, colour) in enumerate(zip(arms, COLOURS)):
-            share = [summary["arms"][arm]["sre_by_type"][t] for t in types]
+        for i, (arm, colour) in enumerate(zip(arms, colours)):
+            share = np.array([summary["arms"][arm]["sre_by_type"][t] for t in types], dtype=float)
             right.bar(x + (i - (len(arms) - 1) / 2) * width, share, width, color=colour, label=arm)
         right.set_xticks(x, [t.replace("_", " ") for t in types], rotation=20, ha="right")
         right.set(title="Patients with each SRE type", ylabel="Fraction of the arm")
@@ -178,20 +190,27 @@ def sre_bars_figure(summary: Mapping) -> str:
 
 
 def _n_pct(flag: pd.Series) -> str:
-    return f"{int(flag.sum())} ({100 * flag.mean():.1f}%)"
+    return f"{int(flag.sum())} ({_number(100 * flag.mean() if len(flag) else None, 1)}%)"
 
 
 def _median_iqr(values: pd.Series) -> str:
     q = values.quantile([0.25, 0.5, 0.75]).to_numpy()
-    return f"{q[1]:.1f} ({q[0]:.1f}–{q[2]:.1f})"
+    return f"{_number(q[1], 1)} ({_number(q[0], 1)}–{_number(q[2], 1)})"
+
+
+def _mean_sd(values: pd.Series) -> str:
+    return f"{_number(values.mean(), 1)} ({_number(values.std(), 1)})"
 
 
 def baseline_table(patients: pd.DataFrame, arms: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """Table 1: baseline characteristics by arm, as ``(label, [cell per arm])`` rows."""
+    """Table 1: baseline characteristics by arm, as ``(label, [cell per arm])`` rows.
+
+    A statistic an arm cannot have (any of an empty arm, the SD of one patient) shows "—".
+    """
     groups = [patients[patients["arm"] == arm] for arm in arms]
     rows: list[tuple[str, list[str]]] = [
         ("Patients, n", [str(len(g)) for g in groups]),
-        ("Age, years, mean (SD)", [f"{g['age_years'].mean():.1f} ({g['age_years'].std():.1f})" for g in groups]),
+        ("Age, years, mean (SD)", [_mean_sd(g["age_years"]) for g in groups]),
         ("Female, n (%)", [_n_pct(g["sex"] == "female") for g in groups]),
     ]
     rows += [(f"ECOG {e}, n (%)", [_n_pct(g["ecog"] == e) for g in groups]) for e in sorted(patients["ecog"].unique())]
@@ -236,19 +255,26 @@ def protocol_brief(protocol) -> dict:
     }
 
 
-def _flatten(mapping: Mapping, prefix: str = "") -> list[tuple[str, str]]:
-    """Nested manifest entries as ``(dotted key, value)`` rows."""
+#: Deepest nesting of ``manifest.json`` the report shows (the engine writes two levels).
+MAX_MANIFEST_DEPTH = 16
+
+
+def _flatten(mapping: Mapping, prefix: str = "", depth: int = 1) -> list[tuple[str, str]]:
+    """Nested manifest entries as ``(dotted key, value)`` rows; ``ValueError`` past ``MAX_MANIFEST_DEPTH``."""
+    if depth > MAX_MANIFEST_DEPTH:
+        raise ValueError(f"is nested more than {MAX_MANIFEST_DEPTH} levels deep")
     rows = []
     for key, value in mapping.items():
         if isinstance(value, Mapping):
-            rows += _flatten(value, f"{prefix}{key}.")
+            rows += _flatten(value, f"{prefix}{key}.", depth + 1)
         else:
             rows.append((f"{prefix}{key}", json.dumps(value) if not isinstance(value, str) else value))
     return rows
 
 
 def _number(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+    """``value`` to ``digits`` decimals; "—" for a missing (``None`` or NaN) value."""
+    return "—" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
 def _p(value: float | None) -> str:
@@ -272,6 +298,13 @@ def _retreatment_text(arm: Mapping) -> str:
     return f"{100 * share:.1f}% ({detail['retreated_lesions']} of {detail['irradiated_lesions']} lesions)"
 
 
+def _test_p(result: Mapping) -> str:
+    """The p-value of a test, or why it was not computed."""
+    if result["p_value"] is None:
+        return f"not computed ({result['reason']})"
+    return _p(result["p_value"])
+
+
 def template_environment() -> jinja2.Environment:
     """The jinja2 environment of the package's page templates, with the report's number filters."""
     environment = jinja2.Environment(
@@ -282,12 +315,12 @@ def template_environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(number=_number, p=_p, estimate=_estimate_text, retreatment=_retreatment_text,
-                               pct=lambda v: "—" if v is None else f"{100 * v:.1f}%")
+                               test_p=_test_p, pct=lambda v: "—" if v is None else f"{100 * v:.1f}%")
     return environment
 
 
 def render_report(
-    summary: Mapping, patients: pd.DataFrame, brief: Mapping, manifest: Mapping | None
+    summary: Mapping, patients: pd.DataFrame, brief: Mapping, manifest: list[tuple[str, str]] | None
 ) -> str:
     """The report page as HTML text.
 
@@ -299,8 +332,9 @@ def render_report(
         ``patients.parquet`` (curves and Table 1 are drawn from it).
     brief : mapping
         The protocol in brief (:func:`protocol_brief`).
-    manifest : mapping or None
-        ``manifest.json``, shown as a table; ``None`` when the run folder has none.
+    manifest : list of (str, str) or None
+        The rows of ``manifest.json`` (dotted key, value), shown as a table; ``None`` when the
+        run folder has none.
     """
     arms = list(summary["arms"])
     figures = {
@@ -314,20 +348,31 @@ def render_report(
         summary=summary,
         brief=brief,
         figures=figures,
+        limits={"arms": MAX_FIGURE_ARMS, "forest_rows": MAX_FOREST_ROWS, "n_forest_rows": len(forest_rows(summary))},
         baseline=baseline_table(patients, arms),
-        manifest=_flatten(manifest) if manifest is not None else None,
+        manifest=manifest,
     )
 
 
-def _read_manifest(run_dir: Path) -> dict | None:
+def _read_manifest(run_dir: Path) -> list[tuple[str, str]] | None:
+    """The rows of ``manifest.json`` (:func:`_flatten`); ``None`` when the run folder has none."""
     path = run_dir / "manifest.json"
     if not path.is_file():
         return None
+    fix = "run the protocol again with --force to rewrite the run folder"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as problem:
-        raise UserInputError(f"is not valid JSON ({problem})", file=path,
-                             fix="run the protocol again with --force to rewrite the run folder") from problem
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError as problem:
+        raise UserInputError("is nested too deeply to read", file=path, fix=fix) from problem
+    except (json.JSONDecodeError, UnicodeDecodeError) as problem:
+        raise UserInputError(f"is not valid JSON ({problem})", file=path, fix=fix) from problem
+    if not isinstance(manifest, dict):
+        kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(manifest), "number")
+        raise UserInputError(f"holds a JSON {kind}, not an object of entries", file=path, fix=fix)
+    try:
+        return _flatten(manifest)
+    except ValueError as problem:
+        raise UserInputError(str(problem), file=path, fix=fix) from problem
 
 
 def write_report(run_dir: str | Path, summary: Mapping | None = None) -> Path:
@@ -336,7 +381,7 @@ def write_report(run_dir: str | Path, summary: Mapping | None = None) -> Path:
     summary = summarise_run(run_dir) if summary is None else summary
     html = render_report(
         json.loads(to_json(summary)),
-        read_table(run_dir, "patients.parquet", PATIENT_COLUMNS),
+        read_table(run_dir, "patients.parquet", PATIENT_SCHEMA, unique=KEY),
         protocol_brief(read_protocol(run_dir)),
         _read_manifest(run_dir),
     )

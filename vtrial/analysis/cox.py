@@ -42,6 +42,8 @@ class BinaryCoxFitter:
         Two-sided Wald p-value.
     n_events_ : int
     converged_ : bool
+    reason_ : str or None
+        Why the ratio cannot be estimated (the estimates are then NaN); ``None`` when it can.
     """
 
     def __init__(self, confidence: float = 0.95) -> None:
@@ -62,14 +64,15 @@ class BinaryCoxFitter:
         stop, event, treated : array, shape (n_rows,)
             End of each row, whether it ends with an event, and the covariate (0 or 1).
         start : array, optional
-            Start of each row (left truncation / counting process); must be < ``stop``.
+            Start of each row (left truncation / counting process); must be < ``stop``. Without
+            it every row is at risk from the origin, so an event or censoring at time 0 counts.
         cluster : array, optional
             Cluster label of each row (the patient): robust sandwich variance.
         """
         stop = np.asarray(stop, dtype=float)
         event = np.asarray(event, dtype=bool)
         x = np.asarray(treated, dtype=bool)
-        start = np.zeros_like(stop) if start is None else np.asarray(start, dtype=float)
+        start = np.full_like(stop, -np.inf) if start is None else np.asarray(start, dtype=float)
         if np.any(start >= stop):
             raise ValueError("every row needs start < stop")
         times, d, d1 = self._event_counts(stop, event, x)
@@ -78,6 +81,10 @@ class BinaryCoxFitter:
         k = np.repeat(np.arange(times.size), d)
         frac = (np.arange(k.size) - np.repeat(np.cumsum(d) - d, d)) / d[k]
 
+        self.n_events_ = int(d.sum())
+        reason = self._infinite_estimate(d, d1, n0, n1, k, frac)
+        if reason is not None:
+            return self._not_estimable(reason)
         beta, converged = 0.0, False
         loglik = self._efron(beta, d, d1, n0, n1, k, frac)[0]
         for _ in range(MAX_ITERATIONS):
@@ -93,6 +100,8 @@ class BinaryCoxFitter:
             if abs(step) < TOLERANCE:
                 converged = True
                 break
+        if not converged:
+            return self._not_estimable("the Cox model did not converge")
         _, _, information = self._efron(beta, d, d1, n0, n1, k, frac)
         variance = 1.0 / information
         self.model_standard_error_ = float(np.sqrt(variance))
@@ -103,14 +112,47 @@ class BinaryCoxFitter:
             variance = variance**2 * float(np.sum(per_cluster**2))
         se = float(np.sqrt(variance))
         z = stats.norm.ppf(0.5 + self.confidence / 2)
+        with np.errstate(over="ignore"):
+            low, high = float(np.exp(beta - z * se)), float(np.exp(beta + z * se))
+        if not (se > 0 and 0 < low and high < np.inf):
+            return self._not_estimable("the confidence interval is empty or unbounded (too few events)")
         self.log_hazard_ratio_ = float(beta)
         self.hazard_ratio_ = float(np.exp(beta))
         self.standard_error_ = se
-        self.confidence_interval_ = (float(np.exp(beta - z * se)), float(np.exp(beta + z * se)))
+        self.confidence_interval_ = (low, high)
         self.p_value_ = float(2 * stats.norm.sf(abs(beta) / se))
-        self.n_events_ = int(d.sum())
-        self.converged_ = converged
+        self.converged_ = True
+        self.reason_ = None
         return self
+
+    def _not_estimable(self, reason: str) -> BinaryCoxFitter:
+        """Set every estimate to NaN and record why the ratio cannot be estimated."""
+        nan = float("nan")
+        self.log_hazard_ratio_ = self.hazard_ratio_ = self.standard_error_ = self.model_standard_error_ = nan
+        self.confidence_interval_ = (nan, nan)
+        self.p_value_ = nan
+        self.converged_ = False
+        self.reason_ = reason
+        return self
+
+    @staticmethod
+    def _infinite_estimate(d, d1, n0, n1, k, frac) -> str | None:
+        """Why the maximum-likelihood log ratio is not finite, or ``None`` when it is.
+
+        The score falls with ``beta`` from its limit at ``-inf`` (each treated event counts 1
+        unless only treated rows are at risk) to its limit at ``+inf`` (each treated event
+        counts 1, less every event with treated rows at risk); the estimate is finite exactly
+        when the first limit is positive and the second negative. Otherwise the likelihood is
+        flat (no event with both arms at risk) or monotone (the ratio runs to 0 or infinity).
+        """
+        untreated = n0[k] - frac * (d - d1)[k]  # Efron-adjusted rows at risk in each arm, per event
+        treated = n1[k] - frac * d1[k]
+        if not np.any((untreated > 0) & (treated > 0)):
+            return "no event happened while both arms had patients at risk"
+        observed = d1.sum()
+        if not np.sum(untreated == 0) < observed < np.sum(treated > 0):
+            return "the ratio runs to 0 or infinity: all events of one arm fell where the other arm had none"
+        return None
 
     @staticmethod
     def _event_counts(stop: np.ndarray, event: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:

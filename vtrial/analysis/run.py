@@ -3,35 +3,93 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from vtrial.analysis.summary import summarise, to_json
 from vtrial.errors import ProtocolWarning, UserInputError
 from vtrial.store import atomic_write_text
-
-#: Columns the contract guarantees in ``patients.parquet``.
-PATIENT_COLUMNS: tuple[str, ...] = (
-    "patient_id",
-    "arm",
-    "primary",
-    "age_years",
-    "sex",
-    "ecog",
-    "creatinine_clearance_ml_min",
-    "n_lesions",
-    "followup_days",
-    "died",
-    "first_sre_day",
-    "n_sre",
-)
-#: Columns the contract guarantees in ``events.parquet``.
-EVENT_COLUMNS: tuple[str, ...] = ("patient_id", "arm", "day", "type", "site", "counted")
-#: Columns the contract guarantees in ``markers.parquet`` (version 2; older run folders have no such file).
-MARKER_COLUMNS: tuple[str, ...] = ("patient_id", "arm", "week", "untx_nmol_mmol", "bsap_ug_l", "calcium_mmol_l")
+from vtrial.vocabulary import EVENT_TYPES, PRIMARIES
 
 _FIX = "give the folder written by `vtrial run PROTOCOL`, or run the protocol again with --force"
+
+#: Parquet types of each kind of column.
+_KINDS = {
+    "integer": pa.types.is_integer,
+    "number": lambda t: pa.types.is_integer(t) or pa.types.is_floating(t),
+    "boolean": pa.types.is_boolean,
+    "text": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """A contract column of a run table: its kind and the values it may hold.
+
+    ``kind`` is ``integer``, ``number``, ``boolean`` or ``text``; numbers must be finite and at
+    least ``minimum``; NaN is allowed only when ``nan_means`` says what it stands for; text must
+    be one of ``allowed`` when given. Nothing may be null.
+    """
+
+    name: str
+    kind: str
+    minimum: float | None = None
+    nan_means: str | None = None
+    allowed: tuple[str, ...] | None = None
+
+    def describe(self) -> str:
+        """What the column must hold, in words (the fix of an error message)."""
+        text = {"integer": "integers", "number": "finite numbers", "boolean": "true/false values",
+                "text": "text"}[self.kind]
+        if self.minimum is not None:
+            text += f" >= {self.minimum:g}"
+        if self.allowed is not None:
+            text += f" from {list(self.allowed)}"
+        if self.nan_means is not None:
+            text += f" (NaN: {self.nan_means})"
+        return text
+
+
+#: The contract columns of ``patients.parquet``; each (patient_id, arm) appears once.
+PATIENT_SCHEMA: tuple[Column, ...] = (
+    Column("patient_id", "integer"),
+    Column("arm", "text"),
+    Column("primary", "text", allowed=PRIMARIES),
+    Column("age_years", "number", minimum=0),
+    Column("sex", "text"),
+    Column("ecog", "integer", minimum=0),
+    Column("creatinine_clearance_ml_min", "number", minimum=0),
+    Column("n_lesions", "integer", minimum=0),
+    Column("followup_days", "number", minimum=0),
+    Column("died", "boolean"),
+    Column("first_sre_day", "number", minimum=0, nan_means="no SRE"),
+    Column("n_sre", "integer", minimum=0),
+)
+#: The contract columns of ``events.parquet``.
+EVENT_SCHEMA: tuple[Column, ...] = (
+    Column("patient_id", "integer"),
+    Column("arm", "text"),
+    Column("day", "number", minimum=0),
+    Column("type", "text", allowed=EVENT_TYPES),
+    Column("site", "text"),
+    Column("counted", "boolean"),
+)
+#: The contract columns of ``markers.parquet`` (version 2; older run folders have no such file).
+MARKER_SCHEMA: tuple[Column, ...] = (
+    Column("patient_id", "integer"),
+    Column("arm", "text"),
+    Column("week", "integer", minimum=0),
+    Column("untx_nmol_mmol", "number", minimum=0),
+    Column("bsap_ug_l", "number", minimum=0),
+    Column("calcium_mmol_l", "number", minimum=0),
+)
+#: The columns that identify a patient under an arm.
+KEY: list[str] = ["patient_id", "arm"]
 
 
 def _require(run_dir: Path, name: str) -> Path:
@@ -44,17 +102,108 @@ def _require(run_dir: Path, name: str) -> Path:
     return path
 
 
-def read_table(run_dir: str | Path, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
-    """Read a Parquet table of the run folder and check it has the contract's columns."""
+def _bad_rows(values: pd.Series, column: Column) -> tuple[np.ndarray, str]:
+    """Mask of the rows whose value ``column`` does not allow, and what is wrong with them."""
+    if column.kind == "number":
+        numbers = values.to_numpy(dtype=float)
+        bad = np.isinf(numbers) if column.nan_means else ~np.isfinite(numbers)
+        problem = "infinite" if column.nan_means else "NaN or infinite"
+    else:
+        bad, problem = values.isna().to_numpy(), "null"
+    if bad.any():
+        return bad, problem
+    if column.minimum is not None:
+        below = (values < column.minimum).to_numpy()  # NaN compares False
+        if below.any():
+            return below, f"below {column.minimum:g}"
+    if column.allowed is not None:
+        unknown = ~values.isin(column.allowed).to_numpy()
+        if unknown.any():
+            return unknown, "not one of the allowed values"
+    return np.zeros(len(values), dtype=bool), ""
+
+
+def _check_column(path: Path, column: Column, arrow_type: pa.DataType, values: pd.Series) -> None:
+    """``UserInputError`` naming the file, the column and the first bad row, if the column breaks the contract."""
+    fix = f"the column must hold {column.describe()}; {_FIX}"
+    if not _KINDS[column.kind](arrow_type):
+        raise UserInputError(f"has type {arrow_type}, not {column.kind}", file=path, field=column.name, fix=fix)
+    bad, problem = _bad_rows(values, column)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise UserInputError(
+            f"{int(bad.sum())} row(s) {problem} (first: row {row}, value {values.iloc[row]})",
+            file=path, field=column.name, fix=fix,
+        )
+
+
+def read_table(
+    run_dir: str | Path, name: str, schema: tuple[Column, ...], unique: list[str] | None = None
+) -> pd.DataFrame:
+    """Read a Parquet table of the run folder and check it against the contract's ``schema``.
+
+    Every column must exist with its kind and allowed values (:class:`Column`), and no two
+    rows may share the ``unique`` columns (a patient under an arm). The first breach is a
+    ``UserInputError`` naming the file, the column and the row: a run folder is read, not
+    trusted.
+    """
     path = _require(Path(run_dir), name)
     try:
+        arrow_schema = pq.read_schema(path)
         table = pd.read_parquet(path)
     except Exception as problem:  # pyarrow raises several types for a damaged file
         raise UserInputError(f"cannot be read as Parquet ({problem})", file=path, fix=_FIX) from problem
-    missing = [c for c in columns if c not in table.columns]
+    missing = [c.name for c in schema if c.name not in table.columns]
     if missing:
         raise UserInputError(f"lacks the column(s) {missing}", file=path, fix=_FIX)
+    for column in schema:
+        _check_column(path, column, arrow_schema.field(column.name).type, table[column.name])
+    if unique is not None:
+        repeated = table.duplicated(unique).to_numpy()
+        if repeated.any():
+            row = int(np.flatnonzero(repeated)[0])
+            raise UserInputError(
+                f"{int(repeated.sum())} repeated row(s) (first: row {row}, "
+                + ", ".join(f"{c} {table[c].iloc[row]}" for c in unique) + ")",
+                file=path, field=", ".join(unique),
+                fix=f"each {', '.join(unique)} appears once; remove the repeated rows, or {_FIX}",
+            )
     return table
+
+
+def read_tables(run_dir: str | Path, arms: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """``patients.parquet``, ``events.parquet`` and ``markers.parquet``, checked (:func:`read_table`) and consistent.
+
+    Each may hold only the protocol's ``arms``, and every event and marker row must belong to a
+    patient of the patients table; otherwise a ``UserInputError`` names the file and the first
+    bad row. The markers are ``None`` for a run folder without them (written before version 2).
+    """
+    run_dir = Path(run_dir)
+    tables = {
+        "patients.parquet": read_table(run_dir, "patients.parquet", PATIENT_SCHEMA, unique=KEY),
+        "events.parquet": read_table(run_dir, "events.parquet", EVENT_SCHEMA),
+    }
+    if (run_dir / "markers.parquet").is_file():
+        tables["markers.parquet"] = read_table(run_dir, "markers.parquet", MARKER_SCHEMA, unique=[*KEY, "week"])
+    for name, table in tables.items():
+        unknown = ~table["arm"].isin(arms).to_numpy()
+        if unknown.any():
+            raise UserInputError(
+                f"has rows on arm(s) {sorted(set(table['arm'][unknown]))} that protocol.toml does not define",
+                file=run_dir / name, field="arm", fix=f"keep only rows of the arms {arms}; {_FIX}",
+            )
+    patients = tables.pop("patients.parquet")
+    known = pd.MultiIndex.from_frame(patients[KEY])
+    for name, table in tables.items():
+        orphan = ~pd.MultiIndex.from_frame(table[KEY]).isin(known)
+        if orphan.any():
+            row = int(np.flatnonzero(orphan)[0])
+            raise UserInputError(
+                f"{int(orphan.sum())} row(s) of patients not in patients.parquet (first: row {row}, patient_id "
+                f"{table['patient_id'].iloc[row]}, arm {table['arm'].iloc[row]})",
+                file=run_dir / name, field="patient_id, arm", fix=_FIX,
+            )
+    return patients, tables["events.parquet"], tables.get("markers.parquet")
 
 
 def read_protocol(run_dir: str | Path):
@@ -86,10 +235,7 @@ def analysis_settings(protocol) -> dict:
 def summarise_run(run_dir: str | Path) -> dict:
     """Analyse a run folder from its Parquet tables and resolved protocol alone."""
     settings = analysis_settings(read_protocol(run_dir))
-    patients = read_table(run_dir, "patients.parquet", PATIENT_COLUMNS)
-    events = read_table(run_dir, "events.parquet", EVENT_COLUMNS)
-    has_markers = (Path(run_dir) / "markers.parquet").is_file()
-    markers = read_table(run_dir, "markers.parquet", MARKER_COLUMNS) if has_markers else None
+    patients, events, markers = read_tables(run_dir, settings["arms"])
     return summarise(patients, events, **settings, markers=markers)
 
 

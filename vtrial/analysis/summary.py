@@ -19,6 +19,7 @@ from vtrial.analysis.proportions import clopper_pearson, fisher_p_value, newcomb
 from vtrial.analysis.survival import (
     DAYS_PER_MONTH,
     DAYS_PER_YEAR,
+    EMPTY_ARM,
     ENDPOINTS,
     competing_risks,
     counting_process,
@@ -27,6 +28,7 @@ from vtrial.analysis.survival import (
     kaplan_meier,
     logrank,
     median_with_ci,
+    null_result,
     rmst_difference,
     treatment_effect,
     value_at,
@@ -39,6 +41,8 @@ from vtrial.vocabulary import ADVERSE_EVENTS, PRIMARIES
 SAME_DAY = 0.5
 #: The trials' upper normal limit of uNTx/Cr (nmol BCE/mmol creatinine; Brown 2005, Coleman 2005).
 UNTX_NORMAL_LIMIT = 50.0
+#: Reason of the estimates of an arm nobody was randomised to.
+NO_PATIENTS = "no patients in this arm"
 
 
 def landmark_key(months: float) -> str:
@@ -99,16 +103,20 @@ def summarise(
             fix="name one of the protocol's arms",
         )
     by_arm = {arm: patients[patients["arm"] == arm] for arm in arms}
-    empty = [arm for arm, p in by_arm.items() if p.empty]
-    if empty:
+    # a small trial can randomise nobody to an arm: its estimates are None, with the reason
+    present = [arm for arm, p in by_arm.items() if not p.empty]
+    if not present:
         raise UserInputError(
-            f"no patients in arm(s) {empty}",
+            f"no patients in any of the arms {arms}",
             field="arm",
-            fix="re-run the simulation; every arm needs patients",
+            fix="re-run the simulation; the trial needs patients",
         )
     events_by_arm = {arm: events[events["arm"] == arm] for arm in arms}
-    fits = {name: {arm: kaplan_meier(*endpoint_data(by_arm[arm], name), arm) for arm in arms} for name in ENDPOINTS}
-    tau = min(horizon_months * DAYS_PER_MONTH, *(p["followup_days"].max() for p in by_arm.values()))
+    fits = {
+        name: {arm: kaplan_meier(*endpoint_data(by_arm[arm], name), arm) if arm in present else None for arm in arms}
+        for name in ENDPOINTS
+    }
+    tau = min(horizon_months * DAYS_PER_MONTH, *(by_arm[arm]["followup_days"].max() for arm in present))
     in_arms = patients[patients["arm"].isin(arms)]
     primaries = [p for p in PRIMARIES if p in set(in_arms["primary"])]
 
@@ -175,8 +183,10 @@ def _arm_summary(
     sre_types: Sequence[str],
     landmarks_months: Sequence[float],
 ) -> dict:
-    """The endpoints of one arm."""
+    """The endpoints of one arm (:func:`_empty_arm_summary` when it has no patients)."""
     n = len(p)
+    if n == 0:
+        return _empty_arm_summary(sre_types, landmarks_months)
     n_with_sre = int(p["first_sre_day"].notna().sum())
     cif = cumulative_incidence(*competing_risks(p))
     n_sre = int(p["n_sre"].sum())
@@ -253,6 +263,36 @@ def _median_change(value: pd.Series, baseline: pd.Series) -> float | None:
     return float(pct.median()) if len(pct) else None
 
 
+def _empty_arm_summary(sre_types: Sequence[str], landmarks_months: Sequence[float]) -> dict:
+    """The keys of :func:`_arm_summary` for an arm without patients: counts 0, estimates ``None``."""
+    return {
+        "n": 0,
+        "median_time_to_first_sre_months": None,
+        "median_time_to_first_sre_months_ci": [None, None],
+        "n_with_sre": 0,
+        "proportion_with_sre": None,
+        "proportion_with_sre_ci": [None, None],
+        "cumulative_incidence_sre": {landmark_key(m): None for m in landmarks_months},
+        "n_sre": 0,
+        "patient_years": 0.0,
+        "mean_sre_per_patient": None,
+        "sre_rate_per_patient_year": None,
+        "sre_rate_per_patient_year_ci": [None, None],
+        "sre_by_type": dict.fromkeys(sre_types),
+        "first_sre_by_type": dict.fromkeys(sre_types),
+        "n_deaths": 0,
+        "median_overall_survival_months": None,
+        "median_overall_survival_months_ci": [None, None],
+        "adverse_events": dict.fromkeys(ADVERSE_EVENTS),
+        "adverse_events_ci": {
+            ae: {"n": 0, "proportion": None, "ci_low": None, "ci_high": None} for ae in ADVERSE_EVENTS
+        },
+        "radiotherapy_retreatment": None,
+        "radiotherapy_retreatment_detail": {"irradiated_lesions": 0, "retreated_lesions": 0, "reason": NO_PATIENTS},
+        "reason": NO_PATIENTS,
+    }
+
+
 def cox_comparison(
     patients: pd.DataFrame, arm: str, reference: str, endpoint: str = "time_to_first_sre", design: str = "parallel"
 ) -> dict:
@@ -324,6 +364,8 @@ def _risk_difference(in_arm: pd.Series, has: pd.Series) -> dict:
     in_arm, has = in_arm.to_numpy(dtype=bool), has.to_numpy(dtype=bool)
     k1, n1 = int(has[in_arm].sum()), int(in_arm.sum())
     k0, n0 = int(has[~in_arm].sum()), int((~in_arm).sum())
+    if n1 == 0 or n0 == 0:
+        return null_result(("risk_difference", "ci_low", "ci_high", "p_value"), EMPTY_ARM)
     d, low, high = newcombe_difference(k1, n1, k0, n0)
     return {"risk_difference": d, "ci_low": low, "ci_high": high, "p_value": fisher_p_value(k1, n1, k0, n0)}
 

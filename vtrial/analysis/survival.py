@@ -32,6 +32,9 @@ NUDGE_DAYS = 1e-3
 #: Endpoints of one row per patient: name -> (duration column, event definition).
 ENDPOINTS: tuple[str, ...] = ("time_to_first_sre", "overall_survival")
 
+#: Reason of a comparison one of whose arms nobody was randomised to.
+EMPTY_ARM = "one of the two arms has no patients"
+
 #: Event codes of the competing-risks view of the first SRE.
 CENSORED, SRE, DEATH = 0, 1, 2
 
@@ -133,25 +136,37 @@ def rmst(kmf: KaplanMeierFitter, tau: float) -> tuple[float, float]:
     return mean, float(term.sum())
 
 
-def rmst_difference(kmf: KaplanMeierFitter, kmf_reference: KaplanMeierFitter, tau: float) -> dict:
+#: Keys of :func:`rmst_difference` besides ``tau_months``.
+RMST_KEYS: tuple[str, ...] = ("arm_months", "reference_months", "difference_months", "ci_low", "ci_high", "p_value")
+
+
+def rmst_difference(kmf: KaplanMeierFitter | None, kmf_reference: KaplanMeierFitter | None, tau: float) -> dict:
     """Difference in RMST (arm minus reference) up to ``tau``, in months, with a Wald CI and p.
 
-    The arms' variances add, which assumes independent arms (conservative under pairing).
+    The arms' variances add, which assumes independent arms (conservative under pairing). An
+    arm without patients has no fit (``None``): every number is then ``None`` with the reason;
+    so is the p-value, with its reason, when no event before ``tau`` gives the difference a
+    variance.
     """
+    tau_months = tau / DAYS_PER_MONTH
+    if kmf is None or kmf_reference is None:
+        return {"tau_months": tau_months, **null_result(RMST_KEYS, EMPTY_ARM)}
     m1, v1 = rmst(kmf, tau)
     m0, v0 = rmst(kmf_reference, tau)
     diff, se = m1 - m0, math.sqrt(v1 + v0)
     z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
-    p = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else None
-    return {
-        "tau_months": tau / DAYS_PER_MONTH,
+    result = {
+        "tau_months": tau_months,
         "arm_months": m1 / DAYS_PER_MONTH,
         "reference_months": m0 / DAYS_PER_MONTH,
         "difference_months": diff / DAYS_PER_MONTH,
         "ci_low": (diff - z * se) / DAYS_PER_MONTH,
         "ci_high": (diff + z * se) / DAYS_PER_MONTH,
-        "p_value": p,
+        "p_value": float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else None,
     }
+    if result["p_value"] is None:
+        result["reason"] = "no event before the restriction time: the difference has no variance"
+    return result
 
 
 def logrank(durations: np.ndarray, events: np.ndarray, groups: np.ndarray) -> dict:
@@ -201,12 +216,15 @@ def treatment_effect(
     -------
     dict
         ``{ratio_name, ci_low, ci_high, p_value}``; all ``None`` with a ``reason`` when an arm
-        has no event or the fit does not converge.
+        has no patients or no event, or the ratio cannot be estimated (no event while both arms
+        are at risk, a ratio running to 0 or infinity, no convergence).
     """
     keys = (ratio_name, "ci_low", "ci_high", "p_value")
     events_by_arm = data.groupby("treated")["event"].sum()
+    if not events_by_arm.any():
+        return null_result(keys, "no events in either arm")
     if len(events_by_arm) < 2:
-        return null_result(keys, "one of the two arms has no patients")
+        return null_result(keys, EMPTY_ARM)
     if (events_by_arm == 0).any():
         which = "the reference arm" if events_by_arm.get(0, 0) == 0 else "the compared arm"
         return null_result(keys, f"no events in {which}")
@@ -217,8 +235,8 @@ def treatment_effect(
         start=None if entry_col is None else data[entry_col].to_numpy(dtype=float),
         cluster=None if cluster_col is None else data[cluster_col].to_numpy(),
     )
-    if not fitter.converged_:
-        return null_result(keys, "the Cox model did not converge")
+    if fitter.reason_ is not None:
+        return null_result(keys, fitter.reason_)
     low, high = fitter.confidence_interval_
     return {ratio_name: fitter.hazard_ratio_, "ci_low": low, "ci_high": high, "p_value": fitter.p_value_}
 

@@ -38,6 +38,9 @@ class Estimate:
 
 Observations = Mapping[str, Observation]
 
+#: The estimate of an arm a small replica randomised nobody (or too few patients) to.
+NOT_ESTIMABLE = Estimate(None, None, None)
+
 
 def _scale(check: Check) -> float:
     """Factor from the summary's unit (months, fractions) to the check's unit."""
@@ -50,6 +53,8 @@ def _one(observations: Observations, check: Check) -> Observation:
 
 
 def _proportion(k: int, n: int, check: Check) -> Estimate:
+    if n == 0:
+        return NOT_ESTIMABLE
     low, high = clopper_pearson(k, n)
     s = _scale(check)
     return Estimate(s * k / n, s * low, s * high)
@@ -65,8 +70,8 @@ def _pooled(observations: Observations, check: Check, count: Callable[[Observati
 def _median(arm_summary: dict, key: str, arm: ArmData, check: Check) -> Estimate:
     s = _scale(check)
     value, (low, high) = arm_summary[key], arm_summary[f"{key}_ci"]
-    return Estimate(*(None if v is None else s * v for v in (value, low, high)),
-                    ceiling=s * arm.followup_days.max() / DAYS_PER_MONTH)
+    ceiling = s * arm.followup_days.max() / DAYS_PER_MONTH if arm.followup_days.size else None
+    return Estimate(*(None if v is None else s * v for v in (value, low, high)), ceiling=ceiling)
 
 
 def median_time_to_first_sre(observations: Observations, check: Check) -> Estimate:
@@ -100,7 +105,7 @@ def rate_ratio_sre(observations: Observations, check: Check) -> Estimate:
 def mean_sre_per_patient(observations: Observations, check: Check) -> Estimate:
     """Counted SREs per patient of the arm, with the exact Poisson CI of the count."""
     arm = _one(observations, check).summary["arms"][check.arm]
-    return Estimate(*poisson_rate_ci(arm["n_sre"], arm["n"]))
+    return Estimate(*poisson_rate_ci(arm["n_sre"], arm["n"])) if arm["n"] else NOT_ESTIMABLE
 
 
 def proportion_with_sre(observations: Observations, check: Check) -> Estimate:
@@ -119,7 +124,7 @@ def proportion_with_sre_by(observations: Observations, check: Check) -> Estimate
 def first_sre_type(observations: Observations, check: Check) -> Estimate:
     """Fraction of the arm whose first counted SRE is of type ``check.option``."""
     arm = _one(observations, check).summary["arms"][check.arm]
-    return _proportion(round(arm["first_sre_by_type"][check.option] * arm["n"]), arm["n"], check)
+    return _proportion(round((arm["first_sre_by_type"][check.option] or 0.0) * arm["n"]), arm["n"], check)
 
 
 def adverse_event(observations: Observations, check: Check) -> Estimate:
@@ -137,13 +142,13 @@ def onj_with_dental_risk(observations: Observations, check: Check) -> Estimate:
     """Share of dental risk (poor dental health, extraction) among all ONJ cases, pooled over arms."""
     arms = [a for r in check.replicas for a in observations[r].arms.values()]
     k, n = sum(a.onj_dental_risk for a in arms), sum(a.onj for a in arms)
-    return _proportion(k, n, check) if n else Estimate(None, None, None)
+    return _proportion(k, n, check)
 
 
 def _survival(durations: np.ndarray, died: np.ndarray, months: float, check: Check) -> Estimate:
     """Kaplan–Meier survival at ``months`` with its 95% CI; ``None`` past the last follow-up."""
     if durations.size == 0:
-        return Estimate(None, None, None)
+        return NOT_ESTIMABLE
     fit = kaplan_meier(durations, died, "survival")
     t = months * DAYS_PER_MONTH
     ci = fit.confidence_interval_
@@ -176,6 +181,8 @@ def survival_after_sre_at(observations: Observations, check: Check) -> Estimate:
 def mean_lesions(observations: Observations, check: Check) -> Estimate:
     """Mean number of bone lesions at entry, with a normal 95% CI."""
     n = _one(observations, check).arms[check.arm].n_lesions
+    if n.size < 2:
+        return NOT_ESTIMABLE
     half = Z95 * n.std(ddof=1) / math.sqrt(n.size)
     return Estimate(float(n.mean()), float(n.mean() - half), float(n.mean() + half))
 
