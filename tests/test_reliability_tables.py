@@ -180,7 +180,7 @@ TAMPERED = {
     "died string": ("patients.parquet", lambda t: t.assign(died=t["died"].map({True: "yes", False: "no"})),
                     "patients.parquet: died: has type string, not boolean"),
     "event of nobody": ("events.parquet", _set("patient_id", 10**9, row=0),
-                        "events.parquet: patient_id, arm: 1 event(s) of patients not in patients.parquet"),
+                        "events.parquet: patient_id, arm: 1 row(s) of patients not in patients.parquet"),
     "infinite SRE day": ("patients.parquet", _set("first_sre_day", -np.inf),
                          "patients.parquet: first_sre_day: 1 row(s) infinite (first: row 3, value -inf)"),
 }
