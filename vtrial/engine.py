@@ -283,15 +283,16 @@ def _dask_distributed() -> object:
     return dask.distributed
 
 
-def _watch_parent() -> None:
-    """Worker initialiser: exit as soon as the process that started this worker dies.
+def _watch_parent(parent: int) -> None:
+    """Worker initialiser: exit as soon as ``parent``, the process that started this worker, dies.
 
     A SIGKILLed run cannot stop its loky workers, which would otherwise idle for minutes
     holding the terminal. A daemon thread polls ``os.getppid()``: when the parent dies the
-    worker is re-parented and the value changes. (``PR_SET_PDEATHSIG`` is not used: it fires
-    when the parent *thread* that spawned the worker ends, and loky spawns from threads.)
+    worker is re-parented and the value changes. ``parent`` is passed in rather than read
+    here, so that a worker whose parent died while it was still starting exits too.
+    (``PR_SET_PDEATHSIG`` is not used: it fires when the parent *thread* that spawned the
+    worker ends, and loky spawns from threads.)
     """
-    parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -303,7 +304,7 @@ def _watch_parent() -> None:
 
 def local_workers(jobs: int):
     """joblib configuration for ``jobs`` loky workers on this machine that exit when their parent dies."""
-    return parallel_config(backend="loky", n_jobs=jobs, initializer=_watch_parent)
+    return parallel_config(backend="loky", n_jobs=jobs, initializer=_watch_parent, initargs=(os.getpid(),))
 
 
 class _Cluster:
