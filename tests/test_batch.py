@@ -114,3 +114,13 @@ def test_cli_run_writes_the_full_run_folder_and_report_rebuilds_it(tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2
     assert "--force" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_two_protocols_sharing_a_trial_name_are_refused_before_any_folder(tmp_path):
+    """Pooled, they doubled R of one comparison and kept one protocol's copy (issue 17, defect 9)."""
+    out = tmp_path / "b"
+    with pytest.raises(UserInputError) as info:
+        run_batch([small_protocol("same", 240), small_protocol("same", 300)], out, replicates=2, jobs=1, block_size=100)
+    assert str(info.value) == ("trial.name: 2 protocols share the name(s) ['same']; a batch keys its rows and files "
+                               "by trial.name Fix: give each protocol its own trial.name (and each file once)")
+    assert list(tmp_path.iterdir()) == []

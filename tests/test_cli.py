@@ -252,3 +252,84 @@ def test_a_run_folder_s_protocol_does_not_repeat_the_warnings(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_protocol(tmp_path).arm[0].dose_mg == 4000.0
+
+
+# --------------------------------------------------------------------------------------------
+# flags: checked in one place, before any folder is made (issue 17, defect 5)
+
+#: Bad flags of `vtrial run` and the start of the message each must give (after "error: ").
+BAD_RUN_FLAGS = {
+    "jobs-huge": (["--jobs", "1000000"], "--jobs: must be a number of workers from 1 to 1024, got 1000000"),
+    "jobs-zero": (["--jobs", "0"], "--jobs: must be a number of workers from 1 to 1024, got 0"),
+    "replicate-negative": (["--replicate", "-1"], "--replicate: replicate must be from 0 to 2**63 - 1, got -1"),
+    "scheduler-malformed": (["--backend", "dask", "--scheduler", "not-an-address"],
+                            "--scheduler: 'not-an-address' is not a scheduler address"),
+    "scheduler-unreachable": (["--backend", "dask", "--scheduler", "tcp://127.0.0.1:1"],
+                              "--scheduler: cannot reach the dask scheduler at tcp://127.0.0.1:1"),
+    "scheduler-without-dask": (["--scheduler", "tcp://127.0.0.1:8786"],
+                               "--scheduler: a scheduler is used only by the dask backend"),
+    "backend-unknown": (["--backend", "foo"], "--backend: unknown backend 'foo'"),
+    "block-size-zero": (["--block-size", "0"], "--block-size: block size must be positive, got 0"),
+    "out-name-too-long": (["--out", "a" * 300], "--out: the name aaaaaaaaaaaaaaaaaaaaaaaa... is 300 bytes long"),
+    "no-patients-in-an-arm": (["--patients", "1"],
+                              "trial.patients: 1 patient(s) leave no patients in arm(s) ['placebo', 'zoledronic_acid']"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RUN_FLAGS))
+def test_bad_run_flags_exit_2_naming_the_flag_and_leave_no_folder(capsys, root, tmp_path, monkeypatch, case):
+    flags, expected = BAD_RUN_FLAGS[case]
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(capsys, "run", str(root / "protocols" / "example.toml"), "--patients", "30",
+                            "--quiet", *(["--out", "o"] if "--out" not in flags else []), *flags)
+    assert code == 2, err
+    assert err.startswith(f"error: {expected}") and "Fix:" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no run folder, no partial folder
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["batch", "protocols/example.toml", "--jobs", "-5", "--out", "b"], "--jobs: must be a number of workers"),
+        (["batch", "protocols/example.toml", "--replicates", "1", "--out", "b" * 250], "--out: the name bbbb"),
+        (["validate", "--replicate", "-1", "--patients", "10", "--out", "v"], "--replicate: replicate must be from 0"),
+        (["calibrate", "--jobs", "5000", "--evaluations", "40", "--out", "c"], "--jobs: must be a number of workers"),
+    ],
+)
+def test_batch_validate_calibrate_check_their_flags_first(capsys, root, tmp_path, monkeypatch, argv, expected):
+    monkeypatch.chdir(tmp_path)
+    argv = [str(root / a) if a.startswith("protocols/") else a for a in argv]
+    code, _, err = run_main(capsys, *argv, *(["--quiet"] if argv[0] != "calibrate" else []))
+    assert code == 2, err
+    assert err.startswith(f"error: {expected}") and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_jobs_are_capped_at_the_tasks_and_a_warning_names_the_cores(root, tmp_path):
+    """`--jobs 50` for 60 patients in blocks of 20 (3 arms: 9 tasks) starts 9 workers, not 50."""
+    out = tmp_path / "run"
+    result = run_process("run", str(root / "protocols" / "example.toml"), "--patients", "60", "--block-size", "20",
+                         "--jobs", "50", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "manifest.json").read_text())["jobs"] == 9
+    cores = os.cpu_count()
+    assert f"warning: --jobs 50 is more than the {cores} cores of this machine" in result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# progress without a terminal (defect 12)
+
+
+def test_progress_without_a_terminal_prints_lines_and_the_analysis_and_report_stages(root, tmp_path):
+    """stderr is a pipe: a plain line every 10% of the blocks (not only the last), then the stages."""
+    result = run_process("run", str(root / "protocols" / "example.toml"), "--patients", "200", "--block-size", "10",
+                         "--jobs", "1", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    blocks = [line for line in lines if line.startswith("blocks ")]
+    assert blocks[0].startswith("blocks 0/60 (0%)") and blocks[-1].startswith("blocks 60/60 (100%)")
+    assert 11 <= len(blocks) <= 20  # every 10% (or 5 s), not every one of the 60 blocks
+    assert "elapsed" in blocks[-1] and blocks[-1].endswith("remaining 0:00:00")
+    stages = [line.split(" done in")[0] for line in lines if " done in " in line]
+    assert stages == ["analysis", "report"]
+    assert lines.index("analysis ...") > lines.index(blocks[-1])

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+import resource
+import subprocess
+import sys
 import tomllib
 import typing
 import warnings
@@ -17,6 +21,7 @@ from pydantic import BaseModel
 from vtrial.errors import ProtocolWarning, UserInputError
 from vtrial.protocol import (
     DEFAULT_SEED,
+    MAX_PROTOCOL_BYTES,
     Protocol,
     apply_overrides,
     load_protocol,
@@ -422,3 +427,84 @@ def test_every_field_is_in_the_user_reference(root):
     names = (*DRUGS, *SYSTEMIC_THERAPIES, *PROSTATE_STAGES, *COUNTABLE_EVENT_TYPES)
     assert sorted(n for n in names if f'"{n}"' not in text and f"`{n}`" not in text) == []
     assert "shared" not in text
+
+
+# reading the file: regular files up to 1 MiB, a byte-order mark, YAML 1.2 (issue 17, defects 6, 11)
+
+MINIMAL_TOML = '[trial]\nname = "t"\npatients = 10\nhorizon_months = 12\n\n[cohort]\nprimary = { breast = 1.0 }\n\n' \
+               '[[arm]]\nname = "placebo"\ndrug = "none"\n'
+MINIMAL_YAML = "trial:\n  name: t\n  patients: 10\n  horizon_months: 12\ncohort:\n  primary: {breast: 1.0}\n" \
+               "arm:\n  - name: placebo\n    drug: none\n"
+
+
+def _check_process(path: str) -> subprocess.CompletedProcess:
+    """`vtrial check PATH` with 20 s and 1 GiB of address space at most (an endless read fails fast)."""
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    return subprocess.run([sys.executable, "-m", "vtrial.cli", "check", path], capture_output=True, text=True,
+                          timeout=20, preexec_fn=limit)
+
+
+def test_a_fifo_is_refused_instead_of_waiting_forever(tmp_path):
+    fifo = tmp_path / "f.toml"
+    os.mkfifo(fifo)
+    result = _check_process(str(fifo))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {fifo}: is not a regular file (a pipe, a device or a socket)")
+
+
+def test_an_endless_device_is_refused_instead_of_filling_the_memory():
+    result = _check_process("/dev/zero")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: /dev/zero: is not a regular file") and "Traceback" not in result.stderr
+
+
+def test_files_up_to_one_mebibyte_are_read_and_larger_ones_refused(tmp_path):
+    exact = tmp_path / "exact.toml"
+    exact.write_text(MINIMAL_TOML + "#" * (MAX_PROTOCOL_BYTES - len(MINIMAL_TOML) - 1) + "\n")
+    assert exact.stat().st_size == MAX_PROTOCOL_BYTES == 1_048_576
+    assert load_protocol(exact).trial.patients == 10
+    larger = tmp_path / "larger.toml"
+    larger.write_text(MINIMAL_TOML + "#" * (MAX_PROTOCOL_BYTES - len(MINIMAL_TOML)) + "\n")
+    with pytest.raises(UserInputError, match=r"larger.toml: is larger than 1 MiB \(1,048,576 bytes\)"):
+        load_protocol(larger)
+
+
+@pytest.mark.parametrize(("suffix", "text"), [(".toml", MINIMAL_TOML), (".yaml", MINIMAL_YAML)])
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path, suffix, text):
+    plain, marked = tmp_path / f"plain{suffix}", tmp_path / f"marked{suffix}"
+    plain.write_text(text, encoding="utf-8")
+    marked.write_text(text, encoding="utf-8-sig")
+    assert marked.read_bytes()[:3] == b"\xef\xbb\xbf"
+    assert load_protocol(marked) == load_protocol(plain)
+
+
+def test_a_yaml_key_given_twice_is_refused_naming_the_key_and_line(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text(MINIMAL_YAML.replace("  patients: 10\n", "  patients: 10\n  patients: 2000\n"))
+    with pytest.raises(UserInputError) as info:
+        load_protocol(path)
+    assert str(info.value) == (f"{path}:4: is not valid YAML: the key 'patients' is given twice "
+                               "Fix: remove one of the two (the last would otherwise win silently)")
+
+
+@pytest.mark.parametrize(("value", "patients"), [("0100", 100), ("+250", 250), ("0x10", 16), ("0o17", 15)])
+def test_yaml_integers_follow_yaml_1_2(tmp_path, value, patients):
+    path = tmp_path / "p.yaml"
+    path.write_text(MINIMAL_YAML.replace("patients: 10", f"patients: {value}"))
+    assert load_protocol(path).trial.patients == patients  # YAML 1.1 reads 0100 as octal 64
+
+
+@pytest.mark.parametrize("value", ["1:40", "1_000"])
+def test_yaml_1_1_only_numbers_are_text(tmp_path, value):
+    path = tmp_path / "p.yaml"
+    path.write_text(MINIMAL_YAML.replace("patients: 10", f"patients: {value}"))
+    with pytest.raises(UserInputError, match="trial.patients"):  # YAML 1.1: 1:40 is 100 (base 60), 1_000 is 1000
+        load_protocol(path)
+
+
+def test_yaml_floats_follow_yaml_1_2(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(MINIMAL_YAML.replace("horizon_months: 12", "horizon_months: 1.2e1"))
+    assert load_protocol(path).trial.horizon_months == 12.0  # YAML 1.1 (PyYAML) reads 1.2e1 as text

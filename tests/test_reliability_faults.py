@@ -300,3 +300,21 @@ def test_killed_worker_is_reported_and_the_run_resumes(protocol_file, reference,
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     assert tables(out) == reference
+
+
+def test_workers_exit_promptly_when_the_run_is_killed(protocol_file, tmp_path):
+    """SIGKILL of `vtrial run`: its loky workers exit within seconds (they idled ~5.6 min holding the terminal)."""
+    partial = tmp_path / ".fault.partial"
+    proc = cli_process("run", str(protocol_file), "--out", str(tmp_path / "fault"), "--jobs", "2",
+                       "--block-size", BLOCK, "--quiet")
+    assert wait_for(lambda: n_parts(partial) >= 1 or proc.poll() is not None)
+    workers = loky_workers(proc.pid)
+    assert workers, "no loky worker found"
+    proc.kill()
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    proc.stderr.close()
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    for worker in alive:  # clean up before failing, so that the test run does not leak them
+        worker.kill()
+    assert alive == []

@@ -19,10 +19,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from joblib import Parallel, delayed, parallel_config
+from joblib import Parallel, delayed
 
 from vtrial.analysis import cox_comparison
-from vtrial.engine import DEFAULT_BLOCK_SIZE, dependency_versions, plan_tasks, resolve_jobs, simulate_block
+from vtrial.engine import (
+    DEFAULT_BLOCK_SIZE,
+    check_options,
+    dependency_versions,
+    local_workers,
+    plan_tasks,
+    resolve_jobs,
+    simulate_block,
+)
 from vtrial.errors import UserInputError
 from vtrial.protocol import Protocol, protocol_to_toml
 from vtrial.store import (
@@ -144,6 +152,21 @@ def format_summary(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def check_distinct_names(protocols: list[Protocol]) -> None:
+    """Refuse two protocols with one ``trial.name``: rows, summaries and files are keyed by it.
+
+    Pooling them would double the replicates of one comparison and lose one protocol's copy.
+    """
+    names = [p.trial.name for p in protocols]
+    shared = sorted({n for n in names if names.count(n) > 1})
+    if shared:
+        raise UserInputError(
+            f"{sum(names.count(n) for n in shared)} protocols share the name(s) {shared}; a batch keys its "
+            "rows and files by trial.name", field="trial.name",
+            fix="give each protocol its own trial.name (and each file once)",
+        )
+
+
 def default_batch_dir(protocols: list[Protocol]) -> Path:
     """``outputs/<trial.name>-batch`` for one protocol, ``outputs/batch`` for several."""
     return Path("outputs") / (f"{protocols[0].trial.name}-batch" if len(protocols) == 1 else "batch")
@@ -175,7 +198,10 @@ def run_batch(
     if not 0 < alpha < 1:
         raise UserInputError(f"--alpha must be between 0 and 1, got {alpha}", field="--alpha",
                              fix="pass a significance level such as 0.05")
-    jobs = resolve_jobs(jobs)
+    check_options(jobs=jobs, block_size=block_size, out=out)
+    check_distinct_names(protocols)
+    work = [(p, r) for p in protocols for r in range(replicates)]
+    jobs = resolve_jobs(jobs, len(work))
     out = Path(out) if out is not None else default_batch_dir(protocols)
     folder = OutputFolder.of(out, "batch", force, inputs)
     partial = folder.partial
@@ -183,11 +209,10 @@ def run_batch(
         with writing(partial):
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
-        work = [(p, r) for p in protocols for r in range(replicates)]
         rows: list[dict] = []
         if on_progress:
             on_progress(0, len(work))
-        with parallel_config(backend="loky", n_jobs=jobs):
+        with local_workers(jobs):
             runner = Parallel(return_as="generator", batch_size=1, pre_dispatch="2*n_jobs")
             for done, result in enumerate(runner(delayed(_replicate_task)(p, r, block_size) for p, r in work), 1):
                 rows.extend(result)

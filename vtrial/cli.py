@@ -85,10 +85,25 @@ def cohort(
 
 
 def _progress(quiet: bool, label: str):
-    """A rich progress bar on stderr (blocks done, patients per second, time left), or nothing."""
+    """Progress on stderr (units done, patients per second, time elapsed and remaining), or nothing."""
     from vtrial.progress import ProgressBar  # rich: only when a run needs it
 
     return ProgressBar(label, enabled=not quiet)
+
+
+def _analyse_and_report(bar):
+    """The run's last step, as two stages of the progress display: analysis, then the report."""
+    from vtrial.analysis import summarise_run, write_summary
+    from vtrial.report import write_report
+
+    def finish(run_dir) -> None:
+        with bar.stage("analysis"):
+            summary = summarise_run(run_dir)
+            write_summary(run_dir, summary)
+        with bar.stage("report"):
+            write_report(run_dir, summary)
+
+    return finish
 
 
 @app.command()
@@ -110,14 +125,13 @@ def run(
 ) -> None:
     """Simulate a trial, analyse it and write its run folder (tables, summary.json, report.html)."""
     from vtrial.engine import run_trial
-    from vtrial.report import report_run
 
     resolved = apply_overrides(load_protocol(protocol), patients=patients, seed=seed)
     with _progress(quiet, "blocks") as bar:
         result = run_trial(
             resolved, out, jobs=jobs, backend=backend, scheduler=scheduler, block_size=block_size,
             replicate=replicate, force=force, resume=resume, inputs=(protocol,), on_progress=bar.update,
-            finish=report_run,
+            finish=_analyse_and_report(bar),
         )
     typer.echo(
         f"wrote {result.run_dir}: {result.n_patients} patient-arm rows, {result.n_events} events "
@@ -175,7 +189,9 @@ def validate(
 ) -> None:
     """Run the replicas of the published trials; compare every simulable target with its published value."""
     from vtrial.calibration.validate import print_table, validate as run_validation
+    from vtrial.engine import check_options
 
+    check_options(jobs=jobs, replicate=replicate, out=out)
     with _progress(quiet, "replicas") as bar:
         sized = {} if patients is None else {"patients": patients}
         table = run_validation(out, jobs=jobs, replicate=replicate, trials=trials,
@@ -209,7 +225,9 @@ def calibrate(
 ) -> None:
     """Fit the population parameters to the published targets (least squares, common random numbers)."""
     from vtrial.calibration.fit import fit
+    from vtrial.engine import check_options
 
+    check_options(jobs=jobs, replicate=0 if replicate is None else replicate, out=out)
     given = {"patients": patients, "evaluations": evaluations, "replicate": replicate,
              "names": tuple(parameter) if parameter else None}
     result = fit(out, jobs=jobs, trials=trials, **{k: v for k, v in given.items() if v is not None},

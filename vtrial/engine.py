@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -51,6 +54,22 @@ from vtrial.vocabulary import DAYS_PER_MONTH
 #: Default patients per block: large enough that numpy's per-call overhead is amortised.
 DEFAULT_BLOCK_SIZE = 4096
 BACKENDS = ("loky", "dask")
+#: Most workers ``--jobs`` may ask for: more processes than this only thrash one machine.
+MAX_JOBS = 1024
+#: Largest replicate index (the same range as a seed).
+MAX_REPLICATE = 2**63 - 1
+#: Longest file or folder name, in bytes, that common file systems allow (NAME_MAX).
+NAME_MAX = 255
+#: Bytes the run folder's hidden sibling adds to its name (``.<name>.partial``, see ``store.partial_dir``).
+PARTIAL_EXTRA = len("..partial")
+#: A dask scheduler address: ``tcp://host:port``, ``tls://host:port`` or ``host:port``.
+_SCHEDULER = re.compile(r"(?:(?:tcp|tls)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>[0-9]{1,5})")
+#: Seconds to wait for a dask scheduler to accept a connection when the flags are checked.
+SCHEDULER_TIMEOUT_S = 5.0
+#: Seconds between a worker's checks that the process that started it is still alive.
+WATCHDOG_INTERVAL_S = 0.5
+#: Exit code of a worker whose parent died.
+EXIT_PARENT_DIED = 1
 DEPENDENCIES = ("numpy", "scipy", "pandas", "pyarrow", "lifelines", "joblib", "pydantic", "typer", "matplotlib")
 
 
@@ -152,27 +171,142 @@ def protocol_fingerprint(protocol: Protocol) -> str:
     return hashlib.sha256(protocol_to_toml(protocol).encode()).hexdigest()
 
 
-def resolve_jobs(jobs: int | None) -> int:
-    """Number of workers: ``None`` or ``-1`` means all cores."""
+def resolve_jobs(jobs: int | None, tasks: int | None = None) -> int:
+    """Number of workers to start: ``None`` or ``-1`` means all cores; never more than ``tasks``.
+
+    Capping at the number of tasks matters: each loky worker is a process of its own, so
+    ``--jobs 50`` for 20 blocks would otherwise start 30 idle processes.
+    """
     if jobs is None or jobs == -1:
-        return os.cpu_count() or 1
-    if jobs < 1:
-        raise UserInputError(f"--jobs must be a positive number of workers, got {jobs}", field="--jobs",
-                             fix="pass --jobs 1 or more (default: all cores)")
-    return jobs
+        n = os.cpu_count() or 1
+    elif not 1 <= jobs <= MAX_JOBS:
+        raise UserInputError(f"must be a number of workers from 1 to {MAX_JOBS}, got {jobs}", field="--jobs",
+                             fix="pass --jobs 1 or more, at most the number of cores (default: all cores)")
+    else:
+        n = jobs
+    return n if tasks is None else max(1, min(n, tasks))
+
+
+def check_options(
+    *,
+    jobs: int | None = None,
+    backend: str = "loky",
+    scheduler: str | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    replicate: int = 0,
+    out: str | Path | None = None,
+) -> None:
+    """Check the flags of a command before anything is written (one place for all commands).
+
+    Raises
+    ------
+    UserInputError
+        A flag out of range, an unknown backend, ``--scheduler`` without ``--backend dask``,
+        a scheduler address that is malformed or does not answer, an output path no file
+        system accepts. Prints a warning on stderr when ``--jobs`` exceeds the cores.
+    """
+    cores = os.cpu_count() or 1
+    if resolve_jobs(jobs) > cores and jobs not in (None, -1):
+        print(f"warning: --jobs {jobs} is more than the {cores} cores of this machine; the extra workers "
+              "only compete for them and use memory (each is a process)", file=sys.stderr)
+    if block_size < 1:
+        raise UserInputError(f"block size must be positive, got {block_size}", field="--block-size",
+                             fix="pass a positive number of patients per block")
+    if not 0 <= replicate <= MAX_REPLICATE:
+        raise UserInputError(f"replicate must be from 0 to 2**63 - 1, got {replicate}", field="--replicate",
+                             fix="pass --replicate 0 (the default) or another non-negative index")
+    if backend not in BACKENDS:
+        raise UserInputError(f"unknown backend {backend!r}", field="--backend", fix=f"use one of {', '.join(BACKENDS)}")
+    if scheduler is not None:
+        if backend != "dask":
+            raise UserInputError("a scheduler is used only by the dask backend", field="--scheduler",
+                                 fix="add --backend dask, or drop --scheduler to run on this machine")
+        _check_scheduler(scheduler)
+    if backend == "dask":
+        _dask_distributed()
+    if out is not None:
+        check_out_path(Path(out))
+
+
+def check_out_path(out: Path) -> None:
+    """Refuse an output path that no file system accepts (NUL, a name longer than ``NAME_MAX`` bytes).
+
+    The last name leaves room for the hidden ``.<name>.partial`` folder a run is assembled in.
+    """
+    text = str(out)
+    if "\x00" in text:
+        raise UserInputError("the output path contains a NUL character", file=text.replace("\x00", "\\x00"),
+                             field="--out", fix="choose --out DIR without control characters")
+    names = [os.fsencode(part) for part in out.parts if part not in ("/", "..", ".")]
+    for i, name in enumerate(names):
+        limit = NAME_MAX - PARTIAL_EXTRA if i == len(names) - 1 else NAME_MAX
+        if len(name) > limit:
+            raise UserInputError(
+                f"the name {name[:24].decode(errors='replace')}... is {len(name)} bytes long, more than {limit} "
+                f"(file systems allow {NAME_MAX}; a run folder's name also needs room for its hidden .NAME.partial "
+                "sibling)", field="--out",
+                fix=f"choose --out DIR whose folder names are at most {limit} bytes",
+            )
+
+
+def _check_scheduler(address: str) -> None:
+    """Refuse a malformed scheduler address, or one where nothing accepts a connection."""
+    match = _SCHEDULER.fullmatch(address)
+    if match is None:
+        raise UserInputError(f"{address!r} is not a scheduler address", field="--scheduler",
+                             fix="give tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786, or omit it for a local cluster")
+    host, port = match["host"].strip("[]"), int(match["port"])
+    try:
+        socket.create_connection((host, port), timeout=SCHEDULER_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserInputError(
+            f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}", field="--scheduler",
+            fix="start it (`dask scheduler`) or give the address it prints, or omit --scheduler for a local cluster",
+        ) from None
+
+
+def _dask_distributed() -> object:
+    """The ``dask.distributed`` module, or a UserInputError saying how to install it."""
+    try:
+        import dask.distributed
+    except ImportError as exc:
+        raise UserInputError(
+            "the dask backend needs dask.distributed", field="--backend",
+            fix='install the cluster extra: pip install "vtrial[cluster]"',
+        ) from exc
+    return dask.distributed
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker initialiser: exit as soon as ``parent``, the process that started this worker, dies.
+
+    A SIGKILLed run cannot stop its loky workers, which would otherwise idle for minutes
+    holding the terminal. A daemon thread polls ``os.getppid()``: when the parent dies the
+    worker is re-parented and the value changes. ``parent`` is passed in rather than read
+    here, so that a worker whose parent died while it was still starting exits too.
+    (``PR_SET_PDEATHSIG`` is not used: it fires when the parent *thread* that spawned the
+    worker ends, and loky spawns from threads.)
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCHDOG_INTERVAL_S)
+        os._exit(EXIT_PARENT_DIED)
+
+    threading.Thread(target=watch, name="vtrial-parent-watchdog", daemon=True).start()
+
+
+def local_workers(jobs: int):
+    """joblib configuration for ``jobs`` loky workers on this machine that exit when their parent dies."""
+    return parallel_config(backend="loky", n_jobs=jobs, initializer=_watch_parent, initargs=(os.getpid(),))
 
 
 class _Cluster:
     """A dask.distributed client for joblib's dask backend (a LocalCluster without an address)."""
 
     def __init__(self, scheduler: str | None, jobs: int) -> None:
-        try:
-            from dask.distributed import Client, LocalCluster
-        except ImportError as exc:
-            raise UserInputError(
-                "the dask backend needs dask.distributed", field="--backend",
-                fix='install the cluster extra: pip install "vtrial[cluster]"',
-            ) from exc
+        distributed = _dask_distributed()
+        Client, LocalCluster = distributed.Client, distributed.LocalCluster  # noqa: N806 - classes
         self.cluster = None
         if scheduler is None:
             self.cluster = LocalCluster(
@@ -203,14 +337,18 @@ def execute(
     backend: str = "loky",
     scheduler: str | None = None,
 ) -> Iterator[tuple[Task, dict[str, pa.Table]]]:
-    """Run tasks in parallel and yield each finished one (in completion order)."""
+    """Run tasks in parallel and yield each finished one (in completion order).
+
+    At most one worker per task is started (``jobs`` is capped at ``len(tasks)``).
+    """
     if backend not in BACKENDS:
         raise UserInputError(f"unknown backend {backend!r}", field="--backend", fix=f"use one of {', '.join(BACKENDS)}")
     if not tasks:
         return
+    jobs = resolve_jobs(jobs, len(tasks))
     cluster = _Cluster(scheduler, jobs) if backend == "dask" else None
     try:
-        with parallel_config(backend=backend, n_jobs=jobs if cluster is None else -1):
+        with local_workers(jobs) if cluster is None else parallel_config(backend="dask", n_jobs=-1):
             runner = Parallel(return_as="generator_unordered", batch_size=1, pre_dispatch="2*n_jobs")
             yield from runner(delayed(_run_task)(protocol, streams, t) for t in tasks)
     except TerminatedWorkerError as exc:
@@ -291,15 +429,14 @@ def run_trial(
     """
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    if block_size < 1:
-        raise UserInputError(f"block size must be positive, got {block_size}", field="--block-size",
-                             fix="pass a positive number of patients per block")
-    jobs = resolve_jobs(jobs)
+    check_options(jobs=jobs, backend=backend, scheduler=scheduler, block_size=block_size, replicate=replicate, out=out)
     run_dir = Path(out) if out is not None else Path("outputs") / protocol.trial.name
+    streams = Streams(protocol.trial.seed, replicate)
+    tasks = plan_tasks(protocol, streams, block_size)
+    jobs = resolve_jobs(jobs, len(tasks))
     folder = OutputFolder.of(run_dir, "run", force, inputs)
     partial = folder.partial
     with owning(folder):
-        streams = Streams(protocol.trial.seed, replicate)
         state = {
             "protocol_sha256": protocol_fingerprint(protocol),
             "seed": protocol.trial.seed,
@@ -308,7 +445,6 @@ def run_trial(
             "vtrial": __version__,
         }
         done = prepare_partial(partial, state, resume)
-        tasks = plan_tasks(protocol, streams, block_size)
         todo = [t for t in tasks if (t.arm_index, t.block_index) not in done]
         total, finished = len(tasks), len(tasks) - len(todo)
         patients_done = 0

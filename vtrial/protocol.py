@@ -16,7 +16,9 @@ from __future__ import annotations
 import difflib
 import functools
 import math
+import os
 import re
+import stat
 import reprlib
 import tomllib
 import typing
@@ -97,6 +99,8 @@ RADIUM_LABEL_DOSES = 6
 MAX_GY_PER_FRACTION, MAX_CONVENTIONAL_GY_PER_FRACTION, MAX_COURSE_GY = 24.0, 10.0, 60.0
 #: Oldest age a cohort may reach, in years.
 MAX_AGE_YEARS = 120.0
+#: Largest protocol file, in bytes (1 MiB; a full protocol is a few kilobytes).
+MAX_PROTOCOL_BYTES = 1 << 20
 #: Longest trial name, so that ``.<name>.partial`` and ``<name>-batch`` stay valid file names.
 MAX_NAME_LENGTH = 128
 
@@ -807,18 +811,9 @@ def load_protocol(path: str | Path) -> Protocol:
         Missing or unreadable file, bad syntax, unknown key, wrong type or value.
     """
     path = Path(path)
-    if path.is_dir():
-        raise UserInputError(
-            "is a directory, not a protocol file", file=path, fix="give the path of a .toml or .yaml file"
-        )
+    raw = _read_protocol_bytes(path)
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserInputError("no such file", file=path, fix="check the path, e.g. protocols/example.toml") from None
-    except OSError as error:
-        raise UserInputError(f"cannot be read ({error.strerror})", file=path, fix="check the path and its permissions") from None
-    try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark, as some editors write, is dropped
     except UnicodeDecodeError:
         text = "\x00"
     if "\x00" in text:
@@ -833,6 +828,43 @@ def load_protocol(path: str | Path) -> Protocol:
         return _validate(data, str(path), text, is_yaml)
     except RecursionError:
         raise _too_deep(path) from None
+
+
+def _read_protocol_bytes(path: Path) -> bytes:
+    """The bytes of a protocol file: a regular file of at most :data:`MAX_PROTOCOL_BYTES`.
+
+    The file is opened without blocking and checked on the open descriptor, so a FIFO (which
+    would wait for a writer forever) or a device such as ``/dev/zero`` (endless) is refused
+    instead of hanging or filling the memory.
+    """
+    if path.is_dir():
+        raise UserInputError(
+            "is a directory, not a protocol file", file=path, fix="give the path of a .toml or .yaml file"
+        )
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise UserInputError("no such file", file=path, fix="check the path, e.g. protocols/example.toml") from None
+    except OSError as error:
+        raise UserInputError(f"cannot be read ({error.strerror})", file=path, fix="check the path and its permissions") from None
+    except ValueError:  # a NUL character in the path
+        raise UserInputError("no such file", file=repr(str(path)), fix="give a path without control characters") from None
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UserInputError(
+                "is not a regular file (a pipe, a device or a socket)", file=path,
+                fix="save the protocol to a .toml or .yaml file and give its path",
+            )
+        try:
+            raw = handle.read(MAX_PROTOCOL_BYTES + 1)
+        except OSError as error:
+            raise UserInputError(f"cannot be read ({error.strerror})", file=path, fix="check the path and its permissions") from None
+    if len(raw) > MAX_PROTOCOL_BYTES:
+        raise UserInputError(
+            f"is larger than 1 MiB ({MAX_PROTOCOL_BYTES:,} bytes), the most a protocol file may be", file=path,
+            fix="give the protocol file itself (a protocol is a few kilobytes of TOML or YAML)",
+        )
+    return raw
 
 
 def _too_deep(source: str | Path) -> UserInputError:
@@ -856,16 +888,77 @@ def _parse_toml(text: str, path: Path) -> dict[str, Any]:
         ) from None
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A YAML mapping that gives one key twice (PyYAML would keep the last silently)."""
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 (core schema) numbers and duplicate keys refused.
+
+    PyYAML resolves numbers by YAML 1.1, where ``1:40`` is the base-60 number 100, ``017`` is
+    octal and ``1_000`` is 1000; YAML 1.2 reads ``1:40`` and ``1_000`` as text (so they are
+    rejected where a number is expected), ``017`` as 17 and ``1e3`` as a number. Booleans are
+    left as PyYAML reads them.
+    """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            if duplicate:
+                raise _DuplicateKey(None, None, f"the key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml12_int(self, node: yaml.ScalarNode) -> int:
+        value = self.construct_scalar(node)
+        base = {"0o": 8, "0x": 16}.get(value[:2], 10)
+        try:
+            return int(value[2:] if base != 10 else value, base)
+        except ValueError as error:  # more digits than Python converts
+            raise yaml.constructor.ConstructorError(None, None, str(error).split(";")[0], node.start_mark) from None
+
+    def construct_yaml12_float(self, node: yaml.ScalarNode) -> float:
+        value = self.construct_scalar(node).lower()
+        if value.lstrip("+-") == ".inf":
+            return -math.inf if value.startswith("-") else math.inf
+        return math.nan if value == ".nan" else float(value)
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+.0123456789"),
+)
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _Yaml12Loader.construct_yaml12_int)
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _Yaml12Loader.construct_yaml12_float)
+
+
 def _parse_yaml(text: str, path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         raise UserInputError(
             f"is not valid YAML: {getattr(error, 'problem', None) or error}",
             file=path,
             line=mark.line + 1 if mark is not None else None,
-            fix="check the indentation and the 'key: value' syntax on that line",
+            fix="remove one of the two (the last would otherwise win silently)" if isinstance(error, _DuplicateKey)
+            else "check the indentation and the 'key: value' syntax on that line",
         ) from None
     if not isinstance(data, dict):
         raise UserInputError(

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed, parallel_config
+from joblib import Parallel, delayed
 
 from vtrial.analysis import analysis_settings, summarise
 from vtrial.cohort import sample_cohort
-from vtrial.engine import DEFAULT_BLOCK_SIZE, plan_tasks, resolve_jobs, simulate_block
+from vtrial.engine import DEFAULT_BLOCK_SIZE, local_workers, plan_tasks, resolve_jobs, simulate_block
 from vtrial.errors import UserInputError
 from vtrial.protocol import Protocol, apply_overrides, load_protocol
 from vtrial.streams import Streams
@@ -138,7 +138,7 @@ def run_replicas(
     results: dict[str, Observation] = {}
     if on_progress:
         on_progress(0, len(order))
-    with parallel_config(backend="loky", n_jobs=resolve_jobs(jobs)):
+    with local_workers(resolve_jobs(jobs, len(order))):
         runner = Parallel(return_as="generator", batch_size=1)
         tasks = (delayed(run_replica)(sized[name], replicate, parameters) for name in order)
         for done, (name, observation) in enumerate(zip(order, runner(tasks)), 1):
