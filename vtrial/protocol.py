@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from vtrial.errors import UserInputError
-from vtrial.vocabulary import DEFAULT_SRE_TYPES, DRUGS, PRIMARIES, SITES, SRE_TYPES
+from vtrial.vocabulary import DEFAULT_SRE_TYPES, PRIMARIES, SITES, SRE_TYPES
 
 #: Seed used when the protocol gives none.
 DEFAULT_SEED = 20101
@@ -55,16 +55,17 @@ MAX_NAME_LENGTH = 128
 
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _RESERVED_NAME = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])", re.IGNORECASE)
-_LABEL_REGIMEN = {
-    "zoledronic_acid": "dose_mg = 4.0 and every_weeks = 4.0 (Zometa label)",
-    "pamidronate": "dose_mg = 90.0 and every_weeks = 4.0 (label: 90 mg every 3-4 weeks)",
-    "denosumab": "dose_mg = 120.0 and every_weeks = 4.0 (Xgeva label)",
-    "custom": "every_weeks, e.g. every_weeks = 3.0",
-}
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 NonNegativeFloat = Annotated[float, Field(ge=0.0)]
+
+
+def _agents() -> dict[str, Any]:
+    """The agent registry, by drug name (imported when first needed: ``vtrial.model`` imports this module)."""
+    from vtrial.model.agents import AGENTS
+
+    return AGENTS
 
 
 def _invalid(problem: str, fix: str, field: str = "") -> PydanticCustomError:
@@ -381,7 +382,7 @@ class Arm(_Schema):
     """``[[arm]]``: one treatment arm."""
 
     name: str = Field(min_length=1)
-    drug: Literal[DRUGS]
+    drug: str
     dose_mg: Annotated[float, Field(gt=0.0, le=MAX_DOSE_MG)] | None = None
     every_weeks: PositiveFloat | None = None
     allocation: PositiveFloat = 1.0
@@ -400,25 +401,35 @@ class Arm(_Schema):
             )
         return weeks
 
+    @field_validator("drug")
+    @classmethod
+    def _known_drug(cls, drug: str) -> str:
+        agents = _agents()
+        if drug not in agents:
+            raise _invalid(f"{_show(drug)} is not allowed.{_closest(drug, agents)}", f"use one of: {', '.join(agents)}")
+        return drug
+
     @model_validator(mode="after")
     def _drug_needs(self) -> Arm:
-        if self.drug == "custom" and self.mechanism is None:
+        agent = _agents()[self.drug]
+        takes_mechanism = [name for name, a in _agents().items() if a.takes_mechanism]
+        if agent.takes_mechanism and self.mechanism is None:
             raise _invalid(
-                "drug 'custom' needs an [arm.mechanism] table saying where the agent acts",
+                f"drug {self.drug!r} needs an [arm.mechanism] table saying where the agent acts",
                 "add [arm.mechanism] with e.g. tgf_beta_inhibition = 0.6 and half_life_days = 14.0",
                 field="mechanism",
             )
-        if self.drug != "custom" and self.mechanism is not None:
+        if not agent.takes_mechanism and self.mechanism is not None:
             raise _invalid(
-                f"a mechanism describes a custom agent, but drug = {self.drug!r}",
-                "remove [arm.mechanism] or set drug = \"custom\"",
+                f"a mechanism describes a {' or '.join(takes_mechanism)} agent, but drug = {self.drug!r}",
+                "remove [arm.mechanism] or set " + " or ".join(f'drug = "{name}"' for name in takes_mechanism),
                 field="mechanism",
             )
-        if self.dose_mg is None and self.drug not in ("none", "custom"):
-            raise _invalid(f"drug {self.drug!r} needs a dose", f"add {_LABEL_REGIMEN[self.drug]}", field="dose_mg")
-        if self.every_weeks is None and self.drug != "none":
+        if self.dose_mg is None and agent.needs_dose:
+            raise _invalid(f"drug {self.drug!r} needs a dose", f"add {agent.label_regimen}", field="dose_mg")
+        if self.every_weeks is None and agent.dosed:
             raise _invalid(
-                f"drug {self.drug!r} needs a dosing interval", f"add {_LABEL_REGIMEN[self.drug]}", field="every_weeks"
+                f"drug {self.drug!r} needs a dosing interval", f"add {agent.label_regimen}", field="every_weeks"
             )
         return self
 

@@ -53,9 +53,18 @@ ADVERSE_EVENTS: tuple[str, ...] = (
 #: Every event type that may appear in ``events.parquet``.
 EVENT_TYPES: tuple[str, ...] = SRE_TYPES + ("death", "dropout", "new_lesion") + ADVERSE_EVENTS
 
-#: Drugs a protocol arm may name.
-DRUGS: tuple[str, ...] = ("none", "zoledronic_acid", "pamidronate", "denosumab", "custom")
-
 #: Julian-calendar averages used to convert the protocol's months and years into days.
 DAYS_PER_YEAR: float = 365.25
 DAYS_PER_MONTH: float = DAYS_PER_YEAR / 12
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``DRUGS``: the drugs a protocol arm may name, one per module of :mod:`vtrial.model.agents`.
+
+    Read from the agent registry when asked for (the registry imports this module).
+    """
+    if name == "DRUGS":
+        from vtrial.model.agents import AGENTS
+
+        return tuple(AGENTS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
