@@ -19,10 +19,6 @@ from vtrial.model.parameters import Parameter
 if TYPE_CHECKING:
     from vtrial.model.parameters import Parameters
 
-#: Classes of agent (:attr:`Agent.agent_class`).
-AGENT_CLASSES: tuple[str, ...] = ("placebo", "bisphosphonate", "anti-RANKL", "custom")
-
-
 @dataclass(frozen=True)
 class Administration:
     """One agent given on a schedule: an arm's exposure combines a list of these.
@@ -96,7 +92,8 @@ class Agent:
 
     #: drug name in the protocol (``[[arm]] drug``)
     name: ClassVar[str]
-    #: one of :data:`AGENT_CLASSES`
+    #: pharmacological class ("bisphosphonate", "anti-RANKL", "placebo", "custom", ...); what the
+    #: adverse-event code needs of the class it reads from the :class:`Course` (AUC, acute phase)
     agent_class: ClassVar[str]
     #: its model parameters (registered into :data:`vtrial.model.parameters.REGISTRY`)
     parameters: ClassVar[tuple[Parameter, ...]] = ()
