@@ -156,3 +156,53 @@ def test_docs_list_every_agent_module():
     doc = (DOCS / "architecture.md").read_text()
     modules = {p.name for p in Path(agents_pkg.__file__).parent.glob("*.py")} - {"__init__.py"}
     assert all(m in doc for m in modules)
+
+
+def _custom(dose_mg=None, reference_dose_mg=None):
+    mechanism = SimpleNamespace(**{**vars(MECHANISM), "reference_dose_mg": reference_dose_mg})
+    return arm("custom", dose_mg, every_weeks=3.0, mechanism=mechanism)
+
+
+def _custom_inputs(a, start=10, end=20):
+    return Exposure.of_arm(a, np.array([80.0]), 120, PARAMS).inputs(start, end, np.array([0]))
+
+
+def test_custom_agent_dose_acts_monotonically_through_its_reference_dose():
+    # fractions hold at the reference dose (100 mg); x doses act as 1 - (1 - f)^x, kill rate x times
+    reference = _custom_inputs(_custom())
+    same = _custom_inputs(_custom(100.0, 100.0))
+    assert same.suppression[0] == pytest.approx(reference.suppression[0], rel=1e-12)
+    assert same.kill == pytest.approx(reference.kill, rel=1e-12)
+    by_dose = [_custom_inputs(_custom(d, 100.0)) for d in (10.0, 50.0, 100.0, 200.0, 800.0)]
+    assert np.all(np.diff([i.suppression[0] for i in by_dose]) > 0)
+    assert np.all(np.diff([i.tgf_beta_keep for i in by_dose]) < 0)
+    assert np.all(np.diff([i.pthrp_keep for i in by_dose]) < 0)
+    assert [i.kill / reference.kill for i in by_dose] == pytest.approx([0.1, 0.5, 1.0, 2.0, 8.0], rel=1e-12)
+    # the osteoclast and RANKL fractions stay capped: recruitment never reaches zero
+    assert by_dose[-1].recruitment[0] > 0.0
+    # two half doses given together act as one dose (the law is the combination rule of Exposure)
+    half = arm_administrations(_custom(50.0, 100.0), 120)
+    twice = Exposure(half + half, np.array([80.0]), 120, PARAMS).inputs(10, 20, np.array([0]))
+    assert twice.suppression[0] == pytest.approx(same.suppression[0], rel=1e-12)
+    assert twice.tgf_beta_keep == pytest.approx(same.tgf_beta_keep, rel=1e-12)
+
+
+def test_custom_agent_dose_changes_the_trial_and_no_dose_keeps_todays_numbers():
+    followup, counts = run(_custom())
+    assert followup == pytest.approx(PINNED["custom"][0], rel=1e-12) and counts == PINNED["custom"][1]
+    followup, counts = run(_custom(25.0, 100.0))
+    # a quarter of the reference dose: more hypercalcaemia than at the reference (31)
+    assert counts["hypercalcaemia"] > PINNED["custom"][1]["hypercalcaemia"]
+
+
+def test_custom_dose_without_a_reference_dose_is_refused(tmp_path):
+    protocol = tmp_path / "custom.toml"
+    protocol.write_text('[trial]\nname = "c"\npatients = 10\nhorizon_months = 24\n[cohort]\nprimary = { breast = 1.0 }\n'
+                        '[[arm]]\nname = "c"\ndrug = "custom"\ndose_mg = 50.0\nevery_weeks = 3.0\n'
+                        '[arm.mechanism]\ntgf_beta_inhibition = 0.6\nhalf_life_days = 14.0\n')
+    with pytest.raises(UserInputError) as err:
+        load_protocol(protocol)
+    message = str(err.value)
+    assert "arm[0].mechanism.reference_dose_mg" in message
+    assert "dose_mg = 50.0 needs the dose at which the mechanism's fractions hold" in message
+    assert "add reference_dose_mg (mg) to [arm.mechanism], or remove dose_mg to give the reference dose" in message

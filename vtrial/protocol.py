@@ -368,7 +368,7 @@ class Cohort(_Schema):
 
 
 class Mechanism(_Schema):
-    """``[arm.mechanism]``: fractional effects of a custom agent at full exposure."""
+    """``[arm.mechanism]``: fractional effects of a custom agent at full exposure of its reference dose."""
 
     rankl_inhibition: Probability = 0.0
     osteoclast_inhibition: Probability = 0.0
@@ -376,6 +376,8 @@ class Mechanism(_Schema):
     pthrp_inhibition: Probability = 0.0
     tumour_kill: Probability = 0.0
     half_life_days: PositiveFloat
+    #: dose (mg) at which the fractions hold; an arm's ``dose_mg`` acts relative to it (vtrial/model/agents/custom.py)
+    reference_dose_mg: Annotated[float, Field(gt=0.0, le=MAX_DOSE_MG)] | None = None
 
 
 class Arm(_Schema):
@@ -424,6 +426,12 @@ class Arm(_Schema):
                 f"a mechanism describes a {' or '.join(takes_mechanism)} agent, but drug = {self.drug!r}",
                 "remove [arm.mechanism] or set " + " or ".join(f'drug = "{name}"' for name in takes_mechanism),
                 field="mechanism",
+            )
+        if agent.takes_mechanism and self.dose_mg is not None and self.mechanism.reference_dose_mg is None:
+            raise _invalid(
+                f"dose_mg = {self.dose_mg} needs the dose at which the mechanism's fractions hold",
+                "add reference_dose_mg (mg) to [arm.mechanism], or remove dose_mg to give the reference dose",
+                field="mechanism.reference_dose_mg",
             )
         if self.dose_mg is None and agent.needs_dose:
             raise _invalid(f"drug {self.drug!r} needs a dose", f"add {agent.label_regimen}", field="dose_mg")
