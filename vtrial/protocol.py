@@ -21,7 +21,7 @@ import tomllib
 import typing
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import tomli_w
 import yaml
@@ -30,6 +30,9 @@ from pydantic_core import PydanticCustomError
 
 from vtrial.errors import UserInputError
 from vtrial.vocabulary import DEFAULT_SRE_TYPES, PRIMARIES, SITES, SRE_TYPES
+
+if TYPE_CHECKING:
+    from vtrial.model.agents import Agent
 
 #: Seed used when the protocol gives none.
 DEFAULT_SEED = 20101
@@ -61,7 +64,7 @@ PositiveFloat = Annotated[float, Field(gt=0.0)]
 NonNegativeFloat = Annotated[float, Field(ge=0.0)]
 
 
-def _agents() -> dict[str, Any]:
+def _agents() -> dict[str, Agent]:
     """The agent registry, by drug name (imported when first needed: ``vtrial.model`` imports this module)."""
     from vtrial.model.agents import AGENTS
 
