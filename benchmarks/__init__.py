@@ -166,7 +166,7 @@ def solve_ivp_patient(cohort, i: int, arm: SimpleNamespace, days: int, threshold
                            cohort.biology["osteoblastic_drive"][i], growth, params)
     state = established_state(cohort.lesion_burden[i, mask], traits, params)
     weights = ev.lesion_hazard_weights(site, traits.blastic_fraction, traits.growth_rate, params)
-    exposure = Exposure(arm, cohort.creatinine_clearance_ml_min[i : i + 1], days, params)
+    exposure = Exposure.of_arm(arm, cohort.creatinine_clearance_ml_min[i : i + 1], days, params)
     death0 = params.by_primary("death_hazard")[cohort.primary[i]] * np.exp(params.death_log_hr_ecog * cohort.ecog[i])
     x = np.concatenate([state.w, state.y, state.z, np.zeros(4 * m + 2)]).astype(float)
     left = np.concatenate([thresholds.lesion[i, :m, :, 0].T.ravel(), thresholds.patient[i, 1:3, 0]])
@@ -228,7 +228,7 @@ def bench_accuracy(years: float = 5.0) -> list[Row]:
     burden = np.tile([0.01, 0.05, 0.3], 4)
     worst_z = worst_t = 0.0
     for drug in ("none", "zoledronic_acid", "denosumab"):
-        exposure = Exposure(_label_arm(drug), np.array([80.0]), days, params)
+        exposure = Exposure.of_arm(_label_arm(drug), np.array([80.0]), days, params)
         one = np.zeros(1, np.int64)
         rec = np.array([exposure.inputs(d, d + 1, one).recruitment[0] for d in range(days)])
         traits = lesion_traits(phi[None], 1.0, 1.0, gompertz_rate(90.0, params), params)

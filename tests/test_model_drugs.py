@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vtrial.model.drugs import Exposure, dosing_days, zoledronic_acid_dose
+from vtrial.model.agents.zoledronic_acid import zoledronic_acid_dose
+from vtrial.model.drugs import Exposure, dosing_days
 from vtrial.model.lesion import advance, gompertz_rate, initial_state, lesion_traits
 from vtrial.model.parameters import Parameters
 
@@ -27,7 +28,7 @@ LABEL = {
 
 def resorption(a, days, crcl=80.0):
     """Osteoclast activity of a lesion-free (healthy) bone site, day by day, under an arm."""
-    exposure = Exposure(a, np.array([crcl]), days, PARAMS)
+    exposure = Exposure.of_arm(a, np.array([crcl]), days, PARAMS)
     traits = lesion_traits(np.zeros(1), 1.0, 1.0, gompertz_rate(90.0, PARAMS), PARAMS)
     state = initial_state(np.zeros(1), np.zeros(1, bool))
     out = np.empty(days)
@@ -51,7 +52,7 @@ def test_dosing_stops_after_the_given_months():
 
 def test_denosumab_trough_is_near_the_label_value():
     a = LABEL["denosumab"]
-    exp = Exposure(a, np.array([80.0]), 400, PARAMS)
+    exp = Exposure.of_arm(a, np.array([80.0]), 400, PARAMS)
     # serum concentration at the end of the 6th interval, from the inhibition: C = IC50 I/(Imax - I)
     i = exp.rankl_inhibition[6 * 28 - 1]
     conc = PARAMS.denosumab_ic50_mg_l * i / (PARAMS.denosumab_imax - i)
@@ -86,7 +87,7 @@ def test_stopping_denosumab_brings_resorption_above_baseline():
 def test_custom_agent_exposure_decays_with_its_half_life():
     mech = SimpleNamespace(rankl_inhibition=0.0, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6,
                            pthrp_inhibition=0.0, tumour_kill=0.0, half_life_days=14.0)
-    exp = Exposure(arm("custom", every_weeks=4.0, mechanism=mech), np.array([80.0]), 60, PARAMS)
+    exp = Exposure.of_arm(arm("custom", every_weeks=4.0, mechanism=mech), np.array([80.0]), 60, PARAMS)
     d0, d14 = exp.inputs(0, 1, np.array([0])), exp.inputs(14, 15, np.array([0]))
     assert 1.0 - d0.tgf_beta_keep == pytest.approx(0.6 * 2 ** (-0.5 / 14))
     assert 1.0 - d14.tgf_beta_keep == pytest.approx(0.6 * 2 ** (-14.5 / 14))

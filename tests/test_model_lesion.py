@@ -107,7 +107,7 @@ def test_step_matches_radau_within_one_percent_at_five_years(drug):
     days = 1826
     arm = SimpleNamespace(drug=drug, dose_mg=120.0, every_weeks=4.0, stop_after_months=None,
                           renal_adjustment=True, mechanism=None)
-    exposure = Exposure(arm, np.array([80.0]), days, PARAMS)
+    exposure = Exposure.of_arm(arm, np.array([80.0]), days, PARAMS)
     rec = np.array([exposure.inputs(d, d + 1, np.array([0])).recruitment[0] for d in range(days)])
     phi = np.array([[0.0, 0.3, 0.7, 1.0]])
     traits, state = make(phi, np.array([[0.01, 0.05, 0.1, 0.3]]))

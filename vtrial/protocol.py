@@ -562,7 +562,7 @@ def _dosing_phase(schedule: Any, start_day: float, end_day: float, doses: int | 
 
 
 class Mechanism(_Schema):
-    """``[arm.mechanism]``: fractional effects of a custom agent at full exposure."""
+    """``[arm.mechanism]``: fractional effects of a custom agent at full exposure of its reference dose."""
 
     rankl_inhibition: Probability = 0.0
     osteoclast_inhibition: Probability = 0.0
@@ -574,6 +574,8 @@ class Mechanism(_Schema):
     bone_formation_stimulation: Probability = 0.0
     il6_inhibition: Probability = 0.0
     half_life_days: PositiveFloat
+    #: dose (mg) at which the fractions hold; an arm's ``dose_mg`` acts relative to it (vtrial/model/agents/custom.py)
+    reference_dose_mg: Annotated[float, Field(gt=0.0, le=MAX_DOSE_MG)] | None = None
 
 
 class Phase(_Schema):
@@ -656,7 +658,7 @@ class Arm(_Schema):
         custom += [f"concurrent[{i}]" for i, c in enumerate(self.concurrent) if c.drug == "custom"]
         if self.drug == "custom" and self.mechanism is None:
             raise _invalid(
-                "drug 'custom' needs an [arm.mechanism] table saying where the agent acts",
+                f"drug {self.drug!r} needs an [arm.mechanism] table saying where the agent acts",
                 "add [arm.mechanism] with e.g. tgf_beta_inhibition = 0.6 and half_life_days = 14.0",
                 field="mechanism",
             )
@@ -668,9 +670,18 @@ class Arm(_Schema):
             )
         if self.drug != "custom" and not custom and self.mechanism is not None:
             raise _invalid(
-                f"a mechanism describes a custom agent, but drug = {self.drug!r}",
-                "remove [arm.mechanism] or set drug = \"custom\"",
+                f"a mechanism describes a {' or '.join(takes_mechanism)} agent, but drug = {self.drug!r}",
+                "remove [arm.mechanism] or set " + " or ".join(f'drug = "{name}"' for name in takes_mechanism),
                 field="mechanism",
+            )
+        custom_doses = [self.dose_mg] if self.drug == "custom" else []
+        custom_doses += [p.dose_mg for p in self.then if p.drug == "custom"]
+        custom_doses += [c.dose_mg for c in self.concurrent if c.drug == "custom"]
+        if any(d is not None for d in custom_doses) and self.mechanism.reference_dose_mg is None:
+            raise _invalid(
+                "dose_mg of a custom agent needs the dose at which the mechanism's fractions hold",
+                "add reference_dose_mg (mg) to [arm.mechanism], or remove dose_mg to give the reference dose",
+                field="mechanism.reference_dose_mg",
             )
         _check_regimen(self)
         stop = self.stop_after_months

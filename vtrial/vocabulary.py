@@ -90,3 +90,4 @@ SYSTEMIC_THERAPIES: tuple[str, ...] = (
 #: Julian-calendar averages used to convert the protocol's months and years into days.
 DAYS_PER_YEAR: float = 365.25
 DAYS_PER_MONTH: float = DAYS_PER_YEAR / 12
+

@@ -223,7 +223,7 @@ NOT_SIMULATED: dict[str, str] = {
     "STO-01": "a design input (the replica's sample size), not an outcome",
     "FIZ-01": "a design input (the replica's sample size), not an outcome",
     "SE-01": "needs years of denosumab exposure in an open-label extension; no replica of that cohort",
-    "SE-04": "the label dose table is a model input (vtrial/model/drugs.py), not an outcome",
+    "SE-04": "the label dose table is a model input (vtrial/model/agents/zoledronic_acid.py), not an outcome",
     "SE-05": "a definition of renal deterioration (creatinine rise), not a rate",
     "NH-19": "surgical pathology of mandibular resections; the simulator has no resection specimens",
     "NH-22": "the lytic/mixed/blastic mix is a cohort input (phenotype in vtrial/data/primaries.toml)",

@@ -149,7 +149,8 @@ class PatientRisk:
     onj: np.ndarray
     hypocalcaemia: np.ndarray
     renal_background: np.ndarray
-    renal_infusion: np.ndarray
+    #: renal sensitivity ``(60/CrCl)^k``: scales the background and the per-infusion renal hazards
+    kidney: np.ndarray
 
 
 def patient_risk(
@@ -161,10 +162,8 @@ def patient_risk(
     dental_risk: np.ndarray,
     vitamin_d_deficient: np.ndarray,
     jaw_lesion: np.ndarray,
-    relative_auc: np.ndarray,
     growth_multiplier: np.ndarray,
     supplemented: bool,
-    bisphosphonate: bool,
     params: Parameters,
 ) -> PatientRisk:
     """Covariate effects on the patient-level hazards.
@@ -187,5 +186,4 @@ def patient_risk(
     if not supplemented:
         hypo = hypo * params.hypocalcaemia_no_supplement_hr
     kidney = (60.0 / np.maximum(crcl, 5.0)) ** params.renal_crcl_exponent
-    infusion = params.renal_infusion_hazard * relative_auc * kidney if bisphosphonate else np.zeros_like(kidney)
-    return PatientRisk(death, hcm, onj, hypo, params.renal_background_hazard * kidney, infusion)
+    return PatientRisk(death, hcm, onj, hypo, params.renal_background_hazard * kidney, kidney)

@@ -130,7 +130,7 @@ def simulate(
     stop = np.where(dropped, cb.dropout_day, admin_end)
     # whole steps, so that the step grid (hence every patient's numbers) does not depend on the block
     n_days = int(np.ceil(stop.max() / STEP_DAYS)) * STEP_DAYS if n else 0
-    exposure = Exposure(arm, cb.creatinine_clearance_ml_min, n_days, params)
+    exposure = Exposure.of_arm(arm, cb.creatinine_clearance_ml_min, n_days, params)
     local = LocalTherapy.from_arm(arm, params)
     thresholds = ev.draw_thresholds(streams, cb.patient_id)
     visit_weeks = np.asarray(marker_weeks, dtype=np.int64)
@@ -146,8 +146,8 @@ def simulate(
     jaw_lesion[owner[ev.JAW[site]]] = True
     risk = ev.patient_risk(
         primary, cb.ecog.astype(float), cb.visceral_metastases, cb.age_years, cb.creatinine_clearance_ml_min,
-        cb.dental_risk, cb.vitamin_d_deficient, jaw_lesion, exposure.relative_auc, cb.biology["tumour_growth_rate"],
-        bool(arm.calcium_vitamin_d), arm.drug in ("zoledronic_acid", "pamidronate"), params,
+        cb.dental_risk, cb.vitamin_d_deficient, jaw_lesion, cb.biology["tumour_growth_rate"],
+        bool(arm.calcium_vitamin_d), params,
     )
     n_entry = np.maximum(mask.sum(axis=1), 1)
     background = systemic.background(cb, arm, params)  # None for a version-1 protocol
@@ -156,7 +156,7 @@ def simulate(
         deep_days=np.zeros(n), remaining=thresholds.patient[:, :, 0].T.copy(), count=np.zeros((8, n), np.int64),
         next_slot=np.where(mask.any(axis=1), mask.shape[1] - np.argmax(mask[:, ::-1], axis=1), 0),
         death=risk.death, hcm=risk.hypercalcaemia, onj=risk.onj, hypo=risk.hypocalcaemia,
-        renal_bg=risk.renal_background, renal_inf=risk.renal_infusion,
+        renal_bg=risk.renal_background, kidney=risk.kidney,
         mean_phi=(cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry,
         pthrp_secretion=cb.biology["pthrp_secretion"], drive_mult=cb.biology["osteoblastic_drive"], growth=growth,
         **({} if background is None else _background_arrays(background, cb, streams)),
@@ -168,8 +168,6 @@ def simulate(
     died = np.zeros(n, bool)
     log: list[tuple[np.ndarray, ...]] = []
     visits: list[tuple[np.ndarray, ...]] = []
-    apr_first = {"zoledronic_acid": params.acute_phase_first_dose, "pamidronate": params.acute_phase_first_dose,
-                 "denosumab": params.acute_phase_first_dose_denosumab}.get(arm.drug, 0.0)
     grid = exposure.step_grid(STEP_DAYS) if n else np.zeros(1, np.int64)
     for start, end in zip(grid[:-1].tolist(), grid[1:].tolist()):
         ended = p.stop <= start
@@ -219,7 +217,7 @@ def simulate(
         exposure_mid = p.cum_suppression + 0.5 * days * supp
         p.cum_suppression[:] += days * supp
         deep = supp > params.deep_suppression
-        dose = int(exposure.dose_number[start])
+        doses = exposure.impulses(start, p.index)
         recent = np.clip(np.minimum(p.last_sre + RECENT_SRE_DAYS, end) - np.maximum(p.last_sre, start), 0.0, days)
         # mean hazard per day over the step, and the dose-day impulses (spread over the dose day)
         p_rate = np.stack([
@@ -234,10 +232,10 @@ def simulate(
             params.atypical_fracture_hazard * (p.deep_days + 0.5 * days * deep),
         ])
         p.deep_days[:] += days * deep
-        impulse = np.zeros((8, 1 if dose < 0 else rows))
-        if dose >= 0:
-            impulse[_RENAL] = p.renal_inf
-            impulse[_APR] = apr_first * (1.0 if dose == 0 else params.acute_phase_later_ratio)
+        impulse = np.zeros((8, 1 if doses is None else rows))
+        if doses is not None:
+            impulse[_RENAL] = params.renal_infusion_hazard * doses.relative_auc * p.kidney
+            impulse[_APR] = doses.acute_phase
         if background is not None:
             _stage_events(p, kill_resistant, inputs.recruitment_sq, start, days, log, params)
         p_remaining = p.remaining

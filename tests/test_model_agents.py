@@ -1,0 +1,208 @@
+"""The agents package: registry, one-file agents, combination of administrations, pinned results."""
+
+import re
+import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import vtrial.model.agents as agents_pkg
+from vtrial import vocabulary
+from vtrial.errors import UserInputError
+from vtrial.model import simulate
+from vtrial.model.agents import AGENTS
+from vtrial.model.drugs import Exposure, arm_administrations
+from vtrial.model.parameters import REGISTRY, Parameters
+from vtrial.model.reference import reference_cohort
+from vtrial.protocol import load_protocol
+from vtrial.streams import Streams
+
+DOCS = Path(__file__).parent.parent / "docs"
+PARAMS = Parameters()
+
+
+def arm(drug, dose_mg=None, every_weeks=4.0, **kw):
+    base = dict(name=drug, drug=drug, dose_mg=dose_mg, every_weeks=every_weeks, calcium_vitamin_d=True,
+                stop_after_months=None, renal_adjustment=True, mechanism=None)
+    return SimpleNamespace(**{**base, **kw})
+
+
+MECHANISM = SimpleNamespace(rankl_inhibition=0.4, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6,
+                            pthrp_inhibition=0.3, tumour_kill=0.2, half_life_days=14.0)
+ARMS = {
+    "none": arm("none", every_weeks=None),
+    "zoledronic_acid": arm("zoledronic_acid", 4.0),
+    "pamidronate": arm("pamidronate", 90.0, every_weeks=3.0),
+    "denosumab": arm("denosumab", 120.0, stop_after_months=6.0),
+    "custom": arm("custom", every_weeks=3.0, mechanism=MECHANISM),
+}
+#: Sum of follow-up days and events per type of a seeded run, computed on the code before the agents
+#: package (one if/elif chain in drugs.py): the refactor must not change a single result.
+PINNED = {
+    "none": (44775.707518223426, {"death": 100, "hypercalcaemia": 183, "new_lesion": 49, "pathological_fracture": 97,
+                                  "radiation_to_bone": 77, "renal_toxicity": 3, "spinal_cord_compression": 1,
+                                  "surgery_to_bone": 26}),
+    "zoledronic_acid": (46617.027657508814, {
+        "acute_phase_reaction": 25, "death": 100, "hypercalcaemia": 66, "hypocalcaemia": 5, "new_lesion": 39,
+        "osteonecrosis_of_the_jaw": 2, "pathological_fracture": 63, "radiation_to_bone": 51, "renal_toxicity": 4,
+        "surgery_to_bone": 10}),
+    "pamidronate": (45741.66189759914, {
+        "acute_phase_reaction": 25, "death": 100, "hypercalcaemia": 129, "hypocalcaemia": 1, "new_lesion": 46,
+        "pathological_fracture": 77, "radiation_to_bone": 67, "renal_toxicity": 15, "spinal_cord_compression": 1,
+        "surgery_to_bone": 15}),
+    "denosumab": (46436.71397663093, {
+        "acute_phase_reaction": 10, "death": 100, "hypercalcaemia": 95, "hypocalcaemia": 9, "new_lesion": 41,
+        "osteonecrosis_of_the_jaw": 3, "pathological_fracture": 61, "radiation_to_bone": 58, "renal_toxicity": 4,
+        "spinal_cord_compression": 1, "surgery_to_bone": 12}),
+    "custom": (57319.432978338744, {
+        "death": 71, "hypercalcaemia": 31, "hypocalcaemia": 1, "new_lesion": 23, "osteonecrosis_of_the_jaw": 1,
+        "pathological_fracture": 65, "radiation_to_bone": 36, "renal_toxicity": 4, "surgery_to_bone": 11}),
+}
+
+
+def run(a, n=120):
+    patients, events, _ = simulate(reference_cohort(n, "breast", seed=7), a, 2 * 365.25, Streams(11))
+    return float(patients["followup_days"].sum()), dict(Counter(events["type"].tolist()))
+
+
+@pytest.mark.parametrize("drug", list(ARMS))
+def test_results_are_those_of_the_code_before_the_agents_package(drug):
+    followup, counts = run(ARMS[drug])
+    assert followup == pytest.approx(PINNED[drug][0], rel=1e-12)
+    assert counts == PINNED[drug][1]
+
+
+def test_the_registry_is_the_agent_modules():
+    assert vocabulary.DRUGS == ("custom", "denosumab", "none", "pamidronate", "zoledronic_acid")
+    assert {a.agent_class for a in AGENTS.values()} == {"custom", "anti-RANKL", "placebo", "bisphosphonate"}
+    # each agent's parameters are registry rows, and shared ones appear in each agent that uses them
+    for a in AGENTS.values():
+        assert all(REGISTRY[p.name] is p for p in a.parameters)
+    assert "bisphosphonate_hill" in {p.name for p in AGENTS["pamidronate"].parameters}
+    assert "bisphosphonate_hill" in {p.name for p in AGENTS["zoledronic_acid"].parameters}
+
+
+def test_exposure_combines_a_list_of_administrations():
+    # two administrations of denosumab, each of half the dose, on the same days: the concentration
+    # is linear in dose, so inhibition combines by independent action 1 - (1 - I1)(1 - I2)
+    crcl = np.array([80.0])
+    half = arm_administrations(arm("denosumab", 60.0), 200)
+    both = Exposure(half + half, crcl, 200, PARAMS)
+    one = Exposure(half, crcl, 200, PARAMS).rankl_inhibition
+    np.testing.assert_allclose(both.rankl_inhibition, 1.0 - (1.0 - one) ** 2, rtol=1e-12)
+    # a bisphosphonate switched to denosumab after 3 months: pools and inhibition both act, and the
+    # dose days of both make the step grid; the first dose of each agent carries its acute-phase risk
+    za = arm_administrations(arm("zoledronic_acid", 4.0, stop_after_months=3.0), 400)
+    dmab = [replace_days(a, 91.0) for a in arm_administrations(arm("denosumab", 120.0), 400)]
+    switch = Exposure(za + dmab, crcl, 400, PARAMS)
+    assert {0, 28, 56, 84, 91, 119}.issubset(set(switch.step_grid(30).tolist()))
+    first_dmab = switch.impulses(91, np.array([0]))
+    assert first_dmab.acute_phase == PARAMS.acute_phase_first_dose_denosumab
+    assert first_dmab.relative_auc[0] == 0.0  # denosumab is not nephrotoxic
+    assert switch.impulses(28, np.array([0])).acute_phase == PARAMS.acute_phase_first_dose * PARAMS.acute_phase_later_ratio
+    assert switch.impulses(29, np.array([0])) is None
+    za_only = Exposure(za, crcl, 400, PARAMS).inputs(100, 130, np.array([0]))
+    assert switch.inputs(100, 130, np.array([0])).suppression[0] > za_only.suppression[0]
+
+
+def replace_days(a, first_day):
+    """The administration started ``first_day`` days later (doses within 400 days)."""
+    return replace(a, days=a.days[a.days + first_day < 400] + first_day)
+
+
+def _example_module() -> str:
+    doc = (DOCS / "architecture.md").read_text()
+    return re.search(r"<!-- agent-example -->\n```python\n(.*?)```", doc, re.S).group(1)
+
+
+@pytest.fixture
+def restored_registries(monkeypatch):
+    """Undo what registering a new agent changes: the agent and parameter registries, the module."""
+    agents, registry = dict(AGENTS), dict(REGISTRY)
+    yield
+    AGENTS.clear()
+    AGENTS.update(agents)
+    REGISTRY.clear()
+    REGISTRY.update(registry)
+    sys.modules.pop("vtrial.model.agents.odanacatib", None)
+
+
+def test_adding_an_agent_is_one_file(tmp_path, monkeypatch, restored_registries):
+    # the module shown in docs/architecture.md, saved as one file of the package's search path
+    (tmp_path / "odanacatib.py").write_text(_example_module())
+    monkeypatch.setattr(agents_pkg, "__path__", [*agents_pkg.__path__, str(tmp_path)])
+    agents_pkg.discover()
+    assert "odanacatib" in vocabulary.DRUGS
+    assert Parameters({"odanacatib_ec50_mg": 40.0}).odanacatib_ec50_mg == 40.0
+    protocol = tmp_path / "odanacatib.toml"
+    text = ('[trial]\nname = "o"\npatients = 10\nhorizon_months = 24\n[cohort]\nprimary = { breast = 1.0 }\n'
+            '[[arm]]\nname = "placebo"\ndrug = "none"\n[[arm]]\nname = "o"\ndrug = "odanacatib"\nevery_weeks = 1.0\n')
+    protocol.write_text(text)
+    with pytest.raises(UserInputError, match=r"arm\[1\]\.dose_mg.*add dose_mg = 50.0 and every_weeks = 1.0"):
+        load_protocol(protocol)
+    protocol.write_text(text + "dose_mg = 50.0\n")
+    odanacatib = load_protocol(protocol).arm[1]
+    followup, counts = run(odanacatib)
+    # it suppresses resorption: fewer hypercalcaemias than placebo; it has no acute phase nor renal dose effect
+    assert counts["hypercalcaemia"] < 0.8 * PINNED["none"][1]["hypercalcaemia"]  # 134 vs 183
+    assert "acute_phase_reaction" not in counts
+
+
+def test_docs_list_every_agent_module():
+    doc = (DOCS / "architecture.md").read_text()
+    modules = {p.name for p in Path(agents_pkg.__file__).parent.glob("*.py")} - {"__init__.py"}
+    assert all(m in doc for m in modules)
+
+
+def _custom(dose_mg=None, reference_dose_mg=None):
+    mechanism = SimpleNamespace(**{**vars(MECHANISM), "reference_dose_mg": reference_dose_mg})
+    return arm("custom", dose_mg, every_weeks=3.0, mechanism=mechanism)
+
+
+def _custom_inputs(a, start=10, end=20):
+    return Exposure.of_arm(a, np.array([80.0]), 120, PARAMS).inputs(start, end, np.array([0]))
+
+
+def test_custom_agent_dose_acts_monotonically_through_its_reference_dose():
+    # fractions hold at the reference dose (100 mg); x doses act as 1 - (1 - f)^x, kill rate x times
+    reference = _custom_inputs(_custom())
+    same = _custom_inputs(_custom(100.0, 100.0))
+    assert same.suppression[0] == pytest.approx(reference.suppression[0], rel=1e-12)
+    assert same.kill == pytest.approx(reference.kill, rel=1e-12)
+    by_dose = [_custom_inputs(_custom(d, 100.0)) for d in (10.0, 50.0, 100.0, 200.0, 800.0)]
+    assert np.all(np.diff([i.suppression[0] for i in by_dose]) > 0)
+    assert np.all(np.diff([i.tgf_beta_keep for i in by_dose]) < 0)
+    assert np.all(np.diff([i.pthrp_keep for i in by_dose]) < 0)
+    assert [i.kill / reference.kill for i in by_dose] == pytest.approx([0.1, 0.5, 1.0, 2.0, 8.0], rel=1e-12)
+    # the osteoclast and RANKL fractions stay capped: recruitment never reaches zero
+    assert by_dose[-1].recruitment[0] > 0.0
+    # two half doses given together act as one dose (the law is the combination rule of Exposure)
+    half = arm_administrations(_custom(50.0, 100.0), 120)
+    twice = Exposure(half + half, np.array([80.0]), 120, PARAMS).inputs(10, 20, np.array([0]))
+    assert twice.suppression[0] == pytest.approx(same.suppression[0], rel=1e-12)
+    assert twice.tgf_beta_keep == pytest.approx(same.tgf_beta_keep, rel=1e-12)
+
+
+def test_custom_agent_dose_changes_the_trial_and_no_dose_keeps_todays_numbers():
+    followup, counts = run(_custom())
+    assert followup == pytest.approx(PINNED["custom"][0], rel=1e-12) and counts == PINNED["custom"][1]
+    followup, counts = run(_custom(25.0, 100.0))
+    # a quarter of the reference dose: more hypercalcaemia than at the reference (31)
+    assert counts["hypercalcaemia"] > PINNED["custom"][1]["hypercalcaemia"]
+
+
+def test_custom_dose_without_a_reference_dose_is_refused(tmp_path):
+    protocol = tmp_path / "custom.toml"
+    protocol.write_text('[trial]\nname = "c"\npatients = 10\nhorizon_months = 24\n[cohort]\nprimary = { breast = 1.0 }\n'
+                        '[[arm]]\nname = "c"\ndrug = "custom"\ndose_mg = 50.0\nevery_weeks = 3.0\n'
+                        '[arm.mechanism]\ntgf_beta_inhibition = 0.6\nhalf_life_days = 14.0\n')
+    with pytest.raises(UserInputError) as err:
+        load_protocol(protocol)
+    message = str(err.value)
+    assert "arm[0].mechanism.reference_dose_mg" in message
+    assert "dose_mg = 50.0 needs the dose at which the mechanism's fractions hold" in message
+    assert "add reference_dose_mg (mg) to [arm.mechanism], or remove dose_mg to give the reference dose" in message
