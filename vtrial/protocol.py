@@ -677,9 +677,10 @@ class Arm(_Schema):
         custom_doses = [self.dose_mg] if self.drug == "custom" else []
         custom_doses += [p.dose_mg for p in self.then if p.drug == "custom"]
         custom_doses += [c.dose_mg for c in self.concurrent if c.drug == "custom"]
-        if any(d is not None for d in custom_doses) and self.mechanism.reference_dose_mg is None:
+        given = [d for d in custom_doses if d is not None]
+        if given and self.mechanism.reference_dose_mg is None:
             raise _invalid(
-                "dose_mg of a custom agent needs the dose at which the mechanism's fractions hold",
+                f"dose_mg = {given[0]} needs the dose at which the mechanism's fractions hold",
                 "add reference_dose_mg (mg) to [arm.mechanism], or remove dose_mg to give the reference dose",
                 field="mechanism.reference_dose_mg",
             )
