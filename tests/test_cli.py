@@ -155,7 +155,8 @@ def test_every_broken_protocol_in_a_real_process(name):
 def test_check_accepts_every_shipped_protocol_and_the_contract(root, contract_path):
     shipped = sorted(str(p) for p in (root / "protocols").glob("*.toml"))
     paths = [*shipped, str(contract_path)]
-    assert len(paths) == 6
+    assert {"example.toml", "breast.toml", "prostate.toml", "lung.toml", "head_and_neck.toml"} <= {
+        Path(p).name for p in shipped}
     result = run_process("check", *paths)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"ok: {p}" for p in paths]
@@ -271,8 +272,6 @@ BAD_RUN_FLAGS = {
     "backend-unknown": (["--backend", "foo"], "--backend: unknown backend 'foo'"),
     "block-size-zero": (["--block-size", "0"], "--block-size: block size must be positive, got 0"),
     "out-name-too-long": (["--out", "a" * 300], "--out: the name aaaaaaaaaaaaaaaaaaaaaaaa... is 300 bytes long"),
-    "no-patients-in-an-arm": (["--patients", "1"],
-                              "trial.patients: 1 patient(s) leave no patients in arm(s) ['placebo', 'zoledronic_acid']"),
 }
 
 

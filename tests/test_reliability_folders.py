@@ -48,7 +48,7 @@ every_weeks = 4.0
 """
 #: 40 patients in blocks of 10 under 2 arms (parallel design): 8 tasks.
 BLOCK = 10
-RUN_FILES = ["events.parquet", "manifest.json", "patients.parquet", "protocol.toml"]
+RUN_FILES = ["events.parquet", "manifest.json", "markers.parquet", "patients.parquet", "protocol.toml"]
 
 
 @pytest.fixture

@@ -658,7 +658,7 @@ class Arm(_Schema):
         custom += [f"concurrent[{i}]" for i, c in enumerate(self.concurrent) if c.drug == "custom"]
         if self.drug == "custom" and self.mechanism is None:
             raise _invalid(
-                f"drug {self.drug!r} needs an [arm.mechanism] table saying where the agent acts",
+                "drug 'custom' needs an [arm.mechanism] table saying where the agent acts",
                 "add [arm.mechanism] with e.g. tgf_beta_inhibition = 0.6 and half_life_days = 14.0",
                 field="mechanism",
             )
@@ -670,8 +670,8 @@ class Arm(_Schema):
             )
         if self.drug != "custom" and not custom and self.mechanism is not None:
             raise _invalid(
-                f"a mechanism describes a {' or '.join(takes_mechanism)} agent, but drug = {self.drug!r}",
-                "remove [arm.mechanism] or set " + " or ".join(f'drug = "{name}"' for name in takes_mechanism),
+                f"a mechanism describes a custom agent, but drug = {self.drug!r}",
+                "remove [arm.mechanism] or set drug = \"custom\"",
                 field="mechanism",
             )
         custom_doses = [self.dose_mg] if self.drug == "custom" else []

@@ -86,8 +86,10 @@ def measure(
     rows = recruitment.size
     g = params.lesion_turnover_weight
     skeleton_formation = skeleton_w**0.1875
-    resorption = recruitment + g * np.bincount(owner, resorbed - recruitment[owner], rows)
-    formation = skeleton_formation + g * np.bincount(owner, formation_flux - skeleton_formation[owner], rows)
+    # each lesion's region adds its turnover to that of the skeleton (the healthy bone it replaced is
+    # a negligible share of the skeleton), so the markers stay positive at any number of lesions
+    resorption = recruitment + g * np.bincount(owner, resorbed, rows)
+    formation = skeleton_formation + g * np.bincount(owner, formation_flux, rows)
     release = recruitment - skeleton_formation + g * np.bincount(owner, resorption_flux - formation_flux, rows)
     gain = (CALCIUM_REFERENCE_CRCL / np.maximum(crcl_ml_min, 5.0)) ** params.calcium_renal_exponent
     uptake_gain = np.where(vitamin_d_deficient, params.calcium_vitamin_d_gain, 1.0)

@@ -309,10 +309,10 @@ _PARAMETERS: list[Parameter] = [
        "urinary N-telopeptide / creatinine of a healthy skeleton (resorption 1)"),
     Parameter("bsap_healthy", 12.0, "ug/L", 5.0, 20.0, "[recalled] healthy adults ~5-20 ug/L (immunoassay)",
        "bone-specific alkaline phosphatase of a healthy skeleton (formation 1)"),
-    Parameter("lesion_turnover_weight", 0.6, "-", 0.1, 2.0,
+    Parameter("lesion_turnover_weight", 0.2, "-", 0.05, 2.0,
        "[calibrated] median baseline uNTx/Cr 49.2 nmol/mmol in bisphosphonate-naive patients with bone "
        "metastases (Doshi 2012 Clin Cancer Res 18:2648, seen)",
-       "bone turnover of one lesion's region relative to the whole healthy skeleton's"),
+       "bone turnover a lesion's region adds, relative to the whole healthy skeleton's"),
     Parameter("untx_cv", 0.2, "-", 0.15, 0.3,
        "[recalled] within-subject CV of uNTx/Cr 15-30% (day-to-day and assay; Hannon 1998 JBMR)",
        "measurement CV of uNTx/Cr (log-normal)"),
