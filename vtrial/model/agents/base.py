@@ -99,6 +99,8 @@ class Agent:
     parameters: ClassVar[tuple[Parameter, ...]] = ()
     #: the protocol fields of its label regimen, for error messages ("dose_mg = 4.0 and every_weeks = 4.0")
     label_regimen: ClassVar[str] = ""
+    #: unit of its dose: "mg" (``dose_mg``) or "kBq/kg" (activity per body weight, ``dose_kbq_per_kg``)
+    dose_unit: ClassVar[str] = "mg"
     #: whether it is given at all (placebo: no schedule, no dosing interval needed)
     dosed: ClassVar[bool] = True
     #: whether an arm must give ``dose_mg``
