@@ -77,8 +77,10 @@ def test_results_are_those_of_the_code_before_the_agents_package(drug):
 
 
 def test_the_registry_is_the_agent_modules():
-    assert vocabulary.DRUGS == ("custom", "denosumab", "none", "pamidronate", "zoledronic_acid")
-    assert {a.agent_class for a in AGENTS.values()} == {"custom", "anti-RANKL", "placebo", "bisphosphonate"}
+    assert vocabulary.DRUGS == ("custom", "denosumab", "none", "pamidronate", "radium_223", "zoledronic_acid")
+    assert {a.agent_class for a in AGENTS.values()} == {"custom", "anti-RANKL", "placebo", "bisphosphonate",
+                                                        "radiopharmaceutical"}
+    assert {name: a.dose_unit for name, a in AGENTS.items() if a.dose_unit != "mg"} == {"radium_223": "kBq/kg"}
     # each agent's parameters are registry rows, and shared ones appear in each agent that uses them
     for a in AGENTS.values():
         assert all(REGISTRY[p.name] is p for p in a.parameters)

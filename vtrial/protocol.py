@@ -26,7 +26,7 @@ import warnings
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import tomli_w
@@ -45,17 +45,18 @@ from pydantic_core import PydanticCustomError
 
 from vtrial.errors import ProtocolWarning, UserInputError
 from vtrial.vocabulary import (
-    ACTIVITY_DOSED_DRUGS,
     COUNTABLE_EVENT_TYPES,
     DAYS_PER_MONTH,
     DEFAULT_SRE_TYPES,
-    DRUGS,
     NON_SKELETAL_EVENTS,
     PRIMARIES,
     PROSTATE_STAGES,
     SITES,
     SYSTEMIC_THERAPIES,
 )
+
+if TYPE_CHECKING:
+    from vtrial.model.agents import Agent
 
 #: Seed used when the protocol gives none.
 DEFAULT_SEED = 20101
@@ -106,17 +107,19 @@ MAX_NAME_LENGTH = 128
 
 _FOLDER_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _RESERVED_NAME = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])", re.IGNORECASE)
-_LABEL_REGIMEN = {
-    "zoledronic_acid": "dose_mg = 4.0 and every_weeks = 4.0 (Zometa label)",
-    "pamidronate": "dose_mg = 90.0 and every_weeks = 4.0 (label: 90 mg every 3-4 weeks)",
-    "denosumab": "dose_mg = 120.0 and every_weeks = 4.0 (Xgeva label)",
-    "radium_223": "dose_kbq_per_kg = 55.0, every_weeks = 4.0 and doses = 6 (Xofigo label)",
-    "custom": "every_weeks, e.g. every_weeks = 3.0",
-}
+#: The protocol field that carries a dose in each unit an agent may be dosed in (``Agent.dose_unit``).
+DOSE_FIELDS: dict[str, str] = {"mg": "dose_mg", "kBq/kg": "dose_kbq_per_kg"}
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 NonNegativeFloat = Annotated[float, Field(ge=0.0)]
+
+
+def _agents() -> dict[str, Agent]:
+    """The agent registry, by drug name (imported when first needed: ``vtrial.model`` imports this module)."""
+    from vtrial.model.agents import AGENTS
+
+    return AGENTS
 
 
 def _invalid(problem: str, fix: str, field: str = "") -> PydanticCustomError:
@@ -162,6 +165,34 @@ DoseKbqPerKg = Annotated[float, Field(gt=0.0, le=MAX_DOSE_KBQ_PER_KG)]
 IntervalWeeks = Annotated[float, Field(gt=0.0), AfterValidator(_at_most_daily)]
 DoseCount = Annotated[int, Field(ge=1, le=MAX_DOSES)]
 SystemicTherapy = Annotated[list[Literal[SYSTEMIC_THERAPIES]], AfterValidator(_listed_once)]
+
+
+def _drug(accepts: typing.Callable[[Agent], bool]) -> Any:
+    """A ``drug`` field: the name of a registered agent that ``accepts`` (an enum in the JSON Schema).
+
+    The registry is read when a protocol is validated or the schema is written, not at import,
+    so an agent module added to :mod:`vtrial.model.agents` is a valid drug at once.
+    """
+
+    def allowed() -> list[str]:
+        return [name for name, agent in _agents().items() if accepts(agent)]
+
+    def known(drug: str) -> str:
+        names = allowed()
+        if drug not in names:
+            raise _invalid(f"{_show(drug)} is not allowed.{_closest(drug, names)}", f"use one of: {', '.join(names)}")
+        return drug
+
+    def enum(schema: dict[str, Any]) -> None:
+        schema["enum"] = allowed()
+
+    return Annotated[str, AfterValidator(known), Field(json_schema_extra=enum)]
+
+
+#: Any agent; an agent given on a schedule of its own (not placebo); one also given before randomisation.
+AnyDrug = _drug(lambda agent: True)
+DosedDrug = _drug(lambda agent: agent.dosed)
+PriorDrug = _drug(lambda agent: agent.dosed and not agent.takes_mechanism)
 
 
 
@@ -375,7 +406,7 @@ def _merge(base: Any, override: Any) -> Any:
 class PriorTreatment(_Schema):
     """``[cohort.prior_treatment]``: bone-targeted treatment every patient received before randomisation."""
 
-    drug: Literal[tuple(d for d in DRUGS if d not in ("none", "custom"))]
+    drug: PriorDrug
     dose_mg: DoseMg | None = None
     dose_kbq_per_kg: DoseKbqPerKg | None = None
     every_weeks: IntervalWeeks
@@ -511,7 +542,7 @@ class DosingPhase:
 
     def administration_days(self, until: float = math.inf) -> np.ndarray:
         """Days of the administrations: every ``every_weeks`` from ``start_day``, before ``end_day`` and ``until``."""
-        if self.agent == "none" or self.every_weeks is None:
+        if self.every_weeks is None:  # placebo or a holiday
             return np.empty(0)
         stop = min(self.end_day, until)
         if self.doses is not None:
@@ -522,37 +553,38 @@ class DosingPhase:
 def _check_regimen(schedule: Any) -> None:
     """Dose and interval of a schedule (an arm, a phase, a concurrent agent, a prior treatment) are complete.
 
-    Radium-223 is dosed by activity per body weight (``dose_kbq_per_kg``), every other named
-    drug in mg (``dose_mg``); every drug but ``"none"`` needs ``every_weeks``.
+    Each agent is dosed in its ``dose_unit`` (the field of :data:`DOSE_FIELDS`: radium-223 by
+    activity per body weight, ``dose_kbq_per_kg``, the others in mg); an agent that ``needs_dose``
+    needs that field, and every ``dosed`` agent needs ``every_weeks``.
     """
     drug = schedule.drug
-    by_activity = drug in ACTIVITY_DOSED_DRUGS
-    if by_activity and schedule.dose_mg is not None:
+    agent = _agents()[drug]
+    own = DOSE_FIELDS[agent.dose_unit]
+    if own != "dose_mg" and schedule.dose_mg is not None:
         raise _invalid(
             f"{drug} is dosed by activity per body weight, not in mg",
-            f"replace dose_mg with dose_kbq_per_kg: {_LABEL_REGIMEN[drug]}", field="dose_mg",
+            f"replace dose_mg with {own}: {agent.label_regimen}", field="dose_mg",
         )
-    if not by_activity and schedule.dose_kbq_per_kg is not None:
-        fix = f"write {_LABEL_REGIMEN[drug]}" if drug in _LABEL_REGIMEN and drug != "custom" else "remove dose_kbq_per_kg"
-        raise _invalid(
-            f"dose_kbq_per_kg is the activity of radium_223, but drug = {drug!r}", fix, field="dose_kbq_per_kg"
-        )
-    dose_field = "dose_kbq_per_kg" if by_activity else "dose_mg"
-    if getattr(schedule, dose_field) is None and drug not in ("none", "custom"):
-        raise _invalid(f"drug {drug!r} needs a dose", f"add {_LABEL_REGIMEN[drug]}", field=dose_field)
-    if schedule.every_weeks is None and drug != "none":
-        raise _invalid(f"drug {drug!r} needs a dosing interval", f"add {_LABEL_REGIMEN[drug]}", field="every_weeks")
+    for unit, field in DOSE_FIELDS.items():
+        if field not in (own, "dose_mg") and getattr(schedule, field) is not None:
+            users = " or ".join(name for name, a in _agents().items() if a.dose_unit == unit)
+            fix = f"write {agent.label_regimen}" if agent.needs_dose else f"remove {field}"
+            raise _invalid(f"{field} is the activity of {users}, but drug = {drug!r}", fix, field=field)
+    if getattr(schedule, own) is None and agent.needs_dose:
+        raise _invalid(f"drug {drug!r} needs a dose", f"add {agent.label_regimen}", field=own)
+    if schedule.every_weeks is None and agent.dosed:
+        raise _invalid(f"drug {drug!r} needs a dosing interval", f"add {agent.label_regimen}", field="every_weeks")
 
 
 def _dosing_phase(schedule: Any, start_day: float, end_day: float, doses: int | None, concurrent: bool = False) -> DosingPhase:
     """The :class:`DosingPhase` of a validated schedule."""
-    by_activity = schedule.drug in ACTIVITY_DOSED_DRUGS
-    dose = schedule.dose_kbq_per_kg if by_activity else schedule.dose_mg
-    given = schedule.drug != "none"
+    agent = _agents()[schedule.drug]
+    dose = getattr(schedule, DOSE_FIELDS[agent.dose_unit])
+    given = agent.dosed
     return DosingPhase(
         agent=schedule.drug,
         dose=dose if given else None,
-        dose_unit=("kBq/kg" if by_activity else "mg") if given and dose is not None else "",
+        dose_unit=agent.dose_unit if given and dose is not None else "",
         every_weeks=schedule.every_weeks if given else None,
         doses=doses if given else None,
         start_day=start_day,
@@ -582,7 +614,7 @@ class Phase(_Schema):
     """``[[arm.then]]``: a later phase of an arm's schedule, replacing the one before (``"none"``: a holiday)."""
 
     after_months: Annotated[float, Field(gt=0.0, le=MAX_HORIZON_MONTHS)]
-    drug: Literal[DRUGS]
+    drug: AnyDrug
     dose_mg: DoseMg | None = None
     dose_kbq_per_kg: DoseKbqPerKg | None = None
     every_weeks: IntervalWeeks | None = None
@@ -597,7 +629,7 @@ class Phase(_Schema):
 class Concurrent(_Schema):
     """``[[arm.concurrent]]``: a further agent given alongside the arm's schedule, on its own schedule."""
 
-    drug: Literal[tuple(d for d in DRUGS if d != "none")]
+    drug: DosedDrug
     dose_mg: DoseMg | None = None
     dose_kbq_per_kg: DoseKbqPerKg | None = None
     every_weeks: IntervalWeeks
@@ -634,7 +666,7 @@ class Arm(_Schema):
     """
 
     name: str = Field(min_length=1)
-    drug: Literal[DRUGS]
+    drug: AnyDrug
     dose_mg: DoseMg | None = None
     dose_kbq_per_kg: DoseKbqPerKg | None = None
     every_weeks: IntervalWeeks | None = None
@@ -654,30 +686,33 @@ class Arm(_Schema):
 
     @model_validator(mode="after")
     def _drug_needs(self) -> Arm:
-        custom = [f"then[{i}]" for i, p in enumerate(self.then) if p.drug == "custom"]
-        custom += [f"concurrent[{i}]" for i, c in enumerate(self.concurrent) if c.drug == "custom"]
-        if self.drug == "custom" and self.mechanism is None:
+        agents = _agents()
+        takes_mechanism = [name for name, a in agents.items() if a.takes_mechanism]
+        described = [(f"then[{i}]", p) for i, p in enumerate(self.then)]
+        described += [(f"concurrent[{i}]", c) for i, c in enumerate(self.concurrent)]
+        described = [(part, s) for part, s in described if agents[s.drug].takes_mechanism]
+        if agents[self.drug].takes_mechanism and self.mechanism is None:
             raise _invalid(
                 "drug 'custom' needs an [arm.mechanism] table saying where the agent acts",
                 "add [arm.mechanism] with e.g. tgf_beta_inhibition = 0.6 and half_life_days = 14.0",
                 field="mechanism",
             )
-        if custom and self.mechanism is None:
+        if described and self.mechanism is None:
+            part, schedule = described[0]
             raise _invalid(
-                f"{custom[0]} gives drug 'custom', which needs an [arm.mechanism] table saying where the agent acts",
+                f"{part} gives drug {schedule.drug!r}, which needs an [arm.mechanism] table saying where the agent acts",
                 "add [arm.mechanism] with e.g. tgf_beta_inhibition = 0.6 and half_life_days = 14.0",
                 field="mechanism",
             )
-        if self.drug != "custom" and not custom and self.mechanism is not None:
+        if not agents[self.drug].takes_mechanism and not described and self.mechanism is not None:
             raise _invalid(
                 f"a mechanism describes a custom agent, but drug = {self.drug!r}",
                 "remove [arm.mechanism] or set drug = \"custom\"",
                 field="mechanism",
             )
-        custom_doses = [self.dose_mg] if self.drug == "custom" else []
-        custom_doses += [p.dose_mg for p in self.then if p.drug == "custom"]
-        custom_doses += [c.dose_mg for c in self.concurrent if c.drug == "custom"]
-        given = [d for d in custom_doses if d is not None]
+        mechanism_doses = [self.dose_mg] if agents[self.drug].takes_mechanism else []
+        mechanism_doses += [s.dose_mg for _, s in described]
+        given = [d for d in mechanism_doses if d is not None]
         if given and self.mechanism.reference_dose_mg is None:
             raise _invalid(
                 f"dose_mg = {given[0]} needs the dose at which the mechanism's fractions hold",

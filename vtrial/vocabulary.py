@@ -66,11 +66,6 @@ EVENT_TYPES: tuple[str, ...] = (
     SRE_TYPES + ("death", "dropout", "new_lesion") + ADVERSE_EVENTS + EVENT_TYPES_V2 + ("prophylactic_radiotherapy",)
 )
 
-#: Drugs a protocol arm may name.
-DRUGS: tuple[str, ...] = ("none", "zoledronic_acid", "pamidronate", "denosumab", "radium_223", "custom")
-#: Drugs dosed by activity per body weight (``dose_kbq_per_kg``) rather than in mg.
-ACTIVITY_DOSED_DRUGS: frozenset[str] = frozenset({"radium_223"})
-
 #: Stages of prostate cancer (protocol ``[cohort].prostate_stage``); the first is the default.
 PROSTATE_STAGES: tuple[str, ...] = ("castration_resistant", "castration_sensitive")
 
@@ -91,3 +86,15 @@ SYSTEMIC_THERAPIES: tuple[str, ...] = (
 DAYS_PER_YEAR: float = 365.25
 DAYS_PER_MONTH: float = DAYS_PER_YEAR / 12
 
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``DRUGS``: the drugs a protocol arm may name, one per agent of :mod:`vtrial.model.agents`.
+
+    Read from the agent registry when asked for (the registry imports this module).
+    """
+    if name == "DRUGS":
+        from vtrial.model.agents import AGENTS
+
+        return tuple(AGENTS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,6 +27,9 @@ The lesion model receives these patient-level inputs per step (:class:`StepInput
   McDonald 2021).
 * ``pthrp_keep``, ``tgf_beta_keep``: fractions of tumour PTHrP and matrix TGF-beta signalling
   left by a custom agent; ``kill``: its tumour kill rate (1/day).
+* ``formation_kill``: tumour kill rate (1/day) of bone-seeking agents (radium-223) at healthy bone
+  formation; the simulation scales it by each lesion's formation. ``marrow_dose_rate``: their
+  dose rate to the marrow (activity in bone, kBq/kg), for haematological toxicity.
 * ``suppression``: systemic resorption suppression ``1 - (1 - I_RANKL)(1 - f)/(1 + E_OC)`` in [0, 1)
   used by the adverse-event and seeding hazards.
 """
@@ -43,6 +46,7 @@ import numpy as np
 from vtrial.model.agents import AGENTS, Administration, Course
 from vtrial.model.agents.pk import emax_effect
 from vtrial.model.parameters import Parameters
+from vtrial.protocol import DOSE_FIELDS
 from vtrial.vocabulary import DAYS_PER_MONTH
 
 
@@ -56,6 +60,8 @@ class StepInputs:
     tgf_beta_keep: float
     kill: float
     suppression: np.ndarray
+    formation_kill: float
+    marrow_dose_rate: float
 
 
 @dataclass(frozen=True)
@@ -69,18 +75,20 @@ class DoseImpulses:
 
 
 def dosing_days(arm: Any, n_days: int) -> np.ndarray:
-    """Days of administration: every ``every_weeks`` from day 0, until ``stop_after_months``."""
+    """Days of administration: every ``every_weeks`` from day 0, until ``stop_after_months``, at most ``doses``."""
     if not AGENTS[arm.drug].dosed or not arm.every_weeks:
         return np.empty(0)
     stop = n_days if arm.stop_after_months is None else min(n_days, arm.stop_after_months * DAYS_PER_MONTH)
-    return np.arange(0.0, stop, 7.0 * arm.every_weeks)
+    return np.arange(0.0, stop, 7.0 * arm.every_weeks)[: getattr(arm, "doses", None)]
 
 
 def arm_administrations(arm: Any, n_days: int) -> list[Administration]:
     """The administrations of a protocol arm (duck-typed: ``drug, dose_mg, every_weeks,
-    stop_after_months, renal_adjustment, mechanism``): its one agent on its schedule."""
-    return [Administration(AGENTS[arm.drug], dosing_days(arm, n_days), arm.dose_mg, bool(arm.renal_adjustment),
-                           arm.mechanism)]
+    stop_after_months, renal_adjustment, mechanism``, optionally ``doses`` and ``dose_kbq_per_kg``):
+    its one agent on its schedule, at the dose of the agent's unit."""
+    agent = AGENTS[arm.drug]
+    dose = getattr(arm, DOSE_FIELDS[agent.dose_unit], None)
+    return [Administration(agent, dosing_days(arm, n_days), dose, bool(arm.renal_adjustment), arm.mechanism)]
 
 
 def precursor_reserve(rankl_inhibition: np.ndarray, params: Parameters) -> np.ndarray:
@@ -134,6 +142,8 @@ class Exposure:
         pthrp_keep = reduce(np.multiply, [c.pthrp_keep for c in courses])
         tgf_keep = reduce(np.multiply, [c.tgf_beta_keep for c in courses])
         kill = reduce(np.add, [c.kill for c in courses])
+        formation_kill = sum((c.formation_kill for c in courses if c.formation_kill is not None), np.zeros(n_days))
+        marrow = sum((c.marrow_dose_rate for c in courses if c.marrow_dose_rate is not None), np.zeros(n_days))
         self._pools = [c.pool for c in courses if c.pool is not None]
         self.reserve = precursor_reserve(self.rankl_inhibition, params)
         self._later_ratio = params.acute_phase_later_ratio
@@ -150,7 +160,8 @@ class Exposure:
         # pool kernels as running sums over the daily grid: the mean over any days is a difference
         free = (1.0 - self.rankl_inhibition) * (1.0 - oc_fraction)
         shared = (1.0 + self.reserve) * free
-        daily = np.stack([shared, shared**2, free, pthrp_keep, tgf_keep, kill] + [p.kernel for p in self._pools])
+        daily = np.stack([shared, shared**2, free, pthrp_keep, tgf_keep, kill, formation_kill, marrow]
+                         + [p.kernel for p in self._pools])
         self._running = np.concatenate([np.zeros((daily.shape[0], 1)), np.cumsum(daily, axis=1)], axis=1)
 
     def step_grid(self, step_days: int) -> np.ndarray:
@@ -175,11 +186,11 @@ class Exposure:
         pool (the pool decays with a half-life of months, and doses fall on step starts).
         """
         mean = (self._running[:, end] - self._running[:, start]) / (end - start)
-        shared, shared_sq, free, pthrp_keep, tgf_keep, kill = mean[:6]
+        shared, shared_sq, free, pthrp_keep, tgf_keep, kill, formation_kill, marrow = mean[:8]
         if self._pools:
             extra_loss = reduce(np.add, [
                 emax_effect(pool.scale[patients] * kernel, pool.emax, pool.ec50, pool.hill)
-                for pool, kernel in zip(self._pools, mean[6:])
+                for pool, kernel in zip(self._pools, mean[8:])
             ])
             keep = 1.0 / (1.0 + extra_loss)
         else:
@@ -191,6 +202,8 @@ class Exposure:
             tgf_beta_keep=float(tgf_keep),
             kill=float(kill),
             suppression=1.0 - free * keep,
+            formation_kill=float(formation_kill),
+            marrow_dose_rate=float(marrow),
         )
 
     @classmethod

@@ -197,7 +197,16 @@ def turnover(
     factor *= recruitment
     root_u = factor / np.sqrt(v)
     resorption_flux = root_u * state.z
-    return resorption_flux * root_u, resorption_flux, v**0.375, pthrp
+    return resorption_flux * root_u, resorption_flux, formation_flux(state.w), pthrp
+
+
+def formation_flux(w: np.ndarray) -> np.ndarray:
+    """Bone formation ``v**(3/8)`` of each lesion from ``w = v**2`` (healthy bone: 1).
+
+    The formation term of the bone equation, read by BSAP and by the uptake of a bone-seeking
+    agent (radium-223 is incorporated where bone is formed).
+    """
+    return np.sqrt(w) ** 0.375
 
 
 def effective_bone(z: np.ndarray, params: Parameters) -> np.ndarray:

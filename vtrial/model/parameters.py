@@ -273,6 +273,13 @@ _PARAMETERS: list[Parameter] = [
     Parameter("resistant_clone_growth_rate", 0.0058, "1/day", 0.002, 0.015,
        "[recalled] PSA doubling time of ~3-6 months at castration-resistant progression",
        "growth rate of the castration-resistant clone under androgen deprivation"),
+    # --- haematological toxicity (neutropenia, thrombocytopenia; version-2 protocols) ---------
+    Parameter("neutropenia_background_hazard", 2.1e-5, "1/day", 5e-6, 1e-4,
+       "[derived] ALSYMPCA placebo grade 3-4 neutropenia 0.7% (Parker 2013 NEJM 369:213) over ~11 months",
+       "hazard of grade 3-4 neutropenia of advanced cancer without a marrow-toxic agent"),
+    Parameter("thrombocytopenia_background_hazard", 6.0e-5, "1/day", 1e-5, 3e-4,
+       "[derived] ALSYMPCA placebo grade 3-4 thrombocytopenia 2.0% (Parker 2013) over ~11 months",
+       "hazard of grade 3-4 thrombocytopenia of advanced cancer without a marrow-toxic agent"),
     # --- the skeleton outside the lesions (vtrial.model.skeleton) -------------------------------
     Parameter("androgen_deprivation_rankl_rise", 0.6, "-", 0.2, 1.5,
        "[recalled] bone-resorption markers rise ~50-100% in the first year of ADT (Greenspan 2005 JCEM 90:6410)",

@@ -26,8 +26,8 @@ from vtrial.model import markers as mk
 from vtrial.model import skeleton, systemic
 from vtrial.model.drugs import Exposure
 from vtrial.model.lesion import (
-    STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, established_state, gompertz_rate, lesion_traits, strength,
-    turnover,
+    STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, established_state, formation_flux, gompertz_rate,
+    lesion_traits, strength, turnover,
 )
 from vtrial.model.local_therapy import LocalTherapy, high_risk_hazard
 from vtrial.model.parameters import Parameters
@@ -48,6 +48,8 @@ _PROPHYLACTIC_RT_CODE = _TYPE_CODE["prophylactic_radiotherapy"]
 #: Stage events (version-2 protocols), in the order of their threshold axis.
 _CASTRATION, _OSTEOPOROTIC = range(2)
 _STAGE_TYPE = np.array([_TYPE_CODE["castration_resistance"], _TYPE_CODE["osteoporotic_fracture"]])
+#: Haematological toxicity, in the order of its threshold axis (first occurrence per patient).
+_MARROW_TYPE = np.array([_TYPE_CODE["neutropenia"], _TYPE_CODE["thrombocytopenia"]])
 
 
 class _Rows:
@@ -160,7 +162,7 @@ def simulate(
         mean_phi=(cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry,
         pthrp_secretion=cb.biology["pthrp_secretion"], drive_mult=cb.biology["osteoblastic_drive"], growth=growth,
         **({} if background is None else _background_arrays(background, cb, streams)),
-        skeleton_w=np.ones(n),
+        skeleton_w=np.ones(n), marrow_remaining=streams.draws("marrow", cb.patient_id).exponential((2,)).T.copy(),
     ))
     lesions = _Rows(_new_lesions(
         p, owner, slot, site, cb.lesion_blastic_fraction[mask], cb.lesion_burden[mask], thresholds, local, params))
@@ -193,6 +195,9 @@ def simulate(
             kill_now = systemic.kill(p.sensitive, p.kill_sensitive, p.kill_resistant, p.course_kill,
                                      background.course_days, start, end)
             kill = (kill + kill_now).astype(STATE_DTYPE)[L.owner]
+        if inputs.formation_kill:
+            # a bone-seeking agent kills where it was taken up: in proportion to each lesion's formation
+            kill = kill + (inputs.formation_kill * formation_flux(L.w)).astype(STATE_DTYPE)
         sig = advance(
             state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
             inputs.recruitment.astype(STATE_DTYPE)[L.owner], inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
@@ -238,6 +243,7 @@ def simulate(
             impulse[_APR] = doses.acute_phase
         if background is not None:
             _stage_events(p, kill_resistant, inputs.recruitment_sq, start, days, log, params)
+        _marrow_events(p, inputs.marrow_dose_rate, background is not None, start, days, log, params)
         p_remaining = p.remaining
         p_remaining -= days * p_rate + impulse
         kinds, hit = np.nonzero(p_remaining <= 0.0)
@@ -360,6 +366,28 @@ def _stage_events(
     value = np.full(broke.size, np.inf)
     value[more] = p.fracture_thresholds[k[more], broke[more]]
     remaining[_OSTEOPOROTIC, broke] += value
+
+
+def _marrow_events(p: _Rows, dose_rate: float, background: bool, start: int, days: float, log, params) -> None:
+    """Record grade 3-4 neutropenia and thrombocytopenia (first occurrence) over the step.
+
+    Hazard ``h_0 + k D'``: the marrow dose rate ``D'`` of the arm's agents (radium-223: its
+    activity in bone) times the per-dose hazard, plus, in version-2 protocols, the background
+    hazard of the advanced disease. Thresholds come from the ``marrow`` stream purpose.
+    """
+    base = (params.neutropenia_background_hazard, params.thrombocytopenia_background_hazard) if background else (0, 0)
+    rate = np.array([base[0] + params.neutropenia_per_marrow_dose * dose_rate,
+                     base[1] + params.thrombocytopenia_per_marrow_dose * dose_rate])
+    if not rate.any():
+        return
+    remaining = p.marrow_remaining
+    remaining -= days * rate[:, None]
+    kinds, rows = np.nonzero(remaining <= 0.0)
+    if not rows.size:
+        return
+    t = start + _crossing(remaining[kinds, rows], rate[kinds], 0.0, days)
+    _record(log, p, rows, t, _MARROW_TYPE[kinds], np.full(rows.size, -1), np.full(rows.size, -1))
+    remaining[kinds, rows] = np.inf
 
 
 def _check_invariants(cb: CohortBlock, p: _Rows, lesions: _Rows, rate: np.ndarray, day: int) -> None:

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 class Administration:
     """One agent given on a schedule: an arm's exposure combines a list of these.
 
-    ``days`` are dose times (days since randomisation, sorted); ``dose_mg`` is ``None`` where the
-    protocol gave none; ``renal_adjustment`` and ``mechanism`` are the arm's fields of that name.
+    ``days`` are dose times (days since randomisation, sorted); ``dose_mg`` is the dose in the
+    agent's ``dose_unit`` (mg; kBq/kg for radium-223), ``None`` where the protocol gave none; ``renal_adjustment`` and ``mechanism`` are the arm's fields of that name.
     """
 
     agent: Agent
@@ -72,6 +72,11 @@ class Course:
     acute_phase_first_dose: float = 0.0
     #: bone-surface pool acting through an Emax (bisphosphonates), if any
     pool: BonePool | None = field(default=None)
+    #: tumour kill rate (1/day) in a lesion forming bone as healthy bone does; the simulation
+    #: multiplies it by each lesion's bone formation (a bone-seeking agent taken up where bone forms)
+    formation_kill: np.ndarray | None = None
+    #: dose rate to the bone marrow [n_days] (activity in bone, kBq/kg): drives haematological toxicity
+    marrow_dose_rate: np.ndarray | None = None
 
     @classmethod
     def neutral(cls, n_patients: int, n_days: int, **effects: Any) -> Course:
@@ -99,6 +104,8 @@ class Agent:
     parameters: ClassVar[tuple[Parameter, ...]] = ()
     #: the protocol fields of its label regimen, for error messages ("dose_mg = 4.0 and every_weeks = 4.0")
     label_regimen: ClassVar[str] = ""
+    #: unit of its dose: "mg" (``dose_mg``) or "kBq/kg" (activity per body weight, ``dose_kbq_per_kg``)
+    dose_unit: ClassVar[str] = "mg"
     #: whether it is given at all (placebo: no schedule, no dosing interval needed)
     dosed: ClassVar[bool] = True
     #: whether an arm must give ``dose_mg``

@@ -1,0 +1,117 @@
+"""Radium-223: formation-weighted tumour kill, survival and BSAP in CRPC, marrow toxicity, protocol."""
+
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from vtrial.model import simulate
+from vtrial.model.drugs import Exposure, arm_administrations
+from vtrial.model.lesion import STATE_DTYPE, LesionTraits, advance, established_state, formation_flux, lesion_traits
+from vtrial.model.parameters import Parameters
+from vtrial.model.reference import reference_cohort
+from vtrial.protocol import load_protocol
+from vtrial.streams import Streams
+
+PARAMS = Parameters()
+PROTOCOL = Path(__file__).parent.parent / "protocols" / "radium-223-alsympca.toml"
+
+
+def arm(drug, **kw):
+    base = dict(name=drug, drug=drug, dose_mg=None, dose_kbq_per_kg=None, every_weeks=None, doses=None,
+                calcium_vitamin_d=True, stop_after_months=None, renal_adjustment=True, mechanism=None,
+                systemic_therapy=["androgen_deprivation"])
+    return SimpleNamespace(**{**base, **kw})
+
+
+RADIUM = arm("radium_223", dose_kbq_per_kg=55.0, every_weeks=4.0, doses=6)
+PLACEBO = arm("none")
+
+
+@pytest.fixture(scope="module")
+def crpc_trial():
+    """1000 men with CRPC and no visceral metastases under each arm, 4 years, BSAP at week 16."""
+    n = 1000
+    cb = reference_cohort(n, "prostate", seed=3)
+    cb = replace(cb, visceral_metastases=np.zeros(n, bool))
+    return {name: simulate(cb, a, 4 * 365.25, Streams(5), marker_weeks=(0, 16))
+            for name, a in (("placebo", PLACEBO), ("radium", RADIUM))}
+
+
+def _median_os_months(patients):
+    """Kaplan-Meier median of the follow-up (death the event), in months."""
+    t, d = patients["followup_days"], patients["died"]
+    order = np.argsort(t)
+    at_risk = t.size - np.arange(t.size)
+    survival = np.cumprod(1.0 - d[order] / at_risk)
+    return t[order][np.argmax(survival <= 0.5)] / 30.4375
+
+
+def _bsap_change(markers):
+    """Median relative change of BSAP from week 0 to week 16 (patients with both visits)."""
+    pid, week, bsap = markers["patient_id"], markers["week"], markers["bsap_ug_l"]
+    base = dict(zip(pid[week == 0], bsap[week == 0]))
+    return float(np.median([b / base[p] - 1.0 for p, b in zip(pid[week == 16], bsap[week == 16])]))
+
+
+def test_radium_prolongs_survival_and_lowers_bsap_in_crpc(crpc_trial):
+    placebo, radium = crpc_trial["placebo"], crpc_trial["radium"]
+    # measured: 11.8 vs 17.2 months (ALSYMPCA 11.3 vs 14.9); BSAP +7% vs -7% (Nilsson 2007: +9.3% vs -65.6%)
+    assert _median_os_months(placebo[0]) == pytest.approx(11.8, abs=1.0)
+    assert _median_os_months(radium[0]) - _median_os_months(placebo[0]) > 3.0
+    assert _bsap_change(placebo[2]) > 0.0
+    assert _bsap_change(radium[2]) < _bsap_change(placebo[2]) - 0.1
+    # and fewer symptomatic skeletal events in the first year
+    sse = {"pathological_fracture", "spinal_cord_compression", "radiation_to_bone", "surgery_to_bone"}
+    first_year = [len({p for p, t, d in zip(e["patient_id"], e["type"], e["day"]) if t in sse and d < 365.25})
+                  for _, e, _ in (placebo, radium)]
+    assert first_year[1] < 0.8 * first_year[0]
+
+
+def test_marrow_events_are_more_frequent_on_radium(crpc_trial):
+    counts = {name: Counter(events["type"].tolist()) for name, (_, events, _) in crpc_trial.items()}
+    # measured per 1000: neutropenia 12 vs 28, thrombocytopenia 27 vs 75 (ALSYMPCA 0.7% vs 2.2%, 2.0% vs 6.3%)
+    assert counts["radium"]["neutropenia"] > 1.5 * counts["placebo"]["neutropenia"] > 0
+    assert counts["radium"]["thrombocytopenia"] > 2 * counts["placebo"]["thrombocytopenia"] > 0
+    assert counts["radium"]["thrombocytopenia"] > counts["radium"]["neutropenia"]
+
+
+def test_radium_kills_more_in_blastic_than_in_lytic_lesions():
+    phi = np.array([0.9, 0.1])
+    traits = lesion_traits(phi, 1.0, 1.0, 0.002, PARAMS)
+    exposure = Exposure(arm_administrations(RADIUM, 56), np.array([80.0, 80.0]), 56, PARAMS)
+    inputs = exposure.inputs(0, 28, np.arange(2))
+    assert inputs.formation_kill > 0.0 and inputs.marrow_dose_rate > 0.0
+    final = {}
+    for kill in (True, False):
+        state = established_state(np.array([0.08, 0.08]), traits, PARAMS)
+        rate = (inputs.formation_kill * formation_flux(state.w)).astype(STATE_DTYPE) if kill else 0.0
+        advance(state, traits, np.ones(2, STATE_DTYPE), np.ones(2, STATE_DTYPE), 1.0, 1.0, rate, 28.0, PARAMS)
+        final[kill] = state.y.astype(float)
+    uptake = formation_flux(established_state(np.array([0.08, 0.08]), traits, PARAMS).w)
+    # blastic lesions form more bone, so take up more: measured 1.22 vs 1.12 (healthy bone 1)
+    assert uptake.tolist() == pytest.approx([1.2196, 1.1180], abs=1e-3)
+    log_kill = final[False] - final[True]
+    assert log_kill[0] / log_kill[1] == pytest.approx(uptake[0] / uptake[1], rel=0.05)
+    assert log_kill[1] > 0.0
+
+
+def test_radium_is_dosed_by_activity_six_times_from_the_protocol():
+    protocol = load_protocol(PROTOCOL)
+    radium, placebo = protocol.arm
+    assert (radium.drug, radium.dose_kbq_per_kg, radium.doses, radium.allocation) == ("radium_223", 55.0, 6, 2.0)
+    [administration] = arm_administrations(radium, 400)
+    assert administration.dose_mg == 55.0
+    assert administration.days.tolist() == [0.0, 28.0, 56.0, 84.0, 112.0, 140.0]
+    # twice the activity: twice the kill rate and marrow dose rate (linear in activity)
+    double = arm_administrations(arm("radium_223", dose_kbq_per_kg=110.0, every_weeks=4.0, doses=6), 400)
+    one, two = (Exposure(a, np.array([80.0]), 400, PARAMS).inputs(0, 200, np.array([0]))
+                for a in ([administration], double))
+    assert two.formation_kill == pytest.approx(2 * one.formation_kill, rel=1e-12)
+    assert two.marrow_dose_rate == pytest.approx(2 * one.marrow_dose_rate, rel=1e-12)
+    cb = replace(reference_cohort(200, "prostate", seed=1), visceral_metastases=np.zeros(200, bool))
+    deaths = [simulate(cb, a, 2 * 365.25, Streams(2))[0]["died"].sum() for a in (placebo, radium)]
+    assert deaths[1] < deaths[0]

@@ -1,0 +1,61 @@
+"""Radium-223 dichloride (Xofigo): an alpha emitter taken up where bone is formed.
+
+Radium is a calcium mimetic: of each injected activity a fraction ``f_bone`` is incorporated
+into newly forming bone within hours (Carrasquillo 2013: 44-77% of the activity in bone at 4 h;
+the rest is excreted through the gut), where it stays and decays with its physical half-life
+``T = 11.4`` days. The activity in bone per kg of body weight is
+
+``A(t) = f_bone sum_k d_k 2^{-(t - t_k)/T}`` (kBq/kg; ``d_k`` the dose of injection k).
+
+Its alpha particles travel < 100 um, so they kill the tumour cells next to the forming bone
+that took the activity up: a lesion's tumour kill rate is ``kappa A(t) F_L``, where ``F_L`` is
+the lesion's bone formation relative to healthy bone (:func:`vtrial.model.lesion.formation_flux`,
+computed by the simulation from the lesion's state each step: more in blastic, high-formation
+lesions; ``kappa`` is the kill per unit activity at healthy formation). The same activity
+irradiates the marrow next to the bone surfaces: the marrow dose rate is ``A(t)``, whose time
+integral drives neutropenia and thrombocytopenia (:mod:`vtrial.model.simulate`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vtrial.model.agents.base import Administration, Agent, Course
+from vtrial.model.agents.pk import pool_kernel
+from vtrial.model.parameters import Parameter, Parameters
+
+PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("radium_half_life_days", 11.4, "day", 11.3, 11.5, "[seen] physical half-life of Ra-223 (Xofigo SmPC)",
+              "decay half-life of the activity in bone (biological release from bone is slower, neglected)"),
+    Parameter("radium_bone_uptake", 0.61, "-", 0.44, 0.77,
+              "[seen] Carrasquillo 2013 Eur J Nucl Med Mol Imaging 40:1384 (bone 61% at 4 h, 44-77%)",
+              "fraction of the injected activity incorporated into bone"),
+    Parameter("radium_kill_per_activity", 0.0005, "1/day per kBq/kg", 0.0003, 0.005,
+              "[calibrated] ALSYMPCA (Parker 2013 NEJM 369:213) OS HR 0.70, BSAP fall (Nilsson 2007 Lancet "
+              "Oncol 8:587)", "tumour kill rate per kBq/kg of activity in bone, at healthy bone formation"),
+    Parameter("neutropenia_per_marrow_dose", 4.6e-6, "1/(kBq/kg day)", 1e-6, 2e-5,
+              "[derived] ALSYMPCA grade 3-4 neutropenia 2.2% vs 0.7% placebo over 6 x 55 kBq/kg (Parker 2013)",
+              "cumulative hazard of grade 3-4 neutropenia per unit time-integrated activity in bone"),
+    Parameter("thrombocytopenia_per_marrow_dose", 1.3e-5, "1/(kBq/kg day)", 3e-6, 5e-5,
+              "[derived] ALSYMPCA grade 3-4 thrombocytopenia 6.3% vs 2.0% placebo (Parker 2013)",
+              "cumulative hazard of grade 3-4 thrombocytopenia per unit time-integrated activity in bone"),
+)
+
+
+class Radium223(Agent):
+    """Radium-223 (Xofigo): formation-weighted alpha kill of tumour in bone, and marrow dose."""
+
+    name = "radium_223"
+    agent_class = "radiopharmaceutical"
+    parameters = PARAMETERS
+    label_regimen = "dose_kbq_per_kg = 55.0, every_weeks = 4.0 and doses = 6 (Xofigo label)"
+    dose_unit = "kBq/kg"
+
+    def course(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray, grid: np.ndarray,
+               params: Parameters) -> Course:
+        activity = (params.radium_bone_uptake * float(administration.dose_mg)
+                    * pool_kernel(administration.days, params.radium_half_life_days, grid))
+        return Course.neutral(
+            creatinine_clearance_ml_min.shape[0], grid.shape[0],
+            formation_kill=params.radium_kill_per_activity * activity, marrow_dose_rate=activity,
+        )
