@@ -14,7 +14,14 @@ import pytest
 from vtrial.model import simulate
 from vtrial.model.drugs import Exposure
 from vtrial.model.lesion import (
-    STATE_DTYPE, CellInputs, LesionState, advance, established_state, lesion_traits, strength, turnover,
+    STATE_DTYPE,
+    CellInputs,
+    LesionState,
+    advance,
+    established_state,
+    lesion_traits,
+    strength,
+    turnover,
 )
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import reference_cohort

@@ -48,7 +48,7 @@ import numpy as np
 
 from vtrial.model.agents import AGENTS, Administration, Course
 from vtrial.model.agents.pk import emax_effect
-from vtrial.model.lesion import CellInputs
+from vtrial.model.lesion import NO_CELL_INPUTS, CellInputs
 from vtrial.model.parameters import Parameters
 from vtrial.vocabulary import DAYS_PER_MONTH
 
@@ -65,7 +65,7 @@ class StepInputs:
     suppression: np.ndarray
     #: version-2 nodes: homing to bone left (seeding), osteoblast and IL-6 inputs of the lesion model
     homing_keep: float = 1.0
-    cells: CellInputs = CellInputs()
+    cells: CellInputs = NO_CELL_INPUTS
 
 
 @dataclass(frozen=True)
