@@ -31,8 +31,11 @@ def arm(drug, dose_mg=None, every_weeks=4.0, **kw):
     return SimpleNamespace(**{**base, **kw})
 
 
+#: the version-2 targets at their protocol default (0): a version-1 mechanism
+V2_TARGETS = {"homing_inhibition": 0.0, "osteoblast_drive_inhibition": 0.0, "bone_formation_stimulation": 0.0,
+              "il6_inhibition": 0.0}
 MECHANISM = SimpleNamespace(rankl_inhibition=0.4, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6,
-                            pthrp_inhibition=0.3, tumour_kill=0.2, half_life_days=14.0)
+                            pthrp_inhibition=0.3, tumour_kill=0.2, half_life_days=14.0, **V2_TARGETS)
 ARMS = {
     "none": arm("none", every_weeks=None),
     "zoledronic_acid": arm("zoledronic_acid", 4.0),

@@ -86,9 +86,17 @@ def test_stopping_denosumab_brings_resorption_above_baseline():
 
 def test_custom_agent_exposure_decays_with_its_half_life():
     mech = SimpleNamespace(rankl_inhibition=0.0, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6,
-                           pthrp_inhibition=0.0, tumour_kill=0.0, half_life_days=14.0)
+                           pthrp_inhibition=0.0, tumour_kill=0.0, half_life_days=14.0, homing_inhibition=0.7,
+                           osteoblast_drive_inhibition=0.5, bone_formation_stimulation=0.4, il6_inhibition=0.8)
     exp = Exposure.of_arm(arm("custom", every_weeks=4.0, mechanism=mech), np.array([80.0]), 60, PARAMS)
     d0, d14 = exp.inputs(0, 1, np.array([0])), exp.inputs(14, 15, np.array([0]))
     assert 1.0 - d0.tgf_beta_keep == pytest.approx(0.6 * 2 ** (-0.5 / 14))
     assert 1.0 - d14.tgf_beta_keep == pytest.approx(0.6 * 2 ** (-14.5 / 14))
+    # the version-2 targets follow the same exposure: homing, drive and IL-6 kept, production raised
+    for inputs, e in ((d0, 2 ** (-0.5 / 14)), (d14, 2 ** (-14.5 / 14))):
+        assert inputs.homing_keep == pytest.approx(1.0 - 0.7 * e, rel=1e-12)
+        assert inputs.cells.osteoblast_drive_keep == pytest.approx(1.0 - 0.5 * e, rel=1e-12)
+        assert inputs.cells.il6_keep == pytest.approx(1.0 - 0.8 * e, rel=1e-12)
+        assert inputs.cells.osteoblast_production == pytest.approx(1.0 + PARAMS.osteoblast_stimulation_max * 0.4 * e,
+                                                                   rel=1e-12)
     assert d0.suppression[0] == pytest.approx(0.5 * 2 ** (-0.5 / 14))

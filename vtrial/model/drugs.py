@@ -32,6 +32,12 @@ The lesion model receives these patient-level inputs per step (:class:`StepInput
   dose rate to the marrow (activity in bone, kBq/kg), for haematological toxicity.
 * ``suppression``: systemic resorption suppression ``1 - (1 - I_RANKL)(1 - f)/(1 + E_OC)`` in [0, 1)
   used by the adverse-event and seeding hazards.
+* ``homing_keep``: fraction of tumour-cell homing to bone left, ``prod(1 - h_a)``: the new-lesion
+  seeding hazard's homing node (1 untreated).
+* ``cells`` (:class:`~vtrial.model.lesion.CellInputs`): fractions of the blastic osteoblast drive
+  and of tumour IL-6 signalling left (products of ``1 - fraction``), and the osteoblast production
+  ``1 + g (1 - prod(1 - s_a))`` of bone-formation stimulation ``s`` (``g`` =
+  ``osteoblast_stimulation_max``).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import numpy as np
 
 from vtrial.model.agents import AGENTS, Administration, Course
 from vtrial.model.agents.pk import emax_effect
+from vtrial.model.lesion import NO_CELL_INPUTS, CellInputs
 from vtrial.model.parameters import Parameters
 from vtrial.protocol import DOSE_FIELDS
 from vtrial.vocabulary import DAYS_PER_MONTH
@@ -62,6 +69,9 @@ class StepInputs:
     suppression: np.ndarray
     formation_kill: float
     marrow_dose_rate: float
+    #: version-2 nodes: homing to bone left (seeding), osteoblast and IL-6 inputs of the lesion model
+    homing_keep: float = 1.0
+    cells: CellInputs = NO_CELL_INPUTS
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,11 @@ def precursor_reserve(rankl_inhibition: np.ndarray, params: Parameters) -> np.nd
         q = target + (q - target) * np.exp(-rate)
         reserve[day] = q
     return reserve
+
+
+def _running_sums(daily: np.ndarray) -> np.ndarray:
+    """Running sums ``[rows, n_days + 1]`` of daily rows (0 first): the mean over any days is one difference."""
+    return np.concatenate([np.zeros((daily.shape[0], 1)), np.cumsum(daily, axis=1)], axis=1)
 
 
 def _independent(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -162,7 +177,13 @@ class Exposure:
         shared = (1.0 + self.reserve) * free
         daily = np.stack([shared, shared**2, free, pthrp_keep, tgf_keep, kill, formation_kill, marrow]
                          + [p.kernel for p in self._pools])
-        self._running = np.concatenate([np.zeros((daily.shape[0], 1)), np.cumsum(daily, axis=1)], axis=1)
+        self._running = _running_sums(daily)
+        # version-2 nodes, kept: homing, osteoblast drive, osteoblast production, IL-6
+        kept = [reduce(np.multiply, [1.0 - np.broadcast_to(getattr(c, name), n_days) for c in courses])
+                for name in ("homing_inhibition", "osteoblast_drive_inhibition", "formation_stimulation",
+                             "il6_inhibition")]
+        kept[2] = 1.0 + params.osteoblast_stimulation_max * (1.0 - kept[2])
+        self._cells_running = _running_sums(np.stack(kept))
 
     def step_grid(self, step_days: int) -> np.ndarray:
         """Step boundaries (days): every ``step_days`` from day 0, every dose day, and the last day."""
@@ -187,6 +208,8 @@ class Exposure:
         """
         mean = (self._running[:, end] - self._running[:, start]) / (end - start)
         shared, shared_sq, free, pthrp_keep, tgf_keep, kill, formation_kill, marrow = mean[:8]
+        homing, drive_keep, production, il6_keep = (
+            self._cells_running[:, end] - self._cells_running[:, start]) / (end - start)
         if self._pools:
             extra_loss = reduce(np.add, [
                 emax_effect(pool.scale[patients] * kernel, pool.emax, pool.ec50, pool.hill)
@@ -204,6 +227,8 @@ class Exposure:
             suppression=1.0 - free * keep,
             formation_kill=float(formation_kill),
             marrow_dose_rate=float(marrow),
+            homing_keep=float(homing),
+            cells=CellInputs(float(drive_keep), float(production), float(il6_keep)),
         )
 
     @classmethod

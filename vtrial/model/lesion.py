@@ -13,17 +13,22 @@ Algebraic intermediates (per lesion):
   ``pthrp_secretion``.
 * RANKL ``= v (1 + a_P P)(1 - I_RANKL)``, OPG ``= v / (1 + c_P P)``; their ratio relative to
   healthy is ``rho = (1 + a_P P)(1 + c_P P)`` times the drug factor (``v`` cancels).
-* Osteoclast recruitment ``X = recruitment * rho`` (``recruitment`` from :mod:`drugs`).
+* Osteoclast recruitment ``X = recruitment * rho`` (``recruitment`` from :mod:`drugs`). Tumour
+  IL-6 carries the share ``s_6`` of the tumour-driven excess ``rho - 1`` (lumped with PTHrP in
+  ``rho``): blocking a fraction ``i`` of it gives ``rho_6 = 1 + (rho - 1)(1 - s_6 i)``.
 * TGF-beta released from resorbed matrix ``= u Z`` (healthy 1), feeding tumour growth.
 
 Rates (normalised Komarova/Ayati form, research notes sections 1, 2, 10):
 
-* ``dv/dt = beta_B (u A - v D)`` with osteoblastic drive ``A = 1 + a_B phi H`` (blastic) and
-  tumour suppression ``D = 1 + d_B (1 - phi) H`` (lytic); in ``w = v**2`` this is linear:
+* ``dv/dt = beta_B (u A - v D)`` with osteoblastic drive ``A = (1 + a_B phi H k_D) F`` (blastic;
+  ``k_D`` the fraction of the BMP/WNT/endothelin drive left by a drug, ``F`` the osteoblast
+  production raised by an anabolic drug, both 1 untreated) and tumour suppression
+  ``D = 1 + d_B (1 - phi) H`` (lytic); in ``w = v**2`` this is linear:
   ``dw/dt = 2 beta_B (X**2 A - D w)``.
-* ``dT/dt = gamma G T ln(1/T) - kill T`` (Gompertz; ``gamma`` from the doubling time at the
-  detection burden), ``G = 1 + min(a_TGF (tgf_keep u Z - 1)^+, G_max)``; in ``y = ln T``:
-  ``dy/dt = -gamma G y - kill``.
+* ``dT/dt = gamma G S T ln(1/T) - kill T`` (Gompertz; ``gamma`` from the doubling time at the
+  detection burden), ``G = 1 + min(a_TGF (tgf_keep u Z - 1)^+, G_max)``, ``S = 1 - s_G i`` the
+  share of growth that IL-6 supports in bone, blocked by ``i``; in ``y = ln T``:
+  ``dy/dt = -gamma G S y - kill``.
 * ``dZ/dt = k_Z (v**(3/8) - u**(1/2) Z)`` (indirect response, OpenBoneMin form). The exponents
   are re-fitted for lesions (the osteoporosis values 0.08/0.14 are too weak): resorption
   exceeds formation in its exponent by 1/8 so an antiresorptive that suppresses turnover 16x
@@ -67,6 +72,30 @@ class LesionTraits:
     osteoblast_suppression: np.ndarray
     growth_rate: np.ndarray
     blastic_fraction: np.ndarray
+
+
+@dataclass(frozen=True)
+class CellInputs:
+    """Step means of the drug inputs at the osteoblasts and the tumour's IL-6 (1 each: no drug).
+
+    Kept apart from the RANKL, PTHrP, TGF-beta and kill inputs of :func:`advance`: they are the
+    version-2 targets of a custom agent (``[arm.mechanism]``).
+    """
+
+    #: fraction of the blastic osteoblast drive (BMP, WNT, endothelin) left: ``k_D``
+    osteoblast_drive_keep: float = 1.0
+    #: osteoblast production relative to untreated (anabolic agent): ``F >= 1``
+    osteoblast_production: float = 1.0
+    #: fraction of the tumour's IL-6 signalling left: ``1 - i``
+    il6_keep: float = 1.0
+
+    def growth_keep(self, params: Parameters) -> float:
+        """Gompertz rate factor ``S = 1 - s_G i``: IL-6 helps the tumour survive in bone."""
+        return 1.0 - params.il6_growth_share * (1.0 - self.il6_keep)
+
+
+#: The cell inputs of no drug.
+NO_CELL_INPUTS = CellInputs()
 
 
 @dataclass
@@ -148,11 +177,11 @@ class Signals:
 
 def osteoclast_activity(
     w: np.ndarray, y: np.ndarray, traits: LesionTraits, recruitment: np.ndarray, pthrp_keep: float, params: Parameters,
+    il6_keep: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Osteoclast recruitment ``X`` and quasi-steady activity ``u = X**2 / v`` (for reference solvers)."""
-    burden = np.exp(y)
-    pthrp = traits.pthrp * burden / (burden + params.tumour_signal_half_burden) * pthrp_keep
-    x = recruitment * (1.0 + params.rankl_per_pthrp * pthrp) * (1.0 + params.opg_per_pthrp * pthrp)
+    _, _, factor = _signals(np.exp(y), traits, pthrp_keep, params, il6_keep)
+    x = recruitment * factor
     return x, x**2 / np.sqrt(w)
 
 
@@ -166,23 +195,26 @@ def rates(
     tgf_beta_keep: float,
     kill: float,
     params: Parameters,
+    cells: CellInputs = NO_CELL_INPUTS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Right-hand side ``(dw/dt, dy/dt, dZ/dt)`` of the lesion equations (for reference solvers)."""
     burden = np.exp(y)
     half = burden / (burden + params.tumour_signal_half_burden)
-    x, osteoclast = osteoclast_activity(w, y, traits, recruitment, pthrp_keep, params)
+    x, osteoclast = osteoclast_activity(w, y, traits, recruitment, pthrp_keep, params, cells.il6_keep)
     v = np.sqrt(w)
     b = params.osteoblast_rate
-    dw = 2.0 * b * (x**2 * (1.0 + traits.osteoblast_drive * half) - (1.0 + traits.osteoblast_suppression * half) * w)
+    drive = (1.0 + traits.osteoblast_drive * cells.osteoblast_drive_keep * half) * cells.osteoblast_production
+    dw = 2.0 * b * (x**2 * drive - (1.0 + traits.osteoblast_suppression * half) * w)
     dz = params.bone_turnover_rate * (v**0.375 - np.sqrt(osteoclast) * z)
     excess = np.maximum(tgf_beta_keep * osteoclast * z - 1.0, 0.0)
     gain = 1.0 + np.minimum(params.tgf_beta_growth_gain * excess, params.tgf_beta_growth_max)
-    dy = -traits.growth_rate * gain * y - kill
+    dy = -traits.growth_rate * cells.growth_keep(params) * gain * y - kill
     return dw, dy, dz
 
 
 def turnover(
     state: LesionState, traits: LesionTraits, recruitment: np.ndarray, pthrp_keep: float, params: Parameters,
+    il6_keep: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Resorbed matrix ``u Z``, bone fluxes ``u**(1/2) Z`` and ``v**(3/8)``, and PTHrP ``P`` of each lesion now.
 
@@ -190,9 +222,10 @@ def turnover(
     TGF-beta (and, in the hazards, PTHrP-driven calcium and pain). The fluxes are the
     resorption and formation terms of ``dZ/dt = k_Z (v**(3/8) - u**(1/2) Z)``, equal at a
     lesion's equilibrium. Osteoclasts are quasi-steady, ``u = X**2 / v``, for the given osteoclast
-    recruitment by the drug (per lesion). Healthy bone: 1 each. Bone markers are read from them.
+    recruitment by the drug (per lesion) and the IL-6 signalling left (``il6_keep``). Healthy
+    bone: 1 each. Bone markers are read from them.
     """
-    _, pthrp, factor = _signals(state.burden, traits, pthrp_keep, params)
+    _, pthrp, factor = _signals(state.burden, traits, pthrp_keep, params, il6_keep)
     v = state.osteoblast
     factor *= recruitment
     root_u = factor / np.sqrt(v)
@@ -220,8 +253,12 @@ def strength(z: np.ndarray, burden: np.ndarray, params: Parameters) -> np.ndarra
     return np.square(effective_bone(z, params)) * (1.0 - params.strength_tumour_loss * burden)
 
 
-def _signals(burden: np.ndarray, traits: LesionTraits, pthrp_keep: float, params: Parameters):
-    """Tumour signal ``H``, PTHrP ``P`` and the RANKL/OPG recruitment factor ``(1 + a_P P)(1 + c_P P)``."""
+def _signals(burden: np.ndarray, traits: LesionTraits, pthrp_keep: float, params: Parameters, il6_keep: float = 1.0):
+    """Tumour signal ``H``, PTHrP ``P`` and the tumour's recruitment factor ``rho = (1 + a_P P)(1 + c_P P)``.
+
+    With IL-6 blocked (``il6_keep < 1``) the factor is ``1 + (rho - 1)(1 - s_6 (1 - il6_keep))``:
+    IL-6 carries the share ``s_6`` of the tumour-driven excess (untouched when nothing blocks it).
+    """
     half = burden + params.tumour_signal_half_burden
     np.divide(burden, half, out=half)
     pthrp = traits.pthrp * half
@@ -232,6 +269,10 @@ def _signals(burden: np.ndarray, traits: LesionTraits, pthrp_keep: float, params
     opg = params.opg_per_pthrp * pthrp
     opg += 1.0
     factor *= opg
+    if il6_keep != 1.0:
+        factor -= 1.0
+        factor *= 1.0 - params.il6_recruitment_share * (1.0 - il6_keep)
+        factor += 1.0
     return half, pthrp, factor
 
 
@@ -287,6 +328,7 @@ def advance(
     kill: float | np.ndarray,
     days: float,
     params: Parameters,
+    cells: CellInputs = NO_CELL_INPUTS,
 ) -> Signals:
     """Advance every lesion by ``days`` in place; return the step's mid-point signals.
 
@@ -296,29 +338,38 @@ def advance(
     error in ``Z`` and ``T`` far below 1% over 5 years). ``recruitment`` and
     ``recruitment_sq`` are the step means of the drug recruitment factor and of its square,
     per lesion; the other drug inputs are scalars (step means), except ``kill``, which may also
-    be per lesion (the drug's kill plus the background therapy's).
+    be per lesion (the drug's kill plus the background therapy's); ``cells`` holds the step means
+    of the osteoblast and IL-6 inputs.
     """
     w, y, z = state.w, state.y, state.z
     b, k = params.osteoblast_rate, params.bone_turnover_rate
     # start of step: growth gain from u0 Z0 = X0^2 Z0 / v0
-    _, _, factor = _signals(np.exp(y), traits, pthrp_keep, params)
+    il6_keep = cells.il6_keep
+    growth_keep = cells.growth_keep(params)
+    _, _, factor = _signals(np.exp(y), traits, pthrp_keep, params, il6_keep)
     np.square(factor, out=factor)
     factor *= recruitment_sq
     factor *= z
     factor /= np.sqrt(w)
     gain = _growth_gain(factor, tgf_beta_keep, params)
     gain *= traits.growth_rate
+    if growth_keep != 1.0:
+        gain *= growth_keep
     # mid-step tumour and its signals
     burden = np.exp(_gompertz(y, gain, kill, 0.5 * days))
-    half, pthrp, factor = _signals(burden, traits, pthrp_keep, params)
+    half, pthrp, factor = _signals(burden, traits, pthrp_keep, params, il6_keep)
     x2 = np.square(factor)
     x2 *= recruitment_sq  # mean X^2
     factor *= recruitment  # mean X
-    # osteoblasts: w' = 2 bB D (X^2 A / D - w)
+    # osteoblasts: w' = 2 bB D (X^2 A / D - w), A = (1 + a_B phi H k_D) F
     rate = traits.osteoblast_suppression * half
     rate += 1.0
     target = traits.osteoblast_drive * half
+    if cells.osteoblast_drive_keep != 1.0:
+        target *= cells.osteoblast_drive_keep
     target += 1.0
+    if cells.osteoblast_production != 1.0:
+        target *= cells.osteoblast_production
     target *= x2
     target /= rate
     rate *= 2.0 * b
@@ -338,5 +389,7 @@ def advance(
     tgf = np.multiply(osteoclast, bone, out=formation)
     gain = _growth_gain(tgf, tgf_beta_keep, params)
     gain *= traits.growth_rate
+    if growth_keep != 1.0:
+        gain *= growth_keep
     y[...] = _gompertz(y, gain, kill, days)
     return Signals(burden=burden, pthrp=pthrp, osteoclast=osteoclast, tgf_beta=tgf, bone=bone)

@@ -14,8 +14,9 @@ lesion's region relative to the whole skeleton; lesion quantities from
   denosumab); each lesion's region resorbs at osteoclast activity times bone, ``u Z``.
 * **Formation** ``F = v_S**(3/8) + g sum_L (v_L**(3/8) - v_S**(3/8))``: the uninvolved skeleton's
   osteoblasts ``v_S`` follow its osteoclasts as in a lesion without tumour,
-  ``d(v_S**2)/dt = 2 beta_B (X**2 - v_S**2)`` (:func:`advance_skeleton`), so formation falls
-  weeks after resorption under an antiresorptive.
+  ``d(v_S**2)/dt = 2 beta_B (X**2 F - v_S**2)`` (:func:`advance_skeleton`, ``F`` the osteoblast
+  production, 1 unless an anabolic agent raises it), so formation falls weeks after resorption
+  under an antiresorptive.
 * **uNTx/Cr** ``= untx_healthy R``, **BSAP** ``= bsap_healthy F``.
 * **Albumin-corrected calcium** ``= Ca_0 + c_N N K + c_P sum_L T_L P_L`` with the net bone
   calcium release ``N = X - v_S**(3/8) + g sum_L (u_L**(1/2) Z_L - v_L**(3/8))`` (the bone
@@ -54,12 +55,15 @@ def draw_noise(streams: Streams, patient_ids: np.ndarray, n_visits: int) -> np.n
     return streams.draws("markers", patient_ids).standard_normal((n_visits, len(MARKER_COLUMNS)))
 
 
-def advance_skeleton(w: np.ndarray, recruitment_sq: np.ndarray, days: float, params: Parameters) -> None:
-    """Advance the uninvolved skeleton's osteoblasts ``w = v_S**2`` by ``days`` in place (exact, frozen input)."""
+def advance_skeleton(w: np.ndarray, target: np.ndarray, days: float, params: Parameters) -> None:
+    """Advance the uninvolved skeleton's osteoblasts ``w = v_S**2`` by ``days`` in place (exact, frozen input).
+
+    ``target`` is the step's ``X**2 F``: the mean squared osteoclast recruitment times the osteoblast production.
+    """
     decay = np.exp(-2.0 * params.osteoblast_rate * days)
-    w -= recruitment_sq
+    w -= target
     w *= decay
-    w += recruitment_sq
+    w += target
 
 
 def measure(

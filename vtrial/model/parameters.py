@@ -72,6 +72,20 @@ _PARAMETERS: list[Parameter] = [
        "relative tumour-growth gain per unit matrix TGF-beta above healthy"),
     Parameter("tgf_beta_growth_max", 2.0, "-", 0.5, 5.0, "[calibrated] receptor saturation",
        "ceiling of the TGF-beta tumour-growth gain"),
+    # --- version-2 nodes a custom agent may act on (docs/model.md) --------------------------
+    Parameter("il6_recruitment_share", 0.3, "-", 0.1, 0.6,
+       "[recalled] IL-6 enhances PTHrP-driven bone resorption and hypercalcaemia in vivo, and an anti-IL-6 "
+       "antibody lowers both in part (de la Mata 1995 J Clin Invest 95:2846)",
+       "share of the tumour-driven excess of osteoclast recruitment carried by tumour IL-6"),
+    Parameter("il6_growth_share", 0.1, "-", 0.0, 0.3,
+       "[recalled] IL-6/STAT3 is an autocrine survival signal of tumour cells in bone (Ara & DeClerck 2010 "
+       "Eur J Cancer 46:1223), but siltuximab alone barely slowed castration-resistant prostate cancer "
+       "(PSA response 3.8%, Dorff 2010 Clin Cancer Res 16:3028): a small share",
+       "share of the Gompertz growth rate in bone that tumour IL-6 supports"),
+    Parameter("osteoblast_stimulation_max", 0.47, "-", 0.2, 1.5,
+       "[calibrated] romosozumab 210 mg monthly raised lumbar-spine BMD 13.3% in 12 months (FRAME, Cosman 2016 "
+       "NEJM 375:1532); tumour-free bone at full stimulation gains 13% in 12 months with this value",
+       "maximal relative rise of osteoblast production at full bone-formation stimulation"),
     Parameter("tumour_detection_burden", 0.05, "fraction of capacity", 0.01, 0.2,
        "[recalled] research notes section 8: doubling time quoted at T/K of 1-5%",
        "burden at which the quoted doubling time applies (sets the Gompertz rate)"),

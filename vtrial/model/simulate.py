@@ -24,7 +24,7 @@ from vtrial.errors import ModelInvariantError
 from vtrial.model import events as ev
 from vtrial.model import markers as mk
 from vtrial.model import skeleton, systemic
-from vtrial.model.drugs import Exposure
+from vtrial.model.drugs import Exposure, StepInputs
 from vtrial.model.lesion import (
     STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, established_state, formation_flux, gompertz_rate,
     lesion_traits, strength, turnover,
@@ -183,7 +183,7 @@ def simulate(
         days = float(end - start)
         inputs = exposure.inputs(start, end, p.index)
         if start < last_visit:
-            mk.advance_skeleton(p.skeleton_w, inputs.recruitment_sq, days, params)
+            mk.advance_skeleton(p.skeleton_w, inputs.recruitment_sq * inputs.cells.osteoblast_production, days, params)
         L = lesions
         if local.course.prophylactic:
             _prophylactic_radiotherapy(p, L, start, log, local, params)
@@ -201,7 +201,7 @@ def simulate(
         sig = advance(
             state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
             inputs.recruitment.astype(STATE_DTYPE)[L.owner], inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
-            inputs.pthrp_keep, inputs.tgf_beta_keep, kill, days, params,
+            inputs.pthrp_keep, inputs.tgf_beta_keep, kill, days, params, inputs.cells,
         )
         # --- local events ---------------------------------------------------------------------
         rate = ev.lesion_hazards(L.weights, strength(sig.bone, sig.burden, params), sig.burden, sig.tgf_beta, params)
@@ -227,7 +227,7 @@ def simulate(
         # mean hazard per day over the step, and the dose-day impulses (spread over the dose day)
         p_rate = np.stack([
             p.hcm * load,
-            params.seeding_hazard * total * (1.0 - params.seeding_suppression * supp),
+            params.seeding_hazard * total * (1.0 - params.seeding_suppression * supp) * inputs.homing_keep,
             _non_skeletal_death(p, background, params) * np.exp(params.death_log_hr_burden * total)
             * (1.0 + (params.death_hr_recent_sre - 1.0) * recent / days),
             p.onj * supp * exposure_mid / (exposure_mid + params.onj_exposure_half_days),
@@ -242,7 +242,7 @@ def simulate(
             impulse[_RENAL] = params.renal_infusion_hazard * doses.relative_auc * p.kidney
             impulse[_APR] = doses.acute_phase
         if background is not None:
-            _stage_events(p, kill_resistant, inputs.recruitment_sq, start, days, log, params)
+            _stage_events(p, kill_resistant, inputs, start, days, log, params)
         _marrow_events(p, inputs.marrow_dose_rate, background is not None, start, days, log, params)
         p_remaining = p.remaining
         p_remaining -= days * p_rate + impulse
@@ -271,15 +271,15 @@ def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposu
     if not on_study.any():
         return
     if day == 0:
-        recruitment, pthrp_keep = np.ones(p.size), 1.0
+        recruitment, pthrp_keep, il6_keep = np.ones(p.size), 1.0, 1.0
     else:
         before = exposure.inputs(day - 1, day, p.index)
-        recruitment, pthrp_keep = before.recruitment, before.pthrp_keep
+        recruitment, pthrp_keep, il6_keep = before.recruitment, before.pthrp_keep, before.cells.il6_keep
     L = lesions
     state = LesionState(L.w, L.y, L.z)
     resorbed, resorption, formation, pthrp = turnover(
         state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi), recruitment[L.owner], pthrp_keep,
-        params,
+        params, il6_keep,
     )
     idx = p.index
     values = mk.measure(
@@ -340,11 +340,12 @@ def _background_arrays(background: systemic.Background, cb: CohortBlock, streams
 
 
 def _stage_events(
-    p: _Rows, kill_resistant: np.ndarray, recruitment_sq: np.ndarray, start: int, days: float, log, params,
+    p: _Rows, kill_resistant: np.ndarray, inputs: StepInputs, start: int, days: float, log, params,
 ) -> None:
     """Step the resistant clone and the skeleton outside the lesions; record castration resistance and osteoporotic fractures."""
     clone = systemic.resistant_clone(p.clone, kill_resistant, days, params)
-    bone = skeleton.advance(p.bone_w, p.bone_z, recruitment_sq, p.rankl_factor, days, params)
+    bone = skeleton.advance(p.bone_w, p.bone_z, inputs.recruitment_sq, p.rankl_factor, days, params,
+                            inputs.cells.osteoblast_production)
     rate = np.stack([
         systemic.resistance_hazard(clone, p.sensitive & p.hormonal, params),
         skeleton.fracture_hazard(bone, params),

@@ -5,7 +5,8 @@ Uninvolved bone follows the lesions' RANKL/osteoclast/osteoblast balance without
 systemic recruitment input (:class:`vtrial.model.drugs.StepInputs`) times the background
 therapy's rise of RANKL (``rankl_factor``, :mod:`vtrial.model.systemic`):
 
-* osteoblasts follow recruitment (coupling): ``dw/dt = 2 beta_B (X**2 - w)`` with ``w = v**2``;
+* osteoblasts follow recruitment (coupling): ``dw/dt = 2 beta_B (X**2 F - w)`` with ``w = v**2``
+  and ``F`` the osteoblast production (1; raised by an anabolic agent, :class:`vtrial.model.lesion.CellInputs`);
 * osteoclasts are quasi-steady: ``u = X**2 / v``;
 * bone density, the OpenBoneMin indirect response:
   ``dZ/dt = k_s (v**g_OB - u**g_OC Z)``, steady ``Z = X**(g_OB - g_OC)`` once ``v = u = X``:
@@ -25,7 +26,7 @@ from vtrial.model.parameters import Parameters
 
 def advance(
     w: np.ndarray, z: np.ndarray, recruitment_sq: np.ndarray, rankl_factor: np.ndarray, days: float,
-    params: Parameters,
+    params: Parameters, osteoblast_production: float = 1.0,
 ) -> np.ndarray:
     """Advance osteoblast activity ``w = v**2`` and density ``Z`` by ``days`` in place; return the mean ``Z``.
 
@@ -34,7 +35,7 @@ def advance(
     its coupling at mid-step (as :func:`vtrial.model.lesion.advance`).
     """
     x2 = np.asarray(recruitment_sq * np.square(rankl_factor), dtype=float)
-    v = np.sqrt(relax(w, x2.copy(), np.full(w.shape, 2.0 * params.osteoblast_rate), days))
+    v = np.sqrt(relax(w, x2 * osteoblast_production, np.full(w.shape, 2.0 * params.osteoblast_rate), days))
     osteoclast = x2 / v
     resorption = params.systemic_bone_turnover_rate * osteoclast ** params.systemic_resorption_exponent
     formation = params.systemic_bone_turnover_rate * v ** params.systemic_formation_exponent

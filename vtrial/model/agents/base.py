@@ -77,6 +77,15 @@ class Course:
     formation_kill: np.ndarray | None = None
     #: dose rate to the bone marrow [n_days] (activity in bone, kBq/kg): drives haematological toxicity
     marrow_dose_rate: np.ndarray | None = None
+    # version-2 nodes (docs/model.md), fractions in [0, 1]: shared courses [n_days] or 0 (no effect)
+    #: tumour-cell homing to bone blocked (CXCL12-CXCR4, integrin alpha4beta1-VCAM-1): new-lesion seeding x ``1 - h``
+    homing_inhibition: np.ndarray | float = 0.0
+    #: blastic osteoblast drive (BMP, WNT, endothelin) blocked: drive x ``1 - d``
+    osteoblast_drive_inhibition: np.ndarray | float = 0.0
+    #: bone-formation stimulation, share of the maximal anabolic effect: osteoblast production x ``1 + g s``
+    formation_stimulation: np.ndarray | float = 0.0
+    #: tumour IL-6 signalling blocked (osteoclast recruitment, tumour survival in bone)
+    il6_inhibition: np.ndarray | float = 0.0
 
     @classmethod
     def neutral(cls, n_patients: int, n_days: int, **effects: Any) -> Course:

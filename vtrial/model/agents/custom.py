@@ -3,7 +3,9 @@
 Exposure ``e(t) = 2^{-(t - last dose) / half_life_days}``: full at each dose, halving since the
 last one. At full exposure the mechanism's fractions act at RANKL (``I``), osteoclast loss
 (recruitment x ``1 - f``), PTHrP and TGF-beta signalling (x ``1 - fraction``) and tumour kill
-(the fraction of the burden removed per 28 days).
+(the fraction of the burden removed per 28 days); the version-2 fractions act at homing to bone
+(new-lesion seeding), the blastic osteoblast drive, osteoblast production (a bone-formation
+stimulation ``s`` raises it by ``1 + g s``) and tumour IL-6 (docs/model.md).
 
 Dose law: the fractions are those of the mechanism's ``reference_dose_mg``. A dose ``d`` acts as
 ``x = d / reference_dose_mg`` reference doses given together, each acting independently, so a
@@ -51,6 +53,10 @@ class Custom(Agent):
             pthrp_keep=1.0 - at_dose(min(float(m.pthrp_inhibition), 1.0) * e, doses),
             tgf_beta_keep=1.0 - at_dose(min(float(m.tgf_beta_inhibition), 1.0) * e, doses),
             kill=kill if doses is None else kill * doses,
+            homing_inhibition=at_dose(min(float(m.homing_inhibition), 1.0) * e, doses),
+            osteoblast_drive_inhibition=at_dose(min(float(m.osteoblast_drive_inhibition), 1.0) * e, doses),
+            formation_stimulation=at_dose(min(float(m.bone_formation_stimulation), 1.0) * e, doses),
+            il6_inhibition=at_dose(min(float(m.il6_inhibition), 1.0) * e, doses),
         )
 
 

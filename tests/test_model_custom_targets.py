@@ -1,0 +1,166 @@
+"""The version-2 targets of a custom agent act at their nodes: homing, osteoblast drive and production, IL-6.
+
+Each target is given alone (0.7 at its reference dose, every 3 weeks, half-life 14 days) against
+the same agent with no target, on the same virtual patients and thresholds; the numbers in the
+comments were measured with this code (fixed seeds).
+"""
+
+from collections import Counter
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from vtrial.model import simulate
+from vtrial.model.drugs import Exposure
+from vtrial.model.lesion import (
+    STATE_DTYPE,
+    CellInputs,
+    LesionState,
+    advance,
+    established_state,
+    lesion_traits,
+    strength,
+    turnover,
+)
+from vtrial.model.parameters import Parameters
+from vtrial.model.reference import reference_cohort
+from vtrial.streams import Streams
+
+PARAMS = Parameters()
+TARGETS = ("homing_inhibition", "osteoblast_drive_inhibition", "bone_formation_stimulation", "il6_inhibition")
+
+
+def custom(dose_mg=None, reference_dose_mg=None, **targets):
+    """A custom arm with no version-1 effect and the given version-2 targets."""
+    mechanism = dict(rankl_inhibition=0.0, osteoclast_inhibition=0.0, tgf_beta_inhibition=0.0, pthrp_inhibition=0.0,
+                     tumour_kill=0.0, half_life_days=14.0, reference_dose_mg=reference_dose_mg,
+                     **{t: 0.0 for t in TARGETS})
+    mechanism.update(targets)
+    return SimpleNamespace(name="custom", drug="custom", dose_mg=dose_mg, every_weeks=3.0, calcium_vitamin_d=True,
+                           stop_after_months=None, renal_adjustment=True, mechanism=SimpleNamespace(**mechanism))
+
+
+def trial(primary, arm, n=300):
+    """Events by type and markers of ``n`` reference patients followed 2 years."""
+    _, events, markers = simulate(reference_cohort(n, primary, seed=7), arm, 2 * 365.25, Streams(11),
+                                  marker_weeks=(0, 13, 25, 49))
+    return Counter(events["type"].tolist()), markers
+
+
+def median_at(markers, column, week):
+    return float(np.median(markers[column][markers["week"] == week]))
+
+
+def test_zero_targets_leave_every_node_untouched():
+    # the inputs are exactly neutral, so no version-2 branch of the lesion model or the seeding hazard runs
+    inputs = Exposure.of_arm(custom(rankl_inhibition=0.5), np.array([80.0]), 120, PARAMS).inputs(3, 10, np.array([0]))
+    assert inputs.homing_keep == 1.0 and inputs.cells == CellInputs()
+
+
+def test_version_1_custom_markers_are_those_of_the_code_before_the_targets():
+    # sums of the marker columns computed on the code before this change (events: test_model_agents PINNED)
+    arm = custom(rankl_inhibition=0.4, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6, pthrp_inhibition=0.3,
+                 tumour_kill=0.2)
+    pinned = {"breast": (18845.385107296363, 6258.147788273303, 966.2739784338729, 407),
+              "prostate": (12059.61978276476, 7213.069958109312, 959.539252343575, 408)}
+    for primary, (untx, bsap, calcium, rows) in pinned.items():
+        _, markers = trial(primary, arm, n=120)
+        assert (float(markers["untx_nmol_mmol"].sum()), float(markers["bsap_ug_l"].sum()),
+                float(markers["calcium_mmol_l"].sum()), markers["week"].size) == (untx, bsap, calcium, rows)
+
+
+def test_targets_follow_the_dose_law():
+    # half the reference dose acts as half a reference dose: 1 - (1 - f)^0.5 of each fraction
+    at = {d: Exposure.of_arm(custom(d, 100.0, **{t: 0.7 for t in TARGETS}), np.array([80.0]), 60, PARAMS)
+          .inputs(0, 1, np.array([0])) for d in (50.0, 100.0)}
+    e = 2 ** (-0.5 / 14)
+    assert at[100.0].homing_keep == pytest.approx(1.0 - 0.7 * e, rel=1e-12)
+    assert at[50.0].homing_keep == pytest.approx((1.0 - 0.7 * e) ** 0.5, rel=1e-12)
+    assert at[50.0].cells.il6_keep == pytest.approx((1.0 - 0.7 * e) ** 0.5, rel=1e-12)
+    assert at[50.0].cells.osteoblast_drive_keep == pytest.approx((1.0 - 0.7 * e) ** 0.5, rel=1e-12)
+    assert at[50.0].cells.osteoblast_production == pytest.approx(
+        1.0 + PARAMS.osteoblast_stimulation_max * (1.0 - (1.0 - 0.7 * e) ** 0.5), rel=1e-12)
+
+
+def test_homing_inhibition_seeds_fewer_new_lesions():
+    # breast 144 -> 71 new lesions, prostate 164 -> 87: homing is kept at ~0.57 on average over a
+    # 3-weekly interval (1 - 0.7 x mean exposure 0.62), and fewer lesions seed fewer still
+    for primary in ("breast", "prostate"):
+        none, _ = trial(primary, custom())
+        homing, _ = trial(primary, custom(homing_inhibition=0.7))
+        assert 0.35 < homing["new_lesion"] / none["new_lesion"] < 0.6
+
+
+def test_osteoblast_drive_inhibition_lowers_bsap_in_prostate_cancer():
+    # blastic lesions make fewer osteoblasts: median BSAP 20.5 -> 18.4 ug/L at week 13, 21.2 -> 18.8 at week 25
+    _, none = trial("prostate", custom())
+    _, drive = trial("prostate", custom(osteoblast_drive_inhibition=0.7))
+    for week in (13, 25):
+        assert median_at(drive, "bsap_ug_l", week) < 0.93 * median_at(none, "bsap_ug_l", week)
+    assert median_at(drive, "bsap_ug_l", 0) == median_at(none, "bsap_ug_l", 0)  # before the first dose
+
+
+def test_osteoblast_drive_inhibition_acts_on_the_blastic_lesion_only():
+    params = PARAMS
+    traits = lesion_traits(np.array([0.0, 1.0]), 1.0, 1.0, 0.003, params)
+    start = established_state(np.array([0.2, 0.2]), traits, params)
+    one = np.ones(2, STATE_DTYPE)
+    ends = []
+    for cells in (CellInputs(), CellInputs(osteoblast_drive_keep=0.3)):
+        state = LesionState(start.w.copy(), start.y.copy(), start.z.copy())
+        for _ in range(26):
+            advance(state, traits, one, one, 1.0, 1.0, 0.0, 7.0, params, cells)
+        ends.append(turnover(state, traits, one, 1.0, params)[2])  # formation flux v^(3/8)
+    assert ends[1][0] == pytest.approx(ends[0][0], rel=1e-6)  # lytic lesion: no drive to block
+    assert ends[1][1] < 0.9 * ends[0][1]  # blastic lesion: 1.36 -> 1.20 in half a year
+
+
+def test_bone_formation_stimulation_raises_bone_and_strength():
+    # tumour-free bone at full stimulation: +13% in a year (romosozumab: +13.3% lumbar BMD, FRAME);
+    # a lytic lesion keeps more bone, so it is stronger
+    params = PARAMS
+    traits = lesion_traits(np.array([0.0, 0.0]), 1.0, 1.0, 0.003, params)
+    start = established_state(np.array([1e-6, 0.3]), traits, params)
+    one = np.ones(2, STATE_DTYPE)
+    full = CellInputs(osteoblast_production=1.0 + params.osteoblast_stimulation_max)
+    states = []
+    for cells in (CellInputs(), full):
+        state = LesionState(start.w.copy(), start.y.copy(), start.z.copy())
+        for _ in range(52):
+            advance(state, traits, one, one, 1.0, 1.0, 0.0, 7.0, params, cells)
+        states.append(state)
+    assert states[1].z[0] / states[0].z[0] == pytest.approx(1.13, abs=0.005)
+    s = [strength(st.z, st.burden, params) for st in states]
+    assert s[1][1] > 1.1 * s[0][1]
+
+
+def test_bone_formation_stimulation_prevents_fractures():
+    # breast 221 -> 182 pathological fractures, prostate 79 -> 70; BSAP rises (formation) at week 13
+    for primary, bound in (("breast", 0.9), ("prostate", 0.95)):
+        none, none_markers = trial(primary, custom())
+        stim, stim_markers = trial(primary, custom(bone_formation_stimulation=0.7))
+        assert stim["pathological_fracture"] < bound * none["pathological_fracture"]
+        assert median_at(stim_markers, "bsap_ug_l", 13) > median_at(none_markers, "bsap_ug_l", 13)
+
+
+def test_il6_inhibition_lowers_resorption_and_slows_the_tumour():
+    # breast median uNTx/Cr 86.8 -> 77.4 nmol/mmol at week 13; hypercalcaemia 422 -> 388
+    none, none_markers = trial("breast", custom())
+    il6, il6_markers = trial("breast", custom(il6_inhibition=0.7))
+    assert median_at(il6_markers, "untx_nmol_mmol", 13) < 0.93 * median_at(none_markers, "untx_nmol_mmol", 13)
+    assert il6["hypercalcaemia"] < 0.95 * none["hypercalcaemia"]
+    # at the lesion: osteoclast activity down by the IL-6 share of the tumour's excess, growth by its share
+    params = PARAMS
+    traits = lesion_traits(np.array([0.0]), 1.0, 1.0, 0.003, params)
+    start = established_state(np.array([0.2]), traits, params)
+    one = np.ones(1, STATE_DTYPE)
+    signals, burden = [], []
+    for cells in (CellInputs(), CellInputs(il6_keep=0.0)):
+        state = LesionState(start.w.copy(), start.y.copy(), start.z.copy())
+        signals.append(advance(state, traits, one, one, 1.0, 1.0, 0.0, 7.0, params, cells))
+        burden.append(float(state.burden[0]))
+    assert signals[1].osteoclast[0] < 0.8 * signals[0].osteoclast[0]
+    assert burden[1] < burden[0]
+    assert np.log(burden[1] / start.burden[0]) == pytest.approx(
+        (1.0 - params.il6_growth_share) * np.log(burden[0] / start.burden[0]), rel=0.05)
