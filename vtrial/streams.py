@@ -29,6 +29,7 @@ PURPOSES: dict[str, int] = {
     "lesions": 7,
     "systemic": 8,
     "markers": 9,
+    "label_rules": 10,
 }
 
 
