@@ -69,10 +69,10 @@ def test_deescalation_to_every_12_weeks_keeps_most_of_the_effect_after_a_year_of
     runs = {k: simulate(cb, a, YEAR, Streams(6), marker_weeks=(0, 48)) for k, a in arms.items()}
     marker = {k: untx(r[2], 48) for k, r in runs.items()}
     rate = {k: sre_rate(r[0], r[1]) for k, r in runs.items()}
-    # uNTx at 48 weeks (nmol/mmol): q4w 19.5, q12w 24.2, stopped 35.0: q12w keeps ~70% of the suppression
+    # uNTx at 48 weeks (nmol/mmol): q4w 29.0, q12w 30.2, stopped 34.0: q12w keeps ~76% of the suppression
     assert marker["q4w"] < marker["q12w"] < marker["stop"]
     assert (marker["stop"] - marker["q12w"]) / (marker["stop"] - marker["q4w"]) > 0.6
-    # SREs per patient-year: q12w within 25% of q4w (ZOOM: 0.26 vs 0.22)
+    # SREs per patient-year: q4w 0.746, q12w 0.746, stopped 0.764 (ZOOM: 0.22 vs 0.26)
     assert rate["q12w"] <= 1.25 * rate["q4w"]
     assert rate["q4w"] <= rate["stop"]
 
@@ -159,5 +159,5 @@ def test_osteonecrosis_of_the_jaw_stops_the_agent_for_that_patient_only():
     alive = np.intersect1d(m_off["patient_id"][(m_off["week"] == 101)], onj)
     k_off = np.isin(m_off["patient_id"], alive) & (m_off["week"] == 101)
     k_on = np.isin(m_on["patient_id"], alive) & (m_on["week"] == 101)
-    if alive.size:
-        assert np.median(m_on["untx_nmol_mmol"][k_on]) > 2.0 * np.median(m_off["untx_nmol_mmol"][k_off])
+    assert alive.size >= 3  # 84 against 11 nmol/mmol
+    assert np.median(m_on["untx_nmol_mmol"][k_on]) > 2.0 * np.median(m_off["untx_nmol_mmol"][k_off])
