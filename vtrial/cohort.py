@@ -66,6 +66,8 @@ class CohortBlock:
     systemic_therapy : dict of str to tuple of str, or None
         Background anticancer therapy of each primary's patients (its resolved protocol
         profile; an arm's own list replaces it); ``None``: a bare block without therapy.
+    prior_treatment : protocol ``[cohort.prior_treatment]`` or None
+        Bone-targeted treatment before randomisation (its ``dosing_plan()`` has negative days).
     """
 
     patient_id: np.ndarray
@@ -87,6 +89,7 @@ class CohortBlock:
     lesion_burden: np.ndarray
     prostate_stage: str | None = None
     systemic_therapy: dict[str, tuple[str, ...]] | None = None
+    prior_treatment: Any = None
 
     @property
     def n_patients(self) -> int:
@@ -257,6 +260,7 @@ def sample_cohort(protocol: Protocol, patient_ids: np.ndarray, streams: Streams)
         **lesions,
         prostate_stage=protocol.cohort.prostate_stage,
         systemic_therapy={p: tuple(profile.systemic_therapy) for p, profile in protocol.cohort.by_primary.items()},
+        prior_treatment=protocol.cohort.prior_treatment,
     )
 
 

@@ -30,6 +30,7 @@ PURPOSES: dict[str, int] = {
     "systemic": 8,
     "markers": 9,
     "marrow": 10,
+    "label_rules": 11,
 }
 
 

@@ -43,13 +43,14 @@ The lesion model receives these patient-level inputs per step (:class:`StepInput
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Any
 
 import numpy as np
 
 from vtrial.model.agents import AGENTS, Administration, Course
+from vtrial.model.agents.base import BonePool
 from vtrial.model.agents.pk import emax_effect
 from vtrial.model.lesion import NO_CELL_INPUTS, CellInputs
 from vtrial.model.parameters import Parameters
@@ -59,13 +60,17 @@ from vtrial.vocabulary import DAYS_PER_MONTH
 
 @dataclass(frozen=True)
 class StepInputs:
-    """Patient-level inputs of the lesion model, means over a step (arrays ``[n]`` or scalars)."""
+    """Patient-level inputs of the lesion model, means over a step (arrays ``[n]`` or scalars).
+
+    ``pthrp_keep``, ``tgf_beta_keep`` and ``kill`` are shared floats, or arrays ``[n]`` when some
+    patients missed doses (:meth:`Exposure.withhold`).
+    """
 
     recruitment: np.ndarray
     recruitment_sq: np.ndarray
-    pthrp_keep: float
-    tgf_beta_keep: float
-    kill: float
+    pthrp_keep: float | np.ndarray
+    tgf_beta_keep: float | np.ndarray
+    kill: float | np.ndarray
     suppression: np.ndarray
     formation_kill: float
     marrow_dose_rate: float
@@ -80,8 +85,8 @@ class DoseImpulses:
 
     #: exposure (AUC) relative to the label, summed over that day's doses, per patient (renal toxicity)
     relative_auc: np.ndarray
-    #: cumulative hazard of an acute-phase reaction
-    acute_phase: float
+    #: cumulative hazard of an acute-phase reaction (per patient when some missed the dose)
+    acute_phase: float | np.ndarray
 
 
 def dosing_days(arm: Any, n_days: int) -> np.ndarray:
@@ -92,13 +97,26 @@ def dosing_days(arm: Any, n_days: int) -> np.ndarray:
     return np.arange(0.0, stop, 7.0 * arm.every_weeks)[: getattr(arm, "doses", None)]
 
 
-def arm_administrations(arm: Any, n_days: int) -> list[Administration]:
-    """The administrations of a protocol arm (duck-typed: ``drug, dose_mg, every_weeks,
-    stop_after_months, renal_adjustment, mechanism``, optionally ``doses`` and ``dose_kbq_per_kg``):
-    its one agent on its schedule, at the dose of the agent's unit."""
-    agent = AGENTS[arm.drug]
-    dose = getattr(arm, DOSE_FIELDS[agent.dose_unit], None)
-    return [Administration(agent, dosing_days(arm, n_days), dose, bool(arm.renal_adjustment), arm.mechanism)]
+def arm_administrations(arm: Any, n_days: int, prior: Any = None) -> list[Administration]:
+    """The administrations of a protocol arm, after those of a prior treatment (days before 0).
+
+    The schedule is ``arm.dosing_plan()`` (phases, holidays, concurrent agents; an arm without
+    it, duck-typed ``drug, dose_mg, every_weeks, stop_after_months``, is its one drug) and
+    ``prior.dosing_plan()``. Phases of one agent at one dose form one administration (a
+    de-escalation, a restart, the prior course continued on study), so its doses superpose in
+    one exposure; ``renal_adjustment`` and ``mechanism`` are the arm's.
+    """
+    if hasattr(arm, "dosing_plan"):
+        plan = [(p.agent, p.dose, p.administration_days(n_days)) for p in arm.dosing_plan()]
+    else:
+        plan = [(arm.drug, getattr(arm, DOSE_FIELDS[AGENTS[arm.drug].dose_unit], None), dosing_days(arm, n_days))]
+    if prior is not None:
+        plan = [(p.agent, p.dose, p.administration_days(n_days)) for p in prior.dosing_plan()] + plan
+    days: dict[tuple[str, float | None], list[np.ndarray]] = {}
+    for agent, dose, given in plan:
+        days.setdefault((agent, dose), []).append(given)
+    return [Administration(AGENTS[agent], np.sort(np.concatenate(given)), dose, bool(arm.renal_adjustment),
+                           arm.mechanism) for (agent, dose), given in days.items()]
 
 
 def precursor_reserve(rankl_inhibition: np.ndarray, params: Parameters) -> np.ndarray:
@@ -134,86 +152,187 @@ def _independent(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class Exposure:
     """Drug exposure of one arm for one block of patients on the daily grid.
 
+    The grid starts ``history_days`` before randomisation when an administration has doses
+    before day 0 (a prior treatment), so that pools, concentrations and the precursor reserve
+    enter day 0 with their history; every method takes days since randomisation.
+
+    Per-patient dose masks (:meth:`withhold`: the label rules after osteonecrosis of the jaw or
+    renal deterioration) give a patient a *variant* of the arm's courses: the same
+    administrations without the doses it missed, computed by the agents like the arm's own
+    (exact for any kernel, linear or not) once per distinct set of missed doses and shared by
+    the patients who missed the same doses. Before its first missed dose a variant equals the
+    arm's course, so a patient switches variant at no discontinuity.
+
     Parameters
     ----------
     administrations : sequence of Administration
         The agents given and their schedules (see :func:`arm_administrations`).
     creatinine_clearance_ml_min : float array [n]
     n_days : int
-        Length of the daily grid (days since randomisation); values on a day do not depend on it.
+        Length of the daily grid after randomisation; values on a day do not depend on it.
     params : Parameters
     """
 
     def __init__(self, administrations: Sequence[Administration], creatinine_clearance_ml_min: np.ndarray,
                  n_days: int, params: Parameters) -> None:
         n = creatinine_clearance_ml_min.shape[0]
-        grid = np.arange(n_days) + 0.5
+        first_days = [float(a.days[0]) for a in administrations if a.days.size]
+        #: days of exposure history before randomisation on the grid
+        self.history_days = int(np.ceil(max(0.0, -min(first_days, default=0.0))))
         self.n_days = n_days
-        courses = [a.agent.course(a, creatinine_clearance_ml_min, grid, params) for a in administrations]
-        courses = courses or [Course.neutral(n, n_days)]
-        #: shared RANKL inhibition [n_days]
-        self.rankl_inhibition = reduce(_independent, [c.rankl_inhibition for c in courses])
+        self._grid = np.arange(-self.history_days, n_days) + 0.5
+        self._administrations = list(administrations)
+        self._crcl, self._params = creatinine_clearance_ml_min, params
+        courses = self._courses(self._administrations)
+        #: per administration: whether it suppresses resorption (stopped after ONJ) / is nephrotoxic (held)
+        self._antiresorptive = [c.pool is not None or bool(c.rankl_inhibition.any() or c.osteoclast_fraction.any())
+                                for c in courses]
+        self._nephrotoxic = [bool(np.any(c.relative_auc > 0.0)) for c in courses]
+        self._pools = [(a.agent.name, c.pool) for a, c in zip(self._administrations, courses) if c.pool is not None]
+        #: shared RANKL inhibition and precursor reserve on the grid (from ``-history_days``)
+        self.rankl_inhibition, self.reserve, running = self._combine(courses)
+        # variants: running sums, and per administration the doses given (None: all); 0 is the arm's
+        self._running = [running]
+        self._given: list[list[np.ndarray] | None] = [None]
+        self._variant_key = {self._key([np.ones(a.days.size, bool) for a in self._administrations]): 0}
+        self._variant_of = np.zeros(n, np.int64)
+        self._later_ratio = params.acute_phase_later_ratio
+        # per administration: dose number of the agent given on each day (-1 on days without one;
+        # counted over the agent's administrations, so a prior course makes day 0 a later dose),
+        # first number, AUC, acute phase
+        self._doses = []
+        counted: dict[str, int] = {}
+        n_grid = self._grid.shape[0]
+        for a, c in zip(self._administrations, courses):
+            day_of_dose = np.floor(a.days).astype(np.int64) + self.history_days
+            number = np.full(n_grid, -1, dtype=np.int64)
+            offset = counted.get(a.agent.name, 0)
+            number[day_of_dose[day_of_dose < n_grid]] = offset + np.arange(day_of_dose.size)[day_of_dose < n_grid]
+            counted[a.agent.name] = offset + day_of_dose.size
+            self._doses.append((number, offset, c.relative_auc, c.acute_phase_first_dose))
+        any_dose = reduce(np.logical_or, [d[0] >= 0 for d in self._doses], np.zeros(n_grid, bool))
+        #: days of the grid on which some administration gives a dose (before day 0 negative)
+        self.dose_days = np.flatnonzero(any_dose) - self.history_days
+        # the nodes the label rules do not touch, on the arm's schedule: a bone-seeking agent's kill
+        # at healthy formation and marrow dose rate, and the version-2 nodes kept (homing to bone,
+        # blastic osteoblast drive, osteoblast production, tumour IL-6)
+        n_grid_days = self._grid.shape[0]
+        formation_kill = sum((c.formation_kill for c in courses if c.formation_kill is not None), np.zeros(n_grid_days))
+        marrow = sum((c.marrow_dose_rate for c in courses if c.marrow_dose_rate is not None), np.zeros(n_grid_days))
+        kept = [reduce(np.multiply, [1.0 - np.broadcast_to(getattr(c, name), n_grid_days) for c in courses])
+                for name in ("homing_inhibition", "osteoblast_drive_inhibition", "formation_stimulation",
+                             "il6_inhibition")]
+        kept[2] = 1.0 + params.osteoblast_stimulation_max * (1.0 - kept[2])
+        self._node_running = _running_sums(np.stack([formation_kill, marrow, *kept]))
+
+    def _courses(self, administrations: Sequence[Administration]) -> list[Course]:
+        """The agents' daily courses of the administrations on the grid."""
+        courses = [a.agent.course(a, self._crcl, self._grid, self._params) for a in administrations]
+        return courses or [Course.neutral(self._crcl.shape[0], self._grid.shape[0])]
+
+    def _combine(self, courses: Sequence[Course]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """RANKL inhibition, precursor reserve and the running sums of the combined daily inputs.
+
+        Running sums over the grid of the shared recruitment ``(1 + Q)(1 - I)(1 - f)``, its
+        square, ``(1 - I)(1 - f)``, the custom inputs and the pool kernels: the mean over any
+        days is a difference.
+        """
+        rankl_inhibition = reduce(_independent, [c.rankl_inhibition for c in courses])
         oc_fraction = reduce(_independent, [c.osteoclast_fraction for c in courses])
         pthrp_keep = reduce(np.multiply, [c.pthrp_keep for c in courses])
         tgf_keep = reduce(np.multiply, [c.tgf_beta_keep for c in courses])
         kill = reduce(np.add, [c.kill for c in courses])
-        formation_kill = sum((c.formation_kill for c in courses if c.formation_kill is not None), np.zeros(n_days))
-        marrow = sum((c.marrow_dose_rate for c in courses if c.marrow_dose_rate is not None), np.zeros(n_days))
-        self._pools = [c.pool for c in courses if c.pool is not None]
-        self.reserve = precursor_reserve(self.rankl_inhibition, params)
-        self._later_ratio = params.acute_phase_later_ratio
-        # per administration: dose number given on each day (-1 on days without one), AUC, acute phase
-        self._doses = []
-        for a, c in zip(administrations, courses):
-            day_of_dose = np.floor(a.days).astype(np.int64)
-            number = np.full(n_days, -1, dtype=np.int64)
-            number[day_of_dose[day_of_dose < n_days]] = np.arange(day_of_dose.size)
-            self._doses.append((number, c.relative_auc, c.acute_phase_first_dose))
-        #: days of the grid on which some administration gives a dose
-        self.dose_days = np.flatnonzero(reduce(np.logical_or, [d[0] >= 0 for d in self._doses], np.zeros(n_days, bool)))
-        # shared recruitment (1 + Q)(1 - I)(1 - f), its square, (1 - I)(1 - f), custom inputs and the
-        # pool kernels as running sums over the daily grid: the mean over any days is a difference
-        free = (1.0 - self.rankl_inhibition) * (1.0 - oc_fraction)
-        shared = (1.0 + self.reserve) * free
-        daily = np.stack([shared, shared**2, free, pthrp_keep, tgf_keep, kill, formation_kill, marrow]
-                         + [p.kernel for p in self._pools])
-        self._running = _running_sums(daily)
-        # version-2 nodes, kept: homing, osteoblast drive, osteoblast production, IL-6
-        kept = [reduce(np.multiply, [1.0 - np.broadcast_to(getattr(c, name), n_days) for c in courses])
-                for name in ("homing_inhibition", "osteoblast_drive_inhibition", "formation_stimulation",
-                             "il6_inhibition")]
-        kept[2] = 1.0 + params.osteoblast_stimulation_max * (1.0 - kept[2])
-        self._cells_running = _running_sums(np.stack(kept))
+        reserve = precursor_reserve(rankl_inhibition, self._params)
+        free = (1.0 - rankl_inhibition) * (1.0 - oc_fraction)
+        shared = (1.0 + reserve) * free
+        daily = np.stack([shared, shared**2, free, pthrp_keep, tgf_keep, kill]
+                         + [c.pool.kernel for c in courses if c.pool is not None])
+        return rankl_inhibition, reserve, _running_sums(daily)
 
-    def step_grid(self, step_days: int) -> np.ndarray:
-        """Step boundaries (days): every ``step_days`` from day 0, every dose day, and the last day."""
+    @staticmethod
+    def _key(given: list[np.ndarray]) -> bytes:
+        return b"|".join(m.tobytes() for m in given)
+
+    def step_grid(self, step_days: int, history: bool = False) -> np.ndarray:
+        """Step boundaries (days): every ``step_days`` from day 0, every dose day, and the last day.
+
+        With ``history``, those of the exposure history instead: from ``-history_days`` to day 0.
+        """
+        if history:
+            regular = np.arange(-self.history_days, 0, step_days)
+            return np.union1d(np.union1d(regular, self.dose_days[self.dose_days < 0]), [0])
         regular = np.arange(0, self.n_days, step_days)
-        return np.union1d(np.union1d(regular, self.dose_days), [self.n_days])
+        return np.union1d(np.union1d(regular, self.dose_days[self.dose_days >= 0]), [self.n_days])
+
+    def withhold(self, patients: np.ndarray, after_day: float, until_day: float, nephrotoxic: bool) -> None:
+        """The given patients (block indices) miss the doses after ``after_day`` up to ``until_day``.
+
+        Of the antiresorptive administrations (``nephrotoxic=False``: the agent stops after ONJ)
+        or of the nephrotoxic ones (True: held after renal deterioration until recovery).
+        """
+        which = self._nephrotoxic if nephrotoxic else self._antiresorptive
+        if not any(which):
+            return
+        for i in np.atleast_1d(patients):
+            current = self._given[self._variant_of[i]]
+            given = [np.ones(a.days.size, bool) if current is None else current[j].copy()
+                     for j, a in enumerate(self._administrations)]
+            for j, a in enumerate(self._administrations):
+                if which[j]:
+                    given[j] &= ~((a.days > after_day) & (a.days <= until_day))
+            key = self._key(given)
+            if key not in self._variant_key:
+                self._variant_key[key] = len(self._given)
+                self._given.append(given)
+                kept = [replace(a, days=a.days[m]) for a, m in zip(self._administrations, given)]
+                self._running.append(self._combine(self._courses(kept))[2])
+            self._variant_of[i] = self._variant_key[key]
+
+    def _dose_given(self, j: int, k: int, patients: np.ndarray) -> np.ndarray | None:
+        """Whether the given patients receive dose ``k`` of administration ``j`` (None: all do)."""
+        variants = self._variant_of[patients]
+        if not variants.any():
+            return None
+        return np.array([m is None or bool(m[j][k]) for m in self._given])[variants]
 
     def impulses(self, day: int, patients: np.ndarray) -> DoseImpulses | None:
         """What the doses of ``day`` bring to the given patients' adverse-event hazards (None: no dose)."""
-        given = [(int(number[day]), auc, first) for number, auc, first in self._doses if number[day] >= 0]
+        at = day + self.history_days
+        given = [(int(number[at]), self._dose_given(j, int(number[at]) - offset, patients), auc, first)
+                 for j, (number, offset, auc, first) in enumerate(self._doses) if number[at] >= 0]
         if not given:
             return None
         return DoseImpulses(
-            relative_auc=sum(auc[patients] for _, auc, _ in given),
-            acute_phase=sum(first * (1.0 if k == 0 else self._later_ratio) for k, _, first in given),
+            relative_auc=sum(auc[patients] if g is None else auc[patients] * g for _, g, auc, _ in given),
+            acute_phase=sum(first * (1.0 if k == 0 else self._later_ratio) * (1.0 if g is None else g)
+                            for k, g, _, first in given),
         )
 
     def inputs(self, start: int, end: int, patients: np.ndarray) -> StepInputs:
         """Mean inputs of the lesion model over days ``start .. end - 1`` for the given patient indices.
 
         Shared time courses are averaged exactly; a bone pool's effect is that of the step's mean
-        pool (the pool decays with a half-life of months, and doses fall on step starts).
+        pool (the pool decays with a half-life of months, and doses fall on step starts). The
+        pools of one agent add up before its Emax (one drug on one bone surface); the effects of
+        different agents add (``1/(1 + sum E)``). Patients on a variant (missed doses) get its
+        means: then every input is an array over the patients.
         """
-        mean = (self._running[:, end] - self._running[:, start]) / (end - start)
-        shared, shared_sq, free, pthrp_keep, tgf_keep, kill, formation_kill, marrow = mean[:8]
-        homing, drive_keep, production, il6_keep = (
-            self._cells_running[:, end] - self._cells_running[:, start]) / (end - start)
+        first, last = start + self.history_days, end + self.history_days
+        variants = self._variant_of[patients]
+        if not variants.any():
+            mean = (self._running[0][:, last] - self._running[0][:, first]) / (end - start)
+        else:
+            means = np.stack([r[:, last] - r[:, first] for r in self._running]) / (end - start)
+            mean = means[variants].T
+        shared, shared_sq, free, pthrp_keep, tgf_keep, kill = mean[:6]
+        formation_kill, marrow, homing, drive_keep, production, il6_keep = (
+            self._node_running[:, last] - self._node_running[:, first]) / (end - start)
         if self._pools:
+            amounts: dict[str, tuple[BonePool, list[np.ndarray]]] = {}
+            for (name, pool), kernel in zip(self._pools, mean[6:]):
+                amounts.setdefault(name, (pool, []))[1].append(pool.scale[patients] * kernel)
             extra_loss = reduce(np.add, [
-                emax_effect(pool.scale[patients] * kernel, pool.emax, pool.ec50, pool.hill)
-                for pool, kernel in zip(self._pools, mean[8:])
+                emax_effect(reduce(np.add, amount), pool.emax, pool.ec50, pool.hill) for pool, amount in amounts.values()
             ])
             keep = 1.0 / (1.0 + extra_loss)
         else:
@@ -221,9 +340,9 @@ class Exposure:
         return StepInputs(
             recruitment=shared * keep,
             recruitment_sq=shared_sq * np.square(keep),
-            pthrp_keep=float(pthrp_keep),
-            tgf_beta_keep=float(tgf_keep),
-            kill=float(kill),
+            pthrp_keep=_value(pthrp_keep),
+            tgf_beta_keep=_value(tgf_keep),
+            kill=_value(kill),
             suppression=1.0 - free * keep,
             formation_kill=float(formation_kill),
             marrow_dose_rate=float(marrow),
@@ -232,6 +351,12 @@ class Exposure:
         )
 
     @classmethod
-    def of_arm(cls, arm: Any, creatinine_clearance_ml_min: np.ndarray, n_days: int, params: Parameters) -> Exposure:
-        """The exposure of a protocol arm (see :func:`arm_administrations`)."""
-        return cls(arm_administrations(arm, n_days), creatinine_clearance_ml_min, n_days, params)
+    def of_arm(cls, arm: Any, creatinine_clearance_ml_min: np.ndarray, n_days: int, params: Parameters,
+               prior: Any = None) -> Exposure:
+        """The exposure of a protocol arm after a prior treatment, if any (see :func:`arm_administrations`)."""
+        return cls(arm_administrations(arm, n_days, prior), creatinine_clearance_ml_min, n_days, params)
+
+
+def _value(mean: np.ndarray) -> float | np.ndarray:
+    """A step mean shared by the patients as a float; per patient (variants) as the array."""
+    return float(mean) if np.ndim(mean) == 0 else mean

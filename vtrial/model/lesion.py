@@ -262,7 +262,7 @@ def _signals(burden: np.ndarray, traits: LesionTraits, pthrp_keep: float, params
     half = burden + params.tumour_signal_half_burden
     np.divide(burden, half, out=half)
     pthrp = traits.pthrp * half
-    if pthrp_keep != 1.0:
+    if np.any(pthrp_keep != 1.0):
         pthrp *= pthrp_keep
     factor = params.rankl_per_pthrp * pthrp
     factor += 1.0
@@ -278,7 +278,7 @@ def _signals(burden: np.ndarray, traits: LesionTraits, pthrp_keep: float, params
 
 def _growth_gain(tgf_beta: np.ndarray, tgf_beta_keep: float, params: Parameters) -> np.ndarray:
     """Gompertz rate multiplier ``G = 1 + min(a (TGF keep - 1)^+, G_max)`` (new array)."""
-    gain = tgf_beta * tgf_beta_keep if tgf_beta_keep != 1.0 else tgf_beta.copy()
+    gain = tgf_beta * tgf_beta_keep if np.any(tgf_beta_keep != 1.0) else tgf_beta.copy()
     gain -= 1.0
     np.maximum(gain, 0.0, out=gain)
     gain *= params.tgf_beta_growth_gain

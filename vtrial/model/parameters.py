@@ -239,6 +239,11 @@ _PARAMETERS: list[Parameter] = [
        "[calibrated] ZA vs placebo at CrCl 30-49: 32.1% vs 7.7% (research notes 7.4)",
        "renal-toxicity cumulative hazard per infusion at reference AUC and CrCl 60"),
     Parameter("renal_crcl_exponent", 2.0, "-", 0.5, 4.0, "[calibrated]", "hazard ~ (60/CrCl)^exponent"),
+    Parameter("renal_recovery_median_days", 60.0, "day", 14.0, 365.0,
+              "[recalled] serum creatinine improved over weeks to months after zoledronate was stopped in "
+              "toxic acute tubular necrosis, not in every patient (Markowitz 2003 Kidney Int 64:281); the label "
+              "resumes dosing once creatinine is within 10% of baseline (Zometa label)",
+              "median time from renal deterioration to creatinine back within 10% of baseline (exponential)"),
     Parameter("acute_phase_later_ratio", 0.005, "-", 0.0, 0.5, "[recalled] mostly after the first infusion",
        "later doses relative to the first"),
     Parameter("atypical_fracture_hazard", 5.0e-9, "1/day^2", 1.0e-10, 1.0e-7,

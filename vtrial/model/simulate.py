@@ -132,7 +132,7 @@ def simulate(
     stop = np.where(dropped, cb.dropout_day, admin_end)
     # whole steps, so that the step grid (hence every patient's numbers) does not depend on the block
     n_days = int(np.ceil(stop.max() / STEP_DAYS)) * STEP_DAYS if n else 0
-    exposure = Exposure.of_arm(arm, cb.creatinine_clearance_ml_min, n_days, params)
+    exposure = Exposure.of_arm(arm, cb.creatinine_clearance_ml_min, n_days, params, cb.prior_treatment)
     local = LocalTherapy.from_arm(arm, params)
     thresholds = ev.draw_thresholds(streams, cb.patient_id)
     visit_weeks = np.asarray(marker_weeks, dtype=np.int64)
@@ -166,6 +166,11 @@ def simulate(
     ))
     lesions = _Rows(_new_lesions(
         p, owner, slot, site, cb.lesion_blastic_fraction[mask], cb.lesion_burden[mask], thresholds, local, params))
+    if exposure.history_days:
+        _prior_history(p, lesions, exposure, params)
+    stop_on_onj = bool(getattr(arm, "stop_on_onj", False))
+    recovery = _renal_recovery_days(streams, cb.patient_id, params) if getattr(
+        arm, "withhold_on_renal_toxicity", False) else None
     end_day = stop.copy()
     died = np.zeros(n, bool)
     log: list[tuple[np.ndarray, ...]] = []
@@ -194,14 +199,16 @@ def simulate(
                                            background.course_days, start, end)
             kill_now = systemic.kill(p.sensitive, p.kill_sensitive, p.kill_resistant, p.course_kill,
                                      background.course_days, start, end)
-            kill = (kill + kill_now).astype(STATE_DTYPE)[L.owner]
+            kill = kill + kill_now
+        kill = _per_lesion(kill, L.owner)
         if inputs.formation_kill:
             # a bone-seeking agent kills where it was taken up: in proportion to each lesion's formation
             kill = kill + (inputs.formation_kill * formation_flux(L.w)).astype(STATE_DTYPE)
         sig = advance(
             state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
             inputs.recruitment.astype(STATE_DTYPE)[L.owner], inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
-            inputs.pthrp_keep, inputs.tgf_beta_keep, kill, days, params, inputs.cells,
+            _per_lesion(inputs.pthrp_keep, L.owner), _per_lesion(inputs.tgf_beta_keep, L.owner),
+            kill, days, params, inputs.cells,
         )
         # --- local events ---------------------------------------------------------------------
         rate = ev.lesion_hazards(L.weights, strength(sig.bone, sig.burden, params), sig.burden, sig.tgf_beta, params)
@@ -251,6 +258,7 @@ def simulate(
             pulse = impulse[kinds, np.minimum(hit, impulse.shape[1] - 1)]
             t = start + _crossing(p_remaining[kinds, hit], p_rate[kinds, hit], pulse, days)
             _patient_events(p, lesions, thresholds, kinds, hit, t, log, local, params)
+            _label_rules(exposure, p, kinds, hit, t, stop_on_onj, recovery)
             dead = (kinds == _DEATH) & (t <= p.stop[hit])
             if dead.any():
                 r = hit[dead]
@@ -264,13 +272,13 @@ def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposu
            noise: np.ndarray, visits: list, params: Parameters) -> None:
     """Measure the markers of the patients on study at the start of ``day`` (a step boundary).
 
-    The sample is taken before that day's dose: drug inputs are those of the day before (none
-    at week 0, before randomisation).
+    The sample is taken before that day's dose: drug inputs are those of the day before (at
+    week 0 those of a prior treatment, none without one).
     """
     on_study = p.stop > day
     if not on_study.any():
         return
-    if day == 0:
+    if day == 0 and not exposure.history_days:
         recruitment, pthrp_keep, il6_keep = np.ones(p.size), 1.0, 1.0
     else:
         before = exposure.inputs(day - 1, day, p.index)
@@ -278,8 +286,8 @@ def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposu
     L = lesions
     state = LesionState(L.w, L.y, L.z)
     resorbed, resorption, formation, pthrp = turnover(
-        state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi), recruitment[L.owner], pthrp_keep,
-        params, il6_keep,
+        state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi), recruitment[L.owner],
+        _per_lesion(pthrp_keep, L.owner), params, il6_keep,
     )
     idx = p.index
     values = mk.measure(
@@ -288,6 +296,66 @@ def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposu
         noise[idx], params,
     )
     visits.append((idx[on_study], np.full(int(on_study.sum()), week), values[on_study]))
+
+
+def _per_lesion(value: float | np.ndarray, owner: np.ndarray) -> float | np.ndarray:
+    """A drug input for the lesions: a shared float as it is, a per-patient array taken at each lesion's owner."""
+    return value if np.ndim(value) == 0 else np.asarray(value, dtype=STATE_DTYPE)[owner]
+
+
+def _prior_history(p: _Rows, lesions: _Rows, exposure: Exposure, params: Parameters) -> None:
+    """Carry the patients through the exposure history before randomisation (a prior treatment).
+
+    Entry lesions start untreated (:func:`~vtrial.model.lesion.established_state`) and keep their
+    entry burden, the one seen at randomisation, while their osteoblasts and bone follow the prior
+    drug step by step; the uninvolved skeleton's osteoblasts (markers) and the cumulative and deep
+    suppression (ONJ, atypical fracture) take the history too.
+    """
+    L = lesions
+    burden = L.y.copy()
+    grid = exposure.step_grid(STEP_DAYS, history=True)
+    for start, end in zip(grid[:-1].tolist(), grid[1:].tolist()):
+        days = float(end - start)
+        inputs = exposure.inputs(start, end, p.index)
+        advance(
+            LesionState(L.w, L.y, L.z), LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
+            inputs.recruitment.astype(STATE_DTYPE)[L.owner], inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
+            _per_lesion(inputs.pthrp_keep, L.owner), _per_lesion(inputs.tgf_beta_keep, L.owner),
+            _per_lesion(inputs.kill, L.owner), days, params, inputs.cells,
+        )
+        L.y[:] = burden
+        mk.advance_skeleton(p.skeleton_w, inputs.recruitment_sq * inputs.cells.osteoblast_production, days, params)
+        p.cum_suppression[:] += days * inputs.suppression
+        p.deep_days[:] += days * (inputs.suppression > params.deep_suppression)
+
+
+def _renal_recovery_days(streams: Streams, patient_id: np.ndarray, params: Parameters) -> np.ndarray:
+    """Days from each renal deterioration to creatinine back within 10% of baseline, ``[n, PATIENT_THRESHOLDS]``.
+
+    Exponential with median ``renal_recovery_median_days``, from the stream purpose ``label_rules``
+    (the k-th deterioration of a patient takes column k).
+    """
+    draws = streams.draws("label_rules", patient_id).exponential((ev.PATIENT_THRESHOLDS,))
+    return draws * params.renal_recovery_median_days / np.log(2.0)
+
+
+def _label_rules(exposure: Exposure, p: _Rows, kinds: np.ndarray, rows: np.ndarray, t: np.ndarray,
+                 stop_on_onj: bool, recovery: np.ndarray | None) -> None:
+    """Apply the arm's label rules to the patients with an event: they miss the doses the rule withholds.
+
+    ``stop_on_onj``: after osteonecrosis of the jaw the antiresorptive agents stop for good;
+    ``recovery`` (``withhold_on_renal_toxicity``): after a renal deterioration the nephrotoxic
+    agents are held until creatinine recovers, that many days later.
+    """
+    onj = np.flatnonzero(kinds == _ONJ)
+    if stop_on_onj:
+        for r, day in zip(rows[onj].tolist(), t[onj].tolist()):
+            exposure.withhold(p.index[r], day, np.inf, nephrotoxic=False)
+    renal = np.flatnonzero(kinds == _RENAL)
+    if recovery is not None:
+        for r, day in zip(rows[renal].tolist(), t[renal].tolist()):
+            k = min(int(p.count[_RENAL, r]) - 1, ev.PATIENT_THRESHOLDS - 1)
+            exposure.withhold(p.index[r], day, day + recovery[p.index[r], k], nephrotoxic=True)
 
 
 def _marker_table(cb: CohortBlock, arm: Any, visits: list) -> dict[str, np.ndarray]:
