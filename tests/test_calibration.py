@@ -15,9 +15,21 @@ import tomli_w
 
 from vtrial.calibration.fit import EDGE, FITTED, _Coordinates, fit
 from vtrial.calibration.replicas import TRIALS_DIR, ArmData, Observation
-from vtrial.calibration.statistics import proportion_with_sre_by, survival_after_sre_at, survival_sre_free_at
+from vtrial.calibration.statistics import (
+    proportion_with_sre_by,
+    survival_after_sre_at,
+    survival_sre_free_at,
+)
 from vtrial.calibration.targets import (
-    CHECKS, NOT_SIMULATED, PENDING, Check, published, residual, target_rows, tolerance, version_rows,
+    CHECKS,
+    NOT_SIMULATED,
+    PENDING,
+    Check,
+    published,
+    residual,
+    target_rows,
+    tolerance,
+    version_rows,
 )
 from vtrial.calibration.validate import COLUMNS, replica_names
 from vtrial.model.parameters import REGISTRY
