@@ -3,9 +3,9 @@
 Each replica runs in one worker through the engine's own tasks (:func:`vtrial.engine.plan_tasks`,
 :func:`vtrial.engine.simulate_block`) and is analysed there with :func:`vtrial.analysis.summarise`;
 the worker returns an :class:`Observation`: the summary plus a few per-patient arrays (for
-survival at a landmark, crude proportions by a landmark, lesion counts) and the counts that need
+survival at a landmark, crude proportions by a landmark, lesion counts), the counts that need
 the event table (acute-phase reactions in the first 3 days, osteonecrosis of the jaw with dental
-risk). Parameters overrides reach the model unchanged, so the fit and ``vtrial validate`` run the
+risk), the bone-marker visits and the local events of lesions (radiotherapy, fracture, surgery). Parameters overrides reach the model unchanged, so the fit and ``vtrial validate`` run the
 same code.
 """
 
@@ -30,11 +30,17 @@ from vtrial.streams import Streams
 TRIALS_DIR = Path(__file__).resolve().parents[2] / "protocols" / "trials"
 #: An acute-phase reaction counts if it starts within this many days of the first dose (INT-06).
 ACUTE_PHASE_DAYS = 3.0
+#: Event types kept per lesion (radiotherapy re-treatment, fracture after radiotherapy).
+LESION_EVENT_TYPES: tuple[str, ...] = ("radiation_to_bone", "pathological_fracture", "surgery_to_bone")
 
 
 @dataclass
 class ArmData:
-    """Per-patient arrays of one arm and the counts that need the event table."""
+    """Per-patient arrays of one arm, the counts that need the event table, its marker visits and lesion events.
+
+    ``markers`` has the columns of ``markers.parquet`` but ``arm``; ``lesion_events`` the
+    ``patient_id``, ``day``, ``type``, ``site`` and ``lesion`` of the events :data:`LESION_EVENT_TYPES`.
+    """
 
     followup_days: np.ndarray
     died: np.ndarray
@@ -43,6 +49,9 @@ class ArmData:
     acute_phase_3_days: int
     onj: int
     onj_dental_risk: int
+    patient_id: np.ndarray | None = None
+    markers: pd.DataFrame | None = None
+    lesion_events: pd.DataFrame | None = None
 
 
 @dataclass
@@ -70,22 +79,22 @@ def load_replicas(names: list[str], directory: str | Path | None = None) -> dict
 
 def simulate_trial(
     protocol: Protocol, replicate: int, parameters: Mapping[str, float] | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every patient and event of one replicate trial, simulated in this process."""
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Every patient, event and marker visit of one replicate trial, simulated in this process."""
     streams = Streams(protocol.trial.seed, replicate)
     parts = [simulate_block(protocol, streams, task, parameters)
              for task in plan_tasks(protocol, streams, DEFAULT_BLOCK_SIZE)]
-    patients = pd.concat([pd.DataFrame(p) for p, _, _ in parts], ignore_index=True)
-    events = pd.concat([pd.DataFrame(e) for _, e, _ in parts], ignore_index=True)
-    return patients, events
+    return tuple(pd.concat([pd.DataFrame(part[k]) for part in parts], ignore_index=True) for k in range(3))
 
 
-def observe(protocol: Protocol, patients: pd.DataFrame, events: pd.DataFrame, streams: Streams) -> Observation:
-    """Summarise a simulated trial and keep its arms' arrays and event-table counts."""
-    summary = summarise(patients, events, **analysis_settings(protocol))
+def observe(protocol: Protocol, patients: pd.DataFrame, events: pd.DataFrame, streams: Streams,
+            markers: pd.DataFrame | None = None) -> Observation:
+    """Summarise a simulated trial and keep its arms' arrays, event-table counts, marker visits and lesion events."""
+    summary = summarise(patients, events, markers=markers, **analysis_settings(protocol))
     apr = events[(events["type"] == "acute_phase_reaction") & (events["day"] < ACUTE_PHASE_DAYS)]
     onj = events[events["type"] == "osteonecrosis_of_the_jaw"].drop_duplicates(["patient_id", "arm"])
     dental_ids = _dental_risk_ids(protocol, onj["patient_id"].to_numpy(), streams)
+    local = events[events["type"].isin(LESION_EVENT_TYPES) & (events["lesion"] >= 0)]
     arms = {}
     for arm in (a.name for a in protocol.arm):
         p = patients[patients["arm"] == arm]
@@ -98,6 +107,9 @@ def observe(protocol: Protocol, patients: pd.DataFrame, events: pd.DataFrame, st
             acute_phase_3_days=int(apr.loc[apr["arm"] == arm, "patient_id"].nunique()),
             onj=len(onj_arm),
             onj_dental_risk=int(onj_arm["patient_id"].isin(dental_ids).sum()),
+            patient_id=p["patient_id"].to_numpy(),
+            markers=None if markers is None else markers[markers["arm"] == arm].drop(columns="arm"),
+            lesion_events=local.loc[local["arm"] == arm, ["patient_id", "day", "type", "site", "lesion"]],
         )
     return Observation(summary, arms)
 
@@ -113,8 +125,8 @@ def _dental_risk_ids(protocol: Protocol, patient_ids: np.ndarray, streams: Strea
 
 def run_replica(protocol: Protocol, replicate: int, parameters: Mapping[str, float] | None = None) -> Observation:
     """Simulate and observe one replica trial (one worker's task)."""
-    patients, events = simulate_trial(protocol, replicate, parameters)
-    return observe(protocol, patients, events, Streams(protocol.trial.seed, replicate))
+    patients, events, markers = simulate_trial(protocol, replicate, parameters)
+    return observe(protocol, patients, events, Streams(protocol.trial.seed, replicate), markers)
 
 
 def run_replicas(

@@ -2,7 +2,11 @@
 
 Every function takes the observations of the replicas a check names and the check, and returns
 an :class:`Estimate` in the check's unit (proportions in percent). Counts of several replicas
-are pooled (the pooled safety rows); the other statistics read one replica.
+are pooled (the pooled safety rows, the death risk by uNTx); the other statistics read one replica.
+
+The marker statistics read the simulated visits (``markers.parquet``): markers exist only at the
+replica's ``marker_weeks``, so a laboratory threshold is seen only at a visit, and a risk "by the
+most recent uNTx" holds each visit's value until the next visit.
 """
 
 from __future__ import annotations
@@ -12,14 +16,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from vtrial.analysis.proportions import clopper_pearson, poisson_rate_ci
 from vtrial.analysis.survival import DAYS_PER_MONTH, kaplan_meier, value_at
 from vtrial.calibration.replicas import ArmData, Observation
 from vtrial.calibration.targets import Check
+from vtrial.vocabulary import LONG_BONE_SITES
 
-#: Two-sided 95% normal quantile (CI of a mean).
+#: Two-sided 95% normal quantile (CI of a mean, of a median, of a log ratio).
 Z95 = 1.959963984540054
+#: CTCAE grade >= 2 hypocalcaemia: albumin-corrected serum calcium below 8.0 mg/dL = 2.0 mmol/L (CA-01).
+CALCIUM_GRADE_2_MMOL_L = 2.0
+#: uNTx/Cr (nmol/mmol) at or above which uNTx is "high" (Brown 2005, Coleman 2005).
+UNTX_HIGH = 100.0
+#: uNTx/Cr below which uNTx is "low" in Coleman 2005 (50-99 is "moderate", left out of MK-07).
+UNTX_LOW = 50.0
+#: Days from one marker visit week to the next.
+DAYS_PER_WEEK = 7.0
 
 
 @dataclass(frozen=True)
@@ -187,6 +201,192 @@ def mean_lesions(observations: Observations, check: Check) -> Estimate:
     return Estimate(float(n.mean()), float(n.mean() - half), float(n.mean() + half))
 
 
+def sre_rate_per_patient_year(observations: Observations, check: Check) -> Estimate:
+    """Counted SREs per patient-year of the arm (skeletal morbidity rate), exact Poisson CI."""
+    arm = _one(observations, check).summary["arms"][check.arm]
+    return Estimate(arm["sre_rate_per_patient_year"], *arm["sre_rate_per_patient_year_ci"])
+
+
+def hazard_ratio_overall_survival(observations: Observations, check: Check) -> Estimate:
+    """Cox hazard ratio of death, the arm against the reference arm."""
+    return _comparison(observations, check, "overall_survival", "hazard_ratio")
+
+
+# --- bone markers ----------------------------------------------------------------------------
+
+
+def median_with_rank_ci(values: np.ndarray) -> Estimate:
+    """Sample median with the distribution-free 95% CI between two order statistics.
+
+    The CI runs from the ``floor((n - z sqrt(n)) / 2)``-th to the ``ceil(1 + (n + z sqrt(n)) / 2)``-th
+    smallest value (1-based, clipped to ``1..n``): the normal approximation to the binomial ranks.
+    """
+    n = values.size
+    if n == 0:
+        return NOT_ESTIMABLE
+    ordered = np.sort(values)
+    half = Z95 * math.sqrt(n)
+    low = min(max(math.floor((n - half) / 2), 1), n)
+    high = min(max(math.ceil(1 + (n + half) / 2), 1), n)
+    return Estimate(float(np.median(ordered)), float(ordered[low - 1]), float(ordered[high - 1]))
+
+
+def marker_change(arm: ArmData, column: str, week: int, above: float = -math.inf) -> np.ndarray:
+    """Per-patient percent change of a marker from week 0 to ``week`` (patients measured at both).
+
+    Only patients whose week-0 value is above ``above`` are kept (an entry criterion on the marker).
+    """
+    m = arm.markers
+    start = m.loc[(m["week"] == 0) & (m[column] > above), ["patient_id", column]]
+    visit = m.loc[m["week"] == week, ["patient_id", column]]
+    both = start.merge(visit, on="patient_id", suffixes=("_0", ""))
+    return (100.0 * (both[column] / both[f"{column}_0"] - 1.0)).to_numpy()
+
+
+def median_untx_change(observations: Observations, check: Check) -> Estimate:
+    """Median per-patient percent change of uNTx/Cr from week 0 to week ``check.option``."""
+    return median_with_rank_ci(marker_change(_one(observations, check).arms[check.arm], "untx_nmol_mmol",
+                                             int(check.option)))
+
+
+def _reduction(change: Estimate) -> Estimate:
+    """A percent change as a percent reduction (sign turned, CI ends swapped)."""
+    if change.value is None:
+        return change
+    return Estimate(-change.value, -change.high, -change.low)
+
+
+def median_untx_reduction(observations: Observations, check: Check) -> Estimate:
+    """Median per-patient percent reduction of uNTx/Cr from week 0 to week ``check.option``."""
+    return _reduction(median_untx_change(observations, check))
+
+
+def median_untx_reduction_above_50(observations: Observations, check: Check) -> Estimate:
+    """As :func:`median_untx_reduction`, among patients entering with uNTx/Cr above 50 nmol/mmol (MK-04)."""
+    arm = _one(observations, check).arms[check.arm]
+    return _reduction(median_with_rank_ci(marker_change(arm, "untx_nmol_mmol", int(check.option), UNTX_LOW)))
+
+
+def median_bsap_change(observations: Observations, check: Check) -> Estimate:
+    """Median per-patient percent change of bone-specific alkaline phosphatase to week ``check.option``."""
+    return median_with_rank_ci(marker_change(_one(observations, check).arms[check.arm], "bsap_ug_l",
+                                             int(check.option)))
+
+
+def laboratory_hypocalcaemia_grade_2(observations: Observations, check: Check) -> Estimate:
+    """Share of the arm with a visit after week 0 with calcium below :data:`CALCIUM_GRADE_2_MMOL_L`, pooled.
+
+    Calcium exists only at the marker visits: a dip between visits is not seen, as in a trial's
+    scheduled laboratory tests.
+    """
+    def low(obs: Observation, arm: str) -> int:
+        m = obs.arms[arm].markers
+        return int(m.loc[(m["week"] > 0) & (m["calcium_mmol_l"] < CALCIUM_GRADE_2_MMOL_L), "patient_id"].nunique())
+
+    return _pooled(observations, check, low)
+
+
+def untx_exposure(arm: ArmData, event_day: np.ndarray, end_day: np.ndarray, high: float,
+                  low: float) -> tuple[int, float, int, float]:
+    """Events and time at risk with the most recent uNTx high (``>= high``) and low (``< low``).
+
+    Each visit's uNTx holds from its day (week x 7) to the next visit of the patient, or to the
+    patient's ``end_day`` (the event or the end of follow-up); ``event_day`` is NaN without event.
+    Both arrays are per patient, in the order of ``arm.patient_id``. Returns
+    ``(events_high, days_high, events_low, days_low)``.
+    """
+    m = arm.markers.sort_values(["patient_id", "week"])
+    row = pd.Series(np.arange(arm.patient_id.size), index=arm.patient_id)[m["patient_id"]].to_numpy()
+    start = m["week"].to_numpy(dtype=float) * DAYS_PER_WEEK
+    following = m.groupby("patient_id")["week"].shift(-1).fillna(np.inf).to_numpy(dtype=float) * DAYS_PER_WEEK
+    days = np.clip(np.minimum(following, end_day[row]) - start, 0.0, None)
+    event = event_day[row]
+    hit = (event >= start) & (event < following)  # one interval per event; NaN (no event) compares False
+    untx = m["untx_nmol_mmol"].to_numpy()
+    is_high, is_low = untx >= high, untx < low
+    return int(hit[is_high].sum()), float(days[is_high].sum()), int(hit[is_low].sum()), float(days[is_low].sum())
+
+
+def _rate_ratio(counts: list[tuple[int, float, int, float]]) -> Estimate:
+    """Rate ratio high/low of pooled ``(events_high, days_high, events_low, days_low)``, Wald CI on the log."""
+    k_high, t_high, k_low, t_low = (sum(c[i] for c in counts) for i in range(4))
+    if min(k_high, k_low) == 0 or min(t_high, t_low) <= 0.0:
+        return NOT_ESTIMABLE
+    ratio = (k_high / t_high) / (k_low / t_low)
+    half = Z95 * math.sqrt(1.0 / k_high + 1.0 / k_low)
+    return Estimate(ratio, ratio * math.exp(-half), ratio * math.exp(half))
+
+
+def sre_rate_ratio_by_untx(observations: Observations, check: Check) -> Estimate:
+    """Rate ratio of a first SRE with the most recent uNTx high (>= 100) vs low (< 100), pooled (Brown 2005)."""
+    counts = []
+    for name in check.replicas:
+        arm = observations[name].arms[check.arm]
+        has = ~np.isnan(arm.first_sre_day)
+        end = np.where(has, arm.first_sre_day, arm.followup_days)
+        counts.append(untx_exposure(arm, arm.first_sre_day, end, UNTX_HIGH, UNTX_HIGH))
+    return _rate_ratio(counts)
+
+
+def death_rate_ratio_by_untx(observations: Observations, check: Check) -> Estimate:
+    """Rate ratio of death with the most recent uNTx high (>= 100) vs low (< 50), pooled (Coleman 2005)."""
+    counts = []
+    for name in check.replicas:
+        arm = observations[name].arms[check.arm]
+        death = np.where(arm.died, arm.followup_days, np.nan)
+        counts.append(untx_exposure(arm, death, arm.followup_days, UNTX_HIGH, UNTX_LOW))
+    return _rate_ratio(counts)
+
+
+# --- radiotherapy and lesions ------------------------------------------------------------------
+
+
+def _retreatment_counts(obs: Observation, arm: str) -> tuple[int, int]:
+    detail = obs.summary["arms"][arm]["radiotherapy_retreatment_detail"]
+    return detail["retreated_lesions"], detail["irradiated_lesions"]
+
+
+def radiotherapy_retreatment(observations: Observations, check: Check) -> Estimate:
+    """Share of the arm's irradiated lesions irradiated again during follow-up."""
+    return _proportion(*_retreatment_counts(_one(observations, check), check.arm), check)
+
+
+def retreatment_odds_ratio(observations: Observations, check: Check) -> Estimate:
+    """Odds ratio of re-irradiation of a lesion, the arm against the reference arm (Woolf CI)."""
+    obs = _one(observations, check)
+    k1, n1 = _retreatment_counts(obs, check.arm)
+    k0, n0 = _retreatment_counts(obs, obs.summary["reference_arm"])
+    cells = (k1, n1 - k1, k0, n0 - k0)
+    if min(cells) == 0:
+        return NOT_ESTIMABLE
+    ratio = (cells[0] * cells[3]) / (cells[1] * cells[2])
+    half = Z95 * math.sqrt(sum(1.0 / c for c in cells))
+    return Estimate(ratio, ratio * math.exp(-half), ratio * math.exp(half))
+
+
+def fracture_after_radiotherapy(observations: Observations, check: Check) -> Estimate:
+    """Share of irradiated long-bone lesions that fracture within ``check.option`` months of the first course.
+
+    A lesion counts from its first ``radiation_to_bone`` course if it had no fracture or surgery
+    before (Mirels: lesions neither broken nor fixed); it is in the denominator if it fractured
+    within the window or its patient was followed through the window.
+    """
+    arm = _one(observations, check).arms[check.arm]
+    ev = arm.lesion_events[arm.lesion_events["site"].isin(LONG_BONE_SITES)]
+    window = float(check.option) * DAYS_PER_MONTH
+    key = ["patient_id", "lesion"]
+    course = ev[ev["type"] == "radiation_to_bone"].groupby(key)["day"].min().rename("course")
+    lesions = ev.join(course, on=key, how="inner")
+    before = lesions[(lesions["type"] != "radiation_to_bone") & (lesions["day"] <= lesions["course"])]
+    fractures = lesions[(lesions["type"] == "pathological_fracture") & (lesions["day"] > lesions["course"])
+                        & (lesions["day"] <= lesions["course"] + window)]
+    eligible = course.drop(pd.MultiIndex.from_frame(before[key]), errors="ignore").reset_index()
+    followup = pd.Series(arm.followup_days, index=arm.patient_id)[eligible["patient_id"]].to_numpy()
+    fractured = pd.MultiIndex.from_frame(eligible[key]).isin(pd.MultiIndex.from_frame(fractures[key]))
+    followed = followup >= eligible["course"].to_numpy() + window
+    return _proportion(int(fractured.sum()), int((fractured | followed).sum()), check)
+
+
 #: Statistic functions by the name a :class:`~vtrial.calibration.targets.Check` gives.
 STATISTICS: dict[str, Callable[[Observations, Check], Estimate]] = {
     f.__name__: f
@@ -194,7 +394,10 @@ STATISTICS: dict[str, Callable[[Observations, Check], Estimate]] = {
         median_time_to_first_sre, median_overall_survival, hazard_ratio_first_sre, rate_ratio_sre,
         mean_sre_per_patient, proportion_with_sre, proportion_with_sre_by, first_sre_type, adverse_event,
         acute_phase_reaction_3_days, onj_with_dental_risk, survival_at, survival_sre_free_at,
-        survival_after_sre_at, mean_lesions,
+        survival_after_sre_at, mean_lesions, sre_rate_per_patient_year, hazard_ratio_overall_survival,
+        median_untx_change, median_untx_reduction, median_untx_reduction_above_50, median_bsap_change,
+        laboratory_hypocalcaemia_grade_2, sre_rate_ratio_by_untx, death_rate_ratio_by_untx,
+        radiotherapy_retreatment, retreatment_odds_ratio, fracture_after_radiotherapy,
     )
 }
 

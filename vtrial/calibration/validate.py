@@ -8,7 +8,7 @@ simulated against published values, with CIs and tolerance bands).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -29,13 +29,14 @@ from vtrial.calibration.targets import (  # noqa: E402
     check_tolerance,
     published,
     target_rows,
+    target_version,
 )
 from vtrial.report import svg_element, template_environment  # noqa: E402
 from vtrial.store import atomic_write_text  # noqa: E402
 
 #: Columns of ``validate.csv``.
 COLUMNS: tuple[str, ...] = (
-    "target", "trial", "endpoint", "compared", "unit", "published", "tolerance_low", "tolerance_high", "rule",
+    "target", "version", "trial", "endpoint", "compared", "unit", "published", "tolerance_low", "tolerance_high", "rule",
     "simulated", "simulated_ci_low", "simulated_ci_high", "inside", "replicas", "source",
 )
 #: Default patients per replica of ``vtrial validate``.
@@ -43,19 +44,33 @@ DEFAULT_PATIENTS = 2000
 #: Figure panels: unit -> title.
 PANELS = {
     "%": "Proportions and survival (%)", "months": "Medians (months)", "days": "Medians (days)",
-    "ratio": "Hazard and rate ratios", "SREs": "Mean SREs per patient", "lesions": "Mean bone lesions at entry",
+    "ratio": "Hazard, rate and odds ratios", "SREs": "Mean SREs per patient", "lesions": "Mean bone lesions at entry",
+    "% change": "Bone-marker change from week 0 (%)", "% reduction": "Bone-marker reduction from week 0 (%)",
+    "SREs/year": "SREs per patient-year",
 }
 
 
-def replica_names() -> list[str]:
-    """Every replica protocol the checks need, in first-use order."""
-    return list(dict.fromkeys(r for c in CHECKS for r in c.replicas))
+def replica_names(checks: Sequence[Check] = CHECKS) -> list[str]:
+    """Every replica protocol the checks need (default: the simulated ones), in first-use order."""
+    return list(dict.fromkeys(r for c in checks for r in c.replicas))
+
+
+def counts_by_version(table: pd.DataFrame) -> dict[int, tuple[int, int]]:
+    """Per target-table version: (checks inside their tolerance, checks)."""
+    return {int(v): (int(g["inside"].sum()), len(g)) for v, g in table.groupby("version", sort=True)}
+
+
+def headline(table: pd.DataFrame) -> str:
+    """One line: how many checks are inside their tolerance, in all and per version."""
+    parts = ", ".join(f"version {v}: {k} of {n}" for v, (k, n) in counts_by_version(table).items())
+    return f"{int(table['inside'].sum())} of {len(table)} targets inside tolerance ({parts})"
 
 
 def _row(check: Check, observations: Mapping[str, Observation]) -> dict:
     figure, tol, sim = published(check), check_tolerance(check), estimate(observations, check)
     return {
         "target": check.target,
+        "version": target_version(check.target),
         "trial": figure.trial,
         "endpoint": figure.endpoint,
         "compared": check.label,
@@ -126,7 +141,8 @@ def render_html(table: pd.DataFrame, missing: pd.DataFrame, settings: Mapping) -
     environment.filters["number"] = lambda v: "—" if v is None or pd.isna(v) else f"{v:.3g}"
     return environment.get_template("validate.html").render(
         rows=table.to_dict("records"), missing=missing.to_dict("records"), settings=settings,
-        n_inside=int(table["inside"].sum()), n_checks=len(table), figure=validation_figure(table),
+        n_inside=int(table["inside"].sum()), n_checks=len(table), headline=headline(table),
+        figure=validation_figure(table),
     )
 
 
@@ -138,7 +154,7 @@ def print_table(table: pd.DataFrame) -> None:
     def fmt(v: object) -> str:
         return "—" if v is None or pd.isna(v) else f"{v:.3g}"
 
-    out = Table(title=f"vtrial validate: {int(table['inside'].sum())} of {len(table)} targets inside tolerance")
+    out = Table(title=f"vtrial validate: {headline(table)}")
     for column in ("target", "compared", "unit", "published", "tolerance", "simulated (95% CI)", "inside"):
         out.add_column(column)
     for r in table.itertuples():
