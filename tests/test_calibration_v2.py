@@ -26,11 +26,8 @@ from vtrial.calibration.statistics import (
     untx_exposure,
 )
 from vtrial.calibration.targets import (
-    ACTIVE_FEATURES,
     CHECKS,
-    FEATURES,
     NOT_SIMULATED,
-    PENDING,
     Check,
     check_tolerance,
     residual,
@@ -55,15 +52,9 @@ def test_version_2_rows_are_shipped_with_their_sources_and_versions() -> None:
             assert {r["id"]: r for r in csv.DictReader(stream)} == rows
 
 
-def test_checks_waiting_for_a_feature_are_listed_as_not_simulated_with_the_switch() -> None:
-    assert ACTIVE_FEATURES == frozenset()
-    assert {c.target for c in PENDING} == {"MK-04", "RA-01", "RA-02", "IV-01"}
-    assert {c.needs for c in PENDING} == set(FEATURES)
-    for check in PENDING:
-        assert check not in CHECKS
-        assert "ACTIVE_FEATURES" in NOT_SIMULATED[check.target]
-        assert FEATURES[check.needs] in NOT_SIMULATED[check.target]
-    assert all(c.needs is None for c in CHECKS)
+def test_every_version_2_row_is_simulated_or_not_simulated_with_a_reason() -> None:
+    simulated = {c.target for c in CHECKS}
+    assert {"MK-04", "RA-01", "RA-02", "IV-01", "RT-03", "CS-01"} <= simulated
     assert "pain score" in NOT_SIMULATED["RT-01"] and "osteoporosis" in NOT_SIMULATED["AF-02"]
 
 

@@ -6,10 +6,6 @@ published cell it reads, the replica protocols whose virtual patients produce th
 statistic, and the statistic. :data:`NOT_SIMULATED` lists the rows the simulator cannot produce,
 with the reason. A test checks that together they cover every row.
 
-Some version-2 checks need a model feature that other work is adding (radium-223, treatment
-before randomisation). Their replicas and statistics are written; each such check names the
-feature it ``needs`` and stays in :data:`NOT_SIMULATED` until the feature's name is added to
-:data:`ACTIVE_FEATURES`, the one switch.
 
 Tolerance rules (:func:`tolerance`): inside the published 95% CI when one is given; inside the
 range for a range such as ``19-25``; within 5 percentage points for proportions and survival
@@ -22,7 +18,7 @@ from __future__ import annotations
 import csv
 import functools
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib.resources import files
 from typing import Literal
 
@@ -36,15 +32,6 @@ Kind = Literal["proportion", "median", "mean", "ratio"]
 #: Target tables shipped in ``vtrial/data``, by version.
 TARGET_FILES: dict[int, str] = {1: "targets.csv", 2: "targets-v2.csv"}
 
-#: Model features a version-2 check may need that are not acting yet, with the reason shown.
-FEATURES: dict[str, str] = {
-    "radium_223": 'drug = "radium_223" has no agent in the model yet (radium-223 is being added)',
-    "prior_treatment": "[cohort.prior_treatment] does not act in the model yet (patients enter without the "
-                       "prior exposure; being wired)",
-}
-#: THE SWITCH: features that act in the model. Add "radium_223" / "prior_treatment" here once merged,
-#: and the checks that need them are validated (their replicas run) instead of listed as not simulated.
-ACTIVE_FEATURES: frozenset[str] = frozenset()
 _RANGE = re.compile(r"^\s*([0-9.]+)\s*-\s*([0-9.]+)\s*$")
 
 
@@ -146,9 +133,6 @@ class Check:
     option : str or float, optional
         Statistic option: an event type, a time in months, or a marker visit week.
     unit : {"%", "% change", "% reduction", "months", "days", "ratio", "SREs", "SREs/year", "lesions"}
-    needs : str, optional
-        A feature of :data:`FEATURES` the replicas need; the check is simulated only once it is
-        in :data:`ACTIVE_FEATURES`.
     """
 
     target: str
@@ -161,7 +145,6 @@ class Check:
     option: str | float | None = None
     unit: str = "%"
     part: int = 0
-    needs: str | None = None
 
 
 _STO, _FIZ, _POOLED = ("stopeck2010",), ("fizazi2011",), ("stopeck2010", "fizazi2011")
@@ -242,23 +225,18 @@ _V1_CHECKS: tuple[Check, ...] = tuple(
     ]
 )
 
-def _needing(feature: str, checks: list[Check]) -> list[Check]:
-    """The checks, marked as needing a model feature of :data:`FEATURES`."""
-    return [replace(c, needs=feature) for c in checks]
-
-
 _LIPTON, _BODY, _BODY_PRIOR = ("lipton2008",), ("body2010",), ("body2010-prior",)
 _IV = "iv_bisphosphonate"
 #: Zoledronic acid arms whose uNTx visits give the death risk by uNTx (Coleman 2005: breast, prostate, lung).
 _ZA_MARKERS = ("stopeck2010", "saad2002", "rosen2003")
 
-#: The version-2 targets (``targets-v2.csv``); ``needs`` marks those waiting for a model feature.
+#: The version-2 targets (``targets-v2.csv``).
 _V2_CHECKS: tuple[Check, ...] = (
     *_pair("MK-01", "median_untx_change", _LIPTON, (_DMAB, _IV), "median", "% change", 13),
     *_pair("MK-02", "median_untx_change", _LIPTON, (_DMAB, _IV), "median", "% change", 25),
     *_pair("MK-03", "median_untx_reduction", _BODY, (_DMAB, _IV), "median", "% reduction", 25),
-    *_needing("prior_treatment", _pair("MK-04", "median_untx_reduction_above_50", _BODY_PRIOR,
-                                       (_DMAB, "iv_bisphosphonate_continued"), "median", "% reduction", 25)),
+    *_pair("MK-04", "median_untx_reduction_above_50", _BODY_PRIOR, (_DMAB, "iv_bisphosphonate_continued"), "median",
+           "% reduction", 25),
     Check("MK-05", "high vs low uNTx, placebo", "ratio", "ratio", "sre_rate_ratio_by_untx", ("saad2002",), "placebo",
           unit="ratio"),
     Check("MK-06", "high vs low uNTx, placebo", "ratio", "ratio", "sre_rate_ratio_by_untx", ("rosen2003",), "placebo",
@@ -273,22 +251,16 @@ _V2_CHECKS: tuple[Check, ...] = (
           ("mirels1989",), "untreated", 6.0),
     Check("CS-01", "combined androgen blockade", "value", "median", "median_time_to_first_sre", ("zapca2017",),
           "androgen_blockade", unit="months"),
-    *_needing("radium_223", [
-        *_pair("RA-01", "median_overall_survival", ("alsympca",), ("radium_223", "placebo"), "median", "months"),
-        Check("RA-01", "radium-223 vs placebo", "ratio", "ratio", "hazard_ratio_overall_survival", ("alsympca",),
-              "radium_223", unit="ratio"),
-        *_pair("RA-02", "median_bsap_change", ("nilsson2007",), ("radium_223", "placebo"), "median", "% change", 16),
-    ]),
-    *_needing("prior_treatment", _pair("IV-01", "sre_rate_per_patient_year", ("zoom2013",),
-                                       ("every_12_weeks", "every_4_weeks"), "mean", "SREs/year")),
+    *_pair("RA-01", "median_overall_survival", ("alsympca",), ("radium_223", "placebo"), "median", "months"),
+    Check("RA-01", "radium-223 vs placebo", "ratio", "ratio", "hazard_ratio_overall_survival", ("alsympca",),
+          "radium_223", unit="ratio"),
+    *_pair("RA-02", "median_bsap_change", ("nilsson2007",), ("radium_223", "placebo"), "median", "% change", 16),
+    *_pair("IV-01", "sre_rate_per_patient_year", ("zoom2013",), ("every_12_weeks", "every_4_weeks"), "mean",
+           "SREs/year"),
 )
 
-#: Every target the simulator produces now (the version-2 checks whose feature is active included).
-CHECKS: tuple[Check, ...] = tuple(
-    c for c in (*_V1_CHECKS, *_V2_CHECKS) if c.needs is None or c.needs in ACTIVE_FEATURES
-)
-#: Version-2 checks written but waiting for a model feature (:data:`ACTIVE_FEATURES`).
-PENDING: tuple[Check, ...] = tuple(c for c in _V2_CHECKS if c not in CHECKS)
+#: Every target the simulator produces.
+CHECKS: tuple[Check, ...] = (*_V1_CHECKS, *_V2_CHECKS)
 
 #: Rows of targets.csv the simulator does not produce, with the reason.
 NOT_SIMULATED: dict[str, str] = {
@@ -306,8 +278,6 @@ NOT_SIMULATED: dict[str, str] = {
              "models patients with bone metastases only",
     "AF-02": "an osteoporosis population (adults >= 55 without cancer on osteoporosis doses); the simulator "
              "models patients with bone metastases only",
-    **{c.target: f"waits for a model feature: {FEATURES[c.needs]}; its replica ({', '.join(c.replicas)}) and "
-                 f"statistic are ready (switch: ACTIVE_FEATURES in vtrial/calibration/targets.py)" for c in PENDING},
 }
 
 
