@@ -27,7 +27,7 @@ from vtrial.analysis.survival import (
 )
 from vtrial.errors import UserInputError
 from vtrial.sre import apply_window_rule
-from vtrial.vocabulary import ADVERSE_EVENTS
+from vtrial.vocabulary import REPORTED_ADVERSE_EVENTS
 
 SRE_TYPES = ["pathological_fracture", "radiation_to_bone"]
 HORIZON_DAYS = 1000.0
@@ -289,7 +289,7 @@ CONTRACT_EXAMPLE = {
             "sre_rate_per_patient_year": 0.4,
             "sre_by_type": {t: 0.1 for t in SRE_TYPES},
             "median_overall_survival_months": 30.0,
-            "adverse_events": {ae: 0.01 for ae in ADVERSE_EVENTS},
+            "adverse_events": {ae: 0.01 for ae in REPORTED_ADVERSE_EVENTS},
         }
     },
     "comparisons": [
@@ -336,7 +336,7 @@ def test_summary_has_every_contract_key_with_plain_types(trial):
     example = {**CONTRACT_EXAMPLE, "arms": {arm: CONTRACT_EXAMPLE["arms"]["a"] for arm in ("control", "active")}}
     _assert_has_contract_keys(example, data)
     assert data["comparisons"][0]["arm"] == "active" and data["comparisons"][0]["reference"] == "control"
-    assert list(data["arms"]["control"]["adverse_events"]) == list(ADVERSE_EVENTS)
+    assert list(data["arms"]["control"]["adverse_events"]) == list(REPORTED_ADVERSE_EVENTS)
     assert to_json(summary) == to_json(json.loads(to_json(summary)))  # a round trip changes nothing
 
 
@@ -514,7 +514,7 @@ def test_run_folder_markers_are_summarised_and_old_folders_have_none(tmp_path):
     summary = summarise_run(run)
     assert all(arm["markers"] == {} for arm in summary["arms"].values())
     # every adverse-event type is listed for every arm, 0.0 where the arm has none
-    assert all(list(arm["adverse_events"]) == list(ADVERSE_EVENTS) for arm in summary["arms"].values())
+    assert all(list(arm["adverse_events"]) == list(REPORTED_ADVERSE_EVENTS) for arm in summary["arms"].values())
     patients = pd.read_parquet(run / "patients.parquet")
     first = patients.groupby("arm").head(2)
     pd.DataFrame({

@@ -60,6 +60,10 @@ NON_SKELETAL_EVENTS: frozenset[str] = frozenset({"neutropenia", "thrombocytopeni
 #: Event types ``[analysis].sre_types`` may name.
 COUNTABLE_EVENT_TYPES: tuple[str, ...] = SRE_TYPES + EVENT_TYPES_V2
 
+#: Adverse events summary.json reports for every arm (0.0 where the arm cannot have them): those of
+#: the bone-targeted agents, fractures outside the metastases, and radium-223's marrow toxicity.
+REPORTED_ADVERSE_EVENTS: tuple[str, ...] = ADVERSE_EVENTS + ("osteoporotic_fracture", "neutropenia", "thrombocytopenia")
+
 #: Every event type that may appear in ``events.parquet`` (new types appended: codes are indices).
 #: ``prophylactic_radiotherapy`` is protocol treatment of an asymptomatic high-risk lesion, not an SRE.
 EVENT_TYPES: tuple[str, ...] = (

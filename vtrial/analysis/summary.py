@@ -34,7 +34,7 @@ from vtrial.analysis.survival import (
     value_at,
 )
 from vtrial.errors import UserInputError
-from vtrial.vocabulary import ADVERSE_EVENTS, PRIMARIES
+from vtrial.vocabulary import PRIMARIES, REPORTED_ADVERSE_EVENTS
 
 #: In the paired view, first SREs under two arms less than this many days apart are "unchanged"
 #: (half the model's one-day step).
@@ -198,10 +198,10 @@ def _arm_summary(
     os_median = median_with_ci(fits["overall_survival"][arm])
     counted = ev[ev["counted"].to_numpy(dtype=bool)].sort_values(["patient_id", "day"], kind="stable")
     first = counted.drop_duplicates("patient_id")["type"].value_counts()
-    ae_counts = ev[ev["type"].isin(ADVERSE_EVENTS)].groupby("type")["patient_id"].nunique()
+    ae_counts = ev[ev["type"].isin(REPORTED_ADVERSE_EVENTS)].groupby("type")["patient_id"].nunique()
     retreatment, retreatment_detail = radiotherapy_retreatment(ev)
     adverse = {}
-    for ae in ADVERSE_EVENTS:
+    for ae in REPORTED_ADVERSE_EVENTS:
         k = int(ae_counts.get(ae, 0))
         low, high = clopper_pearson(k, n)
         adverse[ae] = {"n": k, "proportion": k / n, "ci_low": low, "ci_high": high}
@@ -225,7 +225,7 @@ def _arm_summary(
         "n_deaths": int(p["died"].sum()),
         "median_overall_survival_months": os_median[0],
         "median_overall_survival_months_ci": list(os_median[1:]),
-        "adverse_events": {ae: adverse[ae]["proportion"] for ae in ADVERSE_EVENTS},
+        "adverse_events": {ae: adverse[ae]["proportion"] for ae in REPORTED_ADVERSE_EVENTS},
         "adverse_events_ci": adverse,
         "radiotherapy_retreatment": retreatment,
         "radiotherapy_retreatment_detail": retreatment_detail,
@@ -283,9 +283,9 @@ def _empty_arm_summary(sre_types: Sequence[str], landmarks_months: Sequence[floa
         "n_deaths": 0,
         "median_overall_survival_months": None,
         "median_overall_survival_months_ci": [None, None],
-        "adverse_events": dict.fromkeys(ADVERSE_EVENTS),
+        "adverse_events": dict.fromkeys(REPORTED_ADVERSE_EVENTS),
         "adverse_events_ci": {
-            ae: {"n": 0, "proportion": None, "ci_low": None, "ci_high": None} for ae in ADVERSE_EVENTS
+            ae: {"n": 0, "proportion": None, "ci_low": None, "ci_high": None} for ae in REPORTED_ADVERSE_EVENTS
         },
         "radiotherapy_retreatment": None,
         "radiotherapy_retreatment_detail": {"irradiated_lesions": 0, "retreated_lesions": 0, "reason": NO_PATIENTS},
@@ -373,11 +373,12 @@ def _risk_difference(in_arm: pd.Series, has: pd.Series) -> dict:
 def _adverse_event_differences(pair: pd.DataFrame, events: pd.DataFrame, arm: str) -> dict:
     """Risk difference of each adverse event, arm minus reference."""
     keys = ["patient_id", "arm"]
-    ae = events.loc[events["type"].isin(ADVERSE_EVENTS), keys + ["type"]].drop_duplicates()
-    flags = pd.crosstab([ae["patient_id"], ae["arm"]], ae["type"]).reindex(columns=list(ADVERSE_EVENTS), fill_value=0)
+    ae = events.loc[events["type"].isin(REPORTED_ADVERSE_EVENTS), keys + ["type"]].drop_duplicates()
+    flags = pd.crosstab([ae["patient_id"], ae["arm"]], ae["type"]).reindex(
+        columns=list(REPORTED_ADVERSE_EVENTS), fill_value=0)
     flags = pair[keys].merge(flags.reset_index(), on=keys, how="left").fillna(0)
     in_arm = flags["arm"] == arm
-    return {name: _risk_difference(in_arm, flags[name] > 0) for name in ADVERSE_EVENTS}
+    return {name: _risk_difference(in_arm, flags[name] > 0) for name in REPORTED_ADVERSE_EVENTS}
 
 
 def paired_view(pair: pd.DataFrame, arm: str, reference: str) -> dict:
