@@ -26,7 +26,7 @@ from vtrial.model import markers as mk
 from vtrial.model import skeleton, systemic
 from vtrial.model.drugs import Exposure
 from vtrial.model.lesion import (
-    STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, established_state, formation_flux, gompertz_rate,
+    STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, established_state, formation_rate, gompertz_rate,
     lesion_traits, strength, turnover,
 )
 from vtrial.model.local_therapy import LocalTherapy, high_risk_hazard
@@ -195,11 +195,12 @@ def simulate(
             kill_now = systemic.kill(p.sensitive, p.kill_sensitive, p.kill_resistant, p.course_kill,
                                      background.course_days, start, end)
             kill = (kill + kill_now).astype(STATE_DTYPE)[L.owner]
+        traits = LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi)
         if inputs.formation_kill:
-            # a bone-seeking agent kills where it was taken up: in proportion to each lesion's formation
-            kill = kill + (inputs.formation_kill * formation_flux(L.w)).astype(STATE_DTYPE)
+            # a bone-seeking agent kills where it was taken up: in proportion to each lesion's formation rate
+            kill = kill + (inputs.formation_kill * formation_rate(L.w, L.y, traits, params)).astype(STATE_DTYPE)
         sig = advance(
-            state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
+            state, traits,
             inputs.recruitment.astype(STATE_DTYPE)[L.owner], inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
             inputs.pthrp_keep, inputs.tgf_beta_keep, kill, days, params,
         )
@@ -277,13 +278,13 @@ def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposu
         recruitment, pthrp_keep = before.recruitment, before.pthrp_keep
     L = lesions
     state = LesionState(L.w, L.y, L.z)
-    resorbed, resorption, formation, pthrp = turnover(
+    resorbed, resorption, formation, forming, pthrp = turnover(
         state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi), recruitment[L.owner], pthrp_keep,
         params,
     )
     idx = p.index
     values = mk.measure(
-        L.owner, resorbed, resorption, formation, state.burden * pthrp, recruitment, p.skeleton_w,
+        L.owner, resorbed, resorption, formation, forming, state.burden * pthrp, recruitment, p.skeleton_w,
         cb.creatinine_clearance_ml_min[idx], cb.vitamin_d_deficient[idx], bool(arm.calcium_vitamin_d),
         noise[idx], params,
     )
