@@ -52,11 +52,16 @@ def _median_os_months(patients):
     return t[order][np.argmax(survival <= 0.5)] / 30.4375
 
 
-def _bsap_change(markers):
-    """Median relative change of BSAP from week 0 to week 16 (patients with both visits)."""
+def _bsap_changes(markers):
+    """Relative changes of BSAP from week 0 to week 16 (patients with both visits)."""
     pid, week, bsap = markers["patient_id"], markers["week"], markers["bsap_ug_l"]
     base = dict(zip(pid[week == 0], bsap[week == 0]))
-    return float(np.median([b / base[p] - 1.0 for p, b in zip(pid[week == 16], bsap[week == 16])]))
+    return np.array([b / base[p] - 1.0 for p, b in zip(pid[week == 16], bsap[week == 16])])
+
+
+def _bsap_change(markers):
+    """Median relative change of BSAP from week 0 to week 16."""
+    return float(np.median(_bsap_changes(markers)))
 
 
 def test_radium_prolongs_survival_and_lowers_bsap_in_crpc(crpc_trial):
@@ -70,6 +75,9 @@ def test_radium_prolongs_survival_and_lowers_bsap_in_crpc(crpc_trial):
     assert _bsap_change(placebo[2]) > 0.05
     assert _bsap_change(radium[2]) < -0.1
     assert _bsap_change(radium[2]) < _bsap_change(placebo[2]) - 0.25
+    # share of patients whose BSAP fell: measured 85% vs 21% (ALSYMPCA: 87% of radium patients had a
+    # total-ALP fall)
+    assert (_bsap_changes(radium[2]) < 0).mean() > 0.75 > 0.35 > (_bsap_changes(placebo[2]) < 0).mean()
     # and fewer symptomatic skeletal events in the first year
     sse = {"pathological_fracture", "spinal_cord_compression", "radiation_to_bone", "surgery_to_bone"}
     first_year = [len({p for p, t, d in zip(e["patient_id"], e["type"], e["day"]) if t in sse and d < 365.25})
