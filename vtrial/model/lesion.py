@@ -209,9 +209,9 @@ def formation_rate(w: np.ndarray, y: np.ndarray, traits: LesionTraits, params: P
     equation: the coupled (lamellar) formation of the bone equation, ``v**(3/8)``, laid down
     ``A`` times faster where the tumour drives osteoblasts to form woven bone. Osteoblasts on
     this mineralising surface make bone-specific alkaline phosphatase, and the new mineral takes
-    up calcium mimetics (radium-223), so both read this one rate: ~1.1-1.5 in lytic lesions,
-    ~2-4 in blastic ones (T 0.02-0.8 at phi 0.9), as bone scans show several-fold uptake in
-    osteoblastic metastases. The lasting bone mass keeps the lamellar law (woven bone is
+    up calcium mimetics (radium-223), so both read this one rate: 1.1-1.6 in lytic lesions
+    (phi 0.1) and 1.6-4.7 in blastic ones (phi 0.9) at burdens 0.02-0.8, as bone scans show
+    several-fold uptake in osteoblastic metastases. The lasting bone mass keeps the lamellar law (woven bone is
     remodelled fast), so the bone equation and the events do not change with ``A``.
     """
     burden = np.exp(y)

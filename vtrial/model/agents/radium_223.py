@@ -10,8 +10,8 @@ the rest is excreted through the gut), where it stays and decays with its physic
 Its alpha particles travel < 100 um, so they kill the tumour cells next to the forming bone
 that took the activity up: a lesion's tumour kill rate is ``kappa A(t) F_L``, where ``F_L`` is
 the lesion's bone formation rate relative to healthy bone (:func:`vtrial.model.lesion.formation_rate`,
-the rate BSAP reads too, computed by the simulation from the lesion's state each step: ~2-4 in
-blastic lesions, ~1.1-1.5 in lytic ones, like the several-fold uptake of bone scans in
+the rate BSAP reads too, computed by the simulation from the lesion's state each step: 1.6-4.7
+in blastic lesions, 1.1-1.6 in lytic ones, like the several-fold uptake of bone scans in
 osteoblastic metastases; ``kappa`` is the kill per unit activity at healthy formation). The same activity
 irradiates the marrow next to the bone surfaces: the marrow dose rate is ``A(t)``, whose time
 integral drives neutropenia and thrombocytopenia (:mod:`vtrial.model.simulate`).
