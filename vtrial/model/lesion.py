@@ -15,6 +15,9 @@ Algebraic intermediates (per lesion):
   healthy is ``rho = (1 + a_P P)(1 + c_P P)`` times the drug factor (``v`` cancels).
 * Osteoclast recruitment ``X = recruitment * rho`` (``recruitment`` from :mod:`drugs`).
 * TGF-beta released from resorbed matrix ``= u Z`` (healthy 1), feeding tumour growth.
+* Formation rate ``F = v**(3/8) A`` (:func:`formation_rate`): the lamellar formation of the
+  bone equation laid down ``A`` times faster under the tumour's osteoblastic drive (woven bone);
+  read by BSAP and by the uptake of radium-223.
 
 Rates (normalised Komarova/Ayati form, research notes sections 1, 2, 10):
 
