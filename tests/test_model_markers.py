@@ -82,7 +82,8 @@ def test_untreated_breast_baseline_and_progression(breast_arms):
     assert week0["untx_nmol_mmol"].quantile(0.9) > 1.5 * week0["untx_nmol_mmol"].median()
     assert 2.30 < week0["calcium_mmol_l"].median() < 2.45
     # untreated disease grows: resorption and formation markers rise
-    assert median_change(m, 25) > 8 and median_change(m, 25, "bsap_ug_l") > 2  # model: +10% and +2.7%
+    # model: +10% and +9.5% (+2.7% before BSAP read the tumour-driven formation rate)
+    assert median_change(m, 25) > 8 and median_change(m, 25, "bsap_ug_l") > 5
 
 
 def test_denosumab_and_zoledronic_acid_against_the_published_untx_changes(breast_arms):
@@ -95,17 +96,22 @@ def test_denosumab_and_zoledronic_acid_against_the_published_untx_changes(breast
     # model's denosumab deeper and its zoledronic acid shallower than observed
     for model, published in zip(dmab + za, (-73, -75, -79, -71)):
         assert abs(model - published) < 20
-    # formation follows resorption later and less (coupling)
+    # formation follows resorption later and less (coupling): BSAP at week 13 -52% (denosumab), -34% (ZA)
     for name in ("denosumab", "zoledronic_acid"):
         assert median_change(breast_arms[name], 13) < median_change(breast_arms[name], 13, "bsap_ug_l") < -20
     below = {n: (m.loc[m["week"] == 13, "untx_nmol_mmol"] < 50).mean() for n, m in breast_arms.items()}
     assert below["denosumab"] > 0.95 and below["zoledronic_acid"] > 0.85 > 0.5 > below["none"]
 
 
-def test_prostate_blastic_disease_has_higher_bsap_than_lytic_breast(breast):
-    prostate = table(reference_cohort(1500, "prostate", seed=21), PLACEBO, weeks=(0,))
-    lung = table(reference_cohort(1500, "lung", seed=21), PLACEBO, weeks=(0,))
-    assert prostate["bsap_ug_l"].median() > 1.15 * lung["bsap_ug_l"].median()
+def test_prostate_blastic_disease_has_higher_bsap_than_lytic_breast(breast, breast_arms):
+    prostate = table(reference_cohort(1500, "prostate", seed=21), PLACEBO, weeks=(0,))["bsap_ug_l"].median()
+    lung = table(reference_cohort(1500, "lung", seed=21), PLACEBO, weeks=(0,))["bsap_ug_l"].median()
+    breast_bsap = breast_arms["none"].query("week == 0")["bsap_ug_l"].median()
+    # calibrated to ~5x healthy (60 ug/L) in CRPC with bone metastases (ALSYMPCA median total ALP ~210 U/L):
+    # measured 63.6 ug/L (5.3x healthy, 3.2x the upper normal limit 20); before: ~19 (1.6x healthy)
+    assert 48 < prostate < 80
+    # measured: breast 45.6 (this reference cohort carries much tumour), lung 29.6
+    assert prostate > 1.3 * breast_bsap and prostate > 2 * lung
 
 
 def test_calcium_falls_after_denosumab_more_without_vitamin_d_and_with_poor_kidneys():

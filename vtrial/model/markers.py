@@ -5,18 +5,19 @@ treatment enters them except through the nodes the drugs act on (osteoclast recr
 hence resorption, then formation through coupling).
 
 Per patient at a visit (healthy skeleton turnover = 1; ``g`` = ``lesion_turnover_weight``, one
-lesion's region relative to the whole skeleton; lesion quantities from
+lesion's region's resorption relative to the whole skeleton; lesion quantities from
 :func:`vtrial.model.lesion.turnover`):
 
 * **Resorption** ``R = X + g sum_L (u_L Z_L - X)``: the uninvolved skeleton resorbs at its
   osteoclast recruitment on the day, ``X = (1 + Q)(1 - I_RANKL)/(1 + E_OC)`` (1 untreated; it
   is ``1 - suppression`` without the precursor reserve, which adds the rebound after
   denosumab); each lesion's region resorbs at osteoclast activity times bone, ``u Z``.
-* **Formation** ``F = v_S**(3/8) + g sum_L (v_L**(3/8) - v_S**(3/8))``: the uninvolved skeleton's
-  osteoblasts ``v_S`` follow its osteoclasts as in a lesion without tumour,
-  ``d(v_S**2)/dt = 2 beta_B (X**2 F - v_S**2)`` (:func:`advance_skeleton`, ``F`` the osteoblast
-  production, 1 unless an anabolic agent raises it), so formation falls weeks after resorption
-  under an antiresorptive.
+* **Formation** ``F = v_S**(3/8) + g_B sum_L F_L``: the uninvolved skeleton's osteoblasts ``v_S``
+  follow its osteoclasts as in a lesion without tumour, ``d(v_S**2)/dt = 2 beta_B (X**2 F - v_S**2)``
+  (:func:`advance_skeleton`, ``F`` the osteoblast production, 1 unless an anabolic agent raises it), so formation falls weeks after resorption under an antiresorptive;
+  each lesion adds its formation rate ``F_L = v_L**(3/8) A_L`` (:func:`vtrial.model.lesion.formation_rate`,
+  the same rate that takes up radium-223; ``A_L`` the tumour's osteoblastic drive), weighted by
+  ``g_B`` = ``bsap_lesion_weight`` (a lesion's share of the skeleton's formation).
 * **uNTx/Cr** ``= untx_healthy R``, **BSAP** ``= bsap_healthy F``.
 * **Albumin-corrected calcium** ``= Ca_0 + c_N N K + c_P sum_L T_L P_L`` with the net bone
   calcium release ``N = X - v_S**(3/8) + g sum_L (u_L**(1/2) Z_L - v_L**(3/8))`` (the bone
@@ -71,6 +72,7 @@ def measure(
     resorbed: np.ndarray,
     resorption_flux: np.ndarray,
     formation_flux: np.ndarray,
+    formation_rate: np.ndarray,
     pthrp_load: np.ndarray,
     recruitment: np.ndarray,
     skeleton_w: np.ndarray,
@@ -82,8 +84,8 @@ def measure(
 ) -> np.ndarray:
     """Measured uNTx/Cr, BSAP and calcium ``[n, 3]`` of ``n`` patients (columns as :data:`MARKER_COLUMNS`).
 
-    ``owner`` maps each lesion to its patient row; ``resorbed`` (``u Z``), the two bone fluxes
-    and ``pthrp_load`` (``T P``) are per lesion (:func:`vtrial.model.lesion.turnover`);
+    ``owner`` maps each lesion to its patient row; ``resorbed`` (``u Z``), the two bone fluxes,
+    the formation rate and ``pthrp_load`` (``T P``) are per lesion (:func:`vtrial.model.lesion.turnover`);
     ``recruitment`` (the osteoclast recruitment of tumour-free bone on the visit day),
     ``skeleton_w`` and the covariates are per patient; ``noise`` holds standard normal draws ``[n, 3]``.
     """
@@ -93,7 +95,7 @@ def measure(
     # each lesion's region adds its turnover to that of the skeleton (the healthy bone it replaced is
     # a negligible share of the skeleton), so the markers stay positive at any number of lesions
     resorption = recruitment + g * np.bincount(owner, resorbed, rows)
-    formation = skeleton_formation + g * np.bincount(owner, formation_flux, rows)
+    formation = skeleton_formation + params.bsap_lesion_weight * np.bincount(owner, formation_rate, rows)
     release = recruitment - skeleton_formation + g * np.bincount(owner, resorption_flux - formation_flux, rows)
     gain = (CALCIUM_REFERENCE_CRCL / np.maximum(crcl_ml_min, 5.0)) ** params.calcium_renal_exponent
     uptake_gain = np.where(vitamin_d_deficient, params.calcium_vitamin_d_gain, 1.0)

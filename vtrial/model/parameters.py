@@ -338,7 +338,12 @@ _PARAMETERS: list[Parameter] = [
     Parameter("lesion_turnover_weight", 0.2, "-", 0.05, 2.0,
        "[calibrated] median baseline uNTx/Cr 49.2 nmol/mmol in bisphosphonate-naive patients with bone "
        "metastases (Doshi 2012 Clin Cancer Res 18:2648, seen)",
-       "bone turnover a lesion's region adds, relative to the whole healthy skeleton's"),
+       "bone resorption (uNTx) and bone calcium fluxes a lesion's region adds, relative to the whole healthy skeleton's"),
+    Parameter("bsap_lesion_weight", 0.35, "-", 0.05, 2.0,
+       "[calibrated] median baseline BSAP ~60 ug/L (5x healthy) in the model's ALSYMPCA-like cohort: CRPC with "
+       "bone metastases, median baseline total ALP ~210 U/L (Parker 2013 NEJM 369:213, stratified at 220 U/L; "
+       "recalled) over a healthy ~70 U/L of which about half is bone ALP",
+       "bone formation a lesion adds (at its formation rate), relative to the whole healthy skeleton's (BSAP)"),
     Parameter("untx_cv", 0.2, "-", 0.15, 0.3,
        "[recalled] within-subject CV of uNTx/Cr 15-30% (day-to-day and assay; Hannon 1998 JBMR)",
        "measurement CV of uNTx/Cr (log-normal)"),

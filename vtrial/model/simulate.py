@@ -26,7 +26,7 @@ from vtrial.model import markers as mk
 from vtrial.model import skeleton, systemic
 from vtrial.model.drugs import Exposure, StepInputs
 from vtrial.model.lesion import (
-    STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, established_state, formation_flux, gompertz_rate,
+    NO_CELL_INPUTS, STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, established_state, formation_rate, gompertz_rate,
     lesion_traits, strength, turnover,
 )
 from vtrial.model.local_therapy import LocalTherapy, high_risk_hazard
@@ -201,11 +201,13 @@ def simulate(
                                      background.course_days, start, end)
             kill = kill + kill_now
         kill = _per_lesion(kill, L.owner)
+        traits = LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi)
         if inputs.formation_kill:
-            # a bone-seeking agent kills where it was taken up: in proportion to each lesion's formation
-            kill = kill + (inputs.formation_kill * formation_flux(L.w)).astype(STATE_DTYPE)
+            # a bone-seeking agent kills where it was taken up: in proportion to each lesion's formation rate
+            forming = formation_rate(L.w, L.y, traits, params, inputs.cells.osteoblast_drive_keep)
+            kill = kill + (inputs.formation_kill * forming).astype(STATE_DTYPE)
         sig = advance(
-            state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
+            state, traits,
             inputs.recruitment.astype(STATE_DTYPE)[L.owner], inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
             _per_lesion(inputs.pthrp_keep, L.owner), _per_lesion(inputs.tgf_beta_keep, L.owner),
             kill, days, params, inputs.cells,
@@ -279,19 +281,19 @@ def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposu
     if not on_study.any():
         return
     if day == 0 and not exposure.history_days:
-        recruitment, pthrp_keep, il6_keep = np.ones(p.size), 1.0, 1.0
+        recruitment, pthrp_keep, cells = np.ones(p.size), 1.0, NO_CELL_INPUTS
     else:
         before = exposure.inputs(day - 1, day, p.index)
-        recruitment, pthrp_keep, il6_keep = before.recruitment, before.pthrp_keep, before.cells.il6_keep
+        recruitment, pthrp_keep, cells = before.recruitment, before.pthrp_keep, before.cells
     L = lesions
     state = LesionState(L.w, L.y, L.z)
-    resorbed, resorption, formation, pthrp = turnover(
+    resorbed, resorption, formation, forming, pthrp = turnover(
         state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi), recruitment[L.owner],
-        _per_lesion(pthrp_keep, L.owner), params, il6_keep,
+        _per_lesion(pthrp_keep, L.owner), params, cells.il6_keep, cells.osteoblast_drive_keep,
     )
     idx = p.index
     values = mk.measure(
-        L.owner, resorbed, resorption, formation, state.burden * pthrp, recruitment, p.skeleton_w,
+        L.owner, resorbed, resorption, formation, forming, state.burden * pthrp, recruitment, p.skeleton_w,
         cb.creatinine_clearance_ml_min[idx], cb.vitamin_d_deficient[idx], bool(arm.calcium_vitamin_d),
         noise[idx], params,
     )
