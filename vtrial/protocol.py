@@ -687,7 +687,6 @@ class Arm(_Schema):
     @model_validator(mode="after")
     def _drug_needs(self) -> Arm:
         agents = _agents()
-        takes_mechanism = [name for name, a in agents.items() if a.takes_mechanism]
         described = [(f"then[{i}]", p) for i, p in enumerate(self.then)]
         described += [(f"concurrent[{i}]", c) for i, c in enumerate(self.concurrent)]
         described = [(part, s) for part, s in described if agents[s.drug].takes_mechanism]

@@ -18,7 +18,6 @@ import pandas as pd
 from vtrial.analysis.proportions import clopper_pearson, fisher_p_value, newcombe_difference, poisson_rate_ci
 from vtrial.analysis.survival import (
     DAYS_PER_MONTH,
-    DAYS_PER_YEAR,
     EMPTY_ARM,
     ENDPOINTS,
     competing_risks,
@@ -34,7 +33,7 @@ from vtrial.analysis.survival import (
     value_at,
 )
 from vtrial.errors import UserInputError
-from vtrial.vocabulary import PRIMARIES, REPORTED_ADVERSE_EVENTS
+from vtrial.vocabulary import DAYS_PER_YEAR, PRIMARIES, REPORTED_ADVERSE_EVENTS
 
 #: In the paired view, first SREs under two arms less than this many days apart are "unchanged"
 #: (half the model's one-day step).

@@ -24,7 +24,7 @@ from scipy import stats
 
 from vtrial.analysis.cox import BinaryCoxFitter
 from vtrial.analysis.proportions import CONFIDENCE
-from vtrial.vocabulary import DAYS_PER_MONTH, DAYS_PER_YEAR
+from vtrial.vocabulary import DAYS_PER_MONTH
 
 #: Shift that separates counted SREs on the same day (or at day 0) in the counting process.
 NUDGE_DAYS = 1e-3

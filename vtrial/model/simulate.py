@@ -26,8 +26,8 @@ from vtrial.model import markers as mk
 from vtrial.model import skeleton, systemic
 from vtrial.model.drugs import Exposure, StepInputs
 from vtrial.model.lesion import (
-    NO_CELL_INPUTS, STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, established_state, formation_rate, gompertz_rate,
-    lesion_traits, strength, turnover,
+    NO_CELL_INPUTS, STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, established_state, formation_rate,
+    gompertz_rate, lesion_traits, strength, turnover,
 )
 from vtrial.model.local_therapy import LocalTherapy, high_risk_hazard
 from vtrial.model.parameters import Parameters
