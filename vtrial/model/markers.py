@@ -20,7 +20,7 @@ lesion's region's resorption relative to the whole skeleton; lesion quantities f
   ``g_B`` = ``bsap_lesion_weight`` (a lesion's share of the skeleton's formation).
 * **uNTx/Cr** ``= untx_healthy R``, **BSAP** ``= bsap_healthy F``.
 * **Albumin-corrected calcium** ``= Ca_0 + c_N N K + c_P sum_L T_L P_L`` with the net bone
-  calcium release ``N = X - v_S**(3/8) + g sum_L (u_L**(1/2) Z_L - v_L**(3/8))`` (the bone
+  calcium release ``N = X - v_S**(3/8) + g_Ca sum_L (u_L**(1/2) Z_L - v_L**(3/8))`` (the bone
   equation's fluxes: 0 in balance, negative while formation outlasts blocked resorption — the
   hypocalcaemia of antiresorptives, larger with much blastic bone), ``K = (60/CrCl)**e`` (poor
   renal function: less excretion of excess calcium, less calcitriol), and for an uptake
@@ -90,13 +90,13 @@ def measure(
     ``skeleton_w`` and the covariates are per patient; ``noise`` holds standard normal draws ``[n, 3]``.
     """
     rows = recruitment.size
-    g = params.lesion_turnover_weight
     skeleton_formation = skeleton_w**0.1875
     # each lesion's region adds its turnover to that of the skeleton (the healthy bone it replaced is
     # a negligible share of the skeleton), so the markers stay positive at any number of lesions
-    resorption = recruitment + g * np.bincount(owner, resorbed, rows)
+    resorption = recruitment + params.lesion_turnover_weight * np.bincount(owner, resorbed, rows)
     formation = skeleton_formation + params.bsap_lesion_weight * np.bincount(owner, formation_rate, rows)
-    release = recruitment - skeleton_formation + g * np.bincount(owner, resorption_flux - formation_flux, rows)
+    release = recruitment - skeleton_formation + params.calcium_lesion_weight * np.bincount(
+        owner, resorption_flux - formation_flux, rows)
     gain = (CALCIUM_REFERENCE_CRCL / np.maximum(crcl_ml_min, 5.0)) ** params.calcium_renal_exponent
     uptake_gain = np.where(vitamin_d_deficient, params.calcium_vitamin_d_gain, 1.0)
     if not supplemented:

@@ -339,6 +339,10 @@ _PARAMETERS: list[Parameter] = [
        "[calibrated] median baseline uNTx/Cr 49.2 nmol/mmol in bisphosphonate-naive patients with bone "
        "metastases (Doshi 2012 Clin Cancer Res 18:2648, seen)",
        "bone resorption (uNTx) and bone calcium fluxes a lesion's region adds, relative to the whole healthy skeleton's"),
+    Parameter("calcium_lesion_weight", 0.6, "-", 0.1, 2.0,
+       "[calibrated] with calcium_per_release: laboratory hypocalcaemia grade >= 2 on denosumab 12.4% vs "
+       "zoledronic acid 5.3% (Body 2015 Eur J Cancer, pooled phase 3; target CA-01)",
+       "net bone calcium release a lesion adds, relative to the whole healthy skeleton's"),
     Parameter("bsap_lesion_weight", 0.35, "-", 0.05, 2.0,
        "[calibrated] median baseline BSAP ~60 ug/L (5x healthy) in the model's ALSYMPCA-like cohort: CRPC with "
        "bone metastases, median baseline total ALP ~210 U/L (Parker 2013 NEJM 369:213, stratified at 220 U/L; "
