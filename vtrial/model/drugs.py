@@ -119,19 +119,31 @@ def arm_administrations(arm: Any, n_days: int, prior: Any = None) -> list[Admini
                            arm.mechanism) for (agent, dose), given in days.items()]
 
 
-def precursor_reserve(rankl_inhibition: np.ndarray, params: Parameters) -> np.ndarray:
+def precursor_reserve(
+    rankl_inhibition: np.ndarray, params: Parameters, known: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """Osteoclast-precursor reserve ``Q`` under a RANKL-inhibition time course (exact per day).
 
     ``dQ/dt = a I (1 - Q/Qmax) - r (1 - I) Q``: it fills while RANKL is blocked and empties
     into osteoclast recruitment when signalling returns (the post-denosumab rebound).
+    ``known`` is another course ``(inhibition, reserve)`` on the same grid (the arm's, for a
+    patient who missed doses): the days before the courses differ are copied from it, and the
+    day-by-day recurrence runs from the first day they differ only.
     """
     qmax = params.precursor_reserve_max
     reserve = np.zeros(rankl_inhibition.shape)
-    if qmax == 0.0:
-        return reserve
+    if qmax == 0.0 or not rankl_inhibition.any():
+        return reserve  # no blockade: the reserve stays empty
+    first = 0
+    if known is not None:
+        differ = np.flatnonzero(rankl_inhibition != known[0])
+        if differ.size == 0:
+            return known[1]
+        first = int(differ[0])
+        reserve[:first] = known[1][:first]
     a, r = params.precursor_accumulation_rate, params.precursor_release_rate
-    q = 0.0
-    for day, inhibition in enumerate(rankl_inhibition):
+    q = float(reserve[first - 1]) if first else 0.0
+    for day, inhibition in enumerate(rankl_inhibition[first:].tolist(), start=first):
         rate = a * inhibition / qmax + r * (1.0 - inhibition)
         target = a * inhibition / rate
         q = target + (q - target) * np.exp(-rate)
@@ -230,8 +242,12 @@ class Exposure:
         courses = [a.agent.course(a, self._crcl, self._grid, self._params) for a in administrations]
         return courses or [Course.neutral(self._crcl.shape[0], self._grid.shape[0])]
 
-    def _combine(self, courses: Sequence[Course]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _combine(
+        self, courses: Sequence[Course], known: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """RANKL inhibition, precursor reserve and the running sums of the combined daily inputs.
+
+        ``known``: the arm's RANKL inhibition and reserve, for a variant (see :func:`precursor_reserve`).
 
         Running sums over the grid of the shared recruitment ``(1 + Q)(1 - I)(1 - f)``, its
         square, ``(1 - I)(1 - f)``, the custom inputs and the pool kernels: the mean over any
@@ -242,7 +258,7 @@ class Exposure:
         pthrp_keep = reduce(np.multiply, [c.pthrp_keep for c in courses])
         tgf_keep = reduce(np.multiply, [c.tgf_beta_keep for c in courses])
         kill = reduce(np.add, [c.kill for c in courses])
-        reserve = precursor_reserve(rankl_inhibition, self._params)
+        reserve = precursor_reserve(rankl_inhibition, self._params, known)
         free = (1.0 - rankl_inhibition) * (1.0 - oc_fraction)
         shared = (1.0 + reserve) * free
         daily = np.stack([shared, shared**2, free, pthrp_keep, tgf_keep, kill]
@@ -285,7 +301,8 @@ class Exposure:
                 self._variant_key[key] = len(self._given)
                 self._given.append(given)
                 kept = [replace(a, days=a.days[m]) for a, m in zip(self._administrations, given)]
-                self._running.append(self._combine(self._courses(kept))[2])
+                known = (self.rankl_inhibition, self.reserve)
+                self._running.append(self._combine(self._courses(kept), known)[2])
             self._variant_of[i] = self._variant_key[key]
 
     def _dose_given(self, j: int, k: int, patients: np.ndarray) -> np.ndarray | None:
