@@ -12,34 +12,31 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import jinja2
 import matplotlib
+import numpy as np
+import pandas as pd
+from lifelines.plotting import add_at_risk_counts
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
-matplotlib.use("Agg")
-
-import jinja2  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from lifelines.plotting import add_at_risk_counts  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
-
-from vtrial.analysis import (  # noqa: E402
+from vtrial.analysis import (
     read_protocol,
     read_table,
     summarise_run,
     to_json,
     write_summary,
 )
-from vtrial.analysis.run import KEY, PATIENT_SCHEMA  # noqa: E402
-from vtrial.store import atomic_write_text  # noqa: E402
-from vtrial.analysis.survival import (  # noqa: E402
+from vtrial.analysis.run import KEY, PATIENT_SCHEMA
+from vtrial.store import atomic_write_text
+from vtrial.analysis.survival import (
     DAYS_PER_MONTH,
     competing_risks,
     cumulative_incidence,
     endpoint,
     kaplan_meier,
 )
-from vtrial.errors import UserInputError  # noqa: E402
+from vtrial.errors import UserInputError
 
 #: Points per curve in the figures.
 PLOT_POINTS = 600

@@ -11,18 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from vtrial.calibration.replicas import Observation, load_replicas, run_replicas  # noqa: E402
-from vtrial.calibration.statistics import estimate  # noqa: E402
-from vtrial.calibration.targets import (  # noqa: E402
+from vtrial.calibration.replicas import Observation, load_replicas, run_replicas
+from vtrial.calibration.statistics import estimate
+from vtrial.calibration.targets import (
     CHECKS,
     NOT_SIMULATED,
     Check,
@@ -31,8 +27,8 @@ from vtrial.calibration.targets import (  # noqa: E402
     target_rows,
     target_version,
 )
-from vtrial.report import svg_element, template_environment  # noqa: E402
-from vtrial.store import atomic_write_text  # noqa: E402
+from vtrial.report import svg_element, template_environment
+from vtrial.store import atomic_write_text
 
 #: Columns of ``validate.csv``.
 COLUMNS: tuple[str, ...] = (
