@@ -23,30 +23,13 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import two_arm_protocol
+
 from vtrial import cli
 from vtrial.engine import run_trial
 from vtrial.protocol import load_protocol
 
-PROTOCOL = """\
-[trial]
-name = "fault"
-patients = 120
-horizon_months = 3
-seed = 5
-
-[cohort]
-primary = { breast = 0.5, lung = 0.5 }
-
-[[arm]]
-name = "placebo"
-drug = "none"
-
-[[arm]]
-name = "zoledronic_acid"
-drug = "zoledronic_acid"
-dose_mg = 4.0
-every_weeks = 4.0
-"""
+PROTOCOL = two_arm_protocol("fault", 120)
 #: 120 patients in blocks of 10 under 2 arms: 24 tasks (12 per arm after 1:1 randomisation).
 BLOCK = "10"
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import two_arm_protocol
+
 from vtrial import cli
 from vtrial.batch import run_batch
 from vtrial.engine import run_trial
@@ -26,26 +28,7 @@ from vtrial.errors import UserInputError
 from vtrial.protocol import load_protocol
 from vtrial.store import OutputFolder, lock_path, owning
 
-PROTOCOL = """\
-[trial]
-name = "folders"
-patients = 40
-horizon_months = 3
-seed = 5
-
-[cohort]
-primary = { breast = 0.5, lung = 0.5 }
-
-[[arm]]
-name = "placebo"
-drug = "none"
-
-[[arm]]
-name = "zoledronic_acid"
-drug = "zoledronic_acid"
-dose_mg = 4.0
-every_weeks = 4.0
-"""
+PROTOCOL = two_arm_protocol("folders", 40)
 #: 40 patients in blocks of 10 under 2 arms (parallel design): 8 tasks.
 BLOCK = 10
 RUN_FILES = ["events.parquet", "manifest.json", "markers.parquet", "patients.parquet", "protocol.toml"]
