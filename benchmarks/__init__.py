@@ -168,7 +168,7 @@ def solve_ivp_patient(cohort, i: int, arm: SimpleNamespace, days: int, threshold
     weights = ev.lesion_hazard_weights(site, traits.blastic_fraction, traits.growth_rate, params)
     exposure = Exposure.of_arm(arm, cohort.creatinine_clearance_ml_min[i : i + 1], days, params)
     death0 = params.by_primary("death_hazard")[cohort.primary[i]] * np.exp(params.death_log_hr_ecog * cohort.ecog[i])
-    x = np.concatenate([state.w, state.y, state.z, np.zeros(4 * m + 2)]).astype(float)
+    x = np.concatenate([state.w, state.y, state.z, state.m, np.zeros(4 * m + 2)]).astype(float)
     left = np.concatenate([thresholds.lesion[i, :m, :, 0].T.ravel(), thresholds.patient[i, 1:3, 0]])
     cuts = np.union1d(exposure.step_grid(28), [days]).astype(float)
     n_events = 0
@@ -177,21 +177,21 @@ def solve_ivp_patient(cohort, i: int, arm: SimpleNamespace, days: int, threshold
         def rhs(t: float, s: np.ndarray) -> np.ndarray:
             day = min(int(t), days - 1)
             rec = exposure.inputs(day, day + 1, np.zeros(1, np.int64)).recruitment
-            w, y, z = s[:m], s[m : 2 * m], s[2 * m : 3 * m]
-            dw, dy, dz = rates(w, y, z, traits, rec, 1.0, 1.0, 0.0, params)
+            w, y, z, f = s[:m], s[m : 2 * m], s[2 * m : 3 * m], s[3 * m : 4 * m]
+            derivatives = rates(w, y, z, f, traits, rec, 1.0, 1.0, 0.0, params)
             burden = np.exp(y)
-            _, u = osteoclast_activity(w, y, traits, rec, 1.0, params)
+            _, u = osteoclast_activity(w, y, f, traits, rec, 1.0, params)
             hazard = ev.lesion_hazards(weights, strength(z, burden, params), burden, u * z, params)
             total = burden.sum()
             patient = [params.seeding_hazard * total, death0 * np.exp(params.death_log_hr_burden * total)]
-            return np.concatenate([dw, dy, dz, hazard.ravel(), patient])
+            return np.concatenate([*derivatives, hazard.ravel(), patient])
 
         x = solve_ivp(rhs, (start, end), x, rtol=1e-6, atol=1e-9).y[:, -1]
-        crossed = x[3 * m :] >= left
+        crossed = x[4 * m :] >= left
         n_events += int(crossed.sum())
         if crossed[-1]:
             break
-        x[3 * m :][crossed] = 0.0
+        x[4 * m :][crossed] = 0.0
         radiated = crossed[2 * m : 3 * m]
         x[m : 2 * m][radiated] += course_log_survival(DEFAULT_COURSE, params)
     return n_events
@@ -233,13 +233,13 @@ def bench_accuracy(years: float = 5.0) -> list[Row]:
         rec = np.array([exposure.inputs(d, d + 1, one).recruitment[0] for d in range(days)])
         traits = lesion_traits(phi[None], 1.0, 1.0, gompertz_rate(90.0, params), params)
         state = established_state(burden[None], traits, params)
-        w0, y0, z0 = state.w.copy(), state.y.copy(), state.z.copy()
+        w0, y0, z0, m0 = state.w.copy(), state.y.copy(), state.z.copy(), state.m.copy()
         grid = exposure.step_grid(STEP_DAYS)
         for start, end in zip(grid[:-1], grid[1:]):
             inputs = exposure.inputs(start, end, one)
             advance(state, traits, inputs.recruitment[:, None], inputs.recruitment_sq[:, None], 1.0, 1.0, 0.0,
                     float(end - start), params)
-        _, y_ref, z_ref = radau_reference(traits, w0, y0, z0, rec, params)
+        _, y_ref, z_ref, _ = radau_reference(traits, w0, y0, z0, m0, rec, params)
         worst_z = max(worst_z, float(np.max(np.abs(state.z / z_ref - 1.0))))
         worst_t = max(worst_t, float(np.max(np.abs(np.exp(state.y.astype(float) - y_ref) - 1.0))))
     worst = max(worst_z, worst_t)

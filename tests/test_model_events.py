@@ -71,10 +71,20 @@ def test_death_hazard_scales_with_the_growth_multiplier_to_its_exponent():
     assert fast / slow == pytest.approx(4.0**1.5, rel=1e-12)
 
 
-def test_radiotherapy_hazard_falls_as_resorption_is_suppressed():
-    # h0 T (1 + g (uZ)^1/2): no resorption leaves the burden term, healthy resorption adds g, x4 resorption 2g
+def test_radiotherapy_hazard_is_the_pain_drive_and_falls_as_resorption_is_suppressed():
+    # h0 T (1 + c_acid uZ), c_acid 0.5: no resorption leaves the tumour's own pain 1, healthy 1.5, x4 resorption 3
     w = _weights(FEMUR, 0.0, ev.PAIN_REFERENCE_DOUBLING_DAYS)
     burden = np.full(3, 0.2)
     h = ev.lesion_hazards(np.repeat(w, 3, axis=1), np.ones(3), burden, np.array([0.0, 1.0, 4.0]), PARAMS)
-    g = PARAMS.pain_resorption_gain
-    assert h[_RADIATION] / (w[_RADIATION, 0] * 0.2) == pytest.approx([1.0, 1.0 + g, 1.0 + 2.0 * g], rel=1e-6)
+    assert h[_RADIATION] / (w[_RADIATION, 0] * 0.2) == pytest.approx([1.0, 1.5, 3.0], rel=1e-6)
+
+
+def test_pain_drive_falls_with_osteoclast_suppression_and_with_burden():
+    # an untreated lytic lesion resorbs ~2.4x healthy: drive 0.1 (1 + 0.5 x 2.4) = 0.22; under denosumab-like
+    # suppression (uZ 0.2) 0.1 x 1.1 = 0.11; after 8 Gy (T x e^-4.32) the drive falls 75-fold at the same acid
+    drive = ev.pain_drive(np.array([0.1, 0.1, 0.1 * np.exp(-4.32)]), np.array([2.4, 0.2, 2.4]), PARAMS)
+    assert drive == pytest.approx([0.22, 0.11, 0.22 * np.exp(-4.32)], rel=1e-9)
+    # a burden exponent of 2/3: halving the burden lowers the drive by 2^(2/3)
+    params = Parameters({"pain_burden_exponent": 2.0 / 3.0})
+    half = ev.pain_drive(np.array([0.2, 0.1]), np.array([1.0, 1.0]), params)
+    assert half[0] / half[1] == pytest.approx(2.0 ** (2.0 / 3.0), rel=1e-12)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from vtrial.model.lesion import (
-    STEP_DAYS, advance, effective_bone, established_state, gompertz_rate, initial_state, lesion_traits, rates,
+    STEP_DAYS, advance, effective_bone, established_state, gompertz_rate, initial_state, lesion_traits,
+    pthrp_induction, rates, turnover,
 )
 from vtrial.model.parameters import REGISTRY, Parameters
 from vtrial.model.reference import radau_reference
@@ -37,6 +38,7 @@ def test_healthy_bone_stays_at_steady_state_for_ten_years():
     np.testing.assert_allclose(state.z, 1.0, atol=1e-9)
     np.testing.assert_allclose(state.osteoblast, 1.0, atol=1e-9)
     np.testing.assert_allclose(sig.osteoclast, 1.0, atol=1e-9)
+    np.testing.assert_allclose(state.m, 1.0, atol=1e-9)
 
 
 def test_established_lesion_is_a_steady_state_of_bone_and_osteoblasts_at_its_burden():
@@ -44,10 +46,11 @@ def test_established_lesion_is_a_steady_state_of_bone_and_osteoblasts_at_its_bur
     phi = np.array([[0.0, 0.3, 0.7, 1.0]])
     traits = lesion_traits(phi, np.ones((1, 1)), np.ones((1, 1)), np.zeros((1, 1)), PARAMS)
     state = established_state(np.full(phi.shape, 0.05), traits, PARAMS)
-    dw, dy, dz = rates(state.w.astype(float), state.y.astype(float), state.z.astype(float), traits, 1.0, 1.0, 1.0,
-                       0.0, PARAMS)
-    np.testing.assert_allclose(dw, 0.0, atol=1e-8)
-    np.testing.assert_allclose(dz, 0.0, atol=1e-8)
+    dw, dy, dz, dm = rates(*(a.astype(float) for a in (state.w, state.y, state.z, state.m)), traits, 1.0, 1.0, 1.0,
+                           0.0, PARAMS)
+    np.testing.assert_allclose(dw, 0.0, atol=1e-7)
+    np.testing.assert_allclose(dz, 0.0, atol=1e-7)
+    np.testing.assert_allclose(dm, 0.0, atol=1e-6)
     np.testing.assert_allclose(dy, 0.0, atol=0.0)
     assert state.burden == pytest.approx(0.05, rel=1e-6)
 
@@ -111,13 +114,13 @@ def test_step_matches_radau_within_one_percent_at_five_years(drug):
     rec = np.array([exposure.inputs(d, d + 1, np.array([0])).recruitment[0] for d in range(days)])
     phi = np.array([[0.0, 0.3, 0.7, 1.0]])
     traits, state = make(phi, np.array([[0.01, 0.05, 0.1, 0.3]]))
-    w0, y0, z0 = state.w.copy(), state.y.copy(), state.z.copy()
+    w0, y0, z0, m0 = state.w.copy(), state.y.copy(), state.z.copy(), state.m.copy()
     grid = exposure.step_grid(STEP_DAYS)
     for start, end in zip(grid[:-1], grid[1:]):
         inputs = exposure.inputs(start, end, np.array([0]))
         advance(state, traits, inputs.recruitment[:, None], inputs.recruitment_sq[:, None], 1.0, 1.0, 0.0,
                 float(end - start), PARAMS)
-    _, y_ref, z_ref = radau_reference(traits, w0, y0, z0, rec, PARAMS)
+    _, y_ref, z_ref, _ = radau_reference(traits, w0, y0, z0, m0, rec, PARAMS)
     np.testing.assert_allclose(state.z, z_ref, rtol=0.01)
     np.testing.assert_allclose(state.burden, np.exp(y_ref), rtol=0.01)
 
@@ -125,9 +128,9 @@ def test_step_matches_radau_within_one_percent_at_five_years(drug):
 def test_step_matches_radau_over_one_year():
     days = 365
     traits, state = make(np.array([[0.0, 1.0]]), np.array([[0.05, 0.05]]))
-    w0, y0, z0 = state.w.copy(), state.y.copy(), state.z.copy()
+    w0, y0, z0, m0 = state.w.copy(), state.y.copy(), state.z.copy(), state.m.copy()
     run(traits, state, days)
-    _, y_ref, z_ref = radau_reference(traits, w0, y0, z0, np.ones(days), PARAMS)
+    _, y_ref, z_ref, _ = radau_reference(traits, w0, y0, z0, m0, np.ones(days), PARAMS)
     np.testing.assert_allclose(state.z, z_ref, rtol=0.005)
     np.testing.assert_allclose(state.burden, np.exp(y_ref), rtol=0.005)
 
@@ -137,12 +140,72 @@ def test_states_stay_finite_and_positive_over_the_parameter_ranges(corner):
     lesion_names = [n for n in REGISTRY if n in (
         "osteoblast_rate", "bone_turnover_rate", "tumour_signal_half_burden", "pthrp_lytic", "pthrp_blastic",
         "rankl_per_pthrp", "opg_per_pthrp", "osteoblast_suppression_lytic", "osteoblast_drive_blastic",
-        "tgf_beta_growth_gain", "tgf_beta_growth_max", "tumour_detection_burden")]
+        "tgf_beta_growth_gain", "tgf_beta_growth_max", "tumour_detection_burden", "tgf_beta_pthrp_gain",
+        "calcium_pthrp_gain", "cycle_pthrp_max", "pthrp_induction_rate", "osteoblast_rankl_blastic")]
     params = Parameters({n: getattr(REGISTRY[n], corner) for n in lesion_names})
     phi = np.linspace(0, 1, 5)[None, :].repeat(3, axis=0)
     traits, state = make(phi, np.array([[1e-6], [0.3], [0.999]]), params, doubling=30.0)
     for recruitment in (0.01, 1.0, 6.0):
         sig = run(traits, state, 730, recruitment, params=params)
-        for a in (state.w, state.z, state.burden, sig.osteoclast):
+        for a in (state.w, state.z, state.burden, state.m, sig.osteoclast):
             assert np.all(np.isfinite(a)) and np.all(a > 0)
         assert np.all(state.burden <= 1.0)
+
+
+def test_pthrp_induction_by_hand():
+    # u Z = 2, no inhibitor: E = a_T (2 - 1) + a_Ca (2 - 1) = 1 + 0.5 = 1.5; M* = 1 + 1.0 x 1.5 / 2.5 = 1.6
+    assert pthrp_induction(np.array([2.0]), 1.0, PARAMS)[0] == pytest.approx(1.6, rel=1e-12)
+    # TGF-beta blocked by half: E = 1 x (1 - 1)^+ + 0.5 x 1 = 0.5; M* = 1 + 0.5 / 1.5 = 4/3 (calcium is left)
+    assert pthrp_induction(np.array([2.0]), 0.5, PARAMS)[0] == pytest.approx(4.0 / 3.0, rel=1e-12)
+    # resorption at or below healthy induces nothing
+    assert pthrp_induction(np.array([0.3, 1.0]), 1.0, PARAMS).tolist() == [1.0, 1.0]
+
+
+def test_established_lytic_lesion_solves_the_loop_by_hand():
+    # a purely lytic lesion (phi 0, no blastic RANKL) at T 0.1: H = 1/2; the fixed point of
+    # P = 0.5 M, X = (1 + P)(1 + 0.5 P), w = X^2 / (1 + 2 H), u = X^2 / v, Z = v^(3/8) / u^(1/2), M = M*(u Z)
+    traits = lesion_traits(np.array([0.0]), 1.0, 1.0, 0.0, PARAMS)
+    m = 1.0
+    for _ in range(200):
+        p = 0.5 * m
+        x = (1.0 + p) * (1.0 + 0.5 * p)
+        v = np.sqrt(x**2 / 2.0)
+        u = x**2 / v
+        z = v**0.375 / np.sqrt(u)
+        e = 1.5 * (u * z - 1.0)
+        m = 1.0 + e / (1.0 + e)
+    state = established_state(np.array([0.1]), traits, PARAMS)
+    assert state.m[0] == pytest.approx(m, rel=1e-5)  # 1.681
+    assert state.z[0] == pytest.approx(z, rel=1e-5)  # 0.655
+    assert state.osteoblast[0] == pytest.approx(v, rel=1e-5)
+
+
+def test_loop_gain_falls_monotonically_with_the_tgf_beta_inhibitor():
+    # steady PTHrP induction of an established lytic lesion under a constant TGF-beta block:
+    # 1.681 untreated, 1.609 (keep 0.8), 1.492 (0.6), then the calcium-only loop, 1.360, once the
+    # TGF-beta left, keep x u Z, is no longer above healthy (keep <= 0.47 here)
+    traits = lesion_traits(np.array([0.0]), 1.0, 1.0, 0.0, PARAMS)  # tumour frozen
+    start = established_state(np.array([0.1]), traits, PARAMS)
+    one = np.ones(1, np.float32)
+    induced = []
+    for keep in (1.0, 0.8, 0.6, 0.4, 0.0):
+        state = type(start)(start.w.copy(), start.y.copy(), start.z.copy(), start.m.copy())
+        for _ in range(150):
+            advance(state, traits, one, one, 1.0, keep, 0.0, 7.0, PARAMS)
+        induced.append(float(state.m[0]))
+    assert induced[0] == pytest.approx(float(start.m[0]), rel=1e-4)
+    assert induced[0] > induced[1] > induced[2] > induced[3] == pytest.approx(induced[4], abs=1e-6)
+    assert induced[-1] == pytest.approx(1.360, abs=0.002)  # calcium through the CaSR still feeds the loop
+
+
+def test_blastic_lesion_resorbs_above_healthy_bone():
+    # osteoblast-derived RANKL: a purely blastic lesion at T 0.1 has u 1.38 (> 1) and still gains bone (Z 1.35);
+    # without it (b_R = 0) the same lesion's osteoclasts fall below healthy (u 0.73)
+    traits = lesion_traits(np.array([1.0]), 1.0, 1.0, 0.0, PARAMS)
+    one = np.ones(1, np.float32)
+    state = established_state(np.array([0.1]), traits, PARAMS)
+    resorbed = turnover(state, traits, one, 1.0, PARAMS)[0]
+    assert resorbed[0] / state.z[0] > 1.3 and state.z[0] > 1.3
+    params = Parameters({"osteoblast_rankl_blastic": 0.0})
+    plain = established_state(np.array([0.1]), traits, params)
+    assert turnover(plain, traits, one, 1.0, params)[0][0] / plain.z[0] < 0.8

@@ -54,7 +54,7 @@ FITTED: tuple[str, ...] = (
     "doubling_time_days.breast",
     "pain_blastic_gain",
     "pain_growth_exponent",
-    "pain_resorption_gain",
+    "pain_acid_gain",
     "death_growth_exponent",
     "death_log_hr_burden",
     "strength_tumour_loss",

@@ -104,15 +104,13 @@ def lesion_hazard_weights(
 
 
 def lesion_hazards(
-    weights: np.ndarray, strength: np.ndarray, burden: np.ndarray, tgf_beta: np.ndarray, params: Parameters
+    weights: np.ndarray, strength: np.ndarray, burden: np.ndarray, resorbed: np.ndarray, params: Parameters
 ) -> np.ndarray:
     """Hazards per day ``[4, *strength.shape]`` of the local events (dtype of ``weights``).
 
     * fracture: ``h0 (1 + k (1 - s)^+)^4`` — rises ~100x as strength falls to a third;
     * cord compression (spinal): ``h0 (T - T_epi)^+ (1 + c (1 - s)^+)`` — burden and collapse;
-    * radiation for pain: ``h0 T (1 + g (uZ)^1/2)`` — burden and osteoclastic resorption, with
-      diminishing returns (the nociceptor response to acid saturates); an antiresorptive lowers
-      ``uZ`` below its healthy 1: less acidosis, less pain;
+    * radiation for pain: ``h0`` times the pain drive :func:`pain_drive` of the lesion;
     * prophylactic fixation (long bones): ``h0 (s_imp - s)^+`` — impending fracture.
     """
     deficit = np.maximum(1.0 - strength, 0.0)
@@ -128,16 +126,28 @@ def lesion_hazards(
     deficit += 1.0
     out[1] *= deficit
     out[1] *= weights[1]
-    np.maximum(tgf_beta, 0.0, out=out[2])  # a float32 step mean of extreme states may round below 0
-    np.sqrt(out[2], out=out[2])
-    out[2] *= params.pain_resorption_gain
-    out[2] += 1.0
-    out[2] *= burden
+    out[2] = pain_drive(burden, resorbed, params)
     out[2] *= weights[2]
     np.subtract(params.impending_fracture_strength, strength, out=out[3])
     np.maximum(out[3], 0.0, out=out[3])
     out[3] *= weights[3]
     return out
+
+
+def pain_drive(burden: np.ndarray, resorbed: np.ndarray, params: Parameters) -> np.ndarray:
+    """Pain drive of each lesion ``T^a (1 + c_acid uZ)`` (new array; the tumour's own pain per unit burden = 1).
+
+    Tumour: nerve fibres sprouting into and compressed by the tumour-bearing bone, ``T^a``;
+    acid: osteoclasts resorbing bone (``uZ``, healthy 1) acidify it and excite the TRPV1/ASIC3
+    nociceptors, in proportion to the tumour's nerves. An anti-resorptive lowers ``uZ``, a
+    radiotherapy course lowers ``T`` at once and ``uZ`` with the PTHrP and RANKL it removes:
+    both lower the drive.
+    """
+    acid = np.maximum(resorbed, 0.0)  # a float32 step mean of extreme states may round below 0
+    acid *= params.pain_acid_gain
+    acid += 1.0
+    acid *= burden if params.pain_burden_exponent == 1.0 else burden**params.pain_burden_exponent
+    return acid
 
 
 @dataclass

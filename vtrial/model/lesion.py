@@ -8,15 +8,20 @@ quasi-steady: with Komarova's exponents ``g11 = 1/2``, ``g21 = -1/2`` the osteoc
 
 Algebraic intermediates (per lesion):
 
-* PTHrP ``P = p_l H (1 - pthrp_inhibition)`` with ``H = T/(T + K)``; ``p_l`` mixes the lytic
+* PTHrP ``P = p_l H (1 - pthrp_inhibition) M`` with ``H = T/(T + K)``; ``p_l`` mixes the lytic
   and blastic secretion by the lesion's blastic fraction and scales by the patient's
-  ``pthrp_secretion``.
+  ``pthrp_secretion``; ``M`` (a state, healthy 1) is the induction of tumour PTHrP by the
+  matrix: TGF-beta and calcium released by resorption (:func:`pthrp_induction`).
 * RANKL ``= v (1 + a_P P)(1 - I_RANKL)``, OPG ``= v / (1 + c_P P)``; their ratio relative to
   healthy is ``rho = (1 + a_P P)(1 + c_P P)`` times the drug factor (``v`` cancels).
-* Osteoclast recruitment ``X = recruitment * rho`` (``recruitment`` from :mod:`drugs`). Tumour
+* Osteoclast recruitment ``X = recruitment * rho * R_B`` (``recruitment`` from :mod:`drugs`),
+  ``R_B = 1 + b_R a_B phi H k_D`` the RANKL of the osteoblasts the tumour's blastic drive
+  makes (woven bone is resorbed and re-formed: high turnover in blastic lesions). Tumour
   IL-6 carries the share ``s_6`` of the tumour-driven excess ``rho - 1`` (lumped with PTHrP in
   ``rho``): blocking a fraction ``i`` of it gives ``rho_6 = 1 + (rho - 1)(1 - s_6 i)``.
-* TGF-beta released from resorbed matrix ``= u Z`` (healthy 1), feeding tumour growth.
+* TGF-beta and calcium released from resorbed matrix ``= u Z`` (healthy 1), feeding tumour
+  growth (TGF-beta) and tumour PTHrP (both): the vicious cycle
+  ``u Z -> M -> P -> RANKL -> u``, ``dM/dt = k_M (M*(u Z) - M)``.
 * Formation rate ``F = v**(3/8) A`` (:func:`formation_rate`): the lamellar formation of the
   bone equation laid down ``A`` times faster under the tumour's osteoblastic drive (woven bone);
   read by BSAP and by the uptake of radium-223.
@@ -38,14 +43,16 @@ Rates (normalised Komarova/Ayati form, research notes sections 1, 2, 10):
   raises steady bone mass ~1.4x, an untreated lytic lesion loses ~30-50% and a blastic one
   gains. Dyadic exponents make the powers square roots (cheap).
 
-Healthy steady state: ``T = 0`` gives ``u = v = Z = 1``. Updates (:func:`advance`) over a step
+Healthy steady state: ``T = 0`` gives ``u = v = Z = M = 1``. Updates (:func:`advance`) over a step
 of ``STEP_DAYS``: each of ``w``, ``y`` and ``Z`` obeys a linear equation once the couplings are
-frozen, solved exactly (exponential integrator) with the couplings at mid-step; every update
+frozen, solved exactly (exponential integrator) with the couplings at mid-step (``M`` the same
+way, with a scalar rate); every update
 relaxes a state towards a positive target, so no state turns negative and ``T`` stays <= 1.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +68,9 @@ BURDEN_CEIL = 1.0 - 1e-6
 #: the error in ``Z`` and ``T`` at 5 years below 1e-4 even at 28 days (against Radau, rtol 1e-8);
 #: a week keeps hazards and the effects of events (radiotherapy, fixation) close to their day.
 STEP_DAYS = 7
+#: Fixed-point iterations of the PTHrP loop of an established lesion (converged to < 1e-6 at the
+#: ranges' ends: the induction saturates, so the loop is a contraction).
+ESTABLISHED_ITERATIONS = 40
 #: Lesion states and traits are float32: their relative rounding (~1e-7 per step) is far below
 #: the scheme's error, and float32 exponentials run ~3x faster than float64 ones.
 STATE_DTYPE = np.float32
@@ -103,11 +113,20 @@ NO_CELL_INPUTS = CellInputs()
 
 @dataclass
 class LesionState:
-    """States of every lesion (arrays of any one shape): ``w = v**2``, ``y = ln T`` and ``Z``."""
+    """States of every lesion (arrays of any one shape): ``w = v**2``, ``y = ln T``, ``Z`` and ``M``.
+
+    ``M`` is the matrix-induced PTHrP factor (:func:`pthrp_induction`); left out, it starts at
+    its healthy 1 (no induction).
+    """
 
     w: np.ndarray
     y: np.ndarray
     z: np.ndarray
+    m: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.m is None:
+            self.m = np.ones(np.shape(self.w), STATE_DTYPE)
 
     @property
     def burden(self) -> np.ndarray:
@@ -146,25 +165,45 @@ def lesion_traits(
 def initial_state(burden: np.ndarray, mask: np.ndarray) -> LesionState:
     """Healthy bone (``v = Z = 1``) carrying the entry burden; empty slots hold no tumour (``T = 0``)."""
     y = np.where(mask, np.log(np.clip(burden, BURDEN_FLOOR, BURDEN_CEIL)), EMPTY_LOG_BURDEN).astype(STATE_DTYPE)
-    return LesionState(w=np.ones(mask.shape, STATE_DTYPE), y=y, z=np.ones(mask.shape, STATE_DTYPE))
+    return LesionState(w=np.ones(mask.shape, STATE_DTYPE), y=y, z=np.ones(mask.shape, STATE_DTYPE),
+                       m=np.ones(mask.shape, STATE_DTYPE))
 
 
 def established_state(burden: np.ndarray, traits: LesionTraits, params: Parameters) -> LesionState:
-    """A lesion at detection: its burden, with osteoblasts and bone in equilibrium with it (untreated).
+    """A lesion at detection: its burden, with osteoblasts, bone and PTHrP induction in equilibrium with it (untreated).
 
     A metastasis grows for months to years before it is found, longer than bone takes to answer
     it (``1/k_Z`` ~ 250 days), and lytic lesions are seen on radiographs only after much of their
     bone is lost, blastic ones once sclerotic. So a lesion starts from the quasi-steady state of
-    its untreated signals at the entry burden: ``X = (1 + a_P P)(1 + c_P P)``,
-    ``w = X**2 A / D``, ``u = X**2 / v`` and ``Z = v**(3/8) / u**(1/2)``.
+    its untreated signals at the entry burden: ``X = (1 + a_P P)(1 + c_P P) R_B``,
+    ``w = X**2 A / D``, ``u = X**2 / v``, ``Z = v**(3/8) / u**(1/2)`` and ``M = M*(u Z)``, the
+    loop through ``P = p_l H M`` solved by fixed-point iteration (a contraction: ``M*`` saturates).
     """
     burden = np.clip(np.asarray(burden, dtype=float), BURDEN_FLOOR, BURDEN_CEIL)
-    half, _, factor = _signals(burden, traits, 1.0, params)
-    x2 = np.square(factor)
-    w = x2 * (1.0 + traits.osteoblast_drive * half) / (1.0 + traits.osteoblast_suppression * half)
-    v = np.sqrt(w)
-    z = v**0.375 / np.sqrt(x2 / v)
-    return LesionState(*(np.asarray(a, dtype=STATE_DTYPE) for a in (w, np.log(burden), z)))
+    m = np.ones(np.broadcast_shapes(burden.shape, np.shape(traits.pthrp)))
+    for _ in range(ESTABLISHED_ITERATIONS):
+        half, _, factor = _signals(burden, traits, 1.0, params, feedback=m)
+        x2 = np.square(factor)
+        w = x2 * (1.0 + traits.osteoblast_drive * half) / (1.0 + traits.osteoblast_suppression * half)
+        v = np.sqrt(w)
+        z = v**0.375 / np.sqrt(x2 / v)
+        m = pthrp_induction(x2 / v * z, 1.0, params)
+    return LesionState(*(np.asarray(a, dtype=STATE_DTYPE) for a in (w, np.log(burden), z, m)))
+
+
+def pthrp_induction(resorbed: np.ndarray, tgf_beta_keep: float | np.ndarray, params: Parameters) -> np.ndarray:
+    """Target ``M* = 1 + M_max E / (1 + E)`` of the matrix-induced tumour PTHrP factor (new array).
+
+    ``E = a_T (k_T u Z - 1)^+ + a_Ca (u Z - 1)^+``: TGF-beta (Smad signalling, the share
+    ``k_T`` = ``tgf_beta_keep`` left by an inhibitor) and calcium (the calcium-sensing
+    receptor) released by resorption above healthy bone raise the tumour's PTHrP secretion,
+    saturating at ``1 + M_max``. Healthy or suppressed resorption (``u Z <= 1``): 1.
+    """
+    excess = np.maximum(resorbed - 1.0, 0.0)
+    excess *= params.calcium_pthrp_gain
+    tgf = resorbed * tgf_beta_keep if np.any(tgf_beta_keep != 1.0) else resorbed
+    excess += params.tgf_beta_pthrp_gain * np.maximum(tgf - 1.0, 0.0)
+    return 1.0 + params.cycle_pthrp_max * excess / (1.0 + excess)
 
 
 @dataclass
@@ -179,11 +218,11 @@ class Signals:
 
 
 def osteoclast_activity(
-    w: np.ndarray, y: np.ndarray, traits: LesionTraits, recruitment: np.ndarray, pthrp_keep: float, params: Parameters,
-    il6_keep: float = 1.0,
+    w: np.ndarray, y: np.ndarray, m: np.ndarray, traits: LesionTraits, recruitment: np.ndarray, pthrp_keep: float,
+    params: Parameters, cells: CellInputs = NO_CELL_INPUTS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Osteoclast recruitment ``X`` and quasi-steady activity ``u = X**2 / v`` (for reference solvers)."""
-    _, _, factor = _signals(np.exp(y), traits, pthrp_keep, params, il6_keep)
+    _, _, factor = _signals(np.exp(y), traits, pthrp_keep, params, cells.il6_keep, m, cells.osteoblast_drive_keep)
     x = recruitment * factor
     return x, x**2 / np.sqrt(w)
 
@@ -192,6 +231,7 @@ def rates(
     w: np.ndarray,
     y: np.ndarray,
     z: np.ndarray,
+    m: np.ndarray,
     traits: LesionTraits,
     recruitment: np.ndarray,
     pthrp_keep: float,
@@ -199,20 +239,21 @@ def rates(
     kill: float,
     params: Parameters,
     cells: CellInputs = NO_CELL_INPUTS,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Right-hand side ``(dw/dt, dy/dt, dZ/dt)`` of the lesion equations (for reference solvers)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Right-hand side ``(dw/dt, dy/dt, dZ/dt, dM/dt)`` of the lesion equations (for reference solvers)."""
     burden = np.exp(y)
     half = burden / (burden + params.tumour_signal_half_burden)
-    x, osteoclast = osteoclast_activity(w, y, traits, recruitment, pthrp_keep, params, cells.il6_keep)
+    x, osteoclast = osteoclast_activity(w, y, m, traits, recruitment, pthrp_keep, params, cells)
     v = np.sqrt(w)
     b = params.osteoblast_rate
     drive = (1.0 + traits.osteoblast_drive * cells.osteoblast_drive_keep * half) * cells.osteoblast_production
     dw = 2.0 * b * (x**2 * drive - (1.0 + traits.osteoblast_suppression * half) * w)
     dz = params.bone_turnover_rate * (v**0.375 - np.sqrt(osteoclast) * z)
+    dm = params.pthrp_induction_rate * (pthrp_induction(osteoclast * z, tgf_beta_keep, params) - m)
     excess = np.maximum(tgf_beta_keep * osteoclast * z - 1.0, 0.0)
     gain = 1.0 + np.minimum(params.tgf_beta_growth_gain * excess, params.tgf_beta_growth_max)
     dy = -traits.growth_rate * cells.growth_keep(params) * gain * y - kill
-    return dw, dy, dz
+    return dw, dy, dz, dm
 
 
 def turnover(
@@ -223,13 +264,14 @@ def turnover(
     """Resorbed matrix ``u Z``, bone fluxes ``u**(1/2) Z`` and ``v**(3/8)``, formation rate and PTHrP ``P`` now.
 
     ``u Z`` is osteoclast activity times the bone there is to resorb: the resorption that releases
-    TGF-beta (and, in the hazards, PTHrP-driven calcium and pain). The fluxes are the
+    TGF-beta and calcium (and, in the hazards, PTHrP-driven calcium and the osteoclasts' acid). The fluxes are the
     resorption and formation terms of ``dZ/dt = k_Z (v**(3/8) - u**(1/2) Z)``, equal at a
     lesion's equilibrium; the formation rate is :func:`formation_rate`. Osteoclasts are
-    quasi-steady, ``u = X**2 / v``, for the given osteoclast recruitment by the drug (per lesion)
-    and the IL-6 signalling left (``il6_keep``). Healthy bone: 1 each. Bone markers are read from them.
+    quasi-steady, ``u = X**2 / v``, for the given osteoclast recruitment by the drug (per lesion),
+    the IL-6 signalling and the blastic drive left (``il6_keep``, ``drive_keep``). Healthy bone: 1 each.
+    Bone markers are read from them.
     """
-    _, pthrp, factor = _signals(state.burden, traits, pthrp_keep, params, il6_keep)
+    _, pthrp, factor = _signals(state.burden, traits, pthrp_keep, params, il6_keep, state.m, drive_keep)
     v = state.osteoblast
     factor *= recruitment
     root_u = factor / np.sqrt(v)
@@ -268,17 +310,25 @@ def strength(z: np.ndarray, burden: np.ndarray, params: Parameters) -> np.ndarra
     return np.square(effective_bone(z, params)) * (1.0 - params.strength_tumour_loss * burden)
 
 
-def _signals(burden: np.ndarray, traits: LesionTraits, pthrp_keep: float, params: Parameters, il6_keep: float = 1.0):
-    """Tumour signal ``H``, PTHrP ``P`` and the tumour's recruitment factor ``rho = (1 + a_P P)(1 + c_P P)``.
+def _signals(
+    burden: np.ndarray, traits: LesionTraits, pthrp_keep: float, params: Parameters, il6_keep: float = 1.0,
+    feedback: np.ndarray | None = None, drive_keep: float = 1.0,
+):
+    """Tumour signal ``H``, PTHrP ``P`` and the tumour's recruitment factor ``rho R_B``.
 
-    With IL-6 blocked (``il6_keep < 1``) the factor is ``1 + (rho - 1)(1 - s_6 (1 - il6_keep))``:
-    IL-6 carries the share ``s_6`` of the tumour-driven excess (untouched when nothing blocks it).
+    ``P = p_l H k_P M`` (``M`` = ``feedback``, the matrix-induced PTHrP factor; None: 1),
+    ``rho = (1 + a_P P)(1 + c_P P)``. With IL-6 blocked (``il6_keep < 1``) ``rho`` becomes
+    ``1 + (rho - 1)(1 - s_6 (1 - il6_keep))``: IL-6 carries the share ``s_6`` of the
+    tumour-driven excess. ``R_B = 1 + b_R a_B phi H k_D`` is the RANKL of the osteoblasts the
+    blastic drive makes (``k_D`` = ``drive_keep``).
     """
     half = burden + params.tumour_signal_half_burden
     np.divide(burden, half, out=half)
     pthrp = traits.pthrp * half
     if np.any(pthrp_keep != 1.0):
         pthrp *= pthrp_keep
+    if feedback is not None:
+        pthrp *= feedback
     factor = params.rankl_per_pthrp * pthrp
     factor += 1.0
     opg = params.opg_per_pthrp * pthrp
@@ -288,6 +338,10 @@ def _signals(burden: np.ndarray, traits: LesionTraits, pthrp_keep: float, params
         factor -= 1.0
         factor *= 1.0 - params.il6_recruitment_share * (1.0 - il6_keep)
         factor += 1.0
+    blastic = traits.osteoblast_drive * half
+    blastic *= params.osteoblast_rankl_blastic * drive_keep
+    blastic += 1.0
+    factor *= blastic
     return half, pthrp, factor
 
 
@@ -348,20 +402,21 @@ def advance(
     """Advance every lesion by ``days`` in place; return the step's mid-point signals.
 
     Exponential midpoint scheme: each state's linear equation is solved exactly over the step
-    with its coefficients frozen at mid-step, where the tumour is predicted by a half step
-    with the start-of-step growth gain (second order in the step; ``days`` = 7 keeps the
-    error in ``Z`` and ``T`` far below 1% over 5 years). ``recruitment`` and
-    ``recruitment_sq`` are the step means of the drug recruitment factor and of its square,
-    per lesion; the other drug inputs are scalars (step means), except ``kill``, which may also
-    be per lesion (the drug's kill plus the background therapy's); ``cells`` holds the step means
-    of the osteoblast and IL-6 inputs.
+    with its coefficients frozen at mid-step, where the tumour and the PTHrP induction ``M`` are
+    predicted by a half step with the start-of-step growth gain and induction target (second
+    order in the step; ``days`` = 7 keeps the error in ``Z`` and ``T`` far below 1% over 5
+    years). ``recruitment`` and ``recruitment_sq`` are the step means of the drug recruitment
+    factor and of its square, per lesion; the other drug inputs are scalars (step means), except
+    ``kill``, which may also be per lesion (the drug's kill plus the background therapy's);
+    ``cells`` holds the step means of the osteoblast and IL-6 inputs.
     """
-    w, y, z = state.w, state.y, state.z
+    w, y, z, m = state.w, state.y, state.z, state.m
     b, k = params.osteoblast_rate, params.bone_turnover_rate
-    # start of step: growth gain from u0 Z0 = X0^2 Z0 / v0
+    drive_keep = cells.osteoblast_drive_keep
+    # start of step: growth gain and PTHrP induction target from u0 Z0 = X0^2 Z0 / v0
     il6_keep = cells.il6_keep
     growth_keep = cells.growth_keep(params)
-    _, _, factor = _signals(np.exp(y), traits, pthrp_keep, params, il6_keep)
+    _, _, factor = _signals(np.exp(y), traits, pthrp_keep, params, il6_keep, m, drive_keep)
     np.square(factor, out=factor)
     factor *= recruitment_sq
     factor *= z
@@ -370,9 +425,12 @@ def advance(
     gain *= traits.growth_rate
     if growth_keep != 1.0:
         gain *= growth_keep
-    # mid-step tumour and its signals
+    # mid-step tumour, PTHrP induction and their signals
     burden = np.exp(_gompertz(y, gain, kill, 0.5 * days))
-    half, pthrp, factor = _signals(burden, traits, pthrp_keep, params, il6_keep)
+    induction = pthrp_induction(factor, tgf_beta_keep, params)
+    keep = math.exp(-params.pthrp_induction_rate * days)  # M relaxes at a scalar rate: a scalar decay
+    m_mid = m + (1.0 - math.sqrt(keep)) * (induction - m)
+    half, pthrp, factor = _signals(burden, traits, pthrp_keep, params, il6_keep, m_mid, drive_keep)
     x2 = np.square(factor)
     x2 *= recruitment_sq  # mean X^2
     factor *= recruitment  # mean X
@@ -380,8 +438,8 @@ def advance(
     rate = traits.osteoblast_suppression * half
     rate += 1.0
     target = traits.osteoblast_drive * half
-    if cells.osteoblast_drive_keep != 1.0:
-        target *= cells.osteoblast_drive_keep
+    if drive_keep != 1.0:
+        target *= drive_keep
     target += 1.0
     if cells.osteoblast_production != 1.0:
         target *= cells.osteoblast_production
@@ -400,8 +458,12 @@ def advance(
     formation /= resorption
     resorption *= k
     bone = relax(z, formation, resorption, days)
-    # TGF-beta from resorbed matrix; tumour over the whole step with the mid-step gain
+    # TGF-beta and calcium from resorbed matrix: PTHrP induction and the tumour over the whole step
     tgf = np.multiply(osteoclast, bone, out=formation)
+    induction = pthrp_induction(tgf, tgf_beta_keep, params)
+    m -= induction
+    m *= keep
+    m += induction
     gain = _growth_gain(tgf, tgf_beta_keep, params)
     gain *= traits.growth_rate
     if growth_keep != 1.0:

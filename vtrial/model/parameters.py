@@ -72,6 +72,27 @@ _PARAMETERS: list[Parameter] = [
        "relative tumour-growth gain per unit matrix TGF-beta above healthy"),
     Parameter("tgf_beta_growth_max", 2.0, "-", 0.5, 5.0, "[calibrated] receptor saturation",
        "ceiling of the TGF-beta tumour-growth gain"),
+    Parameter("tgf_beta_pthrp_gain", 1.0, "-", 0.2, 3.0,
+       "[recalled] TGF-beta raises PTHrP secretion of MDA-MB-231 breast cancer cells (Guise 1996 J Clin Invest "
+       "98:1544); a dominant-negative TGF-beta type II receptor lowers their PTHrP and osteolysis in bone, a "
+       "constitutively active type I receptor raises both (Yin 1999 J Clin Invest 103:197)",
+       "PTHrP induction signal per unit matrix TGF-beta released above healthy resorption"),
+    Parameter("calcium_pthrp_gain", 0.5, "-", 0.0, 2.0,
+       "[recalled] extracellular calcium raises PTHrP secretion of breast cancer cells through the calcium-sensing "
+       "receptor (Sanders 2000 Endocrinology 141:4357); resorption lacunae hold millimolar calcium",
+       "PTHrP induction signal per unit matrix calcium released above healthy resorption"),
+    Parameter("cycle_pthrp_max", 1.0, "-", 0.3, 3.0,
+       "[recalled] TGF-beta raises PTHrP of tumour cells about two-fold at saturating doses in vitro "
+       "(Guise 1996 J Clin Invest 98:1544); receptor saturation keeps the loop bounded",
+       "maximal relative rise of tumour PTHrP from matrix TGF-beta and calcium"),
+    Parameter("pthrp_induction_rate", 0.5, "1/day", 0.1, 2.0,
+       "[recalled] PTHrP mRNA and secretion rise within 24-48 h of TGF-beta (Guise 1996 J Clin Invest 98:1544)",
+       "rate at which tumour PTHrP follows the matrix signals"),
+    Parameter("osteoblast_rankl_blastic", 0.5, "-", 0.0, 1.0,
+       "[recalled] osteoblasts of osteoblastic prostate metastases express RANKL (Chen 2006 Cancer 107:289); "
+       "resorption markers are high in prostate bone disease (uNTx, Brown 2005 JNCI 97:59; Coleman 2005 "
+       "JCO 23:4925): woven bone is resorbed and re-formed",
+       "relative rise of osteoclast recruitment (RANKL) per unit of the blastic osteoblast drive"),
     # --- version-2 nodes a custom agent may act on (docs/model.md) --------------------------
     Parameter("il6_recruitment_share", 0.3, "-", 0.1, 0.6,
        "[recalled] IL-6 enhances PTHrP-driven bone resorption and hypercalcaemia in vivo, and an anti-IL-6 "
@@ -141,8 +162,9 @@ _PARAMETERS: list[Parameter] = [
        "[recalled] SINS: epidural extension needs a large vertebral lesion", "burden threshold for epidural extension"),
     Parameter("cord_compression_collapse", 3.0, "-", 0.0, 10.0, "[recalled] SINS collapse item",
        "multiplier per unit strength loss (vertebral collapse)"),
-    Parameter("radiation_hazard", 0.000296, "1/day", 1.0e-4, 1.0e-2,
-       "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+    Parameter("radiation_hazard", 0.000444, "1/day", 1.0e-4, 1.0e-2,
+       "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md) as 2.96e-4 for the previous pain law; "
+       "x1.5 with the pain drive T (1 + c_acid uZ) so untreated reference cohorts keep their radiotherapy counts",
        "radiotherapy-for-pain hazard of a lesion per unit burden"),
     Parameter("pain_blastic_gain", 1.71, "-", 0.05, 5.0,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); "
@@ -153,11 +175,17 @@ _PARAMETERS: list[Parameter] = [
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); "
        "prior: [recalled] fast-growing lesions distend the periosteum and turn painful sooner",
        "exponent of the lesion growth rate (relative to a 100-day doubling) in the radiotherapy hazard"),
-    Parameter("pain_resorption_gain", 2.63, "-", 0.05, 3.0,
-       "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); "
-       "prior: [recalled] osteoclastic acidosis sensitises bone nociceptors (TRPV1/ASIC3); "
-       "antiresorptives relieve bone pain",
-       "pain per unit osteoclastic resorption (healthy resorption = 1)"),
+    Parameter("pain_acid_gain", 0.5, "-", 0.1, 2.0,
+       "[recalled] osteoclast acid excites bone nociceptors through TRPV1 and ASIC3 (Nagae 2007 Bone 41:205; "
+       "Yoneda 2011 Bone 48:100); blocking osteoclasts (OPG, bisphosphonates) roughly halves pain behaviour in "
+       "mice with bone tumours (Honore 2000 Nat Med 6:521): acid ~ half the pain of an untreated lytic lesion "
+       "(resorption ~2x healthy)",
+       "pain drive per unit osteoclastic resorption (healthy = 1), relative to the tumour's own pain"),
+    Parameter("pain_burden_exponent", 1.0, "-", 0.5, 1.5,
+       "[recalled] sensory nerve fibres sprout through tumour-bearing bone and are injured by the growing tumour "
+       "(Jimenez-Andrade 2010 J Neurosci 30:14649; Mantyh 2014 Eur J Neurosci 39:508); taken proportional to "
+       "the tumour mass (the previous law), not fitted",
+       "exponent of the lesion burden in its pain drive"),
     Parameter("prophylactic_surgery_hazard", 0.02, "1/day", 0.001, 0.1,
        "[recalled] Mirels >= 9 -> prophylactic fixation", "surgery hazard per unit strength below threshold"),
     Parameter("impending_fracture_strength", 0.5, "-", 0.3, 0.8,
@@ -168,8 +196,9 @@ _PARAMETERS: list[Parameter] = [
        "[calibrated] surgery is ~1% of first SREs (STO-08, FIZ-07)", "probability of surgery after another fracture"),
     Parameter("surgery_after_compression", 0.2, "-", 0.05, 0.5, "[recalled] decompression in selected patients",
        "probability of surgery after cord compression"),
-    Parameter("hypercalcaemia_hazard", 0.00319, "1/day", 4.0e-5, 4.0e-3,
-       "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+    Parameter("hypercalcaemia_hazard", 0.00095, "1/day", 4.0e-5, 4.0e-3,
+       "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md) as 3.19e-3 before the matrix induction of "
+       "PTHrP; x0.3 so untreated breast reference cohorts keep their hypercalcaemia count",
        "hypercalcaemia hazard per unit of PTHrP-driven resorption (sum of T P uZ)"),
     Parameter("hypercalcaemia_factor.breast", 1.0, "-", 0.3, 3.0, "[recalled] common in breast", "primary factor"),
     Parameter("hypercalcaemia_factor.prostate", 0.1, "-", 0.0, 0.5, "[recalled] rare in prostate", "primary factor"),

@@ -64,20 +64,19 @@ def reference_cohort(
 
 
 def radau_reference(
-    traits: LesionTraits, w0: np.ndarray, y0: np.ndarray, z0: np.ndarray, recruitment: np.ndarray,
+    traits: LesionTraits, w0: np.ndarray, y0: np.ndarray, z0: np.ndarray, m0: np.ndarray, recruitment: np.ndarray,
     params: Parameters,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(w, y, Z)`` after ``len(recruitment)`` days: Radau (rtol 1e-8), day by day with each day's input."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(w, y, Z, M)`` after ``len(recruitment)`` days: Radau (rtol 1e-8), day by day with each day's input."""
     shape = w0.shape
-    x = np.concatenate([w0.ravel(), y0.ravel(), z0.ravel()]).astype(float)
+    x = np.concatenate([w0.ravel(), y0.ravel(), z0.ravel(), m0.ravel()]).astype(float)
     k = w0.size
     for rec_day in recruitment:
         rec = np.full(shape[:-1] + (1,), rec_day)
 
         def rhs(t: float, s: np.ndarray, rec: np.ndarray = rec) -> np.ndarray:
-            dw, dy, dz = rates(s[:k].reshape(shape), s[k:2 * k].reshape(shape), s[2 * k:].reshape(shape),
-                               traits, rec, 1.0, 1.0, 0.0, params)
-            return np.concatenate([dw.ravel(), dy.ravel(), dz.ravel()])
+            parts = (s[i * k:(i + 1) * k].reshape(shape) for i in range(4))
+            return np.concatenate([d.ravel() for d in rates(*parts, traits, rec, 1.0, 1.0, 0.0, params)])
 
         x = solve_ivp(rhs, (0.0, 1.0), x, method="Radau", rtol=1e-8, atol=1e-10).y[:, -1]
-    return x[:k].reshape(shape), x[k:2 * k].reshape(shape), x[2 * k:].reshape(shape)
+    return tuple(x[i * k:(i + 1) * k].reshape(shape) for i in range(4))

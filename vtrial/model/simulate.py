@@ -192,7 +192,7 @@ def simulate(
         L = lesions
         if local.course.prophylactic:
             _prophylactic_radiotherapy(p, L, start, log, local, params)
-        state = LesionState(L.w, L.y, L.z)
+        state = LesionState(L.w, L.y, L.z, L.m)
         kill = inputs.kill
         if background is not None:
             kill_resistant = systemic.kill(np.zeros(p.size, bool), p.kill_sensitive, p.kill_resistant, p.course_kill,
@@ -286,7 +286,7 @@ def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposu
         before = exposure.inputs(day - 1, day, p.index)
         recruitment, pthrp_keep, cells = before.recruitment, before.pthrp_keep, before.cells
     L = lesions
-    state = LesionState(L.w, L.y, L.z)
+    state = LesionState(L.w, L.y, L.z, L.m)
     resorbed, resorption, formation, forming, pthrp = turnover(
         state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi), recruitment[L.owner],
         _per_lesion(pthrp_keep, L.owner), params, cells.il6_keep, cells.osteoblast_drive_keep,
@@ -320,7 +320,7 @@ def _prior_history(p: _Rows, lesions: _Rows, exposure: Exposure, params: Paramet
         days = float(end - start)
         inputs = exposure.inputs(start, end, p.index)
         advance(
-            LesionState(L.w, L.y, L.z), LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
+            LesionState(L.w, L.y, L.z, L.m), LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
             inputs.recruitment.astype(STATE_DTYPE)[L.owner], inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
             _per_lesion(inputs.pthrp_keep, L.owner), _per_lesion(inputs.tgf_beta_keep, L.owner),
             _per_lesion(inputs.kill, L.owner), days, params, inputs.cells,
@@ -499,7 +499,7 @@ def _new_lesions(
         weights[_SURGERY] = 0.0
     return dict(
         owner=owner.astype(np.int64), slot=slot.astype(np.int64), site=site.astype(np.int8),
-        w=state.w, y=state.y, z=state.z, pthrp=traits.pthrp, drive=traits.osteoblast_drive,
+        w=state.w, y=state.y, z=state.z, m=state.m, pthrp=traits.pthrp, drive=traits.osteoblast_drive,
         suppression=traits.osteoblast_suppression, growth=traits.growth_rate, phi=traits.blastic_fraction,
         weights=weights, remaining=thresholds.lesion[p.index[owner], slot, :, 0].T.copy(),
         count=np.zeros((4, owner.size), np.int8), prophylaxed=np.zeros(owner.size, bool),
