@@ -152,8 +152,8 @@ def simulate(
     n_entry = np.maximum(mask.sum(axis=1), 1)
     background = systemic.background(cb, arm, params)  # None for a version-1 protocol
     stage = {} if background is None else _background_arrays(background, cb, streams)
-    bone = _skeleton_arrays(cb, streams, stage.pop("fracture_thresholds", None),
-                            np.ones(n) if background is None else background.rankl_factor)
+    bone, bone_draws = _skeleton_arrays(cb, streams, stage.pop("fracture_thresholds", None),
+                                        np.ones(n) if background is None else background.rankl_factor)
     p = _Rows(dict(
         index=np.arange(n), stop=stop.copy(), last_sre=np.full(n, -np.inf), cum_suppression=np.zeros(n),
         remaining=thresholds.patient[:, :, 0].T.copy(), count=np.zeros((8, n), np.int64),
@@ -228,7 +228,7 @@ def simulate(
         supp = inputs.suppression
         exposure_mid = p.cum_suppression + 0.5 * days * supp
         p.cum_suppression[:] += days * supp
-        resorption, damage = _skeleton_events(p, inputs, start, days, log, params)
+        resorption, damage = _skeleton_events(p, inputs, bone_draws, start, days, log, params)
         doses = exposure.impulses(start, p.index)
         recent = np.clip(np.minimum(p.last_sre + RECENT_SRE_DAYS, end) - np.maximum(p.last_sre, start), 0.0, days)
         # mean hazard per day over the step, and the dose-day impulses (spread over the dose day)
@@ -267,9 +267,10 @@ def simulate(
     return (*_tables(cb, arm, log, end_day, died, dropped, stop), _marker_table(cb, arm, visits))
 
 
-def _skeleton_events(p: _Rows, inputs: StepInputs, start: int, days: float, log, params: Parameters):
+def _skeleton_events(p: _Rows, inputs: StepInputs, draws: tuple[np.ndarray, np.ndarray], start: int, days: float,
+                     log, params: Parameters):
     """Step the skeleton outside the lesions and record its osteoporotic fractures; return the step means of its
-    resorption (healthy 1) and microdamage (per patient).
+    resorption (healthy 1) and microdamage (per patient). ``draws``: see :func:`_skeleton_arrays`.
 
     A fracture is recorded once per vertebra it involves (:func:`~vtrial.model.skeleton.vertebrae`:
     several events on one day while density is lost fast) and uses one threshold.
@@ -285,14 +286,16 @@ def _skeleton_events(p: _Rows, inputs: StepInputs, start: int, days: float, log,
     if broke.size:
         t = start + _crossing(remaining[broke], rate[broke], 0.0, days)
         k = p.fracture_count[broke]
+        thresholds, uniforms = draws
+        patient = p.index[broke]
         n = skeleton.vertebrae(skeleton.loss_per_year(before[broke], p.skeleton_z[broke], days),
-                               p.vertebra_draws[k, broke], params)
+                               uniforms[patient, k], params)
         rows = np.repeat(broke, n)
         _record(log, p, rows, np.repeat(t, n), _OSTEOPOROTIC_CODE, np.full(rows.size, -1), np.full(rows.size, -1))
         p.fracture_count[broke] += 1
         more = k + 1 < ev.PATIENT_THRESHOLDS
         value = np.full(broke.size, np.inf)
-        value[more] = p.fracture_thresholds[k[more] + 1, broke[more]]
+        value[more] = thresholds[patient[more], k[more] + 1]
         remaining[broke] += value
     return resorption, damage
 
@@ -437,24 +440,24 @@ def _background_arrays(background: systemic.Background, cb: CohortBlock, streams
 
 
 def _skeleton_arrays(cb: CohortBlock, streams: Streams, fracture_thresholds: np.ndarray | None,
-                     rankl_factor: np.ndarray):
-    """Per-patient rows of the skeleton outside the lesions: healthy and undamaged at entry.
+                     rankl_factor: np.ndarray) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Per-patient rows of the skeleton outside the lesions (healthy and undamaged at entry), and its draws.
 
     The stream purpose ``skeleton`` gives, in a fixed order, ``PATIENT_THRESHOLDS`` successive
     osteoporotic-fracture thresholds and as many uniforms for the number of vertebrae of each
-    fracture. Version-2 protocols keep the fracture thresholds they drew from ``systemic`` before
-    every protocol had the compartment (``fracture_thresholds``), so their fractures move only
-    with the model.
+    fracture (the draws, ``[n, PATIENT_THRESHOLDS]`` each, indexed by block row). Version-2 protocols
+    keep the fracture thresholds they drew from ``systemic`` before every protocol had the
+    compartment (``fracture_thresholds``), so their fractures move only with the model.
     """
     draws = streams.draws("skeleton", cb.patient_id)
-    own = draws.exponential((ev.PATIENT_THRESHOLDS,)).T
-    fracture = own if fracture_thresholds is None else fracture_thresholds
+    own = draws.exponential((ev.PATIENT_THRESHOLDS,))
+    fracture = own if fracture_thresholds is None else fracture_thresholds.T
     n = cb.n_patients
-    return dict(
+    rows = dict(
         skeleton_w=np.ones(n), skeleton_z=np.ones(n), microdamage=np.zeros(n), rankl_factor=rankl_factor,
-        fracture_remaining=fracture[0].copy(), fracture_thresholds=fracture, fracture_count=np.zeros(n, np.int64),
-        vertebra_draws=draws.random((ev.PATIENT_THRESHOLDS,)).T,
+        fracture_remaining=fracture[:, 0].copy(), fracture_count=np.zeros(n, np.int64),
     )
+    return rows, (fracture, draws.random((ev.PATIENT_THRESHOLDS,)))
 
 
 def _stage_events(p: _Rows, kill_resistant: np.ndarray, start: int, days: float, log, params) -> None:

@@ -57,33 +57,39 @@ def advance(
         Step means of the systemic resorption ``u`` (healthy 1), of ``Z`` and of ``D``.
     """
     x2 = np.asarray(recruitment_sq * np.square(rankl_factor), dtype=float)
-    v = np.sqrt(relax(w, x2 * osteoblast_production, np.full(w.shape, 2.0 * params.osteoblast_rate), days))
-    osteoclast = x2 / v
-    resorption = params.systemic_bone_turnover_rate * osteoclast ** params.systemic_resorption_exponent
-    formation = params.systemic_bone_turnover_rate * v ** params.systemic_formation_exponent
-    density = relax(z, formation / resorption, resorption, days)
-    left = np.minimum(osteoclast / params.aff_turnover_threshold, 1.0)  # 1 - s
+    log_w = np.log(relax(w, x2 * osteoblast_production, np.full(w.shape, 2.0 * params.osteoblast_rate), days))
+    log_u = np.log(x2) - 0.5 * log_w  # u = X**2 / v, v = w**(1/2); powers as exp(log): cheaper than **
+    osteoclast = np.exp(log_u)
+    resorption = params.systemic_bone_turnover_rate * np.exp(params.systemic_resorption_exponent * log_u)
+    target = np.exp(0.5 * params.systemic_formation_exponent * log_w - params.systemic_resorption_exponent * log_u)
+    density = relax(z, target, resorption, days)
+    left = np.minimum(osteoclast, params.aff_turnover_threshold)
+    left *= 1.0 / params.aff_turnover_threshold  # 1 - s
     return osteoclast, density, _accumulate(damage, 1.0 - left, params.microdamage_repair_rate * left, days)
 
 
 def _accumulate(x: np.ndarray, gain: np.ndarray, rate: np.ndarray, days: float) -> np.ndarray:
-    """Exact update of ``x' = gain - rate x`` over ``days`` in place (``rate >= 0``, 0 allowed); return its mean."""
-    rt = rate * days
-    kept = np.exp(-rt)
-    # share of the step's gain still present at its end, and its mean over the step; t and t/2 at rate 0
-    safe = np.where(rt > 0.0, rt, 1.0)
-    grown = np.where(rt > 0.0, -np.expm1(-rt) / safe, 1.0)
-    grown_mean = np.where(rt > 0.0, (1.0 - grown) / safe, 0.5)
-    mean = x * grown + gain * days * grown_mean
-    x *= kept
+    """Exact update of ``x' = gain - rate x`` over ``days`` in place (``rate >= 0``); return its mean over the step.
+
+    ``rate * days`` is floored at 1e-8 (no repair at all only under a total blockade of resorption),
+    where the exact factors below are within 1e-8 of their limits ``days`` and ``days/2``.
+    """
+    rt = np.maximum(rate * days, 1e-8)
+    grown = -np.expm1(-rt)
+    grown /= rt  # share of the step's gain still present at its end
+    mean = 1.0 - grown
+    mean /= rt  # mean share over the step
+    mean *= gain * days
+    mean += x * grown
+    x -= x * rt * grown  # x e^-rt = x (1 - rt grown)
     x += gain * days * grown
     return mean
 
 
 def fracture_hazard(z: np.ndarray, params: Parameters) -> np.ndarray:
     """Hazard per day of an osteoporotic fracture at bone density ``z`` (entry density 1)."""
-    lost_sd = (1.0 - z) / params.bmd_sd_fraction
-    return params.osteoporotic_fracture_hazard * params.fracture_hr_per_sd ** lost_sd
+    lost_sd = (1.0 - z) * (np.log(params.fracture_hr_per_sd) / params.bmd_sd_fraction)
+    return params.osteoporotic_fracture_hazard * np.exp(lost_sd)
 
 
 def vertebrae(loss_per_year: np.ndarray, uniform: np.ndarray, params: Parameters) -> np.ndarray:
