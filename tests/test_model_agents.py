@@ -44,26 +44,15 @@ ARMS = {
     "custom": arm("custom", every_weeks=3.0, mechanism=MECHANISM),
 }
 #: Sum of follow-up days and events per type of a seeded run, computed on the code before the agents
-#: package (one if/elif chain in drugs.py): the refactor must not change a single result.
+#: package (one if/elif chain in drugs.py): the refactor must not change a single result. Re-pinned when
+#: the skeleton outside the lesions gave every protocol osteoporotic fractures, seeding went through the
+#: niche and new lesions started in the drug's bone (issue 13): only those events and their consequences moved.
 PINNED = {
-    "none": (44775.707518223426, {"death": 100, "hypercalcaemia": 183, "new_lesion": 49, "pathological_fracture": 97,
-                                  "radiation_to_bone": 77, "renal_toxicity": 3, "spinal_cord_compression": 1,
-                                  "surgery_to_bone": 26}),
-    "zoledronic_acid": (46617.027657508814, {
-        "acute_phase_reaction": 25, "death": 100, "hypercalcaemia": 66, "hypocalcaemia": 5, "new_lesion": 39,
-        "osteonecrosis_of_the_jaw": 2, "pathological_fracture": 63, "radiation_to_bone": 51, "renal_toxicity": 4,
-        "surgery_to_bone": 10}),
-    "pamidronate": (45741.66189759914, {
-        "acute_phase_reaction": 25, "death": 100, "hypercalcaemia": 129, "hypocalcaemia": 1, "new_lesion": 46,
-        "pathological_fracture": 77, "radiation_to_bone": 67, "renal_toxicity": 15, "spinal_cord_compression": 1,
-        "surgery_to_bone": 15}),
-    "denosumab": (46436.71397663093, {
-        "acute_phase_reaction": 10, "death": 100, "hypercalcaemia": 95, "hypocalcaemia": 9, "new_lesion": 41,
-        "osteonecrosis_of_the_jaw": 3, "pathological_fracture": 61, "radiation_to_bone": 58, "renal_toxicity": 4,
-        "spinal_cord_compression": 1, "surgery_to_bone": 12}),
-    "custom": (57319.432978338744, {
-        "death": 71, "hypercalcaemia": 31, "hypocalcaemia": 1, "new_lesion": 23, "osteonecrosis_of_the_jaw": 1,
-        "pathological_fracture": 65, "radiation_to_bone": 36, "renal_toxicity": 4, "surgery_to_bone": 11}),
+    "none": (44775.707518223426, {"death": 100, "hypercalcaemia": 183, "new_lesion": 49, "osteoporotic_fracture": 6, "pathological_fracture": 97, "radiation_to_bone": 77, "renal_toxicity": 3, "spinal_cord_compression": 1, "surgery_to_bone": 26}),
+    "zoledronic_acid": (46622.26087939764, {"acute_phase_reaction": 25, "death": 100, "hypercalcaemia": 66, "hypocalcaemia": 5, "new_lesion": 39, "osteonecrosis_of_the_jaw": 2, "osteoporotic_fracture": 4, "pathological_fracture": 63, "radiation_to_bone": 51, "renal_toxicity": 4, "surgery_to_bone": 10}),
+    "pamidronate": (45737.82574608113, {"acute_phase_reaction": 25, "death": 100, "hypercalcaemia": 129, "hypocalcaemia": 1, "new_lesion": 48, "osteoporotic_fracture": 4, "pathological_fracture": 77, "radiation_to_bone": 67, "renal_toxicity": 15, "spinal_cord_compression": 1, "surgery_to_bone": 15}),
+    "denosumab": (46458.12251362973, {"acute_phase_reaction": 10, "death": 100, "hypercalcaemia": 96, "hypocalcaemia": 9, "new_lesion": 38, "osteonecrosis_of_the_jaw": 3, "osteoporotic_fracture": 5, "pathological_fracture": 61, "radiation_to_bone": 58, "renal_toxicity": 4, "spinal_cord_compression": 1, "surgery_to_bone": 12}),
+    "custom": (57307.12109294431, {"death": 71, "hypercalcaemia": 31, "hypocalcaemia": 1, "new_lesion": 25, "osteonecrosis_of_the_jaw": 1, "osteoporotic_fracture": 5, "pathological_fracture": 65, "radiation_to_bone": 36, "renal_toxicity": 4, "surgery_to_bone": 11}),
 }
 
 

@@ -60,7 +60,8 @@ def test_zero_targets_leave_every_node_untouched():
 
 def test_version_1_custom_markers_are_pinned():
     # sums of the marker columns of a version-1 custom arm, pinned on the release that added the version-2
-    # targets (markers with additive lesion regions and the formation rate; events: test_model_agents PINNED)
+    # targets (markers with additive lesion regions and the formation rate; events: test_model_agents PINNED),
+    # re-pinned when seeding went through the niche and new lesions started in the drug's bone (+0.07% uNTx)
     arm = custom(rankl_inhibition=0.4, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6, pthrp_inhibition=0.3,
                  tumour_kill=0.2)
     # re-pinned when the matrix induction of PTHrP and the blastic osteoblasts' RANKL entered (issue 13): higher uNTx

@@ -137,9 +137,9 @@ def test_androgen_deprivation_costs_uninvolved_bone_and_an_antiresorptive_gains_
     density = {}
     for name, rise, x2 in (("adt", 1.0 + params.androgen_deprivation_rankl_rise, 1.0), ("none", 1.0, 1.0),
                            ("antiresorptive", 1.0, 0.1**2)):
-        w, z, path = np.ones(1), np.ones(1), []
+        w, z, damage, path = np.ones(1), np.ones(1), np.zeros(1), []
         for _ in range(5 * 52):
-            skeleton.advance(w, z, np.array([x2]), np.array([rise]), 7.0, params)
+            skeleton.advance(w, z, damage, np.array([x2]), np.array([rise]), 7.0, params)
             path.append(float(z[0]))
         density[name] = np.array(path)[[51, 259]]  # after 1 and 5 years
     np.testing.assert_allclose(density["adt"], (0.972, 0.921), atol=0.003)  # 2-5%/year (Greenspan 2005)
@@ -150,7 +150,7 @@ def test_androgen_deprivation_costs_uninvolved_bone_and_an_antiresorptive_gains_
                                params.osteoporotic_fracture_hazard * np.array([1.0, 2.0]))
 
 
-def test_androgen_deprivation_raises_osteoporotic_fractures_and_leaves_the_tumour_of_resistant_disease_alone():
+def test_androgen_deprivation_raises_osteoporotic_fractures_and_seeding_but_leaves_the_tumour_of_resistant_disease_alone():
     cb = replace(reference_cohort(3000, "prostate", seed=3), prostate_stage="castration_resistant",
                  ecog=np.zeros(3000, np.int8), visceral_metastases=np.zeros(3000, bool),
                  lesion_burden=reference_cohort(3000, "prostate", seed=3).lesion_burden * 0.1)
@@ -165,25 +165,26 @@ def test_androgen_deprivation_raises_osteoporotic_fractures_and_leaves_the_tumou
     # Shahinian 2005: 19.4% vs 12.6% of men with any fracture within 5 years
     assert risk["none"] == pytest.approx(0.126, abs=0.03)
     assert risk["adt"] == pytest.approx(0.17, abs=0.03) and risk["adt"] > risk["none"] + 0.025
-    # every other event is the same: ADT adds no kill to resistant disease, and the new draws have their own stream
-    for name, (_, events, _) in runs.items():
-        keep = events["type"] != "osteoporotic_fracture"
-        runs[name] = {k: v[keep] for k, v in events.items()}
-    for k in ("patient_id", "day", "type", "lesion"):
-        np.testing.assert_array_equal(runs["adt"][k], runs["none"][k])
+    # ADT adds no kill to resistant disease; its higher systemic resorption (1.6) raises seeding through the
+    # niche by 1.6**0.18 = 1.09 (docs/model.md), so new lesions are a little more common, never fewer
+    new = {name: int((events["type"] == "new_lesion").sum()) for name, (_, events, _) in runs.items()}
+    assert new["none"] < new["adt"] < 1.15 * new["none"]
 
 
 def test_a_version_one_block_meets_the_same_events_as_before_the_stage_existed():
-    """Castration-resistant disease on ADT (version 2) leaves every version-1 event in place."""
+    """Castration-resistant disease (version 2, no therapy that moves RANKL) leaves every version-1 event in place."""
     cb = reference_cohort(400, "prostate", seed=9)
     v1 = simulate(cb, arm(drug="zoledronic_acid", dose_mg=4.0, every_weeks=4.0), 3 * 365.25, Streams(2))[1]
-    v2 = simulate(replace(cb, prostate_stage="castration_resistant", systemic_therapy={"prostate": ("androgen_deprivation",)}),
+    v2 = simulate(replace(cb, prostate_stage="castration_resistant", systemic_therapy={"prostate": ("targeted",)}),
                   arm(drug="zoledronic_acid", dose_mg=4.0, every_weeks=4.0), 3 * 365.25, Streams(2))[1]
-    # version 2 adds fractures of the uninvolved skeleton and the background marrow toxicity of advanced disease
+    # version 2 adds the background marrow toxicity of advanced disease; the fractures outside the metastases
+    # exist in both (version 2 keeps its thresholds from the `systemic` stream, version 1 draws from `skeleton`)
     added = ["osteoporotic_fracture", "neutropenia", "thrombocytopenia"]
     keep = ~np.isin(v2["type"], added)
-    assert (v2["type"] == "osteoporotic_fracture").sum() > 0 and (v2["type"] == "thrombocytopenia").sum() > 0
-    assert not np.isin(v1["type"], ["castration_resistance", *added]).any()
+    assert (v1["type"] == "osteoporotic_fracture").sum() > 0 and (v2["type"] == "osteoporotic_fracture").sum() > 0
+    assert (v2["type"] == "thrombocytopenia").sum() > 0
+    assert not np.isin(v1["type"], ["castration_resistance", "neutropenia", "thrombocytopenia"]).any()
+    v1 = {k: v[v1["type"] != "osteoporotic_fracture"] for k, v in v1.items()}
     for k in v1:
         np.testing.assert_array_equal(v1[k], v2[k][keep])
 

@@ -31,6 +31,7 @@ PURPOSES: dict[str, int] = {
     "markers": 9,
     "marrow": 10,
     "label_rules": 11,
+    "skeleton": 12,
 }
 
 

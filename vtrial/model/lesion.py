@@ -169,25 +169,34 @@ def initial_state(burden: np.ndarray, mask: np.ndarray) -> LesionState:
                        m=np.ones(mask.shape, STATE_DTYPE))
 
 
-def established_state(burden: np.ndarray, traits: LesionTraits, params: Parameters) -> LesionState:
-    """A lesion at detection: its burden, with osteoblasts, bone and PTHrP induction in equilibrium with it (untreated).
+def established_state(
+    burden: np.ndarray, traits: LesionTraits, params: Parameters, recruitment_sq: float | np.ndarray = 1.0,
+    pthrp_keep: float | np.ndarray = 1.0, cells: CellInputs = NO_CELL_INPUTS,
+    tgf_beta_keep: float | np.ndarray = 1.0,
+) -> LesionState:
+    """A lesion at detection: its burden, with osteoblasts, bone and PTHrP induction in equilibrium with it and the drug inputs.
 
     A metastasis grows for months to years before it is found, longer than bone takes to answer
     it (``1/k_Z`` ~ 250 days), and lytic lesions are seen on radiographs only after much of their
     bone is lost, blastic ones once sclerotic. So a lesion starts from the quasi-steady state of
-    its untreated signals at the entry burden: ``X = (1 + a_P P)(1 + c_P P) R_B``,
+    its signals at the entry burden: ``X**2 = r2 ((1 + a_P P)(1 + c_P P) R_B)**2``,
     ``w = X**2 A / D``, ``u = X**2 / v``, ``Z = v**(3/8) / u**(1/2)`` and ``M = M*(u Z)``, the
     loop through ``P = p_l H M`` solved by fixed-point iteration (a contraction: ``M*`` saturates).
+    The drug inputs (``r2`` the mean squared recruitment, the PTHrP and TGF-beta kept, the
+    osteoblast and IL-6 inputs of ``cells``) are those of the bone the lesion lands in: none
+    untreated (entry lesions), the current step's for a new lesion that appears on a drug.
     """
     burden = np.clip(np.asarray(burden, dtype=float), BURDEN_FLOOR, BURDEN_CEIL)
     m = np.ones(np.broadcast_shapes(burden.shape, np.shape(traits.pthrp)))
     for _ in range(ESTABLISHED_ITERATIONS):
-        half, _, factor = _signals(burden, traits, 1.0, params, feedback=m)
-        x2 = np.square(factor)
-        w = x2 * (1.0 + traits.osteoblast_drive * half) / (1.0 + traits.osteoblast_suppression * half)
+        half, _, factor = _signals(burden, traits, pthrp_keep, params, cells.il6_keep, feedback=m,
+                                   drive_keep=cells.osteoblast_drive_keep)
+        x2 = np.square(factor) * recruitment_sq
+        drive = (1.0 + traits.osteoblast_drive * cells.osteoblast_drive_keep * half) * cells.osteoblast_production
+        w = x2 * drive / (1.0 + traits.osteoblast_suppression * half)
         v = np.sqrt(w)
         z = v**0.375 / np.sqrt(x2 / v)
-        m = pthrp_induction(x2 / v * z, 1.0, params)
+        m = pthrp_induction(x2 / v * z, tgf_beta_keep, params)
     return LesionState(*(np.asarray(a, dtype=STATE_DTYPE) for a in (w, np.log(burden), z, m)))
 
 

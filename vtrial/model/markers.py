@@ -9,12 +9,15 @@ lesion's region's resorption relative to the whole skeleton; lesion quantities f
 :func:`vtrial.model.lesion.turnover`):
 
 * **Resorption** ``R = X + g sum_L (u_L Z_L - X)``: the uninvolved skeleton resorbs at its
-  osteoclast recruitment on the day, ``X = (1 + Q)(1 - I_RANKL)/(1 + E_OC)`` (1 untreated; it
+  osteoclast recruitment on the day, ``X = (1 + Q)(1 - I_RANKL)/(1 + E_OC) r`` (1 untreated; it
   is ``1 - suppression`` without the precursor reserve, which adds the rebound after
-  denosumab); each lesion's region resorbs at osteoclast activity times bone, ``u Z``.
-* **Formation** ``F = v_S**(3/8) + g_B sum_L F_L``: the uninvolved skeleton's osteoblasts ``v_S``
-  follow its osteoclasts as in a lesion without tumour, ``d(v_S**2)/dt = 2 beta_B (X**2 F - v_S**2)``
-  (:func:`advance_skeleton`, ``F`` the osteoblast production, 1 unless an anabolic agent raises it), so formation falls weeks after resorption under an antiresorptive;
+  denosumab; ``r`` the background therapy's rise of RANKL); each lesion's region resorbs at
+  osteoclast activity times bone, ``u Z``.
+* **Formation** ``F = v_S**(3/8) + g_B sum_L F_L``: the osteoblasts ``v_S`` of the skeleton outside
+  the lesions (:mod:`vtrial.model.skeleton`, the compartment of the osteoporotic and atypical
+  fractures) follow its osteoclasts as in a lesion without tumour,
+  ``d(v_S**2)/dt = 2 beta_B (X**2 F - v_S**2)`` (``F`` the osteoblast production, 1 unless an
+  anabolic agent raises it), so formation falls weeks after resorption under an antiresorptive;
   each lesion adds its formation rate ``F_L = v_L**(3/8) A_L`` (:func:`vtrial.model.lesion.formation_rate`,
   the same rate that takes up radium-223; ``A_L`` the tumour's osteoblastic drive), weighted by
   ``g_B`` = ``bsap_lesion_weight`` (a lesion's share of the skeleton's formation).
@@ -54,17 +57,6 @@ def visit_weeks(marker_weeks: Sequence[int]) -> tuple[int, ...]:
 def draw_noise(streams: Streams, patient_ids: np.ndarray, n_visits: int) -> np.ndarray:
     """Standard normal draws ``[n, n_visits, len(MARKER_COLUMNS)]`` of the measurement noise."""
     return streams.draws("markers", patient_ids).standard_normal((n_visits, len(MARKER_COLUMNS)))
-
-
-def advance_skeleton(w: np.ndarray, target: np.ndarray, days: float, params: Parameters) -> None:
-    """Advance the uninvolved skeleton's osteoblasts ``w = v_S**2`` by ``days`` in place (exact, frozen input).
-
-    ``target`` is the step's ``X**2 F``: the mean squared osteoclast recruitment times the osteoblast production.
-    """
-    decay = np.exp(-2.0 * params.osteoblast_rate * days)
-    w -= target
-    w *= decay
-    w += target
 
 
 def measure(

@@ -205,10 +205,13 @@ _PARAMETERS: list[Parameter] = [
     Parameter("hypercalcaemia_factor.lung", 2.0, "-", 0.5, 5.0, "[recalled] squamous lung most common", "primary factor"),
     Parameter("hypercalcaemia_factor.head_and_neck", 2.0, "-", 0.5, 5.0, "[recalled] squamous carcinomas", "primary factor"),
     Parameter("seeding_hazard", 1.5e-3, "1/day", 1.0e-4, 1.0e-2, _CAL,
-       "new-bone-lesion hazard per unit total bone tumour burden"),
-    Parameter("seeding_suppression", 0.3, "-", 0.0, 0.8,
-       "[recalled] denosumab delays bone metastasis modestly (Smith 2012, HR ~0.85)",
-       "fraction of seeding removed at full resorption suppression"),
+       "new-bone-lesion hazard per unit total bone tumour burden at healthy turnover"),
+    Parameter("niche_resorption_exponent", 0.18, "-", 0.0, 0.5,
+       "[recalled] the pre-metastatic niche: tumour cells seed and grow where bone is remodelled (Kaplan 2005 "
+       "Nature 438:820); antiresorptives lower bone recurrence modestly: denosumab bone-metastasis-free survival "
+       "HR 0.85 (Smith 2012 Lancet 379:39), adjuvant bisphosphonates RR 0.83 (EBCTCG 2015 Lancet 386:1353); "
+       "0.18 keeps the previous seeding on zoledronic acid (x0.77)",
+       "new-lesion seeding ~ (systemic resorption)^exponent"),
     Parameter("new_lesion_burden", 0.02, "fraction of capacity", 0.005, 0.1, "[recalled] detection on bone scan",
        "burden of a new lesion when it is detected"),
     # --- death -------------------------------------------------------------------------------
@@ -275,9 +278,12 @@ _PARAMETERS: list[Parameter] = [
               "median time from renal deterioration to creatinine back within 10% of baseline (exponential)"),
     Parameter("acute_phase_later_ratio", 0.005, "-", 0.0, 0.5, "[recalled] mostly after the first infusion",
        "later doses relative to the first"),
-    Parameter("atypical_fracture_hazard", 5.0e-9, "1/day^2", 1.0e-10, 1.0e-7,
-       "[seen] very rare, rises with years of exposure (SE-01)", "hazard per day of deep suppression"),
-    Parameter("deep_suppression", 0.8, "-", 0.5, 0.95, "[recalled]", "suppression level counted as deep"),
+    Parameter("atypical_fracture_hazard", 5.6e-9, "1/day^2", 1.0e-9, 3.0e-8,
+       "[calibrated] ~1-2 per 10,000 patient-years in years 1-2 of bisphosphonate rising to ~10-13 after 5-8 years "
+       "(Black 2010 NEJM 362:1761; Schilcher 2011 NEJM 364:1728; Dell 2012 JBMR 27:2544); 0.1-1% over 2-5 years "
+       "of monthly zoledronic acid or denosumab in oncology: the model gives 12 per 10,000 patient-years in year 5 "
+       "of monthly zoledronic acid (docs/model.md)",
+       "atypical femoral fracture hazard per day of accumulated microdamage"),
     # --- disease stage and background therapy (vtrial.model.systemic) --------------------------
     # Kill rates are log-kill per day added to the Gompertz equation of every bone lesion of a
     # prostate patient, relative to the calibrated castration-resistant disease on continued
@@ -357,6 +363,21 @@ _PARAMETERS: list[Parameter] = [
     Parameter("fracture_hr_per_sd", 2.0, "-", 1.4, 3.0,
        "[recalled] fracture risk ~doubles per SD of BMD lost (Marshall 1996 BMJ 312:1254: RR 1.5-2.6)",
        "hazard ratio of an osteoporotic fracture per SD of bone density lost"),
+    Parameter("multiple_fracture_share", 0.387, "-", 0.25, 0.5,
+       "[seen] FREEDOM placebo: 38.7% of women with a new vertebral fracture had several (Cummings 2018 JBMR 33:190)",
+       "share of osteoporotic fractures involving more than one vertebra at stable density"),
+    Parameter("multiple_fracture_loss_gain", 20.0, "-", 0.0, 30.0,
+       "[calibrated] after stopping denosumab 60.7% of women with a new vertebral fracture had several vs 38.7% on "
+       "placebo (Cummings 2018 JBMR 33:190): odds ratio 2.45 while the model loses density at ~4-6%/year after stopping",
+       "log odds ratio of a multiple fracture per unit fractional density lost per year"),
+    Parameter("aff_turnover_threshold", 0.6, "-", 0.4, 0.8,
+       "[recalled] atypical femoral fractures follow alendronate, which lowers resorption markers by ~50-60%; "
+       "pamidronate (~40% in the model) is rarely implicated",
+       "systemic resorption below which remodelling no longer repairs microdamage fully"),
+    Parameter("microdamage_repair_rate", 2.0e-3, "1/day", 1.0e-3, 5.0e-3,
+       "[calibrated] AFF risk falls ~70% per year after stopping bisphosphonates (Schilcher 2011 NEJM 364:1728: "
+       "3.3e-3/day at full turnover) yet keeps rising over 5-8 years on them (Dell 2012 JBMR 27:2544)",
+       "rate at which remodelling at or above the threshold repairs microdamage"),
     # --- bone markers and serum calcium (markers.py) ----------------------------------------
     Parameter("untx_healthy", 30.0, "nmol BCE/mmol", 15.0, 50.0,
        "[recalled] healthy adults ~20-40; the trials' upper normal limit is 50 (Brown 2005 JNCI 97:59; "

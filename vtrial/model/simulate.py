@@ -45,9 +45,8 @@ _LESION_TYPE = np.array([_TYPE_CODE[t] for t in ev.LESION_EVENTS])
 _PATIENT_TYPE = np.array([_TYPE_CODE[t] for t in ev.PATIENT_EVENTS])
 _SURGERY_CODE = _TYPE_CODE["surgery_to_bone"]
 _PROPHYLACTIC_RT_CODE = _TYPE_CODE["prophylactic_radiotherapy"]
-#: Stage events (version-2 protocols), in the order of their threshold axis.
-_CASTRATION, _OSTEOPOROTIC = range(2)
-_STAGE_TYPE = np.array([_TYPE_CODE["castration_resistance"], _TYPE_CODE["osteoporotic_fracture"]])
+_CASTRATION_CODE = _TYPE_CODE["castration_resistance"]
+_OSTEOPOROTIC_CODE = _TYPE_CODE["osteoporotic_fracture"]
 #: Haematological toxicity, in the order of its threshold axis (first occurrence per patient).
 _MARROW_TYPE = np.array([_TYPE_CODE["neutropenia"], _TYPE_CODE["thrombocytopenia"]])
 
@@ -138,7 +137,6 @@ def simulate(
     visit_weeks = np.asarray(marker_weeks, dtype=np.int64)
     noise = mk.draw_noise(streams, cb.patient_id, visit_weeks.size) if visit_weeks.size else None
     visit_days = {int(w) * STEP_DAYS: k for k, w in enumerate(visit_weeks)}
-    last_visit = max(visit_days, default=-1)
     primary = cb.primary.astype(np.int64)
     growth = gompertz_rate(params.by_primary("doubling_time_days")[primary], params) * cb.biology["tumour_growth_rate"]
     mask = cb.lesion_mask
@@ -153,16 +151,18 @@ def simulate(
     )
     n_entry = np.maximum(mask.sum(axis=1), 1)
     background = systemic.background(cb, arm, params)  # None for a version-1 protocol
+    stage = {} if background is None else _background_arrays(background, cb, streams)
+    bone, bone_draws = _skeleton_arrays(cb, streams, stage.pop("fracture_thresholds", None),
+                                        np.ones(n) if background is None else background.rankl_factor)
     p = _Rows(dict(
         index=np.arange(n), stop=stop.copy(), last_sre=np.full(n, -np.inf), cum_suppression=np.zeros(n),
-        deep_days=np.zeros(n), remaining=thresholds.patient[:, :, 0].T.copy(), count=np.zeros((8, n), np.int64),
+        remaining=thresholds.patient[:, :, 0].T.copy(), count=np.zeros((8, n), np.int64),
         next_slot=np.where(mask.any(axis=1), mask.shape[1] - np.argmax(mask[:, ::-1], axis=1), 0),
         death=risk.death, hcm=risk.hypercalcaemia, onj=risk.onj, hypo=risk.hypocalcaemia,
         renal_bg=risk.renal_background, kidney=risk.kidney,
         mean_phi=(cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry,
         pthrp_secretion=cb.biology["pthrp_secretion"], drive_mult=cb.biology["osteoblastic_drive"], growth=growth,
-        **({} if background is None else _background_arrays(background, cb, streams)),
-        skeleton_w=np.ones(n), marrow_remaining=streams.draws("marrow", cb.patient_id).exponential((2,)).T.copy(),
+        **stage, **bone, marrow_remaining=streams.draws("marrow", cb.patient_id).exponential((2,)).T.copy(),
     ))
     lesions = _Rows(_new_lesions(
         p, owner, slot, site, cb.lesion_blastic_fraction[mask], cb.lesion_burden[mask], thresholds, local, params))
@@ -187,8 +187,6 @@ def simulate(
                    noise[:, visit_days[start]], visits, params)
         days = float(end - start)
         inputs = exposure.inputs(start, end, p.index)
-        if start < last_visit:
-            mk.advance_skeleton(p.skeleton_w, inputs.recruitment_sq * inputs.cells.osteoblast_production, days, params)
         L = lesions
         if local.course.prophylactic:
             _prophylactic_radiotherapy(p, L, start, log, local, params)
@@ -230,28 +228,27 @@ def simulate(
         supp = inputs.suppression
         exposure_mid = p.cum_suppression + 0.5 * days * supp
         p.cum_suppression[:] += days * supp
-        deep = supp > params.deep_suppression
+        resorption, damage = _skeleton_events(p, inputs, bone_draws, start, days, log, params)
         doses = exposure.impulses(start, p.index)
         recent = np.clip(np.minimum(p.last_sre + RECENT_SRE_DAYS, end) - np.maximum(p.last_sre, start), 0.0, days)
         # mean hazard per day over the step, and the dose-day impulses (spread over the dose day)
         p_rate = np.stack([
             p.hcm * load,
-            params.seeding_hazard * total * (1.0 - params.seeding_suppression * supp) * inputs.homing_keep,
+            params.seeding_hazard * total * resorption ** params.niche_resorption_exponent * inputs.homing_keep,
             _non_skeletal_death(p, background, params) * np.exp(params.death_log_hr_burden * total)
             * (1.0 + (params.death_hr_recent_sre - 1.0) * recent / days),
             p.onj * supp * exposure_mid / (exposure_mid + params.onj_exposure_half_days),
             p.hypo * supp**2 * (1.0 + params.hypocalcaemia_blastic_gain * blastic),
             p.renal_bg,
             np.zeros(rows),
-            params.atypical_fracture_hazard * (p.deep_days + 0.5 * days * deep),
+            params.atypical_fracture_hazard * damage,
         ])
-        p.deep_days[:] += days * deep
         impulse = np.zeros((8, 1 if doses is None else rows))
         if doses is not None:
             impulse[_RENAL] = params.renal_infusion_hazard * doses.relative_auc * p.kidney
             impulse[_APR] = doses.acute_phase
         if background is not None:
-            _stage_events(p, kill_resistant, inputs, start, days, log, params)
+            _stage_events(p, kill_resistant, start, days, log, params)
         _marrow_events(p, inputs.marrow_dose_rate, background is not None, start, days, log, params)
         p_remaining = p.remaining
         p_remaining -= days * p_rate + impulse
@@ -259,7 +256,7 @@ def simulate(
         if hit.size:
             pulse = impulse[kinds, np.minimum(hit, impulse.shape[1] - 1)]
             t = start + _crossing(p_remaining[kinds, hit], p_rate[kinds, hit], pulse, days)
-            _patient_events(p, lesions, thresholds, kinds, hit, t, log, local, params)
+            _patient_events(p, lesions, thresholds, kinds, hit, t, log, local, params, inputs)
             _label_rules(exposure, p, kinds, hit, t, stop_on_onj, recovery)
             dead = (kinds == _DEATH) & (t <= p.stop[hit])
             if dead.any():
@@ -268,6 +265,39 @@ def simulate(
                 end_day[p.index[r]] = t[dead]
                 p.stop[r] = np.minimum(p.stop[r], t[dead])
     return (*_tables(cb, arm, log, end_day, died, dropped, stop), _marker_table(cb, arm, visits))
+
+
+def _skeleton_events(p: _Rows, inputs: StepInputs, draws: tuple[np.ndarray, np.ndarray], start: int, days: float,
+                     log, params: Parameters):
+    """Step the skeleton outside the lesions and record its osteoporotic fractures; return the step means of its
+    resorption (healthy 1) and microdamage (per patient). ``draws``: see :func:`_skeleton_arrays`.
+
+    A fracture is recorded once per vertebra it involves (:func:`~vtrial.model.skeleton.vertebrae`:
+    several events on one day while density is lost fast) and uses one threshold.
+    """
+    before = p.skeleton_z.copy()
+    resorption, density, damage = skeleton.advance(
+        p.skeleton_w, p.skeleton_z, p.microdamage, inputs.recruitment_sq, p.rankl_factor, days, params,
+        inputs.cells.osteoblast_production)
+    rate = skeleton.fracture_hazard(density, params)
+    remaining = p.fracture_remaining
+    remaining -= days * rate
+    broke = np.flatnonzero(remaining <= 0.0)
+    if broke.size:
+        t = start + _crossing(remaining[broke], rate[broke], 0.0, days)
+        k = p.fracture_count[broke]
+        thresholds, uniforms = draws
+        patient = p.index[broke]
+        n = skeleton.vertebrae(skeleton.loss_per_year(before[broke], p.skeleton_z[broke], days),
+                               uniforms[patient, k], params)
+        rows = np.repeat(broke, n)
+        _record(log, p, rows, np.repeat(t, n), _OSTEOPOROTIC_CODE, np.full(rows.size, -1), np.full(rows.size, -1))
+        p.fracture_count[broke] += 1
+        more = k + 1 < ev.PATIENT_THRESHOLDS
+        value = np.full(broke.size, np.inf)
+        value[more] = thresholds[patient[more], k[more] + 1]
+        remaining[broke] += value
+    return resorption, damage
 
 
 def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposure, day: int, week: int,
@@ -293,7 +323,8 @@ def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposu
     )
     idx = p.index
     values = mk.measure(
-        L.owner, resorbed, resorption, formation, forming, state.burden * pthrp, recruitment, p.skeleton_w,
+        L.owner, resorbed, resorption, formation, forming, state.burden * pthrp, recruitment * p.rankl_factor,
+        p.skeleton_w,
         cb.creatinine_clearance_ml_min[idx], cb.vitamin_d_deficient[idx], bool(arm.calcium_vitamin_d),
         noise[idx], params,
     )
@@ -310,8 +341,9 @@ def _prior_history(p: _Rows, lesions: _Rows, exposure: Exposure, params: Paramet
 
     Entry lesions start untreated (:func:`~vtrial.model.lesion.established_state`) and keep their
     entry burden, the one seen at randomisation, while their osteoblasts and bone follow the prior
-    drug step by step; the uninvolved skeleton's osteoblasts (markers) and the cumulative and deep
-    suppression (ONJ, atypical fracture) take the history too.
+    drug step by step; the skeleton outside the lesions (turnover, density, microdamage: markers,
+    osteoporotic and atypical fractures) and the cumulative suppression (ONJ) take the history too,
+    without events.
     """
     L = lesions
     burden = L.y.copy()
@@ -326,9 +358,9 @@ def _prior_history(p: _Rows, lesions: _Rows, exposure: Exposure, params: Paramet
             _per_lesion(inputs.kill, L.owner), days, params, inputs.cells,
         )
         L.y[:] = burden
-        mk.advance_skeleton(p.skeleton_w, inputs.recruitment_sq * inputs.cells.osteoblast_production, days, params)
+        skeleton.advance(p.skeleton_w, p.skeleton_z, p.microdamage, inputs.recruitment_sq, p.rankl_factor, days,
+                         params, inputs.cells.osteoblast_production)
         p.cum_suppression[:] += days * inputs.suppression
-        p.deep_days[:] += days * (inputs.suppression > params.deep_suppression)
 
 
 def _renal_recovery_days(streams: Streams, patient_id: np.ndarray, params: Parameters) -> np.ndarray:
@@ -390,53 +422,57 @@ def _non_skeletal_death(p: _Rows, background: systemic.Background | None, params
 
 
 def _background_arrays(background: systemic.Background, cb: CohortBlock, streams: Streams):
-    """Per-patient rows of the stage, the background therapy and the skeleton outside the lesions.
+    """Per-patient rows of the stage and the background therapy.
 
     Thresholds come from the ``systemic`` stream purpose, in a fixed order: castration resistance,
-    then ``PATIENT_THRESHOLDS`` successive osteoporotic fractures.
+    then ``PATIENT_THRESHOLDS`` successive osteoporotic fractures (``fracture_thresholds``, for
+    :func:`_skeleton_arrays`).
     """
     draws = streams.draws("systemic", cb.patient_id)
     castration = draws.exponential()
-    fracture = draws.exponential((ev.PATIENT_THRESHOLDS,)).T
-    n = cb.n_patients
     return dict(
         sensitive=background.castration_sensitive.copy(), hormonal=background.hormonal,
         clone=(cb.lesion_burden * cb.lesion_mask).sum(axis=1),
         kill_sensitive=background.kill_sensitive, kill_resistant=background.kill_resistant,
-        course_kill=background.course_kill, rankl_factor=background.rankl_factor,
-        bone_w=np.ones(n), bone_z=np.ones(n), stage_remaining=np.stack([castration, fracture[0]]),
-        fracture_thresholds=fracture, fracture_count=np.zeros(n, np.int64),
+        course_kill=background.course_kill, castration_remaining=castration,
+        fracture_thresholds=draws.exponential((ev.PATIENT_THRESHOLDS,)).T,
     )
 
 
-def _stage_events(
-    p: _Rows, kill_resistant: np.ndarray, inputs: StepInputs, start: int, days: float, log, params,
-) -> None:
-    """Step the resistant clone and the skeleton outside the lesions; record castration resistance and osteoporotic fractures."""
+def _skeleton_arrays(cb: CohortBlock, streams: Streams, fracture_thresholds: np.ndarray | None,
+                     rankl_factor: np.ndarray) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Per-patient rows of the skeleton outside the lesions (healthy and undamaged at entry), and its draws.
+
+    The stream purpose ``skeleton`` gives, in a fixed order, ``PATIENT_THRESHOLDS`` successive
+    osteoporotic-fracture thresholds and as many uniforms for the number of vertebrae of each
+    fracture (the draws, ``[n, PATIENT_THRESHOLDS]`` each, indexed by block row). Version-2 protocols
+    keep the fracture thresholds they drew from ``systemic`` before every protocol had the
+    compartment (``fracture_thresholds``), so their fractures move only with the model.
+    """
+    draws = streams.draws("skeleton", cb.patient_id)
+    own = draws.exponential((ev.PATIENT_THRESHOLDS,))
+    fracture = own if fracture_thresholds is None else fracture_thresholds.T
+    n = cb.n_patients
+    rows = dict(
+        skeleton_w=np.ones(n), skeleton_z=np.ones(n), microdamage=np.zeros(n), rankl_factor=rankl_factor,
+        fracture_remaining=fracture[:, 0].copy(), fracture_count=np.zeros(n, np.int64),
+    )
+    return rows, (fracture, draws.random((ev.PATIENT_THRESHOLDS,)))
+
+
+def _stage_events(p: _Rows, kill_resistant: np.ndarray, start: int, days: float, log, params) -> None:
+    """Step the resistant clone; record castration resistance."""
     clone = systemic.resistant_clone(p.clone, kill_resistant, days, params)
-    bone = skeleton.advance(p.bone_w, p.bone_z, inputs.recruitment_sq, p.rankl_factor, days, params,
-                            inputs.cells.osteoblast_production)
-    rate = np.stack([
-        systemic.resistance_hazard(clone, p.sensitive & p.hormonal, params),
-        skeleton.fracture_hazard(bone, params),
-    ])
-    remaining = p.stage_remaining
+    rate = systemic.resistance_hazard(clone, p.sensitive & p.hormonal, params)
+    remaining = p.castration_remaining
     remaining -= days * rate
-    kinds, rows = np.nonzero(remaining <= 0.0)
+    rows = np.flatnonzero(remaining <= 0.0)
     if not rows.size:
         return
-    t = start + _crossing(remaining[kinds, rows], rate[kinds, rows], 0.0, days)
-    _record(log, p, rows, t, _STAGE_TYPE[kinds], np.full(rows.size, -1), np.full(rows.size, -1))
-    resistant = rows[kinds == _CASTRATION]
-    p.sensitive[resistant] = False
-    remaining[_CASTRATION, resistant] = np.inf
-    broke = rows[kinds == _OSTEOPOROTIC]
-    p.fracture_count[broke] += 1
-    k = p.fracture_count[broke]
-    more = k < ev.PATIENT_THRESHOLDS
-    value = np.full(broke.size, np.inf)
-    value[more] = p.fracture_thresholds[k[more], broke[more]]
-    remaining[_OSTEOPOROTIC, broke] += value
+    t = start + _crossing(remaining[rows], rate[rows], 0.0, days)
+    _record(log, p, rows, t, _CASTRATION_CODE, np.full(rows.size, -1), np.full(rows.size, -1))
+    p.sensitive[rows] = False
+    remaining[rows] = np.inf
 
 
 def _marrow_events(p: _Rows, dose_rate: float, background: bool, start: int, days: float, log, params) -> None:
@@ -487,13 +523,21 @@ def _check_invariants(cb: CohortBlock, p: _Rows, lesions: _Rows, rate: np.ndarra
 
 def _new_lesions(
     p: _Rows, owner, slot, site, phi, burden, thresholds: ev.Thresholds, local: LocalTherapy, params: Parameters,
+    inputs: StepInputs | None = None,
 ):
     """Arrays of new lesion rows: the given burden on bone in equilibrium with it, traits and thresholds.
 
-    Without prophylactic fixation in the arm, the lesion's fixation hazard is zero.
+    The bone is in equilibrium with the drug ``inputs`` of the step in which the lesion appears
+    (a lesion seeded on an antiresorptive starts with suppressed turnover); ``None``: untreated
+    (entry lesions). Without prophylactic fixation in the arm, the lesion's fixation hazard is zero.
     """
     traits = lesion_traits(phi, p.pthrp_secretion[owner], p.drive_mult[owner], p.growth[owner], params)
-    state = established_state(burden, traits, params)
+    if inputs is None:
+        state = established_state(burden, traits, params)
+    else:
+        state = established_state(burden, traits, params, inputs.recruitment_sq[owner],
+                                  _per_lesion(inputs.pthrp_keep, owner), inputs.cells,
+                                  _per_lesion(inputs.tgf_beta_keep, owner))
     weights = ev.lesion_hazard_weights(site, traits.blastic_fraction, traits.growth_rate, params).astype(STATE_DTYPE)
     if not local.prophylactic_fixation:
         weights[_SURGERY] = 0.0
@@ -586,8 +630,9 @@ def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kind: int, hit, t, log,
         L.weights[_SURGERY, hit[operate]] = 0.0
 
 
-def _patient_events(p: _Rows, lesions: _Rows, thresholds, kinds, rows, t, log, local: LocalTherapy, params) -> None:
-    """Record patient-level events, apply the next thresholds and seed new lesions."""
+def _patient_events(p: _Rows, lesions: _Rows, thresholds, kinds, rows, t, log, local: LocalTherapy, params,
+                    inputs: StepInputs) -> None:
+    """Record patient-level events, apply the next thresholds and seed new lesions (in the bone of ``inputs``)."""
     k = p.count[kinds, rows]
     nxt = k + 1
     p.count[kinds, rows] = nxt
@@ -611,7 +656,7 @@ def _patient_events(p: _Rows, lesions: _Rows, thresholds, kinds, rows, t, log, l
             p.next_slot[seeded] += 1
             lesions.append(_new_lesions(
                 p, seeded, slot[room], site[new[room]].astype(np.int8), p.mean_phi[seeded],
-                np.full(seeded.size, params.new_lesion_burden), thresholds, local, params))
+                np.full(seeded.size, params.new_lesion_burden), thresholds, local, params, inputs))
     p.last_sre[rows[kinds == _HCM]] = t[kinds == _HCM]
     _record(log, p, rows, t, _PATIENT_TYPE[kinds], lesion, site)
 
