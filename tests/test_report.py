@@ -147,11 +147,11 @@ def test_report_paints_in_headless_chromium(run, tmp_path):
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 def test_report_layout_in_headless_chromium(run, tmp_path):
-    """At a 900-pixel window: every figure visible and inside the width, no SVG texts overlapping, no number cell wrapped."""
+    """At a 640-pixel window (half a laptop screen): every figure visible and inside the width, no SVG texts overlapping, no number cell wrapped."""
     html = (run / "report.html").read_text(encoding="utf-8")
     page = tmp_path / "report.html"
     page.write_text(html.replace("</body>", LAYOUT_SCRIPT + "</body>"), encoding="utf-8")
-    dom = chromium(tmp_path, page, "--window-size=900,1600", "--dump-dom")
+    dom = chromium(tmp_path, page, "--window-size=640,1600", "--dump-dom")
     layout = json.loads(unescape(re.search(r'<pre id="layout">(.*?)</pre>', dom, re.S).group(1)))
     ids = [f["id"] for f in layout["figures"]]
     assert ids == ["figure-km-sre", "figure-cif", "figure-km-os", "figure-sre-bars", "figure-forest"]
