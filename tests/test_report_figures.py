@@ -306,5 +306,8 @@ def test_cli_report_format_writes_every_figure(tmp_path):
 @pytest.mark.slow
 def test_report_stays_under_one_megabyte_for_a_large_trial(tmp_path):
     folder = make_run_folder(tmp_path / "large", n=5000)
+    patients = pd.read_parquet(folder / "patients.parquet")  # the synthetic normal can go below 0 at this size
+    patients["creatinine_clearance_ml_min"] = patients["creatinine_clearance_ml_min"].clip(lower=5.0)
+    patients.to_parquet(folder / "patients.parquet")
     _, report = report_run(folder)
-    assert report.stat().st_size < 1_000_000
+    assert 300_000 < report.stat().st_size < 1_000_000
