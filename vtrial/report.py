@@ -78,7 +78,7 @@ def svg_element(figure: Figure) -> str:
     """The figure as an inline ``<svg>`` element (no XML prologue, no creation date)."""
     buffer = io.StringIO()
     with matplotlib.rc_context(_STYLE):
-        figure.savefig(buffer, format="svg", metadata={"Date": None})
+        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buffer.getvalue()
     return text[text.index("<svg") :]
 
@@ -198,7 +198,8 @@ def kaplan_meier_figure(patients: pd.DataFrame, summary: Mapping, brief: Mapping
             _step(ax, grid, kmf.survival_function_.iloc[:, 0].to_numpy(), band, colour,
                   f"{labels[arm]} (median {text})", len(drawn) <= MAX_BAND_ARMS)
             # one censor mark per plotting step: the marks show where follow-up ends, not each patient
-            censored = np.unique(np.round(months[~events.astype(bool)] / (grid[1] - grid[0])) * (grid[1] - grid[0]))
+            step = horizon / (PLOT_POINTS - 1)
+            censored = np.unique(np.round(months[~events.astype(bool)] / step) * step)
             censored = censored[censored <= grid[-1]]
             ax.plot(censored, kmf.survival_function_at_times(censored).to_numpy(), ls="none", marker="|",
                     ms=5, mew=0.8, color=colour)
