@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -63,8 +65,8 @@ def test_report_has_every_figure_and_table_and_nothing_external(run):
     assert {"table-baseline", "table-endpoints", "table-comparisons", "table-adverse-events", "table-manifest"} <= page.ids
     assert page.external == []
     assert "url(http" not in html and "@import" not in html
-    # The number-at-risk table is drawn under each Kaplan–Meier plot.
-    assert html.count("At risk") == 2
+    # The number-at-risk table is drawn under each Kaplan–Meier plot and the cumulative incidence.
+    assert html.count("Number at risk") == 3
     assert "Synthetic two-arm trial" in html and "denosumab 120.0 mg every 4.0 weeks" in html
 
 
@@ -98,6 +100,39 @@ def test_single_arm_report_renders_without_comparisons(tmp_path):
 
 
 CHROMIUM = Path("/usr/bin/chromium")
+#: Flags of a headless Chromium that touches no network and no profile but its own.
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+#: Run in the page once it is laid out: figure boxes, overlapping SVG texts, wrapped number cells.
+LAYOUT_SCRIPT = """<script>
+const out = {width: document.documentElement.clientWidth, figures: [], overlaps: [], wrapped: []};
+for (const figure of document.querySelectorAll("figure")) {
+  const svg = figure.querySelector("svg"), box = svg.getBoundingClientRect();
+  out.figures.push({id: figure.id, width: box.width, height: box.height, left: box.left, right: box.right});
+  const texts = [...svg.querySelectorAll("text")].map(t => [t.textContent, t.getBoundingClientRect()])
+    .filter(([s, b]) => s.trim() && b.width > 0);
+  texts.forEach(([a, p], i) => texts.slice(i + 1).forEach(([b, q]) => {
+    const w = Math.min(p.right, q.right) - Math.max(p.left, q.left), h = Math.min(p.bottom, q.bottom) - Math.max(p.top, q.top);
+    if (w > 1 && h > 1) out.overlaps.push([figure.id, a, b]);
+  }));
+}
+for (const td of document.querySelectorAll("#table-adverse-events td:not(:first-child), #table-comparisons td:not(:first-child)")) {
+  const range = document.createRange(); range.selectNodeContents(td);
+  const lines = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+  if (lines.size > 1) out.wrapped.push(td.textContent.trim());
+}
+const pre = document.createElement("pre"); pre.id = "layout"; pre.textContent = JSON.stringify(out);
+document.body.appendChild(pre);
+</script>"""
+
+
+def chromium(tmp_path: Path, page: Path, *args: str) -> str:
+    """Run headless Chromium on ``page`` with a fresh profile; its standard output."""
+    done = subprocess.run(
+        [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args, page.as_uri()],
+        check=True, capture_output=True, timeout=120, text=True,
+    )
+    return done.stdout
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
@@ -105,13 +140,26 @@ def test_report_paints_in_headless_chromium(run, tmp_path):
     import matplotlib.image
 
     shot = tmp_path / "shot.png"
-    subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-         "--window-size=1200,2000", (run / "report.html").as_uri()],
-        check=True, capture_output=True, timeout=120,
-    )
+    chromium(tmp_path, run / "report.html", f"--screenshot={shot}", "--window-size=1200,2000")
     pixels = matplotlib.image.imread(shot)
     assert np.ptp(pixels[..., :3]) > 0.5  # not a blank page
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
+def test_report_layout_in_headless_chromium(run, tmp_path):
+    """At a 640-pixel window (half a laptop screen): every figure visible and inside the width, no SVG texts overlapping, no number cell wrapped."""
+    html = (run / "report.html").read_text(encoding="utf-8")
+    page = tmp_path / "report.html"
+    page.write_text(html.replace("</body>", LAYOUT_SCRIPT + "</body>"), encoding="utf-8")
+    dom = chromium(tmp_path, page, "--window-size=640,1600", "--dump-dom")
+    layout = json.loads(unescape(re.search(r'<pre id="layout">(.*?)</pre>', dom, re.S).group(1)))
+    ids = [f["id"] for f in layout["figures"]]
+    assert ids == ["figure-km-sre", "figure-cif", "figure-km-os", "figure-sre-bars", "figure-forest"]
+    for figure in layout["figures"]:
+        assert figure["width"] > 300 and figure["height"] > 100, figure
+        assert 0 <= figure["left"] and figure["right"] <= layout["width"], figure
+    assert layout["overlaps"] == []
+    assert layout["wrapped"] == []
 
 
 def test_endpoint_table_shows_radiotherapy_retreatment_or_its_reason(run):
@@ -138,7 +186,8 @@ def test_report_shows_markers_when_the_run_has_them(tmp_path):
     html = (run / "report.html").read_text(encoding="utf-8")
     page.feed(html)
     assert "table-markers" in page.ids
-    assert "<td>16.0</td>" in html and "<td>-75.0%</td>" in html and "<td>-25.0%</td>" in html
+    assert '<td class="n">16.0</td>' in html and "<td class=\"n\">−75.0%</td>" in html and "<td class=\"n\">−25.0%</td>" in html
+    assert 'id="figure-markers"' in html
 
 
 def test_report_of_a_run_without_markers_has_no_marker_table(run):

@@ -13,6 +13,8 @@ import sys
 import traceback
 import typing
 import warnings
+from enum import Enum
+from pathlib import Path
 
 import typer
 from typer.exceptions import TyperException
@@ -164,13 +166,29 @@ def batch(
     typer.echo(f"wrote {path}")
 
 
+class FigureFormat(str, Enum):
+    """File format of the figures ``vtrial report --format`` writes."""
+
+    png = "png"
+    pdf = "pdf"
+    svg = "svg"
+
+
 @app.command()
-def report(run_dir: str = typer.Argument(..., help="A run folder written by `vtrial run`.")) -> None:
+def report(
+    run_dir: str = typer.Argument(..., help="A run folder written by `vtrial run`."),
+    figure_format: FigureFormat | None = typer.Option(
+        None, "--format", help="Also write each figure to the run folder's figures/ in this format."
+    ),
+) -> None:
     """Rebuild summary.json and report.html of a run folder from its Parquet tables alone."""
     from vtrial.report import report_run
 
-    summary_path, report_path = report_run(run_dir)
+    fmt = None if figure_format is None else figure_format.value
+    summary_path, report_path = report_run(run_dir, fmt)
     typer.echo(f"wrote {summary_path} and {report_path}")
+    if fmt is not None:
+        typer.echo(f"wrote the figures to {Path(run_dir) / 'figures'} as {fmt}")
 
 
 @app.command()

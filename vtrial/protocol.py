@@ -666,6 +666,7 @@ class Arm(_Schema):
     """
 
     name: str = Field(min_length=1)
+    label: str | None = Field(None, min_length=1, max_length=60)
     drug: AnyDrug
     dose_mg: DoseMg | None = None
     dose_kbq_per_kg: DoseKbqPerKg | None = None

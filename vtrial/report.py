@@ -16,9 +16,9 @@ import jinja2
 import matplotlib
 import numpy as np
 import pandas as pd
-from lifelines.plotting import add_at_risk_counts
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import NullFormatter
 
 from vtrial.analysis import (
     read_protocol,
@@ -28,49 +28,70 @@ from vtrial.analysis import (
     write_summary,
 )
 from vtrial.analysis.run import KEY, PATIENT_SCHEMA
-from vtrial.store import atomic_write_text
+from vtrial.analysis.summary import landmark_key
 from vtrial.analysis.survival import (
     DAYS_PER_MONTH,
     competing_risks,
-    cumulative_incidence,
+    cumulative_incidence_band,
     endpoint,
     kaplan_meier,
 )
 from vtrial.errors import UserInputError
+from vtrial.store import atomic_write_bytes, atomic_write_text
 
 #: Points per curve in the figures.
 PLOT_POINTS = 600
 #: Most arms drawn in a figure (the first ones in protocol order; the tables list every arm).
 MAX_FIGURE_ARMS = 12
+#: Most arms whose curves get confidence bands (more overlapping bands are unreadable and heavy).
+MAX_BAND_ARMS = 4
 #: Most rows of the forest plot.
 MAX_FOREST_ROWS = 60
 #: Arm colours (colour-blind safe, Okabe–Ito).
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
-#: Figure style: SVG text stays text, ids are reproducible.
+#: Figure style: SVG text stays text, ids are reproducible, minus signs are U+2212.
 _STYLE = {"svg.fonttype": "none", "svg.hashsalt": "vtrial", "font.size": 9, "axes.spines.top": False,
-          "axes.spines.right": False}
+          "axes.spines.right": False, "axes.unicode_minus": True}
+#: File formats of ``vtrial report --format`` and the resolution of PNG files.
+FIGURE_FORMATS = ("png", "pdf", "svg")
+PNG_DPI = 200
+#: Metadata that keeps a creation date out of each file format (same run, same bytes).
+_NO_DATE: dict[str, dict] = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
+#: Candidate ticks of the forest plot's log axis (the ones inside the axis are labelled).
+_RATIO_TICKS = (0.05, 0.1, 0.2, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0)
+#: Tick spacings of the time axis, months: the first giving at most 8 intervals is used.
+_MONTH_STEPS = (1, 2, 3, 6, 12, 24, 48, 96)
+#: Unicode minus, for numbers in the page.
+MINUS = "\u2212"
 
 _ENDPOINT_TITLES = {
     "time_to_first_sre": ("Time to first skeletal-related event", "Free of SRE"),
     "overall_survival": ("Overall survival", "Alive"),
+}
+_ENDPOINT_MEDIANS = {
+    "time_to_first_sre": "median_time_to_first_sre_months",
+    "overall_survival": "median_overall_survival_months",
 }
 
 
 def svg_element(figure: Figure) -> str:
     """The figure as an inline ``<svg>`` element (no XML prologue, no creation date)."""
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    with matplotlib.rc_context(_STYLE):
+        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buffer.getvalue()
     return text[text.index("<svg") :]
 
 
-def _plot_grid(patients: pd.DataFrame) -> np.ndarray:
-    """Months at which curves are drawn: ``PLOT_POINTS`` steps to the longest follow-up.
+def arm_labels(brief: Mapping) -> dict[str, str]:
+    """Display label of each arm: its protocol ``label``, else its name."""
+    return {arm["name"]: arm.get("label") or arm["name"] for arm in brief["arms"]}
 
-    A step function sampled this finely looks the same at the report's size, and the page stays
-    small whatever the number of patients.
-    """
-    return np.linspace(0.0, patients["followup_days"].max() / DAYS_PER_MONTH, PLOT_POINTS)
+
+def month_ticks(horizon_months: float) -> np.ndarray:
+    """Ticks of the time axis from 0 to the data cut-off, at most 8 intervals of 1, 2, 3, 6, 12… months."""
+    step = next((s for s in _MONTH_STEPS if horizon_months / s <= 8), _MONTH_STEPS[-1])
+    return np.arange(0.0, horizon_months + 1e-9, step)
 
 
 def _drawn(patients: pd.DataFrame, arms: Sequence[str]) -> list[tuple[str, str]]:
@@ -79,57 +100,167 @@ def _drawn(patients: pd.DataFrame, arms: Sequence[str]) -> list[tuple[str, str]]
     return [(arm, colour) for arm, colour in zip(arms, itertools.cycle(COLOURS)) if arm in present][:MAX_FIGURE_ARMS]
 
 
-def kaplan_meier_figure(patients: pd.DataFrame, arms: Sequence[str], name: str) -> str:
-    """Kaplan–Meier curves by arm with 95% bands and a number-at-risk table underneath."""
+def _arm_grid(durations: np.ndarray, horizon: float) -> np.ndarray:
+    """Months at which an arm's curve is drawn: ``PLOT_POINTS`` steps, stopped at its last follow-up.
+
+    A step function sampled this finely looks the same at the report's size, and the page stays
+    small whatever the number of patients; no curve runs past the data cut-off.
+    """
+    last = min(float(durations.max()), horizon)
+    grid = np.linspace(0.0, horizon, PLOT_POINTS)
+    return np.append(grid[grid < last], last)
+
+
+def _step(ax: Axes, grid: np.ndarray, curve: np.ndarray, band: np.ndarray | None, colour: str, label: str,
+          with_band: bool) -> None:
+    """A step curve (and its band) drawn through its change points only: same picture, smaller SVG."""
+    values = np.column_stack([curve] if band is None else [curve, band])
+    keep = np.r_[True, np.any(np.diff(values, axis=0) != 0, axis=1)]
+    keep[-1] = True  # the curve reaches the arm's last follow-up
+    x = grid[keep]
+    ax.step(x, curve[keep], where="post", color=colour, lw=1.4, label=label)
+    if with_band and band is not None:
+        ax.fill_between(x, band[keep, 0], band[keep, 1], step="post", color=colour, alpha=0.15, lw=0)
+
+
+def _curve_figure(title: str, n_rows: int) -> tuple[Figure, Axes, Axes]:
+    """A figure with the curve axes above a number-at-risk table of ``n_rows`` rows (shared time axis)."""
+    figure = Figure(figsize=(7.0, 3.9 + 0.2 * n_rows), layout="constrained")
+    ax, table = figure.subplots(2, 1, sharex=True, height_ratios=(3.4, 0.35 + 0.2 * n_rows))
+    figure.suptitle(title, x=0.02, ha="left", fontsize=10, fontweight="bold")
+    return figure, ax, table
+
+
+def _risk_table(table: Axes, rows: Sequence[tuple[str, str, np.ndarray]], ticks: np.ndarray) -> None:
+    """Number at risk (duration >= tick) of each arm under each tick, one row per arm in its colour.
+
+    The arm's label is the row's tick label, kept clear of the count at time 0 (which is centred
+    on the axis) by a padding of the widest count's half width.
+    """
+    table.set_ylim(len(rows) - 0.5, -0.5)
+    table.set_yticks(range(len(rows)), [label for label, _, _ in rows])
+    for tick_label, (_, colour, _) in zip(table.get_yticklabels(), rows):
+        tick_label.set_color(colour)
+    for i, (_, colour, durations) in enumerate(rows):
+        for t in ticks:
+            table.text(t, i, str(int((durations >= t).sum())), ha="center", va="center", color=colour, fontsize=8)
+    widest = max(len(str(len(durations))) for _, _, durations in rows)
+    table.tick_params(axis="y", length=0, pad=6 + 3.0 * widest)
+    table.tick_params(axis="x", length=0, labelbottom=False)
+    for spine in table.spines.values():
+        spine.set_visible(False)
+    table.set_title("Number at risk", loc="left", fontsize=8, color="#5b6475")
+
+
+def _time_axis(ax: Axes, horizon: float) -> np.ndarray:
+    """The curve axes' time axis: 0 to the data cut-off with :func:`month_ticks`."""
+    ticks = month_ticks(horizon)
+    ax.set_xlim(0.0, horizon)
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_tick_params(labelbottom=True)
+    ax.set_xlabel("Months since randomisation")
+    return ticks
+
+
+def _top_legend(ax: Axes, columns: int) -> None:
+    """The arms' legend in a row above the curves, under the title (it covers no curve)."""
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), borderaxespad=0.0, frameon=False,
+              ncols=min(len(ax.get_legend_handles_labels()[0]), columns))
+
+
+def _logrank_text(result: Mapping | None) -> str | None:
+    """``Log-rank p = 0.012`` (``p < 0.001``), or ``None`` when the test was not computed."""
+    if not result or result.get("p_value") is None:
+        return None
+    p = result["p_value"]
+    return "Log-rank p < 0.001" if p < 0.001 else f"Log-rank p = {p:.3f}"
+
+
+def kaplan_meier_figure(patients: pd.DataFrame, summary: Mapping, brief: Mapping, name: str) -> Figure:
+    """Kaplan–Meier curves by arm: 95% bands, censor marks, medians and log-rank p, number at risk.
+
+    Curves stop at each arm's last follow-up and the axis at the data cut-off.
+    """
     title, ylabel = _ENDPOINT_TITLES[name]
+    labels, horizon = arm_labels(brief), float(brief["horizon_months"])
+    drawn = _drawn(patients, list(summary["arms"]))
     with matplotlib.rc_context(_STYLE):
-        figure = Figure(figsize=(7.0, 4.2))
-        ax = figure.add_subplot()
-        fits = []
-        grid = _plot_grid(patients)
-        for arm, colour in _drawn(patients, arms):
+        figure, ax, table = _curve_figure(title, len(drawn))
+        rows = []
+        for arm, colour in drawn:
             durations, events = endpoint(patients[patients["arm"] == arm], name)
-            kmf = kaplan_meier(durations / DAYS_PER_MONTH, events, arm, timeline=grid)
-            kmf.plot_survival_function(ax=ax, ci_show=True, color=colour)
-            fits.append(kmf)
-        ax.set(title=title, xlabel="Months since randomisation", ylabel=ylabel, ylim=(0, 1.02), xlim=(0, None))
-        ax.legend(frameon=False, loc="lower left")
-        add_at_risk_counts(*fits, ax=ax, fig=figure, rows_to_show=["At risk"])
-        return svg_element(figure)
+            months = np.minimum(durations / DAYS_PER_MONTH, horizon)
+            grid = _arm_grid(months, horizon)
+            kmf = kaplan_meier(months, events, arm, timeline=grid)
+            band = kmf.confidence_interval_.to_numpy()
+            median = summary["arms"][arm][_ENDPOINT_MEDIANS[name]]
+            text = "not reached" if median is None else f"{median:.1f} months"
+            _step(ax, grid, kmf.survival_function_.iloc[:, 0].to_numpy(), band, colour,
+                  f"{labels[arm]} (median {text})", len(drawn) <= MAX_BAND_ARMS)
+            # one censor mark per plotting step: the marks show where follow-up ends, not each patient
+            step = horizon / (PLOT_POINTS - 1)
+            censored = np.unique(np.round(months[~events.astype(bool)] / step) * step)
+            censored = censored[censored <= grid[-1]]
+            ax.plot(censored, kmf.survival_function_at_times(censored).to_numpy(), ls="none", marker="|",
+                    ms=5, mew=0.8, color=colour)
+            rows.append((labels[arm], colour, months))
+        ticks = _time_axis(ax, horizon)
+        ax.set(ylabel=ylabel, ylim=(0, 1.02))
+        pvalue = _logrank_text(summary.get("logrank", {}).get(name))
+        if pvalue:
+            ax.text(0.02, 0.04, pvalue, transform=ax.transAxes, ha="left", va="bottom")
+        _top_legend(ax, 2)
+        _risk_table(table, rows, ticks)
+        return figure
 
 
-def cumulative_incidence_figure(patients: pd.DataFrame, arms: Sequence[str], landmarks: Sequence[float]) -> str:
-    """Aalen–Johansen cumulative incidence of SRE by arm, death competing."""
-    grid = _plot_grid(patients)
+def cumulative_incidence_figure(patients: pd.DataFrame, summary: Mapping, brief: Mapping) -> Figure:
+    """Aalen–Johansen cumulative incidence of SRE by arm, death competing: 95% bands, landmarks, number at risk."""
+    labels, horizon = arm_labels(brief), float(brief["horizon_months"])
+    drawn = _drawn(patients, list(summary["arms"]))
     with matplotlib.rc_context(_STYLE):
-        figure = Figure(figsize=(7.0, 3.6))
-        ax = figure.add_subplot()
-        for arm, colour in _drawn(patients, arms):
-            cif = cumulative_incidence(*competing_risks(patients[patients["arm"] == arm]))
-            on_grid = cif.reindex(grid * DAYS_PER_MONTH, method="ffill").fillna(0.0)
-            ax.step(grid, on_grid.to_numpy(), where="post", color=colour, label=arm)
-        for month in landmarks:
+        figure, ax, table = _curve_figure("Cumulative incidence of SRE (death as competing risk)", len(drawn))
+        rows = []
+        for arm, colour in drawn:
+            durations, code = competing_risks(patients[patients["arm"] == arm])
+            months = np.minimum(durations / DAYS_PER_MONTH, horizon)
+            grid = _arm_grid(months, horizon)
+            band = cumulative_incidence_band(durations, code)
+            on_grid = band.reindex(grid * DAYS_PER_MONTH, method="ffill").fillna(0.0).to_numpy()
+            _step(ax, grid, on_grid[:, 0], on_grid[:, 1:], colour, labels[arm], len(drawn) <= MAX_BAND_ARMS)
+            rows.append((labels[arm], colour, months))
+        for month in summary["landmarks_months"]:
             ax.axvline(month, color="#999999", lw=0.6, ls=":")
-        ax.set(title="Cumulative incidence of SRE (death as competing risk)", xlabel="Months since randomisation",
-               ylabel="Cumulative incidence", ylim=(0, None), xlim=(0, None))
-        ax.legend(frameon=False, loc="upper left")
-        return svg_element(figure)
+        ticks = _time_axis(ax, horizon)
+        ax.set(ylabel="Cumulative incidence", ylim=(0, None))
+        _top_legend(ax, 3)
+        _risk_table(table, rows, ticks)
+        return figure
 
 
-def forest_rows(summary: Mapping) -> list[dict]:
-    """Rows of the forest plot: every comparison (overall and by primary) with an estimate and its CI."""
+#: Forest-plot rows of a comparison: summary key, text, ratio key, ratio name.
+_FOREST_ENDPOINTS = (
+    ("time_to_first_sre", "time to first SRE", "hazard_ratio", "HR"),
+    ("first_and_subsequent_sre", "all SREs", "rate_ratio", "RR"),
+    ("overall_survival", "overall survival", "hazard_ratio", "HR"),
+)
+
+
+def forest_rows(summary: Mapping, labels: Mapping[str, str] | None = None) -> list[dict]:
+    """Rows of the forest plot: every comparison (overall and by primary) with an estimate and its CI.
+
+    ``labels`` maps arm names to display labels (default: the names).
+    """
+    labels = labels or {}
     rows = []
     for c in summary["comparisons"]:
-        vs = f"{c['arm']} vs {c['reference']}"
-        for key, label, ratio in (
-            ("time_to_first_sre", "time to first SRE", "hazard_ratio"),
-            ("first_and_subsequent_sre", "all SREs (rate ratio)", "rate_ratio"),
-            ("overall_survival", "overall survival", "hazard_ratio"),
-        ):
-            rows.append({"label": f"{vs}: {label}", **_estimate(c[key], ratio)})
+        vs = f"{labels.get(c['arm'], c['arm'])} vs {labels.get(c['reference'], c['reference'])}"
+        for key, text, ratio, short in _FOREST_ENDPOINTS:
+            rows.append({"label": f"{vs}: {text}", "kind": short, **_estimate(c[key], ratio)})
     for s in summary["subgroups"]:
-        label = f"{s['arm']} vs {s['reference']}: first SRE, {s['primary']}"
-        rows.append({"label": label, **_estimate(s["time_to_first_sre"], "hazard_ratio")})
+        vs = f"{labels.get(s['arm'], s['arm'])} vs {labels.get(s['reference'], s['reference'])}"
+        label = f"{vs}: first SRE, {s['primary'].replace('_', ' ')}"
+        rows.append({"label": label, "kind": "HR", **_estimate(s["time_to_first_sre"], "hazard_ratio")})
     return [r for r in rows if None not in (r["ratio"], r["ci_low"], r["ci_high"])]
 
 
@@ -137,14 +268,27 @@ def _estimate(result: Mapping, ratio: str) -> dict:
     return {"ratio": result[ratio], "ci_low": result["ci_low"], "ci_high": result["ci_high"]}
 
 
-def forest_figure(summary: Mapping) -> str | None:
-    """Forest plot of hazard and rate ratios with 95% CIs on a log axis; ``None`` if none."""
-    rows = forest_rows(summary)[:MAX_FOREST_ROWS]
+def ratio_ticks(low: float, high: float) -> tuple[tuple[float, float], list[float]]:
+    """Limits and labelled ticks of a log ratio axis holding ``[low, high]``.
+
+    The axis always reaches past 1 on both sides (to 1.5 and 1/1.5 at least), so a tick above
+    and below 1 is labelled whatever the estimates.
+    """
+    limits = (min(low / 1.1, 1 / 1.55), max(high * 1.1, 1.55))
+    ticks = [t for t in _RATIO_TICKS if limits[0] <= t <= limits[1]]
+    if len(ticks) > 7:  # wide intervals: keep the 1-2-5 ticks
+        ticks = [t for t in ticks if f"{t:g}".lstrip("0.").rstrip("0")[:1] in "125"]
+    return limits, ticks
+
+
+def forest_figure(summary: Mapping, brief: Mapping) -> Figure | None:
+    """Forest plot of hazard and rate ratios with 95% CIs on a log axis and a numeric column; ``None`` if none."""
+    rows = forest_rows(summary, arm_labels(brief))[:MAX_FOREST_ROWS]
     if not rows:
         return None
     with matplotlib.rc_context(_STYLE):
-        figure = Figure(figsize=(7.0, 0.9 + 0.32 * len(rows)))
-        ax = figure.add_subplot()
+        figure = Figure(figsize=(7.5, 1.1 + 0.3 * len(rows)), layout="constrained")
+        ax, column = figure.subplots(1, 2, sharey=True, width_ratios=(2.2, 1))
         y = np.arange(len(rows))[::-1]
         ratio = np.array([r["ratio"] for r in rows])
         low = np.array([r["ci_low"] for r in rows])
@@ -152,38 +296,84 @@ def forest_figure(summary: Mapping) -> str | None:
         ax.errorbar(ratio, y, xerr=[ratio - low, high - ratio], fmt="s", color="#333333", ms=4, capsize=2)
         ax.axvline(1.0, color="#999999", lw=0.8)
         ax.set_xscale("log")
-        plain_number = FuncFormatter(lambda value, _: f"{value:g}")
-        ax.xaxis.set_major_formatter(plain_number)
-        ax.xaxis.set_minor_formatter(plain_number)
+        limits, ticks = ratio_ticks(float(low.min()), float(high.max()))
+        ax.set_xlim(*limits)
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yticks(y, [r["label"] for r in rows])
-        ax.set(xlabel="Ratio (95% CI), < 1 favours the arm", title="Hazard and rate ratios vs the reference arm")
-        return svg_element(figure)
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.set(xlabel="Ratio (95% CI), < 1 favours the arm")
+        figure.suptitle("Hazard and rate ratios vs the reference arm", x=0.02, ha="left", fontsize=10,
+                        fontweight="bold")
+        column.set_axis_off()
+        column.set_xlim(0, 1)
+        column.set_title("Ratio (95% CI)", loc="left", fontsize=9)
+        for yi, r in zip(y, rows):
+            column.text(0.0, yi, f"{r['kind']} {r['ratio']:.2f} ({r['ci_low']:.2f}–{r['ci_high']:.2f})",
+                        va="center", ha="left")
+        return figure
 
 
-def sre_bars_figure(summary: Mapping) -> str:
-    """SRE rate per patient-year (95% exact CI) and the fraction with each SRE type, by arm."""
+def sre_bars_figure(summary: Mapping, brief: Mapping) -> Figure:
+    """SRE rate per patient-year (95% exact CI) and the fraction with each SRE type, by arm.
+
+    The legend sits outside the axes, so it covers no bar.
+    """
+    labels = arm_labels(brief)
     arms = list(summary["arms"])[:MAX_FIGURE_ARMS]
     types = summary["sre_types"]
     with matplotlib.rc_context(_STYLE):
-        figure = Figure(figsize=(8.0, 3.4))
+        figure = Figure(figsize=(8.0, 3.6), layout="constrained")
         left, right = figure.subplots(1, 2, width_ratios=(1, 2))
         # an arm without patients (or follow-up) has no rate: NaN draws no bar
         rate = np.array([summary["arms"][a]["sre_rate_per_patient_year"] for a in arms], dtype=float)
         ci = np.array([summary["arms"][a]["sre_rate_per_patient_year_ci"] for a in arms], dtype=float)
         colours = list(itertools.islice(itertools.cycle(COLOURS), len(arms)))
-        left.bar(arms, rate, yerr=[rate - ci[:, 0], ci[:, 1] - rate], color=colours, capsize=3)
-        left.set_xticks(range(len(arms)), [a.replace("_", " ") for a in arms], rotation=20, ha="right")
+        left.bar(range(len(arms)), rate, yerr=[rate - ci[:, 0], ci[:, 1] - rate], color=colours, capsize=3)
+        left.set_xticks(range(len(arms)), [labels[a] for a in arms], rotation=20, ha="right")
         left.set(title="SRE rate", ylabel="SREs per patient-year")
         width = 0.8 / len(arms)
         x = np.arange(len(types))
         for i, (arm, colour) in enumerate(zip(arms, colours)):
             share = np.array([summary["arms"][arm]["sre_by_type"][t] for t in types], dtype=float)
-            right.bar(x + (i - (len(arms) - 1) / 2) * width, share, width, color=colour, label=arm)
+            right.bar(x + (i - (len(arms) - 1) / 2) * width, share, width, color=colour, label=labels[arm])
         right.set_xticks(x, [t.replace("_", " ") for t in types], rotation=20, ha="right")
         right.set(title="Patients with each SRE type", ylabel="Fraction of the arm")
-        right.legend(frameon=False)
-        figure.tight_layout()
-        return svg_element(figure)
+        figure.legend(loc="outside right upper", frameon=False)
+        return figure
+
+
+#: Panels of the marker figure: summary key, axis label.
+_MARKER_PANELS = (
+    ("untx_nmol_mmol", "uNTx/Cr, nmol/mmol"),
+    ("bsap_ug_l", "BSAP, µg/L"),
+    ("calcium_mmol_l", "Calcium, mmol/L"),
+)
+
+
+def markers_figure(summary: Mapping, brief: Mapping) -> Figure | None:
+    """Median uNTx, BSAP and serum calcium by visit week and arm; ``None`` when the run has no markers."""
+    labels = arm_labels(brief)
+    arms = [(a, c) for a, c in zip(list(summary["arms"])[:MAX_FIGURE_ARMS], itertools.cycle(COLOURS))
+            if summary["arms"][a].get("markers")]
+    if not arms:
+        return None
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(8.0, 3.0), layout="constrained")
+        panels = figure.subplots(1, len(_MARKER_PANELS), sharex=True)
+        for ax, (key, ylabel) in zip(panels, _MARKER_PANELS):
+            for arm, colour in arms:
+                visits = summary["arms"][arm]["markers"]
+                weeks = sorted(visits, key=float)
+                values = np.array([visits[w][key] for w in weeks], dtype=float)
+                ax.plot([float(w) for w in weeks], values, marker="o", ms=3, color=colour,
+                        label=labels[arm] if key == _MARKER_PANELS[0][0] else None)
+            ax.set(ylabel=ylabel, xlabel="Week")
+            ax.set_xlim(left=0)
+        figure.suptitle("Bone markers and serum calcium, median by visit", x=0.02, ha="left", fontsize=10,
+                        fontweight="bold")
+        figure.legend(loc="outside right upper", frameon=False)
+        return figure
 
 
 def _n_pct(flag: pd.Series) -> str:
@@ -238,6 +428,7 @@ def protocol_brief(protocol) -> dict:
         "arms": [
             {
                 "name": arm.name,
+                "label": arm.label or arm.name,
                 "drug": arm.drug,
                 "dose_mg": arm.dose_mg,
                 "every_weeks": arm.every_weeks,
@@ -270,8 +461,26 @@ def _flatten(mapping: Mapping, prefix: str = "", depth: int = 1) -> list[tuple[s
 
 
 def _number(value: float | None, digits: int = 2) -> str:
-    """``value`` to ``digits`` decimals; "—" for a missing (``None`` or NaN) value."""
-    return "—" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+    """``value`` to ``digits`` decimals with a true minus sign (U+2212); "—" for a missing (``None`` or NaN) value."""
+    if value is None or not np.isfinite(value):
+        return "—"
+    text = f"{value:.{digits}f}"
+    if text.startswith("-"):
+        text = text[1:] if float(text) == 0 else MINUS + text[1:]
+    return text
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    """A proportion as a percentage, ``12.5%``; "—" when missing."""
+    return "—" if value is None else f"{_number(100 * value, digits)}%"
+
+
+def _interval(low: float | None, high: float | None, digits: int = 2, percent: bool = False) -> str:
+    """``(0.71–0.95)``, or ``(−6.6% to −1.5%)`` when a bound is negative (an en dash next to a minus misreads)."""
+    def show(v: float | None) -> str:
+        return _pct(v, digits) if percent else _number(v, digits)
+    negative = any(v is not None and np.isfinite(v) and v < 0 for v in (low, high))
+    return f"({show(low)}{' to ' if negative else '–'}{show(high)})"
 
 
 def _p(value: float | None) -> str:
@@ -280,11 +489,11 @@ def _p(value: float | None) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def _estimate_text(result: Mapping, ratio: str) -> str:
+def _estimate_text(result: Mapping, ratio: str, digits: int = 2) -> str:
     """``0.82 (0.71–0.95)``, or the reason when the estimate is missing."""
     if result[ratio] is None:
         return f"not estimable: {result['reason']}"
-    return f"{result[ratio]:.2f} ({result['ci_low']:.2f}–{result['ci_high']:.2f})"
+    return f"{_number(result[ratio], digits)} {_interval(result['ci_low'], result['ci_high'], digits)}"
 
 
 def _retreatment_text(arm: Mapping) -> str:
@@ -312,12 +521,91 @@ def template_environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(number=_number, p=_p, estimate=_estimate_text, retreatment=_retreatment_text,
-                               test_p=_test_p, pct=lambda v: "—" if v is None else f"{100 * v:.1f}%")
+                               test_p=_test_p, pct=_pct)
+    environment.globals.update(interval=_interval)
     return environment
 
 
+def report_figures(summary: Mapping, patients: pd.DataFrame, brief: Mapping) -> dict[str, Figure | None]:
+    """Every figure of the report by file name; ``None`` for a figure the run cannot have (no ratio, no marker)."""
+    return {
+        "km_sre": kaplan_meier_figure(patients, summary, brief, "time_to_first_sre"),
+        "cif": cumulative_incidence_figure(patients, summary, brief),
+        "km_os": kaplan_meier_figure(patients, summary, brief, "overall_survival"),
+        "sre_bars": sre_bars_figure(summary, brief),
+        "forest": forest_figure(summary, brief),
+        "markers": markers_figure(summary, brief),
+    }
+
+
+def landmarks_past_followup(summary: Mapping, patients: pd.DataFrame, labels: Mapping[str, str]) -> list[dict]:
+    """Landmarks at which an arm with patients has no cumulative incidence, with each such arm's longest follow-up.
+
+    The estimate ends at an arm's last follow-up; with staggered entry nobody is followed the
+    whole horizon, so a landmark at the horizon is past it.
+    """
+    longest = (patients.groupby("arm")["followup_days"].max() / DAYS_PER_MONTH).to_dict()
+    notes = []
+    for months in summary["landmarks_months"]:
+        key = landmark_key(months)
+        arms = [(labels[arm], longest[arm]) for arm, a in summary["arms"].items()
+                if a["n"] and a["cumulative_incidence_sre"][key] is None]
+        if arms:
+            notes.append({"months": key, "arms": arms})
+    return notes
+
+
+#: Rows of the parameter-uncertainty table: summary key, text, Monte Carlo CI key, digits, percent.
+_UNCERTAIN_ARM_ROWS = (
+    ("proportion_with_sre", "Patients with ≥ 1 SRE", "proportion_with_sre_ci", 1, True),
+    ("median_time_to_first_sre_months", "Median time to first SRE, months", "median_time_to_first_sre_months_ci", 1,
+     False),
+    ("sre_rate_per_patient_year", "SRE rate per patient-year", "sre_rate_per_patient_year_ci", 3, False),
+    ("median_overall_survival_months", "Median overall survival, months", "median_overall_survival_months_ci", 1,
+     False),
+)
+
+
+def uncertainty_rows(summary: Mapping, labels: Mapping[str, str]) -> list[tuple[str, str, str, str]]:
+    """The ``uncertainty`` block beside the Monte Carlo estimates, as ``(who, endpoint, Monte Carlo, draws)`` rows.
+
+    The Monte Carlo interval is the sampling error of the virtual patients at the calibrated
+    parameters; the draws' percentile interval is the spread over the parameter draws.
+    """
+    block = summary.get("uncertainty")
+    if not block:
+        return []
+    rows = []
+    for arm, values in block["arms"].items():
+        mc = summary["arms"][arm]
+        for key, text, ci, digits, percent in _UNCERTAIN_ARM_ROWS:
+            if key not in values:
+                continue
+            show = _pct if percent else _number
+            draws = values[key]
+            rows.append((labels.get(arm, arm), text,
+                         f"{show(mc[key], digits)} {_interval(*mc[ci], digits, percent)}",
+                         f"{show(draws['median'], digits)} {_interval(draws['low'], draws['high'], digits, percent)}"))
+    comparisons = {(c["arm"], c["reference"]): c for c in summary["comparisons"]}
+    for c in block.get("comparisons", []):
+        mc = comparisons.get((c["arm"], c["reference"]))
+        who = f"{labels.get(c['arm'], c['arm'])} vs {labels.get(c['reference'], c['reference'])}"
+        for key, text, ratio, short in _FOREST_ENDPOINTS:
+            if key not in c:
+                continue
+            draws = c[key]
+            rows.append((who, f"{text[0].upper()}{text[1:]}, {short}",
+                         _estimate_text(mc[key], ratio) if mc else "—",
+                         f"{_number(draws['median'])} {_interval(draws['low'], draws['high'])}"))
+    return rows
+
+
 def render_report(
-    summary: Mapping, patients: pd.DataFrame, brief: Mapping, manifest: list[tuple[str, str]] | None
+    summary: Mapping,
+    patients: pd.DataFrame,
+    brief: Mapping,
+    manifest: list[tuple[str, str]] | None,
+    figures: Mapping[str, Figure | None] | None = None,
 ) -> str:
     """The report page as HTML text.
 
@@ -332,23 +620,44 @@ def render_report(
     manifest : list of (str, str) or None
         The rows of ``manifest.json`` (dotted key, value), shown as a table; ``None`` when the
         run folder has none.
+    figures : mapping, optional
+        :func:`report_figures` of the same run (drawn here when not given).
     """
     arms = list(summary["arms"])
-    figures = {
-        "km_sre": kaplan_meier_figure(patients, arms, "time_to_first_sre"),
-        "km_os": kaplan_meier_figure(patients, arms, "overall_survival"),
-        "cif": cumulative_incidence_figure(patients, arms, summary["landmarks_months"]),
-        "forest": forest_figure(summary),
-        "sre_bars": sre_bars_figure(summary),
-    }
+    labels = arm_labels(brief)
+    figures = report_figures(summary, patients, brief) if figures is None else figures
     return template_environment().get_template("report.html").render(
         summary=summary,
         brief=brief,
-        figures=figures,
-        limits={"arms": MAX_FIGURE_ARMS, "forest_rows": MAX_FOREST_ROWS, "n_forest_rows": len(forest_rows(summary))},
+        labels=labels,
+        figures={name: None if figure is None else svg_element(figure) for name, figure in figures.items()},
+        limits={"arms": MAX_FIGURE_ARMS, "forest_rows": MAX_FOREST_ROWS,
+                "n_forest_rows": len(forest_rows(summary))},
         baseline=baseline_table(patients, arms),
+        landmarks_past=landmarks_past_followup(summary, patients, labels),
+        uncertainty=uncertainty_rows(summary, labels),
         manifest=manifest,
     )
+
+
+def write_figures(run_dir: Path, figures: Mapping[str, Figure | None], fmt: str) -> list[Path]:
+    """Write each figure as ``figures/<name>.<fmt>`` of the run folder (atomically); the paths written."""
+    if fmt not in FIGURE_FORMATS:
+        raise UserInputError(f"figure format {fmt!r} is not one of {', '.join(FIGURE_FORMATS)}",
+                             fix=f"give --format {' or '.join(FIGURE_FORMATS)}")
+    folder = run_dir / "figures"
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for name, figure in figures.items():
+        if figure is None:
+            continue
+        buffer = io.BytesIO()
+        with matplotlib.rc_context(_STYLE):
+            figure.savefig(buffer, format=fmt, dpi=PNG_DPI, metadata=_NO_DATE[fmt])
+        path = folder / f"{name}.{fmt}"
+        atomic_write_bytes(path, buffer.getvalue())
+        paths.append(path)
+    return paths
 
 
 def _read_manifest(run_dir: Path) -> list[tuple[str, str]] | None:
@@ -372,23 +681,27 @@ def _read_manifest(run_dir: Path) -> list[tuple[str, str]] | None:
         raise UserInputError(str(problem), file=path, fix=fix) from problem
 
 
-def write_report(run_dir: str | Path, summary: Mapping | None = None) -> Path:
-    """Write ``report.html`` of a run folder (atomically); the summary is rebuilt if not given."""
+def write_report(run_dir: str | Path, summary: Mapping | None = None, figure_format: str | None = None) -> Path:
+    """Write ``report.html`` of a run folder (atomically); the summary is rebuilt if not given.
+
+    With ``figure_format`` (``"png"``, ``"pdf"`` or ``"svg"``) each figure is also written to
+    the folder's ``figures/`` (:func:`write_figures`).
+    """
     run_dir = Path(run_dir)
-    summary = summarise_run(run_dir) if summary is None else summary
-    html = render_report(
-        json.loads(to_json(summary)),
-        read_table(run_dir, "patients.parquet", PATIENT_SCHEMA, unique=KEY),
-        protocol_brief(read_protocol(run_dir)),
-        _read_manifest(run_dir),
-    )
+    summary = json.loads(to_json(summarise_run(run_dir) if summary is None else summary))
+    patients = read_table(run_dir, "patients.parquet", PATIENT_SCHEMA, unique=KEY)
+    brief = protocol_brief(read_protocol(run_dir))
+    figures = report_figures(summary, patients, brief)
+    html = render_report(summary, patients, brief, _read_manifest(run_dir), figures)
+    if figure_format is not None:
+        write_figures(run_dir, figures, figure_format)
     path = run_dir / "report.html"
     atomic_write_text(path, html)
     return path
 
 
-def report_run(run_dir: str | Path) -> tuple[Path, Path]:
-    """Rebuild ``summary.json`` and ``report.html`` of a run folder from its tables alone."""
+def report_run(run_dir: str | Path, figure_format: str | None = None) -> tuple[Path, Path]:
+    """Rebuild ``summary.json`` and ``report.html`` (and figure files, :func:`write_report`) from the tables alone."""
     run_dir = Path(run_dir)
     summary = summarise_run(run_dir)
-    return write_summary(run_dir, summary), write_report(run_dir, summary)
+    return write_summary(run_dir, summary), write_report(run_dir, summary, figure_format)
