@@ -13,6 +13,7 @@ import sys
 import traceback
 import typing
 import warnings
+from typing import TYPE_CHECKING
 
 import typer
 from typer.exceptions import TyperException
@@ -21,6 +22,9 @@ from vtrial import __version__
 from vtrial.errors import ModelInvariantError, ProtocolWarning, RunFailedError, UserInputError
 from vtrial.protocol import Protocol, apply_overrides, load_protocol, protocol_to_toml
 from vtrial.streams import Streams
+
+if TYPE_CHECKING:
+    from vtrial.progress import ProgressBar
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -84,26 +88,11 @@ def cohort(
     typer.echo(f"wrote {n} patients to {out}")
 
 
-def _progress(quiet: bool, label: str):
+def _progress(quiet: bool, label: str) -> ProgressBar:
     """Progress on stderr (units done, patients per second, time elapsed and remaining), or nothing."""
     from vtrial.progress import ProgressBar  # rich: only when a run needs it
 
     return ProgressBar(label, enabled=not quiet)
-
-
-def _analyse_and_report(bar):
-    """The run's last step, as two stages of the progress display: analysis, then the report."""
-    from vtrial.analysis import summarise_run, write_summary
-    from vtrial.report import write_report
-
-    def finish(run_dir) -> None:
-        with bar.stage("analysis"):
-            summary = summarise_run(run_dir)
-            write_summary(run_dir, summary)
-        with bar.stage("report"):
-            write_report(run_dir, summary)
-
-    return finish
 
 
 @app.command()
@@ -124,18 +113,20 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Simulate a trial, analyse it and write its run folder (tables, summary.json, report.html)."""
-    from vtrial.engine import run_trial
+    from vtrial.api import simulate
+    from vtrial.engine import default_run_dir
 
     resolved = apply_overrides(load_protocol(protocol), patients=patients, seed=seed)
     with _progress(quiet, "blocks") as bar:
-        result = run_trial(
-            resolved, out, jobs=jobs, backend=backend, scheduler=scheduler, block_size=block_size,
-            replicate=replicate, force=force, resume=resume, inputs=(protocol,), on_progress=bar.update,
-            finish=_analyse_and_report(bar),
+        trial = simulate(
+            resolved, out=default_run_dir(resolved) if out is None else out, jobs=jobs, backend=backend,
+            scheduler=scheduler, block_size=block_size, replicate=replicate, force=force, resume=resume,
+            inputs=(protocol,), progress=bar,
         )
+    manifest = trial.manifest
     typer.echo(
-        f"wrote {result.run_dir}: {result.n_patients} patient-arm rows, {result.n_events} events "
-        f"in {result.wall_time_s:.1f} s"
+        f"wrote {trial.folder}: {manifest['rows_patients']} patient-arm rows, {manifest['rows_events']} events "
+        f"in {trial.wall_time_s:.1f} s"
     )
 
 
