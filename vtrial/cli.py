@@ -16,6 +16,8 @@ import warnings
 from typing import TYPE_CHECKING
 
 import typer
+from typer import _click as click
+from typer.core import TyperArgument, TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
 from vtrial import __version__
@@ -28,7 +30,39 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+#: Words shown in ``--help`` for the type of an option's value (a flag shows none).
+_TYPE_WORDS = {"int": "INTEGER", "float": "NUMBER", "str": "TEXT", "list[str]": "TEXT"}
+
+
+def _name_types(params: list[click.Parameter]) -> list[click.Parameter]:
+    """Give each option a help word for its value (``--jobs INTEGER``), none to a flag (``--force``),
+    and each argument its name in capitals (``PROTOCOL``) in the usage line.
+
+    typer would show the Python annotation instead, ``<bool>`` for a flag that takes no value.
+    """
+    for param in params:
+        if isinstance(param, TyperOption) and param.metavar is None:
+            param.metavar = "" if param.is_flag else _TYPE_WORDS.get(param.bare_type(), param.bare_type().upper())
+        elif isinstance(param, TyperArgument) and param.metavar is None and param.name:
+            param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
+    return params
+
+
+class _Group(TyperGroup):
+    """The command group, whose commands' help shows option types as words (:func:`_name_types`)."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _name_types(super().get_params(ctx))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _name_types(command.get_params(ctx))
+        return command
+
+
 app = typer.Typer(
+    cls=_Group,
     name="vtrial",
     help="Virtual clinical trials of bone-targeted agents in bone metastasis: "
     "write a protocol file, check it, sample its cohort, run it.",
