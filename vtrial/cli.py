@@ -42,10 +42,23 @@ def _name_types(params: list[click.Parameter]) -> list[click.Parameter]:
     """
     for param in params:
         if isinstance(param, TyperOption) and param.metavar is None:
-            param.metavar = "" if param.is_flag else _TYPE_WORDS.get(param.bare_type(), param.bare_type().upper())
-        elif isinstance(param, TyperArgument) and param.metavar is None and param.name:
-            param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
+            param.metavar = "" if param.is_flag else _type_word(param)
+        elif isinstance(param, TyperArgument) and not isinstance(param, _Argument) and param.name:
+            if param.metavar is None:
+                param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
+            param.__class__ = _Argument
     return params
+
+
+def _type_word(param: TyperOption | TyperArgument) -> str:
+    return _TYPE_WORDS.get(param.bare_type(), param.bare_type().upper())
+
+
+class _Argument(TyperArgument):
+    """An argument whose help shows its type as a word (``TEXT``), not as a Python annotation."""
+
+    def display_type_rich(self, ctx: click.Context) -> str | None:
+        return _type_word(self)
 
 
 class _Group(TyperGroup):
