@@ -11,7 +11,7 @@ from tests.conftest import two_arm_protocol
 from vtrial import __version__
 from vtrial.batch import format_summary
 from vtrial.calibration.validate import COLUMNS, print_table
-from vtrial.cli import app, main
+from vtrial.cli import main
 from vtrial.engine import run_trial
 from vtrial.protocol import load_protocol
 

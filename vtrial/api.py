@@ -19,7 +19,7 @@ import json
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol as TypingProtocol
 
@@ -117,20 +117,17 @@ def simulate(
         inputs = (*inputs, protocol) if isinstance(protocol, (str, Path)) else inputs
         protocol = load_protocol(protocol)
     resolved = apply_overrides(protocol, patients=patients, seed=seed)
-    options = {
-        "jobs": jobs,
-        "backend": backend,
-        "scheduler": scheduler,
-        "block_size": DEFAULT_BLOCK_SIZE if block_size is None else block_size,
-        "replicate": replicate,
-        "on_progress": None if progress is None else progress.update,
-    }
+    run = partial(
+        run_trial, jobs=jobs, backend=backend, scheduler=scheduler, replicate=replicate,
+        block_size=DEFAULT_BLOCK_SIZE if block_size is None else block_size,
+        on_progress=None if progress is None else progress.update,
+    )
     if out is not None:
-        result = run_trial(resolved, Path(out), force=force, resume=resume, inputs=inputs,
-                           finish=_analyse_and_report(progress), **options)
+        result = run(resolved, Path(out), force=force, resume=resume, inputs=inputs,
+                     finish=_analyse_and_report(progress))
         return Trial.from_folder(result.run_dir, wall_time_s=result.wall_time_s)
     with tempfile.TemporaryDirectory(prefix="vtrial-") as scratch:
-        result = run_trial(resolved, Path(scratch) / "run", **options)
+        result = run(resolved, Path(scratch) / "run")
         files = {name: (result.run_dir / name).read_bytes() for name in RUN_FILES}
     return Trial(resolved, files=files, wall_time_s=result.wall_time_s)
 
