@@ -130,7 +130,8 @@ def test_laboratory_hypocalcaemia_counts_patients_with_a_low_visit_after_week_0_
         (3, 8, 50.0, 2.00),                       # 2.0 is grade 1
     ])
     two = _markers([(7, 4, 50.0, 1.99), (8, 12, 50.0, 1.70), (9, 4, 50.0, 2.40)])
-    arm = lambda m: _arm([0], [1], [False], [np.nan], m)
+    def arm(m):
+        return _arm([0], [1], [False], [np.nan], m)
     obs = {"r1": _obs({"a": {"n": 4}}, {"a": arm(one)}), "r2": _obs({"a": {"n": 6}}, {"a": arm(two)})}
     check = Check("X", "a", "value", "proportion", "laboratory_hypocalcaemia_grade_2", ("r1", "r2"), "a")
     assert laboratory_hypocalcaemia_grade_2(obs, check).value == pytest.approx(30.0)  # (1 + 2) of (4 + 6)
@@ -169,7 +170,8 @@ def test_death_rate_by_untx_leaves_out_the_moderate_band() -> None:
 
 
 def test_retreatment_share_and_odds_ratio_by_hand() -> None:
-    detail = lambda k, n: {"radiotherapy_retreatment_detail": {"retreated_lesions": k, "irradiated_lesions": n}}
+    def detail(k, n):
+        return {"radiotherapy_retreatment_detail": {"retreated_lesions": k, "irradiated_lesions": n}}
     obs = {"r": _obs({"single": detail(20, 100), "multiple": detail(10, 100)}, {}, reference="multiple")}
     share = radiotherapy_retreatment(obs, Check("X", "s", "value", "proportion", "radiotherapy_retreatment", ("r",),
                                                 "single"))

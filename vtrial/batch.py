@@ -136,19 +136,24 @@ def summarise_batch(rows: pd.DataFrame, alpha: float) -> list[dict]:
 
 
 def format_summary(summary: list[dict]) -> str:
-    """The batch summary as a plain-text table for the terminal."""
-    header = f"{'trial':<28} {'comparison':<34} {'R':>5} {'power 2-sided':>13} {'1-sided':>8} {'median HR':>9}"
-    lines = [header, "-" * len(header)]
-    for s in summary:
+    """The batch summary as a plain-text table for the terminal, each column as wide as its longest entry."""
 
-        def fmt(x: float | None, spec: str) -> str:
-            return "n/a" if x is None else format(x, spec)
+    def fmt(x: float | None) -> str:
+        return "n/a" if x is None else format(x, ".3f")
 
-        lines.append(
-            f"{s['trial']:<28} {s['arm'] + ' vs ' + s['reference']:<34} {s['replicates']:>5} "
-            f"{fmt(s['power_two_sided'], '.3f'):>13} {fmt(s['power_one_sided'], '.3f'):>8} "
-            f"{fmt(s['hazard_ratio']['median'], '.3f'):>9}"
-        )
+    header = ("trial", "comparison", "R", "power 2-sided", "1-sided", "median HR")
+    rows = [
+        (s["trial"], f"{s['arm']} vs {s['reference']}", str(s["replicates"]), fmt(s["power_two_sided"]),
+         fmt(s["power_one_sided"]), fmt(s["hazard_ratio"]["median"]))
+        for s in summary
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(row: tuple[str, ...]) -> str:
+        # text columns left-aligned, numbers right-aligned
+        return " ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+
+    lines = [line(header), "-" * (sum(widths) + len(widths) - 1), *(line(row) for row in rows)]
     return "\n".join(lines)
 
 

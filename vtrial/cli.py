@@ -13,10 +13,13 @@ import sys
 import traceback
 import typing
 import warnings
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from typer import _click as click
+from typer.core import TyperArgument, TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
 from vtrial import __version__
@@ -24,9 +27,57 @@ from vtrial.errors import ModelInvariantError, ProtocolWarning, RunFailedError, 
 from vtrial.protocol import Protocol, apply_overrides, load_protocol, protocol_to_toml
 from vtrial.streams import Streams
 
+if TYPE_CHECKING:
+    from vtrial.progress import ProgressBar
+
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+#: Words shown in ``--help`` for the type of an option's value (a flag shows none).
+_TYPE_WORDS = {"int": "INTEGER", "float": "NUMBER", "str": "TEXT", "list[str]": "TEXT"}
+
+
+def _name_types(params: list[click.Parameter]) -> list[click.Parameter]:
+    """Give each option a help word for its value (``--jobs INTEGER``), none to a flag (``--force``),
+    and each argument its name in capitals (``PROTOCOL``) in the usage line.
+
+    typer would show the Python annotation instead, ``<bool>`` for a flag that takes no value.
+    """
+    for param in params:
+        if isinstance(param, TyperOption) and param.metavar is None:
+            param.metavar = "" if param.is_flag else _type_word(param)
+        elif isinstance(param, TyperArgument) and not isinstance(param, _Argument) and param.name:
+            if param.metavar is None:
+                param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
+            param.__class__ = _Argument
+    return params
+
+
+def _type_word(param: TyperOption | TyperArgument) -> str:
+    return _TYPE_WORDS.get(param.bare_type(), param.bare_type().upper())
+
+
+class _Argument(TyperArgument):
+    """An argument whose help shows its type as a word (``TEXT``), not as a Python annotation."""
+
+    def display_type_rich(self, ctx: click.Context) -> str | None:
+        return _type_word(self)
+
+
+class _Group(TyperGroup):
+    """The command group, whose commands' help shows option types as words (:func:`_name_types`)."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _name_types(super().get_params(ctx))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _name_types(command.get_params(ctx))
+        return command
+
+
 app = typer.Typer(
+    cls=_Group,
     name="vtrial",
     help="Virtual clinical trials of bone-targeted agents in bone metastasis: "
     "write a protocol file, check it, sample its cohort, run it.",
@@ -86,26 +137,11 @@ def cohort(
     typer.echo(f"wrote {n} patients to {out}")
 
 
-def _progress(quiet: bool, label: str):
+def _progress(quiet: bool, label: str) -> ProgressBar:
     """Progress on stderr (units done, patients per second, time elapsed and remaining), or nothing."""
     from vtrial.progress import ProgressBar  # rich: only when a run needs it
 
     return ProgressBar(label, enabled=not quiet)
-
-
-def _analyse_and_report(bar):
-    """The run's last step, as two stages of the progress display: analysis, then the report."""
-    from vtrial.analysis import summarise_run, write_summary
-    from vtrial.report import write_report
-
-    def finish(run_dir) -> None:
-        with bar.stage("analysis"):
-            summary = summarise_run(run_dir)
-            write_summary(run_dir, summary)
-        with bar.stage("report"):
-            write_report(run_dir, summary)
-
-    return finish
 
 
 @app.command()
@@ -126,18 +162,20 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Simulate a trial, analyse it and write its run folder (tables, summary.json, report.html)."""
-    from vtrial.engine import run_trial
+    from vtrial.api import simulate
+    from vtrial.engine import default_run_dir
 
     resolved = apply_overrides(load_protocol(protocol), patients=patients, seed=seed)
     with _progress(quiet, "blocks") as bar:
-        result = run_trial(
-            resolved, out, jobs=jobs, backend=backend, scheduler=scheduler, block_size=block_size,
-            replicate=replicate, force=force, resume=resume, inputs=(protocol,), on_progress=bar.update,
-            finish=_analyse_and_report(bar),
+        trial = simulate(
+            resolved, out=default_run_dir(resolved) if out is None else out, jobs=jobs, backend=backend,
+            scheduler=scheduler, block_size=block_size, replicate=replicate, force=force, resume=resume,
+            inputs=(protocol,), progress=bar,
         )
+    manifest = trial.manifest
     typer.echo(
-        f"wrote {result.run_dir}: {result.n_patients} patient-arm rows, {result.n_events} events "
-        f"in {result.wall_time_s:.1f} s"
+        f"wrote {trial.folder}: {manifest['rows_patients']} patient-arm rows, {manifest['rows_events']} events "
+        f"in {trial.wall_time_s:.1f} s"
     )
 
 
@@ -166,7 +204,7 @@ def batch(
     typer.echo(f"wrote {path}")
 
 
-class FigureFormat(str, Enum):
+class FigureFormat(StrEnum):
     """File format of the figures ``vtrial report --format`` writes."""
 
     png = "png"

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -382,6 +382,11 @@ def dependency_versions() -> dict[str, str]:
     return out
 
 
+def default_run_dir(protocol: Protocol) -> Path:
+    """The run folder of a protocol when none is given: ``outputs/<trial.name>``."""
+    return Path("outputs") / protocol.trial.name
+
+
 def run_trial(
     protocol: Protocol,
     out: Path | None = None,
@@ -428,9 +433,9 @@ def run_trial(
     the final rename, so another run of the same folder is refused instead of mixing with it.
     """
     started = time.perf_counter()
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     check_options(jobs=jobs, backend=backend, scheduler=scheduler, block_size=block_size, replicate=replicate, out=out)
-    run_dir = Path(out) if out is not None else Path("outputs") / protocol.trial.name
+    run_dir = Path(out) if out is not None else default_run_dir(protocol)
     streams = Streams(protocol.trial.seed, replicate)
     tasks = plan_tasks(protocol, streams, block_size)
     jobs = resolve_jobs(jobs, len(tasks))
@@ -444,7 +449,7 @@ def run_trial(
             "block_size": block_size,
             "vtrial": __version__,
         }
-        done = prepare_partial(partial, state, resume)
+        done = prepare_partial(partial, state, resume, force)
         todo = [t for t in tasks if (t.arm_index, t.block_index) not in done]
         total, finished = len(tasks), len(tasks) - len(todo)
         patients_done = 0

@@ -115,6 +115,12 @@ PositiveFloat = Annotated[float, Field(gt=0.0)]
 NonNegativeFloat = Annotated[float, Field(ge=0.0)]
 
 
+#: The user's reference of every protocol field, named in error messages.
+DOCS = "docs/protocol.md"
+#: Fields written as TOML arrays of tables (``[[arm]]``), named in the fix of a ``[arm]`` written once or twice.
+LIST_TABLES = ("arm", "then", "concurrent")
+
+
 def _agents() -> dict[str, Agent]:
     """The agent registry, by drug name (imported when first needed: ``vtrial.model`` imports this module)."""
     from vtrial.model.agents import AGENTS
@@ -927,11 +933,17 @@ def _parse_toml(text: str, path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as error:
         at = re.search(r"\(at line (\d+), column \d+\)", str(error))
         message = str(error)[: at.start()].strip() if at else str(error)
+        fix = "check the syntax on that line: text in quotes, tables as [name], lists as [a, b]"
+        twice = re.fullmatch(r"Cannot declare \((.*)\) twice", message)
+        name = re.findall(r"'([^']*)'", twice.group(1))[-1] if twice else None
+        if name in LIST_TABLES:
+            fix = (f"a list of {name} tables is written [[{name}]] (two brackets) above each {name}; "
+                   f"[{name}] declares a single table, once")
         raise UserInputError(
             f"is not valid TOML: {message}",
             file=path,
             line=int(at.group(1)) if at else None,
-            fix="check the syntax on that line: text in quotes, tables as [name], lists as [a, b]",
+            fix=f"{fix} ({DOCS} describes every field)",
         ) from None
 
 
@@ -1125,6 +1137,8 @@ def _user_error(error: ValidationError, data: Any, source: str, text: str | None
         line = _line_of(text, key, is_yaml, first=err["type"] == "extra_forbidden") if key and err["type"] != "missing" else None
         problems.setdefault(path, (problem, fix, line))
     path, (problem, fix, line) = next(iter(problems.items()))
+    if DOCS not in fix:
+        fix += f" ({DOCS} describes every field)"
     if len(problems) > 1:
         fix += f" ({len(problems) - 1} more problem{'s' if len(problems) > 2 else ''}: run `vtrial check` again after this fix.)"
     return UserInputError(problem, file=source, field=path, fix=fix, line=line)
@@ -1167,6 +1181,9 @@ def _explain(err: dict[str, Any], loc: tuple) -> tuple[str, str]:
     if kind == "literal_error":
         allowed = re.findall(r"'([^']*)'", ctx.get("expected", ""))
         return f"{_show(value)} is not allowed.{_closest(value, allowed)}", f"use one of: {', '.join(allowed)}"
+    if kind == "list_type" and isinstance(value, dict) and loc and loc[-1] in LIST_TABLES:
+        return (f"is a single table [{loc[-1]}], not a list of tables",
+                f"write [[{loc[-1]}]] (two brackets) above each {loc[-1]}, or a list in YAML")
     if kind in _EXPECTED:
         return f"expected {_EXPECTED[kind]}, got {_show(value)}", f"write {_EXPECTED[kind]}"
     bounds = {"greater_than": "greater than {gt}", "greater_than_equal": "at least {ge}",

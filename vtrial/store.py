@@ -201,13 +201,22 @@ def _finished_blocks(partial: Path) -> set[tuple[int, int]]:
     return done
 
 
-def prepare_partial(partial: Path, state: dict, resume: bool) -> set[tuple[int, int]]:
+def prepare_partial(partial: Path, state: dict, resume: bool, force: bool) -> set[tuple[int, int]]:
     """Create (or, when resuming a matching run, reuse) the partial folder.
 
+    An interrupted run's finished blocks are thrown away only with ``force``: without
+    ``resume`` or ``force`` they are kept and a ``UserInputError`` asks for one of them.
     Returns the finished ``(arm_index, block_index)`` blocks already there (see
     :func:`_finished_blocks`: unreadable parts are dropped and their blocks run again).
     """
     previous = read_state(partial)
+    if not (resume or force) and previous is not None and any((partial / PARTS).glob("*.parquet")):
+        raise UserInputError(
+            "an interrupted run of this folder is kept, with its finished blocks, in the hidden folder "
+            f"{partial.name}",
+            file=partial.parent / partial.name[1 : -len(".partial")],
+            fix="pass --resume to finish it (same protocol and options), or --force to discard it and start again",
+        )
     if resume and previous is not None and previous != state:
         raise UserInputError(
             "the interrupted run in this folder was started with another protocol, seed or block size",

@@ -151,11 +151,11 @@ def print_table(table: pd.DataFrame) -> None:
         return "—" if v is None or pd.isna(v) else f"{v:.3g}"
 
     out = Table(title=f"vtrial validate: {headline(table)}")
-    for column in ("target", "compared", "unit", "published", "tolerance", "simulated (95% CI)", "inside"):
+    for column in ("target", "endpoint", "compared", "unit", "published", "tolerance", "simulated (95% CI)", "inside"):
         out.add_column(column)
     for r in table.itertuples():
         out.add_row(
-            r.target, r.compared, r.unit, r.published,
+            r.target, r.endpoint, r.compared, r.unit, r.published,
             "not reached" if pd.isna(r.tolerance_low) else f"{fmt(r.tolerance_low)}–{fmt(r.tolerance_high)}",
             f"{fmt(r.simulated)} ({fmt(r.simulated_ci_low)}–{fmt(r.simulated_ci_high)})"
             if not pd.isna(r.simulated) else "not reached",
