@@ -106,6 +106,22 @@ def _analyse_and_report(bar):
     return finish
 
 
+def _with_draws(finish, bar, protocol: Protocol, draws: int, **options):
+    """The run's last step preceded by the trial under the first ``draws`` parameter sets (a bar of its own)."""
+    from vtrial.calibration.uncertainty import load_ensemble
+    from vtrial.uncertainty import run_draws
+
+    ensemble, sidecar = load_ensemble(draws)  # refused (exit 2) before anything is simulated
+
+    def run_then_finish(partial) -> None:
+        bar.restart("parameter draws")
+        run_draws(protocol, partial, ensemble, sidecar, on_progress=lambda done, total: bar.update(done, total, None),
+                  **options)
+        finish(partial)
+
+    return run_then_finish
+
+
 @app.command()
 def run(
     protocol: str = typer.Argument(..., help="Protocol file (.toml, .yaml)."),
@@ -122,16 +138,24 @@ def run(
     block_size: int = typer.Option(4096, "--block-size", help="Patients per block (memory per task)."),
     replicate: int = typer.Option(0, "--replicate", help="Replicate index: the same trial as `vtrial batch` row R."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    parameter_draws: int = typer.Option(
+        0, "--parameter-draws", help="Also run the trial under the first K parameter sets of the calibration's "
+        "ensemble: prediction intervals in summary.json (docs/calibration.md; default 0, none).",
+    ),
 ) -> None:
     """Simulate a trial, analyse it and write its run folder (tables, summary.json, report.html)."""
     from vtrial.engine import run_trial
 
     resolved = apply_overrides(load_protocol(protocol), patients=patients, seed=seed)
     with _progress(quiet, "blocks") as bar:
+        finish = _analyse_and_report(bar)
+        if parameter_draws:
+            finish = _with_draws(finish, bar, resolved, parameter_draws, replicate=replicate, jobs=jobs,
+                                 backend=backend, scheduler=scheduler)
         result = run_trial(
             resolved, out, jobs=jobs, backend=backend, scheduler=scheduler, block_size=block_size,
             replicate=replicate, force=force, resume=resume, inputs=(protocol,), on_progress=bar.update,
-            finish=_analyse_and_report(bar),
+            finish=finish,
         )
     typer.echo(
         f"wrote {result.run_dir}: {result.n_patients} patient-arm rows, {result.n_events} events "
@@ -222,12 +246,27 @@ def calibrate(
     parameter: list[str] | None = typer.Option(
         None, "--parameter", help="Fit only this model parameter (repeat for several; default: the full set)."
     ),
+    uncertainty: bool = typer.Option(
+        False, "--uncertainty", help="Instead of fitting, write the ensemble of parameter sets around the fitted "
+        "values (vtrial/data/parameter-draws.csv) that `vtrial run --parameter-draws K` uses.",
+    ),
+    draws: int = typer.Option(200, "--draws", help="Parameter sets in the ensemble (with --uncertainty)."),
 ) -> None:
     """Fit the population parameters to the published targets (least squares, common random numbers)."""
     from vtrial.calibration.fit import fit
     from vtrial.engine import check_options
 
     check_options(jobs=jobs, replicate=0 if replicate is None else replicate, out=out)
+    if uncertainty:
+        from vtrial.calibration.uncertainty import DRAWS_CSV, generate, refuse_fit_options
+
+        refuse_fit_options(evaluations=evaluations, replicate=replicate, parameter=parameter)
+        sized = {} if patients is None else {"patients": patients}
+        sidecar = generate(draws=draws, jobs=jobs, trials=trials, **sized,
+                           on_evaluation=lambda count, total: typer.echo(f"evaluation {count}/{total}", err=True))
+        typer.echo(f"{sidecar['draws']} parameter sets (rank {sidecar['rank']} of {len(sidecar['parameters'])}, "
+                   f"s^2 {sidecar['residual_scale2']:.3f}); wrote {DRAWS_CSV} and its .json sidecar")
+        return
     given = {"patients": patients, "evaluations": evaluations, "replicate": replicate,
              "names": tuple(parameter) if parameter else None}
     result = fit(out, jobs=jobs, trials=trials, **{k: v for k, v in given.items() if v is not None},

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -316,6 +317,14 @@ def template_environment() -> jinja2.Environment:
     return environment
 
 
+def uncertainty_section(summary: Mapping) -> Markup:
+    """The section of the ``uncertainty`` block (``templates/uncertainty.html``), empty when the summary has none."""
+    if "uncertainty" not in summary:
+        return Markup("")
+    template = template_environment().get_template("uncertainty.html")
+    return Markup(template.render(u=summary["uncertainty"], summary=summary))
+
+
 def render_report(
     summary: Mapping, patients: pd.DataFrame, brief: Mapping, manifest: list[tuple[str, str]] | None
 ) -> str:
@@ -348,6 +357,7 @@ def render_report(
         limits={"arms": MAX_FIGURE_ARMS, "forest_rows": MAX_FOREST_ROWS, "n_forest_rows": len(forest_rows(summary))},
         baseline=baseline_table(patients, arms),
         manifest=manifest,
+        uncertainty=uncertainty_section(summary),
     )
 
 
