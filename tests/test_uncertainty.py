@@ -8,13 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import two_arm_protocol
 from test_cli import run_main
+
 from vtrial.analysis.summary import headline, spread, uncertainty_block
 from vtrial.calibration import uncertainty as ensemble_module
 from vtrial.calibration.fit import FITTED
-from vtrial.calibration.uncertainty import Laplace, laplace, load_ensemble, sample, write_ensemble
+from vtrial.calibration.uncertainty import (
+    Laplace,
+    laplace,
+    load_ensemble,
+    sample,
+    write_ensemble,
+)
 from vtrial.model.parameters import REGISTRY
 from vtrial.protocol import load_protocol
 from vtrial.uncertainty import run_draws
@@ -154,12 +160,24 @@ def test_draws_share_the_patients_and_do_not_depend_on_jobs(tmp_path, small):
         results.append(json.loads(run_draws(protocol, folder, sets, sidecar, jobs=jobs).read_text()))
         assert not (folder / "parameter-draws").exists()
     assert results[0] == results[1]
-    from vtrial.calibration.replicas import simulate_trial
     from vtrial.analysis import analysis_settings, summarise
     from vtrial.analysis.summary import plain
+    from vtrial.calibration.replicas import simulate_trial
 
     fitted = headline(summarise(*simulate_trial(protocol, 0)[:2], **analysis_settings(protocol)))
     assert results[0]["draws"][0]["headline"] == plain(fitted)  # draw 0 is the fitted set: the same trial
+
+
+def test_a_resumed_run_keeps_the_draws_it_finished(tmp_path, small):
+    protocol = load_protocol(small)
+    sets, sidecar = load_ensemble(2, _ensemble(tmp_path))
+    saved = {"arms": {}, "comparisons": []}  # a marker: a finished draw is read back, not simulated again
+    (tmp_path / "parameter-draws").mkdir()
+    (tmp_path / "parameter-draws" / "draw-00000.json").write_text(json.dumps({"parameters": sets[0], "headline": saved}))
+    (tmp_path / "parameter-draws" / "draw-00001.json").write_text(json.dumps({"parameters": sets[0], "headline": saved}))
+    draws = json.loads(run_draws(protocol, tmp_path, sets, sidecar, jobs=1).read_text())["draws"]
+    assert draws[0]["headline"] == saved  # same parameters: kept
+    assert draws[1]["headline"] != saved and draws[1]["parameters"] == sets[1]  # other parameters: run again
 
 
 def test_run_with_three_draws_writes_the_block_and_the_report_section(tmp_path, small, capsys, monkeypatch):

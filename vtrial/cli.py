@@ -258,7 +258,11 @@ def calibrate(
 
     check_options(jobs=jobs, replicate=0 if replicate is None else replicate, out=out)
     if uncertainty:
-        from vtrial.calibration.uncertainty import DRAWS_CSV, generate, refuse_fit_options
+        from vtrial.calibration.uncertainty import (
+            DRAWS_CSV,
+            generate,
+            refuse_fit_options,
+        )
 
         refuse_fit_options(evaluations=evaluations, replicate=replicate, parameter=parameter)
         sized = {} if patients is None else {"patients": patients}

@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jinja2
-from markupsafe import Markup
 import matplotlib
 import numpy as np
 import pandas as pd
 from lifelines.plotting import add_at_risk_counts
+from markupsafe import Markup
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
