@@ -146,10 +146,11 @@ def test_the_shipped_ensemble_is_for_the_current_parameters():
 @pytest.fixture
 def small(tmp_path):
     path = tmp_path / "small.toml"
-    path.write_text(two_arm_protocol("small", 40))
+    path.write_text(two_arm_protocol("small", 20))
     return path
 
 
+@pytest.mark.slow  # about 20 s on the shared machine: two process pools
 def test_draws_share_the_patients_and_do_not_depend_on_jobs(tmp_path, small):
     protocol = load_protocol(small)
     sets, sidecar = load_ensemble(3, _ensemble(tmp_path))
@@ -180,6 +181,7 @@ def test_a_resumed_run_keeps_the_draws_it_finished(tmp_path, small):
     assert draws[1]["headline"] != saved and draws[1]["parameters"] == sets[1]  # other parameters: run again
 
 
+@pytest.mark.slow  # about 20 s on the shared machine: two process pools
 def test_run_with_three_draws_writes_the_block_and_the_report_section(tmp_path, small, capsys, monkeypatch):
     monkeypatch.setattr(ensemble_module, "DRAWS_CSV", _ensemble(tmp_path))
     out = tmp_path / "run"
