@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import tomli_w
 
-from vtrial.calibration.fit import EDGE, FITTED, _Coordinates, fit
+from vtrial.calibration.fit import EDGE, FITTED, Coordinates, fit
 from vtrial.calibration.replicas import TRIALS_DIR, ArmData, Observation
 from vtrial.calibration.statistics import (
     proportion_with_sre_by,
@@ -142,7 +142,7 @@ def test_survival_without_sre_censors_at_the_first_sre_and_after_sre_starts_ther
 
 
 def test_fit_coordinates_map_the_real_line_into_the_plausible_ranges() -> None:
-    coords = _Coordinates(("fracture_base_hazard", "zoledronic_acid_emax"))  # 2e-5..2e-3 and 1..5
+    coords = Coordinates(("fracture_base_hazard", "zoledronic_acid_emax"))  # 2e-5..2e-3 and 1..5
     values = np.array([1e-4, 2.5])
     assert coords.values(coords.z_of(values)) == pytest.approx(values)
     assert coords.values(np.array([-50.0, 50.0])) == pytest.approx([2e-5, 5.0])

@@ -83,6 +83,7 @@ def simulate(
     replicate: int = 0,
     inputs: tuple[str | Path, ...] = (),
     progress: Progress | None = None,
+    parameter_draws: int = 0,
 ) -> Trial:
     """Simulate a trial and return it.
 
@@ -109,6 +110,9 @@ def simulate(
         Protocol files the run was read from: a folder holding one is never replaced.
     progress : Progress, optional
         Told the blocks done and the analysis and report steps.
+    parameter_draws : int
+        Also run the trial under the first K parameter sets of the calibration's ensemble
+        (``docs/calibration.md``): the ``uncertainty`` block of the summary. Needs ``out``.
     """
     from vtrial.engine import DEFAULT_BLOCK_SIZE, run_trial
     from vtrial.protocol import Protocol, apply_overrides
@@ -122,9 +126,15 @@ def simulate(
         block_size=DEFAULT_BLOCK_SIZE if block_size is None else block_size,
         on_progress=None if progress is None else progress.update,
     )
+    if parameter_draws and out is None:
+        raise UserInputError("parameter_draws: the trial under parameter draws is written to a run folder; "
+                             "pass out=FOLDER (or use `vtrial run --parameter-draws K`)")
     if out is not None:
-        result = run(resolved, Path(out), force=force, resume=resume, inputs=inputs,
-                     finish=_analyse_and_report(progress))
+        finish = _analyse_and_report(progress)
+        if parameter_draws:
+            finish = _with_draws(finish, progress, resolved, parameter_draws, replicate=replicate, jobs=jobs,
+                                 backend=backend, scheduler=scheduler)
+        result = run(resolved, Path(out), force=force, resume=resume, inputs=inputs, finish=finish)
         return Trial.from_folder(result.run_dir, wall_time_s=result.wall_time_s)
     with tempfile.TemporaryDirectory(prefix="vtrial-") as scratch:
         result = run(resolved, Path(scratch) / "run")
@@ -150,6 +160,25 @@ def _analyse_and_report(progress: Progress | None):  # noqa: ANN202 - a closure 
             write_report(run_dir, summary)
 
     return finish
+
+
+def _with_draws(finish, progress: Progress | None, protocol: Protocol, draws: int, **options):  # noqa: ANN202
+    """The run's last step preceded by the trial under the first ``draws`` parameter sets (a bar of its own)."""
+    from vtrial.calibration.uncertainty import load_ensemble
+    from vtrial.uncertainty import run_draws
+
+    ensemble, sidecar = load_ensemble(draws)  # refused (exit 2) before anything is simulated
+
+    def run_then_finish(partial: Path) -> None:
+        restart = getattr(progress, "restart", None)
+        if restart is not None:
+            restart("parameter draws")
+        run_draws(protocol, partial, ensemble, sidecar,
+                  on_progress=None if progress is None else (lambda done, total: progress.update(done, total, None)),
+                  **options)
+        finish(partial)
+
+    return run_then_finish
 
 
 class Trial:

@@ -160,6 +160,10 @@ def run(
     block_size: int = typer.Option(4096, "--block-size", help="Patients per block (memory per task)."),
     replicate: int = typer.Option(0, "--replicate", help="Replicate index: the same trial as `vtrial batch` row R."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    parameter_draws: int = typer.Option(
+        0, "--parameter-draws", help="Also run the trial under the first K parameter sets of the calibration's "
+        "ensemble: prediction intervals in summary.json (docs/calibration.md; default 0, none).",
+    ),
 ) -> None:
     """Simulate a trial, analyse it and write its run folder (tables, summary.json, report.html)."""
     from vtrial.api import simulate
@@ -170,7 +174,7 @@ def run(
         trial = simulate(
             resolved, out=default_run_dir(resolved) if out is None else out, jobs=jobs, backend=backend,
             scheduler=scheduler, block_size=block_size, replicate=replicate, force=force, resume=resume,
-            inputs=(protocol,), progress=bar,
+            inputs=(protocol,), progress=bar, parameter_draws=parameter_draws,
         )
     manifest = trial.manifest
     typer.echo(
@@ -278,12 +282,31 @@ def calibrate(
     parameter: list[str] | None = typer.Option(
         None, "--parameter", help="Fit only this model parameter (repeat for several; default: the full set)."
     ),
+    uncertainty: bool = typer.Option(
+        False, "--uncertainty", help="Instead of fitting, write the ensemble of parameter sets around the fitted "
+        "values (vtrial/data/parameter-draws.csv) that `vtrial run --parameter-draws K` uses.",
+    ),
+    draws: int = typer.Option(200, "--draws", help="Parameter sets in the ensemble (with --uncertainty)."),
 ) -> None:
     """Fit the population parameters to the published targets (least squares, common random numbers)."""
     from vtrial.calibration.fit import fit
     from vtrial.engine import check_options
 
     check_options(jobs=jobs, replicate=0 if replicate is None else replicate, out=out)
+    if uncertainty:
+        from vtrial.calibration.uncertainty import (
+            DRAWS_CSV,
+            generate,
+            refuse_fit_options,
+        )
+
+        refuse_fit_options(evaluations=evaluations, replicate=replicate, parameter=parameter)
+        sized = {} if patients is None else {"patients": patients}
+        sidecar = generate(draws=draws, jobs=jobs, trials=trials, **sized,
+                           on_evaluation=lambda count, total: typer.echo(f"evaluation {count}/{total}", err=True))
+        typer.echo(f"{sidecar['draws']} parameter sets (rank {sidecar['rank']} of {len(sidecar['parameters'])}, "
+                   f"s^2 {sidecar['residual_scale2']:.3f}); wrote {DRAWS_CSV} and its .json sidecar")
+        return
     given = {"patients": patients, "evaluations": evaluations, "replicate": replicate,
              "names": tuple(parameter) if parameter else None}
     result = fit(out, jobs=jobs, trials=trials, **{k: v for k, v in given.items() if v is not None},

@@ -336,10 +336,13 @@ def execute(
     jobs: int,
     backend: str = "loky",
     scheduler: str | None = None,
+    run: Callable[[Protocol, Streams, object], tuple] | None = None,
 ) -> Iterator[tuple[Task, dict[str, pa.Table]]]:
     """Run tasks in parallel and yield each finished one (in completion order).
 
-    At most one worker per task is started (``jobs`` is capped at ``len(tasks)``).
+    At most one worker per task is started (``jobs`` is capped at ``len(tasks)``). ``run``
+    replaces the (arm, block) simulation by another task function of the same signature
+    (the parameter draws of :mod:`vtrial.uncertainty`).
     """
     if backend not in BACKENDS:
         raise UserInputError(f"unknown backend {backend!r}", field="--backend", fix=f"use one of {', '.join(BACKENDS)}")
@@ -350,7 +353,7 @@ def execute(
     try:
         with local_workers(jobs) if cluster is None else parallel_config(backend="dask", n_jobs=-1):
             runner = Parallel(return_as="generator_unordered", batch_size=1, pre_dispatch="2*n_jobs")
-            yield from runner(delayed(_run_task)(protocol, streams, t) for t in tasks)
+            yield from runner(delayed(run or _run_task)(protocol, streams, t) for t in tasks)
     except TerminatedWorkerError as exc:
         raise RunFailedError(
             "a worker process died during the run (killed, or out of memory); the finished blocks are kept. "

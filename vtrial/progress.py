@@ -114,6 +114,14 @@ class ProgressBar:
             parts.append(f"remaining {_clock_text(elapsed * (total - done) / done)}")
         self._console.print(", ".join(parts), highlight=False, soft_wrap=True)
 
+    def restart(self, label: str) -> None:
+        """Count another kind of unit from now on (e.g. ``parameter draws`` after ``blocks``): a new bar."""
+        self.label = label
+        self._started = self._clock()
+        self._printed_at, self._printed_done = None, 0
+        if self._progress is not None:
+            self._task = self._progress.add_task(label, total=None, rate="")
+
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Report a stage of unknown length (``analysis``, ``report``): its start and its duration."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +12,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vtrial.analysis.summary import summarise, to_json
+from vtrial.analysis.summary import summarise, to_json, uncertainty_block
 from vtrial.errors import ProtocolWarning, UserInputError
 from vtrial.store import atomic_write_text
 from vtrial.vocabulary import EVENT_TYPES, PRIMARIES
 
 _FIX = "give the folder written by `vtrial run PROTOCOL`, or run the protocol again with --force"
+#: The run folder's file of the parameter draws' results (``vtrial run --parameter-draws K``, :mod:`vtrial.uncertainty`).
+DRAWS_FILE = "parameter-draws.json"
 
 #: Parquet types of each kind of column.
 _KINDS = {
@@ -236,7 +239,23 @@ def summarise_run(run_dir: str | Path) -> dict:
     """Analyse a run folder from its Parquet tables and resolved protocol alone."""
     settings = analysis_settings(read_protocol(run_dir))
     patients, events, markers = read_tables(run_dir, settings["arms"])
-    return summarise(patients, events, **settings, markers=markers)
+    summary = summarise(patients, events, **settings, markers=markers)
+    if (Path(run_dir) / DRAWS_FILE).is_file():
+        summary["uncertainty"] = read_uncertainty(Path(run_dir) / DRAWS_FILE)
+    return summary
+
+
+def read_uncertainty(path: Path) -> dict:
+    """The ``uncertainty`` block of the summary from the run folder's :data:`DRAWS_FILE`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        ensemble = data["ensemble"]
+        block = uncertainty_block([draw["headline"] for draw in data["draws"]], ensemble["method"])
+    except (ValueError, KeyError, TypeError, IndexError) as problem:
+        raise UserInputError(f"is not a file of parameter draws ({type(problem).__name__}: {problem})", file=path,
+                             fix=f"run the protocol again with --parameter-draws K --force, or delete it; {_FIX}") from None
+    block["ensemble"] = {key: ensemble.get(key) for key in ("parameter_fingerprint", "created_utc", "patients")}
+    return block
 
 
 def write_summary(run_dir: str | Path, summary: dict | None = None) -> Path:

@@ -441,3 +441,56 @@ def plain(value: object) -> object:
 def to_json(summary: Mapping) -> str:
     """Deterministic JSON text of a summary: fixed key order, plain types, no NaN."""
     return json.dumps(plain(summary), indent=2, allow_nan=False) + "\n"
+
+
+#: Percentiles of the ``uncertainty`` block: the median and a 95% prediction interval over draws.
+PERCENTILES = (2.5, 50.0, 97.5)
+#: The headline numbers of an arm and of a comparison (the ratio each comparison reports).
+HEADLINE_ARM = ("proportion_with_sre", "median_time_to_first_sre_months", "sre_rate_per_patient_year",
+                "median_overall_survival_months")
+HEADLINE_COMPARISON = {"time_to_first_sre": "hazard_ratio", "first_and_subsequent_sre": "rate_ratio",
+                       "overall_survival": "hazard_ratio"}
+
+
+def headline(summary: Mapping) -> dict:
+    """The headline numbers of a summary: :data:`HEADLINE_ARM` per arm, the ratios per comparison."""
+    return {
+        "arms": {arm: {key: a[key] for key in HEADLINE_ARM} for arm, a in summary["arms"].items()},
+        "comparisons": [
+            {"arm": c["arm"], "reference": c["reference"],
+             **{name: c[name][ratio] for name, ratio in HEADLINE_COMPARISON.items()}}
+            for c in summary["comparisons"]
+        ],
+    }
+
+
+def spread(values: Sequence[float | None]) -> dict:
+    """Median and 2.5/97.5 percentiles (numpy's linear method) of the estimable values, and their count.
+
+    ``None`` and non-finite values (a draw whose estimate could not be made, e.g. a median not
+    reached) are left out; with none left, the three are ``None``.
+    """
+    kept = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not kept:
+        return {"median": None, "low": None, "high": None, "estimable": 0}
+    low, median, high = np.percentile(kept, PERCENTILES, method="linear")
+    return {"median": float(median), "low": float(low), "high": float(high), "estimable": len(kept)}
+
+
+def uncertainty_block(headlines: Sequence[Mapping], method: str) -> dict:
+    """The ``uncertainty`` block of ``summary.json`` from the :func:`headline` of each parameter draw."""
+    first = headlines[0]
+    return {
+        "parameter_draws": len(headlines),
+        "method": method,
+        "percentiles": list(PERCENTILES),
+        "arms": {
+            arm: {key: spread([h["arms"][arm][key] for h in headlines]) for key in HEADLINE_ARM}
+            for arm in first["arms"]
+        },
+        "comparisons": [
+            {"arm": c["arm"], "reference": c["reference"],
+             **{name: spread([h["comparisons"][i][name] for h in headlines]) for name in HEADLINE_COMPARISON}}
+            for i, c in enumerate(first["comparisons"])
+        ],
+    }

@@ -109,7 +109,7 @@ def residuals(observations: Mapping) -> np.ndarray:
     return np.asarray(out)
 
 
-class _Coordinates:
+class Coordinates:
     """The map between parameter values and the unbounded coordinates ``z`` of the optimiser."""
 
     def __init__(self, names: tuple[str, ...]) -> None:
@@ -129,6 +129,21 @@ class _Coordinates:
     def values(self, z: np.ndarray) -> np.ndarray:
         """Parameter values at coordinates ``z``."""
         return np.exp(self.log_low + self.width / (1 + np.exp(-z)))
+
+
+def log_jacobian(
+    evaluate: Callable[[np.ndarray], np.ndarray], values: np.ndarray, coords: Coordinates
+) -> tuple[np.ndarray, np.ndarray]:
+    """Residuals at ``values`` and their Jacobian with respect to ``log v``.
+
+    Forward differences of :data:`STEP` in ``log v``, backwards where a forward step would
+    leave the plausible range (the fit and the uncertainty of :mod:`.uncertainty` share it).
+    """
+    f0, columns = evaluate(values), []
+    for i in range(len(values)):
+        h = STEP if coords.position(values)[i] + STEP / coords.width[i] <= 1 else -STEP
+        columns.append((evaluate(values * np.exp(h * np.eye(len(values))[i])) - f0) / h)
+    return f0, np.column_stack(columns)
 
 
 def fit(
@@ -176,7 +191,7 @@ def fit(
         raise UserInputError(f"--evaluations {evaluations} is too few for {len(names)} parameters",
                              field="--evaluations", fix=f"pass at least {len(names) + 2}")
     protocols = load_replicas(replica_names(FIT_CHECKS), trials)
-    coords = _Coordinates(names)
+    coords = Coordinates(names)
     history: list[dict] = []
     cache: dict[tuple, np.ndarray] = {}
     out = Path(out)
@@ -211,14 +226,9 @@ def fit(
         return cache[key]
 
     def jacobian(z: np.ndarray) -> np.ndarray:
-        # forward differences of STEP in log v (backwards near the top of a range), then d log v / dz
-        values = coords.values(z)
-        f0, columns = evaluate(values), []
-        for i in range(len(names)):
-            h = STEP if coords.position(values)[i] + STEP / coords.width[i] <= 1 else -STEP
-            columns.append((evaluate(values * np.exp(h * np.eye(len(names))[i])) - f0) / h)
+        # d r / d log v, then d log v / dz
         q = 1 / (1 + np.exp(-z))
-        return np.column_stack(columns) * (coords.width * q * (1 - q))
+        return log_jacobian(evaluate, coords.values(z), coords)[1] * (coords.width * q * (1 - q))
 
     try:
         least_squares(lambda z: evaluate(coords.values(z)), coords.z_of(coords.start), jac=jacobian,
