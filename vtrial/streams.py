@@ -31,6 +31,8 @@ PURPOSES: dict[str, int] = {
     "markers": 9,
     "marrow": 10,
     "label_rules": 11,
+    "heterogeneity": 12,
+    "calcium": 13,
 }
 
 
