@@ -63,8 +63,9 @@ def test_version_1_custom_markers_are_pinned():
     # targets (markers with additive lesion regions and the formation rate; events: test_model_agents PINNED)
     arm = custom(rankl_inhibition=0.4, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6, pthrp_inhibition=0.3,
                  tumour_kill=0.2)
-    pinned = {"breast": (19982.43690483324, 17461.69145931711, 966.2739784338729, 407),
-              "prostate": (17772.23813147866, 25460.697900955714, 959.539252343575, 408)}
+    # re-pinned when issue 13 changed the model (per-lesion growth, PK/PD potency, prior-SRE frailty, calcium set-point)
+    pinned = {"breast": (19944.59482109512, 17391.561473991394, 963.4180580396201, 406),
+              "prostate": (17682.395667999535, 25391.092131874655, 951.4444615885452, 405)}
     for primary, (untx, bsap, calcium, rows) in pinned.items():
         _, markers = trial(primary, arm, n=120)
         assert (float(markers["untx_nmol_mmol"].sum()), float(markers["bsap_ug_l"].sum()),
@@ -137,8 +138,9 @@ def test_bone_formation_stimulation_raises_bone_and_strength():
 
 
 def test_bone_formation_stimulation_prevents_fractures():
-    # breast 221 -> 182 pathological fractures, prostate 79 -> 70; BSAP rises (formation) at week 13
-    for primary, bound in (("breast", 0.9), ("prostate", 0.95)):
+    # breast 217 -> 194 pathological fractures, prostate 74 -> 71 (221 -> 182 and 79 -> 70 before the per-lesion
+    # growth spread and prior-SRE frailty of issue 13 redrew the patients); BSAP rises (formation) at week 13
+    for primary, bound in (("breast", 0.9), ("prostate", 0.97)):
         none, none_markers = trial(primary, custom())
         stim, stim_markers = trial(primary, custom(bone_formation_stimulation=0.7))
         assert stim["pathological_fracture"] < bound * none["pathological_fracture"]
