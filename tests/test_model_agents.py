@@ -51,7 +51,7 @@ PINNED = {
                                  "radiation_to_bone": 70, "renal_toxicity": 4, "spinal_cord_compression": 2,
                                  "surgery_to_bone": 20}),
     "zoledronic_acid": (46699.54987519696, {
-        "acute_phase_reaction": 25, "death": 96, "hypercalcaemia": 64, "hypocalcaemia": 4, "new_lesion": 39,
+        "acute_phase_reaction": 25, "death": 96, "hypercalcaemia": 64, "hypocalcaemia": 3, "new_lesion": 39,
         "osteonecrosis_of_the_jaw": 2, "pathological_fracture": 66, "radiation_to_bone": 53, "renal_toxicity": 4,
         "spinal_cord_compression": 2, "surgery_to_bone": 11}),
     "pamidronate": (46005.728654999104, {
@@ -63,7 +63,7 @@ PINNED = {
         "osteonecrosis_of_the_jaw": 3, "pathological_fracture": 64, "radiation_to_bone": 59, "renal_toxicity": 4,
         "spinal_cord_compression": 2, "surgery_to_bone": 12}),
     "custom": (57273.707360981636, {
-        "death": 70, "hypercalcaemia": 35, "hypocalcaemia": 7, "new_lesion": 22, "osteonecrosis_of_the_jaw": 1,
+        "death": 70, "hypercalcaemia": 35, "hypocalcaemia": 8, "new_lesion": 22, "osteonecrosis_of_the_jaw": 1,
         "pathological_fracture": 63, "radiation_to_bone": 37, "renal_toxicity": 4, "surgery_to_bone": 9}),
 }
 

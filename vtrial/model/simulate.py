@@ -36,6 +36,8 @@ from vtrial.vocabulary import EVENT_TYPES, PRIMARIES, SITES
 
 #: Compact the working arrays once this share of their patients has ended follow-up.
 COMPACT_SHARE = 0.1
+#: Model steps whose day-to-day calcium variation is drawn in one call of the ``calcium`` stream purpose.
+CALCIUM_DRAW_STEPS = 64
 #: An SRE raises the death hazard for this long.
 RECENT_SRE_DAYS = 90.0
 _TYPE_CODE = {name: i for i, name in enumerate(EVENT_TYPES)}
@@ -181,7 +183,9 @@ def simulate(
     log: list[tuple[np.ndarray, ...]] = []
     visits: list[tuple[np.ndarray, ...]] = []
     grid = exposure.step_grid(STEP_DAYS) if n else np.zeros(1, np.int64)
-    for start, end in zip(grid[:-1].tolist(), grid[1:].tolist()):
+    for step, (start, end) in enumerate(zip(grid[:-1].tolist(), grid[1:].tolist())):
+        if step % CALCIUM_DRAW_STEPS == 0:  # the same calls in any block: a patient's draws do not depend on it
+            calcium_draws = calcium_noise.standard_normal((CALCIUM_DRAW_STEPS,))
         ended = p.stop <= start
         if ended.all():
             break
@@ -231,7 +235,8 @@ def simulate(
         owner = L.owner
         total = np.bincount(owner, sig.burden, rows)
         load = np.bincount(owner, sig.burden * sig.pthrp * sig.tgf_beta, rows)  # PTHrP-driven resorption
-        _hypocalcaemia(p, L, inputs, bone_before, sig, calcium_noise.standard_normal(), start, days, log, params)
+        _hypocalcaemia(p, L, inputs, bone_before, sig, calcium_draws[:, step % CALCIUM_DRAW_STEPS], start, days, log,
+                       params)
         supp = inputs.suppression
         exposure_mid = p.cum_suppression + 0.5 * days * supp
         p.cum_suppression[:] += days * supp
