@@ -64,9 +64,9 @@ def test_version_1_custom_markers_are_pinned():
     # re-pinned when seeding went through the niche and new lesions started in the drug's bone (+0.07% uNTx)
     arm = custom(rankl_inhibition=0.4, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6, pthrp_inhibition=0.3,
                  tumour_kill=0.2)
-    # re-pinned when the matrix induction of PTHrP and the blastic osteoblasts' RANKL entered (issue 13): higher uNTx
-    pinned = {"breast": (23974.148641058735, 19773.421152599054, 969.2976493045329, 407),
-              "prostate": (23472.09053161955, 31368.725351049223, 956.5908247483243, 407)}
+    # re-pinned when issue 13 changed the model (per-lesion growth, PK/PD potency, prior-SRE frailty, calcium set-point)
+    pinned = {"breast": (19944.59482109512, 17391.561473991394, 963.4180580396201, 406),
+              "prostate": (17682.395667999535, 25391.092131874655, 951.4444615885452, 405)}
     for primary, (untx, bsap, calcium, rows) in pinned.items():
         _, markers = trial(primary, arm, n=120)
         assert (float(markers["untx_nmol_mmol"].sum()), float(markers["bsap_ug_l"].sum()),
@@ -139,8 +139,9 @@ def test_bone_formation_stimulation_raises_bone_and_strength():
 
 
 def test_bone_formation_stimulation_prevents_fractures():
-    # breast 221 -> 182 pathological fractures, prostate 79 -> 70; BSAP rises (formation) at week 13
-    for primary, bound in (("breast", 0.9), ("prostate", 0.95)):
+    # breast 217 -> 194 pathological fractures, prostate 74 -> 71 (221 -> 182 and 79 -> 70 before the per-lesion
+    # growth spread and prior-SRE frailty of issue 13 redrew the patients); BSAP rises (formation) at week 13
+    for primary, bound in (("breast", 0.9), ("prostate", 0.97)):
         none, none_markers = trial(primary, custom())
         stim, stim_markers = trial(primary, custom(bone_formation_stimulation=0.7))
         assert stim["pathological_fracture"] < bound * none["pathological_fracture"]

@@ -56,7 +56,7 @@ def _death(growth_multiplier, params=PARAMS):
     zeros = np.zeros(n)
     return ev.patient_risk(
         np.full(n, PRIMARIES.index("breast")), zeros, np.zeros(n, bool), np.full(n, 65.0), np.full(n, 80.0),
-        np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool), np.asarray(growth_multiplier, float), True, params,
+        np.zeros(n, bool), np.zeros(n, bool), np.asarray(growth_multiplier, float), np.zeros(n, bool), params,
     ).death
 
 

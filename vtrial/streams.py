@@ -32,6 +32,8 @@ PURPOSES: dict[str, int] = {
     "marrow": 10,
     "label_rules": 11,
     "skeleton": 12,
+    "heterogeneity": 13,
+    "calcium": 14,
 }
 
 

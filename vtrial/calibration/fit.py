@@ -60,8 +60,8 @@ FITTED: tuple[str, ...] = (
     "strength_tumour_loss",
     "fracture_strength_slope",
     "tgf_beta_growth_gain",
-    "hypocalcaemia_hazard",
-    "hypocalcaemia_blastic_gain",
+    "calcium_per_release",
+    "calcium_lesion_weight",
 )
 #: Residual of a check whose statistic cannot be estimated (e.g. no SRE in an arm).
 MISSING_RESIDUAL = 3.0

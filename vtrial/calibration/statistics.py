@@ -22,12 +22,13 @@ from vtrial.analysis.proportions import clopper_pearson, poisson_rate_ci
 from vtrial.analysis.survival import DAYS_PER_MONTH, kaplan_meier, value_at
 from vtrial.calibration.replicas import ArmData, Observation
 from vtrial.calibration.targets import Check
+from vtrial.model.markers import HYPOCALCAEMIA_GRADE_2_MMOL_L
 from vtrial.vocabulary import LONG_BONE_SITES
 
 #: Two-sided 95% normal quantile (CI of a mean, of a median, of a log ratio).
 Z95 = 1.959963984540054
 #: CTCAE grade >= 2 hypocalcaemia: albumin-corrected serum calcium below 8.0 mg/dL = 2.0 mmol/L (CA-01).
-CALCIUM_GRADE_2_MMOL_L = 2.0
+CALCIUM_GRADE_2_MMOL_L = HYPOCALCAEMIA_GRADE_2_MMOL_L
 #: uNTx/Cr (nmol/mmol) at or above which uNTx is "high" (Brown 2005, Coleman 2005).
 UNTX_HIGH = 100.0
 #: uNTx/Cr below which uNTx is "low" in Coleman 2005 (50-99 is "moderate", left out of MK-07).

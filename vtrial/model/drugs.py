@@ -38,6 +38,16 @@ The lesion model receives these patient-level inputs per step (:class:`StepInput
   and of tumour IL-6 signalling left (products of ``1 - fraction``), and the osteoblast production
   ``1 + g (1 - prod(1 - s_a))`` of bone-formation stimulation ``s`` (``g`` =
   ``osteoblast_stimulation_max``).
+
+Between-patient variability (PK and PD): patient ``i`` has a potency ``k_i = exp(s_PK z_1 + s_PD z_2)``
+(log-normal, median 1; ``s = sqrt(ln(1 + CV**2))`` of the agent's ``Course.exposure_cv`` and of
+``drug_sensitivity_cv``; ``z`` standard normal draws of the ``heterogeneity`` stream purpose).
+It multiplies the bone pool reaching the Emax (exact: the pool is linear in the dose, and a
+lower EC50 is a larger pool), and it scales the concentration behind RANKL inhibition: the
+shared step mean ``I`` (Imax law ``I = Imax c/(1 + c)``, ``c`` the concentration over IC50) gives
+``c = I/(Imax - I)`` and the patient's ``I_i = Imax k_i c/(1 + k_i c)``, so its recruitment is the
+shared one times ``(1 - I_i)/(1 - I)``. The shared daily arrays and the precursor reserve stay
+shared; the factors cost O(patients) per step.
 """
 
 from __future__ import annotations
@@ -53,7 +63,7 @@ from vtrial.model.agents import AGENTS, Administration, Course
 from vtrial.model.agents.base import BonePool
 from vtrial.model.agents.pk import emax_effect
 from vtrial.model.lesion import NO_CELL_INPUTS, CellInputs
-from vtrial.model.parameters import Parameters
+from vtrial.model.parameters import Parameters, log_sd
 from vtrial.protocol import DOSE_FIELDS
 from vtrial.vocabulary import DAYS_PER_MONTH
 
@@ -183,10 +193,13 @@ class Exposure:
     n_days : int
         Length of the daily grid after randomisation; values on a day do not depend on it.
     params : Parameters
+    potency_z : float array [n, 2], optional
+        Standard normal draws of the patients' exposure and sensitivity (see the module docstring);
+        ``None``: every patient has the typical potency.
     """
 
     def __init__(self, administrations: Sequence[Administration], creatinine_clearance_ml_min: np.ndarray,
-                 n_days: int, params: Parameters) -> None:
+                 n_days: int, params: Parameters, potency_z: np.ndarray | None = None) -> None:
         n = creatinine_clearance_ml_min.shape[0]
         first_days = [float(a.days[0]) for a in administrations if a.days.size]
         #: days of exposure history before randomisation on the grid
@@ -200,7 +213,12 @@ class Exposure:
         self._antiresorptive = [c.pool is not None or bool(c.rankl_inhibition.any() or c.osteoclast_fraction.any())
                                 for c in courses]
         self._nephrotoxic = [bool(np.any(c.relative_auc > 0.0)) for c in courses]
-        self._pools = [(a.agent.name, c.pool) for a, c in zip(self._administrations, courses) if c.pool is not None]
+        self._pools = [(a.agent.name, c.pool, _potency(potency_z, c.exposure_cv, params))
+                       for a, c in zip(self._administrations, courses) if c.pool is not None]
+        rankl = [c for c in courses if c.rankl_imax > 0.0]
+        #: per patient: RANKL-inhibition potency and the Imax it acts under (None: no Imax agent)
+        self._rankl = None if not rankl or potency_z is None else (
+            _potency(potency_z, max(c.exposure_cv for c in rankl), params), max(c.rankl_imax for c in rankl))
         #: shared RANKL inhibition and precursor reserve on the grid (from ``-history_days``)
         self.rankl_inhibition, self.reserve, running = self._combine(courses)
         # variants: running sums, and per administration the doses given (None: all); 0 is the arm's
@@ -261,7 +279,7 @@ class Exposure:
         reserve = precursor_reserve(rankl_inhibition, self._params, known)
         free = (1.0 - rankl_inhibition) * (1.0 - oc_fraction)
         shared = (1.0 + reserve) * free
-        daily = np.stack([shared, shared**2, free, pthrp_keep, tgf_keep, kill]
+        daily = np.stack([shared, shared**2, free, pthrp_keep, tgf_keep, kill, rankl_inhibition]
                          + [c.pool.kernel for c in courses if c.pool is not None])
         return rankl_inhibition, reserve, _running_sums(daily)
 
@@ -341,13 +359,17 @@ class Exposure:
         else:
             means = np.stack([r[:, last] - r[:, first] for r in self._running]) / (end - start)
             mean = means[variants].T
-        shared, shared_sq, free, pthrp_keep, tgf_keep, kill = mean[:6]
+        shared, shared_sq, free, pthrp_keep, tgf_keep, kill, rankl = mean[:7]
+        if self._rankl is not None:
+            ratio = _rankl_free_ratio(rankl, self._rankl[0][patients], self._rankl[1])
+            shared, shared_sq, free = shared * ratio, shared_sq * np.square(ratio), free * ratio
         formation_kill, marrow, homing, drive_keep, production, il6_keep = (
             self._node_running[:, last] - self._node_running[:, first]) / (end - start)
         if self._pools:
             amounts: dict[str, tuple[BonePool, list[np.ndarray]]] = {}
-            for (name, pool), kernel in zip(self._pools, mean[6:]):
-                amounts.setdefault(name, (pool, []))[1].append(pool.scale[patients] * kernel)
+            for (name, pool, potency), kernel in zip(self._pools, mean[7:]):
+                amount = pool.scale[patients] * kernel
+                amounts.setdefault(name, (pool, []))[1].append(amount if potency is None else amount * potency[patients])
             extra_loss = reduce(np.add, [
                 emax_effect(reduce(np.add, amount), pool.emax, pool.ec50, pool.hill) for pool, amount in amounts.values()
             ])
@@ -369,9 +391,26 @@ class Exposure:
 
     @classmethod
     def of_arm(cls, arm: Any, creatinine_clearance_ml_min: np.ndarray, n_days: int, params: Parameters,
-               prior: Any = None) -> Exposure:
+               prior: Any = None, potency_z: np.ndarray | None = None) -> Exposure:
         """The exposure of a protocol arm after a prior treatment, if any (see :func:`arm_administrations`)."""
-        return cls(arm_administrations(arm, n_days, prior), creatinine_clearance_ml_min, n_days, params)
+        return cls(arm_administrations(arm, n_days, prior), creatinine_clearance_ml_min, n_days, params, potency_z)
+
+
+def _potency(potency_z: np.ndarray | None, exposure_cv: float, params: Parameters) -> np.ndarray | None:
+    """Per-patient potency ``exp(s_PK z_1 + s_PD z_2)`` (log-normal, median 1); None without draws (1)."""
+    if potency_z is None:
+        return None
+    return np.exp(log_sd(exposure_cv) * potency_z[:, 0] + log_sd(params.drug_sensitivity_cv) * potency_z[:, 1])
+
+
+def _rankl_free_ratio(inhibition: np.ndarray, potency: np.ndarray, imax: float) -> np.ndarray:
+    """``(1 - I_i)/(1 - I)``: RANKL signalling left at potency ``k`` against the typical patient's.
+
+    ``I = Imax c/(1 + c)`` gives ``c = I/(Imax - I)`` and ``I_i = Imax k c/(1 + k c)``.
+    """
+    inhibition = np.minimum(inhibition, imax * (1.0 - 1e-9))
+    c = potency * (inhibition / (imax - inhibition))
+    return (1.0 - imax * c / (1.0 + c)) / (1.0 - inhibition)
 
 
 def _value(mean: np.ndarray) -> float | np.ndarray:

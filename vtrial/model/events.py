@@ -57,6 +57,10 @@ SPINAL = np.array([s in SPINAL_SITES for s in SITES])
 LONG_BONE = np.array([s in LONG_BONE_SITES for s in SITES])
 JAW = np.array([s in JAW_SITES for s in SITES])
 FEMUR = SITES.index("femur")
+#: Share of patients with a skeletal event before randomisation in the trials the lesion hazards were
+#: calibrated on (Stopeck 2010 36.6%, Fizazi 2011 24%, Henry 2011 ~50%): the skeletal frailty is 1 on
+#: average over such a population, so the calibrated base hazards keep their meaning.
+PRIOR_SRE_REFERENCE_SHARE = 0.37
 #: Doubling time (days) of the tumour whose lesions carry the unscaled radiotherapy hazard.
 PAIN_REFERENCE_DOUBLING_DAYS = 100.0
 
@@ -157,10 +161,11 @@ class PatientRisk:
     death: np.ndarray
     hypercalcaemia: np.ndarray
     onj: np.ndarray
-    hypocalcaemia: np.ndarray
     renal_background: np.ndarray
     #: renal sensitivity ``(60/CrCl)^k``: scales the background and the per-infusion renal hazards
     kidney: np.ndarray
+    #: skeletal frailty: multiplies every lesion's local-event weights (prior SRE: ``sre_hr_prior_sre``)
+    skeletal_frailty: np.ndarray
 
 
 def patient_risk(
@@ -170,16 +175,21 @@ def patient_risk(
     age_years: np.ndarray,
     crcl: np.ndarray,
     dental_risk: np.ndarray,
-    vitamin_d_deficient: np.ndarray,
     jaw_lesion: np.ndarray,
     growth_multiplier: np.ndarray,
-    supplemented: bool,
+    prior_sre: np.ndarray,
     params: Parameters,
 ) -> PatientRisk:
-    """Covariate effects on the patient-level hazards.
+    """Covariate effects on the patient-level hazards, and the patient's skeletal frailty.
 
     Death also rises with the patient's tumour growth multiplier (``growth_multiplier ** k``):
-    aggressive disease kills sooner and indolent disease makes the long survivors.
+    aggressive disease kills sooner and indolent disease makes the long survivors. A skeletal
+    event before randomisation marks a fragile skeleton: the skeletal frailty
+    ``sre_hr_prior_sre`` (relative to a patient without one; scaled to average 1 at
+    :data:`PRIOR_SRE_REFERENCE_SHARE`) multiplies the fracture, cord-compression, radiotherapy and
+    fixation weights of each of the patient's lesions (:func:`lesion_hazard_weights`), so the SRE
+    hazard rises through the lesions, for any treatment. ECOG and visceral disease act on death only
+    (no sourced effect on skeletal events).
     """
     log_hr = (
         params.death_growth_exponent * np.log(growth_multiplier)
@@ -192,8 +202,7 @@ def patient_risk(
     head_and_neck = primary == PRIMARIES.index("head_and_neck")
     onj = params.onj_hazard * np.where(dental_risk, params.onj_dental_risk_hr, 1.0)
     onj = onj * np.where(jaw_lesion | head_and_neck, params.onj_jaw_hr, 1.0)
-    hypo = params.hypocalcaemia_hazard * np.where(vitamin_d_deficient, params.hypocalcaemia_vitamin_d_hr, 1.0)
-    if not supplemented:
-        hypo = hypo * params.hypocalcaemia_no_supplement_hr
     kidney = (60.0 / np.maximum(crcl, 5.0)) ** params.renal_crcl_exponent
-    return PatientRisk(death, hcm, onj, hypo, params.renal_background_hazard * kidney, kidney)
+    hr = params.sre_hr_prior_sre
+    frailty = np.where(prior_sre, hr, 1.0) / (1.0 + (hr - 1.0) * PRIOR_SRE_REFERENCE_SHARE)
+    return PatientRisk(death, hcm, onj, params.renal_background_hazard * kidney, kidney, frailty)

@@ -22,7 +22,8 @@ lesion's region's resorption relative to the whole skeleton; lesion quantities f
   the same rate that takes up radium-223; ``A_L`` the tumour's osteoblastic drive), weighted by
   ``g_B`` = ``bsap_lesion_weight`` (a lesion's share of the skeleton's formation).
 * **uNTx/Cr** ``= untx_healthy R``, **BSAP** ``= bsap_healthy F``.
-* **Albumin-corrected calcium** ``= Ca_0 + c_N N K + c_P sum_L T_L P_L`` with the net bone
+* **Albumin-corrected calcium** ``= Ca_i + c_N N K + c_P sum_L T_L P_L`` (:func:`calcium`; ``Ca_i`` the
+  patient's set-point, ``calcium_healthy`` times a log-normal factor of CV ``calcium_setpoint_cv``) with the net bone
   calcium release ``N = X - v_S**(3/8) + g_Ca sum_L (u_L**(1/2) Z_L - v_L**(3/8))`` (the bone
   equation's fluxes: 0 in balance, negative while formation outlasts blocked resorption — the
   hypocalcaemia of antiresorptives, larger with much blastic bone), ``K = (60/CrCl)**e`` (poor
@@ -32,6 +33,10 @@ lesion's region's resorption relative to the whole skeleton; lesion quantities f
 
 Each value carries multiplicative log-normal measurement noise with the registry's CV, drawn
 from the ``markers`` stream (per patient and visit, the same under every arm).
+
+The same calcium law runs every model step (:func:`calcium`, with the bone fluxes of the step):
+the simulation records ``hypocalcaemia`` when the patient's calcium, with its day-to-day
+variation, falls below :data:`HYPOCALCAEMIA_GRADE_2_MMOL_L` (CTCAE grade >= 2).
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ from vtrial.streams import Streams
 MARKER_COLUMNS: tuple[str, ...] = ("untx_nmol_mmol", "bsap_ug_l", "calcium_mmol_l")
 #: Creatinine clearance (mL/min) at which renal function neither raises nor lowers the calcium response.
 CALCIUM_REFERENCE_CRCL = 60.0
+#: CTCAE v5 grade >= 2 hypocalcaemia: albumin-corrected serum calcium below 8.0 mg/dL = 2.0 mmol/L.
+HYPOCALCAEMIA_GRADE_2_MMOL_L = 2.0
 
 
 def visit_weeks(marker_weeks: Sequence[int]) -> tuple[int, ...]:
@@ -59,6 +66,35 @@ def draw_noise(streams: Streams, patient_ids: np.ndarray, n_visits: int) -> np.n
     return streams.draws("markers", patient_ids).standard_normal((n_visits, len(MARKER_COLUMNS)))
 
 
+def calcium_gains(crcl_ml_min: np.ndarray, vitamin_d_deficient: np.ndarray, supplemented: bool,
+                  params: Parameters) -> np.ndarray:
+    """Per patient ``[2, n]``: the renal gain ``(60/CrCl)**e`` of the net release, and its extra gain on an uptake.
+
+    The uptake gain (vitamin D deficiency, no calcium/vitamin D supplements) applies while bone takes
+    calcium up (``N < 0``): constants of the patient and arm, computed once.
+    """
+    renal = (CALCIUM_REFERENCE_CRCL / np.maximum(crcl_ml_min, 5.0)) ** params.calcium_renal_exponent
+    uptake = np.where(vitamin_d_deficient, params.calcium_vitamin_d_gain, 1.0)
+    if not supplemented:
+        uptake = uptake * params.calcium_no_supplement_gain
+    return np.stack([renal, renal * uptake])
+
+
+def calcium(recruitment: np.ndarray, skeleton_w: np.ndarray, lesion_release: np.ndarray, pthrp_load: np.ndarray,
+            setpoint: np.ndarray, gains: np.ndarray, params: Parameters) -> np.ndarray:
+    """Albumin-corrected serum calcium (mmol/L) per patient, without day-to-day or assay variation.
+
+    ``Ca_0 s + c_N N g + c_P sum T P`` with the net bone release
+    ``N = X - v_S**(3/8) + g_Ca sum_L (u_L**(1/2) Z_L - v_L**(3/8))``: ``recruitment`` is ``X``,
+    ``lesion_release`` and ``pthrp_load`` the per-patient sums of the lesions' release and ``T P``,
+    ``setpoint`` the patient's factor ``s`` and ``gains`` from :func:`calcium_gains`.
+    """
+    release = recruitment - skeleton_w**0.1875 + params.calcium_lesion_weight * lesion_release
+    gain = np.where(release < 0.0, gains[1], gains[0])
+    return (params.calcium_healthy * setpoint + params.calcium_per_release * release * gain
+            + params.calcium_per_pthrp * pthrp_load)
+
+
 def measure(
     owner: np.ndarray,
     resorbed: np.ndarray,
@@ -68,9 +104,8 @@ def measure(
     pthrp_load: np.ndarray,
     recruitment: np.ndarray,
     skeleton_w: np.ndarray,
-    crcl_ml_min: np.ndarray,
-    vitamin_d_deficient: np.ndarray,
-    supplemented: bool,
+    setpoint: np.ndarray,
+    gains: np.ndarray,
     noise: np.ndarray,
     params: Parameters,
 ) -> np.ndarray:
@@ -79,23 +114,16 @@ def measure(
     ``owner`` maps each lesion to its patient row; ``resorbed`` (``u Z``), the two bone fluxes,
     the formation rate and ``pthrp_load`` (``T P``) are per lesion (:func:`vtrial.model.lesion.turnover`);
     ``recruitment`` (the osteoclast recruitment of tumour-free bone on the visit day),
-    ``skeleton_w`` and the covariates are per patient; ``noise`` holds standard normal draws ``[n, 3]``.
+    ``skeleton_w``, the calcium ``setpoint`` and ``gains`` (:func:`calcium`) are per patient; ``noise``
+    holds standard normal draws ``[n, 3]``.
     """
     rows = recruitment.size
-    skeleton_formation = skeleton_w**0.1875
     # each lesion's region adds its turnover to that of the skeleton (the healthy bone it replaced is
     # a negligible share of the skeleton), so the markers stay positive at any number of lesions
     resorption = recruitment + params.lesion_turnover_weight * np.bincount(owner, resorbed, rows)
-    formation = skeleton_formation + params.bsap_lesion_weight * np.bincount(owner, formation_rate, rows)
-    release = recruitment - skeleton_formation + params.calcium_lesion_weight * np.bincount(
-        owner, resorption_flux - formation_flux, rows)
-    gain = (CALCIUM_REFERENCE_CRCL / np.maximum(crcl_ml_min, 5.0)) ** params.calcium_renal_exponent
-    uptake_gain = np.where(vitamin_d_deficient, params.calcium_vitamin_d_gain, 1.0)
-    if not supplemented:
-        uptake_gain = uptake_gain * params.calcium_no_supplement_gain
-    gain = np.where(release < 0.0, gain * uptake_gain, gain)
-    calcium = (params.calcium_healthy + params.calcium_per_release * release * gain
-               + params.calcium_per_pthrp * np.bincount(owner, pthrp_load, rows))
-    truth = np.stack([params.untx_healthy * resorption, params.bsap_healthy * formation, calcium], axis=1)
+    formation = skeleton_w**0.1875 + params.bsap_lesion_weight * np.bincount(owner, formation_rate, rows)
+    serum = calcium(recruitment, skeleton_w, np.bincount(owner, resorption_flux - formation_flux, rows),
+                    np.bincount(owner, pthrp_load, rows), setpoint, gains, params)
+    truth = np.stack([params.untx_healthy * resorption, params.bsap_healthy * formation, serum], axis=1)
     cv = np.array([params.untx_cv, params.bsap_cv, params.calcium_cv])
     return truth * np.exp(np.sqrt(np.log1p(cv**2)) * noise)

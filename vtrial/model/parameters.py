@@ -93,6 +93,18 @@ _PARAMETERS: list[Parameter] = [
        "resorption markers are high in prostate bone disease (uNTx, Brown 2005 JNCI 97:59; Coleman 2005 "
        "JCO 23:4925): woven bone is resorbed and re-formed",
        "relative rise of osteoclast recruitment (RANKL) per unit of the blastic osteoblast drive"),
+    # --- heterogeneity between lesions and between patients (simulate.py, drugs.py) ------------
+    Parameter("lesion_growth_cv", 0.3, "-", 0.1, 0.6,
+       "[recalled] lesions of one patient respond and progress unequally on imaging (lesion-level NaF-PET "
+       "response heterogeneity within patients with mCRPC, Harmon 2017 Eur J Nucl Med Mol Imaging 44:1820); "
+       "smaller than the between-patient spread of tumour growth rates (log-normal CV ~50-100%, Mehrara 2007 "
+       "Cancer Res 67:3970)",
+       "CV of a lesion's Gompertz rate around its patient's (log-normal, mean the patient's rate)"),
+    Parameter("drug_sensitivity_cv", 0.3, "-", 0.1, 0.6,
+       "[recalled] the population PK/PD models of the antiresorptives carry between-subject variability on the "
+       "potency of the marker response (denosumab uNTx IC50, Gibiansky 2012 Clin Pharmacokinet 51:247; "
+       "ibandronate CTX EC50, Pillai 2004 J Clin Pharmacol 44:655) of this order",
+       "between-patient CV of the drug concentration (or bone pool) of half-maximal effect (log-normal, median 1)"),
     # --- version-2 nodes a custom agent may act on (docs/model.md) --------------------------
     Parameter("il6_recruitment_share", 0.3, "-", 0.1, 0.6,
        "[recalled] IL-6 enhances PTHrP-driven bone resorption and hypercalcaemia in vivo, and an anti-IL-6 "
@@ -242,6 +254,11 @@ _PARAMETERS: list[Parameter] = [
     Parameter("death_log_hr_burden", 0.772, "per unit total burden", 0.02, 1.0,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
        "log hazard ratio per unit of summed bone tumour burden"),
+    Parameter("sre_hr_prior_sre", 1.5, "-", 1.2, 2.0,
+       "[recalled] a skeletal event before randomisation raised the hazard of an on-study SRE by ~1.3-1.6 in the "
+       "multivariable models of the phase 3 trials (zoledronic acid in prostate cancer, Saad 2004 JNCI 96:879; "
+       "denosumab vs zoledronic acid, pooled, Lipton 2012 Eur J Cancer 48:3082)",
+       "skeletal frailty of a patient with a prior SRE: multiplies every lesion's local-event weights"),
     Parameter("death_hr_recent_sre", 1.5, "-", 1.0, 3.0, "[seen] Norgaard 2010: 1-y survival 40% vs 47% with SRE",
        "hazard ratio within 90 days of an SRE"),
     # --- adverse events ----------------------------------------------------------------------
@@ -256,15 +273,6 @@ _PARAMETERS: list[Parameter] = [
        "hazard ratio of poor dental health / extraction"),
     Parameter("onj_jaw_hr", 3.0, "-", 1.0, 10.0, "[recalled] jaw lesions and head-and-neck radiotherapy",
        "hazard ratio of a jaw lesion or a head-and-neck primary"),
-    Parameter("hypocalcaemia_hazard", 0.000169, "1/day", 2.0e-5, 1.0e-3,
-       "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); INT-07, FIZ-09",
-       "hypocalcaemia hazard at full suppression with supplementation and vitamin D"),
-    Parameter("hypocalcaemia_blastic_gain", 0.905, "per unit blastic burden", 0.1, 10.0,
-       "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); "
-       "prior: [recalled] hungry bone in osteoblastic disease (FIZ-09)", "relative rise per unit blastic burden"),
-    Parameter("hypocalcaemia_vitamin_d_hr", 2.0, "-", 1.0, 5.0, "[recalled]", "hazard ratio of vitamin D deficiency"),
-    Parameter("hypocalcaemia_no_supplement_hr", 2.5, "-", 1.0, 5.0, "[recalled] label requires Ca + vitamin D",
-       "hazard ratio without calcium/vitamin D supplementation"),
     Parameter("renal_background_hazard", 1.0e-4, "1/day", 1.0e-5, 1.0e-3,
        "[seen] placebo renal deterioration 7.7-9% (research notes 7.4)", "background renal deterioration at CrCl 60"),
     Parameter("renal_infusion_hazard", 0.004, "per infusion", 0.001, 0.1,
@@ -423,8 +431,12 @@ _PARAMETERS: list[Parameter] = [
     Parameter("calcium_no_supplement_gain", 1.5, "-", 1.0, 3.0,
        "[recalled] the labels require calcium and vitamin D supplements with antiresorptives",
        "gain of a net bone calcium uptake without calcium/vitamin D supplements"),
+    Parameter("calcium_setpoint_cv", 0.025, "-", 0.015, 0.035,
+       "[recalled] between-subject CV of serum calcium ~2.5% against a within-subject CV ~2% (biological "
+       "variation database, Ricos 1999 Scand J Clin Lab Invest 59:491)",
+       "between-patient CV of the serum-calcium set-point (log-normal, median calcium_healthy)"),
     Parameter("calcium_cv", 0.02, "-", 0.01, 0.03, "[recalled] within-subject CV of serum calcium ~2%",
-       "measurement CV of serum calcium (log-normal)"),
+       "within-subject CV of serum calcium, day to day and assay (log-normal): the weekly values and the visits"),
 ]
 
 #: The registry: every model parameter, by name (the agents' are added by :func:`register`).
@@ -436,6 +448,11 @@ def register(parameters: tuple[Parameter, ...]) -> None:
     for p in parameters:
         if REGISTRY.setdefault(p.name, p) != p:
             raise ValueError(f"model parameter {p.name!r} is registered twice with different rows")
+
+
+def log_sd(cv: float) -> float:
+    """Standard deviation of the logarithm of a log-normal variable with coefficient of variation ``cv``."""
+    return float(np.sqrt(np.log1p(cv**2)))
 
 
 class Parameters:

@@ -30,12 +30,14 @@ from vtrial.model.lesion import (
     gompertz_rate, lesion_traits, strength, turnover,
 )
 from vtrial.model.local_therapy import LocalTherapy, high_risk_hazard
-from vtrial.model.parameters import Parameters
+from vtrial.model.parameters import Parameters, log_sd
 from vtrial.streams import Streams
 from vtrial.vocabulary import EVENT_TYPES, PRIMARIES, SITES
 
 #: Compact the working arrays once this share of their patients has ended follow-up.
 COMPACT_SHARE = 0.1
+#: Model steps whose day-to-day calcium variation is drawn in one call of the ``calcium`` stream purpose.
+CALCIUM_DRAW_STEPS = 64
 #: An SRE raises the death hazard for this long.
 RECENT_SRE_DAYS = 90.0
 _TYPE_CODE = {name: i for i, name in enumerate(EVENT_TYPES)}
@@ -131,7 +133,9 @@ def simulate(
     stop = np.where(dropped, cb.dropout_day, admin_end)
     # whole steps, so that the step grid (hence every patient's numbers) does not depend on the block
     n_days = int(np.ceil(stop.max() / STEP_DAYS)) * STEP_DAYS if n else 0
-    exposure = Exposure.of_arm(arm, cb.creatinine_clearance_ml_min, n_days, params, cb.prior_treatment)
+    spread = _heterogeneity(streams, cb.patient_id, params)
+    exposure = Exposure.of_arm(arm, cb.creatinine_clearance_ml_min, n_days, params, cb.prior_treatment,
+                               spread["potency_z"])
     local = LocalTherapy.from_arm(arm, params)
     thresholds = ev.draw_thresholds(streams, cb.patient_id)
     visit_weeks = np.asarray(marker_weeks, dtype=np.int64)
@@ -146,9 +150,9 @@ def simulate(
     jaw_lesion[owner[ev.JAW[site]]] = True
     risk = ev.patient_risk(
         primary, cb.ecog.astype(float), cb.visceral_metastases, cb.age_years, cb.creatinine_clearance_ml_min,
-        cb.dental_risk, cb.vitamin_d_deficient, jaw_lesion, cb.biology["tumour_growth_rate"],
-        bool(arm.calcium_vitamin_d), params,
+        cb.dental_risk, jaw_lesion, cb.biology["tumour_growth_rate"], cb.prior_sre, params,
     )
+    calcium_noise = streams.draws("calcium", cb.patient_id)
     n_entry = np.maximum(mask.sum(axis=1), 1)
     background = systemic.background(cb, arm, params)  # None for a version-1 protocol
     stage = {} if background is None else _background_arrays(background, cb, streams)
@@ -158,8 +162,12 @@ def simulate(
         index=np.arange(n), stop=stop.copy(), last_sre=np.full(n, -np.inf), cum_suppression=np.zeros(n),
         remaining=thresholds.patient[:, :, 0].T.copy(), count=np.zeros((8, n), np.int64),
         next_slot=np.where(mask.any(axis=1), mask.shape[1] - np.argmax(mask[:, ::-1], axis=1), 0),
-        death=risk.death, hcm=risk.hypercalcaemia, onj=risk.onj, hypo=risk.hypocalcaemia,
+        death=risk.death, hcm=risk.hypercalcaemia, onj=risk.onj, frailty=risk.skeletal_frailty,
         renal_bg=risk.renal_background, kidney=risk.kidney,
+        lesion_growth=spread["lesion_growth"], calcium_setpoint=spread["calcium_setpoint"],
+        calcium_gains=mk.calcium_gains(cb.creatinine_clearance_ml_min, cb.vitamin_d_deficient,
+                                       bool(arm.calcium_vitamin_d), params),
+        calcium_low=np.zeros(n, bool),
         mean_phi=(cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry,
         pthrp_secretion=cb.biology["pthrp_secretion"], drive_mult=cb.biology["osteoblastic_drive"], growth=growth,
         **stage, **bone, marrow_remaining=streams.draws("marrow", cb.patient_id).exponential((2,)).T.copy(),
@@ -176,7 +184,9 @@ def simulate(
     log: list[tuple[np.ndarray, ...]] = []
     visits: list[tuple[np.ndarray, ...]] = []
     grid = exposure.step_grid(STEP_DAYS) if n else np.zeros(1, np.int64)
-    for start, end in zip(grid[:-1].tolist(), grid[1:].tolist()):
+    for step, (start, end) in enumerate(zip(grid[:-1].tolist(), grid[1:].tolist())):
+        if step % CALCIUM_DRAW_STEPS == 0:  # the same calls in any block: a patient's draws do not depend on it
+            calcium_draws = calcium_noise.standard_normal((CALCIUM_DRAW_STEPS,))
         ended = p.stop <= start
         if ended.all():
             break
@@ -204,6 +214,7 @@ def simulate(
             # a bone-seeking agent kills where it was taken up: in proportion to each lesion's formation rate
             forming = formation_rate(L.w, L.y, traits, params, inputs.cells.osteoblast_drive_keep)
             kill = kill + (inputs.formation_kill * forming).astype(STATE_DTYPE)
+        bone_before = L.z.copy()
         sig = advance(
             state, traits,
             inputs.recruitment.astype(STATE_DTYPE)[L.owner], inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
@@ -224,7 +235,8 @@ def simulate(
         owner = L.owner
         total = np.bincount(owner, sig.burden, rows)
         load = np.bincount(owner, sig.burden * sig.pthrp * sig.tgf_beta, rows)  # PTHrP-driven resorption
-        blastic = np.bincount(owner, sig.burden * L.phi, rows)
+        _hypocalcaemia(p, L, inputs, bone_before, sig, calcium_draws[:, step % CALCIUM_DRAW_STEPS], start, days, log,
+                       params)
         supp = inputs.suppression
         exposure_mid = p.cum_suppression + 0.5 * days * supp
         p.cum_suppression[:] += days * supp
@@ -238,7 +250,7 @@ def simulate(
             _non_skeletal_death(p, background, params) * np.exp(params.death_log_hr_burden * total)
             * (1.0 + (params.death_hr_recent_sre - 1.0) * recent / days),
             p.onj * supp * exposure_mid / (exposure_mid + params.onj_exposure_half_days),
-            p.hypo * supp**2 * (1.0 + params.hypocalcaemia_blastic_gain * blastic),
+            np.zeros(rows),  # hypocalcaemia: from the calcium (_hypocalcaemia), not a hazard
             p.renal_bg,
             np.zeros(rows),
             params.atypical_fracture_hazard * damage,
@@ -324,9 +336,7 @@ def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposu
     idx = p.index
     values = mk.measure(
         L.owner, resorbed, resorption, formation, forming, state.burden * pthrp, recruitment * p.rankl_factor,
-        p.skeleton_w,
-        cb.creatinine_clearance_ml_min[idx], cb.vitamin_d_deficient[idx], bool(arm.calcium_vitamin_d),
-        noise[idx], params,
+        p.skeleton_w, p.calcium_setpoint, p.calcium_gains, noise[idx], params,
     )
     visits.append((idx[on_study], np.full(int(on_study.sum()), week), values[on_study]))
 
@@ -419,6 +429,51 @@ def _non_skeletal_death(p: _Rows, background: systemic.Background | None, params
     if background is None:
         return p.death
     return p.death * np.where(p.sensitive & p.hormonal, params.death_hr_castration_sensitive, 1.0)
+
+
+def _heterogeneity(streams: Streams, patient_id: np.ndarray, params: Parameters) -> dict[str, np.ndarray]:
+    """Per-patient draws of the ``heterogeneity`` stream purpose, in a fixed order.
+
+    ``potency_z`` ``[n, 2]``: standard normals of the drug exposure and sensitivity
+    (:class:`~vtrial.model.drugs.Exposure`); ``calcium_setpoint`` ``[n]``: the serum-calcium set-point
+    factor (log-normal, CV ``calcium_setpoint_cv``); ``lesion_growth`` ``[MAX_LESION_SLOTS, n]``: each
+    lesion slot's growth-rate factor around the patient's (log-normal, mean 1, CV
+    ``lesion_growth_cv``), for entry and new lesions alike.
+    """
+    draws = streams.draws("heterogeneity", patient_id)
+    potency_z = draws.standard_normal((2,))
+    setpoint = draws.standard_normal()
+    lesion = draws.standard_normal((ev.MAX_LESION_SLOTS,))
+    return dict(
+        potency_z=potency_z,
+        calcium_setpoint=np.exp(log_sd(params.calcium_setpoint_cv) * setpoint),
+        lesion_growth=np.exp(log_sd(params.lesion_growth_cv) * lesion - 0.5 * log_sd(params.lesion_growth_cv) ** 2).T,
+    )
+
+
+def _hypocalcaemia(p: _Rows, lesions: _Rows, inputs: StepInputs, bone_before: np.ndarray, sig, noise: np.ndarray,
+                   start: int, days: float, log, params: Parameters) -> None:
+    """Serum calcium over the step; record ``hypocalcaemia`` where it falls below grade 2 (CTCAE >= 2).
+
+    The calcium law of the markers (:func:`vtrial.model.markers.calcium`) with the step's bone
+    fluxes: each lesion's net release ``u^(1/2) Z - v^(3/8)`` is its bone lost over the step,
+    ``-dZ / (k_Z days)`` (the bone equation integrated exactly), and ``T P`` at mid-step. Day-to-day
+    variation: log-normal with CV ``calcium_cv``, from the ``calcium`` stream purpose (one draw per
+    patient and step). One event per episode, at mid-step: a patient is recorded again only after its
+    calcium came back to grade 0-1.
+    """
+    L = lesions
+    rows = p.size
+    release = np.bincount(L.owner, bone_before - L.z, rows) / (params.bone_turnover_rate * days)
+    serum = mk.calcium(inputs.recruitment * p.rankl_factor, p.skeleton_w, release, np.bincount(L.owner, sig.burden * sig.pthrp, rows),
+                       p.calcium_setpoint, p.calcium_gains, params)
+    serum *= np.exp(log_sd(params.calcium_cv) * noise[p.index])
+    low = serum < mk.HYPOCALCAEMIA_GRADE_2_MMOL_L
+    onset = np.flatnonzero(low & ~p.calcium_low)
+    p.calcium_low[:] = low
+    if onset.size:
+        none = np.full(onset.size, -1)
+        _record(log, p, onset, np.full(onset.size, start + 0.5 * days), _TYPE_CODE["hypocalcaemia"], none, none)
 
 
 def _background_arrays(background: systemic.Background, cb: CohortBlock, streams: Streams):
@@ -529,16 +584,21 @@ def _new_lesions(
 
     The bone is in equilibrium with the drug ``inputs`` of the step in which the lesion appears
     (a lesion seeded on an antiresorptive starts with suppressed turnover); ``None``: untreated
-    (entry lesions). Without prophylactic fixation in the arm, the lesion's fixation hazard is zero.
+    (entry lesions). A lesion's Gompertz rate is its patient's times the lesion slot's own
+    log-normal factor (``p.lesion_growth``, :func:`_heterogeneity`); its local-event weights carry
+    the patient's skeletal frailty. Without prophylactic fixation in the arm, the lesion's fixation
+    hazard is zero.
     """
-    traits = lesion_traits(phi, p.pthrp_secretion[owner], p.drive_mult[owner], p.growth[owner], params)
+    growth = p.growth[owner] * p.lesion_growth[slot, owner]
+    traits = lesion_traits(phi, p.pthrp_secretion[owner], p.drive_mult[owner], growth, params)
     if inputs is None:
         state = established_state(burden, traits, params)
     else:
         state = established_state(burden, traits, params, inputs.recruitment_sq[owner],
                                   _per_lesion(inputs.pthrp_keep, owner), inputs.cells,
                                   _per_lesion(inputs.tgf_beta_keep, owner))
-    weights = ev.lesion_hazard_weights(site, traits.blastic_fraction, traits.growth_rate, params).astype(STATE_DTYPE)
+    weights = ev.lesion_hazard_weights(site, traits.blastic_fraction, traits.growth_rate, params)
+    weights = (weights * p.frailty[owner]).astype(STATE_DTYPE)
     if not local.prophylactic_fixation:
         weights[_SURGERY] = 0.0
     return dict(

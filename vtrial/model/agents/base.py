@@ -86,6 +86,12 @@ class Course:
     formation_stimulation: np.ndarray | float = 0.0
     #: tumour IL-6 signalling blocked (osteoclast recruitment, tumour survival in bone)
     il6_inhibition: np.ndarray | float = 0.0
+    #: between-patient CV of the exposure (concentration or bone pool) behind ``rankl_inhibition`` and
+    #: ``pool``: :class:`vtrial.model.drugs.Exposure` scales each patient's potency by it (0: none)
+    exposure_cv: float = 0.0
+    #: Imax of ``rankl_inhibition = Imax c/(1 + c)`` (``c`` concentration over IC50), which lets a
+    #: patient's potency rescale ``c``; 0: the course declares no such law (no between-patient potency)
+    rankl_imax: float = 0.0
 
     @classmethod
     def neutral(cls, n_patients: int, n_days: int, **effects: Any) -> Course:

@@ -8,6 +8,8 @@ dose that drives renal toxicity, and the first infusion an acute-phase reaction.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from vtrial.model.agents.base import Administration, Agent, BonePool, Course
@@ -27,6 +29,8 @@ class Bisphosphonate(Agent):
     """Base of the bisphosphonate agents: subclasses give the pool per patient and its Emax."""
 
     agent_class = "bisphosphonate"
+    #: registry name of the agent's between-patient CV of the amount reaching bone
+    exposure_cv_parameter: ClassVar[str]
 
     def pool(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray,
              params: Parameters) -> tuple[np.ndarray, np.ndarray, float, float, float]:
@@ -42,4 +46,5 @@ class Bisphosphonate(Agent):
             creatinine_clearance_ml_min.shape[0], grid.shape[0],
             pool=BonePool(scale, kernel, emax, ec50, params.bisphosphonate_hill),
             relative_auc=relative_auc, acute_phase_first_dose=params.acute_phase_first_dose,
+            exposure_cv=getattr(params, self.exposure_cv_parameter),
         )

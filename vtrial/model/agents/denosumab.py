@@ -28,6 +28,10 @@ PARAMETERS: tuple[Parameter, ...] = (
               "maximal inhibition of RANKL signalling"),
     Parameter("denosumab_ic50_mg_l", 0.0318, "mg/L", 0.005, 0.2, "[seen] Doshi 2012 (IC50 31.8 ng/mL)",
               "serum concentration of half-maximal inhibition"),
+    Parameter("denosumab_exposure_cv", 0.45, "-", 0.3, 0.6,
+              "[recalled] between-subject variability of denosumab exposure ~40-50% (population PK, Sutjandra 2011 "
+              "Clin Pharmacokinet 50:793; Gibiansky 2012)",
+              "between-patient CV of the serum concentration at a given dose (log-normal, median 1)"),
     Parameter("acute_phase_first_dose_denosumab", 0.09, "cumulative hazard", 0.0, 0.3,
               "[seen] INT-06: 8.7% on denosumab", "acute-phase reaction after the first denosumab injection"),
 )
@@ -56,4 +60,5 @@ class Denosumab(Agent):
             creatinine_clearance_ml_min.shape[0], grid.shape[0],
             rankl_inhibition=params.denosumab_imax * conc / (conc + params.denosumab_ic50_mg_l),
             acute_phase_first_dose=params.acute_phase_first_dose_denosumab,
+            exposure_cv=params.denosumab_exposure_cv, rankl_imax=params.denosumab_imax,
         )

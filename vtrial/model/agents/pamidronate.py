@@ -23,6 +23,10 @@ PARAMETERS: tuple[Parameter, ...] = (
               "pool amount of half-maximal effect"),
     Parameter("pamidronate_clearance_l_h", 5.0, "L/h", 2.0, 10.0, "[recalled] renal CL proportional to CrCl",
               "total clearance at CrCl 75 mL/min (scaled by CrCl/75 for the AUC)"),
+    Parameter("pamidronate_exposure_cv", 0.4, "-", 0.2, 0.6,
+              "[recalled] pamidronate exposure varies widely between patients at one dose and CrCl (Berenson 1997 "
+              "J Clin Pharmacol 37:285); assumed as zoledronic acid's upper end",
+              "between-patient CV of the amount reaching bone at a given dose and CrCl (log-normal, median 1)"),
 )
 
 #: Label dose (mg), the reference of the relative AUC.
@@ -35,6 +39,7 @@ class Pamidronate(Bisphosphonate):
     name = "pamidronate"
     parameters = PARAMETERS + BISPHOSPHONATE_PARAMETERS
     label_regimen = "dose_mg = 90.0 and every_weeks = 4.0 (label: 90 mg every 3-4 weeks)"
+    exposure_cv_parameter = "pamidronate_exposure_cv"
 
     def pool(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray,
              params: Parameters) -> tuple[np.ndarray, np.ndarray, float, float, float]:

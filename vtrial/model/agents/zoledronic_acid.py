@@ -28,6 +28,9 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("zoledronic_acid_ec50_mg", 2.0, "mg", 0.5, 8.0,
               "[calibrated] one 5 mg dose suppresses markers ~60% for a year (HORIZON, recalled)",
               "pool amount of half-maximal effect"),
+    Parameter("zoledronic_acid_exposure_cv", 0.35, "-", 0.25, 0.45,
+              "[recalled] between-patient CV of zoledronic acid AUC ~30-40% (Chen 2002 J Clin Pharmacol 42:1228)",
+              "between-patient CV of the amount reaching bone at a given dose and CrCl (log-normal, median 1)"),
 )
 
 #: Label dose reduction of zoledronic acid by creatinine clearance (mL/min), Zometa label.
@@ -59,6 +62,7 @@ class ZoledronicAcid(Bisphosphonate):
     name = "zoledronic_acid"
     parameters = PARAMETERS + BISPHOSPHONATE_PARAMETERS
     label_regimen = "dose_mg = 4.0 and every_weeks = 4.0 (Zometa label)"
+    exposure_cv_parameter = "zoledronic_acid_exposure_cv"
 
     def pool(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray,
              params: Parameters) -> tuple[np.ndarray, np.ndarray, float, float, float]:

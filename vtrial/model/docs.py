@@ -1,0 +1,159 @@
+"""The generated parts of ``docs/model.md``: parameter values, the parameter table, the coverage table.
+
+Every parameter value the document quotes is a placeholder filled from the registry,
+``<!-- p:NAME -->VALUE<!-- /p -->`` (``.4g``, the table's format), and the parameter and coverage
+tables sit between ``<!-- generated:parameters -->`` / ``<!-- generated:coverage -->`` and
+``<!-- /generated -->``. :func:`render` refills them; a test keeps the document equal to its
+rendering, so a changed or newly registered parameter (any agent or engineer adding one to
+:data:`~vtrial.model.parameters.REGISTRY`) shows up without editing the prose.
+``python -m vtrial.model.docs`` rewrites ``docs/model.md`` in place.
+
+:data:`COVERAGE` maps each tumour–bone player to the nodes of the code that carry it: a name
+with a dot is an attribute path under :mod:`vtrial.model` (module, function, class or dataclass
+field), a bare name a registry parameter; a test resolves every one. A player without a node
+says so (``absent``) and what, if anything, stands in for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from vtrial.model.parameters import REGISTRY, markdown_table
+from vtrial.store import atomic_write_text
+
+#: The document this module generates parts of.
+MODEL_DOC = Path(__file__).resolve().parents[2] / "docs" / "model.md"
+_VALUE = re.compile(r"<!-- p:([\w.]+) -->(.*?)<!-- /p -->")
+_BLOCK = re.compile(r"(<!-- generated:(\w+) -->\n)(.*?)(<!-- /generated -->)", re.S)
+
+
+class Player(NamedTuple):
+    """One row of the coverage table."""
+
+    player: str
+    #: nodes in the code (attribute paths under ``vtrial.model`` or registry names); empty: absent
+    nodes: tuple[str, ...]
+    #: how the code carries it: explicit, "lumped into ...", or "absent ..."
+    how: str
+    #: the custom-agent mechanism field that acts on it, or "none"
+    mechanism: str
+
+
+COVERAGE: tuple[Player, ...] = (
+    Player("PTHrP", ("lesion._signals", "pthrp_lytic", "pthrp_blastic", "lesion.LesionState.m"),
+           "explicit: `P` from tumour signal × phenotype × the patient's secretion × the matrix induction `M`",
+           "`pthrp_inhibition`"),
+    Player("RANKL / OPG", ("rankl_per_pthrp", "opg_per_pthrp", "agents.base.Course.rankl_inhibition"),
+           "explicit algebraic ratio `ρ = (1 + a_P P)(1 + c_P P)(1 − I)`, PTHrP-driven", "`rankl_inhibition`"),
+    Player("M-CSF", ("drugs.StepInputs.recruitment",),
+           "lumped into the osteoclast recruitment `X` (permissive, not regulated)", "`osteoclast_inhibition` (approx.)"),
+    Player("osteoclasts", ("lesion.osteoclast_activity",),
+           "explicit, quasi-steady `u = X²/v`", "`osteoclast_inhibition`, `rankl_inhibition`"),
+    Player("osteoblasts", ("lesion.LesionState.w", "osteoblast_rate", "skeleton.advance", "osteoblast_rankl_blastic"),
+           "explicit: `v` per lesion (as `w = v²`) and `v_S` of the uninvolved skeleton; the blastic drive's "
+           "osteoblasts add RANKL", "via the drive and stimulation"),
+    Player("TGF-β (matrix)", ("lesion.Signals.tgf_beta", "tgf_beta_growth_gain", "tgf_beta_pthrp_gain",
+                              "lesion.pthrp_induction"),
+           "explicit: released from resorbed matrix `uZ`, feeds tumour growth and induces tumour PTHrP (`M`): "
+           "the vicious cycle", "`tgf_beta_inhibition`"),
+    Player("calcium", ("markers.calcium", "simulate._hypocalcaemia", "calcium_per_release"),
+           "explicit: albumin-corrected serum calcium every step from the bone fluxes and PTHrP; "
+           "hypocalcaemia is its fall below grade 2", "none"),
+    Player("CaSR", ("calcium_pthrp_gain", "lesion.pthrp_induction"),
+           "lumped: matrix calcium released by resorption induces tumour PTHrP (`M`); no CaSR on the "
+           "parathyroid (PTH absent)", "none"),
+    Player("IL-6", ("il6_recruitment_share", "il6_growth_share", "lesion.CellInputs.il6_keep"),
+           "explicit as shares of the tumour's osteoclastogenic signal and of its growth in bone; "
+           "stromal IL-6 absent", "`il6_inhibition`"),
+    Player("MMPs", ("strength_tumour_loss",),
+           "lumped into the strength lost per unit tumour burden (`c T`); no MMP in the RANKL ratio", "none"),
+    Player("myeloid / immune cells", ("drugs.precursor_reserve",),
+           "absent as cells: the precursor reserve `Q` is a lumped pool of committed osteoclast precursors "
+           "(rebound after RANKL blockade), not a myeloid population; no immune control of the tumour", "none"),
+    Player("BMPs / RUNX2", ("osteoblast_drive_blastic", "lesion.CellInputs.osteoblast_drive_keep"),
+           "lumped into one osteoblastic drive `a_B φ H` of blastic lesions", "`osteoblast_drive_inhibition`"),
+    Player("DKK1 / Wnt", ("osteoblast_drive_blastic", "lesion.CellInputs.osteoblast_drive_keep"),
+           "lumped into the osteoblastic drive (Wnt) and the lytic osteoblast suppression (DKK1: "
+           "`osteoblast_suppression_lytic`)", "`osteoblast_drive_inhibition`"),
+    Player("endothelin-1", ("osteoblast_drive_blastic",), "lumped into the osteoblastic drive",
+           "`osteoblast_drive_inhibition`"),
+    Player("sclerostin", ("lesion.CellInputs.osteoblast_production", "osteoblast_stimulation_max"),
+           "lumped: an anabolic agent raises the osteoblast production `F` in lesions and skeleton",
+           "`bone_formation_stimulation`"),
+    Player("nerves / pain", ("events.pain_drive", "pain_acid_gain", "pain_burden_exponent"),
+           "lumped into a per-lesion pain drive `T^a (1 + c_acid uZ)` (nerve sprouting, acid on TRPV1/ASIC3) "
+           "that drives radiotherapy for pain; no nerve state", "via `osteoclast_inhibition`"),
+    Player("niche / homing (CXCL12–CXCR4, α4β1–VCAM-1)", ("drugs.StepInputs.homing_keep", "seeding_hazard",
+                                                         "niche_resorption_exponent"),
+           "lumped: the new-lesion hazard follows the systemic resorption of the bone cells land in (the niche, "
+           "`R_S^e`) and one homing factor `K_h`; red-marrow site shares pick the site",
+           "`homing_inhibition`"),
+    Player("GLI2", ("lesion._signals",), "lumped into PTHrP (GLI2 is upstream of it)", "`pthrp_inhibition`"),
+    Player("HIF-1α, new blood vessels", ("lesion.gompertz_rate",),
+           "lumped into the Gompertz rate and capacity (`T ≤ 1`)", "`tumour_kill` (approx.)"),
+    Player("Notch / Jagged1", ("rankl_per_pthrp",), "lumped into the PTHrP/RANKL drive", "`rankl_inhibition` (approx.)"),
+    Player("nestin, osteopontin, platelets", (), "absent", "none"),
+)
+
+
+def resolve(node: str) -> Any:
+    """The object a coverage node names; raises ``LookupError`` if the code has no such node."""
+    if "." not in node:
+        if node not in REGISTRY:
+            raise LookupError(f"no model parameter {node!r}")
+        return REGISTRY[node]
+    parts = node.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module("vtrial.model." + ".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[split:]:
+            fields = {f.name: f for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else {}
+            if hasattr(obj, name):
+                obj = getattr(obj, name)
+            elif name in fields:
+                obj = fields[name]
+            else:
+                raise LookupError(f"no node {node!r}: {name!r} is missing")
+        return obj
+    raise LookupError(f"no module for node {node!r}")
+
+
+def coverage_table() -> str:
+    """The coverage table of ``docs/model.md``."""
+    rows = ["| Player | Node in the code | How | Custom mechanism |", "|---|---|---|---|"]
+    for p in COVERAGE:
+        nodes = ", ".join(f"`{n}`" for n in p.nodes) or "—"
+        rows.append(f"| {p.player} | {nodes} | {p.how} | {p.mechanism} |")
+    return "\n".join(rows)
+
+
+def render(text: str) -> str:
+    """``text`` with every parameter placeholder and generated block refilled from the code."""
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in REGISTRY:
+            raise KeyError(f"docs/model.md quotes an unknown model parameter {name!r}")
+        return f"<!-- p:{name} -->{REGISTRY[name].value:.4g}<!-- /p -->"
+
+    blocks = {"parameters": markdown_table, "coverage": coverage_table}
+
+    def block(match: re.Match) -> str:
+        return f"{match.group(1)}{blocks[match.group(2)]()}\n{match.group(4)}"
+
+    return _BLOCK.sub(block, _VALUE.sub(value, text))
+
+
+def main() -> None:
+    """Rewrite ``docs/model.md`` with its generated parts refilled."""
+    text = MODEL_DOC.read_text(encoding="utf-8")
+    atomic_write_text(MODEL_DOC, render(text))
+
+
+if __name__ == "__main__":
+    main()
