@@ -196,6 +196,7 @@ class Exposure:
         self._administrations = list(administrations)
         self._crcl, self._params = creatinine_clearance_ml_min, params
         courses = self._courses(self._administrations)
+        self._arm_courses = courses
         #: per administration: whether it suppresses resorption (stopped after ONJ) / is nephrotoxic (held)
         self._antiresorptive = [c.pool is not None or bool(c.rankl_inhibition.any() or c.osteoclast_fraction.any())
                                 for c in courses]
@@ -300,10 +301,27 @@ class Exposure:
             if key not in self._variant_key:
                 self._variant_key[key] = len(self._given)
                 self._given.append(given)
-                kept = [replace(a, days=a.days[m]) for a, m in zip(self._administrations, given)]
                 known = (self.rankl_inhibition, self.reserve)
-                self._running.append(self._combine(self._courses(kept), known)[2])
+                self._running.append(self._combine(self._variant_courses(given), known)[2])
             self._variant_of[i] = self._variant_key[key]
+
+    def _variant_courses(self, given: list[np.ndarray]) -> list[Course]:
+        """The courses of the arm's administrations without the doses not ``given``.
+
+        Only what a variant changes is computed: the administrations that miss a dose, on the
+        grid from the day of their first missed dose (before it the arm's values hold), for one
+        patient (a variant's shared courses do not depend on the patient; per-patient constants
+        stay the arm's). The agents evaluate courses pointwise on the grid, so the values are those
+        of the full computation, at a fraction of its cost.
+        """
+        courses = list(self._arm_courses)
+        for j, (a, m) in enumerate(zip(self._administrations, given)):
+            if m.all():
+                continue
+            first = int(np.floor(a.days[~m][0])) + self.history_days
+            tail = a.agent.course(replace(a, days=a.days[m]), self._crcl[:1], self._grid[first:], self._params)
+            courses[j] = _spliced(courses[j], tail, first)
+        return courses
 
     def _dose_given(self, j: int, k: int, patients: np.ndarray) -> np.ndarray | None:
         """Whether the given patients receive dose ``k`` of administration ``j`` (None: all do)."""
@@ -372,6 +390,16 @@ class Exposure:
                prior: Any = None) -> Exposure:
         """The exposure of a protocol arm after a prior treatment, if any (see :func:`arm_administrations`)."""
         return cls(arm_administrations(arm, n_days, prior), creatinine_clearance_ml_min, n_days, params)
+
+
+def _spliced(arm: Course, tail: Course, first: int) -> Course:
+    """``arm``'s course with its shared time courses (those a variant changes) from grid day ``first`` on taken from ``tail``."""
+    def join(head: np.ndarray, rest: np.ndarray) -> np.ndarray:
+        return np.concatenate([head[:first], rest])
+
+    pool = None if arm.pool is None else replace(arm.pool, kernel=join(arm.pool.kernel, tail.pool.kernel))
+    return replace(arm, pool=pool, **{name: join(getattr(arm, name), getattr(tail, name)) for name in (
+        "rankl_inhibition", "osteoclast_fraction", "pthrp_keep", "tgf_beta_keep", "kill")})
 
 
 def _value(mean: np.ndarray) -> float | np.ndarray:
