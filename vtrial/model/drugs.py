@@ -205,7 +205,8 @@ class Exposure:
         #: shared RANKL inhibition and precursor reserve on the grid (from ``-history_days``)
         self.rankl_inhibition, self.reserve, running = self._combine(courses)
         # variants: running sums, and per administration the doses given (None: all); 0 is the arm's
-        self._running = [running]
+        self._running = running[None]  # [variant, input, grid day]; spare capacity for more variants
+        self._n_variants = 1
         self._given: list[list[np.ndarray] | None] = [None]
         self._variant_key = {self._key([np.ones(a.days.size, bool) for a in self._administrations]): 0}
         self._variant_of = np.zeros(n, np.int64)
@@ -302,8 +303,17 @@ class Exposure:
                 self._variant_key[key] = len(self._given)
                 self._given.append(given)
                 known = (self.rankl_inhibition, self.reserve)
-                self._running.append(self._combine(self._variant_courses(given), known)[2])
+                self._add_running(self._combine(self._variant_courses(given), known)[2])
             self._variant_of[i] = self._variant_key[key]
+
+    def _add_running(self, running: np.ndarray) -> None:
+        """Store a new variant's running sums (capacity doubles when full: one array for every variant's step means)."""
+        if self._n_variants == self._running.shape[0]:
+            grown = np.empty((2 * self._n_variants, *self._running.shape[1:]))
+            grown[: self._n_variants] = self._running
+            self._running = grown
+        self._running[self._n_variants] = running
+        self._n_variants += 1
 
     def _variant_courses(self, given: list[np.ndarray]) -> list[Course]:
         """The courses of the arm's administrations without the doses not ``given``.
@@ -355,10 +365,10 @@ class Exposure:
         first, last = start + self.history_days, end + self.history_days
         variants = self._variant_of[patients]
         if not variants.any():
-            mean = (self._running[0][:, last] - self._running[0][:, first]) / (end - start)
+            mean = (self._running[0, :, last] - self._running[0, :, first]) / (end - start)
         else:
-            means = np.stack([r[:, last] - r[:, first] for r in self._running]) / (end - start)
-            mean = means[variants].T
+            used = self._running[: self._n_variants]
+            mean = ((used[:, :, last] - used[:, :, first]) / (end - start))[variants].T
         shared, shared_sq, free, pthrp_keep, tgf_keep, kill = mean[:6]
         formation_kill, marrow, homing, drive_keep, production, il6_keep = (
             self._node_running[:, last] - self._node_running[:, first]) / (end - start)
