@@ -238,6 +238,8 @@ class Exposure:
                              "il6_inhibition")]
         kept[2] = 1.0 + params.osteoblast_stimulation_max * (1.0 - kept[2])
         self._node_running = _running_sums(np.stack([formation_kill, marrow, *kept]))
+        #: whether an agent of the arm doses the marrow (haematological toxicity can arise)
+        self.marrow_dosed = bool(np.any(marrow > 0.0))
 
     def _courses(self, administrations: Sequence[Administration]) -> list[Course]:
         """The agents' daily courses of the administrations on the grid."""

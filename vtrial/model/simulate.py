@@ -162,7 +162,7 @@ def simulate(
         mean_phi=(cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry,
         pthrp_secretion=cb.biology["pthrp_secretion"], drive_mult=cb.biology["osteoblastic_drive"], growth=growth,
         **({} if background is None else _background_arrays(background, cb, streams)),
-        skeleton_w=np.ones(n), marrow_remaining=streams.draws("marrow", cb.patient_id).exponential((2,)).T.copy(),
+        skeleton_w=np.ones(n), marrow_remaining=_marrow_thresholds(streams, cb.patient_id, exposure, background),
     ))
     lesions = _Rows(_new_lesions(
         p, owner, slot, site, cb.lesion_blastic_fraction[mask], cb.lesion_burden[mask], thresholds, local, params))
@@ -437,6 +437,18 @@ def _stage_events(
     value = np.full(broke.size, np.inf)
     value[more] = p.fracture_thresholds[k[more], broke[more]]
     remaining[_OSTEOPOROTIC, broke] += value
+
+
+def _marrow_thresholds(streams: Streams, patient_id: np.ndarray, exposure: Exposure,
+                       background: systemic.Background | None) -> np.ndarray:
+    """Thresholds ``[2, n]`` of neutropenia and thrombocytopenia; infinite (not drawn) when no hazard can arise.
+
+    The hazard needs a marrow dose (:attr:`Exposure.marrow_dosed`) or the background of a
+    version-2 protocol; the ``marrow`` stream is drawn only then (other purposes are unaffected).
+    """
+    if background is None and not exposure.marrow_dosed:
+        return np.full((2, patient_id.size), np.inf)
+    return streams.draws("marrow", patient_id).exponential((2,)).T.copy()
 
 
 def _marrow_events(p: _Rows, dose_rate: float, background: bool, start: int, days: float, log, params) -> None:
