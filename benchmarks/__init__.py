@@ -42,7 +42,6 @@ from vtrial.model.local_therapy import DEFAULT_COURSE, course_log_survival
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import radau_reference, reference_cohort
 from vtrial.protocol import load_protocol
-from vtrial.report import report_run
 from vtrial.streams import Streams
 
 ROOT = Path(__file__).resolve().parents[1]
