@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vtrial.cohort import cohort_table, sample_cohort, write_cohort
+from vtrial.cohort import cohort_table, nbinom_ppf, sample_cohort, write_cohort
 from vtrial.protocol import MAX_LESIONS, apply_overrides, load_protocol, parse_protocol
 from vtrial.streams import Streams
 from vtrial.vocabulary import DAYS_PER_MONTH, PRIMARIES, SITES
@@ -154,3 +154,12 @@ def test_written_cohort_file_is_identical_for_any_block_size(tmp_path):
     assert write_cohort(protocol, streams, a, block_size=3000) == 3000
     assert write_cohort(protocol, streams, b, block_size=701) == 3000
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_nbinom_ppf_equals_scipy_stats_including_q_zero():
+    """The lesion-count quantile without importing scipy.stats gives scipy.stats' values (-1 at q = 0)."""
+    q = np.concatenate([[0.0, 1e-12, 0.5, 0.999999], np.random.default_rng(3).random(2000)])
+    size = np.resize([0.7, 1.3, 4.0], q.size)
+    p = size / (size + np.resize([0.5, 2.2, 6.0], q.size))
+    assert np.array_equal(nbinom_ppf(q, size, p), stats.nbinom.ppf(q, size, p))
+    assert nbinom_ppf(np.array([0.0]), np.array([1.3]), np.array([0.3]))[0] == -1.0

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vtrial.engine import allocation_ratio, assign_arms, plan_tasks, run_trial
+from vtrial.engine import IN_PROCESS_PATIENT_YEARS, allocation_ratio, assign_arms, plan_tasks, run_trial, workers
 from vtrial.errors import UserInputError
 from vtrial.protocol import apply_overrides, parse_protocol
 from vtrial.streams import Streams
@@ -253,3 +253,17 @@ def test_run_and_report_in_two_processes_give_identical_tables(reference_run, tm
     env = {**os.environ, "PYTHONHASHSEED": "123"}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent, env=env)
     assert parquet_bytes(out) == parquet_bytes(reference_run)
+
+
+def test_small_runs_with_default_jobs_simulate_in_process_and_explicit_jobs_are_obeyed():
+    """300 patients x 2 arms x 1 year = 600 patient-arm-years: no pool by default; --jobs 2 is kept."""
+    protocol = make_protocol()
+    tasks = plan_tasks(protocol, Streams(7), 100)  # 3 blocks x 2 arms
+    assert len(tasks) == 6 and 600 < IN_PROCESS_PATIENT_YEARS
+    assert workers(protocol, tasks, None) == 1 and workers(protocol, tasks, -1) == 1
+    assert workers(protocol, tasks, 2) == 2
+    assert workers(protocol, tasks, None, backend="dask") == min(os.cpu_count() or 1, 6)
+    # 20,000 patients x 2 arms x 1 year = 40,000 patient-arm-years: all cores, capped at the 10 tasks
+    large = make_protocol(patients=20_000)
+    large_tasks = plan_tasks(large, Streams(7), 4096)
+    assert workers(large, large_tasks, None) == min(os.cpu_count() or 1, len(large_tasks))

@@ -161,3 +161,18 @@ def test_osteonecrosis_of_the_jaw_stops_the_agent_for_that_patient_only():
     k_on = np.isin(m_on["patient_id"], alive) & (m_on["week"] == 101)
     assert alive.size >= 3  # 84 against 11 nmol/mmol
     assert np.median(m_on["untx_nmol_mmol"][k_on]) > 2.0 * np.median(m_off["untx_nmol_mmol"][k_off])
+
+
+@pytest.mark.parametrize("drug", ["zoledronic_acid", "denosumab"])
+@pytest.mark.parametrize(("after", "until"), [(100.5, np.inf), (30.0, 90.0), (0.0, 1000.0), (700.2, 800.0)])
+def test_a_variant_computed_from_its_first_missed_dose_equals_the_full_recomputation(drug, after, until):
+    """Variants recompute only the withheld agent from its first missed dose, for one patient: same bits."""
+    arm = SimpleNamespace(name=drug, drug=drug, dose_mg={"zoledronic_acid": 4.0, "denosumab": 120.0}[drug],
+                          every_weeks=4.0, stop_after_months=None, renal_adjustment=True, mechanism=None)
+    exposure = Exposure.of_arm(arm, np.linspace(30.0, 120.0, 5), 1830, Parameters())
+    given = [~((a.days > after) & (a.days <= until)) for a in exposure._administrations]
+    kept = [replace(a, days=a.days[m]) for a, m in zip(exposure._administrations, given)]
+    known = (exposure.rankl_inhibition, exposure.reserve)
+    full = exposure._combine(exposure._courses(kept), known)[2]
+    assert np.array_equal(exposure._combine(exposure._variant_courses(given), known)[2], full)
+    assert not np.array_equal(full, exposure._running[0])  # the doses missed do change the course

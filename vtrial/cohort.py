@@ -11,19 +11,22 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scipy import special, stats
+from scipy import special
+from scipy.special import _ufuncs
 
 from vtrial.errors import UserInputError
 from vtrial.protocol import MAX_LESIONS, Cohort, PrimaryProfile, Protocol, lesion_phenotype
 from vtrial.store import check_output_file, merge_parts
 from vtrial.streams import PatientDraws, Streams
 from vtrial.vocabulary import DAYS_PER_MONTH, DAYS_PER_YEAR, PRIMARIES, SITES
+
+if TYPE_CHECKING:  # pandas only for `vtrial cohort`'s table: kept out of the simulation's imports
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -264,6 +267,15 @@ def sample_cohort(protocol: Protocol, patient_ids: np.ndarray, streams: Streams)
     )
 
 
+def nbinom_ppf(q: np.ndarray, size: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``scipy.stats.nbinom.ppf`` (same values, -1 at ``q = 0``) without importing ``scipy.stats``.
+
+    ``scipy.stats`` takes ~1 s to import, paid by every worker process; the quantile is the
+    ufunc ``scipy.stats`` itself calls.
+    """
+    return np.where(q == 0.0, -1.0, _ufuncs._nbinom_ppf(q, size, p))
+
+
 def _sample_lesions(draws: PatientDraws, chunk_primary: np.ndarray, t: _Tables) -> dict[str, np.ndarray]:
     """Lesion count, site, blastic fraction and burden, padded to the block's largest count.
 
@@ -276,7 +288,7 @@ def _sample_lesions(draws: PatientDraws, chunk_primary: np.ndarray, t: _Tables) 
     primary = draws.select(chunk_primary)
     extra_mean = t.lesion_mean[chunk_primary] - 1.0
     size = t.lesion_dispersion[chunk_primary]
-    extra = stats.nbinom.ppf(u_count, size, size / (size + extra_mean))
+    extra = nbinom_ppf(u_count, size, size / (size + extra_mean))
     chunk_counts = np.minimum(1 + extra.astype(np.int64), MAX_LESIONS)
     n_lesions = draws.select(chunk_counts)
     width = int(n_lesions.max(initial=1))

@@ -53,6 +53,10 @@ from vtrial.vocabulary import DAYS_PER_MONTH
 
 #: Default patients per block: large enough that numpy's per-call overhead is amortised.
 DEFAULT_BLOCK_SIZE = 4096
+#: Below this many patient-arm-years a run simulates in this process: starting a worker process
+#: (fork, imports) costs ~1-1.5 s, about what one core simulates of this work in that time
+#: (~10,000 patient-arm-years/s), so a pool would not pay for itself (docs/performance.md).
+IN_PROCESS_PATIENT_YEARS = 20_000
 BACKENDS = ("loky", "dask")
 #: Most workers ``--jobs`` may ask for: more processes than this only thrash one machine.
 MAX_JOBS = 1024
@@ -348,7 +352,7 @@ def execute(
         raise UserInputError(f"unknown backend {backend!r}", field="--backend", fix=f"use one of {', '.join(BACKENDS)}")
     if not tasks:
         return
-    jobs = resolve_jobs(jobs, len(tasks))
+    jobs = workers(protocol, tasks, jobs, backend)
     cluster = _Cluster(scheduler, jobs) if backend == "dask" else None
     try:
         with local_workers(jobs) if cluster is None else parallel_config(backend="dask", n_jobs=-1):
@@ -362,6 +366,19 @@ def execute(
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def workers(protocol: Protocol, tasks: list[Task], jobs: int | None, backend: str = "loky") -> int:
+    """Workers that run the tasks: :func:`resolve_jobs`, but 1 (this process) for a small local run.
+
+    Small: fewer than :data:`IN_PROCESS_PATIENT_YEARS` patient-arm-years to the horizon, with
+    the default ``jobs`` (all cores; an explicit ``--jobs`` is obeyed). Results do not depend on
+    it (streams are keyed to patients).
+    """
+    years = sum(t.patient_ids.size for t in tasks) * protocol.trial.horizon_months / 12.0
+    if jobs in (None, -1) and backend == "loky" and years < IN_PROCESS_PATIENT_YEARS:
+        return 1
+    return resolve_jobs(jobs, len(tasks))
 
 
 @dataclass
@@ -441,7 +458,7 @@ def run_trial(
     run_dir = Path(out) if out is not None else default_run_dir(protocol)
     streams = Streams(protocol.trial.seed, replicate)
     tasks = plan_tasks(protocol, streams, block_size)
-    jobs = resolve_jobs(jobs, len(tasks))
+    jobs = workers(protocol, tasks, jobs, backend)
     folder = OutputFolder.of(run_dir, "run", force, inputs)
     partial = folder.partial
     with owning(folder):

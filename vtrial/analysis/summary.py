@@ -370,14 +370,21 @@ def _risk_difference(in_arm: pd.Series, has: pd.Series) -> dict:
 
 
 def _adverse_event_differences(pair: pd.DataFrame, events: pd.DataFrame, arm: str) -> dict:
-    """Risk difference of each adverse event, arm minus reference."""
-    keys = ["patient_id", "arm"]
-    ae = events.loc[events["type"].isin(REPORTED_ADVERSE_EVENTS), keys + ["type"]].drop_duplicates()
-    flags = pd.crosstab([ae["patient_id"], ae["arm"]], ae["type"]).reindex(
-        columns=list(REPORTED_ADVERSE_EVENTS), fill_value=0)
-    flags = pair[keys].merge(flags.reset_index(), on=keys, how="left").fillna(0)
-    in_arm = flags["arm"] == arm
-    return {name: _risk_difference(in_arm, flags[name] > 0) for name in REPORTED_ADVERSE_EVENTS}
+    """Risk difference of each adverse event, arm minus reference (patients with at least one).
+
+    A patient under an arm is one integer key (``patient_id x arms + arm``), so membership is one
+    ``np.isin`` per event type (a crosstab of the events took seconds at 100,000 patients).
+    """
+    arms = pd.Index(pair["arm"].unique())
+    ae = events[events["type"].isin(REPORTED_ADVERSE_EVENTS) & events["arm"].isin(arms)]
+
+    def key(table: pd.DataFrame) -> np.ndarray:
+        return table["patient_id"].to_numpy(np.int64) * len(arms) + arms.get_indexer(table["arm"])
+
+    pair_key, ae_key, ae_type = key(pair), key(ae), ae["type"].to_numpy()
+    in_arm = pair["arm"] == arm
+    return {name: _risk_difference(in_arm, pd.Series(np.isin(pair_key, ae_key[ae_type == name])))
+            for name in REPORTED_ADVERSE_EVENTS}
 
 
 def paired_view(pair: pd.DataFrame, arm: str, reference: str) -> dict:

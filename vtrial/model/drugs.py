@@ -209,6 +209,7 @@ class Exposure:
         self._administrations = list(administrations)
         self._crcl, self._params = creatinine_clearance_ml_min, params
         courses = self._courses(self._administrations)
+        self._arm_courses = courses
         #: per administration: whether it suppresses resorption (stopped after ONJ) / is nephrotoxic (held)
         self._antiresorptive = [c.pool is not None or bool(c.rankl_inhibition.any() or c.osteoclast_fraction.any())
                                 for c in courses]
@@ -222,7 +223,8 @@ class Exposure:
         #: shared RANKL inhibition and precursor reserve on the grid (from ``-history_days``)
         self.rankl_inhibition, self.reserve, running = self._combine(courses)
         # variants: running sums, and per administration the doses given (None: all); 0 is the arm's
-        self._running = [running]
+        self._running = running[None]  # [variant, input, grid day]; spare capacity for more variants
+        self._n_variants = 1
         self._given: list[list[np.ndarray] | None] = [None]
         self._variant_key = {self._key([np.ones(a.days.size, bool) for a in self._administrations]): 0}
         self._variant_of = np.zeros(n, np.int64)
@@ -254,6 +256,8 @@ class Exposure:
                              "il6_inhibition")]
         kept[2] = 1.0 + params.osteoblast_stimulation_max * (1.0 - kept[2])
         self._node_running = _running_sums(np.stack([formation_kill, marrow, *kept]))
+        #: whether an agent of the arm doses the marrow (haematological toxicity can arise)
+        self.marrow_dosed = bool(np.any(marrow > 0.0))
 
     def _courses(self, administrations: Sequence[Administration]) -> list[Course]:
         """The agents' daily courses of the administrations on the grid."""
@@ -318,10 +322,36 @@ class Exposure:
             if key not in self._variant_key:
                 self._variant_key[key] = len(self._given)
                 self._given.append(given)
-                kept = [replace(a, days=a.days[m]) for a, m in zip(self._administrations, given)]
                 known = (self.rankl_inhibition, self.reserve)
-                self._running.append(self._combine(self._courses(kept), known)[2])
+                self._add_running(self._combine(self._variant_courses(given), known)[2])
             self._variant_of[i] = self._variant_key[key]
+
+    def _add_running(self, running: np.ndarray) -> None:
+        """Store a new variant's running sums (capacity doubles when full: one array for every variant's step means)."""
+        if self._n_variants == self._running.shape[0]:
+            grown = np.empty((2 * self._n_variants, *self._running.shape[1:]))
+            grown[: self._n_variants] = self._running
+            self._running = grown
+        self._running[self._n_variants] = running
+        self._n_variants += 1
+
+    def _variant_courses(self, given: list[np.ndarray]) -> list[Course]:
+        """The courses of the arm's administrations without the doses not ``given``.
+
+        Only what a variant changes is computed: the administrations that miss a dose, on the
+        grid from the day of their first missed dose (before it the arm's values hold), for one
+        patient (a variant's shared courses do not depend on the patient; per-patient constants
+        stay the arm's). The agents evaluate courses pointwise on the grid, so the values are those
+        of the full computation, at a fraction of its cost.
+        """
+        courses = list(self._arm_courses)
+        for j, (a, m) in enumerate(zip(self._administrations, given)):
+            if m.all():
+                continue
+            first = int(np.floor(a.days[~m][0])) + self.history_days
+            tail = a.agent.course(replace(a, days=a.days[m]), self._crcl[:1], self._grid[first:], self._params)
+            courses[j] = _spliced(courses[j], tail, first)
+        return courses
 
     def _dose_given(self, j: int, k: int, patients: np.ndarray) -> np.ndarray | None:
         """Whether the given patients receive dose ``k`` of administration ``j`` (None: all do)."""
@@ -355,10 +385,10 @@ class Exposure:
         first, last = start + self.history_days, end + self.history_days
         variants = self._variant_of[patients]
         if not variants.any():
-            mean = (self._running[0][:, last] - self._running[0][:, first]) / (end - start)
+            mean = (self._running[0, :, last] - self._running[0, :, first]) / (end - start)
         else:
-            means = np.stack([r[:, last] - r[:, first] for r in self._running]) / (end - start)
-            mean = means[variants].T
+            used = self._running[: self._n_variants]
+            mean = ((used[:, :, last] - used[:, :, first]) / (end - start))[variants].T
         shared, shared_sq, free, pthrp_keep, tgf_keep, kill, rankl = mean[:7]
         if self._rankl is not None:
             ratio = _rankl_free_ratio(rankl, self._rankl[0][patients], self._rankl[1])
@@ -411,6 +441,16 @@ def _rankl_free_ratio(inhibition: np.ndarray, potency: np.ndarray, imax: float) 
     inhibition = np.minimum(inhibition, imax * (1.0 - 1e-9))
     c = potency * (inhibition / (imax - inhibition))
     return (1.0 - imax * c / (1.0 + c)) / (1.0 - inhibition)
+
+
+def _spliced(arm: Course, tail: Course, first: int) -> Course:
+    """``arm``'s course with its shared time courses (those a variant changes) from grid day ``first`` on taken from ``tail``."""
+    def join(head: np.ndarray, rest: np.ndarray) -> np.ndarray:
+        return np.concatenate([head[:first], rest])
+
+    pool = None if arm.pool is None else replace(arm.pool, kernel=join(arm.pool.kernel, tail.pool.kernel))
+    return replace(arm, pool=pool, **{name: join(getattr(arm, name), getattr(tail, name)) for name in (
+        "rankl_inhibition", "osteoclast_fraction", "pthrp_keep", "tgf_beta_keep", "kill")})
 
 
 def _value(mean: np.ndarray) -> float | np.ndarray:

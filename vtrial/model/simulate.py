@@ -170,7 +170,7 @@ def simulate(
         calcium_low=np.zeros(n, bool),
         mean_phi=(cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry,
         pthrp_secretion=cb.biology["pthrp_secretion"], drive_mult=cb.biology["osteoblastic_drive"], growth=growth,
-        **stage, **bone, marrow_remaining=streams.draws("marrow", cb.patient_id).exponential((2,)).T.copy(),
+        **stage, **bone, marrow_remaining=_marrow_thresholds(streams, cb.patient_id, exposure, background),
     ))
     lesions = _Rows(_new_lesions(
         p, owner, slot, site, cb.lesion_blastic_fraction[mask], cb.lesion_burden[mask], thresholds, local, params))
@@ -226,10 +226,10 @@ def simulate(
         _check_invariants(cb, p, L, rate, start)
         remaining = L.remaining
         remaining -= days * rate
-        for kind in np.flatnonzero((remaining <= 0.0).any(axis=1)):
-            hit = np.flatnonzero(remaining[kind] <= 0.0)
-            t = start + _crossing(remaining[kind, hit], rate[kind, hit].astype(float), 0.0, days)
-            _lesion_events(p, lesions, thresholds, kind, hit, t, log, local, params)
+        kinds, hit = np.nonzero(remaining <= 0.0)
+        if hit.size:
+            t = start + _crossing(remaining[kinds, hit], rate[kinds, hit].astype(float), 0.0, days)
+            _lesion_events(p, lesions, thresholds, kinds, hit, t, log, local, params)
         # --- patient-level events -------------------------------------------------------------
         rows = p.size
         owner = L.owner
@@ -530,6 +530,18 @@ def _stage_events(p: _Rows, kill_resistant: np.ndarray, start: int, days: float,
     remaining[rows] = np.inf
 
 
+def _marrow_thresholds(streams: Streams, patient_id: np.ndarray, exposure: Exposure,
+                       background: systemic.Background | None) -> np.ndarray:
+    """Thresholds ``[2, n]`` of neutropenia and thrombocytopenia; infinite (not drawn) when no hazard can arise.
+
+    The hazard needs a marrow dose (:attr:`Exposure.marrow_dosed`) or the background of a
+    version-2 protocol; the ``marrow`` stream is drawn only then (other purposes are unaffected).
+    """
+    if background is None and not exposure.marrow_dosed:
+        return np.full((2, patient_id.size), np.inf)
+    return streams.draws("marrow", patient_id).exponential((2,)).T.copy()
+
+
 def _marrow_events(p: _Rows, dose_rate: float, background: bool, start: int, days: float, log, params) -> None:
     """Record grade 3-4 neutropenia and thrombocytopenia (first occurrence) over the step.
 
@@ -657,34 +669,32 @@ def _record(log, p: _Rows, rows, day, code, lesion, site) -> None:
     log.append((p.index[rows], day, np.broadcast_to(code, rows.shape), lesion, site))
 
 
-def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kind: int, hit, t, log, local: LocalTherapy, params) -> None:
-    """Record the local events of one type, apply their consequences and the next thresholds."""
+def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kinds, hit, t, log, local: LocalTherapy, params) -> None:
+    """Record the local events of a step (all types at once), apply their consequences and the next thresholds.
+
+    ``kinds`` and ``hit`` (lesion rows) are ordered by type, then lesion; a lesion may have events
+    of several types in one step, and their consequences add up in the order of the types.
+    """
     L = lesions
     rows, cols, site = L.owner[hit], L.slot[hit], L.site[hit]
-    k = L.count[kind, hit].astype(np.int64)
-    _record(log, p, rows, t, _LESION_TYPE[kind], cols, site)
+    k = L.count[kinds, hit].astype(np.int64)
+    _record(log, p, rows, t, _LESION_TYPE[kinds], cols, site)
     nxt = k + 1
-    L.count[kind, hit] = np.minimum(nxt, 127)
+    L.count[kinds, hit] = np.minimum(nxt, 127)
     more = nxt < ev.LESION_THRESHOLDS
     value = np.full(hit.size, np.inf)
-    value[more] = thresholds.lesion[p.index[rows[more]], cols[more], kind, nxt[more]]
-    L.remaining[kind, hit] += value
+    value[more] = thresholds.lesion[p.index[rows[more]], cols[more], kinds[more], nxt[more]]
+    L.remaining[kinds, hit] += value
     p.last_sre[rows] = t
-    long_bone = ev.LONG_BONE[site]
     decision = thresholds.surgery[p.index[rows], cols, :, np.minimum(k, ev.LESION_THRESHOLDS - 1)]
-    operate = np.zeros(hit.size, bool)
-    if kind == _FRACTURE:
-        L.weights[_FRACTURE, hit] *= params.fracture_after_fracture
-        chance = np.where(long_bone, params.surgery_after_fracture_long_bone, params.surgery_after_fracture_other)
-        operate = decision[:, 0] < chance
-    elif kind == _COMPRESSION:
-        L.y[hit] += local.log_survival  # decompressive radiotherapy
-        operate = decision[:, 1] < params.surgery_after_compression
-    elif kind == _RADIATION:
-        L.y[hit] += local.log_survival
-    else:  # prophylactic fixation
-        L.weights[_FRACTURE, hit] *= params.fracture_after_fracture
-        L.weights[_SURGERY, hit] = 0.0
+    chance = np.where(ev.LONG_BONE[site], params.surgery_after_fracture_long_bone, params.surgery_after_fracture_other)
+    fracture, compression, radiation, fixation = (kinds == kind for kind in range(4))
+    operate = (fracture & (decision[:, 0] < chance)) | (compression & (decision[:, 1] < params.surgery_after_compression))
+    L.weights[_FRACTURE, hit[fracture]] *= params.fracture_after_fracture
+    L.y[hit[compression]] += local.log_survival  # decompressive radiotherapy
+    L.y[hit[radiation]] += local.log_survival
+    L.weights[_FRACTURE, hit[fixation]] *= params.fracture_after_fracture  # prophylactic fixation
+    L.weights[_SURGERY, hit[fixation]] = 0.0
     if operate.any():
         _record(log, p, rows[operate], t[operate], _SURGERY_CODE, cols[operate], site[operate])
         L.weights[_SURGERY, hit[operate]] = 0.0
