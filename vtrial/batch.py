@@ -12,7 +12,7 @@ median of each endpoint.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +51,19 @@ ROW_COLUMNS = (
 )
 
 
-def simulate_patients(protocol: Protocol, replicate: int, block_size: int = DEFAULT_BLOCK_SIZE) -> pd.DataFrame:
-    """All patients of one replicate trial, simulated in this process (one row per patient and arm)."""
+def simulate_tables(
+    protocol: Protocol,
+    replicate: int,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    parameters: Mapping[str, float] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Patients (one row per patient and arm) and events of one replicate trial, simulated in this process.
+
+    ``parameters`` overrides model parameter values (``vtrial sensitivity``); default: the registry's.
+    """
     streams = Streams(protocol.trial.seed, replicate)
-    tables = [pd.DataFrame(simulate_block(protocol, streams, t)[0]) for t in plan_tasks(protocol, streams, block_size)]
-    return pd.concat(tables, ignore_index=True)
+    parts = [simulate_block(protocol, streams, t, parameters) for t in plan_tasks(protocol, streams, block_size)]
+    return tuple(pd.concat([pd.DataFrame(part[k]) for part in parts], ignore_index=True) for k in range(2))
 
 
 def replicate_rows(patients: pd.DataFrame, protocol: Protocol, replicate: int) -> list[dict]:
@@ -90,7 +98,7 @@ def replicate_rows(patients: pd.DataFrame, protocol: Protocol, replicate: int) -
 
 
 def _replicate_task(protocol: Protocol, replicate: int, block_size: int) -> list[dict]:
-    return replicate_rows(simulate_patients(protocol, replicate, block_size), protocol, replicate)
+    return replicate_rows(*simulate_tables(protocol, replicate, block_size), protocol, replicate)
 
 
 def summarise_batch(rows: pd.DataFrame, alpha: float) -> list[dict]:

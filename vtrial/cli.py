@@ -165,6 +165,36 @@ def batch(
 
 
 @app.command()
+def sensitivity(
+    protocol: str = typer.Argument(..., help="Protocol file (.toml, .yaml)."),
+    method: str = typer.Option("morris", "--method", help="morris (screening) or sobol (variance shares)."),
+    samples: int = typer.Option(4, "--samples", help="Morris trajectories, or Sobol' base points (a power of 2)."),
+    outcome: list[str] | None = typer.Option(
+        None, "--outcome", help="hr_time_to_first_sre:A_vs_B, hr_overall_survival:A_vs_B or proportion_with_sre:A "
+        "(repeat; default: every comparison with the reference arm and every arm)."),
+    parameter: list[str] | None = typer.Option(
+        None, "--parameter", help="Vary only this model parameter (repeat; default: every parameter)."),
+    patients: int | None = typer.Option(None, "--patients", help="Patients per simulated trial (overrides trial.patients)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides trial.seed)."),
+    jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all cores)."),
+    out: str | None = typer.Option(None, "--out", help="Folder (default outputs/<trial.name>-sensitivity)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing sensitivity folder (or an empty folder)."),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted analysis from its finished samples."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Global sensitivity of the trial's outcomes to the model parameters (SALib Morris or Sobol')."""
+    from vtrial.sensitivity import run_sensitivity
+
+    resolved = apply_overrides(load_protocol(protocol), patients=patients, seed=seed)
+    with _progress(quiet, "samples") as bar:
+        path, _ = run_sensitivity(
+            resolved, out, method=method, samples=samples, outcomes=outcome, parameters=parameter, jobs=jobs,
+            force=force, resume=resume, inputs=(protocol,), on_progress=lambda done, total: bar.update(done, total, None),
+        )
+    typer.echo(f"wrote {path}/sensitivity.csv and {path}/sensitivity.html")
+
+
+@app.command()
 def report(run_dir: str = typer.Argument(..., help="A run folder written by `vtrial run`.")) -> None:
     """Rebuild summary.json and report.html of a run folder from its Parquet tables alone."""
     from vtrial.report import report_run
