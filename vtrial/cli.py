@@ -149,15 +149,24 @@ def batch(
     patients: int | None = typer.Option(None, "--patients", help="Patients per trial (overrides trial.patients)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides trial.seed)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing batch folder (or an empty folder)."),
+    non_inferiority_hr: float | None = typer.Option(
+        None, "--non-inferiority-hr", help="Margin on the hazard ratio of time to first SRE (e.g. 1.08): "
+        "non-inferior when the upper 95% bound is below it."),
+    non_inferiority_rd: float | None = typer.Option(
+        None, "--non-inferiority-rd", help="Margin on the risk difference of the proportion with SRE (e.g. 0.05)."),
+    target_power: float | None = typer.Option(
+        None, "--target-power", help="Search the patients per trial that reach this power (of the margin if "
+        "given, else two-sided for time to first SRE), starting from --patients."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Run replicate trials of each protocol in parallel: power, hazard-ratio distribution, endpoints."""
+    """Run replicate trials of each protocol in parallel: power, non-inferiority, sample size, distributions."""
     from vtrial.batch import format_summary, run_batch
 
     resolved = [apply_overrides(load_protocol(p), patients=patients, seed=seed) for p in protocols]
     with _progress(quiet, "trials") as bar:
         path, summary = run_batch(
-            resolved, out, replicates=replicates, jobs=jobs, alpha=alpha, force=force, inputs=protocols,
+            resolved, out, replicates=replicates, jobs=jobs, alpha=alpha, non_inferiority_hr=non_inferiority_hr,
+            non_inferiority_rd=non_inferiority_rd, target_power=target_power, force=force, inputs=protocols,
             on_progress=lambda done, total: bar.update(done, total, None),
         )
     typer.echo(format_summary(summary))
