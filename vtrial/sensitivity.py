@@ -263,13 +263,17 @@ def run_sensitivity(
         jobs = resolve_jobs(jobs, max(len(todo), 1))
         with local_workers(jobs):
             runner = Parallel(return_as="generator", batch_size=1, pre_dispatch="2*n_jobs")
-            tasks = (delayed(_sample_task)(protocol, names, x[i], outcomes) for i in todo)
-            for i, values in zip(todo, runner(tasks)):
-                done[i] = values
-                record = {"index": i, "point": x[i].tolist(), "values": [None if np.isnan(v) else v for v in values]}
-                atomic_write_json(_sample_path(partial, i), record)
-                if on_progress:
-                    on_progress(len(done), len(x))
+            results = runner(delayed(_sample_task)(protocol, names, x[i], outcomes) for i in todo)
+            try:
+                for i, values in zip(todo, results):
+                    done[i] = values
+                    record = {"index": i, "point": x[i].tolist(),
+                              "values": [None if np.isnan(v) else v for v in values]}
+                    atomic_write_json(_sample_path(partial, i), record)
+                    if on_progress:
+                        on_progress(len(done), len(x))
+            finally:
+                results.close()  # an interrupted analysis stops its workers here, not in a finalizer
         y = np.array([done[i] for i in range(len(x))], dtype=float)
         table = indices_table(problem, method, x, y, outcomes, seed)
         shutil.rmtree(partial / SAMPLES)
