@@ -56,6 +56,8 @@ ROW_COLUMNS = (
     "rate_ratio", "rr_ci_low", "rr_ci_high", "rr_p_value",
     "os_hazard_ratio", "os_ci_low", "os_ci_high", "os_p_value",
 )
+#: A sample-size search goes at most this factor above the protocol's size.
+SEARCH_SPAN = 64
 #: Endpoints with power in the summary: name -> (ratio column, p-value column).
 POWER_ENDPOINTS = {
     "time_to_first_sre": ("hazard_ratio", "p_value"),
@@ -246,7 +248,7 @@ def decision_power(summary: list[dict]) -> float:
             values.append((ni.get("hazard_ratio") or ni["risk_difference"])["probability"])
         else:
             values.append(s["power_two_sided"])
-    return min(np.nan if v is None else v for v in values)
+    return min(0.0 if v is None else v for v in values)  # no analysable replicate: no power
 
 
 def search_sample_size(
@@ -382,7 +384,8 @@ def run_batch(
     and comparison), ``batch.html`` (distribution of hazard ratios with the margin; the power
     curve of a search), the resolved protocols and a manifest. With ``target_power`` (one
     protocol) the trial size is searched (:func:`search_sample_size`, :func:`decision_power`),
-    every size with the same ``replicates`` replicate seeds, and ``sample_size.json`` is written.
+    every size with the same ``replicates`` replicate seeds, up to :data:`SEARCH_SPAN` times the
+    protocol's size, and ``sample_size.json`` is written.
     Returns the folder and the summary. ``force`` replaces only a batch folder or an empty one,
     never a folder holding one of ``inputs`` (the protocol files); the folder is locked against
     other vtrial processes for the whole batch (:func:`vtrial.store.owning`).
@@ -412,7 +415,8 @@ def run_batch(
                     rows.extend(point)
                     return decision_power(summarise_batch(pd.DataFrame(point), alpha, **margins))
 
-                search = search_sample_size(power_at, target_power, protocols[0].trial.patients)
+                start = protocols[0].trial.patients
+                search = search_sample_size(power_at, target_power, start, maximum=SEARCH_SPAN * start)
         table = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
         summary = summarise_batch(table, alpha, **margins)
         if search is not None:
