@@ -9,12 +9,17 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from scipy import stats
 
 from vtrial import cli
 from vtrial.analysis.survival import treatment_effect
-from vtrial.batch import ROW_COLUMNS, replicate_rows, run_batch, search_sample_size, summarise_batch
+from vtrial.batch import (
+    ROW_COLUMNS,
+    replicate_rows,
+    run_batch,
+    search_sample_size,
+    summarise_batch,
+)
 from vtrial.engine import run_trial
 from vtrial.errors import UserInputError
 from vtrial.protocol import parse_protocol

@@ -12,7 +12,14 @@ from SALib.test_functions import Ishigami
 from vtrial import cli
 from vtrial.errors import UserInputError
 from vtrial.protocol import parse_protocol
-from vtrial.sensitivity import analyse, default_outcomes, distribution, run_sensitivity, salib_problem, sample
+from vtrial.sensitivity import (
+    analyse,
+    default_outcomes,
+    distribution,
+    run_sensitivity,
+    salib_problem,
+    sample,
+)
 
 ISHIGAMI = {"num_vars": 3, "names": ["x1", "x2", "x3"], "bounds": [[-np.pi, np.pi]] * 3, "dists": ["unif"] * 3}
 
@@ -131,10 +138,10 @@ def test_two_workers_give_the_same_indices_as_one(tmp_path):
     [
         (["--method", "fast"], "error: --method: unknown method 'fast' Fix: use --method morris or sobol"),
         (["--samples", "1"], "error: --samples: --samples must be at least 2, got 1"),
-        (["--method", "sobol", "--samples", "6"], "error: --samples: Sobol' sampling needs a power of 2, got 6 "
-         "Fix: pass --samples 8 (or 4)"),
-        (["--outcome", "hr_os:denosumab_vs_zoledronic_acid"], "error: --outcome: unknown outcome "
-         "'hr_os:denosumab_vs_zoledronic_acid' Fix: use hr_time_to_first_sre or hr_overall_survival:ARM_vs_REFERENCE"),
+        (["--method", "sobol", "--samples", "6"], ("error: --samples: Sobol' sampling needs a power of 2, got 6 "
+                                                   "Fix: pass --samples 8 (or 4)")),
+        (["--outcome", "hr_os:denosumab_vs_zoledronic_acid"], ("error: --outcome: unknown outcome "
+         "'hr_os:denosumab_vs_zoledronic_acid' Fix: use hr_time_to_first_sre or hr_overall_survival:ARM_vs_REFERENCE")),
         (["--parameter", "no_such"], "error: --parameter: unknown model parameter(s) ['no_such']"),
         (["--parameter", "radiation_hazard"], "error: --parameter: need at least 2 distinct parameters"),
     ],

@@ -1,12 +1,15 @@
-"""Batch cohorts: replicate trials of one or more protocols, for power and trial sizing.
+"""Batch cohorts: replicate trials of one or more protocols, for power, non-inferiority and trial sizing.
 
 Replicate ``r`` of a protocol uses the random streams ``Streams(seed, replicate=r)``: the same
 trial as ``vtrial run P --replicate r``. Each replicate runs in one worker (its blocks in
 sequence, in memory) and returns one row per comparison of an arm with the reference arm: arm
-sizes, the proportion with an SRE per arm and the hazard ratio of time to first SRE with its
-95% CI and p-value. The summary gives power (share of replicates significant at ``alpha``,
-two-sided, and one-sided in favour of the arm), the distribution of the hazard ratio and the
-median of each endpoint.
+sizes, the proportion with an SRE per arm and their risk difference, the hazard ratio of time to
+first SRE, the rate ratio of all SREs and the hazard ratio of overall survival, each with its
+95% CI and p-value. The summary gives, per trial size and comparison, power for each endpoint
+(share of replicates significant at ``alpha``, two-sided, and one-sided in favour of the arm),
+the probability of meeting a non-inferiority margin, the distribution of the ratios and the
+median of each endpoint; a search finds the trial size reaching a target power
+(``docs/sensitivity.md``).
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import matplotlib
 from joblib import Parallel, delayed
 from matplotlib.figure import Figure
 

@@ -34,7 +34,13 @@ from SALib.sample import sobol as sobol_sample
 from vtrial import __version__
 from vtrial.analysis import cox_comparison
 from vtrial.batch import simulate_tables
-from vtrial.engine import check_options, dependency_versions, local_workers, protocol_fingerprint, resolve_jobs
+from vtrial.engine import (
+    check_options,
+    dependency_versions,
+    local_workers,
+    protocol_fingerprint,
+    resolve_jobs,
+)
 from vtrial.errors import UserInputError
 from vtrial.model.parameters import REGISTRY
 from vtrial.protocol import Protocol, protocol_to_toml
