@@ -9,8 +9,17 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
-from vtrial.batch import replicate_rows, run_batch, summarise_batch
+from vtrial import cli
+from vtrial.analysis.survival import treatment_effect
+from vtrial.batch import (
+    ROW_COLUMNS,
+    replicate_rows,
+    run_batch,
+    search_sample_size,
+    summarise_batch,
+)
 from vtrial.engine import run_trial
 from vtrial.errors import UserInputError
 from vtrial.protocol import parse_protocol
@@ -43,7 +52,8 @@ def test_batch_rows_reproduce_single_runs_with_the_derived_seed(batch_result, tm
     protocol = small_protocol()
     run_dir = tmp_path / "rep2"
     run_trial(protocol, run_dir, jobs=1, block_size=64, replicate=2)
-    single = replicate_rows(pd.read_parquet(run_dir / "patients.parquet"), protocol, replicate=2)[0]
+    single = replicate_rows(pd.read_parquet(run_dir / "patients.parquet"), pd.read_parquet(run_dir / "events.parquet"),
+                            protocol, replicate=2)[0]
     row = table[table["replicate"] == 2].iloc[0].to_dict()
     for key, value in single.items():
         if isinstance(value, float):
@@ -64,15 +74,25 @@ def test_batch_folder_contents(batch_result):
     assert (folder / "protocol-batch-test.toml").is_file()
 
 
+def replicate_table(**columns) -> pd.DataFrame:
+    """Hand-made batch rows: ``columns`` over a neutral row (every ratio 1, p 0.5, no margin met)."""
+    n = max(len(v) for v in columns.values() if isinstance(v, (list, range, np.ndarray)))
+    base = {
+        "trial": "t", "patients": 200, "replicate": range(n), "seed": 1, "arm": "a", "reference": "r",
+        "n_arm": 100, "n_reference": 100, "proportion_with_sre_arm": 0.3, "proportion_with_sre_reference": 0.4,
+        "risk_difference": -0.1, "rd_ci_low": -0.2, "rd_ci_high": 0.0,
+        "hazard_ratio": 1.0, "ci_low": 0.5, "ci_high": 1.5, "p_value": 0.5,
+        "rate_ratio": 1.0, "rr_ci_low": 0.5, "rr_ci_high": 1.5, "rr_p_value": 0.5,
+        "os_hazard_ratio": 1.0, "os_ci_low": 0.5, "os_ci_high": 1.5, "os_p_value": 0.5,
+    }
+    return pd.DataFrame({**base, **columns})[list(ROW_COLUMNS)]
+
+
 def test_power_is_share_of_significant_replicates():
-    rows = pd.DataFrame(
-        {
-            "trial": "t", "arm": "a", "reference": "r", "replicate": range(4),
-            "n_arm": 100, "n_reference": 100,
-            "proportion_with_sre_arm": [0.2, 0.3, 0.25, 0.2], "proportion_with_sre_reference": 0.4,
-            "hazard_ratio": [0.6, 0.9, 1.3, 0.7], "ci_low": 0.5, "ci_high": 1.5,
-            "p_value": [0.01, 0.40, 0.03, 0.08],
-        }
+    rows = replicate_table(
+        proportion_with_sre_arm=[0.2, 0.3, 0.25, 0.2], hazard_ratio=[0.6, 0.9, 1.3, 0.7],
+        p_value=[0.01, 0.40, 0.03, 0.08], rr_p_value=[0.01, 0.01, 0.01, 0.2], rate_ratio=[0.5, 0.6, 0.7, 0.8],
+        os_p_value=[0.2, 0.3, 0.4, 0.5],
     )
     (s,) = summarise_batch(rows, alpha=0.05)
     assert s["power_two_sided"] == 0.5  # p = 0.01 and 0.03
@@ -80,6 +100,10 @@ def test_power_is_share_of_significant_replicates():
     assert s["power_one_sided"] == 0.5
     assert s["hazard_ratio"]["median"] == pytest.approx(0.8)
     assert s["power_two_sided_mc_se"] == pytest.approx(np.sqrt(0.25 / 4))
+    assert s["endpoints"]["first_and_subsequent_sre"]["power_two_sided"] == 0.75
+    assert s["endpoints"]["first_and_subsequent_sre"]["rate_ratio"]["median"] == pytest.approx(0.65)
+    assert s["endpoints"]["overall_survival"]["power_two_sided"] == 0.0
+    assert s["non_inferiority"] is None
 
 
 def test_batch_rejects_bad_options(tmp_path):
@@ -124,3 +148,72 @@ def test_two_protocols_sharing_a_trial_name_are_refused_before_any_folder(tmp_pa
     assert str(info.value) == ("trial.name: 2 protocols share the name(s) ['same']; a batch keys its rows and files "
                                "by trial.name Fix: give each protocol its own trial.name (and each file once)")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_power_of_a_known_hazard_ratio_matches_schoenfelds_normal_approximation():
+    """300 synthetic trials (100 per arm, exponential times, HR 0.7, no censoring: 200 events each).
+
+    Schoenfeld: power = Phi(sqrt(D / 4) |log HR| - z_0.975) = Phi(sqrt(50) 0.3567 - 1.96) = Phi(0.562) = 0.713.
+    Tolerance: 3 Monte Carlo standard errors, 3 sqrt(0.713 0.287 / 300) = 0.078.
+    """
+    rng = np.random.default_rng(20)
+    treated = np.repeat([1, 0], 100)
+    hr, p = [], []
+    for _ in range(300):
+        times = rng.exponential(1.0 / np.where(treated == 1, 0.7, 1.0))
+        fit = treatment_effect(pd.DataFrame({"stop": times, "event": True, "treated": treated}))
+        hr.append(fit["hazard_ratio"])
+        p.append(fit["p_value"])
+    expected = stats.norm.cdf(np.sqrt(200 / 4) * abs(np.log(0.7)) - stats.norm.ppf(0.975))
+    assert expected == pytest.approx(0.713, abs=5e-4)
+    (s,) = summarise_batch(replicate_table(hazard_ratio=hr, p_value=p), alpha=0.05)
+    assert s["power_two_sided"] == pytest.approx(expected, abs=3 * np.sqrt(expected * (1 - expected) / 300))
+    assert s["hazard_ratio"]["median"] == pytest.approx(0.7, abs=0.03)
+
+
+def test_non_inferiority_is_the_upper_95_bound_below_the_margin():
+    rows = replicate_table(ci_high=[1.05, 1.10, np.nan, 1.079, 1.08], rd_ci_high=[0.01, 0.06, 0.04, np.nan, 0.05])
+    (s,) = summarise_batch(rows, alpha=0.05, ni_hr=1.08, ni_rd=0.05)
+    # 1.05 and 1.079 are below 1.08; 1.10 is not, 1.08 is not strictly below, NaN never meets it
+    assert s["non_inferiority"]["hazard_ratio"] == {"margin": 1.08, "probability": 0.4,
+                                                    "mc_se": pytest.approx(np.sqrt(0.4 * 0.6 / 5))}
+    # 0.01 and 0.04 are below 0.05
+    assert s["non_inferiority"]["risk_difference"]["probability"] == 0.4
+
+
+def synthetic_power(n: int) -> float:
+    """A monotone power curve: Phi(sqrt(n) / 10 - 1.96); 0.8 is reached first at n = 785 (sqrt(785)/10 = 2.8018)."""
+    return float(stats.norm.cdf(np.sqrt(n) / 10 - 1.96))
+
+
+@pytest.mark.parametrize("start", [100, 5000])
+def test_sample_size_search_finds_the_first_size_reaching_the_target(start):
+    assert synthetic_power(784) < 0.8 <= synthetic_power(785)
+    calls = []
+    exact = search_sample_size(lambda n: calls.append(n) or synthetic_power(n), 0.8, start, tolerance=0.0)
+    assert exact["patients"] == 785 and exact["power"] == synthetic_power(785)
+    assert len(calls) == len(set(calls)) < 25  # each size once; bisection, not a scan
+    coarse = search_sample_size(synthetic_power, 0.8, start)
+    assert 785 <= coarse["patients"] <= 785 / 0.95 and coarse["power"] >= 0.8
+    short = search_sample_size(synthetic_power, 0.8, start, maximum=700)
+    assert short["patients"] is None and max(short["evaluated"]) == 700
+
+
+def test_batch_cli_checks_the_new_options(tmp_path, capsys):
+    protocol = tmp_path / "p.toml"
+    protocol.write_text('[trial]\nname = "p"\npatients = 40\nhorizon_months = 6\n[cohort]\nprimary = { breast = 1.0 }\n'
+                        '[[arm]]\nname = "a"\ndrug = "none"\n[[arm]]\nname = "b"\ndrug = "none"\n')
+    base = ["batch", str(protocol), "--replicates", "1", "--out", str(tmp_path / "b"), "--quiet"]
+    cases = {
+        ("--non-inferiority-hr", "0.9"): "error: --non-inferiority-hr: a hazard-ratio margin must be above 1, got 0.9 "
+        "Fix: pass the largest hazard ratio that still counts as non-inferior, e.g. 1.08",
+        ("--non-inferiority-rd", "5"): "error: --non-inferiority-rd: a risk-difference margin must be between 0 and 1",
+        ("--target-power", "1.5"): "error: --target-power: --target-power must be between 0 and 1, got 1.5",
+        ("--target-power", "0.8", str(protocol)): "error: --target-power: a sample-size search takes one protocol, got 2",
+    }
+    for extra, message in cases.items():
+        with pytest.raises(SystemExit) as info:
+            cli.main([*base, *extra])
+        assert info.value.code == cli.EXIT_USER
+        assert capsys.readouterr().err.startswith(message), extra
+    assert not (tmp_path / "b").exists()

@@ -109,15 +109,19 @@ def test_validate_table_shows_endpoints(capsys) -> None:
 
 def test_batch_columns_align_on_long_names() -> None:
     long = "a-very-long-trial-name-that-exceeds-the-column"
+    endpoints = {"first_and_subsequent_sre": {"power_two_sided": 0.95}, "overall_survival": {"power_two_sided": 0.05}}
     summary = [
-        {"trial": long, "arm": "zoledronic_acid_every_12_weeks", "reference": "zoledronic_acid_every_4_weeks",
-         "replicates": 100, "power_two_sided": 0.8, "power_one_sided": 0.9, "hazard_ratio": {"median": 0.85}},
-        {"trial": "short", "arm": "b", "reference": "a", "replicates": 5, "power_two_sided": None,
-         "power_one_sided": 0.1, "hazard_ratio": {"median": 1.2}},
+        {"trial": long, "patients": 2046, "arm": "zoledronic_acid_every_12_weeks",
+         "reference": "zoledronic_acid_every_4_weeks", "replicates": 100, "power_two_sided": 0.8,
+         "power_one_sided": 0.9, "hazard_ratio": {"median": 0.85}, "endpoints": endpoints,
+         "non_inferiority": {"hazard_ratio": {"probability": 0.97}}},
+        {"trial": "short", "patients": 300, "arm": "b", "reference": "a", "replicates": 5, "power_two_sided": None,
+         "power_one_sided": 0.1, "hazard_ratio": {"median": 1.2}, "endpoints": endpoints, "non_inferiority": None},
     ]
     lines = format_summary(summary).splitlines()
     assert len({len(line) for line in lines}) == 1  # every line as wide as the header
     starts = [line.index("100") + 3 for line in lines[2:3]] + [lines[3].index(" 5 ") + 2]
     assert starts[0] == starts[1]  # the R column ends at the same place
-    assert lines[0].index("power 2-sided") == len(long) + 1 + len("zoledronic_acid_every_12_weeks vs "
-                                                                   "zoledronic_acid_every_4_weeks") + 1 + 4
+    # trial, N (4 wide: "2046"), comparison, R (3 wide: "100"), then the first power column
+    assert lines[0].index("pow 1st SRE") == len(long) + 1 + 4 + 1 + len("zoledronic_acid_every_12_weeks vs "
+                                                                         "zoledronic_acid_every_4_weeks") + 1 + 3 + 1

@@ -231,7 +231,7 @@ def test_batch_force_replaces_only_a_batch_folder(protocol_file, tmp_path, capsy
     assert run_main([*batch, str(out)], capsys)[0] == 0
     assert run_main([*batch, str(out)], capsys)[0] == 0  # a batch folder is replaced
     assert sorted(p.name for p in out.iterdir()) == [
-        "batch.csv", "batch.parquet", "batch_summary.json", "manifest.json", "protocol-folders.toml"]
+        "batch.csv", "batch.html", "batch.parquet", "batch_summary.json", "manifest.json", "protocol-folders.toml"]
     code, err = run_cli(protocol_file, out, "--force", capsys=capsys)
     assert code == cli.EXIT_USER and "this one is a vtrial batch folder" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "inputs", "run"]

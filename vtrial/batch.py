@@ -1,27 +1,34 @@
-"""Batch cohorts: replicate trials of one or more protocols, for power and trial sizing.
+"""Batch cohorts: replicate trials of one or more protocols, for power, non-inferiority and trial sizing.
 
 Replicate ``r`` of a protocol uses the random streams ``Streams(seed, replicate=r)``: the same
 trial as ``vtrial run P --replicate r``. Each replicate runs in one worker (its blocks in
 sequence, in memory) and returns one row per comparison of an arm with the reference arm: arm
-sizes, the proportion with an SRE per arm and the hazard ratio of time to first SRE with its
-95% CI and p-value. The summary gives power (share of replicates significant at ``alpha``,
-two-sided, and one-sided in favour of the arm), the distribution of the hazard ratio and the
-median of each endpoint.
+sizes, the proportion with an SRE per arm and their risk difference, the hazard ratio of time to
+first SRE, the rate ratio of all SREs and the hazard ratio of overall survival, each with its
+95% CI and p-value. The summary gives, per trial size and comparison, power for each endpoint
+(share of replicates significant at ``alpha``, two-sided, and one-sided in favour of the arm),
+the probability of meeting a non-inferiority margin, the distribution of the ratios and the
+median of each endpoint; a search finds the trial size reaching a target power
+(``docs/sensitivity.md``).
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from joblib import Parallel, delayed
+from matplotlib.figure import Figure
 
 from vtrial.analysis import cox_comparison
+from vtrial.analysis.proportions import newcombe_difference
+from vtrial.analysis.summary import rate_ratio_comparison
 from vtrial.engine import (
     DEFAULT_BLOCK_SIZE,
     check_options,
@@ -32,7 +39,8 @@ from vtrial.engine import (
     simulate_block,
 )
 from vtrial.errors import UserInputError
-from vtrial.protocol import Protocol, protocol_to_toml
+from vtrial.protocol import Protocol, apply_overrides, protocol_to_toml
+from vtrial.report import _STYLE, svg_element, template_environment
 from vtrial.store import (
     OutputFolder,
     atomic_write_bytes,
@@ -45,116 +53,262 @@ from vtrial.store import (
 from vtrial.streams import Streams
 
 ROW_COLUMNS = (
-    "trial", "replicate", "seed", "arm", "reference", "n_arm", "n_reference",
-    "proportion_with_sre_arm", "proportion_with_sre_reference",
+    "trial", "patients", "replicate", "seed", "arm", "reference", "n_arm", "n_reference",
+    "proportion_with_sre_arm", "proportion_with_sre_reference", "risk_difference", "rd_ci_low", "rd_ci_high",
     "hazard_ratio", "ci_low", "ci_high", "p_value",
+    "rate_ratio", "rr_ci_low", "rr_ci_high", "rr_p_value",
+    "os_hazard_ratio", "os_ci_low", "os_ci_high", "os_p_value",
 )
+#: A sample-size search goes at most this factor above the protocol's size.
+SEARCH_SPAN = 64
+#: Endpoints with power in the summary: name -> (ratio column, p-value column).
+POWER_ENDPOINTS = {
+    "time_to_first_sre": ("hazard_ratio", "p_value"),
+    "first_and_subsequent_sre": ("rate_ratio", "rr_p_value"),
+    "overall_survival": ("os_hazard_ratio", "os_p_value"),
+}
 
 
-def simulate_patients(protocol: Protocol, replicate: int, block_size: int = DEFAULT_BLOCK_SIZE) -> pd.DataFrame:
-    """All patients of one replicate trial, simulated in this process (one row per patient and arm)."""
+def simulate_tables(
+    protocol: Protocol,
+    replicate: int,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    parameters: Mapping[str, float] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Patients (one row per patient and arm) and events of one replicate trial, simulated in this process.
+
+    ``parameters`` overrides model parameter values (``vtrial sensitivity``); default: the registry's.
+    """
     streams = Streams(protocol.trial.seed, replicate)
-    tables = [pd.DataFrame(simulate_block(protocol, streams, t)[0]) for t in plan_tasks(protocol, streams, block_size)]
-    return pd.concat(tables, ignore_index=True)
+    parts = [simulate_block(protocol, streams, t, parameters) for t in plan_tasks(protocol, streams, block_size)]
+    return tuple(pd.concat([pd.DataFrame(part[k]) for part in parts], ignore_index=True) for k in range(2))
 
 
-def replicate_rows(patients: pd.DataFrame, protocol: Protocol, replicate: int) -> list[dict]:
-    """The batch rows of one replicate trial: one per arm compared with the reference arm."""
+def _numbers(result: dict, ratio: str) -> tuple[float, float, float, float]:
+    """``(ratio, ci_low, ci_high, p_value)`` of an analysis result, NaN where not estimable."""
+    return tuple(np.nan if result[k] is None else float(result[k]) for k in (ratio, "ci_low", "ci_high", "p_value"))
+
+
+def replicate_rows(patients: pd.DataFrame, events: pd.DataFrame, protocol: Protocol, replicate: int) -> list[dict]:
+    """The batch rows of one replicate trial: one per arm compared with the reference arm.
+
+    Each row: arm sizes, proportions with an SRE and their Newcombe risk difference (arm minus
+    reference, 95% CI), the Cox hazard ratios of time to first SRE and of overall survival and
+    the Andersen–Gill rate ratio of all SREs, each with its 95% CI and p-value.
+    """
     reference = protocol.analysis.reference_arm
+    design = protocol.trial.design
     with_sre = patients["n_sre"] > 0
-    proportion = with_sre.groupby(patients["arm"]).mean()
+    count = with_sre.groupby(patients["arm"]).sum()
     size = patients.groupby("arm").size()
     rows = []
     for arm in (a.name for a in protocol.arm):
         if arm == reference:
             continue
-        result = cox_comparison(patients, arm, reference, endpoint="time_to_first_sre")
+        k1, n1, k0, n0 = (int(x.get(a, 0)) for x, a in ((count, arm), (size, arm), (count, reference), (size, reference)))
+        rd = newcombe_difference(k1, n1, k0, n0) if n1 and n0 else (np.nan,) * 3
+        first = _numbers(cox_comparison(patients, arm, reference, "time_to_first_sre", design), "hazard_ratio")
+        rate = _numbers(rate_ratio_comparison(patients, events, arm, reference), "rate_ratio")
+        death = _numbers(cox_comparison(patients, arm, reference, "overall_survival", design), "hazard_ratio")
         rows.append(
             {
                 "trial": protocol.trial.name,
+                "patients": protocol.trial.patients,
                 "replicate": replicate,
                 "seed": protocol.trial.seed,
                 "arm": arm,
                 "reference": reference,
-                "n_arm": int(size.get(arm, 0)),
-                "n_reference": int(size.get(reference, 0)),
-                "proportion_with_sre_arm": float(proportion.get(arm, np.nan)),
-                "proportion_with_sre_reference": float(proportion.get(reference, np.nan)),
-                "hazard_ratio": result["hazard_ratio"],
-                "ci_low": result["ci_low"],
-                "ci_high": result["ci_high"],
-                "p_value": result["p_value"],
+                "n_arm": n1,
+                "n_reference": n0,
+                "proportion_with_sre_arm": k1 / n1 if n1 else np.nan,
+                "proportion_with_sre_reference": k0 / n0 if n0 else np.nan,
+                **dict(zip(("risk_difference", "rd_ci_low", "rd_ci_high"), map(float, rd))),
+                **dict(zip(("hazard_ratio", "ci_low", "ci_high", "p_value"), first)),
+                **dict(zip(("rate_ratio", "rr_ci_low", "rr_ci_high", "rr_p_value"), rate)),
+                **dict(zip(("os_hazard_ratio", "os_ci_low", "os_ci_high", "os_p_value"), death)),
             }
         )
     return rows
 
 
 def _replicate_task(protocol: Protocol, replicate: int, block_size: int) -> list[dict]:
-    return replicate_rows(simulate_patients(protocol, replicate, block_size), protocol, replicate)
+    return replicate_rows(*simulate_tables(protocol, replicate, block_size), protocol, replicate)
 
 
-def summarise_batch(rows: pd.DataFrame, alpha: float) -> list[dict]:
-    """Power and endpoint distribution per trial and comparison."""
+def _share(flags: np.ndarray) -> tuple[float | None, float | None]:
+    """Share of true flags and its Monte Carlo standard error ``sqrt(p (1 - p) / R)``."""
+    if not flags.size:
+        return None, None
+    p = float(flags.mean())
+    return p, float(np.sqrt(p * (1 - p) / flags.size))
+
+
+def power(ratio: np.ndarray, p_value: np.ndarray, alpha: float) -> dict:
+    """Power over replicates: two-sided ``p < alpha``, and one-sided in favour of the arm (ratio < 1 and
+    ``p / 2 < alpha``), each with its Monte Carlo standard error, over the analysable replicates."""
+    valid = np.isfinite(p_value) & np.isfinite(ratio)
+    two, two_se = _share(p_value[valid] < alpha)
+    one, one_se = _share((ratio[valid] < 1) & (p_value[valid] / 2 < alpha))
+    return {"replicates_analysable": int(valid.sum()), "power_two_sided": two, "power_two_sided_mc_se": two_se,
+            "power_one_sided": one, "power_one_sided_mc_se": one_se}
+
+
+def _quantiles(x: np.ndarray) -> dict:
+    x = x[np.isfinite(x)]
+    if not x.size:
+        return dict.fromkeys(("median", "mean", "q025", "q975"))
+    return {"median": float(np.median(x)), "mean": float(x.mean()),
+            "q025": float(np.quantile(x, 0.025)), "q975": float(np.quantile(x, 0.975))}
+
+
+def non_inferiority(upper: np.ndarray, margin: float) -> dict:
+    """Probability that a replicate shows non-inferiority: the upper 95% confidence bound below ``margin``.
+
+    An upper bound of a two-sided 95% CI is a one-sided test at 2.5%, the rule of the pivotal
+    denosumab trials. A replicate whose estimate is not analysable (NaN) counts as not meeting
+    the margin (a trial that cannot show non-inferiority has not shown it).
+    """
+    met, se = _share(np.nan_to_num(upper, nan=np.inf) < margin)
+    return {"margin": margin, "probability": met, "mc_se": se}
+
+
+def summarise_batch(
+    rows: pd.DataFrame, alpha: float, ni_hr: float | None = None, ni_rd: float | None = None
+) -> list[dict]:
+    """Power, non-inferiority and endpoint distribution per trial, trial size and comparison.
+
+    The top-level power keys are those of time to first SRE; ``endpoints`` has the power and
+    ratio distribution of each of :data:`POWER_ENDPOINTS`; ``non_inferiority`` the probability of
+    meeting a margin on the hazard ratio of time to first SRE (``ni_hr``) and on the risk difference
+    of the proportion with an SRE (``ni_rd``), where given.
+    """
     out = []
-    for (trial, arm, reference), g in rows.groupby(["trial", "arm", "reference"], sort=False):
-        p = g["p_value"].to_numpy(dtype=float)
-        hr = g["hazard_ratio"].to_numpy(dtype=float)
-        valid = np.isfinite(p) & np.isfinite(hr)
-        r = int(valid.sum())
-        two = float(np.mean(p[valid] < alpha)) if r else None
-        one = float(np.mean((hr[valid] < 1) & (p[valid] / 2 < alpha))) if r else None
-
-        def q(x: np.ndarray, level: float) -> float | None:
-            return float(np.quantile(x, level)) if x.size else None
-
+    for (trial, patients, arm, reference), g in rows.groupby(["trial", "patients", "arm", "reference"], sort=False):
+        endpoints = {}
+        for name, (ratio, p) in POWER_ENDPOINTS.items():
+            r = g[ratio].to_numpy(dtype=float)
+            endpoints[name] = {**power(r, g[p].to_numpy(dtype=float), alpha), ratio: _quantiles(r)}
+        first = endpoints["time_to_first_sre"]
+        ni = {}
+        if ni_hr is not None:
+            ni["hazard_ratio"] = non_inferiority(g["ci_high"].to_numpy(dtype=float), ni_hr)
+        if ni_rd is not None:
+            ni["risk_difference"] = non_inferiority(g["rd_ci_high"].to_numpy(dtype=float), ni_rd)
         out.append(
             {
                 "trial": trial,
+                "patients": int(patients),
                 "arm": arm,
                 "reference": reference,
                 "replicates": int(len(g)),
-                "replicates_analysable": r,
                 "alpha": alpha,
-                "power_two_sided": two,
-                "power_two_sided_mc_se": None if two is None else float(np.sqrt(two * (1 - two) / r)),
-                "power_one_sided": one,
-                "power_one_sided_mc_se": None if one is None else float(np.sqrt(one * (1 - one) / r)),
-                "hazard_ratio": {
-                    "median": q(hr[valid], 0.5),
-                    "mean": float(hr[valid].mean()) if r else None,
-                    "q025": q(hr[valid], 0.025),
-                    "q975": q(hr[valid], 0.975),
-                },
+                **{k: first[k] for k in ("replicates_analysable", "power_two_sided", "power_two_sided_mc_se",
+                                         "power_one_sided", "power_one_sided_mc_se")},
+                "hazard_ratio": first["hazard_ratio"],
+                "endpoints": endpoints,
+                "non_inferiority": ni or None,
                 "median_n_arm": float(g["n_arm"].median()),
                 "median_n_reference": float(g["n_reference"].median()),
                 "median_proportion_with_sre_arm": float(g["proportion_with_sre_arm"].median()),
                 "median_proportion_with_sre_reference": float(g["proportion_with_sre_reference"].median()),
-                "median_p_value": q(p[valid], 0.5),
+                "median_risk_difference": _quantiles(g["risk_difference"].to_numpy(dtype=float))["median"],
+                "median_p_value": _quantiles(g["p_value"].to_numpy(dtype=float))["median"],
             }
         )
     return out
 
 
 def format_summary(summary: list[dict]) -> str:
-    """The batch summary as a plain-text table for the terminal, each column as wide as its longest entry."""
+    """The batch summary as a plain-text table for the terminal, each column as wide as its longest entry.
+
+    Power of each endpoint (two-sided), the median hazard ratio and the probability of meeting a
+    non-inferiority margin when one was set.
+    """
 
     def fmt(x: float | None) -> str:
         return "n/a" if x is None else format(x, ".3f")
 
-    header = ("trial", "comparison", "R", "power 2-sided", "1-sided", "median HR")
-    rows = [
-        (s["trial"], f"{s['arm']} vs {s['reference']}", str(s["replicates"]), fmt(s["power_two_sided"]),
-         fmt(s["power_one_sided"]), fmt(s["hazard_ratio"]["median"]))
-        for s in summary
-    ]
+    header = ("trial", "N", "comparison", "R", "pow 1st SRE", "all SRE", "OS", "med HR", "P(NI)")
+    rows = []
+    for s in summary:
+        e = s["endpoints"]
+        ni = s["non_inferiority"] or {}
+        met = ni.get("hazard_ratio", ni.get("risk_difference", {})).get("probability")
+        rows.append((s["trial"], str(s["patients"]), f"{s['arm']} vs {s['reference']}", str(s["replicates"]),
+                     fmt(s["power_two_sided"]), fmt(e["first_and_subsequent_sre"]["power_two_sided"]),
+                     fmt(e["overall_survival"]["power_two_sided"]), fmt(s["hazard_ratio"]["median"]), fmt(met)))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    text_columns = (0, 2)
 
     def line(row: tuple[str, ...]) -> str:
         # text columns left-aligned, numbers right-aligned
-        return " ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        return " ".join(cell.ljust(w) if i in text_columns else cell.rjust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
 
     lines = [line(header), "-" * (sum(widths) + len(widths) - 1), *(line(row) for row in rows)]
     return "\n".join(lines)
+
+
+def decision_power(summary: list[dict]) -> float:
+    """The power a sample-size search targets, for one trial size: the smallest over its comparisons of
+    the probability of meeting the non-inferiority margin (the hazard-ratio margin if given, else the
+    risk-difference one), or, without a margin, of the two-sided power of time to first SRE."""
+    values = []
+    for s in summary:
+        ni = s["non_inferiority"]
+        if ni:
+            values.append((ni.get("hazard_ratio") or ni["risk_difference"])["probability"])
+        else:
+            values.append(s["power_two_sided"])
+    return min(0.0 if v is None else v for v in values)  # no analysable replicate: no power
+
+
+def search_sample_size(
+    power_at: Callable[[int], float], target: float, start: int, *, minimum: int = 10, maximum: int = 1_000_000,
+    tolerance: float = 0.05,
+) -> dict:
+    """The smallest trial size whose estimated power reaches ``target``, by bracketing and bisection.
+
+    From ``start`` the size is doubled until the power reaches the target (or halved until it
+    falls below it), within ``[minimum, maximum]``; the bracket ``(lo, hi]`` is then bisected
+    until ``hi - lo <= tolerance * hi``. ``power_at`` is called once per size (its results are
+    kept). Returns ``{"target", "patients"`` (``hi``; ``None`` when even ``maximum`` falls short)
+    ``, "power", "evaluated"`` (size -> power, in the order evaluated)``}``.
+    """
+    evaluated: dict[int, float] = {}
+
+    def reached(n: int) -> bool:
+        if n not in evaluated:
+            evaluated[n] = float(power_at(n))
+        return evaluated[n] >= target
+
+    lo, hi = None, None
+    n = min(max(start, minimum), maximum)
+    if reached(n):
+        hi = n
+        while hi > minimum:
+            n = max(hi // 2, minimum)
+            if not reached(n):
+                lo = n
+                break
+            hi = n
+    else:
+        lo = n
+        while lo < maximum:
+            n = min(lo * 2, maximum)
+            if reached(n):
+                hi = n
+                break
+            lo = n
+    if hi is not None and lo is not None:
+        while hi - lo > max(1.0, tolerance * hi):
+            mid = (lo + hi) // 2
+            if reached(mid):
+                hi = mid
+            else:
+                lo = mid
+    return {"target": target, "patients": hi, "power": None if hi is None else evaluated[hi],
+            "evaluated": evaluated}
 
 
 def check_distinct_names(protocols: list[Protocol]) -> None:
@@ -177,6 +331,49 @@ def default_batch_dir(protocols: list[Protocol]) -> Path:
     return Path("outputs") / (f"{protocols[0].trial.name}-batch" if len(protocols) == 1 else "batch")
 
 
+def check_batch_options(
+    replicates: int, alpha: float, ni_hr: float | None, ni_rd: float | None, target_power: float | None,
+    n_protocols: int,
+) -> None:
+    """Refuse bad batch flags (``UserInputError``) before anything is written."""
+    if replicates < 1:
+        raise UserInputError(f"--replicates must be at least 1, got {replicates}", field="--replicates",
+                             fix="pass a positive number of replicate trials")
+    if not 0 < alpha < 1:
+        raise UserInputError(f"--alpha must be between 0 and 1, got {alpha}", field="--alpha",
+                             fix="pass a significance level such as 0.05")
+    if ni_hr is not None and not 1 < ni_hr < 100:
+        raise UserInputError(f"a hazard-ratio margin must be above 1, got {ni_hr}", field="--non-inferiority-hr",
+                             fix="pass the largest hazard ratio that still counts as non-inferior, e.g. 1.08")
+    if ni_rd is not None and not 0 < ni_rd < 1:
+        raise UserInputError(f"a risk-difference margin must be between 0 and 1, got {ni_rd}",
+                             field="--non-inferiority-rd",
+                             fix="pass the largest excess of the proportion with SRE that is non-inferior, e.g. 0.05")
+    if target_power is not None:
+        if not 0 < target_power < 1:
+            raise UserInputError(f"--target-power must be between 0 and 1, got {target_power}",
+                                 field="--target-power", fix="pass a power such as 0.8")
+        if n_protocols != 1:
+            raise UserInputError(f"a sample-size search takes one protocol, got {n_protocols}",
+                                 field="--target-power", fix="run one batch per protocol")
+
+
+def _simulate_rows(
+    protocols: list[Protocol], replicates: int, block_size: int, on_progress: Callable[[int, int], None] | None,
+) -> list[dict]:
+    """The rows of ``replicates`` trials of each protocol, run on the current joblib workers, in order."""
+    work = [(p, r) for p in protocols for r in range(replicates)]
+    rows: list[dict] = []
+    if on_progress:
+        on_progress(0, len(work))
+    runner = Parallel(return_as="generator", batch_size=1, pre_dispatch="2*n_jobs")
+    for done, result in enumerate(runner(delayed(_replicate_task)(p, r, block_size) for p, r in work), 1):
+        rows.extend(result)
+        if on_progress:
+            on_progress(done, len(work))
+    return rows
+
+
 def run_batch(
     protocols: list[Protocol],
     out: Path | None = None,
@@ -185,51 +382,66 @@ def run_batch(
     jobs: int | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
     alpha: float = 0.05,
+    non_inferiority_hr: float | None = None,
+    non_inferiority_rd: float | None = None,
+    target_power: float | None = None,
     force: bool = False,
     inputs: Iterable[str | Path] = (),
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Path, list[dict]]:
     """Run ``replicates`` trials of each protocol in parallel; write the batch folder atomically.
 
-    The folder holds ``batch.parquet`` and ``batch.csv`` (one row per replicate and
-    comparison), ``batch_summary.json`` (power and distributions), the resolved protocols and
-    a manifest. Returns the folder and the summary. ``force`` replaces only a batch folder or
-    an empty one, never a folder holding one of ``inputs`` (the protocol files); the folder is
-    locked against other vtrial processes for the whole batch (:func:`vtrial.store.owning`).
+    The folder holds ``batch.parquet`` and ``batch.csv`` (one row per trial size, replicate and
+    comparison), ``batch_summary.json`` (power, non-inferiority and distributions per trial size
+    and comparison), ``batch.html`` (distribution of hazard ratios with the margin; the power
+    curve of a search), the resolved protocols and a manifest. With ``target_power`` (one
+    protocol) the trial size is searched (:func:`search_sample_size`, :func:`decision_power`),
+    every size with the same ``replicates`` replicate seeds, up to :data:`SEARCH_SPAN` times the
+    protocol's size, and ``sample_size.json`` is written.
+    Returns the folder and the summary. ``force`` replaces only a batch folder or an empty one,
+    never a folder holding one of ``inputs`` (the protocol files); the folder is locked against
+    other vtrial processes for the whole batch (:func:`vtrial.store.owning`).
     """
-    if replicates < 1:
-        raise UserInputError(f"--replicates must be at least 1, got {replicates}", field="--replicates",
-                             fix="pass a positive number of replicate trials")
-    if not 0 < alpha < 1:
-        raise UserInputError(f"--alpha must be between 0 and 1, got {alpha}", field="--alpha",
-                             fix="pass a significance level such as 0.05")
+    check_batch_options(replicates, alpha, non_inferiority_hr, non_inferiority_rd, target_power, len(protocols))
     check_options(jobs=jobs, block_size=block_size, out=out)
     check_distinct_names(protocols)
-    work = [(p, r) for p in protocols for r in range(replicates)]
-    jobs = resolve_jobs(jobs, len(work))
+    jobs = resolve_jobs(jobs, len(protocols) * replicates)
     out = Path(out) if out is not None else default_batch_dir(protocols)
     folder = OutputFolder.of(out, "batch", force, inputs)
     partial = folder.partial
+    margins = {"ni_hr": non_inferiority_hr, "ni_rd": non_inferiority_rd}
+    search = None
     with owning(folder):
         with writing(partial):
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
-        rows: list[dict] = []
-        if on_progress:
-            on_progress(0, len(work))
         with local_workers(jobs):
-            runner = Parallel(return_as="generator", batch_size=1, pre_dispatch="2*n_jobs")
-            for done, result in enumerate(runner(delayed(_replicate_task)(p, r, block_size) for p, r in work), 1):
-                rows.extend(result)
-                if on_progress:
-                    on_progress(done, len(work))
+            if target_power is None:
+                rows = _simulate_rows(protocols, replicates, block_size, on_progress)
+            else:
+                rows = []
+
+                def power_at(n: int) -> float:
+                    point = _simulate_rows([apply_overrides(protocols[0], patients=n)], replicates, block_size,
+                                           on_progress)
+                    rows.extend(point)
+                    return decision_power(summarise_batch(pd.DataFrame(point), alpha, **margins))
+
+                start = protocols[0].trial.patients
+                search = search_sample_size(power_at, target_power, start, maximum=SEARCH_SPAN * start)
         table = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
-        summary = summarise_batch(table, alpha)
+        summary = summarise_batch(table, alpha, **margins)
+        if search is not None:
+            search = {**search, "replicates": replicates, "evaluated": [
+                {"patients": n, "power": p, "mc_se": float(np.sqrt(p * (1 - p) / replicates))}
+                for n, p in sorted(search["evaluated"].items())]}
+            atomic_write_json(partial / "sample_size.json", search)
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pandas(table, preserve_index=False), sink)
         atomic_write_bytes(partial / "batch.parquet", sink.getvalue().to_pybytes())
         atomic_write_text(partial / "batch.csv", table.to_csv(index=False))
         atomic_write_json(partial / "batch_summary.json", summary)
+        atomic_write_text(partial / "batch.html", render_batch_page(table, summary, search, margins))
         for p in protocols:
             atomic_write_text(partial / f"protocol-{p.trial.name}.toml", protocol_to_toml(p))
         manifest = {
@@ -237,9 +449,56 @@ def run_batch(
             "jobs": jobs,
             "block_size": block_size,
             "alpha": alpha,
+            "non_inferiority_hr": non_inferiority_hr,
+            "non_inferiority_rd": non_inferiority_rd,
+            "target_power": target_power,
             "trials": [p.trial.name for p in protocols],
             "dependencies": dependency_versions(),
         }
         atomic_write_json(partial / "manifest.json", manifest)
         finalise_folder(partial, folder)
     return out, summary
+
+
+def ratio_histogram(rows: pd.DataFrame, margin: float | None) -> str:
+    """Histogram of the hazard ratio of time to first SRE over replicates, with 1 and the margin drawn."""
+    hr = rows["hazard_ratio"].to_numpy(dtype=float)
+    hr = hr[np.isfinite(hr)]
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(6.0, 3.0))
+        ax = figure.add_subplot()
+        ax.hist(hr, bins=max(5, min(40, hr.size // 3)), color="#0072B2", alpha=0.8)
+        ax.axvline(1.0, color="#999999", lw=0.8)
+        if margin is not None:
+            ax.axvline(margin, color="#D55E00", lw=1.2, ls="--", label=f"margin {margin:g}")
+            ax.legend(frameon=False)
+        ax.set(xlabel="Hazard ratio of time to first SRE", ylabel="Replicates")
+        return svg_element(figure)
+
+
+def power_curve(search: dict) -> str:
+    """Estimated power over the trial sizes a search evaluated, with Monte Carlo error bars and the target."""
+    points = search["evaluated"]
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(6.0, 3.0))
+        ax = figure.add_subplot()
+        ax.errorbar([p["patients"] for p in points], [p["power"] for p in points],
+                    yerr=[1.96 * p["mc_se"] for p in points], fmt="o-", color="#0072B2", capsize=2, ms=4)
+        ax.axhline(search["target"], color="#D55E00", lw=1.0, ls="--", label=f"target {search['target']:g}")
+        ax.set(xlabel="Patients per trial (all arms)", ylabel="Power", ylim=(0, 1.02))
+        ax.legend(frameon=False)
+        return svg_element(figure)
+
+
+def render_batch_page(table: pd.DataFrame, summary: list[dict], search: dict | None, margins: dict) -> str:
+    """``batch.html``: the summary table, the power curve of a search and the hazard-ratio histograms."""
+    shown = search["patients"] if search and search["patients"] is not None else table["patients"].max()
+    figures = []
+    for (trial, arm, reference), g in table[table["patients"] == shown].groupby(["trial", "arm", "reference"],
+                                                                               sort=False):
+        figures.append({"title": f"{trial}: {arm} vs {reference}, {shown} patients",
+                        "svg": ratio_histogram(g, margins["ni_hr"])})
+    return template_environment().get_template("batch.html").render(
+        summary=summary, search=search, curve=power_curve(search) if search else None, figures=figures,
+        margins=margins,
+    )

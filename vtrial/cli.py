@@ -193,15 +193,24 @@ def batch(
     patients: int | None = typer.Option(None, "--patients", help="Patients per trial (overrides trial.patients)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides trial.seed)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing batch folder (or an empty folder)."),
+    non_inferiority_hr: float | None = typer.Option(
+        None, "--non-inferiority-hr", help="Margin on the hazard ratio of time to first SRE (e.g. 1.08): "
+        "non-inferior when the upper 95% bound is below it."),
+    non_inferiority_rd: float | None = typer.Option(
+        None, "--non-inferiority-rd", help="Margin on the risk difference of the proportion with SRE (e.g. 0.05)."),
+    target_power: float | None = typer.Option(
+        None, "--target-power", help="Search the patients per trial that reach this power (of the margin if "
+        "given, else two-sided for time to first SRE), starting from --patients."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Run replicate trials of each protocol in parallel: power, hazard-ratio distribution, endpoints."""
+    """Run replicate trials of each protocol in parallel: power, non-inferiority, sample size, distributions."""
     from vtrial.batch import format_summary, run_batch
 
     resolved = [apply_overrides(load_protocol(p), patients=patients, seed=seed) for p in protocols]
     with _progress(quiet, "trials") as bar:
         path, summary = run_batch(
-            resolved, out, replicates=replicates, jobs=jobs, alpha=alpha, force=force, inputs=protocols,
+            resolved, out, replicates=replicates, jobs=jobs, alpha=alpha, non_inferiority_hr=non_inferiority_hr,
+            non_inferiority_rd=non_inferiority_rd, target_power=target_power, force=force, inputs=protocols,
             on_progress=lambda done, total: bar.update(done, total, None),
         )
     typer.echo(format_summary(summary))
@@ -214,6 +223,36 @@ class FigureFormat(StrEnum):
     png = "png"
     pdf = "pdf"
     svg = "svg"
+
+
+@app.command()
+def sensitivity(
+    protocol: str = typer.Argument(..., help="Protocol file (.toml, .yaml)."),
+    method: str = typer.Option("morris", "--method", help="morris (screening) or sobol (variance shares)."),
+    samples: int = typer.Option(4, "--samples", help="Morris trajectories, or Sobol' base points (a power of 2)."),
+    outcome: list[str] | None = typer.Option(
+        None, "--outcome", help="hr_time_to_first_sre:A_vs_B, hr_overall_survival:A_vs_B or proportion_with_sre:A "
+        "(repeat; default: every comparison with the reference arm and every arm)."),
+    parameter: list[str] | None = typer.Option(
+        None, "--parameter", help="Vary only this model parameter (repeat; default: every parameter)."),
+    patients: int | None = typer.Option(None, "--patients", help="Patients per simulated trial (overrides trial.patients)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides trial.seed)."),
+    jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all cores)."),
+    out: str | None = typer.Option(None, "--out", help="Folder (default outputs/<trial.name>-sensitivity)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing sensitivity folder (or an empty folder)."),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted analysis from its finished samples."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Global sensitivity of the trial's outcomes to the model parameters (SALib Morris or Sobol')."""
+    from vtrial.sensitivity import run_sensitivity
+
+    resolved = apply_overrides(load_protocol(protocol), patients=patients, seed=seed)
+    with _progress(quiet, "samples") as bar:
+        path, _ = run_sensitivity(
+            resolved, out, method=method, samples=samples, outcomes=outcome, parameters=parameter, jobs=jobs,
+            force=force, resume=resume, inputs=(protocol,), on_progress=lambda done, total: bar.update(done, total, None),
+        )
+    typer.echo(f"wrote {path}/sensitivity.csv and {path}/sensitivity.html")
 
 
 @app.command()

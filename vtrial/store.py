@@ -232,10 +232,11 @@ def prepare_partial(partial: Path, state: dict, resume: bool, force: bool) -> se
 
 
 def folder_kind(folder: Path) -> str | None:
-    """``"run"`` or ``"batch"`` if ``manifest.json`` says ``vtrial run`` or ``vtrial batch`` wrote the folder.
+    """``"run"``, ``"batch"`` or ``"sensitivity"`` if ``manifest.json`` says which vtrial command wrote the folder.
 
     A run manifest names the ``vtrial`` version and the ``trial``; a batch manifest names the
-    ``replicates`` and ``trials`` and sits next to ``batch_summary.json``.
+    ``replicates`` and ``trials`` and sits next to ``batch_summary.json``; a sensitivity manifest
+    names the ``sensitivity`` method and the ``parameters`` and sits next to ``sensitivity.csv``.
     """
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -247,6 +248,8 @@ def folder_kind(folder: Path) -> str | None:
         return "run"
     if {"replicates", "trials"} <= manifest.keys() and (folder / "batch_summary.json").is_file():
         return "batch"
+    if {"sensitivity", "parameters"} <= manifest.keys() and (folder / "sensitivity.csv").is_file():
+        return "sensitivity"
     return None
 
 
@@ -259,7 +262,7 @@ class OutputFolder:
     path : Path
         The folder, absolute with symlinks resolved: a symlinked ``--out`` writes the folder it
         points to, and ``--out .`` has a real name, so its hidden siblings are computed right.
-    kind : {"run", "batch"}
+    kind : {"run", "batch", "sensitivity"}
         The only kind of existing folder ``--force`` may replace (besides an empty one).
     force : bool
         Replace an existing folder of this kind.

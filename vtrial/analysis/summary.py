@@ -318,6 +318,22 @@ def cox_comparison(
     return treatment_effect(data, cluster_col="patient_id" if design == "paired" else None)
 
 
+def rate_ratio_comparison(patients: pd.DataFrame, events: pd.DataFrame, arm: str, reference: str) -> dict:
+    """Andersen–Gill rate ratio of all counted SREs (first and subsequent), ``arm`` against ``reference``.
+
+    The variance is clustered on ``patient_id`` (robust sandwich): a patient's events are correlated.
+
+    Returns
+    -------
+    dict
+        ``{rate_ratio, ci_low, ci_high, p_value}``, ``None`` with a ``reason`` if not estimable.
+    """
+    pair = patients[patients["arm"].isin([arm, reference])]
+    recurrent = counting_process(pair, events[events["arm"].isin([arm, reference])])
+    recurrent["treated"] = (recurrent["arm"] == arm).to_numpy(dtype=int)
+    return treatment_effect(recurrent, ratio_name="rate_ratio", entry_col="start", cluster_col="patient_id")
+
+
 def _comparison(
     patients: pd.DataFrame,
     events: pd.DataFrame,
@@ -334,15 +350,11 @@ def _comparison(
     clustered on it too, which accounts for the pairing.
     """
     pair = patients[patients["arm"].isin([arm, reference])]
-    recurrent = counting_process(pair, events[events["arm"].isin([arm, reference])])
-    recurrent["treated"] = (recurrent["arm"] == arm).to_numpy(dtype=int)
     result = {
         "arm": arm,
         "reference": reference,
         "time_to_first_sre": cox_comparison(pair, arm, reference, "time_to_first_sre", design),
-        "first_and_subsequent_sre": treatment_effect(
-            recurrent, ratio_name="rate_ratio", entry_col="start", cluster_col="patient_id"
-        ),
+        "first_and_subsequent_sre": rate_ratio_comparison(pair, events, arm, reference),
         "overall_survival": cox_comparison(pair, arm, reference, "overall_survival", design),
         "rmst_time_to_first_sre": rmst_difference(
             fits["time_to_first_sre"][arm], fits["time_to_first_sre"][reference], tau
