@@ -265,19 +265,30 @@ def test_uncertainty_block_is_shown_beside_the_monte_carlo_interval(run):
         "arms": {"active": {"proportion_with_sre": {"median": 0.61, "low": 0.48, "high": 0.73},
                             "median_time_to_first_sre_months": {"median": 8.0, "low": 5.5, "high": 11.25}}},
         "comparisons": [{"arm": "active", "reference": "control",
-                         "time_to_first_sre": {"median": 0.88, "low": 0.61, "high": 1.24}}],
+                         "time_to_first_sre": {"median": 0.88, "low": 0.61, "high": 1.24,
+                                               "prediction": {"median": 0.87, "low": 0.52, "high": 1.41}}}],
     }
+    summary["uncertainty"]["arms"]["active"]["proportion_with_sre"]["prediction"] = {
+        "median": 0.6, "low": 0.405, "high": 0.79}
+    summary["uncertainty"]["arms"]["active"]["median_time_to_first_sre_months"]["prediction"] = {
+        "median": 8.1, "low": 4.9, "high": None}
     rows = uncertainty_rows(summary, {"active": "Denosumab", "control": "Zoledronic acid"})
     arm = summary["arms"]["active"]
     lo, hi = arm["proportion_with_sre_ci"]
     assert rows[0] == ("Denosumab", "Patients with ≥ 1 SRE",
-                       f"{100 * arm['proportion_with_sre']:.1f}% ({100 * lo:.1f}%–{100 * hi:.1f}%)", "61.0% (48.0%–73.0%)")
-    assert rows[1][3] == "8.0 (5.5–11.2)"  # 11.25 rounds half to even
+                       f"{100 * arm['proportion_with_sre']:.1f}% ({100 * lo:.1f}%–{100 * hi:.1f}%)", "61.0% (48.0%–73.0%)",
+                       "60.0% (40.5%–79.0%)")
+    assert rows[1][3:] == ("8.0 (5.5–11.2)", "8.1 (4.9–—)")  # 11.25 rounds half to even; an open upper tail
     hr = summary["comparisons"][0]["time_to_first_sre"]
     assert rows[2] == ("Denosumab vs Zoledronic acid", "Time to first SRE, HR",
-                       f"{hr['hazard_ratio']:.2f} ({hr['ci_low']:.2f}–{hr['ci_high']:.2f})", "0.88 (0.61–1.24)")
+                       f"{hr['hazard_ratio']:.2f} ({hr['ci_low']:.2f}–{hr['ci_high']:.2f})", "0.88 (0.61–1.24)",
+                       "0.87 (0.52–1.41)")
     html = render_report(summary, patients, brief, None)
     assert 'id="table-uncertainty"' in html and "Over 40 parameter draws, median (2.5th–97.5th percentile)" in html
+    assert "<td class=\"n\">0.87 (0.52–1.41)</td>" in html
+    # a block written before the prediction existed: a dash in its column
+    del summary["uncertainty"]["comparisons"][0]["time_to_first_sre"]["prediction"]
+    assert uncertainty_rows(summary, {})[2][4] == "—"
     assert uncertainty_rows({k: v for k, v in summary.items() if k != "uncertainty"}, {}) == []
 
 

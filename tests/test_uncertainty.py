@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 from conftest import two_arm_protocol
 from test_cli import run_main
 
-from vtrial.analysis.summary import headline, spread, uncertainty_block
+from vtrial.analysis.prediction import IDENTITY, LOG, mixture_percentiles
+from vtrial.analysis.summary import PERCENTILES, headline, spread, uncertainty_block
 from vtrial.calibration import uncertainty as ensemble_module
 from vtrial.calibration.fit import FITTED
 from vtrial.calibration.uncertainty import (
@@ -39,22 +42,101 @@ def test_spread_is_numpy_linear_percentiles_of_the_estimable_draws():
 
 def test_uncertainty_block_gathers_each_headline_number_over_draws():
     draws = [
-        {"arms": {"a": {"proportion_with_sre": p, "median_time_to_first_sre_months": None,
-                        "sre_rate_per_patient_year": 1.0, "median_overall_survival_months": 10.0}},
+        {"arms": {"a": {"proportion_with_sre": p, "proportion_with_sre_ci": [p - 0.1, p + 0.1],
+                        "median_time_to_first_sre_months": None, "median_time_to_first_sre_months_ci": [None, None],
+                        "sre_rate_per_patient_year": 1.0, "sre_rate_per_patient_year_ci": [0.5, 2.0],
+                        "median_overall_survival_months": 10.0, "median_overall_survival_months_ci": [8.0, None]}},
          "comparisons": [{"arm": "b", "reference": "a", "time_to_first_sre": hr,
-                          "first_and_subsequent_sre": 0.5, "overall_survival": None}]}
+                          "time_to_first_sre_ci": [hr * 0.75, hr / 0.75],
+                          "first_and_subsequent_sre": 0.5,  # recorded without its CI: no prediction
+                          "overall_survival": None, "overall_survival_ci": [None, None]}]}
         for p, hr in ((0.2, 0.9), (0.4, 0.7))
     ]
     block = uncertainty_block(draws, "laplace")
     assert block["parameter_draws"] == 2 and block["percentiles"] == [2.5, 50.0, 97.5]
     # two values: 2.5% -> 0.2 + 0.025 * 0.2 = 0.205, 97.5% -> 0.395
-    assert block["arms"]["a"]["proportion_with_sre"] == pytest.approx(
+    proportion = block["arms"]["a"]["proportion_with_sre"]
+    assert {k: v for k, v in proportion.items() if k != "prediction"} == pytest.approx(
         {"median": 0.3, "low": 0.205, "high": 0.395, "estimable": 2})
+    # the mixture of N(0.2, s) and N(0.4, s), s = 0.1 / 1.96: symmetric about 0.3, F(high) = 0.975
+    predicted = proportion["prediction"]
+    assert predicted["median"] == pytest.approx(0.3) and predicted["estimable"] == 2
+    s = 0.1 / norm.ppf(0.975)
+    assert 0.5 * (norm.cdf((predicted["high"] - 0.2) / s) + norm.cdf((predicted["high"] - 0.4) / s)) == pytest.approx(0.975)
+    assert predicted["low"] == pytest.approx(0.6 - predicted["high"])
+    # two identical draws: their own CI
+    assert block["arms"]["a"]["sre_rate_per_patient_year"]["prediction"] == pytest.approx(
+        {"median": 1.0, "low": 0.5, "high": 2.0, "estimable": 2})
     assert block["arms"]["a"]["median_time_to_first_sre_months"]["estimable"] == 0
+    assert block["arms"]["a"]["median_time_to_first_sre_months"]["prediction"] == {
+        "median": None, "low": None, "high": None, "estimable": 0}
+    # an upper bound not reached: every draw's upper tail is open, so F stays at 1/2 above 10
+    assert block["arms"]["a"]["median_overall_survival_months"]["prediction"] == pytest.approx(
+        {"median": 10.0, "low": 8.0, "high": None, "estimable": 2})
     c = block["comparisons"][0]
     assert (c["arm"], c["reference"]) == ("b", "a")
-    assert c["time_to_first_sre"] == pytest.approx({"median": 0.8, "low": 0.705, "high": 0.895, "estimable": 2})
+    assert {k: v for k, v in c["time_to_first_sre"].items() if k != "prediction"} == pytest.approx(
+        {"median": 0.8, "low": 0.705, "high": 0.895, "estimable": 2})
+    # on the log scale the mixture of N(log 0.9, s) and N(log 0.7, s) is symmetric about log sqrt(0.63)
+    assert c["time_to_first_sre"]["prediction"]["median"] == pytest.approx(0.63 ** 0.5)
+    assert c["first_and_subsequent_sre"]["prediction"]["median"] is None
     assert c["overall_survival"]["median"] is None
+
+
+def test_one_draw_predicts_its_own_confidence_interval():
+    # a Wald HR (symmetric on the log scale) and a Clopper-Pearson 12/40 (not symmetric): both kept exactly
+    assert mixture_percentiles([0.645], [0.478], [0.869], LOG, PERCENTILES) == pytest.approx([0.478, 0.645, 0.869])
+    assert mixture_percentiles([0.3], [0.1656], [0.4653], IDENTITY, PERCENTILES) == pytest.approx(
+        [0.1656, 0.3, 0.4653])
+
+
+def test_two_draws_far_apart_give_the_hand_solved_percentiles():
+    # log scale, sd 1 about 0 and about 10: at the 2.5th percentile the second component is
+    # Phi(-11.6) ~ 1e-31, so 0.5 Phi(t) = 0.025 -> t = Phi^-1(0.05) = -1.6448536269514722;
+    # by symmetry the 97.5th is 10 + 1.6448536269514722 and the median 5
+    z = norm.ppf(0.975)
+    low, median, high = mixture_percentiles([1.0, math.exp(10)], [math.exp(-z), math.exp(10 - z)],
+                                            [math.exp(z), math.exp(10 + z)], LOG, PERCENTILES)
+    assert math.log(low) == pytest.approx(-1.6448536269514722, abs=1e-9)
+    assert math.log(median) == pytest.approx(5.0, abs=1e-9)
+    assert math.log(high) == pytest.approx(11.6448536269514722, abs=1e-9)
+
+
+def test_two_draws_close_together_solve_the_mixture_equation():
+    # sd 1 about 0 and 1 on the log scale: F(t) = (Phi(t) + Phi(t - 1)) / 2 at each percentile
+    z = norm.ppf(0.975)
+    out = mixture_percentiles([1.0, math.e], [math.exp(-z), math.exp(1 - z)], [math.exp(z), math.exp(1 + z)],
+                              LOG, PERCENTILES)
+    for value, p in zip(out, (0.025, 0.5, 0.975), strict=True):
+        t = math.log(value)
+        assert 0.5 * (norm.cdf(t) + norm.cdf(t - 1)) == pytest.approx(p, abs=1e-12)
+    assert math.log(out[1]) == pytest.approx(0.5)
+
+
+def test_a_draw_without_spread_below_and_an_open_upper_tail():
+    # proportion 0 of a Clopper-Pearson [0, 0.1]: a point mass of 1/2 at 0, so F(0) = 1/4 and the
+    # 2.5th percentile is 0; F(0.1) = (0.975 + 0.025) / 2 = 1/2 with the draw 0.2 [0.1, 0.3]
+    assert mixture_percentiles([0.0, 0.2], [0.0, 0.1], [0.1, 0.3], IDENTITY, PERCENTILES)[:2] == pytest.approx(
+        [0.0, 0.1])
+    # a median whose upper bound is not reached: F never exceeds (1/2 + 1) / 2 = 3/4 -> no 97.5th
+    low, median, high = mixture_percentiles([10.0, 12.0], [8.0, 9.0], [None, 15.0], LOG, PERCENTILES)
+    assert median == pytest.approx(12.0) and high is None and 8.0 < low < 9.0
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 20])
+def test_prediction_invariants_over_random_draws(k):
+    # each mixture percentile lies between the draws' own (at the smallest every component's CDF is
+    # at most p, at the largest at least p); and with K <= 20 each estimate has F >= 1/(2K) >= 2.5%
+    # on both sides, so the interval contains every draw's estimate
+    rng = np.random.default_rng(k)
+    centre = rng.normal(-0.3, 0.2, k)
+    below, above = rng.uniform(0.05, 0.3, k), rng.uniform(0.05, 0.3, k)
+    est, lows, highs = np.exp(centre), np.exp(centre - below), np.exp(centre + above)
+    low, median, high = mixture_percentiles(est, lows, highs, LOG, PERCENTILES)
+    slack = 1 + 1e-12  # exp(log x) round-off where a percentile is a draw's own (K = 1)
+    assert lows.min() / slack <= low <= lows.max() * slack and highs.min() / slack <= high <= highs.max() * slack
+    assert est.min() / slack <= median <= est.max() * slack
+    assert low <= est.min() and est.max() <= high
 
 
 def _linear(names: tuple[str, ...], a: np.ndarray, b: np.ndarray):
@@ -196,7 +278,20 @@ def test_run_with_three_draws_writes_the_block_and_the_report_section(tmp_path, 
     draws = json.loads((out / "parameter-draws.json").read_text())["draws"]
     values = [d["headline"]["arms"]["placebo"]["proportion_with_sre"] for d in draws]
     assert block["arms"]["placebo"]["proportion_with_sre"]["median"] == pytest.approx(float(np.median(values)))
-    assert 'id="table-uncertainty"' in (out / "report.html").read_text()
+    # the prediction: the mixture of the three draws' sampling distributions, from their recorded CIs
+    # (over the draws with a hazard ratio: 20 patients can leave a draw without an SRE in an arm)
+    estimated = [d["headline"]["comparisons"][0] for d in draws if d["headline"]["comparisons"][0]["time_to_first_sre"]]
+    hrs = [c["time_to_first_sre"] for c in estimated]
+    cis = [c["time_to_first_sre_ci"] for c in estimated]
+    predicted = block["comparisons"][0]["time_to_first_sre"]["prediction"]
+    assert predicted["estimable"] == len(hrs) >= 1
+    assert [predicted["low"], predicted["median"], predicted["high"]] == pytest.approx(
+        mixture_percentiles(hrs, [lo for lo, _ in cis], [hi for _, hi in cis], LOG, PERCENTILES))
+    assert predicted["low"] <= min(hrs) and max(hrs) <= predicted["high"]  # K = 3 <= 20: holds for every draw
+    lows = [lo for lo, _ in cis]
+    assert min(lows) * (1 - 1e-12) <= predicted["low"] <= max(lows) * (1 + 1e-12)  # slack: exp(log x) round-off
+    report = (out / "report.html").read_text()
+    assert 'id="table-uncertainty"' in report and "Prediction: parameters and sampling" in report
     # `vtrial report` rebuilds the same block from the run folder
     before = (out / "summary.json").read_text()
     assert run_main(capsys, "report", str(out))[0] == 0

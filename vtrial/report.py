@@ -566,11 +566,20 @@ _UNCERTAIN_ARM_ROWS = (
 )
 
 
-def uncertainty_rows(summary: Mapping, labels: Mapping[str, str]) -> list[tuple[str, str, str, str]]:
-    """The ``uncertainty`` block beside the Monte Carlo estimates, as ``(who, endpoint, Monte Carlo, draws)`` rows.
+def _percentiles_text(entry: Mapping | None, digits: int = 2, percent: bool = False) -> str:
+    """``median (low–high)`` of an entry of the ``uncertainty`` block; "—" when absent (a block from before it)."""
+    if entry is None:
+        return "—"
+    show = _pct if percent else _number
+    return f"{show(entry['median'], digits)} {_interval(entry['low'], entry['high'], digits, percent)}"
+
+
+def uncertainty_rows(summary: Mapping, labels: Mapping[str, str]) -> list[tuple[str, str, str, str, str]]:
+    """The ``uncertainty`` block beside the Monte Carlo estimates: ``(who, endpoint, Monte Carlo, draws, prediction)`` rows.
 
     The Monte Carlo interval is the sampling error of the virtual patients at the calibrated
-    parameters; the draws' percentile interval is the spread over the parameter draws.
+    parameters; the draws' percentile interval is the spread over the parameter draws (parameter
+    uncertainty alone); the prediction interval carries both (the ``prediction`` of each entry).
     """
     block = summary.get("uncertainty")
     if not block:
@@ -582,10 +591,10 @@ def uncertainty_rows(summary: Mapping, labels: Mapping[str, str]) -> list[tuple[
             if key not in values:
                 continue
             show = _pct if percent else _number
-            draws = values[key]
             rows.append((labels.get(arm, arm), text,
                          f"{show(mc[key], digits)} {_interval(*mc[ci], digits, percent)}",
-                         f"{show(draws['median'], digits)} {_interval(draws['low'], draws['high'], digits, percent)}"))
+                         _percentiles_text(values[key], digits, percent),
+                         _percentiles_text(values[key].get("prediction"), digits, percent)))
     comparisons = {(c["arm"], c["reference"]): c for c in summary["comparisons"]}
     for c in block.get("comparisons", []):
         mc = comparisons.get((c["arm"], c["reference"]))
@@ -593,10 +602,9 @@ def uncertainty_rows(summary: Mapping, labels: Mapping[str, str]) -> list[tuple[
         for key, text, ratio, short in _FOREST_ENDPOINTS:
             if key not in c:
                 continue
-            draws = c[key]
             rows.append((who, f"{text[0].upper()}{text[1:]}, {short}",
                          _estimate_text(mc[key], ratio) if mc else "—",
-                         f"{_number(draws['median'])} {_interval(draws['low'], draws['high'])}"))
+                         _percentiles_text(c[key]), _percentiles_text(c[key].get("prediction"))))
     return rows
 
 

@@ -4,7 +4,8 @@ The run itself uses the fitted parameters; afterwards each of the first ``K`` pa
 the ensemble (:mod:`vtrial.calibration.uncertainty`) re-runs the same trial: the same seed and
 replicate, so the same patients, randomisation and random streams (common random numbers), only
 the parameters differ. One engine task per draw (:func:`vtrial.engine.execute`) simulates the
-trial in its worker and returns its headline numbers (:func:`vtrial.analysis.summary.headline`);
+trial in its worker and returns its headline numbers and their 95% CIs
+(:func:`vtrial.analysis.summary.headline`; the CIs make the prediction interval);
 each is written to the partial run folder as it finishes, so ``--resume`` keeps the finished
 draws. When all are done, ``parameter-draws.json`` (the ensemble's sidecar and every draw's
 parameters and headline numbers) is written to the run folder; the analysis turns it into the
@@ -40,7 +41,7 @@ class DrawTask:
 
 
 def run_draw(protocol: Protocol, streams: Streams, task: DrawTask) -> tuple[DrawTask, dict]:
-    """Simulate and analyse the trial under the draw's parameters (a worker's task); its headline numbers."""
+    """Simulate and analyse the trial under the draw's parameters (a worker's task); its headline numbers and CIs."""
     patients, events, markers = simulate_trial(protocol, streams.replicate, task.parameters)
     summary = summarise(patients, events, markers=markers, **analysis_settings(protocol))
     return task, headline(summary)

@@ -4,6 +4,7 @@
 - :mod:`~vtrial.analysis.survival`: Kaplan–Meier, cumulative incidence, RMST, log-rank, Cox,
   Andersen–Gill;
 - :mod:`~vtrial.analysis.summary`: the summary dict and its JSON;
+- :mod:`~vtrial.analysis.prediction`: prediction intervals over parameter draws (the ``uncertainty`` block);
 - :mod:`~vtrial.analysis.run`: the run folder (read tables and protocol, write atomically).
 """
 

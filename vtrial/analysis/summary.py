@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from vtrial.analysis.prediction import IDENTITY, LOG, prediction
 from vtrial.analysis.proportions import clopper_pearson, fisher_p_value, newcombe_difference, poisson_rate_ci
 from vtrial.analysis.survival import (
     DAYS_PER_MONTH,
@@ -462,22 +463,32 @@ def to_json(summary: Mapping) -> str:
     return json.dumps(plain(summary), indent=2, allow_nan=False) + "\n"
 
 
-#: Percentiles of the ``uncertainty`` block: the median and a 95% prediction interval over draws.
+#: Percentiles of the ``uncertainty`` block: the median and a 95% interval over draws.
 PERCENTILES = (2.5, 50.0, 97.5)
 #: The headline numbers of an arm and of a comparison (the ratio each comparison reports).
 HEADLINE_ARM = ("proportion_with_sre", "median_time_to_first_sre_months", "sre_rate_per_patient_year",
                 "median_overall_survival_months")
 HEADLINE_COMPARISON = {"time_to_first_sre": "hazard_ratio", "first_and_subsequent_sre": "rate_ratio",
                        "overall_survival": "hazard_ratio"}
+#: The scale of each headline number's sampling distribution in the prediction interval
+#: (:mod:`vtrial.analysis.prediction`); the ratios of :data:`HEADLINE_COMPARISON` are on the log scale.
+HEADLINE_SCALE = {"proportion_with_sre": IDENTITY, "median_time_to_first_sre_months": LOG,
+                  "sre_rate_per_patient_year": LOG, "median_overall_survival_months": LOG}
 
 
 def headline(summary: Mapping) -> dict:
-    """The headline numbers of a summary: :data:`HEADLINE_ARM` per arm, the ratios per comparison."""
+    """The headline numbers of a summary and their 95% CIs (key ``<name>_ci``, ``[low, high]``).
+
+    Per arm the numbers of :data:`HEADLINE_ARM`, per comparison the ratios of
+    :data:`HEADLINE_COMPARISON`.
+    """
     return {
-        "arms": {arm: {key: a[key] for key in HEADLINE_ARM} for arm, a in summary["arms"].items()},
+        "arms": {arm: {k: a[k] for key in HEADLINE_ARM for k in (key, f"{key}_ci")}
+                 for arm, a in summary["arms"].items()},
         "comparisons": [
             {"arm": c["arm"], "reference": c["reference"],
-             **{name: c[name][ratio] for name, ratio in HEADLINE_COMPARISON.items()}}
+             **{k: v for name, ratio in HEADLINE_COMPARISON.items()
+                for k, v in ((name, c[name][ratio]), (f"{name}_ci", [c[name]["ci_low"], c[name]["ci_high"]]))}}
             for c in summary["comparisons"]
         ],
     }
@@ -496,6 +507,18 @@ def spread(values: Sequence[float | None]) -> dict:
     return {"median": float(median), "low": float(low), "high": float(high), "estimable": len(kept)}
 
 
+def _over_draws(numbers: Sequence[Mapping], key: str, scale: str) -> dict:
+    """One headline number over the draws: the spread of the estimates, and the ``prediction`` interval.
+
+    The spread (``median``, ``low``, ``high``, ``estimable``) is the parameter uncertainty
+    alone; ``prediction`` adds each draw's sampling error (:func:`vtrial.analysis.prediction.prediction`).
+    A draw recorded without its CI (``<key>_ci`` absent) leaves the prediction ``None``.
+    """
+    values = [n[key] for n in numbers]
+    return {**spread(values),
+            "prediction": prediction(values, [n.get(f"{key}_ci") for n in numbers], scale, PERCENTILES)}
+
+
 def uncertainty_block(headlines: Sequence[Mapping], method: str) -> dict:
     """The ``uncertainty`` block of ``summary.json`` from the :func:`headline` of each parameter draw."""
     first = headlines[0]
@@ -504,12 +527,13 @@ def uncertainty_block(headlines: Sequence[Mapping], method: str) -> dict:
         "method": method,
         "percentiles": list(PERCENTILES),
         "arms": {
-            arm: {key: spread([h["arms"][arm][key] for h in headlines]) for key in HEADLINE_ARM}
+            arm: {key: _over_draws([h["arms"][arm] for h in headlines], key, HEADLINE_SCALE[key])
+                  for key in HEADLINE_ARM}
             for arm in first["arms"]
         },
         "comparisons": [
             {"arm": c["arm"], "reference": c["reference"],
-             **{name: spread([h["comparisons"][i][name] for h in headlines]) for name in HEADLINE_COMPARISON}}
+             **{name: _over_draws([h["comparisons"][i] for h in headlines], name, LOG) for name in HEADLINE_COMPARISON}}
             for i, c in enumerate(first["comparisons"])
         ],
     }
