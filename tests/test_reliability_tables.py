@@ -40,10 +40,14 @@ def _run(tmp_path: Path, protocol_path: Path, patients: int, **trial) -> tuple[d
 
 def test_two_patient_lung_trial_reports_the_ratio_as_not_estimable(tmp_path):
     # was: ZeroDivisionError in the Cox fit (the likelihood of one patient per arm is monotone)
+    # which reason applies depends on where the two simulated deaths fall (the model decides); the
+    # monotone-likelihood reason itself is pinned on hand-made data below
     summary, html = _run(tmp_path, ROOT / "protocols" / "lung.toml", 2)
-    reason = "the ratio runs to 0 or infinity: all events of one arm fell where the other arm had none"
     os = summary["comparisons"][0]["overall_survival"]
-    assert os == {"hazard_ratio": None, "ci_low": None, "ci_high": None, "p_value": None, "reason": reason}
+    reason = os.pop("reason")
+    assert os == {"hazard_ratio": None, "ci_low": None, "ci_high": None, "p_value": None}
+    assert reason in ("the ratio runs to 0 or infinity: all events of one arm fell where the other arm had none",
+                      "no events in the reference arm", "no events in the compared arm", "no events in either arm")
     assert f"not estimable: {reason}" in html
 
 

@@ -375,6 +375,8 @@ def workers(protocol: Protocol, tasks: list[Task], jobs: int | None, backend: st
     the default ``jobs`` (all cores; an explicit ``--jobs`` is obeyed). Results do not depend on
     it (streams are keyed to patients).
     """
+    if not all(isinstance(t, Task) for t in tasks):  # whole-trial tasks (parameter draws): always worth a pool
+        return resolve_jobs(jobs, len(tasks))
     years = sum(t.patient_ids.size for t in tasks) * protocol.trial.horizon_months / 12.0
     if jobs in (None, -1) and backend == "loky" and years < IN_PROCESS_PATIENT_YEARS:
         return 1
