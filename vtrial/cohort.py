@@ -28,6 +28,8 @@ from vtrial.vocabulary import DAYS_PER_MONTH, DAYS_PER_YEAR, PRIMARIES, SITES
 if TYPE_CHECKING:  # pandas only for `vtrial cohort`'s table: kept out of the simulation's imports
     import pandas as pd
 
+    from vtrial.model.types import Scheduled
+
 
 @dataclass(frozen=True)
 class CohortBlock:
@@ -92,7 +94,7 @@ class CohortBlock:
     lesion_burden: np.ndarray
     prostate_stage: str | None = None
     systemic_therapy: dict[str, tuple[str, ...]] | None = None
-    prior_treatment: Any = None
+    prior_treatment: Scheduled | None = None
 
     @property
     def n_patients(self) -> int:

@@ -54,7 +54,14 @@ class Tolerance:
         """Whether a simulated value (``None``: median not reached) satisfies the rule."""
         if self.centre is None:
             return value is None
-        return value is not None and self.low <= value <= self.high
+        _, low, high = self.bounds()
+        return value is not None and low <= value <= high
+
+    def bounds(self) -> tuple[float, float, float]:
+        """``centre, low, high`` of a numeric rule (every rule but "median not reached")."""
+        if self.centre is None or self.low is None or self.high is None:
+            raise ValueError(f"the rule {self.rule!r} has no numeric bounds")
+        return self.centre, self.low, self.high
 
 
 def tolerance(kind: Kind, published: str, ci: tuple[float, float] | None = None) -> Tolerance:
@@ -101,13 +108,14 @@ def residual(tol: Tolerance, value: float | None, lower_bound: float) -> float |
     """
     if tol.centre is None:
         return None
+    centre, low, high = tol.bounds()
     value = lower_bound if value is None else value
-    side = tol.high - tol.centre if value >= tol.centre else tol.centre - tol.low
+    side = high - centre if value >= centre else centre - low
     if side <= 0:
         return 0.0
     if tol.flat:
-        return float(max(value - tol.high, 0.0) + min(value - tol.low, 0.0)) / side
-    return (value - tol.centre) / side
+        return float(max(value - high, 0.0) + min(value - low, 0.0)) / side
+    return (value - centre) / side
 
 
 @dataclass(frozen=True)

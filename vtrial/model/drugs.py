@@ -55,7 +55,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import reduce
-from typing import Any
 
 import numpy as np
 
@@ -64,6 +63,7 @@ from vtrial.model.agents.base import BonePool
 from vtrial.model.agents.pk import emax_effect
 from vtrial.model.lesion import NO_CELL_INPUTS, CellInputs
 from vtrial.model.parameters import Parameters, log_sd
+from vtrial.model.types import ArmLike, Scheduled
 from vtrial.protocol import DOSE_FIELDS
 from vtrial.vocabulary import DAYS_PER_MONTH
 
@@ -99,7 +99,7 @@ class DoseImpulses:
     acute_phase: float | np.ndarray
 
 
-def dosing_days(arm: Any, n_days: int) -> np.ndarray:
+def dosing_days(arm: ArmLike, n_days: int) -> np.ndarray:
     """Days of administration: every ``every_weeks`` from day 0, until ``stop_after_months``, at most ``doses``."""
     if not AGENTS[arm.drug].dosed or not arm.every_weeks:
         return np.empty(0)
@@ -107,7 +107,7 @@ def dosing_days(arm: Any, n_days: int) -> np.ndarray:
     return np.arange(0.0, stop, 7.0 * arm.every_weeks)[: getattr(arm, "doses", None)]
 
 
-def arm_administrations(arm: Any, n_days: int, prior: Any = None) -> list[Administration]:
+def arm_administrations(arm: ArmLike, n_days: int, prior: Scheduled | None = None) -> list[Administration]:
     """The administrations of a protocol arm, after those of a prior treatment (days before 0).
 
     The schedule is ``arm.dosing_plan()`` (phases, holidays, concurrent agents; an arm without
@@ -420,8 +420,8 @@ class Exposure:
         )
 
     @classmethod
-    def of_arm(cls, arm: Any, creatinine_clearance_ml_min: np.ndarray, n_days: int, params: Parameters,
-               prior: Any = None, potency_z: np.ndarray | None = None) -> Exposure:
+    def of_arm(cls, arm: ArmLike, creatinine_clearance_ml_min: np.ndarray, n_days: int, params: Parameters,
+               prior: Scheduled | None = None, potency_z: np.ndarray | None = None) -> Exposure:
         """The exposure of a protocol arm after a prior treatment, if any (see :func:`arm_administrations`)."""
         return cls(arm_administrations(arm, n_days, prior), creatinine_clearance_ml_min, n_days, params, potency_z)
 

@@ -15,7 +15,6 @@ the step (exact for a hazard constant over the step).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -31,6 +30,7 @@ from vtrial.model.lesion import (
 )
 from vtrial.model.local_therapy import LocalTherapy, high_risk_hazard
 from vtrial.model.parameters import Parameters, log_sd
+from vtrial.model.types import ArmLike
 from vtrial.streams import Streams
 from vtrial.vocabulary import EVENT_TYPES, PRIMARIES, SITES
 
@@ -93,7 +93,7 @@ class _Rows:
 
 def simulate(
     cohort_block: CohortBlock,
-    arm: Any,
+    arm: ArmLike,
     horizon_days: float,
     streams: Streams,
     parameters: Mapping[str, float] | None = None,
@@ -312,7 +312,7 @@ def _skeleton_events(p: _Rows, inputs: StepInputs, draws: tuple[np.ndarray, np.n
     return resorption, damage
 
 
-def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposure, day: int, week: int,
+def _visit(cb: CohortBlock, arm: ArmLike, p: _Rows, lesions: _Rows, exposure: Exposure, day: int, week: int,
            noise: np.ndarray, visits: list, params: Parameters) -> None:
     """Measure the markers of the patients on study at the start of ``day`` (a step boundary).
 
@@ -402,7 +402,7 @@ def _label_rules(exposure: Exposure, p: _Rows, kinds: np.ndarray, rows: np.ndarr
             exposure.withhold(p.index[r], day, day + recovery[p.index[r], k], nephrotoxic=True)
 
 
-def _marker_table(cb: CohortBlock, arm: Any, visits: list) -> dict[str, np.ndarray]:
+def _marker_table(cb: CohortBlock, arm: ArmLike, visits: list) -> dict[str, np.ndarray]:
     """The markers table: one row per patient on study and visit, sorted by (patient_id, week)."""
     if visits:
         idx, week, values = (np.concatenate(parts) for parts in zip(*visits))
@@ -731,7 +731,7 @@ def _patient_events(p: _Rows, lesions: _Rows, thresholds, kinds, rows, t, log, l
     _record(log, p, rows, t, _PATIENT_TYPE[kinds], lesion, site)
 
 
-def _tables(cb: CohortBlock, arm: Any, records, end_day, died, dropped, stop):
+def _tables(cb: CohortBlock, arm: ArmLike, records, end_day, died, dropped, stop):
     """Assemble the patient and event tables."""
     n = cb.n_patients
     if records:

@@ -33,12 +33,12 @@ exactly as before.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from vtrial.cohort import CohortBlock
 from vtrial.model.parameters import Parameters
+from vtrial.model.types import ArmLike
 from vtrial.vocabulary import PRIMARIES, PROSTATE_STAGES, SYSTEMIC_THERAPIES
 
 _PROSTATE = PRIMARIES.index("prostate")
@@ -89,7 +89,7 @@ class Background:
     rankl_factor: np.ndarray  # multiplier of systemic osteoclast recruitment
 
 
-def background(cohort_block: CohortBlock, arm: Any, params: Parameters) -> Background | None:
+def background(cohort_block: CohortBlock, arm: ArmLike, params: Parameters) -> Background | None:
     """Stage and background-therapy effects of a block under an arm.
 
     The arm's own ``systemic_therapy`` list applies to every patient; otherwise each patient
