@@ -55,6 +55,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import reduce
+from typing import Any, overload
 
 import numpy as np
 
@@ -426,6 +427,10 @@ class Exposure:
         return cls(arm_administrations(arm, n_days, prior), creatinine_clearance_ml_min, n_days, params, potency_z)
 
 
+@overload
+def _potency(potency_z: np.ndarray, exposure_cv: float, params: Parameters) -> np.ndarray: ...
+@overload
+def _potency(potency_z: None, exposure_cv: float, params: Parameters) -> None: ...
 def _potency(potency_z: np.ndarray | None, exposure_cv: float, params: Parameters) -> np.ndarray | None:
     """Per-patient potency ``exp(s_PK z_1 + s_PD z_2)`` (log-normal, median 1); None without draws (1)."""
     if potency_z is None:
@@ -448,9 +453,11 @@ def _spliced(arm: Course, tail: Course, first: int) -> Course:
     def join(head: np.ndarray, rest: np.ndarray) -> np.ndarray:
         return np.concatenate([head[:first], rest])
 
-    pool = None if arm.pool is None else replace(arm.pool, kernel=join(arm.pool.kernel, tail.pool.kernel))
-    return replace(arm, pool=pool, **{name: join(getattr(arm, name), getattr(tail, name)) for name in (
-        "rankl_inhibition", "osteoclast_fraction", "pthrp_keep", "tgf_beta_keep", "kill")})
+    pool = None if arm.pool is None or tail.pool is None else replace(
+        arm.pool, kernel=join(arm.pool.kernel, tail.pool.kernel))
+    joined: dict[str, Any] = {name: join(getattr(arm, name), getattr(tail, name)) for name in (
+        "rankl_inhibition", "osteoclast_fraction", "pthrp_keep", "tgf_beta_keep", "kill")}
+    return replace(arm, pool=pool, **joined)
 
 
 def _value(mean: np.ndarray) -> float | np.ndarray:

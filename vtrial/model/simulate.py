@@ -192,7 +192,7 @@ def simulate(
             break
         if ended.mean() >= COMPACT_SHARE:
             _compact(p, lesions, ~ended)
-        if start in visit_days:
+        if noise is not None and start in visit_days:
             _visit(cb, arm, p, lesions, exposure, start, visit_weeks[visit_days[start]],
                    noise[:, visit_days[start]], visits, params)
         days = float(end - start)
@@ -322,6 +322,7 @@ def _visit(cb: CohortBlock, arm: ArmLike, p: _Rows, lesions: _Rows, exposure: Ex
     on_study = p.stop > day
     if not on_study.any():
         return
+    pthrp_keep: float | np.ndarray
     if day == 0 and not exposure.history_days:
         recruitment, pthrp_keep, cells = np.ones(p.size), 1.0, NO_CELL_INPUTS
     else:

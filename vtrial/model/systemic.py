@@ -55,6 +55,10 @@ class TherapyEffect:
     hormonal: bool = False  # lowers androgen signalling: castration resistance can emerge under it
     rankl_rise: str | None = None  # relative rise of systemic osteoclast recruitment
 
+    def __post_init__(self) -> None:
+        if (self.kill_sensitive is None) != (self.kill_resistant is None):
+            raise ValueError(f"{self}: a therapy kills in both prostate stages or in neither")
+
 
 _DOCETAXEL = TherapyEffect("docetaxel_kill", "docetaxel_kill", "docetaxel_course_days")
 
@@ -124,7 +128,7 @@ def background(cohort_block: CohortBlock, arm: ArmLike, params: Parameters) -> B
             rise += getattr(params, effect.rankl_rise) * receives
         on = receives & prostate
         hormonal |= on & effect.hormonal
-        if effect.kill_sensitive is None:
+        if effect.kill_sensitive is None or effect.kill_resistant is None:
             continue
         if effect.course_days is None:
             kill_sensitive += getattr(params, effect.kill_sensitive) * on
