@@ -60,7 +60,7 @@ def simulate_patients(protocol: Protocol, replicate: int, block_size: int = DEFA
 
 def replicate_rows(patients: pd.DataFrame, protocol: Protocol, replicate: int) -> list[dict]:
     """The batch rows of one replicate trial: one per arm compared with the reference arm."""
-    reference = protocol.analysis.reference_arm
+    reference = protocol.reference_arm
     with_sre = patients["n_sre"] > 0
     proportion = with_sre.groupby(patients["arm"]).mean()
     size = patients.groupby("arm").size()
@@ -179,7 +179,7 @@ def default_batch_dir(protocols: list[Protocol]) -> Path:
 
 def run_batch(
     protocols: list[Protocol],
-    out: Path | None = None,
+    out: str | Path | None = None,
     *,
     replicates: int = 100,
     jobs: int | None = None,

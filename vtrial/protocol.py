@@ -804,6 +804,11 @@ class Protocol(_Schema):
     arm: list[Arm] = Field(min_length=1)
     analysis: Analysis = Field(default_factory=Analysis)
 
+    @property
+    def reference_arm(self) -> str:
+        """The arm the others are compared with: ``[analysis].reference_arm``, by default the first arm."""
+        return self.analysis.reference_arm or self.arm[0].name
+
     @model_validator(mode="after")
     def _cross_field(self) -> Protocol:
         trial = self.trial
@@ -819,7 +824,7 @@ class Protocol(_Schema):
             if name in names[:i]:
                 raise _invalid(f"arm name {name!r} is used twice", "give every arm a unique name", field=f"arm[{i}].name")
         if self.analysis.reference_arm is None:
-            self.analysis.reference_arm = names[0]
+            self.analysis.reference_arm = self.reference_arm
         elif self.analysis.reference_arm not in names:
             raise _invalid(
                 f"reference arm {self.analysis.reference_arm!r} is not an arm.{_closest(self.analysis.reference_arm, names)}",

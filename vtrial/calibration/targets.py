@@ -98,18 +98,19 @@ def tolerance(kind: Kind, published: str, ci: tuple[float, float] | None = None)
     return Tolerance(value, low, high, "within 20%")
 
 
-def residual(tol: Tolerance, value: float | None, lower_bound: float) -> float | None:
+def residual(tol: Tolerance, value: float | None, lower_bound: float | None) -> float | None:
     """Distance of a simulated value from the published one, in half-widths of the tolerance.
 
     ``|residual| <= 1`` exactly when the value is inside the tolerance; an asymmetric CI uses
     the half-width on the value's side. A range is flat: 0 inside, the distance beyond the
     nearer end (in half-widths) outside. A median not reached (``None``) counts as
-    ``lower_bound`` (the longest follow-up). ``None`` for the "not reached" rule.
+    ``lower_bound`` (the longest follow-up). ``None`` for the "not reached" rule, and for a
+    median not reached without a follow-up to count it as.
     """
-    if tol.centre is None:
+    value = lower_bound if value is None else value
+    if tol.centre is None or value is None:
         return None
     centre, low, high = tol.bounds()
-    value = lower_bound if value is None else value
     side = high - centre if value >= centre else centre - low
     if side <= 0:
         return 0.0
@@ -153,6 +154,20 @@ class Check:
     option: str | float | None = None
     unit: str = "%"
     part: int = 0
+
+    @property
+    def arm_name(self) -> str:
+        """``arm``, for the statistics of one arm (every check but the trial-wide ones)."""
+        if self.arm is None:
+            raise ValueError(f"check {self.target} ({self.statistic}) names no arm")
+        return self.arm
+
+    @property
+    def number(self) -> float:
+        """``option`` as a number: a time in months or a marker visit week."""
+        if not isinstance(self.option, int | float):
+            raise ValueError(f"check {self.target} ({self.statistic}) needs a number as its option, not {self.option!r}")
+        return float(self.option)
 
 
 _STO, _FIZ, _POOLED = ("stopeck2010",), ("fizazi2011",), ("stopeck2010", "fizazi2011")
