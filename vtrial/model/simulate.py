@@ -104,7 +104,8 @@ def simulate(
     Parameters
     ----------
     cohort_block : CohortBlock
-    arm : protocol arm (duck-typed; see :class:`vtrial.model.drugs.Exposure`; the optional
+    arm : ArmLike
+        A protocol arm (:class:`vtrial.model.types.ArmLike`; the optional
         ``radiotherapy`` and ``surgery`` tables are read by :class:`vtrial.model.local_therapy.LocalTherapy`)
     horizon_days : float
         Data cut-off in days after the first randomisation; patient ``i`` is followed to death,
