@@ -86,7 +86,9 @@ def simulate_tables(
 
 def _numbers(result: dict, ratio: str) -> tuple[float, float, float, float]:
     """``(ratio, ci_low, ci_high, p_value)`` of an analysis result, NaN where not estimable."""
-    return tuple(np.nan if result[k] is None else float(result[k]) for k in (ratio, "ci_low", "ci_high", "p_value"))
+    keys = (ratio, "ci_low", "ci_high", "p_value")
+    ratio_, low, high, p = (np.nan if result[k] is None else float(result[k]) for k in keys)
+    return ratio_, low, high, p
 
 
 def replicate_rows(patients: pd.DataFrame, events: pd.DataFrame, protocol: Protocol, replicate: int) -> list[dict]:
@@ -96,7 +98,7 @@ def replicate_rows(patients: pd.DataFrame, events: pd.DataFrame, protocol: Proto
     reference, 95% CI), the Cox hazard ratios of time to first SRE and of overall survival and
     the Andersen–Gill rate ratio of all SREs, each with its 95% CI and p-value.
     """
-    reference = protocol.analysis.reference_arm
+    reference = protocol.reference_arm
     design = protocol.trial.design
     with_sre = patients["n_sre"] > 0
     count = with_sre.groupby(patients["arm"]).sum()
@@ -376,7 +378,7 @@ def _simulate_rows(
 
 def run_batch(
     protocols: list[Protocol],
-    out: Path | None = None,
+    out: str | Path | None = None,
     *,
     replicates: int = 100,
     jobs: int | None = None,

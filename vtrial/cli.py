@@ -15,7 +15,7 @@ import typing
 import warnings
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer import _click as click
@@ -292,7 +292,7 @@ def validate(
 
     check_options(jobs=jobs, replicate=replicate, out=out)
     with _progress(quiet, "replicas") as bar:
-        sized = {} if patients is None else {"patients": patients}
+        sized: dict[str, Any] = {} if patients is None else {"patients": patients}
         table = run_validation(out, jobs=jobs, replicate=replicate, trials=trials,
                                on_progress=lambda done, total: bar.update(done, total, None), **sized)
     print_table(table)
@@ -340,13 +340,13 @@ def calibrate(
         )
 
         refuse_fit_options(evaluations=evaluations, replicate=replicate, parameter=parameter)
-        sized = {} if patients is None else {"patients": patients}
+        sized: dict[str, Any] = {} if patients is None else {"patients": patients}
         sidecar = generate(draws=draws, jobs=jobs, trials=trials, **sized,
                            on_evaluation=lambda count, total: typer.echo(f"evaluation {count}/{total}", err=True))
         typer.echo(f"{sidecar['draws']} parameter sets (rank {sidecar['rank']} of {len(sidecar['parameters'])}, "
                    f"s^2 {sidecar['residual_scale2']:.3f}); wrote {DRAWS_CSV} and its .json sidecar")
         return
-    given = {"patients": patients, "evaluations": evaluations, "replicate": replicate,
+    given: dict[str, Any] = {"patients": patients, "evaluations": evaluations, "replicate": replicate,
              "names": tuple(parameter) if parameter else None}
     result = fit(out, jobs=jobs, trials=trials, **{k: v for k, v in given.items() if v is not None},
                  on_evaluation=lambda count, cost: typer.echo(f"evaluation {count}: cost {cost:.3f}", err=True))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,8 @@ from vtrial.vocabulary import DAYS_PER_MONTH, DAYS_PER_YEAR, PRIMARIES, SITES
 
 if TYPE_CHECKING:  # pandas only for `vtrial cohort`'s table: kept out of the simulation's imports
     import pandas as pd
+
+    from vtrial.model.types import Scheduled
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class CohortBlock:
     lesion_burden: np.ndarray
     prostate_stage: str | None = None
     systemic_therapy: dict[str, tuple[str, ...]] | None = None
-    prior_treatment: Any = None
+    prior_treatment: Scheduled | None = None
 
     @property
     def n_patients(self) -> int:
@@ -105,7 +108,7 @@ class CohortBlock:
 
     def take(self, index: np.ndarray) -> CohortBlock:
         """The sub-block of the patients selected by ``index`` (boolean mask or integer indices)."""
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "biology":
@@ -140,8 +143,8 @@ class _Tables:
         def col(get: Callable[[PrimaryProfile], Any]) -> np.ndarray:
             return np.array([get(profile) for profile in profiles], dtype=float)
 
-        self.age = {k: col(lambda p, k=k: getattr(p.age_years, k)) for k in ("mean", "sd", "min", "max")}
-        self.crcl = {k: col(lambda p, k=k: getattr(p.creatinine_clearance_ml_min, k)) for k in ("mean", "sd", "min", "max")}
+        self.age = {k: col(attrgetter(f"age_years.{k}")) for k in ("mean", "sd", "min", "max")}
+        self.crcl = {k: col(attrgetter(f"creatinine_clearance_ml_min.{k}")) for k in ("mean", "sd", "min", "max")}
         self.crcl["min"] = np.maximum(self.crcl["min"], cohort.eligibility.min_creatinine_clearance_ml_min)
         # correlation of age and clearance implied by Cockcroft-Gault around the mean age
         slope = -self.crcl["mean"] / (COCKCROFT_GAULT_AGE - self.age["mean"])
@@ -301,7 +304,7 @@ def _sample_lesions(draws: PatientDraws, chunk_primary: np.ndarray, t: _Tables) 
     log_burden = t.burden_log_median[lesion_primary] + t.burden_sd_log[lesion_primary] * u_burden
 
     def padded(values: np.ndarray, fill: float, dtype: type) -> np.ndarray:
-        out = np.full(mask.shape, fill, dtype=dtype)
+        out: np.ndarray = np.full(mask.shape, fill, dtype=dtype)
         out[mask] = values
         return out
 

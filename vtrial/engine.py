@@ -17,11 +17,13 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pyarrow as pa
@@ -77,6 +79,15 @@ EXIT_PARENT_DIED = 1
 DEPENDENCIES = ("numpy", "scipy", "pandas", "pyarrow", "lifelines", "joblib", "pydantic", "typer", "matplotlib")
 
 
+class Work(typing.Protocol):
+    """What :func:`execute` needs of a task besides running it: its size, to choose the workers."""
+
+    @property
+    def patient_arms(self) -> int:
+        """Patients it simulates, each counted once per arm it is simulated under."""
+        ...
+
+
 @dataclass(frozen=True)
 class Task:
     """One unit of work: the patients of one block under one arm."""
@@ -84,6 +95,19 @@ class Task:
     arm_index: int
     block_index: int
     patient_ids: np.ndarray
+
+    @property
+    def patient_arms(self) -> int:
+        return int(self.patient_ids.size)
+
+
+_Work = typing.TypeVar("_Work", bound=Work)
+_Result = typing.TypeVar("_Result")
+
+
+def trial_patient_arms(protocol: Protocol) -> int:
+    """Patient-arms of the whole trial: every patient once, or under every arm in a paired design."""
+    return protocol.trial.patients * (len(protocol.arm) if protocol.trial.design == "paired" else 1)
 
 
 def allocation_ratio(weights: list[float]) -> np.ndarray | None:
@@ -269,7 +293,7 @@ def _check_scheduler(address: str) -> None:
         ) from None
 
 
-def _dask_distributed() -> object:
+def _dask_distributed() -> ModuleType:
     """The ``dask.distributed`` module, or a UserInputError saying how to install it."""
     try:
         import dask.distributed
@@ -332,16 +356,26 @@ class _Cluster:
             self.cluster.close()
 
 
+@typing.overload
+def execute(
+    protocol: Protocol, streams: Streams, tasks: Sequence[Task], *, jobs: int | None, backend: str = ...,
+    scheduler: str | None = ..., run: None = ...,
+) -> Iterator[tuple[Task, dict[str, pa.Table]]]: ...
+@typing.overload
+def execute(
+    protocol: Protocol, streams: Streams, tasks: Sequence[_Work], *, jobs: int | None, backend: str = ...,
+    scheduler: str | None = ..., run: Callable[[Protocol, Streams, _Work], _Result],
+) -> Iterator[_Result]: ...
 def execute(
     protocol: Protocol,
     streams: Streams,
-    tasks: list[Task],
+    tasks: Sequence[Work],
     *,
-    jobs: int,
+    jobs: int | None,
     backend: str = "loky",
     scheduler: str | None = None,
-    run: Callable[[Protocol, Streams, object], tuple] | None = None,
-) -> Iterator[tuple[Task, dict[str, pa.Table]]]:
+    run: Callable[[Protocol, Streams, typing.Any], object] | None = None,
+) -> Iterator[object]:
     """Run tasks in parallel and yield each finished one (in completion order).
 
     At most one worker per task is started (``jobs`` is capped at ``len(tasks)``). ``run``
@@ -368,16 +402,14 @@ def execute(
             cluster.close()
 
 
-def workers(protocol: Protocol, tasks: list[Task], jobs: int | None, backend: str = "loky") -> int:
+def workers(protocol: Protocol, tasks: Sequence[Work], jobs: int | None, backend: str = "loky") -> int:
     """Workers that run the tasks: :func:`resolve_jobs`, but 1 (this process) for a small local run.
 
     Small: fewer than :data:`IN_PROCESS_PATIENT_YEARS` patient-arm-years to the horizon, with
     the default ``jobs`` (all cores; an explicit ``--jobs`` is obeyed). Results do not depend on
     it (streams are keyed to patients).
     """
-    if not all(isinstance(t, Task) for t in tasks):  # whole-trial tasks (parameter draws): always worth a pool
-        return resolve_jobs(jobs, len(tasks))
-    years = sum(t.patient_ids.size for t in tasks) * protocol.trial.horizon_months / 12.0
+    years = sum(t.patient_arms for t in tasks) * protocol.trial.horizon_months / 12.0
     if jobs in (None, -1) and backend == "loky" and years < IN_PROCESS_PATIENT_YEARS:
         return 1
     return resolve_jobs(jobs, len(tasks))

@@ -13,9 +13,18 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from types import TracebackType
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 #: Without a terminal: seconds between plain progress lines (at most).
 PLAIN_INTERVAL_S = 5.0
@@ -52,10 +61,11 @@ class ProgressBar:
     ) -> None:
         self.label = label
         self.enabled = enabled
-        self._console = console
+        # stderr is looked up when written to, so the console can be made before the run
+        self._console = console or Console(stderr=True)
         self._clock = clock
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._started = clock()
         self._printed_at: float | None = None
         self._printed_done = 0
@@ -63,7 +73,6 @@ class ProgressBar:
     def __enter__(self) -> ProgressBar:
         if not self.enabled:
             return self
-        self._console = self._console or Console(stderr=True)
         if self._console.is_terminal:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
@@ -81,9 +90,11 @@ class ProgressBar:
             self._task = self._progress.add_task(self.label, total=None, rate="")
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._progress is not None:
-            self._progress.__exit__(*exc)
+            self._progress.__exit__(exc_type, exc, tb)
 
     def _rate(self, patients: int | None, elapsed: float) -> str:
         return f"{patients / max(elapsed, 1e-9):,.0f} patients/s" if patients else ""
@@ -94,7 +105,7 @@ class ProgressBar:
             return
         now = self._clock()
         elapsed = now - self._started
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.update(self._task, completed=done, total=total, rate=self._rate(patients, elapsed))
             return
         due = (

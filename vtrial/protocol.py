@@ -28,6 +28,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import annotated_types
 import numpy as np
 import tomli_w
 import yaml
@@ -41,18 +42,19 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from vtrial.errors import ProtocolWarning, UserInputError
 from vtrial.vocabulary import (
-    COUNTABLE_EVENT_TYPES,
     DAYS_PER_MONTH,
     DEFAULT_SRE_TYPES,
     NON_SKELETAL_EVENTS,
     PRIMARIES,
     PROSTATE_STAGES,
     SITES,
-    SYSTEMIC_THERAPIES,
+    CountableEventType,
+    ProstateStage,
+    SystemicTherapyName,
 )
 
 if TYPE_CHECKING:
@@ -142,7 +144,7 @@ def _show(value: Any) -> str:
     return _SHORT_REPR.repr(value)
 
 
-def _closest(word: str, choices: typing.Iterable[str]) -> str:
+def _closest(word: object, choices: typing.Iterable[str]) -> str:
     """' Did you mean X?' for the closest valid choice, or ''."""
     match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f" Did you mean {match[0]!r}?" if match else ""
@@ -170,35 +172,41 @@ DoseMg = Annotated[float, Field(gt=0.0, le=MAX_DOSE_MG)]
 DoseKbqPerKg = Annotated[float, Field(gt=0.0, le=MAX_DOSE_KBQ_PER_KG)]
 IntervalWeeks = Annotated[float, Field(gt=0.0), AfterValidator(_at_most_daily)]
 DoseCount = Annotated[int, Field(ge=1, le=MAX_DOSES)]
-SystemicTherapy = Annotated[list[Literal[SYSTEMIC_THERAPIES]], AfterValidator(_listed_once)]
+SystemicTherapy = Annotated[list[SystemicTherapyName], AfterValidator(_listed_once)]
 
 
-def _drug(accepts: typing.Callable[[Agent], bool]) -> Any:
+@dataclass(frozen=True)
+class _Drug(annotated_types.GroupedMetadata):
     """A ``drug`` field: the name of a registered agent that ``accepts`` (an enum in the JSON Schema).
 
     The registry is read when a protocol is validated or the schema is written, not at import,
-    so an agent module added to :mod:`vtrial.model.agents` is a valid drug at once.
+    so an agent module added to :mod:`vtrial.model.agents` is a valid drug at once. Pydantic
+    expands the group into its validator and its schema.
     """
 
-    def allowed() -> list[str]:
-        return [name for name, agent in _agents().items() if accepts(agent)]
+    accepts: typing.Callable[[Agent], bool]
 
-    def known(drug: str) -> str:
-        names = allowed()
+    def _allowed(self) -> list[str]:
+        return [name for name, agent in _agents().items() if self.accepts(agent)]
+
+    def _known(self, drug: str) -> str:
+        names = self._allowed()
         if drug not in names:
             raise _invalid(f"{_show(drug)} is not allowed.{_closest(drug, names)}", f"use one of: {', '.join(names)}")
         return drug
 
-    def enum(schema: dict[str, Any]) -> None:
-        schema["enum"] = allowed()
+    def _enum(self, schema: dict[str, Any]) -> None:
+        schema["enum"] = self._allowed()
 
-    return Annotated[str, AfterValidator(known), Field(json_schema_extra=enum)]
+    def __iter__(self) -> typing.Iterator[object]:
+        yield AfterValidator(self._known)
+        yield Field(json_schema_extra=self._enum)
 
 
 #: Any agent; an agent given on a schedule of its own (not placebo); one also given before randomisation.
-AnyDrug = _drug(lambda agent: True)
-DosedDrug = _drug(lambda agent: agent.dosed)
-PriorDrug = _drug(lambda agent: agent.dosed and not agent.takes_mechanism)
+AnyDrug = Annotated[str, _Drug(lambda agent: True)]
+DosedDrug = Annotated[str, _Drug(lambda agent: agent.dosed)]
+PriorDrug = Annotated[str, _Drug(lambda agent: agent.dosed and not agent.takes_mechanism)]
 
 
 
@@ -437,7 +445,7 @@ class Cohort(_Schema):
     """
 
     primary: dict[str, float]
-    prostate_stage: Literal[PROSTATE_STAGES] | None = None
+    prostate_stage: ProstateStage | None = None
     eligibility: Eligibility = Field(default_factory=Eligibility)
     prior_treatment: PriorTreatment | None = None
     by_primary: dict[str, PrimaryProfile] = Field(default_factory=dict)
@@ -694,7 +702,7 @@ class Arm(_Schema):
     @model_validator(mode="after")
     def _drug_needs(self) -> Arm:
         agents = _agents()
-        described = [(f"then[{i}]", p) for i, p in enumerate(self.then)]
+        described: list[tuple[str, Phase | Concurrent]] = [(f"then[{i}]", p) for i, p in enumerate(self.then)]
         described += [(f"concurrent[{i}]", c) for i, c in enumerate(self.concurrent)]
         described = [(part, s) for part, s in described if agents[s.drug].takes_mechanism]
         if agents[self.drug].takes_mechanism and self.mechanism is None:
@@ -719,7 +727,7 @@ class Arm(_Schema):
         mechanism_doses = [self.dose_mg] if agents[self.drug].takes_mechanism else []
         mechanism_doses += [s.dose_mg for _, s in described]
         given = [d for d in mechanism_doses if d is not None]
-        if given and self.mechanism.reference_dose_mg is None:
+        if given and self.mechanism is not None and self.mechanism.reference_dose_mg is None:
             raise _invalid(
                 f"dose_mg = {given[0]} needs the dose at which the mechanism's fractions hold",
                 "add reference_dose_mg (mg) to [arm.mechanism], or remove dose_mg to give the reference dose",
@@ -754,11 +762,12 @@ class Arm(_Schema):
         ends every phase. Holidays (``"none"``) are phases of their own.
         """
         stop = math.inf if self.stop_after_months is None else self.stop_after_months * DAYS_PER_MONTH
+        schedules: list[Arm | Phase] = [self, *self.then]
         starts = [0.0, *(p.after_months * DAYS_PER_MONTH for p in self.then)]
         ends = [*starts[1:], stop]
         plan = [
             _dosing_phase(schedule, start, min(end, stop), schedule.doses)
-            for schedule, start, end in zip([self, *self.then], starts, ends)
+            for schedule, start, end in zip(schedules, starts, ends)
         ]
         plan += [_dosing_phase(c, c.after_months * DAYS_PER_MONTH, stop, c.doses, concurrent=True) for c in self.concurrent]
         return sorted(plan, key=lambda phase: phase.start_day)
@@ -772,7 +781,7 @@ class Analysis(_Schema):
     """``[analysis]``: reference arm, SRE definition, landmarks and bone-marker visits."""
 
     reference_arm: str | None = None
-    sre_types: Annotated[list[Literal[COUNTABLE_EVENT_TYPES]], AfterValidator(_listed_once)] = Field(
+    sre_types: Annotated[list[CountableEventType], AfterValidator(_listed_once)] = Field(
         default_factory=lambda: list(DEFAULT_SRE_TYPES), min_length=1
     )
     sre_window_days: NonNegativeFloat = 21.0
@@ -795,6 +804,11 @@ class Protocol(_Schema):
     arm: list[Arm] = Field(min_length=1)
     analysis: Analysis = Field(default_factory=Analysis)
 
+    @property
+    def reference_arm(self) -> str:
+        """The arm the others are compared with: ``[analysis].reference_arm``, by default the first arm."""
+        return self.analysis.reference_arm or self.arm[0].name
+
     @model_validator(mode="after")
     def _cross_field(self) -> Protocol:
         trial = self.trial
@@ -810,7 +824,7 @@ class Protocol(_Schema):
             if name in names[:i]:
                 raise _invalid(f"arm name {name!r} is used twice", "give every arm a unique name", field=f"arm[{i}].name")
         if self.analysis.reference_arm is None:
-            self.analysis.reference_arm = names[0]
+            self.analysis.reference_arm = self.reference_arm
         elif self.analysis.reference_arm not in names:
             raise _invalid(
                 f"reference arm {self.analysis.reference_arm!r} is not an arm.{_closest(self.analysis.reference_arm, names)}",
@@ -1168,7 +1182,7 @@ def _dotted(loc: tuple) -> str:
     return path
 
 
-def _explain(err: dict[str, Any], loc: tuple) -> tuple[str, str]:
+def _explain(err: ErrorDetails, loc: tuple) -> tuple[str, str]:
     """Problem and fix of one pydantic error."""
     kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input")
     if kind == "vtrial":

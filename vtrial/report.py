@@ -11,6 +11,7 @@ import itertools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import matplotlib
@@ -39,6 +40,9 @@ from vtrial.analysis.survival import (
 from vtrial.errors import UserInputError
 from vtrial.store import atomic_write_bytes, atomic_write_text
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 #: Points per curve in the figures.
 PLOT_POINTS = 600
 #: Most arms drawn in a figure (the first ones in protocol order; the tables list every arm).
@@ -50,7 +54,7 @@ MAX_FOREST_ROWS = 60
 #: Arm colours (colour-blind safe, Okabe–Ito).
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 #: Figure style: SVG text stays text, ids are reproducible, minus signs are U+2212.
-_STYLE = {"svg.fonttype": "none", "svg.hashsalt": "vtrial", "font.size": 9, "axes.spines.top": False,
+_STYLE: dict[RcKeyType, Any] = {"svg.fonttype": "none", "svg.hashsalt": "vtrial", "font.size": 9, "axes.spines.top": False,
           "axes.spines.right": False, "axes.unicode_minus": True}
 #: File formats of ``vtrial report --format`` and the resolution of PNG files.
 FIGURE_FORMATS = ("png", "pdf", "svg")
@@ -592,7 +596,7 @@ def uncertainty_rows(summary: Mapping, labels: Mapping[str, str]) -> list[tuple[
                 continue
             show = _pct if percent else _number
             rows.append((labels.get(arm, arm), text,
-                         f"{show(mc[key], digits)} {_interval(*mc[ci], digits, percent)}",
+                         f"{show(mc[key], digits)} {_interval(mc[ci][0], mc[ci][1], digits, percent)}",
                          _percentiles_text(values[key], digits, percent),
                          _percentiles_text(values[key].get("prediction"), digits, percent)))
     comparisons = {(c["arm"], c["reference"]): c for c in summary["comparisons"]}

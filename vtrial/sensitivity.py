@@ -162,7 +162,8 @@ def outcome_values(protocol: Protocol, patients: pd.DataFrame, outcomes: Sequenc
             in_arm = patients["arm"] == arms[0]
             values.append(float((patients.loc[in_arm, "n_sre"] > 0).mean()) if in_arm.any() else np.nan)
             continue
-        hr = cox_comparison(patients, *arms, endpoint=HR_ENDPOINTS[kind], design=protocol.trial.design)["hazard_ratio"]
+        hr = cox_comparison(patients, arms[0], arms[1], endpoint=HR_ENDPOINTS[kind],
+                            design=protocol.trial.design)["hazard_ratio"]
         values.append(np.nan if hr is None else float(hr))
     return values
 

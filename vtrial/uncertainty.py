@@ -23,7 +23,7 @@ from pathlib import Path
 from vtrial.analysis.run import DRAWS_FILE, analysis_settings
 from vtrial.analysis.summary import headline, plain, summarise
 from vtrial.calibration.replicas import simulate_trial
-from vtrial.engine import execute
+from vtrial.engine import execute, trial_patient_arms
 from vtrial.protocol import Protocol
 from vtrial.store import atomic_write_json
 from vtrial.streams import Streams
@@ -38,6 +38,8 @@ class DrawTask:
 
     index: int
     parameters: Mapping[str, float]
+    #: the whole trial's (:func:`vtrial.engine.trial_patient_arms`)
+    patient_arms: int
 
 
 def run_draw(protocol: Protocol, streams: Streams, task: DrawTask) -> tuple[DrawTask, dict]:
@@ -74,7 +76,7 @@ def run_draws(
             saved = json.loads(path.read_text())
             if saved["parameters"] == parameters:
                 results[i] = saved
-    todo = [DrawTask(i, p) for i, p in enumerate(ensemble) if i not in results]
+    todo = [DrawTask(i, p, trial_patient_arms(protocol)) for i, p in enumerate(ensemble) if i not in results]
     if on_progress:
         on_progress(len(results), len(ensemble))
     streams = Streams(protocol.trial.seed, replicate)

@@ -5,6 +5,8 @@ Integer codes index these tuples; tables on disk always carry the names.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 #: Primary tumours a cohort may mix (protocol ``[cohort].primary`` keys).
 PRIMARIES: tuple[str, ...] = ("breast", "prostate", "lung", "head_and_neck")
 
@@ -31,15 +33,16 @@ LONG_BONE_SITES: frozenset[str] = frozenset({"femur", "humerus"})
 JAW_SITES: frozenset[str] = frozenset({"mandible_maxilla"})
 
 #: Skeletal-related events (the analysis chooses which of them count).
-SRE_TYPES: tuple[str, ...] = (
+SreType = Literal[
     "pathological_fracture",
     "spinal_cord_compression",
     "radiation_to_bone",
     "surgery_to_bone",
     "hypercalcaemia",
-)
+]
+SRE_TYPES: tuple[SreType, ...] = get_args(SreType)
 #: SRE types counted by default (the pivotal trials' definition; hypercalcaemia optional).
-DEFAULT_SRE_TYPES: tuple[str, ...] = SRE_TYPES[:4]
+DEFAULT_SRE_TYPES: tuple[CountableEventType, ...] = SRE_TYPES[:4]
 
 #: Adverse events of bone-targeted agents.
 ADVERSE_EVENTS: tuple[str, ...] = (
@@ -53,12 +56,14 @@ ADVERSE_EVENTS: tuple[str, ...] = (
 #: Events of protocol version 2: a fracture outside the metastases (counted as an SRE only when
 #: named in ``sre_types``), haematological toxicity (radium-223, chemotherapy), and castration-
 #: sensitive prostate cancer becoming resistant.
-EVENT_TYPES_V2: tuple[str, ...] = ("osteoporotic_fracture", "neutropenia", "thrombocytopenia", "castration_resistance")
+EventTypeV2 = Literal["osteoporotic_fracture", "neutropenia", "thrombocytopenia", "castration_resistance"]
+EVENT_TYPES_V2: tuple[EventTypeV2, ...] = get_args(EventTypeV2)
 #: Events of ``EVENT_TYPES_V2`` that are not skeletal: ``sre_types`` may name them (a composite
 #: endpoint), with a plausibility warning.
 NON_SKELETAL_EVENTS: frozenset[str] = frozenset({"neutropenia", "thrombocytopenia", "castration_resistance"})
 #: Event types ``[analysis].sre_types`` may name.
-COUNTABLE_EVENT_TYPES: tuple[str, ...] = SRE_TYPES + EVENT_TYPES_V2
+CountableEventType = Literal[SreType, EventTypeV2]
+COUNTABLE_EVENT_TYPES: tuple[CountableEventType, ...] = get_args(CountableEventType)
 
 #: Adverse events summary.json reports for every arm (0.0 where the arm cannot have them): those of
 #: the bone-targeted agents, fractures outside the metastases, and radium-223's marrow toxicity.
@@ -71,10 +76,11 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 #: Stages of prostate cancer (protocol ``[cohort].prostate_stage``); the first is the default.
-PROSTATE_STAGES: tuple[str, ...] = ("castration_resistant", "castration_sensitive")
+ProstateStage = Literal["castration_resistant", "castration_sensitive"]
+PROSTATE_STAGES: tuple[ProstateStage, ...] = get_args(ProstateStage)
 
 #: Background anticancer therapies (protocol ``systemic_therapy`` lists).
-SYSTEMIC_THERAPIES: tuple[str, ...] = (
+SystemicTherapyName = Literal[
     "androgen_deprivation",
     "abiraterone_prednisone",
     "enzalutamide",
@@ -84,7 +90,8 @@ SYSTEMIC_THERAPIES: tuple[str, ...] = (
     "aromatase_inhibitor",
     "targeted",
     "immunotherapy",
-)
+]
+SYSTEMIC_THERAPIES: tuple[SystemicTherapyName, ...] = get_args(SystemicTherapyName)
 
 #: Julian-calendar averages used to convert the protocol's months and years into days.
 DAYS_PER_YEAR: float = 365.25

@@ -122,7 +122,7 @@ class BinaryCoxFitter:
         self.confidence_interval_ = (low, high)
         self.p_value_ = float(2 * stats.norm.sf(abs(beta) / se))
         self.converged_ = True
-        self.reason_ = None
+        self.reason_: str | None = None
         return self
 
     def _not_estimable(self, reason: str) -> BinaryCoxFitter:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,16 @@ Observations = Mapping[str, Observation]
 NOT_ESTIMABLE = Estimate(None, None, None)
 
 
+_T = TypeVar("_T")
+
+
+def _kept(value: _T | None, what: str) -> _T:
+    """An optional table of :class:`ArmData` that a statistic reads (the replicas keep it)."""
+    if value is None:
+        raise ValueError(f"the replica's arm data holds no {what}")
+    return value
+
+
 def _scale(check: Check) -> float:
     """Factor from the summary's unit (months, fractions) to the check's unit."""
     return {"%": 100.0, "days": DAYS_PER_MONTH}.get(check.unit, 1.0)
@@ -77,8 +88,8 @@ def _proportion(k: int, n: int, check: Check) -> Estimate:
 
 def _pooled(observations: Observations, check: Check, count: Callable[[Observation, str], int]) -> Estimate:
     """Pooled proportion of ``check.arm`` over the check's replicas: sum of counts / sum of sizes."""
-    k = sum(count(observations[r], check.arm) for r in check.replicas)
-    n = sum(observations[r].summary["arms"][check.arm]["n"] for r in check.replicas)
+    k = sum(count(observations[r], check.arm_name) for r in check.replicas)
+    n = sum(observations[r].summary["arms"][check.arm_name]["n"] for r in check.replicas)
     return _proportion(k, n, check)
 
 
@@ -86,24 +97,25 @@ def _median(arm_summary: dict, key: str, arm: ArmData, check: Check) -> Estimate
     s = _scale(check)
     value, (low, high) = arm_summary[key], arm_summary[f"{key}_ci"]
     ceiling = s * arm.followup_days.max() / DAYS_PER_MONTH if arm.followup_days.size else None
-    return Estimate(*(None if v is None else s * v for v in (value, low, high)), ceiling=ceiling)
+    value, low, high = (None if v is None else s * v for v in (value, low, high))
+    return Estimate(value, low, high, ceiling=ceiling)
 
 
 def median_time_to_first_sre(observations: Observations, check: Check) -> Estimate:
     """Kaplan–Meier median time to first counted SRE of the arm."""
     obs = _one(observations, check)
-    return _median(obs.summary["arms"][check.arm], "median_time_to_first_sre_months", obs.arms[check.arm], check)
+    return _median(obs.summary["arms"][check.arm_name], "median_time_to_first_sre_months", obs.arms[check.arm_name], check)
 
 
 def median_overall_survival(observations: Observations, check: Check) -> Estimate:
     """Kaplan–Meier median overall survival of the arm."""
     obs = _one(observations, check)
-    return _median(obs.summary["arms"][check.arm], "median_overall_survival_months", obs.arms[check.arm], check)
+    return _median(obs.summary["arms"][check.arm_name], "median_overall_survival_months", obs.arms[check.arm_name], check)
 
 
 def _comparison(observations: Observations, check: Check, endpoint: str, ratio: str) -> Estimate:
     obs = _one(observations, check)
-    (result,) = [c[endpoint] for c in obs.summary["comparisons"] if c["arm"] == check.arm]
+    (result,) = [c[endpoint] for c in obs.summary["comparisons"] if c["arm"] == check.arm_name]
     return Estimate(result[ratio], result["ci_low"], result["ci_high"])
 
 
@@ -119,26 +131,26 @@ def rate_ratio_sre(observations: Observations, check: Check) -> Estimate:
 
 def mean_sre_per_patient(observations: Observations, check: Check) -> Estimate:
     """Counted SREs per patient of the arm, with the exact Poisson CI of the count."""
-    arm = _one(observations, check).summary["arms"][check.arm]
+    arm = _one(observations, check).summary["arms"][check.arm_name]
     return Estimate(*poisson_rate_ci(arm["n_sre"], arm["n"])) if arm["n"] else NOT_ESTIMABLE
 
 
 def proportion_with_sre(observations: Observations, check: Check) -> Estimate:
     """Crude fraction of the arm with at least one counted SRE during follow-up."""
-    arm = _one(observations, check).summary["arms"][check.arm]
+    arm = _one(observations, check).summary["arms"][check.arm_name]
     return _proportion(arm["n_with_sre"], arm["n"], check)
 
 
 def proportion_with_sre_by(observations: Observations, check: Check) -> Estimate:
     """Crude fraction of the arm with a first counted SRE within ``check.option`` months."""
-    first = _one(observations, check).arms[check.arm].first_sre_day
-    k = int(np.sum(first <= float(check.option) * DAYS_PER_MONTH))  # NaN (no SRE) compares False
+    first = _one(observations, check).arms[check.arm_name].first_sre_day
+    k = int(np.sum(first <= check.number * DAYS_PER_MONTH))  # NaN (no SRE) compares False
     return _proportion(k, first.size, check)
 
 
 def first_sre_type(observations: Observations, check: Check) -> Estimate:
     """Fraction of the arm whose first counted SRE is of type ``check.option``."""
-    arm = _one(observations, check).summary["arms"][check.arm]
+    arm = _one(observations, check).summary["arms"][check.arm_name]
     return _proportion(round((arm["first_sre_by_type"][check.option] or 0.0) * arm["n"]), arm["n"], check)
 
 
@@ -174,28 +186,28 @@ def _survival(durations: np.ndarray, died: np.ndarray, months: float, check: Che
 
 def survival_at(observations: Observations, check: Check) -> Estimate:
     """Overall survival of the arm at ``check.option`` months."""
-    arm = _one(observations, check).arms[check.arm]
-    return _survival(arm.followup_days, arm.died, float(check.option), check)
+    arm = _one(observations, check).arms[check.arm_name]
+    return _survival(arm.followup_days, arm.died, check.number, check)
 
 
 def survival_sre_free_at(observations: Observations, check: Check) -> Estimate:
     """Survival at ``check.option`` months with follow-up censored at the first SRE (time without SRE)."""
-    arm = _one(observations, check).arms[check.arm]
+    arm = _one(observations, check).arms[check.arm_name]
     has = ~np.isnan(arm.first_sre_day)
     durations = np.where(has, arm.first_sre_day, arm.followup_days)
-    return _survival(durations, arm.died & ~has, float(check.option), check)
+    return _survival(durations, arm.died & ~has, check.number, check)
 
 
 def survival_after_sre_at(observations: Observations, check: Check) -> Estimate:
     """Survival ``check.option`` months after the first SRE, among patients with one."""
-    arm = _one(observations, check).arms[check.arm]
+    arm = _one(observations, check).arms[check.arm_name]
     has = ~np.isnan(arm.first_sre_day)
-    return _survival(arm.followup_days[has] - arm.first_sre_day[has], arm.died[has], float(check.option), check)
+    return _survival(arm.followup_days[has] - arm.first_sre_day[has], arm.died[has], check.number, check)
 
 
 def mean_lesions(observations: Observations, check: Check) -> Estimate:
     """Mean number of bone lesions at entry, with a normal 95% CI."""
-    n = _one(observations, check).arms[check.arm].n_lesions
+    n = _one(observations, check).arms[check.arm_name].n_lesions
     if n.size < 2:
         return NOT_ESTIMABLE
     half = Z95 * n.std(ddof=1) / math.sqrt(n.size)
@@ -204,7 +216,7 @@ def mean_lesions(observations: Observations, check: Check) -> Estimate:
 
 def sre_rate_per_patient_year(observations: Observations, check: Check) -> Estimate:
     """Counted SREs per patient-year of the arm (skeletal morbidity rate), exact Poisson CI."""
-    arm = _one(observations, check).summary["arms"][check.arm]
+    arm = _one(observations, check).summary["arms"][check.arm_name]
     return Estimate(arm["sre_rate_per_patient_year"], *arm["sre_rate_per_patient_year_ci"])
 
 
@@ -237,7 +249,7 @@ def marker_change(arm: ArmData, column: str, week: int, above: float = -math.inf
 
     Only patients whose week-0 value is above ``above`` are kept (an entry criterion on the marker).
     """
-    m = arm.markers
+    m = _kept(arm.markers, "markers")
     start = m.loc[(m["week"] == 0) & (m[column] > above), ["patient_id", column]]
     visit = m.loc[m["week"] == week, ["patient_id", column]]
     both = start.merge(visit, on="patient_id", suffixes=("_0", ""))
@@ -246,15 +258,16 @@ def marker_change(arm: ArmData, column: str, week: int, above: float = -math.inf
 
 def median_untx_change(observations: Observations, check: Check) -> Estimate:
     """Median per-patient percent change of uNTx/Cr from week 0 to week ``check.option``."""
-    return median_with_rank_ci(marker_change(_one(observations, check).arms[check.arm], "untx_nmol_mmol",
-                                             int(check.option)))
+    return median_with_rank_ci(marker_change(_one(observations, check).arms[check.arm_name], "untx_nmol_mmol",
+                                             int(check.number)))
 
 
 def _reduction(change: Estimate) -> Estimate:
     """A percent change as a percent reduction (sign turned, CI ends swapped)."""
     if change.value is None:
         return change
-    return Estimate(-change.value, -change.high, -change.low)
+    return Estimate(-change.value, None if change.high is None else -change.high,
+                    None if change.low is None else -change.low)
 
 
 def median_untx_reduction(observations: Observations, check: Check) -> Estimate:
@@ -264,14 +277,14 @@ def median_untx_reduction(observations: Observations, check: Check) -> Estimate:
 
 def median_untx_reduction_above_50(observations: Observations, check: Check) -> Estimate:
     """As :func:`median_untx_reduction`, among patients entering with uNTx/Cr above 50 nmol/mmol (MK-04)."""
-    arm = _one(observations, check).arms[check.arm]
-    return _reduction(median_with_rank_ci(marker_change(arm, "untx_nmol_mmol", int(check.option), UNTX_LOW)))
+    arm = _one(observations, check).arms[check.arm_name]
+    return _reduction(median_with_rank_ci(marker_change(arm, "untx_nmol_mmol", int(check.number), UNTX_LOW)))
 
 
 def median_bsap_change(observations: Observations, check: Check) -> Estimate:
     """Median per-patient percent change of bone-specific alkaline phosphatase to week ``check.option``."""
-    return median_with_rank_ci(marker_change(_one(observations, check).arms[check.arm], "bsap_ug_l",
-                                             int(check.option)))
+    return median_with_rank_ci(marker_change(_one(observations, check).arms[check.arm_name], "bsap_ug_l",
+                                             int(check.number)))
 
 
 def laboratory_hypocalcaemia_grade_2(observations: Observations, check: Check) -> Estimate:
@@ -281,7 +294,7 @@ def laboratory_hypocalcaemia_grade_2(observations: Observations, check: Check) -
     scheduled laboratory tests.
     """
     def low(obs: Observation, arm: str) -> int:
-        m = obs.arms[arm].markers
+        m = _kept(obs.arms[arm].markers, "markers")
         return int(m.loc[(m["week"] > 0) & (m["calcium_mmol_l"] < CALCIUM_GRADE_2_MMOL_L), "patient_id"].nunique())
 
     return _pooled(observations, check, low)
@@ -296,8 +309,9 @@ def untx_exposure(arm: ArmData, event_day: np.ndarray, end_day: np.ndarray, high
     Both arrays are per patient, in the order of ``arm.patient_id``. Returns
     ``(events_high, days_high, events_low, days_low)``.
     """
-    m = arm.markers.sort_values(["patient_id", "week"])
-    row = pd.Series(np.arange(arm.patient_id.size), index=arm.patient_id)[m["patient_id"]].to_numpy()
+    m = _kept(arm.markers, "markers").sort_values(["patient_id", "week"])
+    ids = _kept(arm.patient_id, "patient_id")
+    row = pd.Series(np.arange(ids.size), index=ids)[m["patient_id"]].to_numpy()
     start = m["week"].to_numpy(dtype=float) * DAYS_PER_WEEK
     following = m.groupby("patient_id")["week"].shift(-1).fillna(np.inf).to_numpy(dtype=float) * DAYS_PER_WEEK
     days = np.clip(np.minimum(following, end_day[row]) - start, 0.0, None)
@@ -322,7 +336,7 @@ def sre_rate_ratio_by_untx(observations: Observations, check: Check) -> Estimate
     """Rate ratio of a first SRE with the most recent uNTx high (>= 100) vs low (< 100), pooled (Brown 2005)."""
     counts = []
     for name in check.replicas:
-        arm = observations[name].arms[check.arm]
+        arm = observations[name].arms[check.arm_name]
         has = ~np.isnan(arm.first_sre_day)
         end = np.where(has, arm.first_sre_day, arm.followup_days)
         counts.append(untx_exposure(arm, arm.first_sre_day, end, UNTX_HIGH, UNTX_HIGH))
@@ -333,7 +347,7 @@ def death_rate_ratio_by_untx(observations: Observations, check: Check) -> Estima
     """Rate ratio of death with the most recent uNTx high (>= 100) vs low (< 50), pooled (Coleman 2005)."""
     counts = []
     for name in check.replicas:
-        arm = observations[name].arms[check.arm]
+        arm = observations[name].arms[check.arm_name]
         death = np.where(arm.died, arm.followup_days, np.nan)
         counts.append(untx_exposure(arm, death, arm.followup_days, UNTX_HIGH, UNTX_LOW))
     return _rate_ratio(counts)
@@ -349,13 +363,13 @@ def _retreatment_counts(obs: Observation, arm: str) -> tuple[int, int]:
 
 def radiotherapy_retreatment(observations: Observations, check: Check) -> Estimate:
     """Share of the arm's irradiated lesions irradiated again during follow-up."""
-    return _proportion(*_retreatment_counts(_one(observations, check), check.arm), check)
+    return _proportion(*_retreatment_counts(_one(observations, check), check.arm_name), check)
 
 
 def retreatment_odds_ratio(observations: Observations, check: Check) -> Estimate:
     """Odds ratio of re-irradiation of a lesion, the arm against the reference arm (Woolf CI)."""
     obs = _one(observations, check)
-    k1, n1 = _retreatment_counts(obs, check.arm)
+    k1, n1 = _retreatment_counts(obs, check.arm_name)
     k0, n0 = _retreatment_counts(obs, obs.summary["reference_arm"])
     cells = (k1, n1 - k1, k0, n0 - k0)
     if min(cells) == 0:
@@ -372,9 +386,10 @@ def fracture_after_radiotherapy(observations: Observations, check: Check) -> Est
     before (Mirels: lesions neither broken nor fixed); it is in the denominator if it fractured
     within the window or its patient was followed through the window.
     """
-    arm = _one(observations, check).arms[check.arm]
-    ev = arm.lesion_events[arm.lesion_events["site"].isin(LONG_BONE_SITES)]
-    window = float(check.option) * DAYS_PER_MONTH
+    arm = _one(observations, check).arms[check.arm_name]
+    lesion_events = _kept(arm.lesion_events, "lesion_events")
+    ev = lesion_events[lesion_events["site"].isin(LONG_BONE_SITES)]
+    window = check.number * DAYS_PER_MONTH
     key = ["patient_id", "lesion"]
     course = ev[ev["type"] == "radiation_to_bone"].groupby(key)["day"].min().rename("course")
     lesions = ev.join(course, on=key, how="inner")

@@ -54,7 +54,14 @@ class Tolerance:
         """Whether a simulated value (``None``: median not reached) satisfies the rule."""
         if self.centre is None:
             return value is None
-        return value is not None and self.low <= value <= self.high
+        _, low, high = self.bounds()
+        return value is not None and low <= value <= high
+
+    def bounds(self) -> tuple[float, float, float]:
+        """``centre, low, high`` of a numeric rule (every rule but "median not reached")."""
+        if self.centre is None or self.low is None or self.high is None:
+            raise ValueError(f"the rule {self.rule!r} has no numeric bounds")
+        return self.centre, self.low, self.high
 
 
 def tolerance(kind: Kind, published: str, ci: tuple[float, float] | None = None) -> Tolerance:
@@ -91,23 +98,25 @@ def tolerance(kind: Kind, published: str, ci: tuple[float, float] | None = None)
     return Tolerance(value, low, high, "within 20%")
 
 
-def residual(tol: Tolerance, value: float | None, lower_bound: float) -> float | None:
+def residual(tol: Tolerance, value: float | None, lower_bound: float | None) -> float | None:
     """Distance of a simulated value from the published one, in half-widths of the tolerance.
 
     ``|residual| <= 1`` exactly when the value is inside the tolerance; an asymmetric CI uses
     the half-width on the value's side. A range is flat: 0 inside, the distance beyond the
     nearer end (in half-widths) outside. A median not reached (``None``) counts as
-    ``lower_bound`` (the longest follow-up). ``None`` for the "not reached" rule.
+    ``lower_bound`` (the longest follow-up). ``None`` for the "not reached" rule, and for a
+    median not reached without a follow-up to count it as.
     """
-    if tol.centre is None:
-        return None
     value = lower_bound if value is None else value
-    side = tol.high - tol.centre if value >= tol.centre else tol.centre - tol.low
+    if tol.centre is None or value is None:
+        return None
+    centre, low, high = tol.bounds()
+    side = high - centre if value >= centre else centre - low
     if side <= 0:
         return 0.0
     if tol.flat:
-        return float(max(value - tol.high, 0.0) + min(value - tol.low, 0.0)) / side
-    return (value - tol.centre) / side
+        return float(max(value - high, 0.0) + min(value - low, 0.0)) / side
+    return (value - centre) / side
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,20 @@ class Check:
     option: str | float | None = None
     unit: str = "%"
     part: int = 0
+
+    @property
+    def arm_name(self) -> str:
+        """``arm``, for the statistics of one arm (every check but the trial-wide ones)."""
+        if self.arm is None:
+            raise ValueError(f"check {self.target} ({self.statistic}) names no arm")
+        return self.arm
+
+    @property
+    def number(self) -> float:
+        """``option`` as a number: a time in months or a marker visit week."""
+        if not isinstance(self.option, int | float):
+            raise ValueError(f"check {self.target} ({self.statistic}) needs a number as its option, not {self.option!r}")
+        return float(self.option)
 
 
 _STO, _FIZ, _POOLED = ("stopeck2010",), ("fizazi2011",), ("stopeck2010", "fizazi2011")

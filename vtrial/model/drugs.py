@@ -55,7 +55,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import reduce
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -64,6 +64,7 @@ from vtrial.model.agents.base import BonePool
 from vtrial.model.agents.pk import emax_effect
 from vtrial.model.lesion import NO_CELL_INPUTS, CellInputs
 from vtrial.model.parameters import Parameters, log_sd
+from vtrial.model.types import ArmLike, Scheduled
 from vtrial.protocol import DOSE_FIELDS
 from vtrial.vocabulary import DAYS_PER_MONTH
 
@@ -99,7 +100,7 @@ class DoseImpulses:
     acute_phase: float | np.ndarray
 
 
-def dosing_days(arm: Any, n_days: int) -> np.ndarray:
+def dosing_days(arm: ArmLike, n_days: int) -> np.ndarray:
     """Days of administration: every ``every_weeks`` from day 0, until ``stop_after_months``, at most ``doses``."""
     if not AGENTS[arm.drug].dosed or not arm.every_weeks:
         return np.empty(0)
@@ -107,7 +108,7 @@ def dosing_days(arm: Any, n_days: int) -> np.ndarray:
     return np.arange(0.0, stop, 7.0 * arm.every_weeks)[: getattr(arm, "doses", None)]
 
 
-def arm_administrations(arm: Any, n_days: int, prior: Any = None) -> list[Administration]:
+def arm_administrations(arm: ArmLike, n_days: int, prior: Scheduled | None = None) -> list[Administration]:
     """The administrations of a protocol arm, after those of a prior treatment (days before 0).
 
     The schedule is ``arm.dosing_plan()`` (phases, holidays, concurrent agents; an arm without
@@ -420,12 +421,16 @@ class Exposure:
         )
 
     @classmethod
-    def of_arm(cls, arm: Any, creatinine_clearance_ml_min: np.ndarray, n_days: int, params: Parameters,
-               prior: Any = None, potency_z: np.ndarray | None = None) -> Exposure:
+    def of_arm(cls, arm: ArmLike, creatinine_clearance_ml_min: np.ndarray, n_days: int, params: Parameters,
+               prior: Scheduled | None = None, potency_z: np.ndarray | None = None) -> Exposure:
         """The exposure of a protocol arm after a prior treatment, if any (see :func:`arm_administrations`)."""
         return cls(arm_administrations(arm, n_days, prior), creatinine_clearance_ml_min, n_days, params, potency_z)
 
 
+@overload
+def _potency(potency_z: np.ndarray, exposure_cv: float, params: Parameters) -> np.ndarray: ...
+@overload
+def _potency(potency_z: None, exposure_cv: float, params: Parameters) -> None: ...
 def _potency(potency_z: np.ndarray | None, exposure_cv: float, params: Parameters) -> np.ndarray | None:
     """Per-patient potency ``exp(s_PK z_1 + s_PD z_2)`` (log-normal, median 1); None without draws (1)."""
     if potency_z is None:
@@ -448,9 +453,11 @@ def _spliced(arm: Course, tail: Course, first: int) -> Course:
     def join(head: np.ndarray, rest: np.ndarray) -> np.ndarray:
         return np.concatenate([head[:first], rest])
 
-    pool = None if arm.pool is None else replace(arm.pool, kernel=join(arm.pool.kernel, tail.pool.kernel))
-    return replace(arm, pool=pool, **{name: join(getattr(arm, name), getattr(tail, name)) for name in (
-        "rankl_inhibition", "osteoclast_fraction", "pthrp_keep", "tgf_beta_keep", "kill")})
+    pool = None if arm.pool is None or tail.pool is None else replace(
+        arm.pool, kernel=join(arm.pool.kernel, tail.pool.kernel))
+    joined: dict[str, Any] = {name: join(getattr(arm, name), getattr(tail, name)) for name in (
+        "rankl_inhibition", "osteoclast_fraction", "pthrp_keep", "tgf_beta_keep", "kill")}
+    return replace(arm, pool=pool, **joined)
 
 
 def _value(mean: np.ndarray) -> float | np.ndarray:

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -137,7 +138,11 @@ class LesionState:
         return np.sqrt(self.w)
 
 
-def gompertz_rate(doubling_time_days: np.ndarray, params: Parameters) -> np.ndarray:
+#: A float, or an array of them: what a function of one gives back.
+FloatOrArray = TypeVar("FloatOrArray", float, np.ndarray)
+
+
+def gompertz_rate(doubling_time_days: FloatOrArray, params: Parameters) -> FloatOrArray:
     """Gompertz rate whose doubling time at the detection burden is ``doubling_time_days``."""
     return np.log(2.0) / (doubling_time_days * np.log(1.0 / params.tumour_detection_burden))
 
@@ -266,7 +271,8 @@ def rates(
 
 
 def turnover(
-    state: LesionState, traits: LesionTraits, recruitment: np.ndarray, pthrp_keep: float, params: Parameters,
+    state: LesionState, traits: LesionTraits, recruitment: np.ndarray, pthrp_keep: float | np.ndarray,
+    params: Parameters,
     il6_keep: float = 1.0,
     drive_keep: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -320,8 +326,8 @@ def strength(z: np.ndarray, burden: np.ndarray, params: Parameters) -> np.ndarra
 
 
 def _signals(
-    burden: np.ndarray, traits: LesionTraits, pthrp_keep: float, params: Parameters, il6_keep: float = 1.0,
-    feedback: np.ndarray | None = None, drive_keep: float = 1.0,
+    burden: np.ndarray, traits: LesionTraits, pthrp_keep: float | np.ndarray, params: Parameters,
+    il6_keep: float = 1.0, feedback: np.ndarray | None = None, drive_keep: float = 1.0,
 ):
     """Tumour signal ``H``, PTHrP ``P`` and the tumour's recruitment factor ``rho R_B``.
 
@@ -354,7 +360,7 @@ def _signals(
     return half, pthrp, factor
 
 
-def _growth_gain(tgf_beta: np.ndarray, tgf_beta_keep: float, params: Parameters) -> np.ndarray:
+def _growth_gain(tgf_beta: np.ndarray, tgf_beta_keep: float | np.ndarray, params: Parameters) -> np.ndarray:
     """Gompertz rate multiplier ``G = 1 + min(a (TGF keep - 1)^+, G_max)`` (new array)."""
     gain = tgf_beta * tgf_beta_keep if np.any(tgf_beta_keep != 1.0) else tgf_beta.copy()
     gain -= 1.0
@@ -401,8 +407,8 @@ def advance(
     traits: LesionTraits,
     recruitment: np.ndarray,
     recruitment_sq: np.ndarray,
-    pthrp_keep: float,
-    tgf_beta_keep: float,
+    pthrp_keep: float | np.ndarray,
+    tgf_beta_keep: float | np.ndarray,
     kill: float | np.ndarray,
     days: float,
     params: Parameters,

@@ -18,11 +18,11 @@ prophylactic fixation of impending long-bone fractures.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from vtrial.model.parameters import Parameters
+from vtrial.model.types import ArmLike
 from vtrial.vocabulary import DAYS_PER_MONTH
 
 TECHNIQUES: tuple[str, ...] = ("conventional", "stereotactic")
@@ -71,7 +71,7 @@ class LocalTherapy:
     prophylactic_fixation: bool
 
     @classmethod
-    def from_arm(cls, arm: Any, params: Parameters) -> LocalTherapy:
+    def from_arm(cls, arm: ArmLike, params: Parameters) -> LocalTherapy:
         """Read ``arm.radiotherapy`` and ``arm.surgery`` (either may be absent or ``None``)."""
         rt = getattr(arm, "radiotherapy", None)
         course = RadiotherapyCourse(

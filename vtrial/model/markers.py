@@ -56,7 +56,7 @@ CALCIUM_REFERENCE_CRCL = 60.0
 HYPOCALCAEMIA_GRADE_2_MMOL_L = 2.0
 
 
-def visit_weeks(marker_weeks: Sequence[int]) -> tuple[int, ...]:
+def visit_weeks(marker_weeks: Sequence[int] | None) -> tuple[int, ...]:
     """Week 0 and the protocol's ``[analysis] marker_weeks`` (validated there), or ``()`` when none are requested."""
     return (0, *marker_weeks) if marker_weeks else ()
 

@@ -75,8 +75,9 @@ def radau_reference(
         rec = np.full(shape[:-1] + (1,), rec_day)
 
         def rhs(t: float, s: np.ndarray, rec: np.ndarray = rec) -> np.ndarray:
-            parts = (s[i * k:(i + 1) * k].reshape(shape) for i in range(4))
-            return np.concatenate([d.ravel() for d in rates(*parts, traits, rec, 1.0, 1.0, 0.0, params)])
+            w, y, z, m = (s[i * k:(i + 1) * k].reshape(shape) for i in range(4))
+            return np.concatenate([d.ravel() for d in rates(w, y, z, m, traits, rec, 1.0, 1.0, 0.0, params)])
 
         x = solve_ivp(rhs, (0.0, 1.0), x, method="Radau", rtol=1e-8, atol=1e-10).y[:, -1]
-    return tuple(x[i * k:(i + 1) * k].reshape(shape) for i in range(4))
+    w, y, z, m = (x[i * k:(i + 1) * k].reshape(shape) for i in range(4))
+    return w, y, z, m

@@ -15,7 +15,6 @@ the step (exact for a hazard constant over the step).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -31,6 +30,7 @@ from vtrial.model.lesion import (
 )
 from vtrial.model.local_therapy import LocalTherapy, high_risk_hazard
 from vtrial.model.parameters import Parameters, log_sd
+from vtrial.model.types import ArmLike
 from vtrial.streams import Streams
 from vtrial.vocabulary import EVENT_TYPES, PRIMARIES, SITES
 
@@ -93,7 +93,7 @@ class _Rows:
 
 def simulate(
     cohort_block: CohortBlock,
-    arm: Any,
+    arm: ArmLike,
     horizon_days: float,
     streams: Streams,
     parameters: Mapping[str, float] | None = None,
@@ -104,7 +104,8 @@ def simulate(
     Parameters
     ----------
     cohort_block : CohortBlock
-    arm : protocol arm (duck-typed; see :class:`vtrial.model.drugs.Exposure`; the optional
+    arm : ArmLike
+        A protocol arm (:class:`vtrial.model.types.ArmLike`; the optional
         ``radiotherapy`` and ``surgery`` tables are read by :class:`vtrial.model.local_therapy.LocalTherapy`)
     horizon_days : float
         Data cut-off in days after the first randomisation; patient ``i`` is followed to death,
@@ -192,7 +193,7 @@ def simulate(
             break
         if ended.mean() >= COMPACT_SHARE:
             _compact(p, lesions, ~ended)
-        if start in visit_days:
+        if noise is not None and start in visit_days:
             _visit(cb, arm, p, lesions, exposure, start, visit_weeks[visit_days[start]],
                    noise[:, visit_days[start]], visits, params)
         days = float(end - start)
@@ -312,7 +313,7 @@ def _skeleton_events(p: _Rows, inputs: StepInputs, draws: tuple[np.ndarray, np.n
     return resorption, damage
 
 
-def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposure, day: int, week: int,
+def _visit(cb: CohortBlock, arm: ArmLike, p: _Rows, lesions: _Rows, exposure: Exposure, day: int, week: int,
            noise: np.ndarray, visits: list, params: Parameters) -> None:
     """Measure the markers of the patients on study at the start of ``day`` (a step boundary).
 
@@ -322,6 +323,7 @@ def _visit(cb: CohortBlock, arm: Any, p: _Rows, lesions: _Rows, exposure: Exposu
     on_study = p.stop > day
     if not on_study.any():
         return
+    pthrp_keep: float | np.ndarray
     if day == 0 and not exposure.history_days:
         recruitment, pthrp_keep, cells = np.ones(p.size), 1.0, NO_CELL_INPUTS
     else:
@@ -402,7 +404,7 @@ def _label_rules(exposure: Exposure, p: _Rows, kinds: np.ndarray, rows: np.ndarr
             exposure.withhold(p.index[r], day, day + recovery[p.index[r], k], nephrotoxic=True)
 
 
-def _marker_table(cb: CohortBlock, arm: Any, visits: list) -> dict[str, np.ndarray]:
+def _marker_table(cb: CohortBlock, arm: ArmLike, visits: list) -> dict[str, np.ndarray]:
     """The markers table: one row per patient on study and visit, sorted by (patient_id, week)."""
     if visits:
         idx, week, values = (np.concatenate(parts) for parts in zip(*visits))
@@ -731,7 +733,7 @@ def _patient_events(p: _Rows, lesions: _Rows, thresholds, kinds, rows, t, log, l
     _record(log, p, rows, t, _PATIENT_TYPE[kinds], lesion, site)
 
 
-def _tables(cb: CohortBlock, arm: Any, records, end_day, died, dropped, stop):
+def _tables(cb: CohortBlock, arm: ArmLike, records, end_day, died, dropped, stop):
     """Assemble the patient and event tables."""
     n = cb.n_patients
     if records:

@@ -33,12 +33,12 @@ exactly as before.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from vtrial.cohort import CohortBlock
 from vtrial.model.parameters import Parameters
+from vtrial.model.types import ArmLike
 from vtrial.vocabulary import PRIMARIES, PROSTATE_STAGES, SYSTEMIC_THERAPIES
 
 _PROSTATE = PRIMARIES.index("prostate")
@@ -54,6 +54,10 @@ class TherapyEffect:
     #                                 stages); None: continuous
     hormonal: bool = False  # lowers androgen signalling: castration resistance can emerge under it
     rankl_rise: str | None = None  # relative rise of systemic osteoclast recruitment
+
+    def __post_init__(self) -> None:
+        if (self.kill_sensitive is None) != (self.kill_resistant is None):
+            raise ValueError(f"{self}: a therapy kills in both prostate stages or in neither")
 
 
 _DOCETAXEL = TherapyEffect("docetaxel_kill", "docetaxel_kill", "docetaxel_course_days")
@@ -89,7 +93,7 @@ class Background:
     rankl_factor: np.ndarray  # multiplier of systemic osteoclast recruitment
 
 
-def background(cohort_block: CohortBlock, arm: Any, params: Parameters) -> Background | None:
+def background(cohort_block: CohortBlock, arm: ArmLike, params: Parameters) -> Background | None:
     """Stage and background-therapy effects of a block under an arm.
 
     The arm's own ``systemic_therapy`` list applies to every patient; otherwise each patient
@@ -124,7 +128,7 @@ def background(cohort_block: CohortBlock, arm: Any, params: Parameters) -> Backg
             rise += getattr(params, effect.rankl_rise) * receives
         on = receives & prostate
         hormonal |= on & effect.hormonal
-        if effect.kill_sensitive is None:
+        if effect.kill_sensitive is None or effect.kill_resistant is None:
             continue
         if effect.course_days is None:
             kill_sensitive += getattr(params, effect.kill_sensitive) * on

@@ -18,6 +18,7 @@ from vtrial.model.parameters import Parameter
 
 if TYPE_CHECKING:
     from vtrial.model.parameters import Parameters
+    from vtrial.model.types import MechanismLike
 
 @dataclass(frozen=True)
 class Administration:
@@ -31,7 +32,13 @@ class Administration:
     days: np.ndarray
     dose_mg: float | None = None
     renal_adjustment: bool = True
-    mechanism: Any = None
+    mechanism: MechanismLike | None = None
+
+    def given_dose(self) -> float:
+        """``dose_mg`` of an agent that needs a dose (the protocol requires one: ``Agent.needs_dose``)."""
+        if self.dose_mg is None:
+            raise ValueError(f"{self.agent.name} needs a dose: {self.agent.label_regimen}")
+        return float(self.dose_mg)
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,15 @@ class Custom(Agent):
     def course(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray, grid: np.ndarray,
                params: Parameters) -> Course:
         m = administration.mechanism
+        if m is None:
+            raise ValueError("the custom agent needs the arm's [arm.mechanism] table")
         e = last_dose_decay(administration.days, float(m.half_life_days), grid)
-        doses = None if administration.dose_mg is None else administration.dose_mg / m.reference_dose_mg
+        if administration.dose_mg is None:
+            doses = None
+        elif m.reference_dose_mg is None:
+            raise ValueError("a custom agent given at dose_mg needs the mechanism's reference_dose_mg")
+        else:
+            doses = administration.dose_mg / m.reference_dose_mg
         kill = -np.log1p(-min(float(m.tumour_kill), FRACTION_CAP)) / KILL_PERIOD_DAYS * e
         return Course.neutral(
             creatinine_clearance_ml_min.shape[0], grid.shape[0],

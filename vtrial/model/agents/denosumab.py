@@ -55,7 +55,7 @@ class Denosumab(Agent):
 
     def course(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray, grid: np.ndarray,
                params: Parameters) -> Course:
-        conc = denosumab_concentration(administration.days, float(administration.dose_mg), grid, params)
+        conc = denosumab_concentration(administration.days, administration.given_dose(), grid, params)
         return Course.neutral(
             creatinine_clearance_ml_min.shape[0], grid.shape[0],
             rankl_inhibition=params.denosumab_imax * conc / (conc + params.denosumab_ic50_mg_l),

@@ -44,7 +44,7 @@ class Pamidronate(Bisphosphonate):
     def pool(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray,
              params: Parameters) -> tuple[np.ndarray, np.ndarray, float, float, float]:
         crcl = creatinine_clearance_ml_min
-        dose = np.full(crcl.shape[0], float(administration.dose_mg))
+        dose = np.full(crcl.shape[0], administration.given_dose())
         clearance = params.pamidronate_clearance_l_h * np.maximum(crcl, 1.0) / 75.0
         return (dose * params.pamidronate_bone_fraction,
                 dose / clearance / (LABEL_DOSE_MG / params.pamidronate_clearance_l_h),

@@ -54,7 +54,7 @@ class Radium223(Agent):
 
     def course(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray, grid: np.ndarray,
                params: Parameters) -> Course:
-        activity = (params.radium_bone_uptake * float(administration.dose_mg)
+        activity = (params.radium_bone_uptake * administration.given_dose()
                     * pool_kernel(administration.days, params.radium_half_life_days, grid))
         return Course.neutral(
             creatinine_clearance_ml_min.shape[0], grid.shape[0],

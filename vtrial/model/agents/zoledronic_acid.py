@@ -67,7 +67,7 @@ class ZoledronicAcid(Bisphosphonate):
     def pool(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray,
              params: Parameters) -> tuple[np.ndarray, np.ndarray, float, float, float]:
         crcl = creatinine_clearance_ml_min
-        dose = zoledronic_acid_dose(float(administration.dose_mg), crcl, bool(administration.renal_adjustment))
+        dose = zoledronic_acid_dose(administration.given_dose(), crcl, bool(administration.renal_adjustment))
         uptake, renal = zoledronic_acid_clearance_l_h(crcl, params)
         return (dose * uptake / (uptake + renal), dose / (uptake + renal) / REFERENCE_AUC_MG_H_L,
                 params.zoledronic_acid_pool_half_life_days, params.zoledronic_acid_emax, params.zoledronic_acid_ec50_mg)
