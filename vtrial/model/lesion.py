@@ -187,16 +187,35 @@ def established_state(
     untreated (entry lesions), the current step's for a new lesion that appears on a drug.
     """
     burden = np.clip(np.asarray(burden, dtype=float), BURDEN_FLOOR, BURDEN_CEIL)
-    m = np.ones(np.broadcast_shapes(burden.shape, np.shape(traits.pthrp)))
+    shape = np.broadcast_shapes(burden.shape, np.shape(traits.pthrp), np.shape(recruitment_sq),
+                                np.shape(pthrp_keep), np.shape(tgf_beta_keep))
+    # the terms that do not depend on M, per lesion (flat); the loop runs on the lesions still moving
+    drive_keep = cells.osteoblast_drive_keep
+    half, pthrp, blastic = _tumour_terms(burden, traits, pthrp_keep, params, drive_keep)
+    drive = (1.0 + traits.osteoblast_drive * drive_keep * half) * cells.osteoblast_production
+    suppression = 1.0 + traits.osteoblast_suppression * half
+    fixed = [np.broadcast_to(a, shape).ravel() for a in (pthrp, blastic, recruitment_sq, drive, suppression)]
+    tgf_keep = tgf_beta_keep if np.ndim(tgf_beta_keep) == 0 else np.broadcast_to(tgf_beta_keep, shape).ravel()
+    m, w, z = np.ones(math.prod(shape)), np.empty(math.prod(shape)), np.empty(math.prod(shape))
+    moving = np.arange(m.size)
     for _ in range(ESTABLISHED_ITERATIONS):
-        half, _, factor = _signals(burden, traits, pthrp_keep, params, cells.il6_keep, feedback=m,
-                                   drive_keep=cells.osteoblast_drive_keep)
-        x2 = np.square(factor) * recruitment_sq
-        drive = (1.0 + traits.osteoblast_drive * cells.osteoblast_drive_keep * half) * cells.osteoblast_production
-        w = x2 * drive / (1.0 + traits.osteoblast_suppression * half)
-        v = np.sqrt(w)
-        z = v**0.375 / np.sqrt(x2 / v)
-        m = pthrp_induction(x2 / v * z, tgf_beta_keep, params)
+        base, blast, r2, drv, supp = fixed
+        x2 = np.square(_recruitment_factor(base * m[moving], blast, cells.il6_keep, params)) * r2
+        w_k = x2 * drv / supp
+        v = np.sqrt(w_k)
+        z_k = v**0.375 / np.sqrt(x2 / v)
+        m_k = pthrp_induction(x2 / v * z_k, tgf_keep, params)
+        w[moving], z[moving] = w_k, z_k
+        # a lesion whose M did not change is at the fixed point in float64: further iterations repeat it exactly
+        moved = m_k != m[moving]
+        m[moving] = m_k
+        if not moved.all():
+            moving = moving[moved]
+            if not moving.size:
+                break
+            fixed = [a[moved] for a in fixed]
+            tgf_keep = tgf_keep if np.ndim(tgf_keep) == 0 else tgf_keep[moved]
+    w, z, m = (a.reshape(shape) for a in (w, z, m))
     return LesionState(*(np.asarray(a, dtype=STATE_DTYPE) for a in (w, np.log(burden), z, m)))
 
 
@@ -331,13 +350,29 @@ def _signals(
     tumour-driven excess. ``R_B = 1 + b_R a_B phi H k_D`` is the RANKL of the osteoblasts the
     blastic drive makes (``k_D`` = ``drive_keep``).
     """
+    half, pthrp, blastic = _tumour_terms(burden, traits, pthrp_keep, params, drive_keep)
+    if feedback is not None:
+        pthrp *= feedback
+    return half, pthrp, _recruitment_factor(pthrp, blastic, il6_keep, params)
+
+
+def _tumour_terms(
+    burden: np.ndarray, traits: LesionTraits, pthrp_keep: float | np.ndarray, params: Parameters, drive_keep: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The parts of :func:`_signals` without the induction ``M``: ``H``, ``p_l H k_P`` and ``R_B`` (new arrays)."""
     half = burden + params.tumour_signal_half_burden
     np.divide(burden, half, out=half)
     pthrp = traits.pthrp * half
     if np.any(pthrp_keep != 1.0):
         pthrp *= pthrp_keep
-    if feedback is not None:
-        pthrp *= feedback
+    blastic = traits.osteoblast_drive * half
+    blastic *= params.osteoblast_rankl_blastic * drive_keep
+    blastic += 1.0
+    return half, pthrp, blastic
+
+
+def _recruitment_factor(pthrp: np.ndarray, blastic: np.ndarray, il6_keep: float, params: Parameters) -> np.ndarray:
+    """The tumour's recruitment factor ``rho R_B`` of :func:`_signals` from ``P`` and ``R_B`` (new array)."""
     factor = params.rankl_per_pthrp * pthrp
     factor += 1.0
     opg = params.opg_per_pthrp * pthrp
@@ -347,11 +382,8 @@ def _signals(
         factor -= 1.0
         factor *= 1.0 - params.il6_recruitment_share * (1.0 - il6_keep)
         factor += 1.0
-    blastic = traits.osteoblast_drive * half
-    blastic *= params.osteoblast_rankl_blastic * drive_keep
-    blastic += 1.0
     factor *= blastic
-    return half, pthrp, factor
+    return factor
 
 
 def _growth_gain(tgf_beta: np.ndarray, tgf_beta_keep: float, params: Parameters) -> np.ndarray:

@@ -56,19 +56,19 @@ _MARROW_TYPE = np.array([_TYPE_CODE["neutropenia"], _TYPE_CODE["thrombocytopenia
 class _Rows:
     """Working arrays whose last axis is a set of rows (patients or lesions), with spare capacity.
 
-    Attribute access returns the used part (a view); :meth:`keep` compacts in place and
+    Each array is an attribute holding the used part (a view, refreshed whenever the rows change,
+    so that reading it is a plain attribute lookup); :meth:`keep` compacts in place and
     :meth:`append` adds rows, growing the capacity geometrically.
     """
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         self._arrays = {name: np.array(a) for name, a in arrays.items()}  # own copies: compacted in place
         self.size = next(iter(arrays.values())).shape[-1]
+        self._views()
 
-    def __getattr__(self, name: str) -> np.ndarray:
-        try:
-            return self.__dict__["_arrays"][name][..., : self.__dict__["size"]]
-        except KeyError:
-            raise AttributeError(name) from None
+    def _views(self) -> None:
+        for name, a in self._arrays.items():
+            setattr(self, name, a[..., : self.size])
 
     def keep(self, rows: np.ndarray) -> None:
         """Keep the given rows (boolean mask or sorted indices), in their order."""
@@ -76,6 +76,7 @@ class _Rows:
             kept = a[..., : self.size][..., rows]
             a[..., : kept.shape[-1]] = kept
         self.size = kept.shape[-1]
+        self._views()
 
     def append(self, values: dict[str, np.ndarray]) -> None:
         """Add rows after the last one (``values`` has every array's name)."""
@@ -89,6 +90,7 @@ class _Rows:
         for name, a in self._arrays.items():
             a[..., self.size : self.size + extra] = values[name]
         self.size += extra
+        self._views()
 
 
 def simulate(
@@ -570,12 +572,13 @@ def _check_invariants(cb: CohortBlock, p: _Rows, lesions: _Rows, rate: np.ndarra
     Valid: osteoblast activity (as w) positive and finite, bone mass finite and non-negative,
     log tumour burden not NaN and at most 0 (burden <= capacity), hazards finite and >= 0.
     """
+    w, z, y = lesions.w, lesions.z, lesions.y
+    if not w.size or (w.min() > 0 and w.max() < np.inf and z.min() >= 0 and z.max() < np.inf and y.max() <= 0
+                      and rate.min() >= 0 and rate.max() < np.inf):
+        return  # reductions propagate NaN, which fails every comparison
     ok = (
-        np.isfinite(lesions.w) & (lesions.w > 0) & np.isfinite(lesions.z) & (lesions.z >= 0)
-        & ~np.isnan(lesions.y) & (lesions.y <= 0) & np.isfinite(rate).all(axis=0) & (rate >= 0).all(axis=0)
+        np.isfinite(w) & (w > 0) & np.isfinite(z) & (z >= 0) & ~np.isnan(y) & (y <= 0) & np.isfinite(rate).all(axis=0) & (rate >= 0).all(axis=0)
     )
-    if ok.all():
-        return
     j = int(np.flatnonzero(~ok)[0])
     i = int(p.index[lesions.owner[j]])
     biology = ", ".join(f"{k} x{v[i]:.4g}" for k, v in cb.biology.items())
