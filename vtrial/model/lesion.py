@@ -203,8 +203,9 @@ def established_state(
         x2 = np.square(_recruitment_factor(base * m[moving], blast, cells.il6_keep, params)) * r2
         w_k = x2 * drv / supp
         v = np.sqrt(w_k)
-        z_k = v**0.375 / np.sqrt(x2 / v)
-        m_k = pthrp_induction(x2 / v * z_k, tgf_keep, params)
+        u = x2 / v
+        z_k = v**0.375 / np.sqrt(u)
+        m_k = pthrp_induction(u * z_k, tgf_keep, params)
         w[moving], z[moving] = w_k, z_k
         # a lesion whose M did not change is at the fixed point in float64: further iterations repeat it exactly
         moved = m_k != m[moving]
@@ -227,10 +228,11 @@ def pthrp_induction(resorbed: np.ndarray, tgf_beta_keep: float | np.ndarray, par
     receptor) released by resorption above healthy bone raise the tumour's PTHrP secretion,
     saturating at ``1 + M_max``. Healthy or suppressed resorption (``u Z <= 1``): 1.
     """
-    excess = np.maximum(resorbed - 1.0, 0.0)
-    excess *= params.calcium_pthrp_gain
-    tgf = resorbed * tgf_beta_keep if np.any(tgf_beta_keep != 1.0) else resorbed
-    excess += params.tgf_beta_pthrp_gain * np.maximum(tgf - 1.0, 0.0)
+    above = np.maximum(resorbed - 1.0, 0.0)
+    excess = above * params.calcium_pthrp_gain
+    if np.any(tgf_beta_keep != 1.0):
+        above = np.maximum(resorbed * tgf_beta_keep - 1.0, 0.0)
+    excess += params.tgf_beta_pthrp_gain * above
     return 1.0 + params.cycle_pthrp_max * excess / (1.0 + excess)
 
 
