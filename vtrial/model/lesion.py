@@ -194,12 +194,12 @@ def established_state(
     half, pthrp, blastic = _tumour_terms(burden, traits, pthrp_keep, params, drive_keep)
     drive = (1.0 + traits.osteoblast_drive * drive_keep * half) * cells.osteoblast_production
     suppression = 1.0 + traits.osteoblast_suppression * half
-    fixed = [np.broadcast_to(a, shape).ravel() for a in (pthrp, blastic, recruitment_sq, drive, suppression)]
-    tgf_keep = tgf_beta_keep if np.ndim(tgf_beta_keep) == 0 else np.broadcast_to(tgf_beta_keep, shape).ravel()
+    fixed = [a if np.ndim(a) == 0 else np.broadcast_to(a, shape).ravel()
+             for a in (pthrp, blastic, recruitment_sq, drive, suppression, tgf_beta_keep)]
     m, w, z = np.ones(math.prod(shape)), np.empty(math.prod(shape)), np.empty(math.prod(shape))
     moving = np.arange(m.size)
     for _ in range(ESTABLISHED_ITERATIONS):
-        base, blast, r2, drv, supp = fixed
+        base, blast, r2, drv, supp, tgf_keep = fixed
         x2 = np.square(_recruitment_factor(base * m[moving], blast, cells.il6_keep, params)) * r2
         w_k = x2 * drv / supp
         v = np.sqrt(w_k)
@@ -214,10 +214,14 @@ def established_state(
             moving = moving[moved]
             if not moving.size:
                 break
-            fixed = [a[moved] for a in fixed]
-            tgf_keep = tgf_keep if np.ndim(tgf_keep) == 0 else tgf_keep[moved]
+            fixed = [a if np.ndim(a) == 0 else a[moved] for a in fixed]
     w, z, m = (a.reshape(shape) for a in (w, z, m))
     return LesionState(*(np.asarray(a, dtype=STATE_DTYPE) for a in (w, np.log(burden), z, m)))
+
+
+def _applies(keep: float | np.ndarray) -> bool:
+    """Whether a kept share must be multiplied in: any array (per lesion; x 1.0 is exact), or a scalar other than 1."""
+    return np.ndim(keep) > 0 or keep != 1.0
 
 
 def pthrp_induction(resorbed: np.ndarray, tgf_beta_keep: float | np.ndarray, params: Parameters) -> np.ndarray:
@@ -230,7 +234,7 @@ def pthrp_induction(resorbed: np.ndarray, tgf_beta_keep: float | np.ndarray, par
     """
     above = np.maximum(resorbed - 1.0, 0.0)
     excess = above * params.calcium_pthrp_gain
-    if np.any(tgf_beta_keep != 1.0):
+    if _applies(tgf_beta_keep):
         above = np.maximum(resorbed * tgf_beta_keep - 1.0, 0.0)
     excess += params.tgf_beta_pthrp_gain * above
     return 1.0 + params.cycle_pthrp_max * excess / (1.0 + excess)
@@ -365,7 +369,7 @@ def _tumour_terms(
     half = burden + params.tumour_signal_half_burden
     np.divide(burden, half, out=half)
     pthrp = traits.pthrp * half
-    if np.any(pthrp_keep != 1.0):
+    if _applies(pthrp_keep):
         pthrp *= pthrp_keep
     blastic = traits.osteoblast_drive * half
     blastic *= params.osteoblast_rankl_blastic * drive_keep
@@ -390,7 +394,7 @@ def _recruitment_factor(pthrp: np.ndarray, blastic: np.ndarray, il6_keep: float,
 
 def _growth_gain(tgf_beta: np.ndarray, tgf_beta_keep: float, params: Parameters) -> np.ndarray:
     """Gompertz rate multiplier ``G = 1 + min(a (TGF keep - 1)^+, G_max)`` (new array)."""
-    gain = tgf_beta * tgf_beta_keep if np.any(tgf_beta_keep != 1.0) else tgf_beta.copy()
+    gain = tgf_beta * tgf_beta_keep if _applies(tgf_beta_keep) else tgf_beta.copy()
     gain -= 1.0
     np.maximum(gain, 0.0, out=gain)
     gain *= params.tgf_beta_growth_gain

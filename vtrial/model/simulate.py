@@ -72,6 +72,8 @@ class _Rows:
 
     def keep(self, rows: np.ndarray) -> None:
         """Keep the given rows (boolean mask or sorted indices), in their order."""
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)  # once, not per array
         for a in self._arrays.values():
             kept = a[..., : self.size][..., rows]
             a[..., : kept.shape[-1]] = kept
