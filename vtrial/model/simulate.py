@@ -184,6 +184,9 @@ def simulate(
     recovery = _renal_recovery_days(streams, cb.patient_id, params) if getattr(
         arm, "withhold_on_renal_toxicity", False) else None
     end_day = stop.copy()
+    # castration resistance needs castration-sensitive disease under hormonal therapy; a patient never becomes
+    # sensitive again, so without one at entry the resistant clone and its hazard cannot matter
+    staged = background is not None and bool((p.sensitive & p.hormonal).any())
     died = np.zeros(n, bool)
     log: list[tuple[np.ndarray, ...]] = []
     visits: list[tuple[np.ndarray, ...]] = []
@@ -206,9 +209,10 @@ def simulate(
             _prophylactic_radiotherapy(p, L, start, log, local, params)
         state = LesionState(L.w, L.y, L.z, L.m)
         kill = inputs.kill
-        if background is not None:
+        if staged:
             kill_resistant = systemic.kill(np.zeros(p.size, bool), p.kill_sensitive, p.kill_resistant, p.course_kill,
                                            background.course_days, start, end)
+        if background is not None:
             kill_now = systemic.kill(p.sensitive, p.kill_sensitive, p.kill_resistant, p.course_kill,
                                      background.course_days, start, end)
             kill = kill + kill_now
@@ -263,7 +267,7 @@ def simulate(
         if doses is not None:
             impulse[_RENAL] = params.renal_infusion_hazard * doses.relative_auc * p.kidney
             impulse[_APR] = doses.acute_phase
-        if background is not None:
+        if staged:
             _stage_events(p, kill_resistant, start, days, log, params)
         _marrow_events(p, inputs.marrow_dose_rate, background is not None, start, days, log, params)
         p_remaining = p.remaining
