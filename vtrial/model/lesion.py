@@ -187,35 +187,23 @@ def established_state(
     untreated (entry lesions), the current step's for a new lesion that appears on a drug.
     """
     burden = np.clip(np.asarray(burden, dtype=float), BURDEN_FLOOR, BURDEN_CEIL)
-    shape = np.broadcast_shapes(burden.shape, np.shape(traits.pthrp), np.shape(recruitment_sq),
-                                np.shape(pthrp_keep), np.shape(tgf_beta_keep))
-    # the terms that do not depend on M, per lesion (flat); the loop runs on the lesions still moving
+    # the terms that do not depend on M, computed once
     drive_keep = cells.osteoblast_drive_keep
     half, pthrp, blastic = _tumour_terms(burden, traits, pthrp_keep, params, drive_keep)
     drive = (1.0 + traits.osteoblast_drive * drive_keep * half) * cells.osteoblast_production
     suppression = 1.0 + traits.osteoblast_suppression * half
-    fixed = [a if np.ndim(a) == 0 else np.broadcast_to(a, shape).ravel()
-             for a in (pthrp, blastic, recruitment_sq, drive, suppression, tgf_beta_keep)]
-    m, w, z = np.ones(math.prod(shape)), np.empty(math.prod(shape)), np.empty(math.prod(shape))
-    moving = np.arange(m.size)
+    m = np.ones(np.broadcast_shapes(burden.shape, np.shape(traits.pthrp)))
     for _ in range(ESTABLISHED_ITERATIONS):
-        base, blast, r2, drv, supp, tgf_keep = fixed
-        x2 = np.square(_recruitment_factor(base * m[moving], blast, cells.il6_keep, params)) * r2
-        w_k = x2 * drv / supp
-        v = np.sqrt(w_k)
+        x2 = np.square(_recruitment_factor(pthrp * m, blastic, cells.il6_keep, params)) * recruitment_sq
+        w = x2 * drive / suppression
+        v = np.sqrt(w)
         u = x2 / v
-        z_k = v**0.375 / np.sqrt(u)
-        m_k = pthrp_induction(u * z_k, tgf_keep, params)
-        w[moving], z[moving] = w_k, z_k
-        # a lesion whose M did not change is at the fixed point in float64: further iterations repeat it exactly
-        moved = m_k != m[moving]
-        m[moving] = m_k
-        if not moved.all():
-            moving = moving[moved]
-            if not moving.size:
-                break
-            fixed = [a if np.ndim(a) == 0 else a[moved] for a in fixed]
-    w, z, m = (a.reshape(shape) for a in (w, z, m))
+        z = v**0.375 / np.sqrt(u)
+        m_next = pthrp_induction(u * z, tgf_beta_keep, params)
+        # once no M changes, every lesion is at a fixed point in float64: further iterations repeat it exactly
+        if np.array_equal(m_next, m):
+            break
+        m = m_next
     return LesionState(*(np.asarray(a, dtype=STATE_DTYPE) for a in (w, np.log(burden), z, m)))
 
 
