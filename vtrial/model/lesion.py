@@ -201,7 +201,7 @@ def established_state(
         z = v**0.375 / np.sqrt(u)
         m_next = pthrp_induction(u * z, tgf_beta_keep, params)
         # once no M changes, every lesion is at a fixed point in float64: further iterations repeat it exactly
-        if np.array_equal(m_next, m):
+        if m_next.shape == m.shape and (m_next == m).all():
             break
         m = m_next
     return LesionState(*(np.asarray(a, dtype=STATE_DTYPE) for a in (w, np.log(burden), z, m)))
@@ -220,12 +220,20 @@ def pthrp_induction(resorbed: np.ndarray, tgf_beta_keep: float | np.ndarray, par
     receptor) released by resorption above healthy bone raise the tumour's PTHrP secretion,
     saturating at ``1 + M_max``. Healthy or suppressed resorption (``u Z <= 1``): 1.
     """
-    above = np.maximum(resorbed - 1.0, 0.0)
+    above = resorbed - 1.0
+    np.maximum(above, 0.0, out=above)
     excess = above * params.calcium_pthrp_gain
     if _applies(tgf_beta_keep):
-        above = np.maximum(resorbed * tgf_beta_keep - 1.0, 0.0)
-    excess += params.tgf_beta_pthrp_gain * above
-    return 1.0 + params.cycle_pthrp_max * excess / (1.0 + excess)
+        above = resorbed * tgf_beta_keep
+        above -= 1.0
+        np.maximum(above, 0.0, out=above)
+    above *= params.tgf_beta_pthrp_gain
+    excess += above
+    saturation = excess + 1.0
+    excess *= params.cycle_pthrp_max
+    excess /= saturation
+    excess += 1.0
+    return excess
 
 
 @dataclass
