@@ -158,6 +158,9 @@ def simulate(
     )
     calcium_noise = streams.draws("calcium", cb.patient_id)
     n_entry = np.maximum(mask.sum(axis=1), 1)
+    mean_phi = (cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry
+    biology = (cb.biology["pthrp_secretion"], cb.biology["osteoblastic_drive"])
+    seed = dict(seed_state=_untreated_seed_state(mean_phi, *biology, growth, params)) if exposure.untreated else {}
     background = systemic.background(cb, arm, params)  # None for a version-1 protocol
     stage = {} if background is None else _background_arrays(background, cb, streams)
     bone, bone_draws = _skeleton_arrays(cb, streams, stage.pop("fracture_thresholds", None),
@@ -172,9 +175,8 @@ def simulate(
         calcium_gains=mk.calcium_gains(cb.creatinine_clearance_ml_min, cb.vitamin_d_deficient,
                                        bool(arm.calcium_vitamin_d), params),
         calcium_low=np.zeros(n, bool),
-        mean_phi=(cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry,
-        pthrp_secretion=cb.biology["pthrp_secretion"], drive_mult=cb.biology["osteoblastic_drive"], growth=growth,
-        **stage, **bone, marrow_remaining=_marrow_thresholds(streams, cb.patient_id, exposure, background),
+        mean_phi=mean_phi, pthrp_secretion=biology[0], drive_mult=biology[1], growth=growth,
+        **stage, **bone, **seed, marrow_remaining=_marrow_thresholds(streams, cb.patient_id, exposure, background),
     ))
     lesions = _Rows(_new_lesions(
         p, owner, slot, site, cb.lesion_blastic_fraction[mask], cb.lesion_burden[mask], thresholds, local, params))
@@ -608,12 +610,16 @@ def _new_lesions(
     (entry lesions). A lesion's Gompertz rate is its patient's times the lesion slot's own
     log-normal factor (``p.lesion_growth``, :func:`_heterogeneity`); its local-event weights carry
     the patient's skeletal frailty. Without prophylactic fixation in the arm, the lesion's fixation
-    hazard is zero.
+    hazard is zero. New lesions (``inputs`` given) carry ``new_lesion_burden``; in an arm without
+    an administration their state is their patient's, computed once (:func:`_untreated_seed_state`).
     """
     growth = p.growth[owner] * p.lesion_growth[slot, owner]
     traits = lesion_traits(phi, p.pthrp_secretion[owner], p.drive_mult[owner], growth, params)
+    untreated = getattr(p, "seed_state", None)
     if inputs is None:
         state = established_state(burden, traits, params)
+    elif untreated is not None:
+        state = LesionState(*untreated[:, owner])
     else:
         state = established_state(burden, traits, params, inputs.recruitment_sq[owner],
                                   _per_lesion(inputs.pthrp_keep, owner), inputs.cells,
@@ -629,6 +635,20 @@ def _new_lesions(
         weights=weights, remaining=thresholds.lesion[p.index[owner], slot, :, 0].T.copy(),
         count=np.zeros((4, owner.size), np.int8), prophylaxed=np.zeros(owner.size, bool),
     )
+
+
+def _untreated_seed_state(mean_phi: np.ndarray, pthrp_secretion: np.ndarray, drive_mult: np.ndarray,
+                          growth: np.ndarray, params: Parameters) -> np.ndarray:
+    """State ``[w, y, z, m]`` (``[4, n]``) of a new lesion of each patient, seeded in bone no drug acts on.
+
+    Without an administration every step's drug inputs are exactly those of no drug (1), and
+    :func:`~vtrial.model.lesion.established_state` works lesion by lesion, so a new lesion's state
+    depends on its patient only (its phenotype is the patient's mean): the same numbers once per
+    block instead of once per step with a new lesion.
+    """
+    traits = lesion_traits(mean_phi, pthrp_secretion, drive_mult, growth, params)
+    state = established_state(np.full(mean_phi.shape, params.new_lesion_burden), traits, params)
+    return np.stack([state.w, state.y, state.z, state.m])
 
 
 def _prophylactic_radiotherapy(p: _Rows, lesions: _Rows, day: int, log, local: LocalTherapy, params) -> None:
