@@ -68,8 +68,8 @@ BURDEN_CEIL = 1.0 - 1e-6
 #: the error in ``Z`` and ``T`` at 5 years below 1e-4 even at 28 days (against Radau, rtol 1e-8);
 #: a week keeps hazards and the effects of events (radiotherapy, fixation) close to their day.
 STEP_DAYS = 7
-#: Fixed-point iterations of the PTHrP loop of an established lesion (converged to < 1e-6 at the
-#: ranges' ends: the induction saturates, so the loop is a contraction).
+#: Most fixed-point iterations of the PTHrP loop of an established lesion (converged to < 1e-6 at the
+#: ranges' ends: the induction saturates, so the loop is a contraction; it stops earlier once M stalls).
 ESTABLISHED_ITERATIONS = 40
 #: Lesion states and traits are float32: their relative rounding (~1e-7 per step) is far below
 #: the scheme's error, and float32 exponentials run ~3x faster than float64 ones.
@@ -181,7 +181,9 @@ def established_state(
     bone is lost, blastic ones once sclerotic. So a lesion starts from the quasi-steady state of
     its signals at the entry burden: ``X**2 = r2 ((1 + a_P P)(1 + c_P P) R_B)**2``,
     ``w = X**2 A / D``, ``u = X**2 / v``, ``Z = v**(3/8) / u**(1/2)`` and ``M = M*(u Z)``, the
-    loop through ``P = p_l H M`` solved by fixed-point iteration (a contraction: ``M*`` saturates).
+    loop through ``P = p_l H M`` solved by fixed-point iteration from ``M = 1`` (a contraction: ``M*``
+    saturates), stopped once no lesion's ``M`` changes in float64 (the iterates would repeat exactly)
+    or after ``ESTABLISHED_ITERATIONS``.
     The drug inputs (``r2`` the mean squared recruitment, the PTHrP and TGF-beta kept, the
     osteoblast and IL-6 inputs of ``cells``) are those of the bone the lesion lands in: none
     untreated (entry lesions), the current step's for a new lesion that appears on a drug.

@@ -585,7 +585,8 @@ def _check_invariants(cb: CohortBlock, p: _Rows, lesions: _Rows, rate: np.ndarra
                       and rate.min() >= 0 and rate.max() < np.inf):
         return  # reductions propagate NaN, which fails every comparison
     ok = (
-        np.isfinite(w) & (w > 0) & np.isfinite(z) & (z >= 0) & ~np.isnan(y) & (y <= 0) & np.isfinite(rate).all(axis=0) & (rate >= 0).all(axis=0)
+        np.isfinite(w) & (w > 0) & np.isfinite(z) & (z >= 0) & ~np.isnan(y) & (y <= 0)
+        & np.isfinite(rate).all(axis=0) & (rate >= 0).all(axis=0)
     )
     j = int(np.flatnonzero(~ok)[0])
     i = int(p.index[lesions.owner[j]])
@@ -610,8 +611,8 @@ def _new_lesions(
     (entry lesions). A lesion's Gompertz rate is its patient's times the lesion slot's own
     log-normal factor (``p.lesion_growth``, :func:`_heterogeneity`); its local-event weights carry
     the patient's skeletal frailty. Without prophylactic fixation in the arm, the lesion's fixation
-    hazard is zero. New lesions (``inputs`` given) carry ``new_lesion_burden``; in an arm without
-    an administration their state is their patient's, computed once (:func:`_untreated_seed_state`).
+    hazard is zero. New lesions (``inputs`` given) carry ``new_lesion_burden``; in an arm without a
+    dosed agent (placebo) their state is their patient's, computed once (:func:`_untreated_seed_state`).
     """
     growth = p.growth[owner] * p.lesion_growth[slot, owner]
     traits = lesion_traits(phi, p.pthrp_secretion[owner], p.drive_mult[owner], growth, params)
@@ -641,7 +642,8 @@ def _untreated_seed_state(mean_phi: np.ndarray, pthrp_secretion: np.ndarray, dri
                           growth: np.ndarray, params: Parameters) -> np.ndarray:
     """State ``[w, y, z, m]`` (``[4, n]``) of a new lesion of each patient, seeded in bone no drug acts on.
 
-    Without an administration every step's drug inputs are exactly those of no drug (1), and
+    Without a dosed agent (:attr:`Exposure.untreated`) every step's drug inputs are exactly those of
+    no drug (1), and
     :func:`~vtrial.model.lesion.established_state` works lesion by lesion, so a new lesion's state
     depends on its patient only (its phenotype is the patient's mean): the same numbers once per
     block instead of once per step with a new lesion.
