@@ -59,3 +59,11 @@ def test_each_benchmark_returns_rows(tmp_path):
     text = report.read_text()
     assert text.startswith("# Performance\n\nintro\n\n") and text.endswith("\n\nnotes\n") and "old" not in text
     assert text.count("| ") > len(rows) and "cores" in text and "numpy" in text
+
+
+def test_block_summary_is_the_min_and_median_of_wall_and_cpu():
+    from benchmarks.block import summary
+
+    # wall 3, 2, 5 -> min 2, median 3; cpu 1, 2, 1.5 -> min 1, median 1.5
+    assert summary([(3.0, 1.0), (2.0, 2.0), (5.0, 1.5)]) == (
+        "wall 2.00 s (median 3.00), cpu 1.00 s (median 1.50), 3 runs")

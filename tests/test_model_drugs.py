@@ -100,3 +100,20 @@ def test_custom_agent_exposure_decays_with_its_half_life():
         assert inputs.cells.osteoblast_production == pytest.approx(1.0 + PARAMS.osteoblast_stimulation_max * 0.4 * e,
                                                                    rel=1e-12)
     assert d0.suppression[0] == pytest.approx(0.5 * 2 ** (-0.5 / 14))
+
+
+def test_pool_kernel_is_the_superposed_release_of_the_doses_before_each_day():
+    """Each dose adds ``2**(-t/half-life)`` after it, and the sum is that of a ``[doses, grid]`` array, bit for bit."""
+    from vtrial.model.agents.pk import pool_kernel
+
+    grid = np.arange(-30, 1830) + 0.5
+    doses = np.arange(-28.0, 1830.0, 28.0)
+    kernel = pool_kernel(doses, 300.0, grid)
+    # hand values: before the first dose (day -28) nothing; half a day after it 2**(-0.5/300); on day 0.5 the
+    # doses of days -28 and 0
+    assert kernel[0] == kernel[1] == 0.0 and kernel[2] == pytest.approx(2 ** (-0.5 / 300.0), rel=1e-15)
+    assert kernel[30] == pytest.approx(2 ** (-28.5 / 300.0) + 2 ** (-0.5 / 300.0), rel=1e-15)
+    for given, tail in ((doses, grid), (doses[[0, 2, 3, 9, 40]], grid[400:]), (doses[:0], grid)):
+        since = tail[None, :] - given[:, None]
+        matrix = np.sum(np.where(since > 0, np.exp(-np.log(2.0) / 300.0 * np.maximum(since, 0.0)), 0.0), axis=0)
+        assert np.array_equal(pool_kernel(given, 300.0, tail), matrix)

@@ -209,3 +209,45 @@ def test_blastic_lesion_resorbs_above_healthy_bone():
     params = Parameters({"osteoblast_rankl_blastic": 0.0})
     plain = established_state(np.array([0.1]), traits, params)
     assert turnover(plain, traits, one, 1.0, params)[0][0] / plain.z[0] < 0.8
+
+
+def _plain_fixed_point(burden, traits, params, recruitment_sq, pthrp_keep, cells, tgf_beta_keep):
+    """Reference: ``ESTABLISHED_ITERATIONS`` plain fixed-point iterations from ``M = 1`` (the earlier implementation)."""
+    from vtrial.model.lesion import ESTABLISHED_ITERATIONS, STATE_DTYPE, _signals
+
+    burden = np.clip(np.asarray(burden, dtype=float), 1e-6, 1.0 - 1e-6)
+    m = np.ones(np.broadcast_shapes(burden.shape, np.shape(traits.pthrp)))
+    for _ in range(ESTABLISHED_ITERATIONS):
+        half, _, factor = _signals(burden, traits, pthrp_keep, params, cells.il6_keep, feedback=m,
+                                   drive_keep=cells.osteoblast_drive_keep)
+        x2 = np.square(factor) * recruitment_sq
+        drive = (1.0 + traits.osteoblast_drive * cells.osteoblast_drive_keep * half) * cells.osteoblast_production
+        w = x2 * drive / (1.0 + traits.osteoblast_suppression * half)
+        v = np.sqrt(w)
+        z = v**0.375 / np.sqrt(x2 / v)
+        m = pthrp_induction(x2 / v * z, tgf_beta_keep, params)
+    return [np.asarray(a, dtype=STATE_DTYPE) for a in (w, z, m)]
+
+
+@pytest.mark.parametrize("drug", ["untreated", "per_lesion", "cells"])
+def test_established_state_stops_iterating_only_at_the_float64_fixed_point(drug):
+    """Stopping once no ``M`` moves gives exactly the 40 plain iterations (a stalled iterate repeats itself)."""
+    from vtrial.model.lesion import CellInputs
+
+    rng = np.random.default_rng(5)
+    n = 400
+    phi = rng.uniform(0.0, 1.0, n)
+    traits = lesion_traits(phi, rng.lognormal(0.0, 0.5, n), rng.lognormal(0.0, 0.5, n),
+                           gompertz_rate(np.full(n, 90.0), PARAMS), PARAMS)
+    burden = rng.uniform(0.0, 1.0, n)
+    inputs = {
+        "untreated": (1.0, 1.0, CellInputs(), 1.0),
+        "per_lesion": (rng.uniform(0.01, 1.5, n), rng.uniform(0.5, 1.0, n).astype(np.float32), CellInputs(),
+                       rng.uniform(0.5, 1.0, n).astype(np.float32)),
+        "cells": (0.04, 0.7, CellInputs(0.6, 1.3, 0.8), 0.9),
+    }[drug]
+    state = established_state(burden, traits, PARAMS, inputs[0], inputs[1], inputs[2], inputs[3])
+    w, z, m = _plain_fixed_point(burden, traits, PARAMS, *inputs)
+    for got, want in ((state.w, w), (state.z, z), (state.m, m)):
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert (state.m > 1.0).any()  # the induction is active: the loop is exercised

@@ -119,3 +119,30 @@ def test_a_state_outside_its_valid_range_fails_loudly_naming_the_patient():
         warnings.simplefilter("ignore", RuntimeWarning)  # the overflow itself is what is being provoked
         with pytest.raises(ModelInvariantError, match=r"patient 7 \(breast.*pthrp_secretion x1e\+38"):
             simulate(broken, arm("none"), 365.0, Streams(1))
+
+
+def test_placebo_new_lesions_take_their_patients_state_computed_once(monkeypatch):
+    """Without a dosed agent a new lesion's state is its patient's, computed once per block: the same tables
+    as the state computed step by step from the step's (neutral) inputs."""
+    import sys
+
+    from vtrial.model.drugs import Exposure
+
+    cb = reference_cohort(400, "breast", seed=4)
+    cached = simulate(cb, PLACEBO, HORIZON, Streams(6))
+    assert (cached[1]["type"] == "new_lesion").sum() > 50  # the shortcut is exercised
+    module = sys.modules["vtrial.model.simulate"]
+    assert not Exposure.of_arm(ZOLEDRONIC, cb.creatinine_clearance_ml_min, 28, module.Parameters()).untreated
+    of_arm = Exposure.of_arm
+
+    def stepwise(*args, **kwargs):
+        exposure = of_arm(*args, **kwargs)
+        assert exposure.untreated  # placebo
+        exposure.untreated = False
+        return exposure
+
+    monkeypatch.setattr(module.Exposure, "of_arm", stepwise)
+    for got, want in zip(simulate(cb, PLACEBO, HORIZON, Streams(6)), cached):
+        assert got.keys() == want.keys()
+        for column in want:
+            np.testing.assert_array_equal(got[column], want[column])

@@ -208,6 +208,8 @@ class Exposure:
         self.n_days = n_days
         self._grid = np.arange(-self.history_days, n_days) + 0.5
         self._administrations = list(administrations)
+        #: no administration gives a drug (placebo): every step's inputs are exactly those of no drug (means of 1)
+        self.untreated = not any(a.agent.dosed for a in self._administrations)
         self._crcl, self._params = creatinine_clearance_ml_min, params
         courses = self._courses(self._administrations)
         self._arm_courses = courses

@@ -69,8 +69,8 @@ BURDEN_CEIL = 1.0 - 1e-6
 #: the error in ``Z`` and ``T`` at 5 years below 1e-4 even at 28 days (against Radau, rtol 1e-8);
 #: a week keeps hazards and the effects of events (radiotherapy, fixation) close to their day.
 STEP_DAYS = 7
-#: Fixed-point iterations of the PTHrP loop of an established lesion (converged to < 1e-6 at the
-#: ranges' ends: the induction saturates, so the loop is a contraction).
+#: Most fixed-point iterations of the PTHrP loop of an established lesion (converged to < 1e-6 at the
+#: ranges' ends: the induction saturates, so the loop is a contraction; it stops earlier once M stalls).
 ESTABLISHED_ITERATIONS = 40
 #: Lesion states and traits are float32: their relative rounding (~1e-7 per step) is far below
 #: the scheme's error, and float32 exponentials run ~3x faster than float64 ones.
@@ -186,23 +186,37 @@ def established_state(
     bone is lost, blastic ones once sclerotic. So a lesion starts from the quasi-steady state of
     its signals at the entry burden: ``X**2 = r2 ((1 + a_P P)(1 + c_P P) R_B)**2``,
     ``w = X**2 A / D``, ``u = X**2 / v``, ``Z = v**(3/8) / u**(1/2)`` and ``M = M*(u Z)``, the
-    loop through ``P = p_l H M`` solved by fixed-point iteration (a contraction: ``M*`` saturates).
+    loop through ``P = p_l H M`` solved by fixed-point iteration from ``M = 1`` (a contraction: ``M*``
+    saturates), stopped once no lesion's ``M`` changes in float64 (the iterates would repeat exactly)
+    or after ``ESTABLISHED_ITERATIONS``.
     The drug inputs (``r2`` the mean squared recruitment, the PTHrP and TGF-beta kept, the
     osteoblast and IL-6 inputs of ``cells``) are those of the bone the lesion lands in: none
     untreated (entry lesions), the current step's for a new lesion that appears on a drug.
     """
     burden = np.clip(np.asarray(burden, dtype=float), BURDEN_FLOOR, BURDEN_CEIL)
+    # the terms that do not depend on M, computed once
+    drive_keep = cells.osteoblast_drive_keep
+    half, pthrp, blastic = _tumour_terms(burden, traits, pthrp_keep, params, drive_keep)
+    drive = (1.0 + traits.osteoblast_drive * drive_keep * half) * cells.osteoblast_production
+    suppression = 1.0 + traits.osteoblast_suppression * half
     m = np.ones(np.broadcast_shapes(burden.shape, np.shape(traits.pthrp)))
     for _ in range(ESTABLISHED_ITERATIONS):
-        half, _, factor = _signals(burden, traits, pthrp_keep, params, cells.il6_keep, feedback=m,
-                                   drive_keep=cells.osteoblast_drive_keep)
-        x2 = np.square(factor) * recruitment_sq
-        drive = (1.0 + traits.osteoblast_drive * cells.osteoblast_drive_keep * half) * cells.osteoblast_production
-        w = x2 * drive / (1.0 + traits.osteoblast_suppression * half)
+        x2 = np.square(_recruitment_factor(pthrp * m, blastic, cells.il6_keep, params)) * recruitment_sq
+        w = x2 * drive / suppression
         v = np.sqrt(w)
-        z = v**0.375 / np.sqrt(x2 / v)
-        m = pthrp_induction(x2 / v * z, tgf_beta_keep, params)
+        u = x2 / v
+        z = v**0.375 / np.sqrt(u)
+        m_next = pthrp_induction(u * z, tgf_beta_keep, params)
+        # once no M changes, every lesion is at a fixed point in float64: further iterations repeat it exactly
+        if m_next.shape == m.shape and (m_next == m).all():
+            break
+        m = m_next
     return LesionState(*(np.asarray(a, dtype=STATE_DTYPE) for a in (w, np.log(burden), z, m)))
+
+
+def _applies(keep: float | np.ndarray) -> bool:
+    """Whether a kept share must be multiplied in: any array (per lesion; x 1.0 is exact), or a scalar other than 1."""
+    return np.ndim(keep) > 0 or keep != 1.0
 
 
 def pthrp_induction(resorbed: np.ndarray, tgf_beta_keep: float | np.ndarray, params: Parameters) -> np.ndarray:
@@ -213,11 +227,20 @@ def pthrp_induction(resorbed: np.ndarray, tgf_beta_keep: float | np.ndarray, par
     receptor) released by resorption above healthy bone raise the tumour's PTHrP secretion,
     saturating at ``1 + M_max``. Healthy or suppressed resorption (``u Z <= 1``): 1.
     """
-    excess = np.maximum(resorbed - 1.0, 0.0)
-    excess *= params.calcium_pthrp_gain
-    tgf = resorbed * tgf_beta_keep if np.any(tgf_beta_keep != 1.0) else resorbed
-    excess += params.tgf_beta_pthrp_gain * np.maximum(tgf - 1.0, 0.0)
-    return 1.0 + params.cycle_pthrp_max * excess / (1.0 + excess)
+    above = resorbed - 1.0
+    np.maximum(above, 0.0, out=above)
+    excess = above * params.calcium_pthrp_gain
+    if _applies(tgf_beta_keep):
+        above = resorbed * tgf_beta_keep
+        above -= 1.0
+        np.maximum(above, 0.0, out=above)
+    above *= params.tgf_beta_pthrp_gain
+    excess += above
+    saturation = excess + 1.0
+    excess *= params.cycle_pthrp_max
+    excess /= saturation
+    excess += 1.0
+    return excess
 
 
 @dataclass
@@ -337,13 +360,29 @@ def _signals(
     tumour-driven excess. ``R_B = 1 + b_R a_B phi H k_D`` is the RANKL of the osteoblasts the
     blastic drive makes (``k_D`` = ``drive_keep``).
     """
+    half, pthrp, blastic = _tumour_terms(burden, traits, pthrp_keep, params, drive_keep)
+    if feedback is not None:
+        pthrp *= feedback
+    return half, pthrp, _recruitment_factor(pthrp, blastic, il6_keep, params)
+
+
+def _tumour_terms(
+    burden: np.ndarray, traits: LesionTraits, pthrp_keep: float | np.ndarray, params: Parameters, drive_keep: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The parts of :func:`_signals` without the induction ``M``: ``H``, ``p_l H k_P`` and ``R_B`` (new arrays)."""
     half = burden + params.tumour_signal_half_burden
     np.divide(burden, half, out=half)
     pthrp = traits.pthrp * half
-    if np.any(pthrp_keep != 1.0):
+    if _applies(pthrp_keep):
         pthrp *= pthrp_keep
-    if feedback is not None:
-        pthrp *= feedback
+    blastic = traits.osteoblast_drive * half
+    blastic *= params.osteoblast_rankl_blastic * drive_keep
+    blastic += 1.0
+    return half, pthrp, blastic
+
+
+def _recruitment_factor(pthrp: np.ndarray, blastic: np.ndarray, il6_keep: float, params: Parameters) -> np.ndarray:
+    """The tumour's recruitment factor ``rho R_B`` of :func:`_signals` from ``P`` and ``R_B`` (new array)."""
     factor = params.rankl_per_pthrp * pthrp
     factor += 1.0
     opg = params.opg_per_pthrp * pthrp
@@ -353,16 +392,13 @@ def _signals(
         factor -= 1.0
         factor *= 1.0 - params.il6_recruitment_share * (1.0 - il6_keep)
         factor += 1.0
-    blastic = traits.osteoblast_drive * half
-    blastic *= params.osteoblast_rankl_blastic * drive_keep
-    blastic += 1.0
     factor *= blastic
-    return half, pthrp, factor
+    return factor
 
 
 def _growth_gain(tgf_beta: np.ndarray, tgf_beta_keep: float | np.ndarray, params: Parameters) -> np.ndarray:
     """Gompertz rate multiplier ``G = 1 + min(a (TGF keep - 1)^+, G_max)`` (new array)."""
-    gain = tgf_beta * tgf_beta_keep if np.any(tgf_beta_keep != 1.0) else tgf_beta.copy()
+    gain = tgf_beta * tgf_beta_keep if _applies(tgf_beta_keep) else tgf_beta.copy()
     gain -= 1.0
     np.maximum(gain, 0.0, out=gain)
     gain *= params.tgf_beta_growth_gain

@@ -56,26 +56,29 @@ _MARROW_TYPE = np.array([_TYPE_CODE["neutropenia"], _TYPE_CODE["thrombocytopenia
 class _Rows:
     """Working arrays whose last axis is a set of rows (patients or lesions), with spare capacity.
 
-    Attribute access returns the used part (a view); :meth:`keep` compacts in place and
+    Each array is an attribute holding the used part (a view, refreshed whenever the rows change,
+    so that reading it is a plain attribute lookup); :meth:`keep` compacts in place and
     :meth:`append` adds rows, growing the capacity geometrically.
     """
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         self._arrays = {name: np.array(a) for name, a in arrays.items()}  # own copies: compacted in place
         self.size = next(iter(arrays.values())).shape[-1]
+        self._views()
 
-    def __getattr__(self, name: str) -> np.ndarray:
-        try:
-            return self.__dict__["_arrays"][name][..., : self.__dict__["size"]]
-        except KeyError:
-            raise AttributeError(name) from None
+    def _views(self) -> None:
+        for name, a in self._arrays.items():
+            setattr(self, name, a[..., : self.size])
 
     def keep(self, rows: np.ndarray) -> None:
         """Keep the given rows (boolean mask or sorted indices), in their order."""
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)  # once, not per array
         for a in self._arrays.values():
             kept = a[..., : self.size][..., rows]
             a[..., : kept.shape[-1]] = kept
         self.size = kept.shape[-1]
+        self._views()
 
     def append(self, values: dict[str, np.ndarray]) -> None:
         """Add rows after the last one (``values`` has every array's name)."""
@@ -89,6 +92,7 @@ class _Rows:
         for name, a in self._arrays.items():
             a[..., self.size : self.size + extra] = values[name]
         self.size += extra
+        self._views()
 
 
 def simulate(
@@ -155,6 +159,9 @@ def simulate(
     )
     calcium_noise = streams.draws("calcium", cb.patient_id)
     n_entry = np.maximum(mask.sum(axis=1), 1)
+    mean_phi = (cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry
+    biology = (cb.biology["pthrp_secretion"], cb.biology["osteoblastic_drive"])
+    seed = dict(seed_state=_untreated_seed_state(mean_phi, *biology, growth, params)) if exposure.untreated else {}
     background = systemic.background(cb, arm, params)  # None for a version-1 protocol
     stage = {} if background is None else _background_arrays(background, cb, streams)
     bone, bone_draws = _skeleton_arrays(cb, streams, stage.pop("fracture_thresholds", None),
@@ -169,9 +176,8 @@ def simulate(
         calcium_gains=mk.calcium_gains(cb.creatinine_clearance_ml_min, cb.vitamin_d_deficient,
                                        bool(arm.calcium_vitamin_d), params),
         calcium_low=np.zeros(n, bool),
-        mean_phi=(cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry,
-        pthrp_secretion=cb.biology["pthrp_secretion"], drive_mult=cb.biology["osteoblastic_drive"], growth=growth,
-        **stage, **bone, marrow_remaining=_marrow_thresholds(streams, cb.patient_id, exposure, background),
+        mean_phi=mean_phi, pthrp_secretion=biology[0], drive_mult=biology[1], growth=growth,
+        **stage, **bone, **seed, marrow_remaining=_marrow_thresholds(streams, cb.patient_id, exposure, background),
     ))
     lesions = _Rows(_new_lesions(
         p, owner, slot, site, cb.lesion_blastic_fraction[mask], cb.lesion_burden[mask], thresholds, local, params))
@@ -181,6 +187,9 @@ def simulate(
     recovery = _renal_recovery_days(streams, cb.patient_id, params) if getattr(
         arm, "withhold_on_renal_toxicity", False) else None
     end_day = stop.copy()
+    # castration resistance needs castration-sensitive disease under hormonal therapy; a patient never becomes
+    # sensitive again, so without one at entry the resistant clone and its hazard cannot matter
+    staged = background is not None and bool((p.sensitive & p.hormonal).any())
     died = np.zeros(n, bool)
     log: list[tuple[np.ndarray, ...]] = []
     visits: list[tuple[np.ndarray, ...]] = []
@@ -203,9 +212,10 @@ def simulate(
             _prophylactic_radiotherapy(p, L, start, log, local, params)
         state = LesionState(L.w, L.y, L.z, L.m)
         kill = inputs.kill
-        if background is not None:
+        if staged:
             kill_resistant = systemic.kill(np.zeros(p.size, bool), p.kill_sensitive, p.kill_resistant, p.course_kill,
                                            background.course_days, start, end)
+        if background is not None:
             kill_now = systemic.kill(p.sensitive, p.kill_sensitive, p.kill_resistant, p.course_kill,
                                      background.course_days, start, end)
             kill = kill + kill_now
@@ -260,7 +270,7 @@ def simulate(
         if doses is not None:
             impulse[_RENAL] = params.renal_infusion_hazard * doses.relative_auc * p.kidney
             impulse[_APR] = doses.acute_phase
-        if background is not None:
+        if staged:
             _stage_events(p, kill_resistant, start, days, log, params)
         _marrow_events(p, inputs.marrow_dose_rate, background is not None, start, days, log, params)
         p_remaining = p.remaining
@@ -572,12 +582,14 @@ def _check_invariants(cb: CohortBlock, p: _Rows, lesions: _Rows, rate: np.ndarra
     Valid: osteoblast activity (as w) positive and finite, bone mass finite and non-negative,
     log tumour burden not NaN and at most 0 (burden <= capacity), hazards finite and >= 0.
     """
+    w, z, y = lesions.w, lesions.z, lesions.y
+    if not w.size or (w.min() > 0 and w.max() < np.inf and z.min() >= 0 and z.max() < np.inf and y.max() <= 0
+                      and rate.min() >= 0 and rate.max() < np.inf):
+        return  # reductions propagate NaN, which fails every comparison
     ok = (
-        np.isfinite(lesions.w) & (lesions.w > 0) & np.isfinite(lesions.z) & (lesions.z >= 0)
-        & ~np.isnan(lesions.y) & (lesions.y <= 0) & np.isfinite(rate).all(axis=0) & (rate >= 0).all(axis=0)
+        np.isfinite(w) & (w > 0) & np.isfinite(z) & (z >= 0) & ~np.isnan(y) & (y <= 0)
+        & np.isfinite(rate).all(axis=0) & (rate >= 0).all(axis=0)
     )
-    if ok.all():
-        return
     j = int(np.flatnonzero(~ok)[0])
     i = int(p.index[lesions.owner[j]])
     biology = ", ".join(f"{k} x{v[i]:.4g}" for k, v in cb.biology.items())
@@ -601,12 +613,16 @@ def _new_lesions(
     (entry lesions). A lesion's Gompertz rate is its patient's times the lesion slot's own
     log-normal factor (``p.lesion_growth``, :func:`_heterogeneity`); its local-event weights carry
     the patient's skeletal frailty. Without prophylactic fixation in the arm, the lesion's fixation
-    hazard is zero.
+    hazard is zero. New lesions (``inputs`` given) carry ``new_lesion_burden``; in an arm without a
+    dosed agent (placebo) their state is their patient's, computed once (:func:`_untreated_seed_state`).
     """
     growth = p.growth[owner] * p.lesion_growth[slot, owner]
     traits = lesion_traits(phi, p.pthrp_secretion[owner], p.drive_mult[owner], growth, params)
+    untreated = getattr(p, "seed_state", None)
     if inputs is None:
         state = established_state(burden, traits, params)
+    elif untreated is not None:
+        state = LesionState(*untreated[:, owner])
     else:
         state = established_state(burden, traits, params, inputs.recruitment_sq[owner],
                                   _per_lesion(inputs.pthrp_keep, owner), inputs.cells,
@@ -622,6 +638,21 @@ def _new_lesions(
         weights=weights, remaining=thresholds.lesion[p.index[owner], slot, :, 0].T.copy(),
         count=np.zeros((4, owner.size), np.int8), prophylaxed=np.zeros(owner.size, bool),
     )
+
+
+def _untreated_seed_state(mean_phi: np.ndarray, pthrp_secretion: np.ndarray, drive_mult: np.ndarray,
+                          growth: np.ndarray, params: Parameters) -> np.ndarray:
+    """State ``[w, y, z, m]`` (``[4, n]``) of a new lesion of each patient, seeded in bone no drug acts on.
+
+    Without a dosed agent (:attr:`Exposure.untreated`) every step's drug inputs are exactly those of
+    no drug (1), and
+    :func:`~vtrial.model.lesion.established_state` works lesion by lesion, so a new lesion's state
+    depends on its patient only (its phenotype is the patient's mean): the same numbers once per
+    block instead of once per step with a new lesion.
+    """
+    traits = lesion_traits(mean_phi, pthrp_secretion, drive_mult, growth, params)
+    state = established_state(np.full(mean_phi.shape, params.new_lesion_burden), traits, params)
+    return np.stack([state.w, state.y, state.z, state.m])
 
 
 def _prophylactic_radiotherapy(p: _Rows, lesions: _Rows, day: int, log, local: LocalTherapy, params) -> None:

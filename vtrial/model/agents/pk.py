@@ -22,10 +22,16 @@ def first_order_absorption_kernel(days: np.ndarray, ka: float, ke: float, grid: 
 
 
 def pool_kernel(days: np.ndarray, half_life_days: float, grid: np.ndarray) -> np.ndarray:
-    """Bone-surface pool per unit deposited dose on ``grid``: superposed first-order release."""
-    since = grid[None, :] - days[:, None]
-    decay = np.exp(-np.log(2.0) / half_life_days * np.maximum(since, 0.0))
-    return np.sum(np.where(since > 0, decay, 0.0), axis=0)
+    """Bone-surface pool per unit deposited dose on ``grid`` (ascending): superposed first-order release.
+
+    Each dose adds its decay on the grid points after it, in the order of the doses (a sum over
+    a ``[doses, grid]`` array would add the same terms, and zeros, in the same order).
+    """
+    rate = -np.log(2.0) / half_life_days
+    pool = np.zeros(grid.shape)
+    for day, after in zip(days.tolist(), np.searchsorted(grid, days, side="right").tolist()):
+        pool[after:] += np.exp(rate * (grid[after:] - day))
+    return pool
 
 
 def last_dose_decay(days: np.ndarray, half_life_days: float, grid: np.ndarray) -> np.ndarray:
