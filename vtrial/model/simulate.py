@@ -162,7 +162,7 @@ def simulate(
     mean_phi = (cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry
     biology = (cb.biology["pthrp_secretion"], cb.biology["osteoblastic_drive"])
     seed = dict(seed_state=_untreated_seed_state(mean_phi, *biology, growth, params)) if exposure.untreated else {}
-    background = systemic.background(cb, arm, params)  # None for a version-1 protocol
+    background = systemic.background(cb, arm, params)  # None only for a bare cohort block (model tests): protocols resolve a usual care per primary
     stage = {} if background is None else _background_arrays(background, cb, streams)
     bone, bone_draws = _skeleton_arrays(cb, streams, stage.pop("fracture_thresholds", None),
                                         np.ones(n) if background is None else background.rankl_factor)
