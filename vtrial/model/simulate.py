@@ -15,6 +15,7 @@ the step (exact for a hazard constant over the step).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -60,6 +61,9 @@ class _Rows:
     so that reading it is a plain attribute lookup); :meth:`keep` compacts in place and
     :meth:`append` adds rows, growing the capacity geometrically.
     """
+
+    if TYPE_CHECKING:  # the arrays are set as attributes by name (:meth:`_views`)
+        def __getattr__(self, name: str) -> np.ndarray: ...
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         self._arrays = {name: np.array(a) for name, a in arrays.items()}  # own copies: compacted in place
