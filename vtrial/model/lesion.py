@@ -130,6 +130,12 @@ class LesionState:
             self.m = np.ones(np.shape(self.w), STATE_DTYPE)
 
     @property
+    def induction(self) -> np.ndarray:
+        """``M``, set by ``__post_init__`` (the typed view of :attr:`m`)."""
+        assert self.m is not None
+        return self.m
+
+    @property
     def burden(self) -> np.ndarray:
         return np.exp(self.y)
 

@@ -216,7 +216,7 @@ def simulate(
             _prophylactic_radiotherapy(p, L, start, log, local, params)
         state = LesionState(L.w, L.y, L.z, L.m)
         kill = inputs.kill
-        if staged:
+        if staged and background is not None:
             kill_resistant = systemic.kill(np.zeros(p.size, bool), p.kill_sensitive, p.kill_resistant, p.course_kill,
                                            background.course_days, start, end)
         if background is not None:
@@ -656,7 +656,7 @@ def _untreated_seed_state(mean_phi: np.ndarray, pthrp_secretion: np.ndarray, dri
     """
     traits = lesion_traits(mean_phi, pthrp_secretion, drive_mult, growth, params)
     state = established_state(np.full(mean_phi.shape, params.new_lesion_burden), traits, params)
-    return np.stack([state.w, state.y, state.z, state.m])
+    return np.stack([state.w, state.y, state.z, state.induction])
 
 
 def _prophylactic_radiotherapy(p: _Rows, lesions: _Rows, day: int, log, local: LocalTherapy, params) -> None:
