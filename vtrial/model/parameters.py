@@ -244,13 +244,13 @@ _PARAMETERS: list[Parameter] = [
     Parameter("death_log_hr_visceral", 0.136, "-", 0.1, 0.8,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
        "log hazard ratio of visceral metastases"),
-    Parameter("death_growth_exponent", 0.358, "-", 0.05, 2.0,
+    Parameter("death_growth_exponent", 0.396, "-", 0.05, 2.0,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); "
        "prior: [recalled] the tumour growth-rate constant predicts overall survival (Stein 2011 Clin Cancer Res; "
        "Wilkerson 2017 Lancet Oncol)",
        "exponent of the patient's tumour growth multiplier in the death hazard"),
     Parameter("death_log_hr_age_decade", 0.1, "per decade", 0.0, 0.3, "[recalled]", "log hazard ratio per decade above 65"),
-    Parameter("death_log_hr_burden", 0.926, "per unit total burden", 0.02, 1.0,
+    Parameter("death_log_hr_burden", 0.925, "per unit total burden", 0.02, 1.0,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
        "log hazard ratio per unit of summed bone tumour burden"),
     Parameter("sre_hr_prior_sre", 1.5, "-", 1.2, 2.0,
