@@ -155,8 +155,8 @@ def test_the_step_and_the_visits_share_one_calcium_law():
     assert gains[:, 0] == pytest.approx([1.0, 1.0])
     assert gains[:, 1] == pytest.approx([2.0, 4.0])  # (60/30)^1, x calcium_vitamin_d_gain on an uptake
     ca = mk.calcium(np.array([0.2, 1.0]), np.ones(2), np.zeros(2), np.zeros(2), np.ones(2), gains, PARAMS)
-    # N = X - 1: -0.8 (uptake, gain 1) and 0 -> 2.35 - 0.05 * 0.8 = 2.31 and 2.35
-    assert ca == pytest.approx([2.31, 2.35], rel=1e-12)
+    # N = X - 1: -0.8 (uptake, gain 1) and 0 -> 2.35 - 0.0478 * 0.8 = 2.31176 and 2.35
+    assert ca == pytest.approx([2.31176, 2.35], rel=1e-12)
     values = mk.measure(np.zeros(0, np.int64), *(np.zeros(0),) * 5, np.array([0.2, 1.0]), np.ones(2), np.ones(2),
                         gains, np.zeros((2, 3)), PARAMS)
     assert values[:, 2] == pytest.approx(ca, rel=1e-12)
