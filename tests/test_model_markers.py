@@ -77,10 +77,12 @@ def test_untreated_breast_baseline_and_progression(breast_arms):
     m = breast_arms["none"]
     week0 = m[m["week"] == 0]
     # the level is calibrated to a median 49.2 nmol/mmol in bisphosphonate-naive patients (Doshi 2012),
-    # met by the trial-sampled Stopeck cohort (46); this reference cohort carries more tumour (74)
-    assert 60 < week0["untx_nmol_mmol"].median() < 90
+    # met by the trial-sampled Stopeck cohort (46); this reference cohort carries more tumour (94 since the
+    # PTHrP induction loop and blastic RANKL raised lesion resorption; 74 before)
+    assert 80 < week0["untx_nmol_mmol"].median() < 110
     assert week0["untx_nmol_mmol"].quantile(0.9) > 1.5 * week0["untx_nmol_mmol"].median()
-    assert 2.30 < week0["calcium_mmol_l"].median() < 2.45
+    # 2.46: PTHrP (now induced by matrix TGF-beta and calcium) adds calcium in this tumour-heavy cohort
+    assert 2.35 < week0["calcium_mmol_l"].median() < 2.50
     # untreated disease grows: resorption and formation markers rise
     # model: +10% and +9.5% (+2.7% before BSAP read the tumour-driven formation rate)
     assert median_change(m, 25) > 8 and median_change(m, 25, "bsap_ug_l") > 5

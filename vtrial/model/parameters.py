@@ -67,7 +67,7 @@ _PARAMETERS: list[Parameter] = [
     Parameter("osteoblast_drive_blastic", 3.0, "-", 0.0, 8.0,
        "[calibrated] ET-1/BMP/WNT drive of blastic lesions (research notes section 10)",
        "extra osteoblast recruitment in blastic lesions"),
-    Parameter("tgf_beta_growth_gain", 0.0753, "-", 0.05, 2.0,
+    Parameter("tgf_beta_growth_gain", 0.0628, "-", 0.05, 2.0,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); prior: TIBD k_div,TGF (Harris 2024, seen)",
        "relative tumour-growth gain per unit matrix TGF-beta above healthy"),
     Parameter("tgf_beta_growth_max", 2.0, "-", 0.5, 5.0, "[calibrated] receptor saturation",
@@ -123,7 +123,7 @@ _PARAMETERS: list[Parameter] = [
        "[recalled] research notes section 8: doubling time quoted at T/K of 1-5%",
        "burden at which the quoted doubling time applies (sets the Gompertz rate)"),
     # --- per-primary tumour doubling times (research notes section 8, recalled) --------------
-    Parameter("doubling_time_days.breast", 148, "day", 50.0, 150.0,
+    Parameter("doubling_time_days.breast", 147.0, "day", 50.0, 150.0,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); prior: [recalled] research notes section 8",
        "volume doubling time of breast bone metastases at detection"),
     Parameter("doubling_time_days.prostate", 102, "day", 100.0, 300.0,
@@ -159,7 +159,7 @@ _PARAMETERS: list[Parameter] = [
     Parameter("strength_tumour_loss", 0.832, "-", 0.2, 0.9,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); "
        "prior: [recalled] CTRA: rigidity loss from cortical/trabecular replacement", "strength lost per unit burden"),
-    Parameter("fracture_base_hazard", 0.000114, "1/day", 2.0e-5, 2.0e-3,
+    Parameter("fracture_base_hazard", 1.14e-4, "1/day", 2.0e-5, 2.0e-3,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
        "fracture hazard of a lesion at full strength at a weight-bearing site"),
     Parameter("fracture_strength_slope", 1.16, "-", 1.0, 8.0,
@@ -174,20 +174,19 @@ _PARAMETERS: list[Parameter] = [
        "[recalled] SINS: epidural extension needs a large vertebral lesion", "burden threshold for epidural extension"),
     Parameter("cord_compression_collapse", 3.0, "-", 0.0, 10.0, "[recalled] SINS collapse item",
        "multiplier per unit strength loss (vertebral collapse)"),
-    Parameter("radiation_hazard", 0.000444, "1/day", 1.0e-4, 1.0e-2,
-       "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md) as 2.96e-4 for the previous pain law; "
-       "x1.5 with the pain drive T (1 + c_acid uZ) so untreated reference cohorts keep their radiotherapy counts",
+    Parameter("radiation_hazard", 6.50e-4, "1/day", 1.0e-4, 1.0e-2,
+       "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
        "radiotherapy-for-pain hazard of a lesion per unit burden"),
-    Parameter("pain_blastic_gain", 1.71, "-", 0.05, 5.0,
+    Parameter("pain_blastic_gain", 1.39, "-", 0.05, 5.0,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); "
        "prior: [recalled] osteoblastic prostate lesions are painful (sensory-nerve sprouting in tumour-bearing bone); "
        "radiotherapy is the commonest SRE of prostate trials (FIZ-05)",
        "relative rise of the radiotherapy hazard of a purely blastic lesion"),
-    Parameter("pain_growth_exponent", 0.493, "-", 0.05, 2.0,
+    Parameter("pain_growth_exponent", 0.601, "-", 0.05, 2.0,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); "
        "prior: [recalled] fast-growing lesions distend the periosteum and turn painful sooner",
        "exponent of the lesion growth rate (relative to a 100-day doubling) in the radiotherapy hazard"),
-    Parameter("pain_acid_gain", 0.5, "-", 0.1, 2.0,
+    Parameter("pain_acid_gain", 0.615, "-", 0.1, 2.0,
        "[recalled] osteoclast acid excites bone nociceptors through TRPV1 and ASIC3 (Nagae 2007 Bone 41:205; "
        "Yoneda 2011 Bone 48:100); blocking osteoclasts (OPG, bisphosphonates) roughly halves pain behaviour in "
        "mice with bone tumours (Honore 2000 Nat Med 6:521): acid ~ half the pain of an untreated lytic lesion "
@@ -208,7 +207,7 @@ _PARAMETERS: list[Parameter] = [
        "[calibrated] surgery is ~1% of first SREs (STO-08, FIZ-07)", "probability of surgery after another fracture"),
     Parameter("surgery_after_compression", 0.2, "-", 0.05, 0.5, "[recalled] decompression in selected patients",
        "probability of surgery after cord compression"),
-    Parameter("hypercalcaemia_hazard", 0.00095, "1/day", 4.0e-5, 4.0e-3,
+    Parameter("hypercalcaemia_hazard", 7.16e-4, "1/day", 4.0e-5, 4.0e-3,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md) as 3.19e-3 before the matrix induction of "
        "PTHrP; x0.3 so untreated breast reference cohorts keep their hypercalcaemia count",
        "hypercalcaemia hazard per unit of PTHrP-driven resorption (sum of T P uZ)"),
@@ -227,10 +226,10 @@ _PARAMETERS: list[Parameter] = [
     Parameter("new_lesion_burden", 0.02, "fraction of capacity", 0.005, 0.1, "[recalled] detection on bone scan",
        "burden of a new lesion when it is detected"),
     # --- death -------------------------------------------------------------------------------
-    Parameter("death_hazard.breast", 0.000423, "1/day", 2.0e-4, 3.0e-3,
+    Parameter("death_hazard.breast", 3.79e-4, "1/day", 2.0e-4, 3.0e-3,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
        "baseline death hazard of a reference patient"),
-    Parameter("death_hazard.prostate", 0.000421, "1/day", 2.0e-4, 3.0e-3,
+    Parameter("death_hazard.prostate", 3.71e-4, "1/day", 2.0e-4, 3.0e-3,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
        "baseline death hazard of a reference patient"),
     Parameter("death_hazard.lung", 0.00107, "1/day", 1.0e-3, 8.0e-3,
@@ -239,19 +238,19 @@ _PARAMETERS: list[Parameter] = [
     Parameter("death_hazard.head_and_neck", 0.00129, "1/day", 1.0e-3, 8.0e-3,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
        "baseline death hazard of a reference patient"),
-    Parameter("death_log_hr_ecog", 0.787, "per ECOG point", 0.2, 0.8,
+    Parameter("death_log_hr_ecog", 0.792, "per ECOG point", 0.2, 0.8,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
        "log hazard ratio per ECOG point"),
     Parameter("death_log_hr_visceral", 0.136, "-", 0.1, 0.8,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
        "log hazard ratio of visceral metastases"),
-    Parameter("death_growth_exponent", 0.278, "-", 0.05, 2.0,
+    Parameter("death_growth_exponent", 0.396, "-", 0.05, 2.0,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); "
        "prior: [recalled] the tumour growth-rate constant predicts overall survival (Stein 2011 Clin Cancer Res; "
        "Wilkerson 2017 Lancet Oncol)",
        "exponent of the patient's tumour growth multiplier in the death hazard"),
     Parameter("death_log_hr_age_decade", 0.1, "per decade", 0.0, 0.3, "[recalled]", "log hazard ratio per decade above 65"),
-    Parameter("death_log_hr_burden", 0.772, "per unit total burden", 0.02, 1.0,
+    Parameter("death_log_hr_burden", 0.925, "per unit total burden", 0.02, 1.0,
        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
        "log hazard ratio per unit of summed bone tumour burden"),
     Parameter("sre_hr_prior_sre", 1.5, "-", 1.2, 2.0,
@@ -397,7 +396,7 @@ _PARAMETERS: list[Parameter] = [
        "[calibrated] median baseline uNTx/Cr 49.2 nmol/mmol in bisphosphonate-naive patients with bone "
        "metastases (Doshi 2012 Clin Cancer Res 18:2648, seen)",
        "bone resorption (uNTx) and bone calcium fluxes a lesion's region adds, relative to the whole healthy skeleton's"),
-    Parameter("calcium_lesion_weight", 0.6, "-", 0.1, 2.0,
+    Parameter("calcium_lesion_weight", 0.595, "-", 0.1, 2.0,
        "[calibrated] with calcium_per_release: laboratory hypocalcaemia grade >= 2 on denosumab 12.4% vs "
        "zoledronic acid 5.3% (Body 2015 Eur J Cancer, pooled phase 3; target CA-01)",
        "net bone calcium release a lesion adds, relative to the whole healthy skeleton's"),
@@ -414,9 +413,8 @@ _PARAMETERS: list[Parameter] = [
     Parameter("calcium_healthy", 2.35, "mmol/L", 2.2, 2.5,
        "[recalled] albumin-corrected serum calcium reference interval ~2.15-2.55 mmol/L",
        "serum calcium with bone in balance and no PTHrP"),
-    Parameter("calcium_per_release", 0.05, "mmol/L", 0.01, 0.2,
-       "[calibrated] median fall ~0.1 mmol/L two weeks after a first denosumab dose in blastic prostate disease "
-       "(the early calcium nadir on denosumab, recalled)",
+    Parameter("calcium_per_release", 0.0478, "mmol/L", 0.01, 0.2,
+       "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); prior: [recalled] median fall ~0.1 mmol/L two weeks after a first denosumab dose in blastic prostate disease (the early calcium nadir on denosumab)",
        "serum calcium per unit net bone calcium release (resorption - formation, healthy skeleton turnover = 1)"),
     Parameter("calcium_per_pthrp", 0.3, "mmol/L", 0.05, 1.0,
        "[calibrated] humoral hypercalcaemia: PTHrP raises renal tubular calcium reabsorption; "

@@ -41,6 +41,10 @@ COMPACT_SHARE = 0.1
 CALCIUM_DRAW_STEPS = 64
 #: An SRE raises the death hazard for this long.
 RECENT_SRE_DAYS = 90.0
+#: Days between the scheduled laboratory visits at which calcium is measured (hypocalcaemia events):
+#: the phase 3 trials of the antiresorptives measured serum chemistry at every 4-weekly visit
+#: (Stopeck 2010, Fizazi 2011, Henry 2011).
+LAB_VISIT_DAYS = 28
 _TYPE_CODE = {name: i for i, name in enumerate(EVENT_TYPES)}
 _FRACTURE, _COMPRESSION, _RADIATION, _SURGERY = range(4)
 _HCM, _NEW, _DEATH, _ONJ, _HYPO, _RENAL, _APR, _AFF = range(8)
@@ -250,8 +254,9 @@ def simulate(
         owner = L.owner
         total = np.bincount(owner, sig.burden, rows)
         load = np.bincount(owner, sig.burden * sig.pthrp * sig.tgf_beta, rows)  # PTHrP-driven resorption
-        _hypocalcaemia(p, L, inputs, bone_before, sig, calcium_draws[:, step % CALCIUM_DRAW_STEPS], start, days, log,
-                       params)
+        if end % LAB_VISIT_DAYS == 0:  # the step before a visit: blood is drawn before that day's dose
+            _hypocalcaemia(p, L, inputs, bone_before, sig, calcium_draws[:, step % CALCIUM_DRAW_STEPS], start, days,
+                           log, params)
         supp = inputs.suppression
         exposure_mid = p.cum_suppression + 0.5 * days * supp
         p.cum_suppression[:] += days * supp
@@ -469,14 +474,19 @@ def _heterogeneity(streams: Streams, patient_id: np.ndarray, params: Parameters)
 
 def _hypocalcaemia(p: _Rows, lesions: _Rows, inputs: StepInputs, bone_before: np.ndarray, sig, noise: np.ndarray,
                    start: int, days: float, log, params: Parameters) -> None:
-    """Serum calcium over the step; record ``hypocalcaemia`` where it falls below grade 2 (CTCAE >= 2).
+    """Serum calcium at a laboratory visit; record ``hypocalcaemia`` where it is below grade 2 (CTCAE >= 2).
+
+    Called on the steps that end at a scheduled visit (every :data:`LAB_VISIT_DAYS` from
+    randomisation; the sample is drawn before that day's dose, as the markers' visits):
+    hypocalcaemia is an adverse event as the trials found it, at their laboratory visits, not
+    every dip of the true calcium between them.
 
     The calcium law of the markers (:func:`vtrial.model.markers.calcium`) with the step's bone
     fluxes: each lesion's net release ``u^(1/2) Z - v^(3/8)`` is its bone lost over the step,
     ``-dZ / (k_Z days)`` (the bone equation integrated exactly), and ``T P`` at mid-step. Day-to-day
     variation: log-normal with CV ``calcium_cv``, from the ``calcium`` stream purpose (one draw per
     patient and step). One event per episode, at mid-step: a patient is recorded again only after its
-    calcium came back to grade 0-1.
+    calcium came back to grade 0-1 at a later visit.
     """
     L = lesions
     rows = p.size

@@ -16,7 +16,7 @@ PARAMETERS: tuple[Parameter, ...] = (
               "fraction of a pamidronate dose taken up by bone"),
     Parameter("pamidronate_pool_half_life_days", 120.0, "day", 30.0, 300.0,
               "[recalled] bone t1/2 ~300 d, active surface fraction shorter", "active bone-surface pool half-life"),
-    Parameter("pamidronate_emax", 0.705, "-", 0.5, 3.0,
+    Parameter("pamidronate_emax", 0.706, "-", 0.5, 3.0,
               "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
               "maximal extra osteoclast loss"),
     Parameter("pamidronate_ec50_mg", 60.0, "mg", 20.0, 200.0, "[calibrated] 90 mg q3-4w near ZA 4 mg clinically",

@@ -22,7 +22,7 @@ PARAMETERS: tuple[Parameter, ...] = (
               "[derived] slope of the label dose table (research notes 6.3)", "renal clearance per unit CrCl"),
     Parameter("zoledronic_acid_pool_half_life_days", 180.0, "day", 60.0, 720.0,
               "[recalled] research notes section 10 (k_off ~ ln2/180 d)", "active bone-surface pool half-life"),
-    Parameter("zoledronic_acid_emax", 3.24, "-", 1.0, 5.0,
+    Parameter("zoledronic_acid_emax", 2.67, "-", 1.0, 5.0,
               "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
               "maximal extra osteoclast loss (relative to baseline)"),
     Parameter("zoledronic_acid_ec50_mg", 2.0, "mg", 0.5, 8.0,
