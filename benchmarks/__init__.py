@@ -36,7 +36,14 @@ from vtrial.model import events as ev
 from vtrial.model import simulate
 from vtrial.model.drugs import Exposure
 from vtrial.model.lesion import (
-    STEP_DAYS, advance, established_state, gompertz_rate, lesion_traits, osteoclast_activity, rates, strength,
+    STEP_DAYS,
+    advance,
+    established_state,
+    gompertz_rate,
+    lesion_traits,
+    osteoclast_activity,
+    rates,
+    strength,
 )
 from vtrial.model.local_therapy import DEFAULT_COURSE, course_log_survival
 from vtrial.model.parameters import Parameters
@@ -53,11 +60,22 @@ DAYS_PER_YEAR = 365.25
 Row = dict[str, object]
 
 
-def row(benchmark: str, size: str, measured: str, target: str = "", met: bool | None = None,
-        seconds: list[float] | None = None) -> Row:
+def row(
+    benchmark: str,
+    size: str,
+    measured: str,
+    target: str = "",
+    met: bool | None = None,
+    seconds: list[float] | None = None,
+) -> Row:
     """One table row (``met`` None: no target; ``seconds``: every repeat of a timing)."""
-    out: Row = {"benchmark": benchmark, "size": size, "measured": measured, "target": target,
-                "met": "" if met is None else ("yes" if met else "no")}
+    out: Row = {
+        "benchmark": benchmark,
+        "size": size,
+        "measured": measured,
+        "target": target,
+        "met": "" if met is None else ("yes" if met else "no"),
+    }
     if seconds is not None:
         out["seconds"] = list(seconds)
     return out
@@ -127,8 +145,9 @@ def cli_run(protocol: Path, out: Path, jobs: int | None = None, code: Path = ROO
     return time.perf_counter() - started
 
 
-def end_to_end(protocol: Path, repeats: int, previous: Path | None, jobs: int | None = None
-               ) -> tuple[list[float], list[float]]:
+def end_to_end(
+    protocol: Path, repeats: int, previous: Path | None, jobs: int | None = None
+) -> tuple[list[float], list[float]]:
     """Seconds of ``repeats`` command-line runs of the current code and, alternating, of ``previous``."""
     now, before = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,8 +163,10 @@ def previous_rows(name: str, size: str, now: list[float], before: list[float]) -
     if not before:
         return []
     mid, low, high = speed_up(stats(now), stats(before))
-    return [row(f"{name}, previous release", size, timing(before), seconds=before),
-            row(f"{name}, speed-up over the previous release", size, f"{mid:.2f}x ({low:.2f}-{high:.2f})")]
+    return [
+        row(f"{name}, previous release", size, timing(before), seconds=before),
+        row(f"{name}, speed-up over the previous release", size, f"{mid:.2f}x ({low:.2f}-{high:.2f})"),
+    ]
 
 
 def machine() -> dict[str, str]:
@@ -159,8 +180,12 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     return {
-        "cores": str(os.cpu_count()), "cpu": cpu, "ram": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
-        "python": platform.python_version(), "numpy": np.__version__, "date": date.today().isoformat(),
+        "cores": str(os.cpu_count()),
+        "cpu": cpu,
+        "ram": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "date": date.today().isoformat(),
     }
 
 
@@ -250,17 +275,21 @@ def bench_stopeck(repeats: int = 5, previous: Path | None = None, patients: int 
     with tempfile.TemporaryDirectory() as tmp:
         if patients is not None:
             path = Path(tmp) / "breast.toml"
-            path.write_text((ROOT / "protocols" / "breast.toml").read_text().replace(
-                "patients = 2046", f"patients = {patients}", 1))
+            path.write_text(
+                (ROOT / "protocols" / "breast.toml").read_text().replace("patients = 2046", f"patients = {patients}", 1)
+            )
         now, before = end_to_end(path, repeats, previous)
     size = f"{patients or 2046} x 2 arms x 34 mo, default jobs"
     median = stats(now)["median"]
-    return [row("a. Stopeck trial end to end", size, timing(now), "< 3 s (median)", median < 3.0, now),
-            *previous_rows("a. Stopeck trial end to end", size, now, before)]
+    return [
+        row("a. Stopeck trial end to end", size, timing(now), "< 3 s (median)", median < 3.0, now),
+        *previous_rows("a. Stopeck trial end to end", size, now, before),
+    ]
 
 
-def bench_large(patients: int = 100_000, years: float = 5.0, jobs: int = 2, repeats: int = 1,
-                previous: Path | None = None) -> list[Row]:
+def bench_large(
+    patients: int = 100_000, years: float = 5.0, jobs: int = 2, repeats: int = 1, previous: Path | None = None
+) -> list[Row]:
     """b. Mixed cohort x 3 arms x ``years``: simulate only (tables written), then end to end; peak memory."""
     protocol = mixed_protocol(patients, years)
     size = f"{patients:,} x 3 arms x {years:g} y, jobs {jobs}"
@@ -277,8 +306,9 @@ def bench_large(patients: int = 100_000, years: float = 5.0, jobs: int = 2, repe
     peak = max(peak, mem["peak_gib"])
     return [
         row("b. simulate only", size, timing(sim), "< 30 s", min(sim) < 30.0, sim),
-        row("b. end to end (`vtrial run`: simulate, analyse, report)", size, timing(now), "< 30 s", min(now) < 30.0,
-            now),
+        row(
+            "b. end to end (`vtrial run`: simulate, analyse, report)", size, timing(now), "< 30 s", min(now) < 30.0, now
+        ),
         *previous_rows("b. end to end", size, now, before),
         row("b. peak resident memory (all processes)", size, f"{peak:.2f} GiB", "< 2 GiB", peak < 2.0),
     ]
@@ -286,8 +316,16 @@ def bench_large(patients: int = 100_000, years: float = 5.0, jobs: int = 2, repe
 
 def _label_arm(drug: str) -> SimpleNamespace:
     dose = {"none": None, "zoledronic_acid": 4.0, "denosumab": 120.0}[drug]
-    return SimpleNamespace(name=drug, drug=drug, dose_mg=dose, every_weeks=None if drug == "none" else 4.0,
-                           calcium_vitamin_d=True, stop_after_months=None, renal_adjustment=True, mechanism=None)
+    return SimpleNamespace(
+        name=drug,
+        drug=drug,
+        dose_mg=dose,
+        every_weeks=None if drug == "none" else 4.0,
+        calcium_vitamin_d=True,
+        stop_after_months=None,
+        renal_adjustment=True,
+        mechanism=None,
+    )
 
 
 def solve_ivp_patient(cohort, i: int, arm: SimpleNamespace, days: int, thresholds, params: Parameters) -> int:
@@ -304,8 +342,13 @@ def solve_ivp_patient(cohort, i: int, arm: SimpleNamespace, days: int, threshold
     site = cohort.lesion_site[i, mask].astype(np.int64)
     growth = gompertz_rate(params.by_primary("doubling_time_days")[cohort.primary[i]], params)
     growth = growth * cohort.biology["tumour_growth_rate"][i]
-    traits = lesion_traits(cohort.lesion_blastic_fraction[i, mask], cohort.biology["pthrp_secretion"][i],
-                           cohort.biology["osteoblastic_drive"][i], growth, params)
+    traits = lesion_traits(
+        cohort.lesion_blastic_fraction[i, mask],
+        cohort.biology["pthrp_secretion"][i],
+        cohort.biology["osteoblastic_drive"][i],
+        growth,
+        params,
+    )
     state = established_state(cohort.lesion_burden[i, mask], traits, params)
     weights = ev.lesion_hazard_weights(site, traits.blastic_fraction, traits.growth_rate, params)
     exposure = Exposure.of_arm(arm, cohort.creatinine_clearance_ml_min[i : i + 1], days, params)
@@ -350,21 +393,32 @@ def bench_baseline(patients: int = 20, years: float = 5.0, repeats: int = 3) -> 
     days = int(years * DAYS_PER_YEAR)
     small = reference_cohort(patients, "breast", seed=3)
     thresholds = ev.draw_thresholds(Streams(1), small.patient_id)
-    slow_s = repeat(lambda: [solve_ivp_patient(small, i, arm, days, thresholds, params) for i in range(patients)],
-                    repeats)
+    slow_s = repeat(
+        lambda: [solve_ivp_patient(small, i, arm, days, thresholds, params) for i in range(patients)], repeats
+    )
     slow = patients * years / min(slow_s)
     big = reference_cohort(4096, "breast", seed=3)
     followed = {}
-    fast_s = repeat(lambda: followed.update(years=simulate(big, arm, years * DAYS_PER_YEAR, Streams(1))[0][
-        "followup_days"].sum() / DAYS_PER_YEAR), repeats)
+    fast_s = repeat(
+        lambda: followed.update(
+            years=simulate(big, arm, years * DAYS_PER_YEAR, Streams(1))[0]["followup_days"].sum() / DAYS_PER_YEAR
+        ),
+        repeats,
+    )
     fast = followed["years"] / min(fast_s)
-    mid, low, high = speed_up(stats(fast_s), {k: v * followed["years"] / (patients * years)
-                                              for k, v in stats(slow_s).items() if k != "n"})
+    mid, low, high = speed_up(
+        stats(fast_s), {k: v * followed["years"] / (patients * years) for k, v in stats(slow_s).items() if k != "n"}
+    )
     return [
-        row("c. solve_ivp baseline (per patient, RK45, restarted at every dose)",
-            f"{patients} patients, denosumab, {years:g} y", f"{slow:.2f} patient-years/s", seconds=slow_s),
-        row("c. simulate (one core)", "4,096 breast patients, denosumab", f"{fast:,.0f} patient-years/s",
-            seconds=fast_s),
+        row(
+            "c. solve_ivp baseline (per patient, RK45, restarted at every dose)",
+            f"{patients} patients, denosumab, {years:g} y",
+            f"{slow:.2f} patient-years/s",
+            seconds=slow_s,
+        ),
+        row(
+            "c. simulate (one core)", "4,096 breast patients, denosumab", f"{fast:,.0f} patient-years/s", seconds=fast_s
+        ),
         row("c. speed-up over the baseline", "", f"{mid:,.0f}x ({low:,.0f}-{high:,.0f})", ">= 1,000x", mid >= 1000),
     ]
 
@@ -386,37 +440,70 @@ def bench_accuracy(years: float = 5.0) -> list[Row]:
         grid = exposure.step_grid(STEP_DAYS)
         for start, end in zip(grid[:-1], grid[1:]):
             inputs = exposure.inputs(start, end, one)
-            advance(state, traits, inputs.recruitment[:, None], inputs.recruitment_sq[:, None], 1.0, 1.0, 0.0,
-                    float(end - start), params)
+            advance(
+                state,
+                traits,
+                inputs.recruitment[:, None],
+                inputs.recruitment_sq[:, None],
+                1.0,
+                1.0,
+                0.0,
+                float(end - start),
+                params,
+            )
         _, y_ref, z_ref, _ = radau_reference(traits, w0, y0, z0, m0, rec, params)
         worst_z = max(worst_z, float(np.max(np.abs(state.z / z_ref - 1.0))))
         worst_t = max(worst_t, float(np.max(np.abs(np.exp(state.y.astype(float) - y_ref) - 1.0))))
     worst = max(worst_z, worst_t)
     size = f"{phi.size} lesions x 3 arms, {years:g} y, step {STEP_DAYS} d"
-    return [row("d. accuracy vs Radau (max rel. error Z, T)", size, f"Z {worst_z:.1e}, T {worst_t:.1e}", "< 1%",
-                worst < 0.01)]
+    return [
+        row(
+            "d. accuracy vs Radau (max rel. error Z, T)",
+            size,
+            f"Z {worst_z:.1e}, T {worst_t:.1e}",
+            "< 1%",
+            worst < 0.01,
+        )
+    ]
 
 
-def bench_scaling(sizes: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000), years: float = 5.0,
-                  jobs: tuple[int, ...] = (1, 2), jobs_size: int = 10_000) -> list[Row]:
+def bench_scaling(
+    sizes: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000),
+    years: float = 5.0,
+    jobs: tuple[int, ...] = (1, 2),
+    jobs_size: int = 10_000,
+) -> list[Row]:
     """e. Simulate-only wall time against patients (2 workers) and against workers (``jobs_size`` patients)."""
     rows = []
     per_patient = []
     for n in sizes:
         wall, mem, _ = timed_run(mixed_protocol(n, years), max(jobs), None)
         per_patient.append(wall / n)
-        rows.append(row("e. scaling in patients (simulate only)", f"{n:,} x 3 arms x {years:g} y, jobs {max(jobs)}",
-                        f"{wall:.1f} s ({wall / n * 1e6:.0f} us/patient, {mem:.2f} GiB)", seconds=[wall]))
+        rows.append(
+            row(
+                "e. scaling in patients (simulate only)",
+                f"{n:,} x 3 arms x {years:g} y, jobs {max(jobs)}",
+                f"{wall:.1f} s ({wall / n * 1e6:.0f} us/patient, {mem:.2f} GiB)",
+                seconds=[wall],
+            )
+        )
     if len(per_patient) > 1:
         ratio = per_patient[-1] / per_patient[-2]
-        rows.append(row("e. cost per patient, largest / next size", "", f"{ratio:.2f}", "near-linear (~1)",
-                        ratio < 1.3))
+        rows.append(
+            row("e. cost per patient, largest / next size", "", f"{ratio:.2f}", "near-linear (~1)", ratio < 1.3)
+        )
     base = None
     for j in jobs:
         wall, _, _ = timed_run(mixed_protocol(jobs_size, years), j, None)
         base = base or wall
-        rows.append(row("e. scaling in workers (simulate only)", f"{jobs_size:,} x 3 arms x {years:g} y, jobs {j}",
-                        f"{wall:.1f} s (speed-up {base / wall:.2f})", seconds=[wall]))
+        rows.append(
+            row(
+                "e. scaling in workers (simulate only)",
+                f"{jobs_size:,} x 3 arms x {years:g} y, jobs {j}",
+                f"{wall:.1f} s (speed-up {base / wall:.2f})",
+                seconds=[wall],
+            )
+        )
     return rows
 
 
@@ -442,8 +529,10 @@ def table(rows: list[Row]) -> str:
 def write_report(rows: list[Row], path: Path = REPORT) -> str:
     """Replace the measured section of ``path`` (between the markers) with the machine and the table."""
     m = machine()
-    section = (f"{BEGIN}\nMeasured {m['date']} on {m['cores']} cores ({m['cpu']}), {m['ram']} RAM, "
-               f"Python {m['python']}, numpy {m['numpy']} (`python -m benchmarks`).\n\n{table(rows)}{END}")
+    section = (
+        f"{BEGIN}\nMeasured {m['date']} on {m['cores']} cores ({m['cpu']}), {m['ram']} RAM, "
+        f"Python {m['python']}, numpy {m['numpy']} (`python -m benchmarks`).\n\n{table(rows)}{END}"
+    )
     text = path.read_text() if path.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
     head, _, rest = text.partition(BEGIN)
     _, _, tail = rest.partition(END)

@@ -76,16 +76,19 @@ def time_block(repeats: int) -> list[tuple[float, float]]:
 
 def _child(code: Path, repeats: int) -> list[tuple[float, float]]:
     env = {**os.environ, "PYTHONPATH": str(code)}
-    done = subprocess.run([sys.executable, __file__, "--child", str(repeats)], env=env, check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", str(repeats)], env=env, check=True, capture_output=True, text=True
+    )
     return [tuple(t) for t in json.loads(done.stdout)]
 
 
 def summary(runs: list[tuple[float, float]]) -> str:
     """``wall min (median), cpu min (median)`` of the runs."""
     wall, cpu = np.array(runs).T
-    return (f"wall {wall.min():.2f} s (median {np.median(wall):.2f}), "
-            f"cpu {cpu.min():.2f} s (median {np.median(cpu):.2f}), {len(runs)} runs")
+    return (
+        f"wall {wall.min():.2f} s (median {np.median(wall):.2f}), "
+        f"cpu {cpu.min():.2f} s (median {np.median(cpu):.2f}), {len(runs)} runs"
+    )
 
 
 def main() -> None:

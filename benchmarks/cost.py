@@ -28,8 +28,10 @@ ARMS = {
 
 def per_patient_year(primary: str, agent: str, patients: int = 2048, years: float = 5.0, repeats: int = 2) -> float:
     """Seconds of one core per patient-arm-year followed, for one primary under one agent."""
-    text = (f'[trial]\nname = "cost"\npatients = {patients}\nhorizon_months = {12 * years}\nseed = 1\n\n'
-            f'[cohort]\nprimary = {{ {primary} = 1.0 }}\n\n[[arm]]\nname = "arm"\n{ARMS[agent]}\n')
+    text = (
+        f'[trial]\nname = "cost"\npatients = {patients}\nhorizon_months = {12 * years}\nseed = 1\n\n'
+        f'[cohort]\nprimary = {{ {primary} = 1.0 }}\n\n[[arm]]\nname = "arm"\n{ARMS[agent]}\n'
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cost.toml"
         path.write_text(text)

@@ -65,7 +65,9 @@ def make_trial(
             }
         )
         ae = rng.random(n) < 0.05
-        ev = pd.concat([ev, pd.DataFrame({"patient_id": pid[ae], "arm": arm, "day": 1.0, "type": "hypocalcaemia", "site": ""})])
+        ev = pd.concat(
+            [ev, pd.DataFrame({"patient_id": pid[ae], "arm": arm, "day": 1.0, "type": "hypocalcaemia", "site": ""})]
+        )
         ev["counted"] = apply_window_rule(ev["patient_id"], ev["day"], ev["type"], SRE_TYPES, 0.0)
         counted = ev[ev["counted"]]
         p = pd.DataFrame(
@@ -379,7 +381,11 @@ def test_unknown_reference_arm_is_a_user_error():
 def test_paired_view_by_hand():
     first = {"ref": [100.0, 100.0, np.nan, 100.0, np.nan, 50.0], "new": [150.0, np.nan, 30.0, 100.2, np.nan, 20.0]}
     pair = pd.DataFrame(
-        [{"patient_id": i, "arm": arm, "first_sre_day": day} for arm, days in first.items() for i, day in enumerate(days)]
+        [
+            {"patient_id": i, "arm": arm, "first_sre_day": day}
+            for arm, days in first.items()
+            for i, day in enumerate(days)
+        ]
     )
     view = paired_view(pair, "new", "ref")
     # 0 delayed; 1 prevented; 2 and 5 advanced; 3 (same day) and 4 (none) unchanged.
@@ -465,17 +471,30 @@ def test_missing_files_name_the_file_and_the_fix(tmp_path):
 
 
 def test_radiotherapy_retreatment_counts_second_courses_at_the_same_lesion():
-    events = pd.DataFrame({
-        "patient_id": [1, 1, 1, 1, 2, 2, 3],
-        "type": ["radiation_to_bone", "radiation_to_bone", "radiation_to_bone", "prophylactic_radiotherapy",
-                 "radiation_to_bone", "pathological_fracture", "hypercalcaemia"],
-        "lesion": [0, 0, 1, 2, 0, 0, -1],
-    })
+    events = pd.DataFrame(
+        {
+            "patient_id": [1, 1, 1, 1, 2, 2, 3],
+            "type": [
+                "radiation_to_bone",
+                "radiation_to_bone",
+                "radiation_to_bone",
+                "prophylactic_radiotherapy",
+                "radiation_to_bone",
+                "pathological_fracture",
+                "hypercalcaemia",
+            ],
+            "lesion": [0, 0, 1, 2, 0, 0, -1],
+        }
+    )
     # irradiated lesions: (1, 0) twice, (1, 1) once, (2, 0) once; prophylactic and other events do not count
     assert radiotherapy_retreatment(events) == (
-        1 / 3, {"irradiated_lesions": 3, "retreated_lesions": 1, "reason": None})
+        1 / 3,
+        {"irradiated_lesions": 3, "retreated_lesions": 1, "reason": None},
+    )
     assert radiotherapy_retreatment(events[events["type"] != "radiation_to_bone"]) == (
-        None, {"irradiated_lesions": 0, "retreated_lesions": 0, "reason": "no lesion was irradiated in this arm"})
+        None,
+        {"irradiated_lesions": 0, "retreated_lesions": 0, "reason": "no lesion was irradiated in this arm"},
+    )
 
 
 def test_summary_reports_retreatment_per_arm_or_why_not(trial):
@@ -493,19 +512,30 @@ def test_summary_reports_retreatment_per_arm_or_why_not(trial):
 
 
 def test_marker_summary_medians_changes_and_share_below_50():
-    markers = pd.DataFrame({
-        "patient_id": [1, 1, 2, 2, 3, 3, 4],
-        "arm": ["a"] * 7,
-        "week": [0, 13, 0, 13, 0, 13, 0],
-        "untx_nmol_mmol": [100.0, 20.0, 60.0, 30.0, 40.0, 36.0, 80.0],
-        "bsap_ug_l": [20.0, 15.0, 10.0, 9.0, 30.0, 15.0, 12.0],
-        "calcium_mmol_l": [2.3, 2.2, 2.4, 2.5, 2.6, 2.35, 2.5],
-    })
+    markers = pd.DataFrame(
+        {
+            "patient_id": [1, 1, 2, 2, 3, 3, 4],
+            "arm": ["a"] * 7,
+            "week": [0, 13, 0, 13, 0, 13, 0],
+            "untx_nmol_mmol": [100.0, 20.0, 60.0, 30.0, 40.0, 36.0, 80.0],
+            "bsap_ug_l": [20.0, 15.0, 10.0, 9.0, 30.0, 15.0, 12.0],
+            "calcium_mmol_l": [2.3, 2.2, 2.4, 2.5, 2.6, 2.35, 2.5],
+        }
+    )
     summary = marker_summary(markers)
     assert list(summary) == ["0", "13"]
     # uNTx changes -80%, -50%, -10%; BSAP -25%, -10%, -50%; 3 of 3 below 50 at week 13
-    assert summary["13"] == pytest.approx({"untx_change_pct": -50.0, "untx_below_50": 1.0, "bsap_change_pct": -25.0,
-                                           "calcium_mmol_l": 2.35, "untx_nmol_mmol": 30.0, "bsap_ug_l": 15.0, "n": 3})
+    assert summary["13"] == pytest.approx(
+        {
+            "untx_change_pct": -50.0,
+            "untx_below_50": 1.0,
+            "bsap_change_pct": -25.0,
+            "calcium_mmol_l": 2.35,
+            "untx_nmol_mmol": 30.0,
+            "bsap_ug_l": 15.0,
+            "n": 3,
+        }
+    )
     assert summary["0"]["untx_below_50"] == 0.25 and summary["0"]["untx_change_pct"] == 0.0
 
 
@@ -517,11 +547,16 @@ def test_run_folder_markers_are_summarised_and_old_folders_have_none(tmp_path):
     assert all(list(arm["adverse_events"]) == list(REPORTED_ADVERSE_EVENTS) for arm in summary["arms"].values())
     patients = pd.read_parquet(run / "patients.parquet")
     first = patients.groupby("arm").head(2)
-    pd.DataFrame({
-        "patient_id": np.repeat(first["patient_id"].to_numpy(), 2), "arm": np.repeat(first["arm"].to_numpy(), 2),
-        "week": np.tile([0, 13], len(first)), "untx_nmol_mmol": np.tile([60.0, 15.0], len(first)),
-        "bsap_ug_l": np.tile([20.0, 16.0], len(first)), "calcium_mmol_l": np.tile([2.4, 2.3], len(first)),
-    }).to_parquet(run / "markers.parquet")
+    pd.DataFrame(
+        {
+            "patient_id": np.repeat(first["patient_id"].to_numpy(), 2),
+            "arm": np.repeat(first["arm"].to_numpy(), 2),
+            "week": np.tile([0, 13], len(first)),
+            "untx_nmol_mmol": np.tile([60.0, 15.0], len(first)),
+            "bsap_ug_l": np.tile([20.0, 16.0], len(first)),
+            "calcium_mmol_l": np.tile([2.4, 2.3], len(first)),
+        }
+    ).to_parquet(run / "markers.parquet")
     summary = summarise_run(run)
     for arm in summary["arms"].values():
         assert arm["markers"]["13"]["untx_change_pct"] == pytest.approx(-75.0)

@@ -38,7 +38,9 @@ def test_public_names() -> None:
 
 def test_import_is_light() -> None:
     """``import vtrial`` loads none of the heavy libraries (they come with the first trial)."""
-    code = "import sys, vtrial; print(sorted(m for m in ('numpy', 'pandas', 'lifelines', 'pydantic') if m in sys.modules))"
+    code = (
+        "import sys, vtrial; print(sorted(m for m in ('numpy', 'pandas', 'lifelines', 'pydantic') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -94,8 +96,17 @@ def test_cumulative_incidence_by_arm(trial: vtrial.Trial) -> None:
 
 def test_compare_is_the_summary_as_a_table(trial: vtrial.Trial) -> None:
     table = trial.compare()
-    assert list(table.columns) == ["arm", "reference", "endpoint", "measure", "estimate", "ci_low", "ci_high",
-                                   "p_value", "reason"]
+    assert list(table.columns) == [
+        "arm",
+        "reference",
+        "endpoint",
+        "measure",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "reason",
+    ]
     row = table[table["endpoint"] == "overall_survival"].iloc[0]
     source = trial.summary["comparisons"][0]["overall_survival"]
     assert (row["arm"], row["reference"], row["measure"]) == ("zoledronic_acid", "placebo", "hazard_ratio")
@@ -120,8 +131,9 @@ def test_save_writes_the_cli_run_folder(trial: vtrial.Trial, protocol_file, tmp_
         main(["run", str(protocol_file), "--out", str(tmp_path / "cli"), "--seed", "11", "--jobs", "1", "--quiet"])
     assert done.value.code == 0
     same = ["patients.parquet", "events.parquet", "markers.parquet", "protocol.toml", "summary.json"]
-    match, mismatch, errors = filecmp.cmpfiles(saved, tmp_path / "cli", same + ["report.html", "manifest.json"],
-                                               shallow=False)
+    match, mismatch, errors = filecmp.cmpfiles(
+        saved, tmp_path / "cli", same + ["report.html", "manifest.json"], shallow=False
+    )
     assert sorted(match) == sorted(same) and not errors  # manifest and report differ only in command and wall time
     assert sorted(mismatch) == ["manifest.json", "report.html"]
     with pytest.raises(vtrial.UserInputError, match="already exists"):

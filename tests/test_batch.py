@@ -52,8 +52,12 @@ def test_batch_rows_reproduce_single_runs_with_the_derived_seed(batch_result, tm
     protocol = small_protocol()
     run_dir = tmp_path / "rep2"
     run_trial(protocol, run_dir, jobs=1, block_size=64, replicate=2)
-    single = replicate_rows(pd.read_parquet(run_dir / "patients.parquet"), pd.read_parquet(run_dir / "events.parquet"),
-                            protocol, replicate=2)[0]
+    single = replicate_rows(
+        pd.read_parquet(run_dir / "patients.parquet"),
+        pd.read_parquet(run_dir / "events.parquet"),
+        protocol,
+        replicate=2,
+    )[0]
     row = table[table["replicate"] == 2].iloc[0].to_dict()
     for key, value in single.items():
         if isinstance(value, float):
@@ -78,20 +82,42 @@ def replicate_table(**columns) -> pd.DataFrame:
     """Hand-made batch rows: ``columns`` over a neutral row (every ratio 1, p 0.5, no margin met)."""
     n = max(len(v) for v in columns.values() if isinstance(v, (list, range, np.ndarray)))
     base = {
-        "trial": "t", "patients": 200, "replicate": range(n), "seed": 1, "arm": "a", "reference": "r",
-        "n_arm": 100, "n_reference": 100, "proportion_with_sre_arm": 0.3, "proportion_with_sre_reference": 0.4,
-        "risk_difference": -0.1, "rd_ci_low": -0.2, "rd_ci_high": 0.0,
-        "hazard_ratio": 1.0, "ci_low": 0.5, "ci_high": 1.5, "p_value": 0.5,
-        "rate_ratio": 1.0, "rr_ci_low": 0.5, "rr_ci_high": 1.5, "rr_p_value": 0.5,
-        "os_hazard_ratio": 1.0, "os_ci_low": 0.5, "os_ci_high": 1.5, "os_p_value": 0.5,
+        "trial": "t",
+        "patients": 200,
+        "replicate": range(n),
+        "seed": 1,
+        "arm": "a",
+        "reference": "r",
+        "n_arm": 100,
+        "n_reference": 100,
+        "proportion_with_sre_arm": 0.3,
+        "proportion_with_sre_reference": 0.4,
+        "risk_difference": -0.1,
+        "rd_ci_low": -0.2,
+        "rd_ci_high": 0.0,
+        "hazard_ratio": 1.0,
+        "ci_low": 0.5,
+        "ci_high": 1.5,
+        "p_value": 0.5,
+        "rate_ratio": 1.0,
+        "rr_ci_low": 0.5,
+        "rr_ci_high": 1.5,
+        "rr_p_value": 0.5,
+        "os_hazard_ratio": 1.0,
+        "os_ci_low": 0.5,
+        "os_ci_high": 1.5,
+        "os_p_value": 0.5,
     }
     return pd.DataFrame({**base, **columns})[list(ROW_COLUMNS)]
 
 
 def test_power_is_share_of_significant_replicates():
     rows = replicate_table(
-        proportion_with_sre_arm=[0.2, 0.3, 0.25, 0.2], hazard_ratio=[0.6, 0.9, 1.3, 0.7],
-        p_value=[0.01, 0.40, 0.03, 0.08], rr_p_value=[0.01, 0.01, 0.01, 0.2], rate_ratio=[0.5, 0.6, 0.7, 0.8],
+        proportion_with_sre_arm=[0.2, 0.3, 0.25, 0.2],
+        hazard_ratio=[0.6, 0.9, 1.3, 0.7],
+        p_value=[0.01, 0.40, 0.03, 0.08],
+        rr_p_value=[0.01, 0.01, 0.01, 0.2],
+        rate_ratio=[0.5, 0.6, 0.7, 0.8],
         os_p_value=[0.2, 0.3, 0.4, 0.5],
     )
     (s,) = summarise_batch(rows, alpha=0.05)
@@ -117,25 +143,29 @@ def test_cli_run_writes_the_full_run_folder_and_report_rebuilds_it(tmp_path):
     protocol = tmp_path / "p.toml"
     protocol.write_text(
         '[trial]\nname = "cli-run"\npatients = 120\nhorizon_months = 12\nseed = 5\n'
-        '[cohort]\nprimary = { breast = 1.0 }\n'
+        "[cohort]\nprimary = { breast = 1.0 }\n"
         '[[arm]]\nname = "zoledronic_acid"\ndrug = "zoledronic_acid"\ndose_mg = 4.0\nevery_weeks = 4.0\n'
         '[[arm]]\nname = "denosumab"\ndrug = "denosumab"\ndose_mg = 120.0\nevery_weeks = 4.0\n'
     )
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "vtrial.cli"]
-    done = subprocess.run([*cmd, "run", str(protocol), "--out", str(out), "--jobs", "1", "--quiet"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*cmd, "run", str(protocol), "--out", str(out), "--jobs", "1", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
-    for name in ("protocol.toml", "patients.parquet", "events.parquet", "summary.json", "report.html",
-                 "manifest.json"):
+    for name in ("protocol.toml", "patients.parquet", "events.parquet", "summary.json", "report.html", "manifest.json"):
         assert (out / name).is_file(), name
     first = (out / "summary.json").read_bytes()
     again = subprocess.run([*cmd, "report", str(out)], capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert (out / "summary.json").read_bytes() == first
     # a second run into the same folder needs --force: exit 2, a message, no traceback
-    refused = subprocess.run([*cmd, "run", str(protocol), "--out", str(out), "--quiet"],
-                             capture_output=True, text=True, timeout=300)
+    refused = subprocess.run(
+        [*cmd, "run", str(protocol), "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=300
+    )
     assert refused.returncode == 2
     assert "--force" in refused.stderr and "Traceback" not in refused.stderr
 
@@ -145,8 +175,10 @@ def test_two_protocols_sharing_a_trial_name_are_refused_before_any_folder(tmp_pa
     out = tmp_path / "b"
     with pytest.raises(UserInputError) as info:
         run_batch([small_protocol("same", 240), small_protocol("same", 300)], out, replicates=2, jobs=1, block_size=100)
-    assert str(info.value) == ("trial.name: 2 protocols share the name(s) ['same']; a batch keys its rows and files "
-                               "by trial.name Fix: give each protocol its own trial.name (and each file once)")
+    assert str(info.value) == (
+        "trial.name: 2 protocols share the name(s) ['same']; a batch keys its rows and files "
+        "by trial.name Fix: give each protocol its own trial.name (and each file once)"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -175,8 +207,11 @@ def test_non_inferiority_is_the_upper_95_bound_below_the_margin():
     rows = replicate_table(ci_high=[1.05, 1.10, np.nan, 1.079, 1.08], rd_ci_high=[0.01, 0.06, 0.04, np.nan, 0.05])
     (s,) = summarise_batch(rows, alpha=0.05, ni_hr=1.08, ni_rd=0.05)
     # 1.05 and 1.079 are below 1.08; 1.10 is not, 1.08 is not strictly below, NaN never meets it
-    assert s["non_inferiority"]["hazard_ratio"] == {"margin": 1.08, "probability": 0.4,
-                                                    "mc_se": pytest.approx(np.sqrt(0.4 * 0.6 / 5))}
+    assert s["non_inferiority"]["hazard_ratio"] == {
+        "margin": 1.08,
+        "probability": 0.4,
+        "mc_se": pytest.approx(np.sqrt(0.4 * 0.6 / 5)),
+    }
     # 0.01 and 0.04 are below 0.05
     assert s["non_inferiority"]["risk_difference"]["probability"] == 0.4
 
@@ -201,15 +236,21 @@ def test_sample_size_search_finds_the_first_size_reaching_the_target(start):
 
 def test_batch_cli_checks_the_new_options(tmp_path, capsys):
     protocol = tmp_path / "p.toml"
-    protocol.write_text('[trial]\nname = "p"\npatients = 40\nhorizon_months = 6\n[cohort]\nprimary = { breast = 1.0 }\n'
-                        '[[arm]]\nname = "a"\ndrug = "none"\n[[arm]]\nname = "b"\ndrug = "none"\n')
+    protocol.write_text(
+        '[trial]\nname = "p"\npatients = 40\nhorizon_months = 6\n[cohort]\nprimary = { breast = 1.0 }\n'
+        '[[arm]]\nname = "a"\ndrug = "none"\n[[arm]]\nname = "b"\ndrug = "none"\n'
+    )
     base = ["batch", str(protocol), "--replicates", "1", "--out", str(tmp_path / "b"), "--quiet"]
     cases = {
         ("--non-inferiority-hr", "0.9"): "error: --non-inferiority-hr: a hazard-ratio margin must be above 1, got 0.9 "
         "Fix: pass the largest hazard ratio that still counts as non-inferior, e.g. 1.08",
         ("--non-inferiority-rd", "5"): "error: --non-inferiority-rd: a risk-difference margin must be between 0 and 1",
         ("--target-power", "1.5"): "error: --target-power: --target-power must be between 0 and 1, got 1.5",
-        ("--target-power", "0.8", str(protocol)): "error: --target-power: a sample-size search takes one protocol, got 2",
+        (
+            "--target-power",
+            "0.8",
+            str(protocol),
+        ): "error: --target-power: a sample-size search takes one protocol, got 2",
     }
     for extra, message in cases.items():
         with pytest.raises(SystemExit) as info:

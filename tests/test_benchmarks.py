@@ -66,4 +66,5 @@ def test_block_summary_is_the_min_and_median_of_wall_and_cpu():
 
     # wall 3, 2, 5 -> min 2, median 3; cpu 1, 2, 1.5 -> min 1, median 1.5
     assert summary([(3.0, 1.0), (2.0, 2.0), (5.0, 1.5)]) == (
-        "wall 2.00 s (median 3.00), cpu 1.00 s (median 1.50), 3 runs")
+        "wall 2.00 s (median 3.00), cpu 1.00 s (median 1.50), 3 runs"
+    )

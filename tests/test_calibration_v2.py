@@ -86,15 +86,31 @@ def _obs(summary_arms: dict, arms: dict[str, ArmData], reference: str | None = N
 
 def _arm(patient_id, followup, died, first_sre, markers=None, lesion_events=None) -> ArmData:
     n = len(patient_id)
-    return ArmData(np.array(followup, float), np.array(died, bool), np.array(first_sre, float), np.ones(n), 0, 0, 0,
-                   np.array(patient_id), markers, lesion_events)
+    return ArmData(
+        np.array(followup, float),
+        np.array(died, bool),
+        np.array(first_sre, float),
+        np.ones(n),
+        0,
+        0,
+        0,
+        np.array(patient_id),
+        markers,
+        lesion_events,
+    )
 
 
 def _markers(rows: list[tuple[int, int, float, float]]) -> pd.DataFrame:
     """(patient, week, uNTx, calcium) rows; BSAP fixed at 20."""
-    return pd.DataFrame({"patient_id": [r[0] for r in rows], "week": [r[1] for r in rows],
-                         "untx_nmol_mmol": [r[2] for r in rows], "bsap_ug_l": 20.0,
-                         "calcium_mmol_l": [r[3] for r in rows]})
+    return pd.DataFrame(
+        {
+            "patient_id": [r[0] for r in rows],
+            "week": [r[1] for r in rows],
+            "untx_nmol_mmol": [r[2] for r in rows],
+            "bsap_ug_l": 20.0,
+            "calcium_mmol_l": [r[3] for r in rows],
+        }
+    )
 
 
 def test_median_rank_ci_uses_the_binomial_order_statistics() -> None:
@@ -105,13 +121,19 @@ def test_median_rank_ci_uses_the_binomial_order_statistics() -> None:
 
 
 def test_median_untx_change_and_reduction_by_hand() -> None:
-    markers = _markers([
-        (1, 0, 100.0, 2.3), (1, 13, 20.0, 2.3),   # -80%
-        (2, 0, 40.0, 2.3), (2, 13, 30.0, 2.3),    # -25%
-        (3, 0, 60.0, 2.3), (3, 13, 30.0, 2.3),    # -50%
-        (4, 0, 80.0, 2.3), (4, 13, 40.0, 2.3),    # -50%
-        (5, 0, 200.0, 2.3),                       # not measured at week 13
-    ])
+    markers = _markers(
+        [
+            (1, 0, 100.0, 2.3),
+            (1, 13, 20.0, 2.3),  # -80%
+            (2, 0, 40.0, 2.3),
+            (2, 13, 30.0, 2.3),  # -25%
+            (3, 0, 60.0, 2.3),
+            (3, 13, 30.0, 2.3),  # -50%
+            (4, 0, 80.0, 2.3),
+            (4, 13, 40.0, 2.3),  # -50%
+            (5, 0, 200.0, 2.3),  # not measured at week 13
+        ]
+    )
     obs = {"r": _obs({}, {"a": _arm([1, 2, 3, 4, 5], [200] * 5, [False] * 5, [np.nan] * 5, markers)})}
     check = Check("X", "a", "value", "median", "median_untx_change", ("r",), "a", 13, "% change")
     change = median_untx_change(obs, check)
@@ -124,14 +146,20 @@ def test_median_untx_change_and_reduction_by_hand() -> None:
 
 
 def test_laboratory_hypocalcaemia_counts_patients_with_a_low_visit_after_week_0_pooled() -> None:
-    one = _markers([
-        (1, 0, 50.0, 1.90), (1, 4, 50.0, 2.30),   # low only at week 0: not counted
-        (2, 4, 50.0, 1.95), (2, 8, 50.0, 1.80),   # counted once
-        (3, 8, 50.0, 2.00),                       # 2.0 is grade 1
-    ])
+    one = _markers(
+        [
+            (1, 0, 50.0, 1.90),
+            (1, 4, 50.0, 2.30),  # low only at week 0: not counted
+            (2, 4, 50.0, 1.95),
+            (2, 8, 50.0, 1.80),  # counted once
+            (3, 8, 50.0, 2.00),  # 2.0 is grade 1
+        ]
+    )
     two = _markers([(7, 4, 50.0, 1.99), (8, 12, 50.0, 1.70), (9, 4, 50.0, 2.40)])
+
     def arm(m):
         return _arm([0], [1], [False], [np.nan], m)
+
     obs = {"r1": _obs({"a": {"n": 4}}, {"a": arm(one)}), "r2": _obs({"a": {"n": 6}}, {"a": arm(two)})}
     check = Check("X", "a", "value", "proportion", "laboratory_hypocalcaemia_grade_2", ("r1", "r2"), "a")
     assert laboratory_hypocalcaemia_grade_2(obs, check).value == pytest.approx(30.0)  # (1 + 2) of (4 + 6)
@@ -140,8 +168,16 @@ def test_laboratory_hypocalcaemia_counts_patients_with_a_low_visit_after_week_0_
 def _untx_arm(died: list[bool], first_sre: list[float]) -> ArmData:
     # patient 1: uNTx 150 from day 0, 40 from day 28, 120 from day 56; patient 2: 80, then 110 from day 28;
     # patient 3: 30 from day 0
-    markers = _markers([(1, 0, 150.0, 2.3), (1, 4, 40.0, 2.3), (1, 8, 120.0, 2.3), (2, 0, 80.0, 2.3),
-                        (2, 4, 110.0, 2.3), (3, 0, 30.0, 2.3)])
+    markers = _markers(
+        [
+            (1, 0, 150.0, 2.3),
+            (1, 4, 40.0, 2.3),
+            (1, 8, 120.0, 2.3),
+            (2, 0, 80.0, 2.3),
+            (2, 4, 110.0, 2.3),
+            (3, 0, 30.0, 2.3),
+        ]
+    )
     return _arm([1, 2, 3], [100.0, 50.0, 30.0], died, first_sre, markers)
 
 
@@ -163,8 +199,9 @@ def test_death_rate_by_untx_leaves_out_the_moderate_band() -> None:
     # low (< 50): patient 1 days 28-56, patient 3 days 0-30 (death): 1 in 58; patient 2's 80 is moderate
     assert untx_exposure(arm, np.array([100.0, np.nan, 30.0]), arm.followup_days, 100.0, 50.0) == (1, 94.0, 1, 58.0)
     obs = {"r1": _obs({}, {"za": arm}), "r2": _obs({}, {"za": arm})}
-    est = death_rate_ratio_by_untx(obs, Check("X", "h", "ratio", "ratio", "death_rate_ratio_by_untx", ("r1", "r2"),
-                                              "za"))
+    est = death_rate_ratio_by_untx(
+        obs, Check("X", "h", "ratio", "ratio", "death_rate_ratio_by_untx", ("r1", "r2"), "za")
+    )
     assert est.value == pytest.approx(58.0 / 94.0)  # pooled: 2 in 188 against 2 in 116
     assert est.high == pytest.approx(58.0 / 94.0 * math.exp(Z95 * math.sqrt(1.0)))
 
@@ -172,9 +209,11 @@ def test_death_rate_by_untx_leaves_out_the_moderate_band() -> None:
 def test_retreatment_share_and_odds_ratio_by_hand() -> None:
     def detail(k, n):
         return {"radiotherapy_retreatment_detail": {"retreated_lesions": k, "irradiated_lesions": n}}
+
     obs = {"r": _obs({"single": detail(20, 100), "multiple": detail(10, 100)}, {}, reference="multiple")}
-    share = radiotherapy_retreatment(obs, Check("X", "s", "value", "proportion", "radiotherapy_retreatment", ("r",),
-                                                "single"))
+    share = radiotherapy_retreatment(
+        obs, Check("X", "s", "value", "proportion", "radiotherapy_retreatment", ("r",), "single")
+    )
     assert share.value == pytest.approx(20.0)
     est = retreatment_odds_ratio(obs, Check("X", "s", "ratio", "ratio", "retreatment_odds_ratio", ("r",), "single"))
     assert est.value == pytest.approx(20 * 90 / (80 * 10))
@@ -184,17 +223,22 @@ def test_retreatment_share_and_odds_ratio_by_hand() -> None:
 
 def test_fracture_after_radiotherapy_by_hand() -> None:
     rows = [
-        (1, 10.0, "radiation_to_bone", "femur", 0), (1, 100.0, "pathological_fracture", "femur", 0),  # fractured
-        (1, 10.0, "radiation_to_bone", "humerus", 1),                                                 # followed
-        (1, 20.0, "radiation_to_bone", "femur", 2), (1, 250.0, "pathological_fracture", "femur", 2),  # after 6 mo
-        (2, 5.0, "pathological_fracture", "femur", 0), (2, 10.0, "radiation_to_bone", "femur", 0),    # broken before
-        (2, 10.0, "radiation_to_bone", "pelvis", 1),                                                  # not long bone
-        (3, 50.0, "radiation_to_bone", "femur", 0),                                                   # not followed
-        (4, 5.0, "surgery_to_bone", "femur", 0), (4, 10.0, "radiation_to_bone", "femur", 0),          # fixed before
+        (1, 10.0, "radiation_to_bone", "femur", 0),
+        (1, 100.0, "pathological_fracture", "femur", 0),  # fractured
+        (1, 10.0, "radiation_to_bone", "humerus", 1),  # followed
+        (1, 20.0, "radiation_to_bone", "femur", 2),
+        (1, 250.0, "pathological_fracture", "femur", 2),  # after 6 mo
+        (2, 5.0, "pathological_fracture", "femur", 0),
+        (2, 10.0, "radiation_to_bone", "femur", 0),  # broken before
+        (2, 10.0, "radiation_to_bone", "pelvis", 1),  # not long bone
+        (3, 50.0, "radiation_to_bone", "femur", 0),  # not followed
+        (4, 5.0, "surgery_to_bone", "femur", 0),
+        (4, 10.0, "radiation_to_bone", "femur", 0),  # fixed before
     ]
     events = pd.DataFrame(rows, columns=["patient_id", "day", "type", "site", "lesion"])
-    arm = _arm([1, 2, 3, 4], [300.0, 400.0, 100.0, 400.0], [False, False, True, False], [np.nan] * 4,
-               lesion_events=events)
+    arm = _arm(
+        [1, 2, 3, 4], [300.0, 400.0, 100.0, 400.0], [False, False, True, False], [np.nan] * 4, lesion_events=events
+    )
     check = Check("X", "l", "value", "proportion", "fracture_after_radiotherapy", ("r",), "a", 6.0)
     est = fracture_after_radiotherapy({"r": _obs({}, {"a": arm})}, check)
     assert est.value == pytest.approx(100.0 / 3.0)  # 1 of patient 1's three lesions

@@ -75,24 +75,23 @@ EXPECTED = {
     "v2_mechanism_homing_above_one.toml": "arm[1].mechanism.homing_inhibition",
     "v2_prior_treatment_typo.toml": "cohort.prior_treatment.month: unknown key 'month'. Did you mean 'months'?",
     "v2_prostate_stage_unknown.toml": "cohort.prostate_stage: 'castrate_resistant' is not allowed. Did you mean "
-                                      "'castration_resistant'?",
+    "'castration_resistant'?",
     "v2_prostate_stage_without_prostate.toml": "cohort.prostate_stage: prostate_stage = 'castration_sensitive', "
-                                               "but prostate has no weight",
+    "but prostate has no weight",
     "v2_radium_dose_mg.toml": "arm[1].concurrent[0].dose_mg: radium_223 is dosed by activity per body weight, not "
-                              "in mg Fix: replace dose_mg with dose_kbq_per_kg",
+    "in mg Fix: replace dose_mg with dose_kbq_per_kg",
     "v2_rt_dose_zero.toml": "arm[1].radiotherapy.dose_gy: 0.0 is out of range: it must be greater than 0.0",
     "v2_rt_technique_unknown.toml": "arm[1].radiotherapy.technique: 'stereotatic' is not allowed. Did you mean "
-                                    "'stereotactic'?",
+    "'stereotactic'?",
     "v2_rt_zero_fractions.toml": "arm[1].radiotherapy.fractions: 0 is out of range: it must be at least 1",
     "v2_systemic_therapy_typo.toml": "cohort.systemic_therapy[0]: 'androgen_deprevation' is not allowed. Did you "
-                                     "mean 'androgen_deprivation'?",
+    "mean 'androgen_deprivation'?",
     "v2_then_after_horizon.toml": "arm[1].then[0].after_months: starts at month 30, at or after the data cut-off",
-    "v2_then_after_stop.toml": "arm[1].then[0].after_months: starts at month 12, when the arm's treatment has "
-                               "stopped",
+    "v2_then_after_stop.toml": "arm[1].then[0].after_months: starts at month 12, when the arm's treatment has stopped",
     "v2_then_missing_after.toml": "arm[1].then[0].after_months: is required but missing",
     "v2_then_missing_drug.toml": "arm[1].then[0].drug: is required but missing",
     "v2_then_not_in_order.toml": "arm[1].then[1].after_months: the phase starts at month 6, not after the phase "
-                                 "before it (month 12)",
+    "before it (month 12)",
 }
 
 
@@ -123,8 +122,12 @@ def test_broken_protocol_exits_2_naming_the_field(capsys, name):
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("typo_key.toml", "trial.horizon_month"), ("binary.toml", "is not a text file"),
-     ("unknown_primary.toml", "cohort.primary.brest"), ("yaml_list.yaml", "not a mapping")],
+    [
+        ("typo_key.toml", "trial.horizon_month"),
+        ("binary.toml", "is not a text file"),
+        ("unknown_primary.toml", "cohort.primary.brest"),
+        ("yaml_list.yaml", "not a mapping"),
+    ],
 )
 def test_real_process_exits_2_without_traceback(name, expected):
     result = run_process("check", str(BROKEN / name))
@@ -156,7 +159,8 @@ def test_check_accepts_every_shipped_protocol_and_the_contract(root, contract_pa
     shipped = sorted(str(p) for p in (root / "protocols").glob("*.toml"))
     paths = [*shipped, str(contract_path)]
     assert {"example.toml", "breast.toml", "prostate.toml", "lung.toml", "head_and_neck.toml"} <= {
-        Path(p).name for p in shipped}
+        Path(p).name for p in shipped
+    }
     result = run_process("check", *paths)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"ok: {p}" for p in paths]
@@ -177,8 +181,9 @@ def test_version(capsys):
 
 def test_cohort_writes_one_row_per_patient(root, tmp_path):
     out = tmp_path / "cohort.parquet"
-    result = run_process("cohort", str(root / "protocols" / "example.toml"), "--out", str(out),
-                         "--patients", "250", "--seed", "9")
+    result = run_process(
+        "cohort", str(root / "protocols" / "example.toml"), "--out", str(out), "--patients", "250", "--seed", "9"
+    )
     assert result.returncode == 0, result.stderr
     table = pd.read_parquet(out)
     assert len(table) == 250 and table["patient_id"].is_unique
@@ -187,8 +192,15 @@ def test_cohort_writes_one_row_per_patient(root, tmp_path):
 
 
 def test_cohort_rejects_a_bad_override(capsys, root, tmp_path):
-    code, _, err = run_main(capsys, "cohort", str(root / "protocols" / "example.toml"), "--out",
-                            str(tmp_path / "c.parquet"), "--patients", "0")
+    code, _, err = run_main(
+        capsys,
+        "cohort",
+        str(root / "protocols" / "example.toml"),
+        "--out",
+        str(tmp_path / "c.parquet"),
+        "--patients",
+        "0",
+    )
     assert code == 2 and "--patients" in err
 
 
@@ -221,16 +233,26 @@ def test_implausible_values_are_printed_once_as_warnings(capsys, tmp_path):
     code, out, err = run_main(capsys, "check", str(path), str(path))
     assert code == 0 and out == f"ok: {path}\nok: {path}\n"
     lines = err.splitlines()
-    assert [line.split(": ")[2] for line in lines] == ["cohort.primary", "arm[0].dose_mg", "arm[0].radiotherapy.dose_gy"]
-    assert lines[1].startswith(f"warning: {path}: arm[0].dose_mg: 4000 mg of zoledronic_acid per administration is "
-                               "outside the usual 1-8 mg")
+    assert [line.split(": ")[2] for line in lines] == [
+        "cohort.primary",
+        "arm[0].dose_mg",
+        "arm[0].radiotherapy.dose_gy",
+    ]
+    assert lines[1].startswith(
+        f"warning: {path}: arm[0].dose_mg: 4000 mg of zoledronic_acid per administration is outside the usual 1-8 mg"
+    )
 
 
 def test_warnings_stay_warnings_in_a_real_process_with_python_warnings_as_errors(tmp_path):
     path = tmp_path / "implausible.toml"
     path.write_text(IMPLAUSIBLE)
-    result = subprocess.run([sys.executable, "-m", "vtrial.cli", "check", str(path)], capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "PYTHONWARNINGS": "error"})
+    result = subprocess.run(
+        [sys.executable, "-m", "vtrial.cli", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
     assert result.returncode == 0 and result.stdout == f"ok: {path}\n"
     assert result.stderr.count("warning: ") == 3 and "Traceback" not in result.stderr
 
@@ -238,7 +260,11 @@ def test_warnings_stay_warnings_in_a_real_process_with_python_warnings_as_errors
 def test_schema_prints_the_json_schema_of_the_protocol(capsys):
     code, out, _ = run_main(capsys, "schema")
     schema = json.loads(out)
-    assert code == 0 and schema["title"] == "Protocol" and set(schema["properties"]) == {"trial", "cohort", "arm", "analysis"}
+    assert (
+        code == 0
+        and schema["title"] == "Protocol"
+        and set(schema["properties"]) == {"trial", "cohort", "arm", "analysis"}
+    )
     arm = schema["$defs"]["Arm"]["properties"]
     assert {"then", "concurrent", "radiotherapy", "surgery", "doses", "dose_kbq_per_kg", "stop_on_onj"} <= set(arm)
     assert "radium_223" in json.dumps(arm["drug"])
@@ -263,12 +289,18 @@ BAD_RUN_FLAGS = {
     "jobs-huge": (["--jobs", "1000000"], "--jobs: must be a number of workers from 1 to 1024, got 1000000"),
     "jobs-zero": (["--jobs", "0"], "--jobs: must be a number of workers from 1 to 1024, got 0"),
     "replicate-negative": (["--replicate", "-1"], "--replicate: replicate must be from 0 to 2**63 - 1, got -1"),
-    "scheduler-malformed": (["--backend", "dask", "--scheduler", "not-an-address"],
-                            "--scheduler: 'not-an-address' is not a scheduler address"),
-    "scheduler-unreachable": (["--backend", "dask", "--scheduler", "tcp://127.0.0.1:1"],
-                              "--scheduler: cannot reach the dask scheduler at tcp://127.0.0.1:1"),
-    "scheduler-without-dask": (["--scheduler", "tcp://127.0.0.1:8786"],
-                               "--scheduler: a scheduler is used only by the dask backend"),
+    "scheduler-malformed": (
+        ["--backend", "dask", "--scheduler", "not-an-address"],
+        "--scheduler: 'not-an-address' is not a scheduler address",
+    ),
+    "scheduler-unreachable": (
+        ["--backend", "dask", "--scheduler", "tcp://127.0.0.1:1"],
+        "--scheduler: cannot reach the dask scheduler at tcp://127.0.0.1:1",
+    ),
+    "scheduler-without-dask": (
+        ["--scheduler", "tcp://127.0.0.1:8786"],
+        "--scheduler: a scheduler is used only by the dask backend",
+    ),
     "backend-unknown": (["--backend", "foo"], "--backend: unknown backend 'foo'"),
     "block-size-zero": (["--block-size", "0"], "--block-size: block size must be positive, got 0"),
     "out-name-too-long": (["--out", "a" * 300], "--out: the name aaaaaaaaaaaaaaaaaaaaaaaa... is 300 bytes long"),
@@ -279,8 +311,16 @@ BAD_RUN_FLAGS = {
 def test_bad_run_flags_exit_2_naming_the_flag_and_leave_no_folder(capsys, root, tmp_path, monkeypatch, case):
     flags, expected = BAD_RUN_FLAGS[case]
     monkeypatch.chdir(tmp_path)
-    code, _, err = run_main(capsys, "run", str(root / "protocols" / "example.toml"), "--patients", "30",
-                            "--quiet", *(["--out", "o"] if "--out" not in flags else []), *flags)
+    code, _, err = run_main(
+        capsys,
+        "run",
+        str(root / "protocols" / "example.toml"),
+        "--patients",
+        "30",
+        "--quiet",
+        *(["--out", "o"] if "--out" not in flags else []),
+        *flags,
+    )
     assert code == 2, err
     assert err.startswith(f"error: {expected}") and "Fix:" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []  # no run folder, no partial folder
@@ -307,8 +347,19 @@ def test_batch_validate_calibrate_check_their_flags_first(capsys, root, tmp_path
 def test_jobs_are_capped_at_the_tasks_and_a_warning_names_the_cores(root, tmp_path):
     """`--jobs 50` for 60 patients in blocks of 20 (3 arms: 9 tasks) starts 9 workers, not 50."""
     out = tmp_path / "run"
-    result = run_process("run", str(root / "protocols" / "example.toml"), "--patients", "60", "--block-size", "20",
-                         "--jobs", "50", "--out", str(out), "--quiet")
+    result = run_process(
+        "run",
+        str(root / "protocols" / "example.toml"),
+        "--patients",
+        "60",
+        "--block-size",
+        "20",
+        "--jobs",
+        "50",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "manifest.json").read_text())["jobs"] == 9
     cores = os.cpu_count()
@@ -321,8 +372,18 @@ def test_jobs_are_capped_at_the_tasks_and_a_warning_names_the_cores(root, tmp_pa
 
 def test_progress_without_a_terminal_prints_lines_and_the_analysis_and_report_stages(root, tmp_path):
     """stderr is a pipe: a plain line every 10% of the blocks (not only the last), then the stages."""
-    result = run_process("run", str(root / "protocols" / "example.toml"), "--patients", "200", "--block-size", "10",
-                         "--jobs", "1", "--out", str(tmp_path / "run"))
+    result = run_process(
+        "run",
+        str(root / "protocols" / "example.toml"),
+        "--patients",
+        "200",
+        "--block-size",
+        "10",
+        "--jobs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
     blocks = [line for line in lines if line.startswith("blocks ")]

@@ -21,14 +21,26 @@ AXIAL = [SITES.index(s) for s in ("cervical_spine", "thoracic_spine", "lumbar_sp
 
 
 def protocol(cohort=None, **trial):
-    return parse_protocol({
-        "trial": {"name": "cohort-test", "patients": 10, "horizon_months": 24, "accrual_months": 6,
-                  "dropout_per_year": 0.1, **trial},
-        # a clearance range wide enough that nothing is rejected: age stays an exact truncated normal
-        "cohort": cohort or {"primary": {"breast": 0.4, "prostate": 0.4, "lung": 0.2},
-                             "creatinine_clearance_ml_min": {"min": 0.0, "max": 400.0}},
-        "arm": [{"name": "placebo", "drug": "none"}],
-    }, "test")
+    return parse_protocol(
+        {
+            "trial": {
+                "name": "cohort-test",
+                "patients": 10,
+                "horizon_months": 24,
+                "accrual_months": 6,
+                "dropout_per_year": 0.1,
+                **trial,
+            },
+            # a clearance range wide enough that nothing is rejected: age stays an exact truncated normal
+            "cohort": cohort
+            or {
+                "primary": {"breast": 0.4, "prostate": 0.4, "lung": 0.2},
+                "creatinine_clearance_ml_min": {"min": 0.0, "max": 400.0},
+            },
+            "arm": [{"name": "placebo", "drug": "none"}],
+        },
+        "test",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +139,16 @@ def test_same_seed_same_patients_whatever_the_blocks():
         part = sample_cohort(p, ids, Streams(3))
         ref = whole.take(ids)
         width = part.lesion_mask.shape[1]
-        for name in ("primary", "age_years", "creatinine_clearance_ml_min", "ecog", "female", "entry_day",
-                     "dropout_day", "prior_sre"):
+        for name in (
+            "primary",
+            "age_years",
+            "creatinine_clearance_ml_min",
+            "ecog",
+            "female",
+            "entry_day",
+            "dropout_day",
+            "prior_sre",
+        ):
             np.testing.assert_array_equal(getattr(part, name), getattr(ref, name))
         np.testing.assert_array_equal(part.biology["pthrp_secretion"], ref.biology["pthrp_secretion"])
         for name in ("lesion_mask", "lesion_site", "lesion_blastic_fraction", "lesion_burden"):

@@ -21,8 +21,13 @@ def survival_data() -> pd.DataFrame:
     t = rng.exponential(1 / (0.1 * np.exp(-0.35 * x)))
     c = rng.uniform(0, 15, n)
     return pd.DataFrame(
-        {"stop": np.minimum(t, c), "event": t <= c, "treated": x, "id": np.arange(n) // 2,
-         "start": rng.uniform(0, 0.5, n) * np.minimum(t, c)}
+        {
+            "stop": np.minimum(t, c),
+            "event": t <= c,
+            "treated": x,
+            "id": np.arange(n) // 2,
+            "start": rng.uniform(0, 0.5, n) * np.minimum(t, c),
+        }
     )
 
 
@@ -44,7 +49,9 @@ def test_equals_lifelines(survival_data, case, columns, kwargs):
     df = survival_data[columns]
     beta, se = lifelines_fit(df, **kwargs)
     fit = BinaryCoxFitter().fit(
-        df["stop"], df["event"], df["treated"],
+        df["stop"],
+        df["event"],
+        df["treated"],
         start=df["start"] if "entry_col" in kwargs else None,
         cluster=df["id"] if "cluster_col" in kwargs else None,
     )
@@ -90,8 +97,13 @@ def recurrent_trial(rng: np.random.Generator, n: int, rate_ratio: float, frailty
     last_stop[owner] = times  # the last event of each patient wins
     tail = follow > last_stop
     ids = np.r_[owner, np.flatnonzero(tail)]
-    return (np.r_[start, last_stop[tail]], np.r_[times, follow[tail]],
-            np.r_[np.ones(owner.size, bool), np.zeros(tail.sum(), bool)], x[ids], ids)
+    return (
+        np.r_[start, last_stop[tail]],
+        np.r_[times, follow[tail]],
+        np.r_[np.ones(owner.size, bool), np.zeros(tail.sum(), bool)],
+        x[ids],
+        ids,
+    )
 
 
 def test_robust_andersen_gill_variance_matches_the_replicate_spread():

@@ -91,8 +91,20 @@ def test_run_folder_has_the_contract_files(reference_run):
         assert (reference_run / name).is_file()
     assert not (reference_run / "parts").exists()
     patients, events = read(reference_run)
-    for col in ("patient_id", "arm", "primary", "age_years", "sex", "ecog", "creatinine_clearance_ml_min",
-                "n_lesions", "followup_days", "died", "first_sre_day", "n_sre"):
+    for col in (
+        "patient_id",
+        "arm",
+        "primary",
+        "age_years",
+        "sex",
+        "ecog",
+        "creatinine_clearance_ml_min",
+        "n_lesions",
+        "followup_days",
+        "died",
+        "first_sre_day",
+        "n_sre",
+    ):
         assert col in patients.columns
     for col in ("patient_id", "arm", "day", "type", "site", "counted"):
         assert col in events.columns
@@ -148,8 +160,16 @@ def test_paired_design_has_identical_cohorts_across_arms(tmp_path):
     out = tmp_path / "paired"
     run_trial(make_protocol(design="paired", patients=200), out, jobs=1, block_size=64)
     patients, _ = read(out)
-    cols = ["patient_id", "primary", "age_years", "sex", "ecog", "creatinine_clearance_ml_min", "n_lesions",
-            "entry_day"]
+    cols = [
+        "patient_id",
+        "primary",
+        "age_years",
+        "sex",
+        "ecog",
+        "creatinine_clearance_ml_min",
+        "n_lesions",
+        "entry_day",
+    ]
     a = patients[patients["arm"] == "placebo"][cols].reset_index(drop=True)
     b = patients[patients["arm"] == "zoledronic_acid"][cols].reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
@@ -198,15 +218,16 @@ def test_force_replaces_a_run(tmp_path):
 
 
 def _run_cli(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vtrial.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vtrial.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
 
 
 def test_sigterm_leaves_no_run_folder_and_resume_is_identical(tmp_path):
     protocol_file = tmp_path / "p.toml"
     protocol_file.write_text(
         '[trial]\nname = "interrupted"\npatients = 2400\nhorizon_months = 24\nseed = 11\n'
-        '[cohort]\nprimary = { prostate = 1.0 }\n'
+        "[cohort]\nprimary = { prostate = 1.0 }\n"
         '[[arm]]\nname = "placebo"\ndrug = "none"\n'
         '[[arm]]\nname = "denosumab"\ndrug = "denosumab"\ndose_mg = 120.0\nevery_weeks = 4.0\n'
     )

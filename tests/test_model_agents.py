@@ -26,16 +26,35 @@ PARAMS = Parameters()
 
 
 def arm(drug, dose_mg=None, every_weeks=4.0, **kw):
-    base = dict(name=drug, drug=drug, dose_mg=dose_mg, every_weeks=every_weeks, calcium_vitamin_d=True,
-                stop_after_months=None, renal_adjustment=True, mechanism=None)
+    base = dict(
+        name=drug,
+        drug=drug,
+        dose_mg=dose_mg,
+        every_weeks=every_weeks,
+        calcium_vitamin_d=True,
+        stop_after_months=None,
+        renal_adjustment=True,
+        mechanism=None,
+    )
     return SimpleNamespace(**{**base, **kw})
 
 
 #: the version-2 targets at their protocol default (0): a version-1 mechanism
-V2_TARGETS = {"homing_inhibition": 0.0, "osteoblast_drive_inhibition": 0.0, "bone_formation_stimulation": 0.0,
-              "il6_inhibition": 0.0}
-MECHANISM = SimpleNamespace(rankl_inhibition=0.4, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6,
-                            pthrp_inhibition=0.3, tumour_kill=0.2, half_life_days=14.0, **V2_TARGETS)
+V2_TARGETS = {
+    "homing_inhibition": 0.0,
+    "osteoblast_drive_inhibition": 0.0,
+    "bone_formation_stimulation": 0.0,
+    "il6_inhibition": 0.0,
+}
+MECHANISM = SimpleNamespace(
+    rankl_inhibition=0.4,
+    osteoclast_inhibition=0.5,
+    tgf_beta_inhibition=0.6,
+    pthrp_inhibition=0.3,
+    tumour_kill=0.2,
+    half_life_days=14.0,
+    **V2_TARGETS,
+)
 ARMS = {
     "none": arm("none", every_weeks=None),
     "zoledronic_acid": arm("zoledronic_acid", 4.0),
@@ -49,25 +68,84 @@ ARMS = {
 #: again after the merged issue-13 biology (PTHrP loop, systemic skeleton, pain drive), the hypocalcaemia count at
 #: the 4-weekly laboratory visits and the refit (docs/calibration.md).
 PINNED = {
-    "none": (43667.06833054491, {
-        "death": 101, "hypercalcaemia": 141, "new_lesion": 45, "osteoporotic_fracture": 5, "pathological_fracture": 104,
-        "radiation_to_bone": 104, "renal_toxicity": 3, "spinal_cord_compression": 1, "surgery_to_bone": 24}),
-    "zoledronic_acid": (45237.882677782385, {
-        "acute_phase_reaction": 25, "death": 98, "hypercalcaemia": 37, "hypocalcaemia": 1, "new_lesion": 36,
-        "osteonecrosis_of_the_jaw": 2, "osteoporotic_fracture": 4, "pathological_fracture": 69, "radiation_to_bone": 54,
-        "renal_toxicity": 4, "spinal_cord_compression": 1, "surgery_to_bone": 11}),
-    "pamidronate": (44445.86324470689, {
-        "acute_phase_reaction": 25, "death": 101, "hypercalcaemia": 87, "new_lesion": 37, "osteoporotic_fracture": 4,
-        "pathological_fracture": 91, "radiation_to_bone": 87, "renal_toxicity": 15, "spinal_cord_compression": 2,
-        "surgery_to_bone": 18}),
-    "denosumab": (45158.61700375337, {
-        "acute_phase_reaction": 10, "death": 100, "hypercalcaemia": 67, "hypocalcaemia": 10, "new_lesion": 30,
-        "osteonecrosis_of_the_jaw": 2, "osteoporotic_fracture": 5, "pathological_fracture": 62, "radiation_to_bone": 72,
-        "renal_toxicity": 4, "spinal_cord_compression": 1, "surgery_to_bone": 11}),
-    "custom": (57268.17331250087, {
-        "death": 70, "hypercalcaemia": 23, "hypocalcaemia": 2, "new_lesion": 24, "osteonecrosis_of_the_jaw": 1,
-        "osteoporotic_fracture": 5, "pathological_fracture": 68, "radiation_to_bone": 36, "renal_toxicity": 4,
-        "surgery_to_bone": 12}),
+    "none": (
+        43667.06833054491,
+        {
+            "death": 101,
+            "hypercalcaemia": 141,
+            "new_lesion": 45,
+            "osteoporotic_fracture": 5,
+            "pathological_fracture": 104,
+            "radiation_to_bone": 104,
+            "renal_toxicity": 3,
+            "spinal_cord_compression": 1,
+            "surgery_to_bone": 24,
+        },
+    ),
+    "zoledronic_acid": (
+        45237.882677782385,
+        {
+            "acute_phase_reaction": 25,
+            "death": 98,
+            "hypercalcaemia": 37,
+            "hypocalcaemia": 1,
+            "new_lesion": 36,
+            "osteonecrosis_of_the_jaw": 2,
+            "osteoporotic_fracture": 4,
+            "pathological_fracture": 69,
+            "radiation_to_bone": 54,
+            "renal_toxicity": 4,
+            "spinal_cord_compression": 1,
+            "surgery_to_bone": 11,
+        },
+    ),
+    "pamidronate": (
+        44445.86324470689,
+        {
+            "acute_phase_reaction": 25,
+            "death": 101,
+            "hypercalcaemia": 87,
+            "new_lesion": 37,
+            "osteoporotic_fracture": 4,
+            "pathological_fracture": 91,
+            "radiation_to_bone": 87,
+            "renal_toxicity": 15,
+            "spinal_cord_compression": 2,
+            "surgery_to_bone": 18,
+        },
+    ),
+    "denosumab": (
+        45158.61700375337,
+        {
+            "acute_phase_reaction": 10,
+            "death": 100,
+            "hypercalcaemia": 67,
+            "hypocalcaemia": 10,
+            "new_lesion": 30,
+            "osteonecrosis_of_the_jaw": 2,
+            "osteoporotic_fracture": 5,
+            "pathological_fracture": 62,
+            "radiation_to_bone": 72,
+            "renal_toxicity": 4,
+            "spinal_cord_compression": 1,
+            "surgery_to_bone": 11,
+        },
+    ),
+    "custom": (
+        57268.17331250087,
+        {
+            "death": 70,
+            "hypercalcaemia": 23,
+            "hypocalcaemia": 2,
+            "new_lesion": 24,
+            "osteonecrosis_of_the_jaw": 1,
+            "osteoporotic_fracture": 5,
+            "pathological_fracture": 68,
+            "radiation_to_bone": 36,
+            "renal_toxicity": 4,
+            "surgery_to_bone": 12,
+        },
+    ),
 }
 
 
@@ -85,8 +163,13 @@ def test_results_are_those_of_the_code_before_the_agents_package(drug):
 
 def test_the_registry_is_the_agent_modules():
     assert vocabulary.DRUGS == ("custom", "denosumab", "none", "pamidronate", "radium_223", "zoledronic_acid")
-    assert {a.agent_class for a in AGENTS.values()} == {"custom", "anti-RANKL", "placebo", "bisphosphonate",
-                                                        "radiopharmaceutical"}
+    assert {a.agent_class for a in AGENTS.values()} == {
+        "custom",
+        "anti-RANKL",
+        "placebo",
+        "bisphosphonate",
+        "radiopharmaceutical",
+    }
     assert {name: a.dose_unit for name, a in AGENTS.items() if a.dose_unit != "mg"} == {"radium_223": "kBq/kg"}
     # each agent's parameters are registry rows, and shared ones appear in each agent that uses them
     for a in AGENTS.values():
@@ -112,7 +195,9 @@ def test_exposure_combines_a_list_of_administrations():
     first_dmab = switch.impulses(91, np.array([0]))
     assert first_dmab.acute_phase == PARAMS.acute_phase_first_dose_denosumab
     assert first_dmab.relative_auc[0] == 0.0  # denosumab is not nephrotoxic
-    assert switch.impulses(28, np.array([0])).acute_phase == PARAMS.acute_phase_first_dose * PARAMS.acute_phase_later_ratio
+    assert (
+        switch.impulses(28, np.array([0])).acute_phase == PARAMS.acute_phase_first_dose * PARAMS.acute_phase_later_ratio
+    )
     assert switch.impulses(29, np.array([0])) is None
     za_only = Exposure(za, crcl, 400, PARAMS).inputs(100, 130, np.array([0]))
     assert switch.inputs(100, 130, np.array([0])).suppression[0] > za_only.suppression[0]
@@ -148,8 +233,10 @@ def test_adding_an_agent_is_one_file(tmp_path, monkeypatch, restored_registries)
     assert "odanacatib" in vocabulary.DRUGS
     assert Parameters({"odanacatib_ec50_mg": 40.0}).odanacatib_ec50_mg == 40.0
     protocol = tmp_path / "odanacatib.toml"
-    text = ('[trial]\nname = "o"\npatients = 10\nhorizon_months = 24\n[cohort]\nprimary = { breast = 1.0 }\n'
-            '[[arm]]\nname = "placebo"\ndrug = "none"\n[[arm]]\nname = "o"\ndrug = "odanacatib"\nevery_weeks = 1.0\n')
+    text = (
+        '[trial]\nname = "o"\npatients = 10\nhorizon_months = 24\n[cohort]\nprimary = { breast = 1.0 }\n'
+        '[[arm]]\nname = "placebo"\ndrug = "none"\n[[arm]]\nname = "o"\ndrug = "odanacatib"\nevery_weeks = 1.0\n'
+    )
     protocol.write_text(text)
     with pytest.raises(UserInputError, match=r"arm\[1\]\.dose_mg.*add dose_mg = 50.0 and every_weeks = 1.0"):
         load_protocol(protocol)
@@ -206,9 +293,11 @@ def test_custom_agent_dose_changes_the_trial_and_no_dose_keeps_todays_numbers():
 
 def test_custom_dose_without_a_reference_dose_is_refused(tmp_path):
     protocol = tmp_path / "custom.toml"
-    protocol.write_text('[trial]\nname = "c"\npatients = 10\nhorizon_months = 24\n[cohort]\nprimary = { breast = 1.0 }\n'
-                        '[[arm]]\nname = "c"\ndrug = "custom"\ndose_mg = 50.0\nevery_weeks = 3.0\n'
-                        '[arm.mechanism]\ntgf_beta_inhibition = 0.6\nhalf_life_days = 14.0\n')
+    protocol.write_text(
+        '[trial]\nname = "c"\npatients = 10\nhorizon_months = 24\n[cohort]\nprimary = { breast = 1.0 }\n'
+        '[[arm]]\nname = "c"\ndrug = "custom"\ndose_mg = 50.0\nevery_weeks = 3.0\n'
+        "[arm.mechanism]\ntgf_beta_inhibition = 0.6\nhalf_life_days = 14.0\n"
+    )
     with pytest.raises(UserInputError) as err:
         load_protocol(protocol)
     message = str(err.value)

@@ -33,18 +33,34 @@ TARGETS = ("homing_inhibition", "osteoblast_drive_inhibition", "bone_formation_s
 
 def custom(dose_mg=None, reference_dose_mg=None, **targets):
     """A custom arm with no version-1 effect and the given version-2 targets."""
-    mechanism = dict(rankl_inhibition=0.0, osteoclast_inhibition=0.0, tgf_beta_inhibition=0.0, pthrp_inhibition=0.0,
-                     tumour_kill=0.0, half_life_days=14.0, reference_dose_mg=reference_dose_mg,
-                     **{t: 0.0 for t in TARGETS})
+    mechanism = dict(
+        rankl_inhibition=0.0,
+        osteoclast_inhibition=0.0,
+        tgf_beta_inhibition=0.0,
+        pthrp_inhibition=0.0,
+        tumour_kill=0.0,
+        half_life_days=14.0,
+        reference_dose_mg=reference_dose_mg,
+        **{t: 0.0 for t in TARGETS},
+    )
     mechanism.update(targets)
-    return SimpleNamespace(name="custom", drug="custom", dose_mg=dose_mg, every_weeks=3.0, calcium_vitamin_d=True,
-                           stop_after_months=None, renal_adjustment=True, mechanism=SimpleNamespace(**mechanism))
+    return SimpleNamespace(
+        name="custom",
+        drug="custom",
+        dose_mg=dose_mg,
+        every_weeks=3.0,
+        calcium_vitamin_d=True,
+        stop_after_months=None,
+        renal_adjustment=True,
+        mechanism=SimpleNamespace(**mechanism),
+    )
 
 
 def trial(primary, arm, n=300):
     """Events by type and markers of ``n`` reference patients followed 2 years."""
-    _, events, markers = simulate(reference_cohort(n, primary, seed=7), arm, 2 * 365.25, Streams(11),
-                                  marker_weeks=(0, 13, 25, 49))
+    _, events, markers = simulate(
+        reference_cohort(n, primary, seed=7), arm, 2 * 365.25, Streams(11), marker_weeks=(0, 13, 25, 49)
+    )
     return Counter(events["type"].tolist()), markers
 
 
@@ -62,29 +78,41 @@ def test_version_1_custom_markers_are_pinned():
     # sums of the marker columns of a version-1 custom arm, pinned on the release that added the version-2
     # targets (markers with additive lesion regions and the formation rate; events: test_model_agents PINNED),
     # re-pinned when seeding went through the niche and new lesions started in the drug's bone (+0.07% uNTx)
-    arm = custom(rankl_inhibition=0.4, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6, pthrp_inhibition=0.3,
-                 tumour_kill=0.2)
+    arm = custom(
+        rankl_inhibition=0.4, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6, pthrp_inhibition=0.3, tumour_kill=0.2
+    )
     # re-pinned when issue 13 changed the model (per-lesion growth, PK/PD potency, prior-SRE frailty, calcium set-point),
     # and after the merged issue-13 biology (PTHrP loop, blastic RANKL, systemic skeleton) and the refit
-    pinned = {"breast": (23959.916791217125, 19694.563083616762, 966.9871282300712, 408),
-              "prostate": (23490.65908626213, 31166.633320660017, 956.9561255159588, 409)}
+    pinned = {
+        "breast": (23959.916791217125, 19694.563083616762, 966.9871282300712, 408),
+        "prostate": (23490.65908626213, 31166.633320660017, 956.9561255159588, 409),
+    }
     for primary, (untx, bsap, calcium, rows) in pinned.items():
         _, markers = trial(primary, arm, n=120)
-        assert (float(markers["untx_nmol_mmol"].sum()), float(markers["bsap_ug_l"].sum()),
-                float(markers["calcium_mmol_l"].sum()), markers["week"].size) == (untx, bsap, calcium, rows)
+        assert (
+            float(markers["untx_nmol_mmol"].sum()),
+            float(markers["bsap_ug_l"].sum()),
+            float(markers["calcium_mmol_l"].sum()),
+            markers["week"].size,
+        ) == (untx, bsap, calcium, rows)
 
 
 def test_targets_follow_the_dose_law():
     # half the reference dose acts as half a reference dose: 1 - (1 - f)^0.5 of each fraction
-    at = {d: Exposure.of_arm(custom(d, 100.0, **{t: 0.7 for t in TARGETS}), np.array([80.0]), 60, PARAMS)
-          .inputs(0, 1, np.array([0])) for d in (50.0, 100.0)}
+    at = {
+        d: Exposure.of_arm(custom(d, 100.0, **{t: 0.7 for t in TARGETS}), np.array([80.0]), 60, PARAMS).inputs(
+            0, 1, np.array([0])
+        )
+        for d in (50.0, 100.0)
+    }
     e = 2 ** (-0.5 / 14)
     assert at[100.0].homing_keep == pytest.approx(1.0 - 0.7 * e, rel=1e-12)
     assert at[50.0].homing_keep == pytest.approx((1.0 - 0.7 * e) ** 0.5, rel=1e-12)
     assert at[50.0].cells.il6_keep == pytest.approx((1.0 - 0.7 * e) ** 0.5, rel=1e-12)
     assert at[50.0].cells.osteoblast_drive_keep == pytest.approx((1.0 - 0.7 * e) ** 0.5, rel=1e-12)
     assert at[50.0].cells.osteoblast_production == pytest.approx(
-        1.0 + PARAMS.osteoblast_stimulation_max * (1.0 - (1.0 - 0.7 * e) ** 0.5), rel=1e-12)
+        1.0 + PARAMS.osteoblast_stimulation_max * (1.0 - (1.0 - 0.7 * e) ** 0.5), rel=1e-12
+    )
 
 
 def test_homing_inhibition_seeds_fewer_new_lesions():
@@ -171,7 +199,8 @@ def test_il6_inhibition_lowers_resorption_and_slows_the_tumour():
     # growth x (1 - s_G), and x the ratio of the TGF-beta growth gains G = 1 + a (uZ - 1)^+ (fewer osteoclasts)
     gain = [1.0 + params.tgf_beta_growth_gain * max(float(sig.tgf_beta[0]) - 1.0, 0.0) for sig in signals]
     assert np.log(burden[1] / start.burden[0]) == pytest.approx(
-        (1.0 - params.il6_growth_share) * gain[1] / gain[0] * np.log(burden[0] / start.burden[0]), rel=0.02)
+        (1.0 - params.il6_growth_share) * gain[1] / gain[0] * np.log(burden[0] / start.burden[0]), rel=0.02
+    )
 
 
 def test_tgf_beta_inhibition_breaks_the_cycle_and_lowers_sres_in_lytic_disease():

@@ -14,8 +14,16 @@ PARAMS = Parameters()
 
 
 def arm(drug, dose_mg=None, every_weeks=4.0, stop_after_months=None, renal_adjustment=True, mechanism=None):
-    return SimpleNamespace(name=drug, drug=drug, dose_mg=dose_mg, every_weeks=every_weeks, calcium_vitamin_d=True,
-                           stop_after_months=stop_after_months, renal_adjustment=renal_adjustment, mechanism=mechanism)
+    return SimpleNamespace(
+        name=drug,
+        drug=drug,
+        dose_mg=dose_mg,
+        every_weeks=every_weeks,
+        calcium_vitamin_d=True,
+        stop_after_months=stop_after_months,
+        renal_adjustment=renal_adjustment,
+        mechanism=mechanism,
+    )
 
 
 LABEL = {
@@ -67,8 +75,9 @@ def test_label_doses_rank_denosumab_over_zoledronic_acid_over_pamidronate_over_p
     assert mean["denosumab"] < 0.2  # uNTx suppression ~90%+
 
 
-@pytest.mark.parametrize("drug,doses", [("denosumab", [30.0, 60.0, 120.0, 180.0]),
-                                        ("zoledronic_acid", [1.0, 2.0, 4.0, 8.0])])
+@pytest.mark.parametrize(
+    "drug,doses", [("denosumab", [30.0, 60.0, 120.0, 180.0]), ("zoledronic_acid", [1.0, 2.0, 4.0, 8.0])]
+)
 def test_more_drug_means_less_resorption(drug, doses):
     mean = [resorption(arm(drug, d), 365)[60:].mean() for d in doses]
     assert np.all(np.diff(mean) < 0)
@@ -85,9 +94,18 @@ def test_stopping_denosumab_brings_resorption_above_baseline():
 
 
 def test_custom_agent_exposure_decays_with_its_half_life():
-    mech = SimpleNamespace(rankl_inhibition=0.0, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6,
-                           pthrp_inhibition=0.0, tumour_kill=0.0, half_life_days=14.0, homing_inhibition=0.7,
-                           osteoblast_drive_inhibition=0.5, bone_formation_stimulation=0.4, il6_inhibition=0.8)
+    mech = SimpleNamespace(
+        rankl_inhibition=0.0,
+        osteoclast_inhibition=0.5,
+        tgf_beta_inhibition=0.6,
+        pthrp_inhibition=0.0,
+        tumour_kill=0.0,
+        half_life_days=14.0,
+        homing_inhibition=0.7,
+        osteoblast_drive_inhibition=0.5,
+        bone_formation_stimulation=0.4,
+        il6_inhibition=0.8,
+    )
     exp = Exposure.of_arm(arm("custom", every_weeks=4.0, mechanism=mech), np.array([80.0]), 60, PARAMS)
     d0, d14 = exp.inputs(0, 1, np.array([0])), exp.inputs(14, 15, np.array([0]))
     assert 1.0 - d0.tgf_beta_keep == pytest.approx(0.6 * 2 ** (-0.5 / 14))
@@ -97,8 +115,9 @@ def test_custom_agent_exposure_decays_with_its_half_life():
         assert inputs.homing_keep == pytest.approx(1.0 - 0.7 * e, rel=1e-12)
         assert inputs.cells.osteoblast_drive_keep == pytest.approx(1.0 - 0.5 * e, rel=1e-12)
         assert inputs.cells.il6_keep == pytest.approx(1.0 - 0.8 * e, rel=1e-12)
-        assert inputs.cells.osteoblast_production == pytest.approx(1.0 + PARAMS.osteoblast_stimulation_max * 0.4 * e,
-                                                                   rel=1e-12)
+        assert inputs.cells.osteoblast_production == pytest.approx(
+            1.0 + PARAMS.osteoblast_stimulation_max * 0.4 * e, rel=1e-12
+        )
     assert d0.suppression[0] == pytest.approx(0.5 * 2 ** (-0.5 / 14))
 
 

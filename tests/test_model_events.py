@@ -55,8 +55,16 @@ def _death(growth_multiplier, params=PARAMS):
     n = len(growth_multiplier)
     zeros = np.zeros(n)
     return ev.patient_risk(
-        np.full(n, PRIMARIES.index("breast")), zeros, np.zeros(n, bool), np.full(n, 65.0), np.full(n, 80.0),
-        np.zeros(n, bool), np.zeros(n, bool), np.asarray(growth_multiplier, float), np.zeros(n, bool), params,
+        np.full(n, PRIMARIES.index("breast")),
+        zeros,
+        np.zeros(n, bool),
+        np.full(n, 65.0),
+        np.full(n, 80.0),
+        np.zeros(n, bool),
+        np.zeros(n, bool),
+        np.asarray(growth_multiplier, float),
+        np.zeros(n, bool),
+        params,
     ).death
 
 

@@ -20,8 +20,16 @@ HORIZON = 2 * 365.25
 
 
 def arm(drug, dose_mg=None, every_weeks=4.0, **kw):
-    base = dict(name=drug, drug=drug, dose_mg=dose_mg, every_weeks=every_weeks, calcium_vitamin_d=True,
-                stop_after_months=None, renal_adjustment=True, mechanism=None)
+    base = dict(
+        name=drug,
+        drug=drug,
+        dose_mg=dose_mg,
+        every_weeks=every_weeks,
+        calcium_vitamin_d=True,
+        stop_after_months=None,
+        renal_adjustment=True,
+        mechanism=None,
+    )
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -29,9 +37,10 @@ def test_lesion_growth_factors_are_keyed_to_the_patient_and_spread_with_the_regi
     whole = sim._heterogeneity(Streams(7), np.arange(2048), PARAMS)
     part = sim._heterogeneity(Streams(7), np.arange(1500, 1600), PARAMS)
     for name in ("lesion_growth", "calcium_setpoint", "potency_z"):
-        assert np.array_equal(np.moveaxis(whole[name], -1, 0)[1500:1600] if name == "lesion_growth"
-                              else whole[name][1500:1600], np.moveaxis(part[name], -1, 0) if name == "lesion_growth"
-                              else part[name])
+        assert np.array_equal(
+            np.moveaxis(whole[name], -1, 0)[1500:1600] if name == "lesion_growth" else whole[name][1500:1600],
+            np.moveaxis(part[name], -1, 0) if name == "lesion_growth" else part[name],
+        )
     factor = whole["lesion_growth"]
     assert factor.shape == (ev.MAX_LESION_SLOTS, 2048)
     # log-normal with mean 1 and CV 0.3: 131,072 draws put the sample mean within 0.005 and the CV within 0.01
@@ -45,13 +54,27 @@ def test_entry_lesions_take_their_slot_factor_on_the_patient_growth_rate():
     cb = reference_cohort(50, "breast", seed=3)
     spread = sim._heterogeneity(Streams(2), cb.patient_id, PARAMS)
     owner, slot = np.nonzero(cb.lesion_mask)
-    p = SimpleNamespace(growth=np.full(50, 0.01), lesion_growth=spread["lesion_growth"], frailty=np.ones(50),
-                        pthrp_secretion=np.ones(50), drive_mult=np.ones(50), index=np.arange(50))
+    p = SimpleNamespace(
+        growth=np.full(50, 0.01),
+        lesion_growth=spread["lesion_growth"],
+        frailty=np.ones(50),
+        pthrp_secretion=np.ones(50),
+        drive_mult=np.ones(50),
+        index=np.arange(50),
+    )
     thresholds = ev.draw_thresholds(Streams(2), cb.patient_id)
     local = SimpleNamespace(prophylactic_fixation=True)
-    rows = sim._new_lesions(p, owner, slot, cb.lesion_site[cb.lesion_mask].astype(np.int8),
-                            cb.lesion_blastic_fraction[cb.lesion_mask], cb.lesion_burden[cb.lesion_mask],
-                            thresholds, local, PARAMS)
+    rows = sim._new_lesions(
+        p,
+        owner,
+        slot,
+        cb.lesion_site[cb.lesion_mask].astype(np.int8),
+        cb.lesion_blastic_fraction[cb.lesion_mask],
+        cb.lesion_burden[cb.lesion_mask],
+        thresholds,
+        local,
+        PARAMS,
+    )
     expected = (0.01 * spread["lesion_growth"][slot, owner]).astype(np.float32)
     np.testing.assert_array_equal(rows["growth"], expected)
 
@@ -71,9 +94,12 @@ def test_a_bone_pool_acts_at_the_patient_potency():
     assert got.recruitment[0] == pytest.approx(base.recruitment[0], rel=1e-12)
     keep0 = base.recruitment[0]  # no RANKL agent: recruitment = 1/(1 + E(pool))
     pool = PARAMS.zoledronic_acid_ec50_mg * (
-        (1.0 / keep0 - 1.0) / (PARAMS.zoledronic_acid_emax - (1.0 / keep0 - 1.0))) ** (1.0 / PARAMS.bisphosphonate_hill)
-    expected = 1.0 / (1.0 + emax_effect(pool * k, PARAMS.zoledronic_acid_emax, PARAMS.zoledronic_acid_ec50_mg,
-                                        PARAMS.bisphosphonate_hill))
+        (1.0 / keep0 - 1.0) / (PARAMS.zoledronic_acid_emax - (1.0 / keep0 - 1.0))
+    ) ** (1.0 / PARAMS.bisphosphonate_hill)
+    expected = 1.0 / (
+        1.0
+        + emax_effect(pool * k, PARAMS.zoledronic_acid_emax, PARAMS.zoledronic_acid_ec50_mg, PARAMS.bisphosphonate_hill)
+    )
     np.testing.assert_allclose(got.recruitment, expected, rtol=1e-9)
     assert got.recruitment[1] < got.recruitment[0] < got.recruitment[2]
 
@@ -100,8 +126,16 @@ def test_skeletal_frailty_of_a_prior_sre_is_the_registry_hazard_ratio():
     n = 4
     zeros = np.zeros(n)
     risk = ev.patient_risk(
-        np.zeros(n, np.int64), zeros, np.zeros(n, bool), np.full(n, 65.0), np.full(n, 80.0), np.zeros(n, bool),
-        np.zeros(n, bool), np.ones(n), np.array([True, False, True, False]), PARAMS,
+        np.zeros(n, np.int64),
+        zeros,
+        np.zeros(n, bool),
+        np.full(n, 65.0),
+        np.full(n, 80.0),
+        np.zeros(n, bool),
+        np.zeros(n, bool),
+        np.ones(n),
+        np.array([True, False, True, False]),
+        PARAMS,
     )
     hr = PARAMS.sre_hr_prior_sre
     assert risk.skeletal_frailty[0] / risk.skeletal_frailty[1] == pytest.approx(hr, rel=1e-12)
@@ -169,8 +203,16 @@ def test_the_step_and_the_visits_share_one_calcium_law():
     ca = mk.calcium(np.array([0.2, 1.0]), np.ones(2), np.zeros(2), np.zeros(2), np.ones(2), gains, PARAMS)
     # N = X - 1: -0.8 (uptake, gain 1) and 0 -> 2.35 - 0.0478 * 0.8 = 2.31176 and 2.35
     assert ca == pytest.approx([2.31176, 2.35], rel=1e-12)
-    values = mk.measure(np.zeros(0, np.int64), *(np.zeros(0),) * 5, np.array([0.2, 1.0]), np.ones(2), np.ones(2),
-                        gains, np.zeros((2, 3)), PARAMS)
+    values = mk.measure(
+        np.zeros(0, np.int64),
+        *(np.zeros(0),) * 5,
+        np.array([0.2, 1.0]),
+        np.ones(2),
+        np.ones(2),
+        gains,
+        np.zeros((2, 3)),
+        PARAMS,
+    )
     assert values[:, 2] == pytest.approx(ca, rel=1e-12)
 
 
@@ -195,8 +237,25 @@ def test_every_coverage_node_exists_in_the_code():
     with pytest.raises(LookupError):
         docs.resolve("lesion.mmp_rankl_shedding")
     named = " ".join(p.player for p in docs.COVERAGE)
-    for required in ("PTHrP", "RANKL", "OPG", "osteoclasts", "osteoblasts", "TGF-β", "calcium", "CaSR", "IL-6",
-                     "MMPs", "myeloid", "DKK1", "Wnt", "endothelin-1", "sclerostin", "nerves", "CXCL12"):
+    for required in (
+        "PTHrP",
+        "RANKL",
+        "OPG",
+        "osteoclasts",
+        "osteoblasts",
+        "TGF-β",
+        "calcium",
+        "CaSR",
+        "IL-6",
+        "MMPs",
+        "myeloid",
+        "DKK1",
+        "Wnt",
+        "endothelin-1",
+        "sclerostin",
+        "nerves",
+        "CXCL12",
+    ):
         assert required in named
 
 

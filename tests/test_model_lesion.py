@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 
 from vtrial.model.lesion import (
-    STEP_DAYS, advance, effective_bone, established_state, gompertz_rate, initial_state, lesion_traits,
-    pthrp_induction, rates, turnover,
+    STEP_DAYS,
+    advance,
+    effective_bone,
+    established_state,
+    gompertz_rate,
+    initial_state,
+    lesion_traits,
+    pthrp_induction,
+    rates,
+    turnover,
 )
 from vtrial.model.parameters import REGISTRY, Parameters
 from vtrial.model.reference import radau_reference
@@ -46,8 +54,9 @@ def test_established_lesion_is_a_steady_state_of_bone_and_osteoblasts_at_its_bur
     phi = np.array([[0.0, 0.3, 0.7, 1.0]])
     traits = lesion_traits(phi, np.ones((1, 1)), np.ones((1, 1)), np.zeros((1, 1)), PARAMS)
     state = established_state(np.full(phi.shape, 0.05), traits, PARAMS)
-    dw, dy, dz, dm = rates(*(a.astype(float) for a in (state.w, state.y, state.z, state.m)), traits, 1.0, 1.0, 1.0,
-                           0.0, PARAMS)
+    dw, dy, dz, dm = rates(
+        *(a.astype(float) for a in (state.w, state.y, state.z, state.m)), traits, 1.0, 1.0, 1.0, 0.0, PARAMS
+    )
     np.testing.assert_allclose(dw, 0.0, atol=1e-7)
     np.testing.assert_allclose(dz, 0.0, atol=1e-7)
     np.testing.assert_allclose(dm, 0.0, atol=1e-6)
@@ -108,8 +117,9 @@ def test_step_matches_radau_within_one_percent_at_five_years(drug):
     from vtrial.model.drugs import Exposure
 
     days = 1826
-    arm = SimpleNamespace(drug=drug, dose_mg=120.0, every_weeks=4.0, stop_after_months=None,
-                          renal_adjustment=True, mechanism=None)
+    arm = SimpleNamespace(
+        drug=drug, dose_mg=120.0, every_weeks=4.0, stop_after_months=None, renal_adjustment=True, mechanism=None
+    )
     exposure = Exposure.of_arm(arm, np.array([80.0]), days, PARAMS)
     rec = np.array([exposure.inputs(d, d + 1, np.array([0])).recruitment[0] for d in range(days)])
     phi = np.array([[0.0, 0.3, 0.7, 1.0]])
@@ -118,8 +128,17 @@ def test_step_matches_radau_within_one_percent_at_five_years(drug):
     grid = exposure.step_grid(STEP_DAYS)
     for start, end in zip(grid[:-1], grid[1:]):
         inputs = exposure.inputs(start, end, np.array([0]))
-        advance(state, traits, inputs.recruitment[:, None], inputs.recruitment_sq[:, None], 1.0, 1.0, 0.0,
-                float(end - start), PARAMS)
+        advance(
+            state,
+            traits,
+            inputs.recruitment[:, None],
+            inputs.recruitment_sq[:, None],
+            1.0,
+            1.0,
+            0.0,
+            float(end - start),
+            PARAMS,
+        )
     _, y_ref, z_ref, _ = radau_reference(traits, w0, y0, z0, m0, rec, PARAMS)
     np.testing.assert_allclose(state.z, z_ref, rtol=0.01)
     np.testing.assert_allclose(state.burden, np.exp(y_ref), rtol=0.01)
@@ -137,11 +156,30 @@ def test_step_matches_radau_over_one_year():
 
 @pytest.mark.parametrize("corner", ["low", "high"])
 def test_states_stay_finite_and_positive_over_the_parameter_ranges(corner):
-    lesion_names = [n for n in REGISTRY if n in (
-        "osteoblast_rate", "bone_turnover_rate", "tumour_signal_half_burden", "pthrp_lytic", "pthrp_blastic",
-        "rankl_per_pthrp", "opg_per_pthrp", "osteoblast_suppression_lytic", "osteoblast_drive_blastic",
-        "tgf_beta_growth_gain", "tgf_beta_growth_max", "tumour_detection_burden", "tgf_beta_pthrp_gain",
-        "calcium_pthrp_gain", "cycle_pthrp_max", "pthrp_induction_rate", "osteoblast_rankl_blastic")]
+    lesion_names = [
+        n
+        for n in REGISTRY
+        if n
+        in (
+            "osteoblast_rate",
+            "bone_turnover_rate",
+            "tumour_signal_half_burden",
+            "pthrp_lytic",
+            "pthrp_blastic",
+            "rankl_per_pthrp",
+            "opg_per_pthrp",
+            "osteoblast_suppression_lytic",
+            "osteoblast_drive_blastic",
+            "tgf_beta_growth_gain",
+            "tgf_beta_growth_max",
+            "tumour_detection_burden",
+            "tgf_beta_pthrp_gain",
+            "calcium_pthrp_gain",
+            "cycle_pthrp_max",
+            "pthrp_induction_rate",
+            "osteoblast_rankl_blastic",
+        )
+    ]
     params = Parameters({n: getattr(REGISTRY[n], corner) for n in lesion_names})
     phi = np.linspace(0, 1, 5)[None, :].repeat(3, axis=0)
     traits, state = make(phi, np.array([[1e-6], [0.3], [0.999]]), params, doubling=30.0)
@@ -218,8 +256,9 @@ def _plain_fixed_point(burden, traits, params, recruitment_sq, pthrp_keep, cells
     burden = np.clip(np.asarray(burden, dtype=float), 1e-6, 1.0 - 1e-6)
     m = np.ones(np.broadcast_shapes(burden.shape, np.shape(traits.pthrp)))
     for _ in range(ESTABLISHED_ITERATIONS):
-        half, _, factor = _signals(burden, traits, pthrp_keep, params, cells.il6_keep, feedback=m,
-                                   drive_keep=cells.osteoblast_drive_keep)
+        half, _, factor = _signals(
+            burden, traits, pthrp_keep, params, cells.il6_keep, feedback=m, drive_keep=cells.osteoblast_drive_keep
+        )
         x2 = np.square(factor) * recruitment_sq
         drive = (1.0 + traits.osteoblast_drive * cells.osteoblast_drive_keep * half) * cells.osteoblast_production
         w = x2 * drive / (1.0 + traits.osteoblast_suppression * half)
@@ -237,13 +276,18 @@ def test_established_state_stops_iterating_only_at_the_float64_fixed_point(drug)
     rng = np.random.default_rng(5)
     n = 400
     phi = rng.uniform(0.0, 1.0, n)
-    traits = lesion_traits(phi, rng.lognormal(0.0, 0.5, n), rng.lognormal(0.0, 0.5, n),
-                           gompertz_rate(np.full(n, 90.0), PARAMS), PARAMS)
+    traits = lesion_traits(
+        phi, rng.lognormal(0.0, 0.5, n), rng.lognormal(0.0, 0.5, n), gompertz_rate(np.full(n, 90.0), PARAMS), PARAMS
+    )
     burden = rng.uniform(0.0, 1.0, n)
     inputs = {
         "untreated": (1.0, 1.0, CellInputs(), 1.0),
-        "per_lesion": (rng.uniform(0.01, 1.5, n), rng.uniform(0.5, 1.0, n).astype(np.float32), CellInputs(),
-                       rng.uniform(0.5, 1.0, n).astype(np.float32)),
+        "per_lesion": (
+            rng.uniform(0.01, 1.5, n),
+            rng.uniform(0.5, 1.0, n).astype(np.float32),
+            CellInputs(),
+            rng.uniform(0.5, 1.0, n).astype(np.float32),
+        ),
         "cells": (0.04, 0.7, CellInputs(0.6, 1.3, 0.8), 0.9),
     }[drug]
     state = established_state(burden, traits, PARAMS, inputs[0], inputs[1], inputs[2], inputs[3])

@@ -9,7 +9,11 @@ import pytest
 
 from vtrial.model import simulate
 from vtrial.model.local_therapy import (
-    DEFAULT_COURSE, LocalTherapy, RadiotherapyCourse, biologically_effective_dose, course_log_survival,
+    DEFAULT_COURSE,
+    LocalTherapy,
+    RadiotherapyCourse,
+    biologically_effective_dose,
+    course_log_survival,
     high_risk_hazard,
 )
 from vtrial.model.parameters import Parameters
@@ -21,8 +25,16 @@ HORIZON = 2 * 365.25
 
 
 def arm(name, radiotherapy=None, surgery=None, **kw):
-    base = dict(name=name, drug="none", dose_mg=None, every_weeks=None, calcium_vitamin_d=True,
-                stop_after_months=None, renal_adjustment=True, mechanism=None)
+    base = dict(
+        name=name,
+        drug="none",
+        dose_mg=None,
+        every_weeks=None,
+        calcium_vitamin_d=True,
+        stop_after_months=None,
+        renal_adjustment=True,
+        mechanism=None,
+    )
     if radiotherapy is not None:
         base["radiotherapy"] = radiotherapy
     if surgery is not None:
@@ -82,8 +94,9 @@ def test_explicit_default_tables_give_the_version_1_events():
         np.testing.assert_array_equal(v1[key], e[key])
     assert "prophylactic_radiotherapy" not in set(v1["type"])
     # every local event names its lesion
-    local = np.isin(v1["type"], ["pathological_fracture", "spinal_cord_compression", "radiation_to_bone",
-                                 "surgery_to_bone"])
+    local = np.isin(
+        v1["type"], ["pathological_fracture", "spinal_cord_compression", "radiation_to_bone", "surgery_to_bone"]
+    )
     assert local.sum() > 300 and np.all(v1["lesion"][local] >= 0)
     assert EVENT_TYPES[-1] == "prophylactic_radiotherapy" and EVENT_TYPES.index("atypical_femoral_fracture") == 12
 
@@ -134,6 +147,7 @@ def test_without_prophylactic_fixation_impending_fractures_break():
     cb = reference_cohort(1000, "breast", seed=7)
     _, fix, _ = simulate(cb, arm("fix"), HORIZON, Streams(5))
     _, nofix, _ = simulate(cb, arm("nofix", surgery=SimpleNamespace(prophylactic_fixation=False)), HORIZON, Streams(5))
+
     # without fixation every surgery follows a fracture or cord compression at that lesion on that day
     def at(e, types):
         m = np.isin(e["type"], types)

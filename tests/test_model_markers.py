@@ -132,7 +132,8 @@ def test_calcium_falls_after_denosumab_more_without_vitamin_d_and_with_poor_kidn
     assert -0.2 < base < -0.04
     assert fall(deficient) < 1.5 * base and fall(replete, supplemented=False) < 1.3 * base and fall(renal) < 2 * base
     untreated = table(replete, PLACEBO, weeks=early, horizon=60.0).pivot(
-        index="patient_id", columns="week", values="calcium_mmol_l")
+        index="patient_id", columns="week", values="calcium_mmol_l"
+    )
     assert abs(float((untreated[2] - untreated[0]).median())) < 0.02
 
 

@@ -11,7 +11,12 @@ import pytest
 from vtrial.model import simulate
 from vtrial.model.drugs import Exposure, arm_administrations
 from vtrial.model.lesion import (
-    STATE_DTYPE, advance, established_state, formation_rate, lesion_traits, turnover,
+    STATE_DTYPE,
+    advance,
+    established_state,
+    formation_rate,
+    lesion_traits,
+    turnover,
 )
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import reference_cohort
@@ -23,9 +28,19 @@ PROTOCOL = Path(__file__).parent.parent / "protocols" / "radium-223-alsympca.tom
 
 
 def arm(drug, **kw):
-    base = dict(name=drug, drug=drug, dose_mg=None, dose_kbq_per_kg=None, every_weeks=None, doses=None,
-                calcium_vitamin_d=True, stop_after_months=None, renal_adjustment=True, mechanism=None,
-                systemic_therapy=["androgen_deprivation"])
+    base = dict(
+        name=drug,
+        drug=drug,
+        dose_mg=None,
+        dose_kbq_per_kg=None,
+        every_weeks=None,
+        doses=None,
+        calcium_vitamin_d=True,
+        stop_after_months=None,
+        renal_adjustment=True,
+        mechanism=None,
+        systemic_therapy=["androgen_deprivation"],
+    )
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -39,8 +54,10 @@ def crpc_trial():
     n = 1000
     cb = reference_cohort(n, "prostate", seed=3)
     cb = replace(cb, visceral_metastases=np.zeros(n, bool))
-    return {name: simulate(cb, a, 4 * 365.25, Streams(5), marker_weeks=(0, 16))
-            for name, a in (("placebo", PLACEBO), ("radium", RADIUM))}
+    return {
+        name: simulate(cb, a, 4 * 365.25, Streams(5), marker_weeks=(0, 16))
+        for name, a in (("placebo", PLACEBO), ("radium", RADIUM))
+    }
 
 
 def _median_os_months(patients):
@@ -81,8 +98,10 @@ def test_radium_prolongs_survival_and_lowers_bsap_in_crpc(crpc_trial):
     assert (_bsap_changes(placebo[2]) < 0).mean() < 0.35
     # and fewer symptomatic skeletal events in the first year
     sse = {"pathological_fracture", "spinal_cord_compression", "radiation_to_bone", "surgery_to_bone"}
-    first_year = [len({p for p, t, d in zip(e["patient_id"], e["type"], e["day"]) if t in sse and d < 365.25})
-                  for _, e, _ in (placebo, radium)]
+    first_year = [
+        len({p for p, t, d in zip(e["patient_id"], e["type"], e["day"]) if t in sse and d < 365.25})
+        for _, e, _ in (placebo, radium)
+    ]
     assert first_year[1] < 0.8 * first_year[0]
 
 
@@ -129,8 +148,9 @@ def test_radium_is_dosed_by_activity_six_times_from_the_protocol():
     assert administration.days.tolist() == [0.0, 28.0, 56.0, 84.0, 112.0, 140.0]
     # twice the activity: twice the kill rate and marrow dose rate (linear in activity)
     double = arm_administrations(arm("radium_223", dose_kbq_per_kg=110.0, every_weeks=4.0, doses=6), 400)
-    one, two = (Exposure(a, np.array([80.0]), 400, PARAMS).inputs(0, 200, np.array([0]))
-                for a in ([administration], double))
+    one, two = (
+        Exposure(a, np.array([80.0]), 400, PARAMS).inputs(0, 200, np.array([0])) for a in ([administration], double)
+    )
     assert two.formation_kill == pytest.approx(2 * one.formation_kill, rel=1e-12)
     assert two.marrow_dose_rate == pytest.approx(2 * one.marrow_dose_rate, rel=1e-12)
     cb = replace(reference_cohort(200, "prostate", seed=1), visceral_metastases=np.zeros(200, bool))

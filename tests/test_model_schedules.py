@@ -32,15 +32,24 @@ def untx(markers, week):
 
 def sre_rate(patients, events):
     """Skeletal events (fracture, compression, radiotherapy, surgery) per patient-year."""
-    sre = np.isin(events["type"], ["pathological_fracture", "spinal_cord_compression", "radiation_to_bone",
-                                   "surgery_to_bone"])
+    sre = np.isin(
+        events["type"], ["pathological_fracture", "spinal_cord_compression", "radiation_to_bone", "surgery_to_bone"]
+    )
     return sre.sum() / (patients["followup_days"].sum() / YEAR)
 
 
 def test_a_v1_arm_from_its_dosing_plan_gives_the_tables_of_the_one_drug_arm():
     cb = reference_cohort(150, "breast", seed=3)
-    legacy = SimpleNamespace(name="za", drug="zoledronic_acid", dose_mg=4.0, every_weeks=4.0, stop_after_months=9.0,
-                             renal_adjustment=True, calcium_vitamin_d=True, mechanism=None)
+    legacy = SimpleNamespace(
+        name="za",
+        drug="zoledronic_acid",
+        dose_mg=4.0,
+        every_weeks=4.0,
+        stop_after_months=9.0,
+        renal_adjustment=True,
+        calcium_vitamin_d=True,
+        mechanism=None,
+    )
     planned = protocol_arm("za", stop_after_months=9.0, **ZA)
     one = simulate(cb, legacy, YEAR, Streams(4), marker_weeks=(0, 24, 48))
     two = simulate(cb, planned, YEAR, Streams(4), marker_weeks=(0, 24, 48))
@@ -56,7 +65,10 @@ def test_phases_of_one_bisphosphonate_share_one_pool_emax():
     split = arm_administrations(a, 400)
     assert len(split) == 1  # one agent at one dose: one administration
     za = arm_administrations(protocol_arm("b", **ZA), 400)[0]
-    early, late = replace(za, days=split[0].days[split[0].days < 180]), replace(za, days=split[0].days[split[0].days > 180])
+    early, late = (
+        replace(za, days=split[0].days[split[0].days < 180]),
+        replace(za, days=split[0].days[split[0].days > 180]),
+    )
     whole = Exposure(split, crcl, 400, PARAMS).inputs(200, 230, np.array([0])).recruitment
     parts = Exposure([early, late], crcl, 400, PARAMS).inputs(200, 230, np.array([0])).recruitment
     np.testing.assert_allclose(parts, whole, rtol=1e-12)
@@ -64,8 +76,11 @@ def test_phases_of_one_bisphosphonate_share_one_pool_emax():
 
 def test_deescalation_to_every_12_weeks_keeps_most_of_the_effect_after_a_year_of_loading():
     cb = replace(reference_cohort(300, "breast", seed=5), prior_treatment=PRIOR_ZA)
-    arms = {"q4w": protocol_arm("q4w", **ZA), "q12w": protocol_arm("q12w", **{**ZA, "every_weeks": 12.0}),
-            "stop": protocol_arm("stop", drug="none")}
+    arms = {
+        "q4w": protocol_arm("q4w", **ZA),
+        "q12w": protocol_arm("q12w", **{**ZA, "every_weeks": 12.0}),
+        "stop": protocol_arm("stop", drug="none"),
+    }
     runs = {k: simulate(cb, a, YEAR, Streams(6), marker_weeks=(0, 48)) for k, a in arms.items()}
     marker = {k: untx(r[2], 48) for k, r in runs.items()}
     rate = {k: sre_rate(r[0], r[1]) for k, r in runs.items()}
@@ -137,21 +152,28 @@ def test_renal_withholding_skips_the_bisphosphonate_until_recovery():
     for day, held in [(28, False), (56, True), (84, True), (112, False)]:
         auc = exposure.impulses(day, np.array([0, 1])).relative_auc
         assert (auc[1] == 0.0) == held and auc[0] > 0.0
-    assert exposure.inputs(100, 112, np.array([1])).suppression[0] < exposure.inputs(100, 112, np.array([0])).suppression[0]
+    assert (
+        exposure.inputs(100, 112, np.array([1])).suppression[0]
+        < exposure.inputs(100, 112, np.array([0])).suppression[0]
+    )
 
 
 def test_osteonecrosis_of_the_jaw_stops_the_agent_for_that_patient_only():
     cb = reference_cohort(400, "breast", seed=12)
-    runs = {rule: simulate(cb, protocol_arm("d", stop_on_onj=rule, **DMAB), 2 * YEAR, Streams(13), marker_weeks=(0, 101))
-            for rule in (False, True)}
+    runs = {
+        rule: simulate(cb, protocol_arm("d", stop_on_onj=rule, **DMAB), 2 * YEAR, Streams(13), marker_weeks=(0, 101))
+        for rule in (False, True)
+    }
     events = runs[False][1]
     onj = np.unique(events["patient_id"][events["type"] == "osteonecrosis_of_the_jaw"])
     assert onj.size >= 5
     changed = set()
     for pid in cb.patient_id:
         a, b = (r[1]["patient_id"] == pid for r in runs.values())
-        if not (np.array_equal(runs[False][1]["day"][a], runs[True][1]["day"][b])
-                and np.array_equal(runs[False][1]["type"][a], runs[True][1]["type"][b])):
+        if not (
+            np.array_equal(runs[False][1]["day"][a], runs[True][1]["day"][b])
+            and np.array_equal(runs[False][1]["type"][a], runs[True][1]["type"][b])
+        ):
             changed.add(int(pid))
     assert changed <= set(onj.tolist())
     # the ONJ patients' resorption recovers once denosumab stops (uNTx at week 101)
@@ -167,8 +189,15 @@ def test_osteonecrosis_of_the_jaw_stops_the_agent_for_that_patient_only():
 @pytest.mark.parametrize(("after", "until"), [(100.5, np.inf), (30.0, 90.0), (0.0, 1000.0), (700.2, 800.0)])
 def test_a_variant_computed_from_its_first_missed_dose_equals_the_full_recomputation(drug, after, until):
     """Variants recompute only the withheld agent from its first missed dose, for one patient: same bits."""
-    arm = SimpleNamespace(name=drug, drug=drug, dose_mg={"zoledronic_acid": 4.0, "denosumab": 120.0}[drug],
-                          every_weeks=4.0, stop_after_months=None, renal_adjustment=True, mechanism=None)
+    arm = SimpleNamespace(
+        name=drug,
+        drug=drug,
+        dose_mg={"zoledronic_acid": 4.0, "denosumab": 120.0}[drug],
+        every_weeks=4.0,
+        stop_after_months=None,
+        renal_adjustment=True,
+        mechanism=None,
+    )
     exposure = Exposure.of_arm(arm, np.linspace(30.0, 120.0, 5), 1830, Parameters())
     given = [~((a.days > after) & (a.days <= until)) for a in exposure._administrations]
     kept = [replace(a, days=a.days[m]) for a, m in zip(exposure._administrations, given)]

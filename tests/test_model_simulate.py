@@ -17,8 +17,16 @@ HORIZON = 2 * 365.25
 
 
 def arm(drug, dose_mg=None, every_weeks=4.0, **kw):
-    base = dict(name=drug, drug=drug, dose_mg=dose_mg, every_weeks=every_weeks, calcium_vitamin_d=True,
-                stop_after_months=None, renal_adjustment=True, mechanism=None)
+    base = dict(
+        name=drug,
+        drug=drug,
+        dose_mg=dose_mg,
+        every_weeks=every_weeks,
+        calcium_vitamin_d=True,
+        stop_after_months=None,
+        renal_adjustment=True,
+        mechanism=None,
+    )
     return SimpleNamespace(**{**base, **kw})
 
 

@@ -20,9 +20,16 @@ YEAR = 365.25
 
 
 def arm(drug="none", dose_mg=None, stop_after_months=None):
-    return SimpleNamespace(name=drug, drug=drug, dose_mg=dose_mg, every_weeks=4.0 if dose_mg else None,
-                           calcium_vitamin_d=True, stop_after_months=stop_after_months, renal_adjustment=True,
-                           mechanism=None)
+    return SimpleNamespace(
+        name=drug,
+        drug=drug,
+        dose_mg=dose_mg,
+        every_weeks=4.0 if dose_mg else None,
+        calcium_vitamin_d=True,
+        stop_after_months=stop_after_months,
+        renal_adjustment=True,
+        mechanism=None,
+    )
 
 
 def path(a, years):
@@ -34,8 +41,9 @@ def path(a, years):
         inputs = exposure.inputs(start, end, np.arange(1))
         before = z.copy()
         r, density, d = skeleton.advance(w, z, damage, inputs.recruitment_sq, np.ones(1), float(end - start), PARAMS)
-        rows.append((start, end - start, r[0], density[0], d[0],
-                     skeleton.loss_per_year(before, z, float(end - start))[0]))
+        rows.append(
+            (start, end - start, r[0], density[0], d[0], skeleton.loss_per_year(before, z, float(end - start))[0])
+        )
     return np.array(rows)
 
 
@@ -61,9 +69,14 @@ def test_density_and_microdamage_reach_their_hand_calculated_steady_states():
 def test_an_antiresorptive_lowers_new_lesions_through_the_niche_without_a_seeding_term():
     assert "seeding_suppression" not in REGISTRY
     cb = reference_cohort(2000, "breast", seed=1)
-    new = {name: int((simulate_module.simulate(cb, a, 2 * YEAR, Streams(3))[1]["type"] == "new_lesion").sum())
-           for name, a in (("placebo", arm()), ("zoledronic_acid", arm("zoledronic_acid", 4.0)),
-                           ("denosumab", arm("denosumab", 120.0)))}
+    new = {
+        name: int((simulate_module.simulate(cb, a, 2 * YEAR, Streams(3))[1]["type"] == "new_lesion").sum())
+        for name, a in (
+            ("placebo", arm()),
+            ("zoledronic_acid", arm("zoledronic_acid", 4.0)),
+            ("denosumab", arm("denosumab", 120.0)),
+        )
+    }
     # placebo 1004, zoledronic acid 866 (-14%), denosumab 717 (-29%): seeding follows systemic resorption
     # (x resorption**0.18), which each drug lowers, and fewer lesions seed fewer (re-pinned after the refit:
     # zoledronic acid E_max 3.24 -> 2.67; before: 1077, 890, 773)
@@ -91,13 +104,19 @@ def test_five_years_of_zoledronic_acid_give_atypical_fractures_of_the_published_
 def test_stopping_denosumab_loses_density_fast_and_raises_osteoporotic_and_multiple_fractures():
     share = {}
     hazard = {}
-    for name, a in (("placebo", arm()), ("continued", arm("denosumab", 120.0)),
-                    ("stopped", arm("denosumab", 120.0, stop_after_months=36))):
+    for name, a in (
+        ("placebo", arm()),
+        ("continued", arm("denosumab", 120.0)),
+        ("stopped", arm("denosumab", 120.0, stop_after_months=36)),
+    ):
         rows = path(a, 5)
         after = rows[:, 0] >= 3 * YEAR
         h = skeleton.fracture_hazard(rows[after, 3], PARAMS) * rows[after, 1]
-        odds = (PARAMS.multiple_fracture_share / (1 - PARAMS.multiple_fracture_share)
-                * np.exp(PARAMS.multiple_fracture_loss_gain * np.maximum(rows[after, 5], 0.0)))
+        odds = (
+            PARAMS.multiple_fracture_share
+            / (1 - PARAMS.multiple_fracture_share)
+            * np.exp(PARAMS.multiple_fracture_loss_gain * np.maximum(rows[after, 5], 0.0))
+        )
         hazard[name] = h.sum() / 2 * 100  # per 100 patient-years over the 2 years after month 36
         share[name] = float((h * odds / (1 + odds)).sum() / h.sum())
     # continued 0.57, stopped 0.82 (+44%), placebo 2.69 per 100 patient-years: the rebound loses density at
@@ -144,4 +163,4 @@ def test_a_new_lesion_on_a_drug_starts_with_suppressed_turnover(monkeypatch):
     assert treated.w[0] < 0.01 * untreated.w[0]
     # with M = 1 on both, w scales with X**2: 0.01 / 0.04; bone Z = v**(7/8) / X scales as X**(-1/8): 0.5**-0.125
     assert treated.w[0] == pytest.approx(0.25 * lighter.w[0], rel=1e-6)
-    assert treated.z[0] == pytest.approx(lighter.z[0] * 0.5 ** -0.125, rel=1e-5)
+    assert treated.z[0] == pytest.approx(lighter.z[0] * 0.5**-0.125, rel=1e-5)

@@ -21,8 +21,16 @@ MONTH = 365.25 / 12
 
 
 def arm(therapy=None, drug="none", dose_mg=None, every_weeks=None):
-    base = dict(name=drug, drug=drug, dose_mg=dose_mg, every_weeks=every_weeks, calcium_vitamin_d=True,
-                stop_after_months=None, renal_adjustment=True, mechanism=None)
+    base = dict(
+        name=drug,
+        drug=drug,
+        dose_mg=dose_mg,
+        every_weeks=every_weeks,
+        calcium_vitamin_d=True,
+        stop_after_months=None,
+        renal_adjustment=True,
+        mechanism=None,
+    )
     return SimpleNamespace(**base) if therapy is None else SimpleNamespace(**base, systemic_therapy=therapy)
 
 
@@ -71,16 +79,26 @@ def test_version_one_inputs_have_no_background_and_the_new_names_are_appended():
     cb = reference_cohort(10, "prostate")
     assert systemic.background(cb, arm(), Parameters()) is None
     assert list(PURPOSES.values()) == list(range(len(PURPOSES))) and PURPOSES["systemic"] == 8
-    assert EVENT_TYPES[:13] == SRE_TYPES + ("death", "dropout", "new_lesion", "osteonecrosis_of_the_jaw",
-                                            "hypocalcaemia", "renal_toxicity", "acute_phase_reaction",
-                                            "atypical_femoral_fracture")
+    assert EVENT_TYPES[:13] == SRE_TYPES + (
+        "death",
+        "dropout",
+        "new_lesion",
+        "osteonecrosis_of_the_jaw",
+        "hypocalcaemia",
+        "renal_toxicity",
+        "acute_phase_reaction",
+        "atypical_femoral_fracture",
+    )
     assert EVENT_TYPES[13:] == EVENT_TYPES_V2 + ("prophylactic_radiotherapy",)
 
 
 def test_the_arm_list_replaces_the_profile_list():
     params = Parameters()
-    cb = replace(reference_cohort(4, "prostate"), prostate_stage="castration_sensitive",
-                 systemic_therapy={"prostate": ("androgen_deprivation",)})
+    cb = replace(
+        reference_cohort(4, "prostate"),
+        prostate_stage="castration_sensitive",
+        systemic_therapy={"prostate": ("androgen_deprivation",)},
+    )
     usual = systemic.background(cb, arm(), params)
     assert usual.castration_sensitive.all() and usual.hormonal.all()
     np.testing.assert_allclose(usual.kill_sensitive, params.androgen_deprivation_kill_sensitive)
@@ -90,8 +108,9 @@ def test_the_arm_list_replaces_the_profile_list():
     both = systemic.background(cb, arm(["androgen_deprivation", "docetaxel", "chemotherapy"]), params)
     np.testing.assert_allclose(both.course_kill, params.docetaxel_kill)  # one course, not two
     # androgen deprivation acts on prostate tumours only; its bone loss on anyone who receives it
-    breast = systemic.background(replace(reference_cohort(4, "breast"), systemic_therapy={"breast": ("androgen_deprivation",)}),
-                                 arm(), params)
+    breast = systemic.background(
+        replace(reference_cohort(4, "breast"), systemic_therapy={"breast": ("androgen_deprivation",)}), arm(), params
+    )
     assert not breast.kill_sensitive.any() and not breast.castration_sensitive.any()
     np.testing.assert_allclose(breast.rankl_factor, 1.6)
     with pytest.raises(ValueError, match="unknown systemic therapy 'hormones'"):
@@ -100,10 +119,18 @@ def test_the_arm_list_replaces_the_profile_list():
 
 def test_castration_sensitive_disease_on_adt_has_far_fewer_sres_and_lives_longer_than_resistant(cohort):
     horizon = 6 * 365.25
-    sensitive = endpoints(*simulate(replace(cohort, prostate_stage="castration_sensitive"),
-                                    arm(["androgen_deprivation"]), horizon, Streams(8))[:2], SRE_TYPES[:4])
-    resistant = endpoints(*simulate(replace(cohort, prostate_stage="castration_resistant"),
-                                    arm(["androgen_deprivation"]), horizon, Streams(8))[:2], SRE_TYPES[:4])
+    sensitive = endpoints(
+        *simulate(
+            replace(cohort, prostate_stage="castration_sensitive"), arm(["androgen_deprivation"]), horizon, Streams(8)
+        )[:2],
+        SRE_TYPES[:4],
+    )
+    resistant = endpoints(
+        *simulate(
+            replace(cohort, prostate_stage="castration_resistant"), arm(["androgen_deprivation"]), horizon, Streams(8)
+        )[:2],
+        SRE_TYPES[:4],
+    )
     # SRE by 24 months (KM), median time to first SRE, median OS (months)
     np.testing.assert_allclose(sensitive, (0.42, 29.5, 35.5), rtol=0.1)
     np.testing.assert_allclose(resistant, (0.76, 12.7, 18.8), rtol=0.1)
@@ -113,8 +140,12 @@ def test_castration_sensitive_disease_on_adt_has_far_fewer_sres_and_lives_longer
 def test_castration_resistance_comes_at_the_sourced_median_and_later_with_docetaxel_or_abiraterone(cohort):
     cb = replace(cohort, prostate_stage="castration_sensitive")
     medians = {}
-    for name, therapy in {"adt": ["androgen_deprivation"], "docetaxel": ["androgen_deprivation", "docetaxel"],
-                          "abiraterone": ["androgen_deprivation", "abiraterone_prednisone"], "none": []}.items():
+    for name, therapy in {
+        "adt": ["androgen_deprivation"],
+        "docetaxel": ["androgen_deprivation", "docetaxel"],
+        "abiraterone": ["androgen_deprivation", "abiraterone_prednisone"],
+        "none": [],
+    }.items():
         patients, events, _ = simulate(cb, arm(therapy), 3.5 * 365.25, Streams(8))
         f = first(patients, events, ["castration_resistance"])
         fu = patients["followup_days"]
@@ -127,16 +158,20 @@ def test_castration_resistance_comes_at_the_sourced_median_and_later_with_doceta
 
 
 def test_castration_resistance_only_happens_in_castration_sensitive_prostate_cancer(cohort):
-    _, events, _ = simulate(replace(cohort, prostate_stage="castration_resistant"), arm(["androgen_deprivation"]),
-                         3 * 365.25, Streams(8))
+    _, events, _ = simulate(
+        replace(cohort, prostate_stage="castration_resistant"), arm(["androgen_deprivation"]), 3 * 365.25, Streams(8)
+    )
     assert not np.any(events["type"] == "castration_resistance")
 
 
 def test_androgen_deprivation_costs_uninvolved_bone_and_an_antiresorptive_gains_it():
     params = Parameters()
     density = {}
-    for name, rise, x2 in (("adt", 1.0 + params.androgen_deprivation_rankl_rise, 1.0), ("none", 1.0, 1.0),
-                           ("antiresorptive", 1.0, 0.1**2)):
+    for name, rise, x2 in (
+        ("adt", 1.0 + params.androgen_deprivation_rankl_rise, 1.0),
+        ("none", 1.0, 1.0),
+        ("antiresorptive", 1.0, 0.1**2),
+    ):
         w, z, damage, path = np.ones(1), np.ones(1), np.zeros(1), []
         for _ in range(5 * 52):
             skeleton.advance(w, z, damage, np.array([x2]), np.array([rise]), 7.0, params)
@@ -146,17 +181,25 @@ def test_androgen_deprivation_costs_uninvolved_bone_and_an_antiresorptive_gains_
     np.testing.assert_array_equal(density["none"], 1.0)
     assert density["antiresorptive"][0] > 1.05
     # fracture risk doubles per SD of density lost
-    np.testing.assert_allclose(skeleton.fracture_hazard(np.array([1.0, 1.0 - params.bmd_sd_fraction]), params),
-                               params.osteoporotic_fracture_hazard * np.array([1.0, 2.0]))
+    np.testing.assert_allclose(
+        skeleton.fracture_hazard(np.array([1.0, 1.0 - params.bmd_sd_fraction]), params),
+        params.osteoporotic_fracture_hazard * np.array([1.0, 2.0]),
+    )
 
 
 def test_androgen_deprivation_raises_osteoporotic_fractures_and_seeding_but_leaves_the_tumour_of_resistant_disease_alone():
-    cb = replace(reference_cohort(3000, "prostate", seed=3), prostate_stage="castration_resistant",
-                 ecog=np.zeros(3000, np.int8), visceral_metastases=np.zeros(3000, bool),
-                 lesion_burden=reference_cohort(3000, "prostate", seed=3).lesion_burden * 0.1)
+    cb = replace(
+        reference_cohort(3000, "prostate", seed=3),
+        prostate_stage="castration_resistant",
+        ecog=np.zeros(3000, np.int8),
+        visceral_metastases=np.zeros(3000, bool),
+        lesion_burden=reference_cohort(3000, "prostate", seed=3).lesion_burden * 0.1,
+    )
     horizon = 5 * 365.25
-    runs = {name: simulate(cb, arm(therapy), horizon, Streams(4))
-            for name, therapy in (("adt", ["androgen_deprivation"]), ("none", []))}
+    runs = {
+        name: simulate(cb, arm(therapy), horizon, Streams(4))
+        for name, therapy in (("adt", ["androgen_deprivation"]), ("none", []))
+    }
     risk = {}
     for name, (patients, events, _) in runs.items():
         f = first(patients, events, ["osteoporotic_fracture"])
@@ -175,8 +218,12 @@ def test_a_version_one_block_meets_the_same_events_as_before_the_stage_existed()
     """Castration-resistant disease (version 2, no therapy that moves RANKL) leaves every version-1 event in place."""
     cb = reference_cohort(400, "prostate", seed=9)
     v1 = simulate(cb, arm(drug="zoledronic_acid", dose_mg=4.0, every_weeks=4.0), 3 * 365.25, Streams(2))[1]
-    v2 = simulate(replace(cb, prostate_stage="castration_resistant", systemic_therapy={"prostate": ("targeted",)}),
-                  arm(drug="zoledronic_acid", dose_mg=4.0, every_weeks=4.0), 3 * 365.25, Streams(2))[1]
+    v2 = simulate(
+        replace(cb, prostate_stage="castration_resistant", systemic_therapy={"prostate": ("targeted",)}),
+        arm(drug="zoledronic_acid", dose_mg=4.0, every_weeks=4.0),
+        3 * 365.25,
+        Streams(2),
+    )[1]
     # version 2 adds the background marrow toxicity of advanced disease; the fractures outside the metastases
     # exist in both (version 2 keeps its thresholds from the `systemic` stream, version 1 draws from `skeleton`)
     added = ["osteoporotic_fracture", "neutropenia", "thrombocytopenia"]

@@ -64,7 +64,10 @@ def test_stages_are_reported_with_their_duration():
         with bar.stage("report"):
             clock.now += 3.0
     assert stream.getvalue().splitlines()[1:] == [
-        "analysis ...", "analysis done in 0:01:17", "report ...", "report done in 0:00:03",
+        "analysis ...",
+        "analysis done in 0:01:17",
+        "report ...",
+        "report done in 0:00:03",
     ]
 
 

@@ -66,7 +66,11 @@ def test_contract_example_loads_with_every_field(contract_path):
 def test_defaults_are_those_of_the_contract():
     p = parse_protocol(MINIMAL, "test")
     assert (p.trial.design, p.trial.accrual_months, p.trial.dropout_per_year, p.trial.seed) == (
-        "parallel", 0.0, 0.0, DEFAULT_SEED)
+        "parallel",
+        0.0,
+        0.0,
+        DEFAULT_SEED,
+    )
     arm = p.arm[0]
     assert (arm.allocation, arm.calcium_vitamin_d, arm.renal_adjustment) == (1.0, True, True)
     assert arm.dose_mg is None and arm.every_weeks is None and arm.stop_after_months is None
@@ -78,12 +82,15 @@ def test_defaults_are_those_of_the_contract():
 
 
 def test_profiles_resolve_data_file_then_cohort_then_by_primary():
-    data = {**MINIMAL, "cohort": {
-        "primary": {"breast": 1.0, "prostate": 1.0},
-        "age_years": {"mean": 65.0},
-        "female_fraction": 0.7,
-        "by_primary": {"prostate": {"age_years": {"sd": 5.0}}},
-    }}
+    data = {
+        **MINIMAL,
+        "cohort": {
+            "primary": {"breast": 1.0, "prostate": 1.0},
+            "age_years": {"mean": 65.0},
+            "female_fraction": 0.7,
+            "by_primary": {"prostate": {"age_years": {"sd": 5.0}}},
+        },
+    }
     p = parse_protocol(data, "test")
     breast, prostate = p.cohort.by_primary["breast"], p.cohort.by_primary["prostate"]
     # cohort-wide mean over the data-file table; the other figures stay the data file's
@@ -142,8 +149,10 @@ def test_errors_name_the_dotted_field(change, field):
 
 def test_unknown_key_gives_line_and_closest_key(tmp_path):
     path = tmp_path / "p.toml"
-    path.write_text('[trial]\nname = "t"\npatients = 5\nhorizon_months = 12\nsed = 4\n'
-                    '[cohort]\nprimary = { lung = 1.0 }\n[[arm]]\nname = "a"\ndrug = "none"\n')
+    path.write_text(
+        '[trial]\nname = "t"\npatients = 5\nhorizon_months = 12\nsed = 4\n'
+        '[cohort]\nprimary = { lung = 1.0 }\n[[arm]]\nname = "a"\ndrug = "none"\n'
+    )
     with pytest.raises(UserInputError) as info:
         load_protocol(path)
     assert (info.value.field, info.value.line) == ("trial.sed", 5)
@@ -176,13 +185,24 @@ def test_v2_example_loads_with_every_field():
     assert radium.systemic_therapy == ["androgen_deprivation", "abiraterone_prednisone"]
     c = radium.concurrent[0]
     assert (c.drug, c.dose_kbq_per_kg, c.every_weeks, c.doses, c.after_months) == ("radium_223", 55.0, 4.0, 6, 0.0)
-    assert radium.radiotherapy.model_dump() == {"dose_gy": 30.0, "fractions": 10, "technique": "conventional",
-                                                "prophylactic": False}
+    assert radium.radiotherapy.model_dump() == {
+        "dose_gy": 30.0,
+        "fractions": 10,
+        "technique": "conventional",
+        "prophylactic": False,
+    }
     assert (sbrt.radiotherapy.technique, sbrt.radiotherapy.prophylactic, sbrt.surgery.prophylactic_fixation) == (
-        "stereotactic", True, True)
+        "stereotactic",
+        True,
+        True,
+    )
     m = custom.mechanism
     assert (m.homing_inhibition, m.osteoblast_drive_inhibition, m.bone_formation_stimulation, m.il6_inhibition) == (
-        0.7, 0.2, 0.0, 0.3)
+        0.7,
+        0.2,
+        0.0,
+        0.3,
+    )
     assert p.analysis.marker_weeks == [13, 25, 49]
     assert parse_protocol(tomllib.loads(protocol_to_toml(p)), "resolved") == p
 
@@ -191,12 +211,23 @@ def test_a_v1_protocol_gets_the_v2_defaults():
     p = parse_protocol(with_arm(), "test")
     assert p.cohort.prostate_stage == "castration_resistant" and p.cohort.prior_treatment is None
     assert {k: v.systemic_therapy for k, v in p.cohort.by_primary.items()} == {
-        "breast": ["endocrine"], "prostate": ["androgen_deprivation"]}
+        "breast": ["endocrine"],
+        "prostate": ["androgen_deprivation"],
+    }
     arm = p.arm[1]
-    assert (arm.doses, arm.withhold_on_renal_toxicity, arm.stop_on_onj, arm.systemic_therapy) == (None, True, True, None)
+    assert (arm.doses, arm.withhold_on_renal_toxicity, arm.stop_on_onj, arm.systemic_therapy) == (
+        None,
+        True,
+        True,
+        None,
+    )
     assert (arm.then, arm.concurrent, arm.mechanism) == ([], [], None)
-    assert arm.radiotherapy.model_dump() == {"dose_gy": 8.0, "fractions": 1, "technique": "conventional",
-                                             "prophylactic": False}
+    assert arm.radiotherapy.model_dump() == {
+        "dose_gy": 8.0,
+        "fractions": 1,
+        "technique": "conventional",
+        "prophylactic": False,
+    }
     assert arm.surgery.prophylactic_fixation is True
     assert p.analysis.marker_weeks == [13, 25, 49]  # all within the 12-month (52.2-week) horizon
     no_prostate = parse_protocol({**MINIMAL, "cohort": {"primary": {"lung": 1.0}}}, "test")
@@ -209,8 +240,14 @@ def test_a_v1_protocol_gets_the_v2_defaults():
 def test_systemic_therapy_resolves_stage_then_cohort_then_by_primary():
     stage = primary_defaults("prostate", "castration_sensitive")["systemic_therapy"]
     assert stage == ["androgen_deprivation"] and primary_defaults("breast")["systemic_therapy"] == ["endocrine"]
-    data = {**MINIMAL, "cohort": {"primary": {"breast": 1.0, "prostate": 1.0}, "systemic_therapy": [],
-                                  "by_primary": {"prostate": {"systemic_therapy": ["enzalutamide"]}}}}
+    data = {
+        **MINIMAL,
+        "cohort": {
+            "primary": {"breast": 1.0, "prostate": 1.0},
+            "systemic_therapy": [],
+            "by_primary": {"prostate": {"systemic_therapy": ["enzalutamide"]}},
+        },
+    }
     p = parse_protocol(data, "test")
     assert p.cohort.by_primary["breast"].systemic_therapy == []
     assert p.cohort.by_primary["prostate"].systemic_therapy == ["enzalutamide"]
@@ -231,15 +268,22 @@ def test_v1_dosing_plan_gives_the_model_s_v1_dosing_days():
 
 def test_dosing_plan_lists_phases_concurrent_agents_and_stop_in_order():
     month = DAYS_PER_MONTH
-    data = with_arm(doses=6, stop_after_months=30.0, then=[
-        {"after_months": 6.0, "drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0},
-        {"after_months": 24.0, "drug": "none"}],
-        concurrent=[{"drug": "radium_223", "dose_kbq_per_kg": 55.0, "every_weeks": 4.0, "doses": 6,
-                     "after_months": 3.0}])
+    data = with_arm(
+        doses=6,
+        stop_after_months=30.0,
+        then=[
+            {"after_months": 6.0, "drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0},
+            {"after_months": 24.0, "drug": "none"},
+        ],
+        concurrent=[
+            {"drug": "radium_223", "dose_kbq_per_kg": 55.0, "every_weeks": 4.0, "doses": 6, "after_months": 3.0}
+        ],
+    )
     arm = parse_protocol({**data, "trial": {**data["trial"], "horizon_months": 36}}, "test").arm[1]
     plan = arm.dosing_plan()
-    assert [(p.agent, p.dose, p.dose_unit, p.every_weeks, p.doses, p.start_day, p.end_day, p.concurrent)
-            for p in plan] == [
+    assert [
+        (p.agent, p.dose, p.dose_unit, p.every_weeks, p.doses, p.start_day, p.end_day, p.concurrent) for p in plan
+    ] == [
         ("zoledronic_acid", 4.0, "mg", 4.0, 6, 0.0, 6 * month, False),
         ("radium_223", 55.0, "kBq/kg", 4.0, 6, 3 * month, 30 * month, True),
         ("denosumab", 120.0, "mg", 4.0, None, 6 * month, 24 * month, False),
@@ -252,39 +296,95 @@ def test_dosing_plan_lists_phases_concurrent_agents_and_stop_in_order():
 
 
 def test_prior_treatment_plan_ends_at_randomisation():
-    data = {**MINIMAL, "cohort": {**MINIMAL["cohort"], "prior_treatment": {
-        "drug": "zoledronic_acid", "dose_mg": 4.0, "every_weeks": 4.0, "months": 12.0}}}
+    data = {
+        **MINIMAL,
+        "cohort": {
+            **MINIMAL["cohort"],
+            "prior_treatment": {"drug": "zoledronic_acid", "dose_mg": 4.0, "every_weeks": 4.0, "months": 12.0},
+        },
+    }
     (phase,) = parse_protocol(data, "test").cohort.prior_treatment.dosing_plan()
-    assert (phase.agent, phase.dose, phase.start_day, phase.end_day) == ("zoledronic_acid", 4.0, -12 * DAYS_PER_MONTH, 0.0)
+    assert (phase.agent, phase.dose, phase.start_day, phase.end_day) == (
+        "zoledronic_acid",
+        4.0,
+        -12 * DAYS_PER_MONTH,
+        0.0,
+    )
     assert phase.administration_days().size == 14  # days -365.25, -337.25, ..., -1.25
 
 
 @pytest.mark.parametrize(
     ("section", "fields", "read", "expected"),
     [
-        ("cohort", {"prostate_stage": "castration_sensitive"}, lambda p: p.cohort.prostate_stage, "castration_sensitive"),
-        ("cohort", {"systemic_therapy": ["docetaxel", "immunotherapy"]},
-         lambda p: p.cohort.by_primary["breast"].systemic_therapy, ["docetaxel", "immunotherapy"]),
-        ("cohort", {"prior_treatment": {"drug": "radium_223", "dose_kbq_per_kg": 55.0, "every_weeks": 4.0,
-                                        "months": 6.0}}, lambda p: p.cohort.prior_treatment.dose_kbq_per_kg, 55.0),
+        (
+            "cohort",
+            {"prostate_stage": "castration_sensitive"},
+            lambda p: p.cohort.prostate_stage,
+            "castration_sensitive",
+        ),
+        (
+            "cohort",
+            {"systemic_therapy": ["docetaxel", "immunotherapy"]},
+            lambda p: p.cohort.by_primary["breast"].systemic_therapy,
+            ["docetaxel", "immunotherapy"],
+        ),
+        (
+            "cohort",
+            {"prior_treatment": {"drug": "radium_223", "dose_kbq_per_kg": 55.0, "every_weeks": 4.0, "months": 6.0}},
+            lambda p: p.cohort.prior_treatment.dose_kbq_per_kg,
+            55.0,
+        ),
         ("arm", {"doses": 12}, lambda p: p.arm[1].doses, 12),
         ("arm", {"withhold_on_renal_toxicity": False}, lambda p: p.arm[1].withhold_on_renal_toxicity, False),
         ("arm", {"stop_on_onj": False}, lambda p: p.arm[1].stop_on_onj, False),
         ("arm", {"systemic_therapy": []}, lambda p: p.arm[1].systemic_therapy, []),
-        ("arm", {"then": [{"after_months": 6.0, "drug": "zoledronic_acid", "dose_mg": 4.0, "every_weeks": 12.0,
-                           "doses": 4}]}, lambda p: p.arm[1].then[0].doses, 4),
-        ("arm", {"concurrent": [{"drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0, "after_months": 2.0}]},
-         lambda p: p.arm[1].concurrent[0].after_months, 2.0),
+        (
+            "arm",
+            {
+                "then": [
+                    {"after_months": 6.0, "drug": "zoledronic_acid", "dose_mg": 4.0, "every_weeks": 12.0, "doses": 4}
+                ]
+            },
+            lambda p: p.arm[1].then[0].doses,
+            4,
+        ),
+        (
+            "arm",
+            {"concurrent": [{"drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0, "after_months": 2.0}]},
+            lambda p: p.arm[1].concurrent[0].after_months,
+            2.0,
+        ),
         ("arm", {"radiotherapy": {"dose_gy": 20.0, "fractions": 5}}, lambda p: p.arm[1].radiotherapy.fractions, 5),
         ("arm", {"surgery": {"prophylactic_fixation": False}}, lambda p: p.arm[1].surgery.prophylactic_fixation, False),
-        ("arm", {"drug": "radium_223", "dose_mg": None, "dose_kbq_per_kg": 55.0, "doses": 6},
-         lambda p: p.arm[1].drug, "radium_223"),
-        ("arm", {"drug": "custom", "dose_mg": None, "mechanism": {
-            "homing_inhibition": 0.5, "osteoblast_drive_inhibition": 0.1, "bone_formation_stimulation": 0.2,
-            "il6_inhibition": 0.3, "half_life_days": 7.0}}, lambda p: p.arm[1].mechanism.il6_inhibition, 0.3),
+        (
+            "arm",
+            {"drug": "radium_223", "dose_mg": None, "dose_kbq_per_kg": 55.0, "doses": 6},
+            lambda p: p.arm[1].drug,
+            "radium_223",
+        ),
+        (
+            "arm",
+            {
+                "drug": "custom",
+                "dose_mg": None,
+                "mechanism": {
+                    "homing_inhibition": 0.5,
+                    "osteoblast_drive_inhibition": 0.1,
+                    "bone_formation_stimulation": 0.2,
+                    "il6_inhibition": 0.3,
+                    "half_life_days": 7.0,
+                },
+            },
+            lambda p: p.arm[1].mechanism.il6_inhibition,
+            0.3,
+        ),
         ("analysis", {"marker_weeks": [4, 8]}, lambda p: p.analysis.marker_weeks, [4, 8]),
-        ("analysis", {"sre_types": ["pathological_fracture", "osteoporotic_fracture"]},
-         lambda p: p.analysis.sre_types, ["pathological_fracture", "osteoporotic_fracture"]),
+        (
+            "analysis",
+            {"sre_types": ["pathological_fracture", "osteoporotic_fracture"]},
+            lambda p: p.analysis.sre_types,
+            ["pathological_fracture", "osteoporotic_fracture"],
+        ),
     ],
 )
 def test_each_v2_field_is_accepted_and_round_trips(section, fields, read, expected):
@@ -297,52 +397,122 @@ def test_each_v2_field_is_accepted_and_round_trips(section, fields, read, expect
 @pytest.mark.parametrize(
     ("data", "field", "message"),
     [
-        (with_arm(dose_mg=None, drug="radium_223", dose_kbq_per_kg=55.0, every_weeks=4.0, doses=6, then=[
-            {"after_months": 6.0, "drug": "radium_223", "dose_mg": 55.0, "every_weeks": 4.0}]),
-         "arm[1].then[0].dose_mg", "radium_223 is dosed by activity per body weight, not in mg"),
+        (
+            with_arm(
+                dose_mg=None,
+                drug="radium_223",
+                dose_kbq_per_kg=55.0,
+                every_weeks=4.0,
+                doses=6,
+                then=[{"after_months": 6.0, "drug": "radium_223", "dose_mg": 55.0, "every_weeks": 4.0}],
+            ),
+            "arm[1].then[0].dose_mg",
+            "radium_223 is dosed by activity per body weight, not in mg",
+        ),
         (with_arm(dose_mg=None), "arm[1].dose_mg", "drug 'zoledronic_acid' needs a dose"),
         (with_arm(drug="radium_223", dose_mg=None), "arm[1].dose_kbq_per_kg", "drug 'radium_223' needs a dose"),
-        (with_arm(then=[{"after_months": 6.0, "drug": "denosumab", "every_weeks": 4.0}]), "arm[1].then[0].dose_mg",
-         "drug 'denosumab' needs a dose"),
-        (with_arm(then=[{"after_months": 0.0, "drug": "none"}]), "arm[1].then[0].after_months",
-         "0.0 is out of range: it must be greater than 0.0"),
-        (with_arm(then=[{"after_months": 6.0, "drug": "none"}, {"after_months": 6.0, "drug": "none"}]),
-         "arm[1].then[1].after_months", "not after the phase before it"),
-        (with_arm(then=[{"after_months": 6.0, "drug": "denosumb", "dose_mg": 120.0, "every_weeks": 4.0}]),
-         "arm[1].then[0].drug", "Did you mean 'denosumab'?"),
-        (with_arm(then=[{"after_months": 6.0, "drug": "custom", "every_weeks": 2.0}]), "arm[1].mechanism",
-         "then[0] gives drug 'custom', which needs an [arm.mechanism] table"),
-        (with_arm(concurrent=[{"drug": "radium_223", "dose_kbq_per_kg": 55.0, "doses": 6}]),
-         "arm[1].concurrent[0].every_weeks", "is required but missing"),
-        (with_arm(concurrent=[{"drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0, "after_months": -1.0}]),
-         "arm[1].concurrent[0].after_months", "it must be at least 0.0"),
-        (with_arm(stop_after_months=6.0, concurrent=[
-            {"drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0, "after_months": 6.0}]),
-         "arm[1].concurrent[0].after_months", "when the arm's treatment has stopped (stop_after_months = 6)"),
+        (
+            with_arm(then=[{"after_months": 6.0, "drug": "denosumab", "every_weeks": 4.0}]),
+            "arm[1].then[0].dose_mg",
+            "drug 'denosumab' needs a dose",
+        ),
+        (
+            with_arm(then=[{"after_months": 0.0, "drug": "none"}]),
+            "arm[1].then[0].after_months",
+            "0.0 is out of range: it must be greater than 0.0",
+        ),
+        (
+            with_arm(then=[{"after_months": 6.0, "drug": "none"}, {"after_months": 6.0, "drug": "none"}]),
+            "arm[1].then[1].after_months",
+            "not after the phase before it",
+        ),
+        (
+            with_arm(then=[{"after_months": 6.0, "drug": "denosumb", "dose_mg": 120.0, "every_weeks": 4.0}]),
+            "arm[1].then[0].drug",
+            "Did you mean 'denosumab'?",
+        ),
+        (
+            with_arm(then=[{"after_months": 6.0, "drug": "custom", "every_weeks": 2.0}]),
+            "arm[1].mechanism",
+            "then[0] gives drug 'custom', which needs an [arm.mechanism] table",
+        ),
+        (
+            with_arm(concurrent=[{"drug": "radium_223", "dose_kbq_per_kg": 55.0, "doses": 6}]),
+            "arm[1].concurrent[0].every_weeks",
+            "is required but missing",
+        ),
+        (
+            with_arm(concurrent=[{"drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0, "after_months": -1.0}]),
+            "arm[1].concurrent[0].after_months",
+            "it must be at least 0.0",
+        ),
+        (
+            with_arm(
+                stop_after_months=6.0,
+                concurrent=[{"drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0, "after_months": 6.0}],
+            ),
+            "arm[1].concurrent[0].after_months",
+            "when the arm's treatment has stopped (stop_after_months = 6)",
+        ),
         (with_arm(doses=2.5), "arm[1].doses", "expected a whole number, got 2.5"),
         (with_arm(stop_on_onj="yes"), "arm[1].stop_on_onj", "expected true or false"),
         (with_arm(withhold_on_renal_toxicity=1), "arm[1].withhold_on_renal_toxicity", "expected true or false"),
         (with_arm(systemic_therapy=["chemotheraphy"]), "arm[1].systemic_therapy[0]", "Did you mean 'chemotherapy'?"),
         (with_arm(radiotherapy={"dose_gy": -8.0}), "arm[1].radiotherapy.dose_gy", "it must be greater than 0.0"),
         (with_arm(radiotherapy={"fractions": 2.0}), "arm[1].radiotherapy.fractions", "expected a whole number"),
-        (with_arm(radiotherapy={"dose_gy": 8.0, "fraction": 1}), "arm[1].radiotherapy.fraction",
-         "Did you mean 'fractions'?"),
-        (with_arm(surgery={"prophylactic_fixation": "no"}), "arm[1].surgery.prophylactic_fixation",
-         "expected true or false"),
-        (with_arm(drug="custom", dose_mg=None, mechanism={"il6_inhibition": -0.1, "half_life_days": 7.0}),
-         "arm[1].mechanism.il6_inhibition", "it must be at least 0.0"),
-        ({**MINIMAL, "cohort": {**MINIMAL["cohort"], "prior_treatment": {
-            "drug": "none", "every_weeks": 4.0, "months": 12.0}}}, "cohort.prior_treatment.drug", "'none' is not allowed"),
-        ({**MINIMAL, "cohort": {**MINIMAL["cohort"], "prior_treatment": {
-            "drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0, "months": 0.0}}},
-         "cohort.prior_treatment.months", "it must be greater than 0.0"),
-        ({**MINIMAL, "cohort": {**MINIMAL["cohort"], "by_primary": {"breast": {"systemic_therapy": ["hormonal"]}}}},
-         "cohort.by_primary.breast.systemic_therapy[0]", "is not allowed"),
-        ({**MINIMAL, "analysis": {"marker_weeks": [13, 60]}}, "analysis.marker_weeks[1]",
-         "week 60 lies after the data cut-off (12 months = 52.2 weeks)"),
+        (
+            with_arm(radiotherapy={"dose_gy": 8.0, "fraction": 1}),
+            "arm[1].radiotherapy.fraction",
+            "Did you mean 'fractions'?",
+        ),
+        (
+            with_arm(surgery={"prophylactic_fixation": "no"}),
+            "arm[1].surgery.prophylactic_fixation",
+            "expected true or false",
+        ),
+        (
+            with_arm(drug="custom", dose_mg=None, mechanism={"il6_inhibition": -0.1, "half_life_days": 7.0}),
+            "arm[1].mechanism.il6_inhibition",
+            "it must be at least 0.0",
+        ),
+        (
+            {
+                **MINIMAL,
+                "cohort": {
+                    **MINIMAL["cohort"],
+                    "prior_treatment": {"drug": "none", "every_weeks": 4.0, "months": 12.0},
+                },
+            },
+            "cohort.prior_treatment.drug",
+            "'none' is not allowed",
+        ),
+        (
+            {
+                **MINIMAL,
+                "cohort": {
+                    **MINIMAL["cohort"],
+                    "prior_treatment": {"drug": "denosumab", "dose_mg": 120.0, "every_weeks": 4.0, "months": 0.0},
+                },
+            },
+            "cohort.prior_treatment.months",
+            "it must be greater than 0.0",
+        ),
+        (
+            {**MINIMAL, "cohort": {**MINIMAL["cohort"], "by_primary": {"breast": {"systemic_therapy": ["hormonal"]}}}},
+            "cohort.by_primary.breast.systemic_therapy[0]",
+            "is not allowed",
+        ),
+        (
+            {**MINIMAL, "analysis": {"marker_weeks": [13, 60]}},
+            "analysis.marker_weeks[1]",
+            "week 60 lies after the data cut-off (12 months = 52.2 weeks)",
+        ),
         ({**MINIMAL, "analysis": {"marker_weeks": [0, 13]}}, "analysis.marker_weeks[0]", "it must be at least 1"),
-        ({**MINIMAL, "analysis": {"sre_types": ["osteoporotic_fractur"]}}, "analysis.sre_types[0]",
-         "Did you mean 'osteoporotic_fracture'?"),
+        (
+            {**MINIMAL, "analysis": {"sre_types": ["osteoporotic_fractur"]}},
+            "analysis.sre_types[0]",
+            "Did you mean 'osteoporotic_fracture'?",
+        ),
     ],
 )
 def test_v2_errors_name_the_dotted_field(data, field, message):
@@ -355,31 +525,68 @@ def test_v2_errors_name_the_dotted_field(data, field, message):
 @pytest.mark.parametrize(
     ("data", "field", "message"),
     [
-        (with_arm(dose_mg=4000.0), "arm[1].dose_mg",
-         "4000 mg of zoledronic_acid per administration is outside the usual 1-8 mg"),
-        (with_arm(drug="denosumab", dose_mg=1200.0), "arm[1].dose_mg",
-         "1200 mg of denosumab per administration is outside the usual 30-240 mg"),
-        (with_arm(concurrent=[{"drug": "radium_223", "dose_kbq_per_kg": 550.0, "every_weeks": 4.0, "doses": 6}]),
-         "arm[1].concurrent[0].dose_kbq_per_kg",
-         "550 kBq/kg of radium_223 per administration is outside the usual 20-110 kBq/kg"),
-        (with_arm(concurrent=[{"drug": "radium_223", "dose_kbq_per_kg": 55.0, "every_weeks": 4.0}]),
-         "arm[1].concurrent[0].doses", "no limit on the injections of radium_223: the label gives 6"),
-        (with_arm(then=[{"after_months": 6.0, "drug": "pamidronate", "dose_mg": 900.0, "every_weeks": 4.0}]),
-         "arm[1].then[0].dose_mg", "900 mg of pamidronate"),
-        ({**MINIMAL, "cohort": {**MINIMAL["cohort"], "prior_treatment": {
-            "drug": "zoledronic_acid", "dose_mg": 0.4, "every_weeks": 4.0, "months": 12.0}}},
-         "cohort.prior_treatment.dose_mg", "0.4 mg of zoledronic_acid"),
-        (with_arm(radiotherapy={"dose_gy": 40.0, "fractions": 1}), "arm[1].radiotherapy.dose_gy",
-         "40 Gy in 1 fraction is 40 Gy per fraction, above the usual maximum of 24 Gy"),
-        (with_arm(radiotherapy={"dose_gy": 16.0, "fractions": 1}), "arm[1].radiotherapy.dose_gy",
-         "16 Gy in 1 fraction is 16 Gy per fraction, above the 10 Gy of conventional technique"),
-        (with_arm(radiotherapy={"dose_gy": 80.0, "fractions": 40}), "arm[1].radiotherapy.dose_gy",
-         "80 Gy in 40 fractions is more than the usual 60 Gy of one palliative course"),
-        ({**MINIMAL, "cohort": {"primary": {"breast": 0.6, "prostate": 0.3}}}, "cohort.primary",
-         "the weights are fractions but sum to 0.9, not 1; they are used as relative weights "
-         "(breast 66.7%, prostate 33.3%)"),
-        ({**MINIMAL, "analysis": {"sre_types": ["pathological_fracture", "neutropenia"]}}, "analysis.sre_types",
-         "neutropenia is not skeletal"),
+        (
+            with_arm(dose_mg=4000.0),
+            "arm[1].dose_mg",
+            "4000 mg of zoledronic_acid per administration is outside the usual 1-8 mg",
+        ),
+        (
+            with_arm(drug="denosumab", dose_mg=1200.0),
+            "arm[1].dose_mg",
+            "1200 mg of denosumab per administration is outside the usual 30-240 mg",
+        ),
+        (
+            with_arm(concurrent=[{"drug": "radium_223", "dose_kbq_per_kg": 550.0, "every_weeks": 4.0, "doses": 6}]),
+            "arm[1].concurrent[0].dose_kbq_per_kg",
+            "550 kBq/kg of radium_223 per administration is outside the usual 20-110 kBq/kg",
+        ),
+        (
+            with_arm(concurrent=[{"drug": "radium_223", "dose_kbq_per_kg": 55.0, "every_weeks": 4.0}]),
+            "arm[1].concurrent[0].doses",
+            "no limit on the injections of radium_223: the label gives 6",
+        ),
+        (
+            with_arm(then=[{"after_months": 6.0, "drug": "pamidronate", "dose_mg": 900.0, "every_weeks": 4.0}]),
+            "arm[1].then[0].dose_mg",
+            "900 mg of pamidronate",
+        ),
+        (
+            {
+                **MINIMAL,
+                "cohort": {
+                    **MINIMAL["cohort"],
+                    "prior_treatment": {"drug": "zoledronic_acid", "dose_mg": 0.4, "every_weeks": 4.0, "months": 12.0},
+                },
+            },
+            "cohort.prior_treatment.dose_mg",
+            "0.4 mg of zoledronic_acid",
+        ),
+        (
+            with_arm(radiotherapy={"dose_gy": 40.0, "fractions": 1}),
+            "arm[1].radiotherapy.dose_gy",
+            "40 Gy in 1 fraction is 40 Gy per fraction, above the usual maximum of 24 Gy",
+        ),
+        (
+            with_arm(radiotherapy={"dose_gy": 16.0, "fractions": 1}),
+            "arm[1].radiotherapy.dose_gy",
+            "16 Gy in 1 fraction is 16 Gy per fraction, above the 10 Gy of conventional technique",
+        ),
+        (
+            with_arm(radiotherapy={"dose_gy": 80.0, "fractions": 40}),
+            "arm[1].radiotherapy.dose_gy",
+            "80 Gy in 40 fractions is more than the usual 60 Gy of one palliative course",
+        ),
+        (
+            {**MINIMAL, "cohort": {"primary": {"breast": 0.6, "prostate": 0.3}}},
+            "cohort.primary",
+            "the weights are fractions but sum to 0.9, not 1; they are used as relative weights "
+            "(breast 66.7%, prostate 33.3%)",
+        ),
+        (
+            {**MINIMAL, "analysis": {"sre_types": ["pathological_fracture", "neutropenia"]}},
+            "analysis.sre_types",
+            "neutropenia is not skeletal",
+        ),
     ],
 )
 def test_implausible_values_run_with_a_warning(data, field, message):
@@ -431,19 +638,29 @@ def test_every_field_is_in_the_user_reference(root):
 
 # reading the file: regular files up to 1 MiB, a byte-order mark, YAML 1.2 (issue 17, defects 6, 11)
 
-MINIMAL_TOML = '[trial]\nname = "t"\npatients = 10\nhorizon_months = 12\n\n[cohort]\nprimary = { breast = 1.0 }\n\n' \
-               '[[arm]]\nname = "placebo"\ndrug = "none"\n'
-MINIMAL_YAML = "trial:\n  name: t\n  patients: 10\n  horizon_months: 12\ncohort:\n  primary: {breast: 1.0}\n" \
-               "arm:\n  - name: placebo\n    drug: none\n"
+MINIMAL_TOML = (
+    '[trial]\nname = "t"\npatients = 10\nhorizon_months = 12\n\n[cohort]\nprimary = { breast = 1.0 }\n\n'
+    '[[arm]]\nname = "placebo"\ndrug = "none"\n'
+)
+MINIMAL_YAML = (
+    "trial:\n  name: t\n  patients: 10\n  horizon_months: 12\ncohort:\n  primary: {breast: 1.0}\n"
+    "arm:\n  - name: placebo\n    drug: none\n"
+)
 
 
 def _check_process(path: str) -> subprocess.CompletedProcess:
     """`vtrial check PATH` with 20 s and 1 GiB of address space at most (an endless read fails fast)."""
+
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 
-    return subprocess.run([sys.executable, "-m", "vtrial.cli", "check", path], capture_output=True, text=True,
-                          timeout=20, preexec_fn=limit)
+    return subprocess.run(
+        [sys.executable, "-m", "vtrial.cli", "check", path],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        preexec_fn=limit,
+    )
 
 
 def test_a_fifo_is_refused_instead_of_waiting_forever(tmp_path):
@@ -485,8 +702,10 @@ def test_a_yaml_key_given_twice_is_refused_naming_the_key_and_line(tmp_path):
     path.write_text(MINIMAL_YAML.replace("  patients: 10\n", "  patients: 10\n  patients: 2000\n"))
     with pytest.raises(UserInputError) as info:
         load_protocol(path)
-    assert str(info.value) == (f"{path}:4: is not valid YAML: the key 'patients' is given twice "
-                               "Fix: remove one of the two (the last would otherwise win silently)")
+    assert str(info.value) == (
+        f"{path}:4: is not valid YAML: the key 'patients' is given twice "
+        "Fix: remove one of the two (the last would otherwise win silently)"
+    )
 
 
 @pytest.mark.parametrize(("value", "patients"), [("0100", 100), ("+250", 250), ("0x10", 16), ("0o17", 15)])

@@ -58,8 +58,9 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def cli_process(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vtrial.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vtrial.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def run_main(argv: list[str]) -> int:
@@ -166,8 +167,9 @@ def fail_with(code: int) -> Callable[..., None]:
 
 
 def rerun(protocol_file: Path, out: Path) -> int:
-    return run_main(["run", str(protocol_file), "--out", str(out), "--jobs", "1", "--patients", "12", "--quiet",
-                     "--force"])
+    return run_main(
+        ["run", str(protocol_file), "--out", str(out), "--jobs", "1", "--patients", "12", "--quiet", "--force"]
+    )
 
 
 def test_read_only_parent_folder_exits_2_and_keeps_the_run(protocol_file, existing_run, capsys):
@@ -193,8 +195,9 @@ def test_read_only_parent_folder_exits_2_and_keeps_the_run(protocol_file, existi
         ("tempfile.mkstemp", errno.EACCES, "Permission denied"),
     ],
 )
-def test_write_failures_exit_2_and_keep_the_run(protocol_file, existing_run, capsys, monkeypatch, target,
-                                                 code, message):
+def test_write_failures_exit_2_and_keep_the_run(
+    protocol_file, existing_run, capsys, monkeypatch, target, code, message
+):
     out, before = existing_run
     capsys.readouterr()
     monkeypatch.setattr(target, fail_with(code))
@@ -288,8 +291,9 @@ def test_killed_worker_is_reported_and_the_run_resumes(protocol_file, reference,
 def test_workers_exit_promptly_when_the_run_is_killed(protocol_file, tmp_path):
     """SIGKILL of `vtrial run`: its loky workers exit within seconds (they idled ~5.6 min holding the terminal)."""
     partial = tmp_path / ".fault.partial"
-    proc = cli_process("run", str(protocol_file), "--out", str(tmp_path / "fault"), "--jobs", "2",
-                       "--block-size", BLOCK, "--quiet")
+    proc = cli_process(
+        "run", str(protocol_file), "--out", str(tmp_path / "fault"), "--jobs", "2", "--block-size", BLOCK, "--quiet"
+    )
     assert wait_for(lambda: n_parts(partial) >= 1 or proc.poll() is not None)
     workers = loky_workers(proc.pid)
     assert workers, "no loky worker found"

@@ -79,8 +79,10 @@ def run_api(protocol_file: Path, out: Path, **options) -> None:
 
 
 def run_cli(protocol_file: Path, out: Path, *extra: str, capsys) -> tuple[int, str]:
-    return run_main(["run", str(protocol_file), "--out", str(out), "--jobs", "1", "--block-size", str(BLOCK),
-                     "--quiet", *extra], capsys)
+    return run_main(
+        ["run", str(protocol_file), "--out", str(out), "--jobs", "1", "--block-size", str(BLOCK), "--quiet", *extra],
+        capsys,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,8 +103,9 @@ def hold_lock(out: Path, kind: str = "run") -> subprocess.Popen:
     return proc
 
 
-def test_a_folder_owned_by_another_process_is_refused_and_a_dead_owner_blocks_nothing(protocol_file, tmp_path,
-                                                                                        reference):
+def test_a_folder_owned_by_another_process_is_refused_and_a_dead_owner_blocks_nothing(
+    protocol_file, tmp_path, reference
+):
     out = tmp_path / "run"
     owner = hold_lock(out)
     try:
@@ -128,8 +131,11 @@ def test_a_batch_folder_owned_by_another_process_is_refused(protocol_file, tmp_p
     partial.mkdir()
     (partial / "batch.csv").write_text("rows of the batch in progress\n")
     with owning(OutputFolder.of(out, "batch", False)):
-        with pytest.raises(UserInputError, match=rf"another vtrial process \(PID {os.getpid()}\) is writing this "
-                                                 "batch folder"):
+        with pytest.raises(
+            UserInputError,
+            match=rf"another vtrial process \(PID {os.getpid()}\) is writing this "
+            "batch folder",
+        ):
             run_batch([load_protocol(protocol_file)], out, replicates=1, jobs=1)
     assert (partial / "batch.csv").read_text() == "rows of the batch in progress\n"
     assert not out.exists()
@@ -140,15 +146,23 @@ def test_a_second_cli_run_into_the_same_folder_is_refused(protocol_file, tmp_pat
     """The red-team case: ``vtrial run P --out X`` and, while it runs, ``vtrial run P --seed 99 --out X``."""
     out = tmp_path / "X"
     common = [str(protocol_file), "--out", str(out), "--jobs", "1", "--block-size", "10", "--quiet"]
-    first = subprocess.Popen([sys.executable, "-m", "vtrial.cli", "run", *common, "--patients", "400"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "vtrial.cli", "run", *common, "--patients", "400"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     parts = tmp_path / ".X.partial" / "parts"
     while not (parts.is_dir() and any(parts.glob("events-*"))):
         assert first.poll() is None, first.communicate()
     first.send_signal(signal.SIGSTOP)  # keep it mid-run, whatever the machine's load
     try:
-        second = subprocess.run([sys.executable, "-m", "vtrial.cli", "run", *common, "--patients", "400",
-                                 "--seed", "99"], capture_output=True, text=True, timeout=300)
+        second = subprocess.run(
+            [sys.executable, "-m", "vtrial.cli", "run", *common, "--patients", "400", "--seed", "99"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         first.send_signal(signal.SIGCONT)
     assert second.returncode == cli.EXIT_USER
@@ -231,15 +245,22 @@ def test_batch_force_replaces_only_a_batch_folder(protocol_file, tmp_path, capsy
     assert run_main([*batch, str(out)], capsys)[0] == 0
     assert run_main([*batch, str(out)], capsys)[0] == 0  # a batch folder is replaced
     assert sorted(p.name for p in out.iterdir()) == [
-        "batch.csv", "batch.html", "batch.parquet", "batch_summary.json", "manifest.json", "protocol-folders.toml"]
+        "batch.csv",
+        "batch.html",
+        "batch.parquet",
+        "batch_summary.json",
+        "manifest.json",
+        "protocol-folders.toml",
+    ]
     code, err = run_cli(protocol_file, out, "--force", capsys=capsys)
     assert code == cli.EXIT_USER and "this one is a vtrial batch folder" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "inputs", "run"]
 
 
 @pytest.mark.parametrize("out", [".", ".."])
-def test_out_holding_the_current_folder_is_refused_and_leaves_nothing(protocol_file, tmp_path, monkeypatch,
-                                                                      capsys, out):
+def test_out_holding_the_current_folder_is_refused_and_leaves_nothing(
+    protocol_file, tmp_path, monkeypatch, capsys, out
+):
     here = tmp_path / "work" / "here"
     here.mkdir(parents=True)
     monkeypatch.chdir(here)
@@ -247,7 +268,11 @@ def test_out_holding_the_current_folder_is_refused_and_leaves_nothing(protocol_f
     assert code == cli.EXIT_USER
     assert f"{Path(out).resolve()}: the output folder holds {here}, which must not be replaced" in err
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
-        "inputs", "inputs/folders.toml", "work", "work/here"]
+        "inputs",
+        "inputs/folders.toml",
+        "work",
+        "work/here",
+    ]
 
 
 def test_a_symlinked_out_writes_the_folder_it_points_to(protocol_file, tmp_path, reference):
@@ -273,8 +298,10 @@ def test_cohort_never_overwrites_the_protocol(protocol_file, tmp_path, capsys):
         for extra in ([], ["--force"]):
             code, err = run_main(["cohort", str(protocol_file), "--out", str(out), *extra], capsys)
             assert code == cli.EXIT_USER
-            assert err == (f"error: {protocol_file}: --out: the output file is an input of this command; writing "
-                           "it would destroy the input Fix: choose another --out file\n")
+            assert err == (
+                f"error: {protocol_file}: --out: the output file is an input of this command; writing "
+                "it would destroy the input Fix: choose another --out file\n"
+            )
     assert protocol_file.read_text() == PROTOCOL
     assert sorted(p.name for p in protocol_file.parent.iterdir()) == ["folders.toml"]
 
@@ -284,8 +311,10 @@ def test_cohort_replaces_an_existing_file_only_with_force(protocol_file, tmp_pat
     out.write_text("keep me\n")
     code, err = run_main(["cohort", str(protocol_file), "--out", str(out)], capsys)
     assert code == cli.EXIT_USER
-    assert err == (f"error: {out}: --out: the output file already exists Fix: pass --force to replace it, or "
-                   "choose another --out file\n")
+    assert err == (
+        f"error: {out}: --out: the output file already exists Fix: pass --force to replace it, or "
+        "choose another --out file\n"
+    )
     assert out.read_text() == "keep me\n"
     assert run_main(["cohort", str(protocol_file), "--out", str(out), "--force"], capsys)[0] == 0
     assert len(pd.read_parquet(out)) == 40

@@ -28,8 +28,16 @@ from vtrial.errors import UserInputError
 from vtrial.protocol import Protocol, load_protocol, parse_protocol, protocol_to_toml
 
 VALID: dict[str, Any] = {
-    "trial": {"name": "fuzz", "title": "Fuzzed", "design": "parallel", "patients": 100, "horizon_months": 24.0,
-              "accrual_months": 6.0, "dropout_per_year": 0.1, "seed": 3},
+    "trial": {
+        "name": "fuzz",
+        "title": "Fuzzed",
+        "design": "parallel",
+        "patients": 100,
+        "horizon_months": 24.0,
+        "accrual_months": 6.0,
+        "dropout_per_year": 0.1,
+        "seed": 3,
+    },
     "cohort": {
         "primary": {"breast": 0.5, "prostate": 0.5},
         "age_years": {"mean": 60.0, "sd": 10.0, "min": 18.0, "max": 90.0},
@@ -40,8 +48,12 @@ VALID: dict[str, Any] = {
     },
     "arm": [
         {"name": "zol", "drug": "zoledronic_acid", "dose_mg": 4.0, "every_weeks": 4.0},
-        {"name": "agent", "drug": "custom", "every_weeks": 3.0,
-         "mechanism": {"tgf_beta_inhibition": 0.6, "half_life_days": 14.0}},
+        {
+            "name": "agent",
+            "drug": "custom",
+            "every_weeks": 3.0,
+            "mechanism": {"tgf_beta_inhibition": 0.6, "half_life_days": 14.0},
+        },
     ],
     "analysis": {"reference_arm": "zol", "sre_window_days": 21.0, "landmarks_months": [12.0, 24.0]},
 }
@@ -50,8 +62,28 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 SLOW_SETTINGS = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 KEYS = st.one_of(
-    st.sampled_from(["trial", "cohort", "arm", "analysis", "name", "drug", "dose_mg", "every_weeks", "primary",
-                     "breast", "mean", "sd", "min", "max", "by_primary", "mechanism", "sites", "ecog"]),
+    st.sampled_from(
+        [
+            "trial",
+            "cohort",
+            "arm",
+            "analysis",
+            "name",
+            "drug",
+            "dose_mg",
+            "every_weeks",
+            "primary",
+            "breast",
+            "mean",
+            "sd",
+            "min",
+            "max",
+            "by_primary",
+            "mechanism",
+            "sites",
+            "ecog",
+        ]
+    ),
     st.text(max_size=12),
 )
 HOSTILE = st.one_of(
@@ -62,8 +94,24 @@ HOSTILE = st.one_of(
     st.floats(),  # NaN, inf, -inf, subnormals, huge
     st.sampled_from([0.0, -0.0, -1.0, 1e-300, 1e300, 1.7976931348623157e308, math.nan, math.inf, -math.inf]),
     st.text(max_size=40),
-    st.sampled_from(["", " ", "../x", "/abs", "a/b", ".hidden", "CON", "\u202e", "é" * 300, "x" * 10_000,
-                     "none", "custom", "hypercalcaemia", "1e400"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "../x",
+            "/abs",
+            "a/b",
+            ".hidden",
+            "CON",
+            "\u202e",
+            "é" * 300,
+            "x" * 10_000,
+            "none",
+            "custom",
+            "hypercalcaemia",
+            "1e400",
+        ]
+    ),
     st.lists(st.integers() | st.floats() | st.text(max_size=5), max_size=4),
     st.dictionaries(KEYS, st.integers() | st.floats() | st.text(max_size=5), max_size=4),
 )
@@ -287,8 +335,11 @@ def test_cli_check_exits_0_or_2_without_traceback(tmp_path):
         path = tmp_path / name
         path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
         procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "vtrial.cli", "check", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env={**os.environ, "PYTHONWARNINGS": "error"},
+            [sys.executable, "-m", "vtrial.cli", "check", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "error"},
         )
     codes = {}
     for name, proc in procs.items():

@@ -36,8 +36,15 @@ def protocol_with(cohort: dict | None = None, arm: dict | None = None, **trial) 
         "trial": {"name": "edge", "patients": 40, "horizon_months": 24, "seed": 17, **trial},
         "cohort": {"primary": {"breast": 1.0}, **(cohort or {})},
         "arm": [arm or {"name": "zol", "drug": "zoledronic_acid", "dose_mg": 4.0, "every_weeks": 4.0}],
-        "analysis": {"sre_types": ["pathological_fracture", "spinal_cord_compression", "radiation_to_bone",
-                                   "surgery_to_bone", "hypercalcaemia"]},
+        "analysis": {
+            "sre_types": [
+                "pathological_fracture",
+                "spinal_cord_compression",
+                "radiation_to_bone",
+                "surgery_to_bone",
+                "hypercalcaemia",
+            ]
+        },
     }
 
 
@@ -114,8 +121,14 @@ def test_extreme_doses(drug, dose):
 
 
 def test_a_custom_agent_at_full_effect():
-    mechanism = {"rankl_inhibition": 1.0, "osteoclast_inhibition": 1.0, "tgf_beta_inhibition": 1.0,
-                 "pthrp_inhibition": 1.0, "tumour_kill": 1.0, "half_life_days": 0.5}
+    mechanism = {
+        "rankl_inhibition": 1.0,
+        "osteoclast_inhibition": 1.0,
+        "tgf_beta_inhibition": 1.0,
+        "pthrp_inhibition": 1.0,
+        "tumour_kill": 1.0,
+        "half_life_days": 0.5,
+    }
     arm = {"name": "a", "drug": "custom", "every_weeks": 1.0, "mechanism": mechanism}
     patients, events, horizon = simulate_protocol(protocol_with(arm=arm))
     assert_sane(patients, events, horizon)
@@ -147,8 +160,10 @@ def test_model_direct_call_on_a_sampled_cohort():
 
 def test_a_wide_biology_spread():
     """Per-patient multipliers far in the tails (log-SD 3: a 20-fold spread per SD) stay finite."""
-    cohort = {"biology_sd_log": {"tumour_growth_rate": 3.0, "pthrp_secretion": 3.0, "osteoblastic_drive": 3.0},
-              "lesion_burden": {"median": 0.4, "sd_log": 3.0}}
+    cohort = {
+        "biology_sd_log": {"tumour_growth_rate": 3.0, "pthrp_secretion": 3.0, "osteoblastic_drive": 3.0},
+        "lesion_burden": {"median": 0.4, "sd_log": 3.0},
+    }
     assert_sane(*simulate_protocol(protocol_with(cohort, patients=200)))
 
 
@@ -222,9 +237,13 @@ def test_cohort_command_is_identical_across_processes(tmp_path):
     outputs = {}
     for name, hash_seed, seed in (("a", "1", "4"), ("b", "999", "4"), ("c", "1", "5")):
         out = tmp_path / f"{name}.parquet"
-        subprocess.run([sys.executable, "-m", "vtrial.cli", "cohort", str(protocol_file), "--out", str(out),
-                        "--seed", seed], check=True, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": hash_seed},
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "vtrial.cli", "cohort", str(protocol_file), "--out", str(out), "--seed", seed],
+            check=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            capture_output=True,
+        )
         outputs[name] = out.read_bytes()
     assert outputs["a"] == outputs["b"]
     assert outputs["a"] != outputs["c"]

@@ -32,8 +32,33 @@ def with_name(name: str) -> dict:
     return data
 
 
-REJECTED = ["../x", "..", ".", "/abs", "a/b", "a\\b", ".hidden", "a.b", "a b", "", "x\n", "a\x00b", "é", "ａ",
-            "x" * (MAX_NAME_LENGTH + 1), "CON", "nul", "Aux", "prn", "COM1", "lpt9", "$HOME", "~", "a:b", "*"]
+REJECTED = [
+    "../x",
+    "..",
+    ".",
+    "/abs",
+    "a/b",
+    "a\\b",
+    ".hidden",
+    "a.b",
+    "a b",
+    "",
+    "x\n",
+    "a\x00b",
+    "é",
+    "ａ",
+    "x" * (MAX_NAME_LENGTH + 1),
+    "CON",
+    "nul",
+    "Aux",
+    "prn",
+    "COM1",
+    "lpt9",
+    "$HOME",
+    "~",
+    "a:b",
+    "*",
+]
 ACCEPTED = ["a", "A-b_9", "-rf", "__init__", "x" * MAX_NAME_LENGTH, "CONSOLE", "com10", "nul-trial"]
 
 
@@ -66,8 +91,15 @@ def test_arm_names_never_reach_the_file_system(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_trial(parse_protocol(data, "p.toml"), Path("deep") / "run", jobs=1)
     found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
-    assert found == ["deep", "deep/run", "deep/run/events.parquet", "deep/run/manifest.json",
-                     "deep/run/markers.parquet", "deep/run/patients.parquet", "deep/run/protocol.toml"]
+    assert found == [
+        "deep",
+        "deep/run",
+        "deep/run/events.parquet",
+        "deep/run/manifest.json",
+        "deep/run/markers.parquet",
+        "deep/run/patients.parquet",
+        "deep/run/protocol.toml",
+    ]
 
 
 @pytest.mark.parametrize("out", ["my run v1.2", "nested/a/b", ".dotted"])
@@ -100,9 +132,12 @@ def test_yaml_python_tags_are_rejected_and_nothing_runs(text, tmp_path):
 def test_cli_check_rejects_yaml_python_tags_and_nothing_runs(tmp_path):
     marker = tmp_path / "marker"
     path = tmp_path / "evil.yaml"
-    path.write_text(yaml.safe_dump({"trial": {"name": "x"}}) + UNSAFE_YAML[0].format(marker=marker).replace("trial", "t"))
-    proc = subprocess.run([sys.executable, "-m", "vtrial.cli", "check", str(path)], capture_output=True, text=True,
-                          timeout=120)
+    path.write_text(
+        yaml.safe_dump({"trial": {"name": "x"}}) + UNSAFE_YAML[0].format(marker=marker).replace("trial", "t")
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "vtrial.cli", "check", str(path)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "not valid YAML" in proc.stderr
     assert not marker.exists()
@@ -116,8 +151,10 @@ def test_values_that_look_like_code_stay_text(title, tmp_path, monkeypatch):
     data = copy.deepcopy(BASE)
     data["trial"]["title"] = title
     path = tmp_path / "p.toml"
-    path.write_text(f"[trial]\nname = 'paths'\ntitle = {title!r}\npatients = 4\nhorizon_months = 2\n"
-                    "[cohort]\nprimary = { breast = 1.0 }\n[[arm]]\nname = 'placebo'\ndrug = 'none'\n")
+    path.write_text(
+        f"[trial]\nname = 'paths'\ntitle = {title!r}\npatients = 4\nhorizon_months = 2\n"
+        "[cohort]\nprimary = { breast = 1.0 }\n[[arm]]\nname = 'placebo'\ndrug = 'none'\n"
+    )
     assert load_protocol(path).trial.title == title
     assert parse_protocol(data, "p").trial.title == title
     assert not (tmp_path / "MARKER").exists()

@@ -79,7 +79,9 @@ def test_two_hundred_replicates_lose_nothing_and_memory_stays_flat(tmp_path):
         assert hazard_ratio.nunique() == len(hazard_ratio), "two replicates gave the same trial"
         assert (comparison["n_arm"] + comparison["n_reference"]).eq(80).all()
     assert [s["replicates"] for s in summary] == [REPLICATES, REPLICATES]
-    print(f"parent RSS {before_mb:.0f} -> {after_mb:.0f} MB; worker peak {workers.peak_mb:.0f} MB "
-          f"({workers.samples} samples)")
+    print(
+        f"parent RSS {before_mb:.0f} -> {after_mb:.0f} MB; worker peak {workers.peak_mb:.0f} MB "
+        f"({workers.samples} samples)"
+    )
     assert after_mb - before_mb < PARENT_GROWTH_BOUND_MB
     assert workers.samples > 0 and 0 < workers.peak_mb < WORKER_PEAK_BOUND_MB

@@ -46,8 +46,12 @@ def test_two_patient_lung_trial_reports_the_ratio_as_not_estimable(tmp_path):
     os = summary["comparisons"][0]["overall_survival"]
     reason = os.pop("reason")
     assert os == {"hazard_ratio": None, "ci_low": None, "ci_high": None, "p_value": None}
-    assert reason in ("the ratio runs to 0 or infinity: all events of one arm fell where the other arm had none",
-                      "no events in the reference arm", "no events in the compared arm", "no events in either arm")
+    assert reason in (
+        "the ratio runs to 0 or infinity: all events of one arm fell where the other arm had none",
+        "no events in the reference arm",
+        "no events in the compared arm",
+        "no events in either arm",
+    )
     assert f"not estimable: {reason}" in html
 
 
@@ -55,13 +59,17 @@ def test_five_patient_example_has_no_ratio_without_a_ci(tmp_path):
     # was: TypeError in report.forest_figure (a hazard ratio of 1e-17 with an unbounded CI)
     summary, html = _run(tmp_path, ROOT / "protocols" / "example.toml", 5)
     for comparison in summary["comparisons"]:
-        for key, ratio in (("time_to_first_sre", "hazard_ratio"), ("overall_survival", "hazard_ratio"),
-                           ("first_and_subsequent_sre", "rate_ratio")):
+        for key, ratio in (
+            ("time_to_first_sre", "hazard_ratio"),
+            ("overall_survival", "hazard_ratio"),
+            ("first_and_subsequent_sre", "rate_ratio"),
+        ):
             result = comparison[key]
             assert (result[ratio] is None) == (result["ci_high"] is None)
             assert result[ratio] is not None or result["reason"]
     assert summary["comparisons"][0]["overall_survival"]["reason"] == (
-        "the ratio runs to 0 or infinity: all events of one arm fell where the other arm had none")
+        "the ratio runs to 0 or infinity: all events of one arm fell where the other arm had none"
+    )
 
 
 def test_one_patient_leaves_arms_empty_and_still_reports(tmp_path):
@@ -92,33 +100,57 @@ def tables(rows: list[tuple], events: list[tuple] = ()) -> tuple[pd.DataFrame, p
     """Run tables from ``(patient_id, arm, followup_days, died, first_sre_day, n_sre)`` rows and
     ``(patient_id, arm, day)`` counted radiation-to-bone SREs."""
     p = pd.DataFrame(rows, columns=["patient_id", "arm", "followup_days", "died", "first_sre_day", "n_sre"])
-    p = p.assign(primary="breast", age_years=60.0, sex="female", ecog=0, creatinine_clearance_ml_min=80.0,
-                 n_lesions=2)
-    ev = pd.DataFrame([(i, a, d, *SRE, True) for i, a, d in events],
-                      columns=["patient_id", "arm", "day", "type", "site", "counted"])
+    p = p.assign(primary="breast", age_years=60.0, sex="female", ecog=0, creatinine_clearance_ml_min=80.0, n_lesions=2)
+    ev = pd.DataFrame(
+        [(i, a, d, *SRE, True) for i, a, d in events], columns=["patient_id", "arm", "day", "type", "site", "counted"]
+    )
     return p, ev
 
 
 def brief(arms: list[str]) -> dict:
-    return {"name": "t", "title": "tiny", "design": "parallel", "patients": 1, "horizon_months": 32.85,
-            "accrual_months": 1, "dropout_per_year": 0, "seed": 1, "primary": {"breast": 1.0},
-            "arms": [{"name": a, "drug": "none", "dose_mg": None, "every_weeks": None, "stop_after_months": None}
-                     for a in arms],
-            "reference_arm": arms[0], "sre_types": SRE_TYPES, "sre_window_days": 0, "landmarks_months": [12, 24]}
+    return {
+        "name": "t",
+        "title": "tiny",
+        "design": "parallel",
+        "patients": 1,
+        "horizon_months": 32.85,
+        "accrual_months": 1,
+        "dropout_per_year": 0,
+        "seed": 1,
+        "primary": {"breast": 1.0},
+        "arms": [
+            {"name": a, "drug": "none", "dose_mg": None, "every_weeks": None, "stop_after_months": None} for a in arms
+        ],
+        "reference_arm": arms[0],
+        "sre_types": SRE_TYPES,
+        "sre_window_days": 0,
+        "landmarks_months": [12, 24],
+    }
 
 
 DEGENERATE = {
-    "no events": (tables([(0, "control", 100, False, NAN, 0), (1, "active", 200, False, NAN, 0)]),
-                  "no events in either arm"),
-    "all censored at day 0": (tables([(0, "control", 0, False, NAN, 0), (1, "active", 0, False, NAN, 0)]),
-                              "no events in either arm"),
-    "all events in one arm": (tables([(0, "control", 100, True, 50, 1), (1, "active", 300, False, NAN, 0)],
-                                     [(0, "control", 50)]), "no events in the compared arm"),
-    "one patient per arm": (tables([(0, "control", 10, True, 5, 1), (1, "active", 100, True, 50, 1)],
-                                   [(0, "control", 5), (1, "active", 50)]),
-                            "the ratio runs to 0 or infinity: all events of one arm fell where the other arm had none"),
-    "empty arm": (tables([(0, "control", 100, True, 50, 1), (1, "control", 80, False, NAN, 0)],
-                         [(0, "control", 50)]), "one of the two arms has no patients"),
+    "no events": (
+        tables([(0, "control", 100, False, NAN, 0), (1, "active", 200, False, NAN, 0)]),
+        "no events in either arm",
+    ),
+    "all censored at day 0": (
+        tables([(0, "control", 0, False, NAN, 0), (1, "active", 0, False, NAN, 0)]),
+        "no events in either arm",
+    ),
+    "all events in one arm": (
+        tables([(0, "control", 100, True, 50, 1), (1, "active", 300, False, NAN, 0)], [(0, "control", 50)]),
+        "no events in the compared arm",
+    ),
+    "one patient per arm": (
+        tables(
+            [(0, "control", 10, True, 5, 1), (1, "active", 100, True, 50, 1)], [(0, "control", 5), (1, "active", 50)]
+        ),
+        "the ratio runs to 0 or infinity: all events of one arm fell where the other arm had none",
+    ),
+    "empty arm": (
+        tables([(0, "control", 100, True, 50, 1), (1, "control", 80, False, NAN, 0)], [(0, "control", 50)]),
+        "one of the two arms has no patients",
+    ),
 }
 
 
@@ -164,29 +196,56 @@ def _set(column: str, value, row: int = 3):
         table[column] = table[column].astype(object) if isinstance(value, str) else table[column]
         table.loc[row, column] = value
         return table
+
     return change
 
 
 TAMPERED = {
-    "duplicated patient rows": ("patients.parquet", lambda t: pd.concat([t, t.iloc[:2]], ignore_index=True),
-                                "patients.parquet: patient_id, arm: 2 repeated row(s) (first: row 600, "
-                                "patient_id 0, arm control)"),
-    "unknown arm": ("patients.parquet", _set("arm", "mystery"),
-                    "patients.parquet: arm: has rows on arm(s) ['mystery'] that protocol.toml does not define"),
-    "followup NaN": ("patients.parquet", _set("followup_days", NAN),
-                     "patients.parquet: followup_days: 1 row(s) NaN or infinite (first: row 3, value nan)"),
-    "followup inf": ("patients.parquet", _set("followup_days", np.inf),
-                     "patients.parquet: followup_days: 1 row(s) NaN or infinite (first: row 3, value inf)"),
-    "followup negative": ("patients.parquet", _set("followup_days", -1.0),
-                          "patients.parquet: followup_days: 1 row(s) below 0 (first: row 3, value -1.0)"),
-    "followup string": ("patients.parquet", lambda t: t.assign(followup_days=t["followup_days"].astype(str)),
-                        "patients.parquet: followup_days: has type string, not number"),
-    "died string": ("patients.parquet", lambda t: t.assign(died=t["died"].map({True: "yes", False: "no"})),
-                    "patients.parquet: died: has type string, not boolean"),
-    "event of nobody": ("events.parquet", _set("patient_id", 10**9, row=0),
-                        "events.parquet: patient_id, arm: 1 row(s) of patients not in patients.parquet"),
-    "infinite SRE day": ("patients.parquet", _set("first_sre_day", -np.inf),
-                         "patients.parquet: first_sre_day: 1 row(s) infinite (first: row 3, value -inf)"),
+    "duplicated patient rows": (
+        "patients.parquet",
+        lambda t: pd.concat([t, t.iloc[:2]], ignore_index=True),
+        "patients.parquet: patient_id, arm: 2 repeated row(s) (first: row 600, patient_id 0, arm control)",
+    ),
+    "unknown arm": (
+        "patients.parquet",
+        _set("arm", "mystery"),
+        "patients.parquet: arm: has rows on arm(s) ['mystery'] that protocol.toml does not define",
+    ),
+    "followup NaN": (
+        "patients.parquet",
+        _set("followup_days", NAN),
+        "patients.parquet: followup_days: 1 row(s) NaN or infinite (first: row 3, value nan)",
+    ),
+    "followup inf": (
+        "patients.parquet",
+        _set("followup_days", np.inf),
+        "patients.parquet: followup_days: 1 row(s) NaN or infinite (first: row 3, value inf)",
+    ),
+    "followup negative": (
+        "patients.parquet",
+        _set("followup_days", -1.0),
+        "patients.parquet: followup_days: 1 row(s) below 0 (first: row 3, value -1.0)",
+    ),
+    "followup string": (
+        "patients.parquet",
+        lambda t: t.assign(followup_days=t["followup_days"].astype(str)),
+        "patients.parquet: followup_days: has type string, not number",
+    ),
+    "died string": (
+        "patients.parquet",
+        lambda t: t.assign(died=t["died"].map({True: "yes", False: "no"})),
+        "patients.parquet: died: has type string, not boolean",
+    ),
+    "event of nobody": (
+        "events.parquet",
+        _set("patient_id", 10**9, row=0),
+        "events.parquet: patient_id, arm: 1 row(s) of patients not in patients.parquet",
+    ),
+    "infinite SRE day": (
+        "patients.parquet",
+        _set("first_sre_day", -np.inf),
+        "patients.parquet: first_sre_day: 1 row(s) infinite (first: row 3, value -inf)",
+    ),
 }
 
 

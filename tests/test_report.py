@@ -62,7 +62,13 @@ def test_report_has_every_figure_and_table_and_nothing_external(run):
     page.feed(html)
     figures = {"figure-km-sre", "figure-km-os", "figure-cif", "figure-forest", "figure-sre-bars"}
     assert figures <= page.figures_with_svg
-    assert {"table-baseline", "table-endpoints", "table-comparisons", "table-adverse-events", "table-manifest"} <= page.ids
+    assert {
+        "table-baseline",
+        "table-endpoints",
+        "table-comparisons",
+        "table-adverse-events",
+        "table-manifest",
+    } <= page.ids
     assert page.external == []
     assert "url(http" not in html and "@import" not in html
     # The number-at-risk table is drawn under each Kaplan–Meier plot and the cumulative incidence.
@@ -87,7 +93,9 @@ def test_forest_rows_cover_overall_and_subgroups(run):
 def test_single_arm_report_renders_without_comparisons(tmp_path):
     run = make_run_folder(tmp_path / "single")
     toml = (run / "protocol.toml").read_text()
-    (run / "protocol.toml").write_text(toml[: toml.index("[[arm]]\nname = \"active\"")] + toml[toml.index("[analysis]") :])
+    (run / "protocol.toml").write_text(
+        toml[: toml.index('[[arm]]\nname = "active"')] + toml[toml.index("[analysis]") :]
+    )
     patients = pd.read_parquet(run / "patients.parquet")
     patients[patients["arm"] == "control"].to_parquet(run / "patients.parquet")
     events = pd.read_parquet(run / "events.parquet")  # rows of an arm the protocol lacks are refused
@@ -101,8 +109,16 @@ def test_single_arm_report_renders_without_comparisons(tmp_path):
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: Flags of a headless Chromium that touches no network and no profile but its own.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 #: Run in the page once it is laid out: figure boxes, overlapping SVG texts, wrapped number cells.
 LAYOUT_SCRIPT = """<script>
 const out = {width: document.documentElement.clientWidth, figures: [], overlaps: [], wrapped: []};
@@ -130,7 +146,10 @@ def chromium(tmp_path: Path, page: Path, *args: str) -> str:
     """Run headless Chromium on ``page`` with a fresh profile; its standard output."""
     done = subprocess.run(
         [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args, page.as_uri()],
-        check=True, capture_output=True, timeout=120, text=True,
+        check=True,
+        capture_output=True,
+        timeout=120,
+        text=True,
     )
     return done.stdout
 
@@ -167,8 +186,14 @@ def test_endpoint_table_shows_radiotherapy_retreatment_or_its_reason(run):
     # the synthetic run has no lesion column: the cell gives the reason instead of a share
     assert html.count("— (the events table has no lesion column") == 2
     assert "Irradiated lesions irradiated again" in html
-    summary = {"arms": {"a": {"radiotherapy_retreatment": 0.04,
-                              "radiotherapy_retreatment_detail": {"irradiated_lesions": 225, "retreated_lesions": 9}}}}
+    summary = {
+        "arms": {
+            "a": {
+                "radiotherapy_retreatment": 0.04,
+                "radiotherapy_retreatment_detail": {"irradiated_lesions": 225, "retreated_lesions": 9},
+            }
+        }
+    }
     environment = template_environment()
     assert environment.filters["retreatment"](summary["arms"]["a"]) == "4.0% (9 of 225 lesions)"
 
@@ -176,17 +201,26 @@ def test_endpoint_table_shows_radiotherapy_retreatment_or_its_reason(run):
 def test_report_shows_markers_when_the_run_has_them(tmp_path):
     run = make_run_folder(tmp_path / "markers")
     patients = pd.read_parquet(run / "patients.parquet")
-    pd.DataFrame({
-        "patient_id": np.repeat(patients["patient_id"].to_numpy(), 2), "arm": np.repeat(patients["arm"].to_numpy(), 2),
-        "week": np.tile([0, 13], len(patients)), "untx_nmol_mmol": np.tile([64.0, 16.0], len(patients)),
-        "bsap_ug_l": np.tile([20.0, 15.0], len(patients)), "calcium_mmol_l": np.tile([2.4, 2.3], len(patients)),
-    }).to_parquet(run / "markers.parquet")
+    pd.DataFrame(
+        {
+            "patient_id": np.repeat(patients["patient_id"].to_numpy(), 2),
+            "arm": np.repeat(patients["arm"].to_numpy(), 2),
+            "week": np.tile([0, 13], len(patients)),
+            "untx_nmol_mmol": np.tile([64.0, 16.0], len(patients)),
+            "bsap_ug_l": np.tile([20.0, 15.0], len(patients)),
+            "calcium_mmol_l": np.tile([2.4, 2.3], len(patients)),
+        }
+    ).to_parquet(run / "markers.parquet")
     report_run(run)
     page = _Page()
     html = (run / "report.html").read_text(encoding="utf-8")
     page.feed(html)
     assert "table-markers" in page.ids
-    assert '<td class="n">16.0</td>' in html and "<td class=\"n\">−75.0%</td>" in html and "<td class=\"n\">−25.0%</td>" in html
+    assert (
+        '<td class="n">16.0</td>' in html
+        and '<td class="n">−75.0%</td>' in html
+        and '<td class="n">−25.0%</td>' in html
+    )
     assert 'id="figure-markers"' in html
 
 

@@ -102,8 +102,12 @@ def test_risk_table_counts_sit_under_the_ticks_in_arm_colours(run):
     np.testing.assert_array_equal(ticks, [0, 6, 12, 18, 24, 30])  # 32.85 months: 6-month steps
     np.testing.assert_array_equal(ax.get_xticks(), ticks)
     for row, (arm, colour) in enumerate(zip(("control", "active"), (c.lower() for c in COLOURS))):
-        months = patients.loc[patients["arm"] == arm, "first_sre_day"].fillna(np.inf).clip(
-            upper=patients.loc[patients["arm"] == arm, "followup_days"]) / DAYS_PER_MONTH
+        months = (
+            patients.loc[patients["arm"] == arm, "first_sre_day"]
+            .fillna(np.inf)
+            .clip(upper=patients.loc[patients["arm"] == arm, "followup_days"])
+            / DAYS_PER_MONTH
+        )
         texts = [t for t in table.texts if t.get_position()[1] == row]
         # one count per tick, at the tick, in the arm's colour: patients still free of SRE and followed
         assert [t.get_position()[0] for t in texts] == list(ticks)
@@ -129,8 +133,11 @@ def test_curves_stop_at_the_cut_off_with_censor_marks(run):
         assert max(line.get_xdata().max() for line in ax.lines) <= HORIZON
         assert all(len(m.get_xdata()) > 0 for m in marks)
     # everybody alive at 1000 days (32.854 months) is censored there: the OS marks end the curves
-    os_marks = [m for m in kaplan_meier_figure(patients, summary, brief, "overall_survival").axes[0].lines
-                if m.get_marker() == "|"]
+    os_marks = [
+        m
+        for m in kaplan_meier_figure(patients, summary, brief, "overall_survival").axes[0].lines
+        if m.get_marker() == "|"
+    ]
     assert all(m.get_xdata().max() == pytest.approx(HORIZON, abs=0.06) for m in os_marks)
 
 
@@ -219,9 +226,13 @@ def test_numbers_carry_true_minus_signs_and_negative_intervals_read():
 def test_adverse_event_cells_are_nowrap_and_minus_signs_true(run):
     folder, summary, patients, brief = run
     html = (folder / "report.html").read_text(encoding="utf-8")
-    section = html[html.index('id="table-adverse-events"'):html.index("</table>", html.index('id="table-adverse-events"'))]
+    section = html[
+        html.index('id="table-adverse-events"') : html.index("</table>", html.index('id="table-adverse-events"'))
+    ]
     cells = section.count("<td")
-    assert cells == section.count('<td class="n">') + section.count("<td>") and section.count('<td class="n">') == 8 * 3  # 8 events x (2 arms + 1 difference)
+    assert (
+        cells == section.count('<td class="n">') + section.count("<td>") and section.count('<td class="n">') == 8 * 3
+    )  # 8 events x (2 arms + 1 difference)
     assert "td.n { white-space: nowrap;" in html
     shown = re.sub(r"<[^>]*>", "", html)  # the page's text, SVG attributes left out
     assert "–-" not in shown and "(-" not in shown and not re.search(r"(?<![\w-])-\d", shown)
@@ -237,8 +248,7 @@ def test_landmark_past_follow_up_is_explained(run):
     html = render_report(summary, patients, brief, None)
     longest = patients.loc[patients["arm"] == "active", "followup_days"].max() / DAYS_PER_MONTH
     assert f"{longest:.1f}" == "32.9"
-    assert ("The cumulative incidence at 24 months is not estimable in active (longest follow-up 32.9 months)"
-            in html)
+    assert "The cumulative incidence at 24 months is not estimable in active (longest follow-up 32.9 months)" in html
     assert html.count("(past follow-up*)") == 1
 
 
@@ -246,8 +256,15 @@ def test_markers_figure_shows_each_marker_over_time(run):
     _, summary, _, brief = run
     assert markers_figure(summary, brief) is None  # the synthetic run has no markers
     summary = json.loads(json.dumps(summary))
-    visit = {"untx_nmol_mmol": 64.0, "bsap_ug_l": 20.0, "calcium_mmol_l": 2.4, "untx_change_pct": 0.0,
-             "bsap_change_pct": 0.0, "untx_below_50": 0.2, "n": 300}
+    visit = {
+        "untx_nmol_mmol": 64.0,
+        "bsap_ug_l": 20.0,
+        "calcium_mmol_l": 2.4,
+        "untx_change_pct": 0.0,
+        "bsap_change_pct": 0.0,
+        "untx_below_50": 0.2,
+        "n": 300,
+    }
     for arm in summary["arms"]:
         summary["arms"][arm]["markers"] = {"0": visit, "13": {**visit, "untx_nmol_mmol": 16.0}}
     figure = markers_figure(summary, brief)
@@ -261,31 +278,59 @@ def test_uncertainty_block_is_shown_beside_the_monte_carlo_interval(run):
     _, summary, patients, brief = run
     summary = json.loads(json.dumps(summary))
     summary["uncertainty"] = {
-        "parameter_draws": 40, "percentiles": [2.5, 50, 97.5],
-        "arms": {"active": {"proportion_with_sre": {"median": 0.61, "low": 0.48, "high": 0.73},
-                            "median_time_to_first_sre_months": {"median": 8.0, "low": 5.5, "high": 11.25}}},
-        "comparisons": [{"arm": "active", "reference": "control",
-                         "time_to_first_sre": {"median": 0.88, "low": 0.61, "high": 1.24,
-                                               "prediction": {"median": 0.87, "low": 0.52, "high": 1.41}}}],
+        "parameter_draws": 40,
+        "percentiles": [2.5, 50, 97.5],
+        "arms": {
+            "active": {
+                "proportion_with_sre": {"median": 0.61, "low": 0.48, "high": 0.73},
+                "median_time_to_first_sre_months": {"median": 8.0, "low": 5.5, "high": 11.25},
+            }
+        },
+        "comparisons": [
+            {
+                "arm": "active",
+                "reference": "control",
+                "time_to_first_sre": {
+                    "median": 0.88,
+                    "low": 0.61,
+                    "high": 1.24,
+                    "prediction": {"median": 0.87, "low": 0.52, "high": 1.41},
+                },
+            }
+        ],
     }
     summary["uncertainty"]["arms"]["active"]["proportion_with_sre"]["prediction"] = {
-        "median": 0.6, "low": 0.405, "high": 0.79}
+        "median": 0.6,
+        "low": 0.405,
+        "high": 0.79,
+    }
     summary["uncertainty"]["arms"]["active"]["median_time_to_first_sre_months"]["prediction"] = {
-        "median": 8.1, "low": 4.9, "high": None}
+        "median": 8.1,
+        "low": 4.9,
+        "high": None,
+    }
     rows = uncertainty_rows(summary, {"active": "Denosumab", "control": "Zoledronic acid"})
     arm = summary["arms"]["active"]
     lo, hi = arm["proportion_with_sre_ci"]
-    assert rows[0] == ("Denosumab", "Patients with ≥ 1 SRE",
-                       f"{100 * arm['proportion_with_sre']:.1f}% ({100 * lo:.1f}%–{100 * hi:.1f}%)", "61.0% (48.0%–73.0%)",
-                       "60.0% (40.5%–79.0%)")
+    assert rows[0] == (
+        "Denosumab",
+        "Patients with ≥ 1 SRE",
+        f"{100 * arm['proportion_with_sre']:.1f}% ({100 * lo:.1f}%–{100 * hi:.1f}%)",
+        "61.0% (48.0%–73.0%)",
+        "60.0% (40.5%–79.0%)",
+    )
     assert rows[1][3:] == ("8.0 (5.5–11.2)", "8.1 (4.9–—)")  # 11.25 rounds half to even; an open upper tail
     hr = summary["comparisons"][0]["time_to_first_sre"]
-    assert rows[2] == ("Denosumab vs Zoledronic acid", "Time to first SRE, HR",
-                       f"{hr['hazard_ratio']:.2f} ({hr['ci_low']:.2f}–{hr['ci_high']:.2f})", "0.88 (0.61–1.24)",
-                       "0.87 (0.52–1.41)")
+    assert rows[2] == (
+        "Denosumab vs Zoledronic acid",
+        "Time to first SRE, HR",
+        f"{hr['hazard_ratio']:.2f} ({hr['ci_low']:.2f}–{hr['ci_high']:.2f})",
+        "0.88 (0.61–1.24)",
+        "0.87 (0.52–1.41)",
+    )
     html = render_report(summary, patients, brief, None)
     assert 'id="table-uncertainty"' in html and "Over 40 parameter draws, median (2.5th–97.5th percentile)" in html
-    assert "<td class=\"n\">0.87 (0.52–1.41)</td>" in html
+    assert '<td class="n">0.87 (0.52–1.41)</td>' in html
     # a block written before the prediction existed: a dash in its column
     del summary["uncertainty"]["comparisons"][0]["time_to_first_sre"]["prediction"]
     assert uncertainty_rows(summary, {})[2][4] == "—"

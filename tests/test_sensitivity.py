@@ -89,13 +89,21 @@ class Interrupt(Exception):
 def test_a_tiny_morris_run_is_complete_and_resumable(tmp_path):
     protocol = tiny_protocol()
     assert default_outcomes(protocol) == [
-        "hr_time_to_first_sre:denosumab_vs_zoledronic_acid", "hr_overall_survival:denosumab_vs_zoledronic_acid",
-        "proportion_with_sre:zoledronic_acid", "proportion_with_sre:denosumab"]
+        "hr_time_to_first_sre:denosumab_vs_zoledronic_acid",
+        "hr_overall_survival:denosumab_vs_zoledronic_acid",
+        "proportion_with_sre:zoledronic_acid",
+        "proportion_with_sre:denosumab",
+    ]
     outcomes = ["proportion_with_sre:zoledronic_acid", "proportion_with_sre:denosumab"]
     options = {"method": "morris", "samples": 2, "parameters": PARAMETERS, "outcomes": outcomes}
     one, table = run_sensitivity(protocol, tmp_path / "one", jobs=1, **options)
     assert sorted(p.name for p in one.iterdir()) == [
-        "manifest.json", "protocol.toml", "samples.csv", "sensitivity.csv", "sensitivity.html"]
+        "manifest.json",
+        "protocol.toml",
+        "samples.csv",
+        "sensitivity.csv",
+        "sensitivity.html",
+    ]
     assert list(table.columns) == ["parameter", "outcome", "distribution", "mu_star", "mu_star_conf", "sigma"]
     assert len(table) == 2 * 2 and table["distribution"].eq("logunif").all()
     design = pd.read_csv(one / "samples.csv")
@@ -114,8 +122,9 @@ def test_a_tiny_morris_run_is_complete_and_resumable(tmp_path):
     with pytest.raises(Interrupt):
         run_sensitivity(protocol, tmp_path / "two", jobs=1, on_progress=stop_after_three, **options)
     resumed = []
-    two, again = run_sensitivity(protocol, tmp_path / "two", jobs=1, resume=True,
-                                 on_progress=lambda done, total: resumed.append(done), **options)
+    two, again = run_sensitivity(
+        protocol, tmp_path / "two", jobs=1, resume=True, on_progress=lambda done, total: resumed.append(done), **options
+    )
     assert resumed == [3, 4, 5, 6]
     pd.testing.assert_frame_equal(again, table)
     assert (two / "samples.csv").read_bytes() == (one / "samples.csv").read_bytes()
@@ -125,8 +134,12 @@ def test_a_tiny_morris_run_is_complete_and_resumable(tmp_path):
 @pytest.mark.slow
 def test_two_workers_give_the_same_indices_as_one(tmp_path):
     """Slow only because two loky workers start (import vtrial) on a loaded machine."""
-    options = {"method": "morris", "samples": 2, "parameters": PARAMETERS,
-               "outcomes": ["hr_time_to_first_sre:denosumab_vs_zoledronic_acid", "proportion_with_sre:denosumab"]}
+    options = {
+        "method": "morris",
+        "samples": 2,
+        "parameters": PARAMETERS,
+        "outcomes": ["hr_time_to_first_sre:denosumab_vs_zoledronic_acid", "proportion_with_sre:denosumab"],
+    }
     one, table = run_sensitivity(tiny_protocol(), tmp_path / "one", jobs=1, **options)
     two, again = run_sensitivity(tiny_protocol(), tmp_path / "two", jobs=2, **options)
     pd.testing.assert_frame_equal(again, table, check_exact=True)
@@ -138,20 +151,29 @@ def test_two_workers_give_the_same_indices_as_one(tmp_path):
     [
         (["--method", "fast"], "error: --method: unknown method 'fast' Fix: use --method morris or sobol"),
         (["--samples", "1"], "error: --samples: --samples must be at least 2, got 1"),
-        (["--method", "sobol", "--samples", "6"], ("error: --samples: Sobol' sampling needs a power of 2, got 6 "
-                                                   "Fix: pass --samples 8 (or 4)")),
-        (["--outcome", "hr_os:denosumab_vs_zoledronic_acid"], ("error: --outcome: unknown outcome "
-         "'hr_os:denosumab_vs_zoledronic_acid' Fix: use hr_time_to_first_sre or hr_overall_survival:ARM_vs_REFERENCE")),
+        (
+            ["--method", "sobol", "--samples", "6"],
+            ("error: --samples: Sobol' sampling needs a power of 2, got 6 Fix: pass --samples 8 (or 4)"),
+        ),
+        (
+            ["--outcome", "hr_os:denosumab_vs_zoledronic_acid"],
+            (
+                "error: --outcome: unknown outcome "
+                "'hr_os:denosumab_vs_zoledronic_acid' Fix: use hr_time_to_first_sre or hr_overall_survival:ARM_vs_REFERENCE"
+            ),
+        ),
         (["--parameter", "no_such"], "error: --parameter: unknown model parameter(s) ['no_such']"),
         (["--parameter", "radiation_hazard"], "error: --parameter: need at least 2 distinct parameters"),
     ],
 )
 def test_bad_sensitivity_input_exits_2_before_any_folder(tmp_path, capsys, extra, message):
     protocol = tmp_path / "p.toml"
-    protocol.write_text('[trial]\nname = "p"\npatients = 40\nhorizon_months = 6\n[cohort]\nprimary = { breast = 1.0 }\n'
-                        '[[arm]]\nname = "zoledronic_acid"\ndrug = "zoledronic_acid"\ndose_mg = 4.0\nevery_weeks = 4.0\n'
-                        '[[arm]]\nname = "denosumab"\ndrug = "denosumab"\ndose_mg = 120.0\nevery_weeks = 4.0\n'
-                        '[analysis]\nreference_arm = "zoledronic_acid"\n')
+    protocol.write_text(
+        '[trial]\nname = "p"\npatients = 40\nhorizon_months = 6\n[cohort]\nprimary = { breast = 1.0 }\n'
+        '[[arm]]\nname = "zoledronic_acid"\ndrug = "zoledronic_acid"\ndose_mg = 4.0\nevery_weeks = 4.0\n'
+        '[[arm]]\nname = "denosumab"\ndrug = "denosumab"\ndose_mg = 120.0\nevery_weeks = 4.0\n'
+        '[analysis]\nreference_arm = "zoledronic_acid"\n'
+    )
     with pytest.raises(SystemExit) as info:
         cli.main(["sensitivity", str(protocol), "--out", str(tmp_path / "s"), "--quiet", *extra])
     assert info.value.code == cli.EXIT_USER

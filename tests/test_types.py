@@ -15,14 +15,26 @@ from vtrial.protocol import parse_protocol
 
 ARMS = [
     {"name": "placebo", "drug": "none"},
-    {"name": "custom", "drug": "custom", "dose_mg": 20.0, "every_weeks": 4.0,
-     "mechanism": {"tgf_beta_inhibition": 0.6, "half_life_days": 14.0, "reference_dose_mg": 10.0}},
+    {
+        "name": "custom",
+        "drug": "custom",
+        "dose_mg": 20.0,
+        "every_weeks": 4.0,
+        "mechanism": {"tgf_beta_inhibition": 0.6, "half_life_days": 14.0, "reference_dose_mg": 10.0},
+    },
 ]
 
 
 def _protocol(**analysis):
-    return parse_protocol({"trial": {"name": "t", "patients": 20, "horizon_months": 12},
-                           "cohort": {"primary": {"breast": 1.0}}, "arm": ARMS, "analysis": analysis}, "t.toml")
+    return parse_protocol(
+        {
+            "trial": {"name": "t", "patients": 20, "horizon_months": 12},
+            "cohort": {"primary": {"breast": 1.0}},
+            "arm": ARMS,
+            "analysis": analysis,
+        },
+        "t.toml",
+    )
 
 
 def _members(protocol_class: type) -> list[str]:
@@ -31,8 +43,15 @@ def _members(protocol_class: type) -> list[str]:
 
 def test_the_protocol_arm_has_every_member_of_arm_like_and_its_mechanism_those_of_mechanism_like():
     arm = _protocol().arm[1]
-    assert _members(ArmLike) == ["calcium_vitamin_d", "drug", "every_weeks", "mechanism", "name",
-                                 "renal_adjustment", "stop_after_months"]
+    assert _members(ArmLike) == [
+        "calcium_vitamin_d",
+        "drug",
+        "every_weeks",
+        "mechanism",
+        "name",
+        "renal_adjustment",
+        "stop_after_months",
+    ]
     assert all(hasattr(arm, name) for name in _members(ArmLike))
     assert len(_members(MechanismLike)) == 11
     assert all(hasattr(arm.mechanism, name) for name in _members(MechanismLike))
@@ -45,8 +64,9 @@ def test_the_reference_arm_defaults_to_the_first_arm():
 
 def test_an_agent_that_needs_a_dose_and_has_none_says_which_regimen_to_give():
     agent = AGENTS["zoledronic_acid"]
-    with pytest.raises(ValueError, match=re.escape(
-            "zoledronic_acid needs a dose: dose_mg = 4.0 and every_weeks = 4.0 (Zometa label)")):
+    with pytest.raises(
+        ValueError, match=re.escape("zoledronic_acid needs a dose: dose_mg = 4.0 and every_weeks = 4.0 (Zometa label)")
+    ):
         Administration(agent, np.array([0.0])).given_dose()
     assert Administration(agent, np.array([0.0]), dose_mg=4).given_dose() == 4.0
 

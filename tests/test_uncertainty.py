@@ -36,20 +36,38 @@ def test_spread_is_numpy_linear_percentiles_of_the_estimable_draws():
     # kept 1, 2, 3, 4 (None and NaN are not estimable); linear rank p/100 * (4 - 1):
     # 2.5% -> 0.075 -> 1 + 0.075 = 1.075; 50% -> 1.5 -> 2.5; 97.5% -> 2.925 -> 3.925
     assert spread([3.0, None, 1.0, float("nan"), 4.0, 2.0]) == pytest.approx(
-        {"median": 2.5, "low": 1.075, "high": 3.925, "estimable": 4})
+        {"median": 2.5, "low": 1.075, "high": 3.925, "estimable": 4}
+    )
     assert spread([None, None]) == {"median": None, "low": None, "high": None, "estimable": 0}
 
 
 def test_uncertainty_block_gathers_each_headline_number_over_draws():
     draws = [
-        {"arms": {"a": {"proportion_with_sre": p, "proportion_with_sre_ci": [p - 0.1, p + 0.1],
-                        "median_time_to_first_sre_months": None, "median_time_to_first_sre_months_ci": [None, None],
-                        "sre_rate_per_patient_year": 1.0, "sre_rate_per_patient_year_ci": [0.5, 2.0],
-                        "median_overall_survival_months": 10.0, "median_overall_survival_months_ci": [8.0, None]}},
-         "comparisons": [{"arm": "b", "reference": "a", "time_to_first_sre": hr,
-                          "time_to_first_sre_ci": [hr * 0.75, hr / 0.75],
-                          "first_and_subsequent_sre": 0.5,  # recorded without its CI: no prediction
-                          "overall_survival": None, "overall_survival_ci": [None, None]}]}
+        {
+            "arms": {
+                "a": {
+                    "proportion_with_sre": p,
+                    "proportion_with_sre_ci": [p - 0.1, p + 0.1],
+                    "median_time_to_first_sre_months": None,
+                    "median_time_to_first_sre_months_ci": [None, None],
+                    "sre_rate_per_patient_year": 1.0,
+                    "sre_rate_per_patient_year_ci": [0.5, 2.0],
+                    "median_overall_survival_months": 10.0,
+                    "median_overall_survival_months_ci": [8.0, None],
+                }
+            },
+            "comparisons": [
+                {
+                    "arm": "b",
+                    "reference": "a",
+                    "time_to_first_sre": hr,
+                    "time_to_first_sre_ci": [hr * 0.75, hr / 0.75],
+                    "first_and_subsequent_sre": 0.5,  # recorded without its CI: no prediction
+                    "overall_survival": None,
+                    "overall_survival_ci": [None, None],
+                }
+            ],
+        }
         for p, hr in ((0.2, 0.9), (0.4, 0.7))
     ]
     block = uncertainty_block(draws, "laplace")
@@ -57,28 +75,38 @@ def test_uncertainty_block_gathers_each_headline_number_over_draws():
     # two values: 2.5% -> 0.2 + 0.025 * 0.2 = 0.205, 97.5% -> 0.395
     proportion = block["arms"]["a"]["proportion_with_sre"]
     assert {k: v for k, v in proportion.items() if k != "prediction"} == pytest.approx(
-        {"median": 0.3, "low": 0.205, "high": 0.395, "estimable": 2})
+        {"median": 0.3, "low": 0.205, "high": 0.395, "estimable": 2}
+    )
     # the mixture of N(0.2, s) and N(0.4, s), s = 0.1 / 1.96: symmetric about 0.3, F(high) = 0.975
     predicted = proportion["prediction"]
     assert predicted["median"] == pytest.approx(0.3) and predicted["estimable"] == 2
     s = 0.1 / norm.ppf(0.975)
-    assert 0.5 * (norm.cdf((predicted["high"] - 0.2) / s) + norm.cdf((predicted["high"] - 0.4) / s)) == pytest.approx(0.975)
+    assert 0.5 * (norm.cdf((predicted["high"] - 0.2) / s) + norm.cdf((predicted["high"] - 0.4) / s)) == pytest.approx(
+        0.975
+    )
     assert predicted["low"] == pytest.approx(0.6 - predicted["high"])
     # two identical draws: their own CI
     assert block["arms"]["a"]["sre_rate_per_patient_year"]["prediction"] == pytest.approx(
-        {"median": 1.0, "low": 0.5, "high": 2.0, "estimable": 2})
+        {"median": 1.0, "low": 0.5, "high": 2.0, "estimable": 2}
+    )
     assert block["arms"]["a"]["median_time_to_first_sre_months"]["estimable"] == 0
     assert block["arms"]["a"]["median_time_to_first_sre_months"]["prediction"] == {
-        "median": None, "low": None, "high": None, "estimable": 0}
+        "median": None,
+        "low": None,
+        "high": None,
+        "estimable": 0,
+    }
     # an upper bound not reached: every draw's upper tail is open, so F stays at 1/2 above 10
     assert block["arms"]["a"]["median_overall_survival_months"]["prediction"] == pytest.approx(
-        {"median": 10.0, "low": 8.0, "high": None, "estimable": 2})
+        {"median": 10.0, "low": 8.0, "high": None, "estimable": 2}
+    )
     c = block["comparisons"][0]
     assert (c["arm"], c["reference"]) == ("b", "a")
     assert {k: v for k, v in c["time_to_first_sre"].items() if k != "prediction"} == pytest.approx(
-        {"median": 0.8, "low": 0.705, "high": 0.895, "estimable": 2})
+        {"median": 0.8, "low": 0.705, "high": 0.895, "estimable": 2}
+    )
     # on the log scale the mixture of N(log 0.9, s) and N(log 0.7, s) is symmetric about log sqrt(0.63)
-    assert c["time_to_first_sre"]["prediction"]["median"] == pytest.approx(0.63 ** 0.5)
+    assert c["time_to_first_sre"]["prediction"]["median"] == pytest.approx(0.63**0.5)
     assert c["first_and_subsequent_sre"]["prediction"]["median"] is None
     assert c["overall_survival"]["median"] is None
 
@@ -86,8 +114,7 @@ def test_uncertainty_block_gathers_each_headline_number_over_draws():
 def test_one_draw_predicts_its_own_confidence_interval():
     # a Wald HR (symmetric on the log scale) and a Clopper-Pearson 12/40 (not symmetric): both kept exactly
     assert mixture_percentiles([0.645], [0.478], [0.869], LOG, PERCENTILES) == pytest.approx([0.478, 0.645, 0.869])
-    assert mixture_percentiles([0.3], [0.1656], [0.4653], IDENTITY, PERCENTILES) == pytest.approx(
-        [0.1656, 0.3, 0.4653])
+    assert mixture_percentiles([0.3], [0.1656], [0.4653], IDENTITY, PERCENTILES) == pytest.approx([0.1656, 0.3, 0.4653])
 
 
 def test_two_draws_far_apart_give_the_hand_solved_percentiles():
@@ -95,8 +122,9 @@ def test_two_draws_far_apart_give_the_hand_solved_percentiles():
     # Phi(-11.6) ~ 1e-31, so 0.5 Phi(t) = 0.025 -> t = Phi^-1(0.05) = -1.6448536269514722;
     # by symmetry the 97.5th is 10 + 1.6448536269514722 and the median 5
     z = norm.ppf(0.975)
-    low, median, high = mixture_percentiles([1.0, math.exp(10)], [math.exp(-z), math.exp(10 - z)],
-                                            [math.exp(z), math.exp(10 + z)], LOG, PERCENTILES)
+    low, median, high = mixture_percentiles(
+        [1.0, math.exp(10)], [math.exp(-z), math.exp(10 - z)], [math.exp(z), math.exp(10 + z)], LOG, PERCENTILES
+    )
     assert math.log(low) == pytest.approx(-1.6448536269514722, abs=1e-9)
     assert math.log(median) == pytest.approx(5.0, abs=1e-9)
     assert math.log(high) == pytest.approx(11.6448536269514722, abs=1e-9)
@@ -105,8 +133,9 @@ def test_two_draws_far_apart_give_the_hand_solved_percentiles():
 def test_two_draws_close_together_solve_the_mixture_equation():
     # sd 1 about 0 and 1 on the log scale: F(t) = (Phi(t) + Phi(t - 1)) / 2 at each percentile
     z = norm.ppf(0.975)
-    out = mixture_percentiles([1.0, math.e], [math.exp(-z), math.exp(1 - z)], [math.exp(z), math.exp(1 + z)],
-                              LOG, PERCENTILES)
+    out = mixture_percentiles(
+        [1.0, math.e], [math.exp(-z), math.exp(1 - z)], [math.exp(z), math.exp(1 + z)], LOG, PERCENTILES
+    )
     for value, p in zip(out, (0.025, 0.5, 0.975), strict=True):
         t = math.log(value)
         assert 0.5 * (norm.cdf(t) + norm.cdf(t - 1)) == pytest.approx(p, abs=1e-12)
@@ -117,7 +146,8 @@ def test_a_draw_without_spread_below_and_an_open_upper_tail():
     # proportion 0 of a Clopper-Pearson [0, 0.1]: a point mass of 1/2 at 0, so F(0) = 1/4 and the
     # 2.5th percentile is 0; F(0.1) = (0.975 + 0.025) / 2 = 1/2 with the draw 0.2 [0.1, 0.3]
     assert mixture_percentiles([0.0, 0.2], [0.0, 0.1], [0.1, 0.3], IDENTITY, PERCENTILES)[:2] == pytest.approx(
-        [0.0, 0.1])
+        [0.0, 0.1]
+    )
     # a median whose upper bound is not reached: F never exceeds (1/2 + 1) / 2 = 3/4 -> no 97.5th
     low, median, high = mixture_percentiles([10.0, 12.0], [8.0, 9.0], [None, 15.0], LOG, PERCENTILES)
     assert median == pytest.approx(12.0) and high is None and 8.0 < low < 9.0
@@ -197,12 +227,18 @@ def test_load_ensemble_reads_the_first_k_and_refuses_bad_requests(tmp_path, monk
     assert sidecar["method"] == "laplace" and sidecar["draws"] == 5
     with pytest.raises(Exception, match=r"--parameter-draws: must be 0 or more, got -1"):
         load_ensemble(-1, path)
-    with pytest.raises(Exception, match=r"--parameter-draws: asks for 6 parameter sets but the ensemble holds 5 "
-                                         r"Fix: pass at most 5, or regenerate a larger ensemble with "
-                                         r"`vtrial calibrate --uncertainty --draws 6`"):
+    with pytest.raises(
+        Exception,
+        match=r"--parameter-draws: asks for 6 parameter sets but the ensemble holds 5 "
+        r"Fix: pass at most 5, or regenerate a larger ensemble with "
+        r"`vtrial calibrate --uncertainty --draws 6`",
+    ):
         load_ensemble(6, path)
-    with pytest.raises(Exception, match=r"missing\.csv: --parameter-draws: the parameter ensemble \(draws and "
-                                         r"sidecar\) is missing Fix: generate it with `vtrial calibrate --uncertainty`"):
+    with pytest.raises(
+        Exception,
+        match=r"missing\.csv: --parameter-draws: the parameter ensemble \(draws and "
+        r"sidecar\) is missing Fix: generate it with `vtrial calibrate --uncertainty`",
+    ):
         load_ensemble(1, tmp_path / "missing.csv")
     path.write_text(path.read_text().replace("draw,", "draw ,"))
     with pytest.raises(Exception, match="the draws differ from those its sidecar describes"):
@@ -213,8 +249,11 @@ def test_an_ensemble_made_for_other_parameter_values_is_refused(tmp_path, monkey
     path = _ensemble(tmp_path)
     refitted = dataclasses.replace(REGISTRY["radiation_hazard"], value=REGISTRY["radiation_hazard"].value * 1.1)
     monkeypatch.setitem(REGISTRY, "radiation_hazard", refitted)
-    with pytest.raises(Exception, match=r"the ensemble was made for another parameter set .* Fix: regenerate it "
-                                         r"with `vtrial calibrate --uncertainty`, or run without --parameter-draws"):
+    with pytest.raises(
+        Exception,
+        match=r"the ensemble was made for another parameter set .* Fix: regenerate it "
+        r"with `vtrial calibrate --uncertainty`, or run without --parameter-draws",
+    ):
         load_ensemble(1, path)
 
 
@@ -256,8 +295,12 @@ def test_a_resumed_run_keeps_the_draws_it_finished(tmp_path, small):
     sets, sidecar = load_ensemble(2, _ensemble(tmp_path))
     saved = {"arms": {}, "comparisons": []}  # a marker: a finished draw is read back, not simulated again
     (tmp_path / "parameter-draws").mkdir()
-    (tmp_path / "parameter-draws" / "draw-00000.json").write_text(json.dumps({"parameters": sets[0], "headline": saved}))
-    (tmp_path / "parameter-draws" / "draw-00001.json").write_text(json.dumps({"parameters": sets[0], "headline": saved}))
+    (tmp_path / "parameter-draws" / "draw-00000.json").write_text(
+        json.dumps({"parameters": sets[0], "headline": saved})
+    )
+    (tmp_path / "parameter-draws" / "draw-00001.json").write_text(
+        json.dumps({"parameters": sets[0], "headline": saved})
+    )
     draws = json.loads(run_draws(protocol, tmp_path, sets, sidecar, jobs=1).read_text())["draws"]
     assert draws[0]["headline"] == saved  # same parameters: kept
     assert draws[1]["headline"] != saved and draws[1]["parameters"] == sets[1]  # other parameters: run again
@@ -267,8 +310,9 @@ def test_a_resumed_run_keeps_the_draws_it_finished(tmp_path, small):
 def test_run_with_three_draws_writes_the_block_and_the_report_section(tmp_path, small, capsys, monkeypatch):
     monkeypatch.setattr(ensemble_module, "DRAWS_CSV", _ensemble(tmp_path))
     out = tmp_path / "run"
-    code, _, err = run_main(capsys, "run", str(small), "--out", str(out), "--parameter-draws", "3", "--jobs", "1",
-                            "--quiet")
+    code, _, err = run_main(
+        capsys, "run", str(small), "--out", str(out), "--parameter-draws", "3", "--jobs", "1", "--quiet"
+    )
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     block = summary["uncertainty"]
@@ -286,7 +330,8 @@ def test_run_with_three_draws_writes_the_block_and_the_report_section(tmp_path, 
     predicted = block["comparisons"][0]["time_to_first_sre"]["prediction"]
     assert predicted["estimable"] == len(hrs) >= 1
     assert [predicted["low"], predicted["median"], predicted["high"]] == pytest.approx(
-        mixture_percentiles(hrs, [lo for lo, _ in cis], [hi for _, hi in cis], LOG, PERCENTILES))
+        mixture_percentiles(hrs, [lo for lo, _ in cis], [hi for _, hi in cis], LOG, PERCENTILES)
+    )
     assert predicted["low"] <= min(hrs) and max(hrs) <= predicted["high"]  # K = 3 <= 20: holds for every draw
     lows = [lo for lo, _ in cis]
     assert min(lows) * (1 - 1e-12) <= predicted["low"] <= max(lows) * (1 + 1e-12)  # slack: exp(log x) round-off
@@ -298,10 +343,13 @@ def test_run_with_three_draws_writes_the_block_and_the_report_section(tmp_path, 
     assert (out / "summary.json").read_text() == before
 
 
-@pytest.mark.parametrize(("draws", "message"), [
-    ("-2", "--parameter-draws: must be 0 or more, got -2"),
-    ("9", "--parameter-draws: asks for 9 parameter sets but the ensemble holds 5"),
-])
+@pytest.mark.parametrize(
+    ("draws", "message"),
+    [
+        ("-2", "--parameter-draws: must be 0 or more, got -2"),
+        ("9", "--parameter-draws: asks for 9 parameter sets but the ensemble holds 5"),
+    ],
+)
 def test_bad_draw_counts_exit_2_before_anything_is_written(tmp_path, small, capsys, monkeypatch, draws, message):
     monkeypatch.setattr(ensemble_module, "DRAWS_CSV", _ensemble(tmp_path))
     out = tmp_path / "run"

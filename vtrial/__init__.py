@@ -22,8 +22,12 @@ if TYPE_CHECKING:
 __all__ = ["Trial", "UserInputError", "__version__", "load_protocol", "simulate"]
 
 #: Public names and the module each is imported from when first used.
-_LAZY = {"Trial": "vtrial.api", "load_protocol": "vtrial.api", "simulate": "vtrial.api",
-         "UserInputError": "vtrial.errors"}
+_LAZY = {
+    "Trial": "vtrial.api",
+    "load_protocol": "vtrial.api",
+    "simulate": "vtrial.api",
+    "UserInputError": "vtrial.errors",
+}
 
 
 def __getattr__(name: str) -> Any:

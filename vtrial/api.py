@@ -122,18 +122,32 @@ def simulate(
         protocol = load_protocol(protocol)
     resolved = apply_overrides(protocol, patients=patients, seed=seed)
     run = partial(
-        run_trial, jobs=jobs, backend=backend, scheduler=scheduler, replicate=replicate,
+        run_trial,
+        jobs=jobs,
+        backend=backend,
+        scheduler=scheduler,
+        replicate=replicate,
         block_size=DEFAULT_BLOCK_SIZE if block_size is None else block_size,
         on_progress=None if progress is None else progress.update,
     )
     if parameter_draws and out is None:
-        raise UserInputError("parameter_draws: the trial under parameter draws is written to a run folder; "
-                             "pass out=FOLDER (or use `vtrial run --parameter-draws K`)")
+        raise UserInputError(
+            "parameter_draws: the trial under parameter draws is written to a run folder; "
+            "pass out=FOLDER (or use `vtrial run --parameter-draws K`)"
+        )
     if out is not None:
         finish = _analyse_and_report(progress)
         if parameter_draws:
-            finish = _with_draws(finish, progress, resolved, parameter_draws, replicate=replicate, jobs=jobs,
-                                 backend=backend, scheduler=scheduler)
+            finish = _with_draws(
+                finish,
+                progress,
+                resolved,
+                parameter_draws,
+                replicate=replicate,
+                jobs=jobs,
+                backend=backend,
+                scheduler=scheduler,
+            )
         result = run(resolved, Path(out), force=force, resume=resume, inputs=inputs, finish=finish)
         return Trial.from_folder(result.run_dir, wall_time_s=result.wall_time_s)
     with tempfile.TemporaryDirectory(prefix="vtrial-") as scratch:
@@ -173,9 +187,14 @@ def _with_draws(finish, progress: Progress | None, protocol: Protocol, draws: in
         restart = getattr(progress, "restart", None)
         if restart is not None:
             restart("parameter draws")
-        run_draws(protocol, partial, ensemble, sidecar,
-                  on_progress=None if progress is None else (lambda done, total: progress.update(done, total, None)),
-                  **options)
+        run_draws(
+            protocol,
+            partial,
+            ensemble,
+            sidecar,
+            on_progress=None if progress is None else (lambda done, total: progress.update(done, total, None)),
+            **options,
+        )
         finish(partial)
 
     return run_then_finish
@@ -236,8 +255,11 @@ class Trial:
         try:
             return (self.folder / name).read_bytes()
         except OSError as exc:
-            raise UserInputError(f"cannot read the run folder's {name}: {exc.strerror or exc}", file=self.folder / name,
-                                 fix="give the folder written by `vtrial run PROTOCOL`") from exc
+            raise UserInputError(
+                f"cannot read the run folder's {name}: {exc.strerror or exc}",
+                file=self.folder / name,
+                fix="give the folder written by `vtrial run PROTOCOL`",
+            ) from exc
 
     @cached_property
     def _tables(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
@@ -246,8 +268,9 @@ class Trial:
         if self.folder is not None:
             return read_tables(self.folder, self.arms)
         assert self._files is not None
-        patients, events, markers = (pd.read_parquet(io.BytesIO(self._files[f"{kind}.parquet"]))
-                                     for kind in ("patients", "events", "markers"))
+        patients, events, markers = (
+            pd.read_parquet(io.BytesIO(self._files[f"{kind}.parquet"])) for kind in ("patients", "events", "markers")
+        )
         return patients, events, markers
 
     @property
@@ -280,8 +303,9 @@ class Trial:
             loaded: dict[str, Any] = json.loads(self._file("summary.json"))
             return loaded
         patients, events, markers = self._tables
-        plain: dict[str, Any] = json.loads(to_json(summarise(patients, events, **analysis_settings(self.protocol),
-                                                             markers=markers)))
+        plain: dict[str, Any] = json.loads(
+            to_json(summarise(patients, events, **analysis_settings(self.protocol), markers=markers))
+        )
         return plain
 
     def kaplan_meier(self, endpoint: str = "sre") -> dict[str, KaplanMeierFitter]:
@@ -316,8 +340,9 @@ class Trial:
         curves = {}
         for arm, rows in self._by_arm():
             curve = cumulative_incidence(*competing_risks(rows))
-            curves[arm] = pd.Series(curve.to_numpy(), index=pd.Index(curve.index / DAYS_PER_MONTH, name="months"),
-                                    name=arm)
+            curves[arm] = pd.Series(
+                curve.to_numpy(), index=pd.Index(curve.index / DAYS_PER_MONTH, name="months"), name=arm
+            )
         return curves
 
     def _by_arm(self) -> Iterator[tuple[str, pd.DataFrame]]:
@@ -343,11 +368,19 @@ class Trial:
             results.update({f"adverse_event:{name}": value for name, value in adverse.items()})
             for name, result in results.items():
                 measure = next(key for key in _ESTIMATES if key in result)
-                rows.append({
-                    "arm": comparison["arm"], "reference": comparison["reference"], "endpoint": name,
-                    "measure": measure, "estimate": result[measure], "ci_low": result["ci_low"],
-                    "ci_high": result["ci_high"], "p_value": result["p_value"], "reason": result.get("reason"),
-                })
+                rows.append(
+                    {
+                        "arm": comparison["arm"],
+                        "reference": comparison["reference"],
+                        "endpoint": name,
+                        "measure": measure,
+                        "estimate": result[measure],
+                        "ci_low": result["ci_low"],
+                        "ci_high": result["ci_high"],
+                        "p_value": result["p_value"],
+                        "reason": result.get("reason"),
+                    }
+                )
         columns = ["arm", "reference", "endpoint", "measure", "estimate", "ci_low", "ci_high", "p_value", "reason"]
         table = pd.DataFrame(rows, columns=columns)
         numbers = ["estimate", "ci_low", "ci_high", "p_value"]
@@ -393,8 +426,12 @@ class Trial:
         target = OutputFolder.of(folder, "run", force)
         with owning(target):
             partial = target.partial
-            prepare_partial(partial, {"protocol_sha256": protocol_fingerprint(self.protocol), "saved": True},
-                            resume=False, force=True)
+            prepare_partial(
+                partial,
+                {"protocol_sha256": protocol_fingerprint(self.protocol), "saved": True},
+                resume=False,
+                force=True,
+            )
             for name, data in contents.items():
                 atomic_write_bytes(partial / name, data)
             write_summary(partial, summary)

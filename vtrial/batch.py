@@ -53,11 +53,31 @@ from vtrial.store import (
 from vtrial.streams import Streams
 
 ROW_COLUMNS = (
-    "trial", "patients", "replicate", "seed", "arm", "reference", "n_arm", "n_reference",
-    "proportion_with_sre_arm", "proportion_with_sre_reference", "risk_difference", "rd_ci_low", "rd_ci_high",
-    "hazard_ratio", "ci_low", "ci_high", "p_value",
-    "rate_ratio", "rr_ci_low", "rr_ci_high", "rr_p_value",
-    "os_hazard_ratio", "os_ci_low", "os_ci_high", "os_p_value",
+    "trial",
+    "patients",
+    "replicate",
+    "seed",
+    "arm",
+    "reference",
+    "n_arm",
+    "n_reference",
+    "proportion_with_sre_arm",
+    "proportion_with_sre_reference",
+    "risk_difference",
+    "rd_ci_low",
+    "rd_ci_high",
+    "hazard_ratio",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "rate_ratio",
+    "rr_ci_low",
+    "rr_ci_high",
+    "rr_p_value",
+    "os_hazard_ratio",
+    "os_ci_low",
+    "os_ci_high",
+    "os_p_value",
 )
 #: A sample-size search goes at most this factor above the protocol's size.
 SEARCH_SPAN = 64
@@ -107,7 +127,9 @@ def replicate_rows(patients: pd.DataFrame, events: pd.DataFrame, protocol: Proto
     for arm in (a.name for a in protocol.arm):
         if arm == reference:
             continue
-        k1, n1, k0, n0 = (int(x.get(a, 0)) for x, a in ((count, arm), (size, arm), (count, reference), (size, reference)))
+        k1, n1, k0, n0 = (
+            int(x.get(a, 0)) for x, a in ((count, arm), (size, arm), (count, reference), (size, reference))
+        )
         rd = newcombe_difference(k1, n1, k0, n0) if n1 and n0 else (np.nan,) * 3
         first = _numbers(cox_comparison(patients, arm, reference, "time_to_first_sre", design), "hazard_ratio")
         rate = _numbers(rate_ratio_comparison(patients, events, arm, reference), "rate_ratio")
@@ -151,16 +173,25 @@ def power(ratio: np.ndarray, p_value: np.ndarray, alpha: float) -> dict:
     valid = np.isfinite(p_value) & np.isfinite(ratio)
     two, two_se = _share(p_value[valid] < alpha)
     one, one_se = _share((ratio[valid] < 1) & (p_value[valid] / 2 < alpha))
-    return {"replicates_analysable": int(valid.sum()), "power_two_sided": two, "power_two_sided_mc_se": two_se,
-            "power_one_sided": one, "power_one_sided_mc_se": one_se}
+    return {
+        "replicates_analysable": int(valid.sum()),
+        "power_two_sided": two,
+        "power_two_sided_mc_se": two_se,
+        "power_one_sided": one,
+        "power_one_sided_mc_se": one_se,
+    }
 
 
 def _quantiles(x: np.ndarray) -> dict:
     x = x[np.isfinite(x)]
     if not x.size:
         return dict.fromkeys(("median", "mean", "q025", "q975"))
-    return {"median": float(np.median(x)), "mean": float(x.mean()),
-            "q025": float(np.quantile(x, 0.025)), "q975": float(np.quantile(x, 0.975))}
+    return {
+        "median": float(np.median(x)),
+        "mean": float(x.mean()),
+        "q025": float(np.quantile(x, 0.025)),
+        "q975": float(np.quantile(x, 0.975)),
+    }
 
 
 def non_inferiority(upper: np.ndarray, margin: float) -> dict:
@@ -204,8 +235,16 @@ def summarise_batch(
                 "reference": reference,
                 "replicates": int(len(g)),
                 "alpha": alpha,
-                **{k: first[k] for k in ("replicates_analysable", "power_two_sided", "power_two_sided_mc_se",
-                                         "power_one_sided", "power_one_sided_mc_se")},
+                **{
+                    k: first[k]
+                    for k in (
+                        "replicates_analysable",
+                        "power_two_sided",
+                        "power_two_sided_mc_se",
+                        "power_one_sided",
+                        "power_one_sided_mc_se",
+                    )
+                },
                 "hazard_ratio": first["hazard_ratio"],
                 "endpoints": endpoints,
                 "non_inferiority": ni or None,
@@ -236,16 +275,28 @@ def format_summary(summary: list[dict]) -> str:
         e = s["endpoints"]
         ni = s["non_inferiority"] or {}
         met = ni.get("hazard_ratio", ni.get("risk_difference", {})).get("probability")
-        rows.append((s["trial"], str(s["patients"]), f"{s['arm']} vs {s['reference']}", str(s["replicates"]),
-                     fmt(s["power_two_sided"]), fmt(e["first_and_subsequent_sre"]["power_two_sided"]),
-                     fmt(e["overall_survival"]["power_two_sided"]), fmt(s["hazard_ratio"]["median"]), fmt(met)))
+        rows.append(
+            (
+                s["trial"],
+                str(s["patients"]),
+                f"{s['arm']} vs {s['reference']}",
+                str(s["replicates"]),
+                fmt(s["power_two_sided"]),
+                fmt(e["first_and_subsequent_sre"]["power_two_sided"]),
+                fmt(e["overall_survival"]["power_two_sided"]),
+                fmt(s["hazard_ratio"]["median"]),
+                fmt(met),
+            )
+        )
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     text_columns = (0, 2)
 
     def line(row: tuple[str, ...]) -> str:
         # text columns left-aligned, numbers right-aligned
-        return " ".join(cell.ljust(w) if i in text_columns else cell.rjust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
+        return " ".join(
+            cell.ljust(w) if i in text_columns else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
 
     lines = [line(header), "-" * (sum(widths) + len(widths) - 1), *(line(row) for row in rows)]
     return "\n".join(lines)
@@ -266,7 +317,12 @@ def decision_power(summary: list[dict]) -> float:
 
 
 def search_sample_size(
-    power_at: Callable[[int], float], target: float, start: int, *, minimum: int = 10, maximum: int = 1_000_000,
+    power_at: Callable[[int], float],
+    target: float,
+    start: int,
+    *,
+    minimum: int = 10,
+    maximum: int = 1_000_000,
     tolerance: float = 0.05,
 ) -> dict:
     """The smallest trial size whose estimated power reaches ``target``, by bracketing and bisection.
@@ -309,8 +365,7 @@ def search_sample_size(
                 hi = mid
             else:
                 lo = mid
-    return {"target": target, "patients": hi, "power": None if hi is None else evaluated[hi],
-            "evaluated": evaluated}
+    return {"target": target, "patients": hi, "power": None if hi is None else evaluated[hi], "evaluated": evaluated}
 
 
 def check_distinct_names(protocols: list[Protocol]) -> None:
@@ -323,7 +378,8 @@ def check_distinct_names(protocols: list[Protocol]) -> None:
     if shared:
         raise UserInputError(
             f"{sum(names.count(n) for n in shared)} protocols share the name(s) {shared}; a batch keys its "
-            "rows and files by trial.name", field="trial.name",
+            "rows and files by trial.name",
+            field="trial.name",
             fix="give each protocol its own trial.name (and each file once)",
         )
 
@@ -334,34 +390,58 @@ def default_batch_dir(protocols: list[Protocol]) -> Path:
 
 
 def check_batch_options(
-    replicates: int, alpha: float, ni_hr: float | None, ni_rd: float | None, target_power: float | None,
+    replicates: int,
+    alpha: float,
+    ni_hr: float | None,
+    ni_rd: float | None,
+    target_power: float | None,
     n_protocols: int,
 ) -> None:
     """Refuse bad batch flags (``UserInputError``) before anything is written."""
     if replicates < 1:
-        raise UserInputError(f"--replicates must be at least 1, got {replicates}", field="--replicates",
-                             fix="pass a positive number of replicate trials")
+        raise UserInputError(
+            f"--replicates must be at least 1, got {replicates}",
+            field="--replicates",
+            fix="pass a positive number of replicate trials",
+        )
     if not 0 < alpha < 1:
-        raise UserInputError(f"--alpha must be between 0 and 1, got {alpha}", field="--alpha",
-                             fix="pass a significance level such as 0.05")
+        raise UserInputError(
+            f"--alpha must be between 0 and 1, got {alpha}",
+            field="--alpha",
+            fix="pass a significance level such as 0.05",
+        )
     if ni_hr is not None and not 1 < ni_hr < 100:
-        raise UserInputError(f"a hazard-ratio margin must be above 1, got {ni_hr}", field="--non-inferiority-hr",
-                             fix="pass the largest hazard ratio that still counts as non-inferior, e.g. 1.08")
+        raise UserInputError(
+            f"a hazard-ratio margin must be above 1, got {ni_hr}",
+            field="--non-inferiority-hr",
+            fix="pass the largest hazard ratio that still counts as non-inferior, e.g. 1.08",
+        )
     if ni_rd is not None and not 0 < ni_rd < 1:
-        raise UserInputError(f"a risk-difference margin must be between 0 and 1, got {ni_rd}",
-                             field="--non-inferiority-rd",
-                             fix="pass the largest excess of the proportion with SRE that is non-inferior, e.g. 0.05")
+        raise UserInputError(
+            f"a risk-difference margin must be between 0 and 1, got {ni_rd}",
+            field="--non-inferiority-rd",
+            fix="pass the largest excess of the proportion with SRE that is non-inferior, e.g. 0.05",
+        )
     if target_power is not None:
         if not 0 < target_power < 1:
-            raise UserInputError(f"--target-power must be between 0 and 1, got {target_power}",
-                                 field="--target-power", fix="pass a power such as 0.8")
+            raise UserInputError(
+                f"--target-power must be between 0 and 1, got {target_power}",
+                field="--target-power",
+                fix="pass a power such as 0.8",
+            )
         if n_protocols != 1:
-            raise UserInputError(f"a sample-size search takes one protocol, got {n_protocols}",
-                                 field="--target-power", fix="run one batch per protocol")
+            raise UserInputError(
+                f"a sample-size search takes one protocol, got {n_protocols}",
+                field="--target-power",
+                fix="run one batch per protocol",
+            )
 
 
 def _simulate_rows(
-    protocols: list[Protocol], replicates: int, block_size: int, on_progress: Callable[[int, int], None] | None,
+    protocols: list[Protocol],
+    replicates: int,
+    block_size: int,
+    on_progress: Callable[[int, int], None] | None,
 ) -> list[dict]:
     """The rows of ``replicates`` trials of each protocol, run on the current joblib workers, in order."""
     work = [(p, r) for p in protocols for r in range(replicates)]
@@ -424,8 +504,9 @@ def run_batch(
                 rows = []
 
                 def power_at(n: int) -> float:
-                    point = _simulate_rows([apply_overrides(protocols[0], patients=n)], replicates, block_size,
-                                           on_progress)
+                    point = _simulate_rows(
+                        [apply_overrides(protocols[0], patients=n)], replicates, block_size, on_progress
+                    )
                     rows.extend(point)
                     return decision_power(summarise_batch(pd.DataFrame(point), alpha, **margins))
 
@@ -434,9 +515,14 @@ def run_batch(
         table = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
         summary = summarise_batch(table, alpha, **margins)
         if search is not None:
-            search = {**search, "replicates": replicates, "evaluated": [
-                {"patients": n, "power": p, "mc_se": float(np.sqrt(p * (1 - p) / replicates))}
-                for n, p in sorted(search["evaluated"].items())]}
+            search = {
+                **search,
+                "replicates": replicates,
+                "evaluated": [
+                    {"patients": n, "power": p, "mc_se": float(np.sqrt(p * (1 - p) / replicates))}
+                    for n, p in sorted(search["evaluated"].items())
+                ],
+            }
             atomic_write_json(partial / "sample_size.json", search)
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pandas(table, preserve_index=False), sink)
@@ -484,8 +570,15 @@ def power_curve(search: dict) -> str:
     with matplotlib.rc_context(_STYLE):
         figure = Figure(figsize=(6.0, 3.0))
         ax = figure.add_subplot()
-        ax.errorbar([p["patients"] for p in points], [p["power"] for p in points],
-                    yerr=[1.96 * p["mc_se"] for p in points], fmt="o-", color="#0072B2", capsize=2, ms=4)
+        ax.errorbar(
+            [p["patients"] for p in points],
+            [p["power"] for p in points],
+            yerr=[1.96 * p["mc_se"] for p in points],
+            fmt="o-",
+            color="#0072B2",
+            capsize=2,
+            ms=4,
+        )
         ax.axhline(search["target"], color="#D55E00", lw=1.0, ls="--", label=f"target {search['target']:g}")
         ax.set(xlabel="Patients per trial (all arms)", ylabel="Power", ylim=(0, 1.02))
         ax.legend(frameon=False)
@@ -496,11 +589,20 @@ def render_batch_page(table: pd.DataFrame, summary: list[dict], search: dict | N
     """``batch.html``: the summary table, the power curve of a search and the hazard-ratio histograms."""
     shown = search["patients"] if search and search["patients"] is not None else table["patients"].max()
     figures = []
-    for (trial, arm, reference), g in table[table["patients"] == shown].groupby(["trial", "arm", "reference"],
-                                                                               sort=False):
-        figures.append({"title": f"{trial}: {arm} vs {reference}, {shown} patients",
-                        "svg": ratio_histogram(g, margins["ni_hr"])})
-    return template_environment().get_template("batch.html").render(
-        summary=summary, search=search, curve=power_curve(search) if search else None, figures=figures,
-        margins=margins,
+    for (trial, arm, reference), g in table[table["patients"] == shown].groupby(
+        ["trial", "arm", "reference"], sort=False
+    ):
+        figures.append(
+            {"title": f"{trial}: {arm} vs {reference}, {shown} patients", "svg": ratio_histogram(g, margins["ni_hr"])}
+        )
+    return (
+        template_environment()
+        .get_template("batch.html")
+        .render(
+            summary=summary,
+            search=search,
+            curve=power_curve(search) if search else None,
+            figures=figures,
+            margins=margins,
+        )
     )

@@ -104,7 +104,9 @@ def _root(
 
 @app.command()
 def check(
-    protocols: list[str] = typer.Argument(..., help="Protocol files (.toml, .yaml) to validate.", metavar="PROTOCOL..."),
+    protocols: list[str] = typer.Argument(
+        ..., help="Protocol files (.toml, .yaml) to validate.", metavar="PROTOCOL..."
+    ),
     show: bool = typer.Option(False, "--show", help="Print each resolved protocol, every default filled in, as TOML."),
 ) -> None:
     """Validate protocol files without running them; print "ok: FILE" for each valid one."""
@@ -161,7 +163,9 @@ def run(
     replicate: int = typer.Option(0, "--replicate", help="Replicate index: the same trial as `vtrial batch` row R."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     parameter_draws: int = typer.Option(
-        0, "--parameter-draws", help="Also run the trial under the first K parameter sets of the calibration's "
+        0,
+        "--parameter-draws",
+        help="Also run the trial under the first K parameter sets of the calibration's "
         "ensemble: prediction intervals in summary.json (docs/calibration.md; default 0, none).",
     ),
 ) -> None:
@@ -172,9 +176,18 @@ def run(
     resolved = apply_overrides(load_protocol(protocol), patients=patients, seed=seed)
     with _progress(quiet, "blocks") as bar:
         trial = simulate(
-            resolved, out=default_run_dir(resolved) if out is None else out, jobs=jobs, backend=backend,
-            scheduler=scheduler, block_size=block_size, replicate=replicate, force=force, resume=resume,
-            inputs=(protocol,), progress=bar, parameter_draws=parameter_draws,
+            resolved,
+            out=default_run_dir(resolved) if out is None else out,
+            jobs=jobs,
+            backend=backend,
+            scheduler=scheduler,
+            block_size=block_size,
+            replicate=replicate,
+            force=force,
+            resume=resume,
+            inputs=(protocol,),
+            progress=bar,
+            parameter_draws=parameter_draws,
         )
     manifest = trial.manifest
     typer.echo(
@@ -194,13 +207,20 @@ def batch(
     seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides trial.seed)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing batch folder (or an empty folder)."),
     non_inferiority_hr: float | None = typer.Option(
-        None, "--non-inferiority-hr", help="Margin on the hazard ratio of time to first SRE (e.g. 1.08): "
-        "non-inferior when the upper 95% bound is below it."),
+        None,
+        "--non-inferiority-hr",
+        help="Margin on the hazard ratio of time to first SRE (e.g. 1.08): "
+        "non-inferior when the upper 95% bound is below it.",
+    ),
     non_inferiority_rd: float | None = typer.Option(
-        None, "--non-inferiority-rd", help="Margin on the risk difference of the proportion with SRE (e.g. 0.05)."),
+        None, "--non-inferiority-rd", help="Margin on the risk difference of the proportion with SRE (e.g. 0.05)."
+    ),
     target_power: float | None = typer.Option(
-        None, "--target-power", help="Search the patients per trial that reach this power (of the margin if "
-        "given, else two-sided for time to first SRE), starting from --patients."),
+        None,
+        "--target-power",
+        help="Search the patients per trial that reach this power (of the margin if "
+        "given, else two-sided for time to first SRE), starting from --patients.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Run replicate trials of each protocol in parallel: power, non-inferiority, sample size, distributions."""
@@ -209,8 +229,16 @@ def batch(
     resolved = [apply_overrides(load_protocol(p), patients=patients, seed=seed) for p in protocols]
     with _progress(quiet, "trials") as bar:
         path, summary = run_batch(
-            resolved, out, replicates=replicates, jobs=jobs, alpha=alpha, non_inferiority_hr=non_inferiority_hr,
-            non_inferiority_rd=non_inferiority_rd, target_power=target_power, force=force, inputs=protocols,
+            resolved,
+            out,
+            replicates=replicates,
+            jobs=jobs,
+            alpha=alpha,
+            non_inferiority_hr=non_inferiority_hr,
+            non_inferiority_rd=non_inferiority_rd,
+            target_power=target_power,
+            force=force,
+            inputs=protocols,
             on_progress=lambda done, total: bar.update(done, total, None),
         )
     typer.echo(format_summary(summary))
@@ -231,11 +259,17 @@ def sensitivity(
     method: str = typer.Option("morris", "--method", help="morris (screening) or sobol (variance shares)."),
     samples: int = typer.Option(4, "--samples", help="Morris trajectories, or Sobol' base points (a power of 2)."),
     outcome: list[str] | None = typer.Option(
-        None, "--outcome", help="hr_time_to_first_sre:A_vs_B, hr_overall_survival:A_vs_B or proportion_with_sre:A "
-        "(repeat; default: every comparison with the reference arm and every arm)."),
+        None,
+        "--outcome",
+        help="hr_time_to_first_sre:A_vs_B, hr_overall_survival:A_vs_B or proportion_with_sre:A "
+        "(repeat; default: every comparison with the reference arm and every arm).",
+    ),
     parameter: list[str] | None = typer.Option(
-        None, "--parameter", help="Vary only this model parameter (repeat; default: every parameter)."),
-    patients: int | None = typer.Option(None, "--patients", help="Patients per simulated trial (overrides trial.patients)."),
+        None, "--parameter", help="Vary only this model parameter (repeat; default: every parameter)."
+    ),
+    patients: int | None = typer.Option(
+        None, "--patients", help="Patients per simulated trial (overrides trial.patients)."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides trial.seed)."),
     jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all cores)."),
     out: str | None = typer.Option(None, "--out", help="Folder (default outputs/<trial.name>-sensitivity)."),
@@ -249,8 +283,17 @@ def sensitivity(
     resolved = apply_overrides(load_protocol(protocol), patients=patients, seed=seed)
     with _progress(quiet, "samples") as bar:
         path, _ = run_sensitivity(
-            resolved, out, method=method, samples=samples, outcomes=outcome, parameters=parameter, jobs=jobs,
-            force=force, resume=resume, inputs=(protocol,), on_progress=lambda done, total: bar.update(done, total, None),
+            resolved,
+            out,
+            method=method,
+            samples=samples,
+            outcomes=outcome,
+            parameters=parameter,
+            jobs=jobs,
+            force=force,
+            resume=resume,
+            inputs=(protocol,),
+            on_progress=lambda done, total: bar.update(done, total, None),
         )
     typer.echo(f"wrote {path}/sensitivity.csv and {path}/sensitivity.html")
 
@@ -293,8 +336,14 @@ def validate(
     check_options(jobs=jobs, replicate=replicate, out=out)
     with _progress(quiet, "replicas") as bar:
         sized: dict[str, Any] = {} if patients is None else {"patients": patients}
-        table = run_validation(out, jobs=jobs, replicate=replicate, trials=trials,
-                               on_progress=lambda done, total: bar.update(done, total, None), **sized)
+        table = run_validation(
+            out,
+            jobs=jobs,
+            replicate=replicate,
+            trials=trials,
+            on_progress=lambda done, total: bar.update(done, total, None),
+            **sized,
+        )
     print_table(table)
     typer.echo(f"wrote {out}/validate.csv, {out}/not_simulated.csv and {out}/validate.html")
     if strict and not table["inside"].all():
@@ -322,7 +371,9 @@ def calibrate(
         None, "--parameter", help="Fit only this model parameter (repeat for several; default: the full set)."
     ),
     uncertainty: bool = typer.Option(
-        False, "--uncertainty", help="Instead of fitting, write the ensemble of parameter sets around the fitted "
+        False,
+        "--uncertainty",
+        help="Instead of fitting, write the ensemble of parameter sets around the fitted "
         "values (vtrial/data/parameter-draws.csv) that `vtrial run --parameter-draws K` uses.",
     ),
     draws: int = typer.Option(200, "--draws", help="Parameter sets in the ensemble (with --uncertainty)."),
@@ -341,19 +392,37 @@ def calibrate(
 
         refuse_fit_options(evaluations=evaluations, replicate=replicate, parameter=parameter)
         sized: dict[str, Any] = {} if patients is None else {"patients": patients}
-        sidecar = generate(draws=draws, jobs=jobs, trials=trials, **sized,
-                           on_evaluation=lambda count, total: typer.echo(f"evaluation {count}/{total}", err=True))
-        typer.echo(f"{sidecar['draws']} parameter sets (rank {sidecar['rank']} of {len(sidecar['parameters'])}, "
-                   f"s^2 {sidecar['residual_scale2']:.3f}); wrote {DRAWS_CSV} and its .json sidecar")
+        sidecar = generate(
+            draws=draws,
+            jobs=jobs,
+            trials=trials,
+            **sized,
+            on_evaluation=lambda count, total: typer.echo(f"evaluation {count}/{total}", err=True),
+        )
+        typer.echo(
+            f"{sidecar['draws']} parameter sets (rank {sidecar['rank']} of {len(sidecar['parameters'])}, "
+            f"s^2 {sidecar['residual_scale2']:.3f}); wrote {DRAWS_CSV} and its .json sidecar"
+        )
         return
-    given: dict[str, Any] = {"patients": patients, "evaluations": evaluations, "replicate": replicate,
-             "names": tuple(parameter) if parameter else None}
-    result = fit(out, jobs=jobs, trials=trials, **{k: v for k, v in given.items() if v is not None},
-                 on_evaluation=lambda count, cost: typer.echo(f"evaluation {count}: cost {cost:.3f}", err=True))
+    given: dict[str, Any] = {
+        "patients": patients,
+        "evaluations": evaluations,
+        "replicate": replicate,
+        "names": tuple(parameter) if parameter else None,
+    }
+    result = fit(
+        out,
+        jobs=jobs,
+        trials=trials,
+        **{k: v for k, v in given.items() if v is not None},
+        on_evaluation=lambda count, cost: typer.echo(f"evaluation {count}: cost {cost:.3f}", err=True),
+    )
     for name, start in result.start.items():
         typer.echo(f"{name:<32} {start:>12.6g} -> {result.fitted[name]:>12.6g}")
-    typer.echo(f"cost {result.cost_start:.3f} -> {result.cost:.3f}; {result.inside} of {result.checks} "
-               f"targets inside after {result.evaluations} evaluations; wrote {out}/calibration.json")
+    typer.echo(
+        f"cost {result.cost_start:.3f} -> {result.cost:.3f}; {result.inside} of {result.checks} "
+        f"targets inside after {result.evaluations} evaluations; wrote {out}/calibration.json"
+    )
 
 
 def exit_code(error: BaseException) -> int:
@@ -418,8 +487,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:  # noqa: BLE001 - the one place every error becomes an exit code
         code = exit_code(error)
     if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C (and our SIGTERM) into exit code 130
-        typer.echo("interrupted: no output folder was written; an interrupted run keeps its finished "
-                   "blocks: finish it with `vtrial run ... --resume`", err=True)
+        typer.echo(
+            "interrupted: no output folder was written; an interrupted run keeps its finished "
+            "blocks: finish it with `vtrial run ... --resume`",
+            err=True,
+        )
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 

@@ -172,7 +172,12 @@ def simulate_block(
     cohort = sample_cohort(protocol, task.patient_ids, streams)
     horizon_days = protocol.trial.horizon_months * DAYS_PER_MONTH
     patients, events, markers = simulate(
-        cohort, protocol.arm[task.arm_index], horizon_days, streams, parameters, visit_weeks(protocol.analysis.marker_weeks)
+        cohort,
+        protocol.arm[task.arm_index],
+        horizon_days,
+        streams,
+        parameters,
+        visit_weeks(protocol.analysis.marker_weeks),
     )
     analysis = protocol.analysis
     counted = apply_window_rule(
@@ -208,8 +213,11 @@ def resolve_jobs(jobs: int | None, tasks: int | None = None) -> int:
     if jobs is None or jobs == -1:
         n = os.cpu_count() or 1
     elif not 1 <= jobs <= MAX_JOBS:
-        raise UserInputError(f"must be a number of workers from 1 to {MAX_JOBS}, got {jobs}", field="--jobs",
-                             fix="pass --jobs 1 or more, at most the number of cores (default: all cores)")
+        raise UserInputError(
+            f"must be a number of workers from 1 to {MAX_JOBS}, got {jobs}",
+            field="--jobs",
+            fix="pass --jobs 1 or more, at most the number of cores (default: all cores)",
+        )
     else:
         n = jobs
     return n if tasks is None else max(1, min(n, tasks))
@@ -235,20 +243,32 @@ def check_options(
     """
     cores = os.cpu_count() or 1
     if resolve_jobs(jobs) > cores and jobs not in (None, -1):
-        print(f"warning: --jobs {jobs} is more than the {cores} cores of this machine; the extra workers "
-              "only compete for them and use memory (each is a process)", file=sys.stderr)
+        print(
+            f"warning: --jobs {jobs} is more than the {cores} cores of this machine; the extra workers "
+            "only compete for them and use memory (each is a process)",
+            file=sys.stderr,
+        )
     if block_size < 1:
-        raise UserInputError(f"block size must be positive, got {block_size}", field="--block-size",
-                             fix="pass a positive number of patients per block")
+        raise UserInputError(
+            f"block size must be positive, got {block_size}",
+            field="--block-size",
+            fix="pass a positive number of patients per block",
+        )
     if not 0 <= replicate <= MAX_REPLICATE:
-        raise UserInputError(f"replicate must be from 0 to 2**63 - 1, got {replicate}", field="--replicate",
-                             fix="pass --replicate 0 (the default) or another non-negative index")
+        raise UserInputError(
+            f"replicate must be from 0 to 2**63 - 1, got {replicate}",
+            field="--replicate",
+            fix="pass --replicate 0 (the default) or another non-negative index",
+        )
     if backend not in BACKENDS:
         raise UserInputError(f"unknown backend {backend!r}", field="--backend", fix=f"use one of {', '.join(BACKENDS)}")
     if scheduler is not None:
         if backend != "dask":
-            raise UserInputError("a scheduler is used only by the dask backend", field="--scheduler",
-                                 fix="add --backend dask, or drop --scheduler to run on this machine")
+            raise UserInputError(
+                "a scheduler is used only by the dask backend",
+                field="--scheduler",
+                fix="add --backend dask, or drop --scheduler to run on this machine",
+            )
         _check_scheduler(scheduler)
     if backend == "dask":
         _dask_distributed()
@@ -263,8 +283,12 @@ def check_out_path(out: Path) -> None:
     """
     text = str(out)
     if "\x00" in text:
-        raise UserInputError("the output path contains a NUL character", file=text.replace("\x00", "\\x00"),
-                             field="--out", fix="choose --out DIR without control characters")
+        raise UserInputError(
+            "the output path contains a NUL character",
+            file=text.replace("\x00", "\\x00"),
+            field="--out",
+            fix="choose --out DIR without control characters",
+        )
     names = [os.fsencode(part) for part in out.parts if part not in ("/", "..", ".")]
     for i, name in enumerate(names):
         limit = NAME_MAX - PARTIAL_EXTRA if i == len(names) - 1 else NAME_MAX
@@ -272,7 +296,8 @@ def check_out_path(out: Path) -> None:
             raise UserInputError(
                 f"the name {name[:24].decode(errors='replace')}... is {len(name)} bytes long, more than {limit} "
                 f"(file systems allow {NAME_MAX}; a run folder's name also needs room for its hidden .NAME.partial "
-                "sibling)", field="--out",
+                "sibling)",
+                field="--out",
                 fix=f"choose --out DIR whose folder names are at most {limit} bytes",
             )
 
@@ -281,14 +306,18 @@ def _check_scheduler(address: str) -> None:
     """Refuse a malformed scheduler address, or one where nothing accepts a connection."""
     match = _SCHEDULER.fullmatch(address)
     if match is None:
-        raise UserInputError(f"{address!r} is not a scheduler address", field="--scheduler",
-                             fix="give tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786, or omit it for a local cluster")
+        raise UserInputError(
+            f"{address!r} is not a scheduler address",
+            field="--scheduler",
+            fix="give tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786, or omit it for a local cluster",
+        )
     host, port = match["host"].strip("[]"), int(match["port"])
     try:
         socket.create_connection((host, port), timeout=SCHEDULER_TIMEOUT_S).close()
     except OSError as exc:
         raise UserInputError(
-            f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}", field="--scheduler",
+            f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}",
+            field="--scheduler",
             fix="start it (`dask scheduler`) or give the address it prints, or omit --scheduler for a local cluster",
         ) from None
 
@@ -299,7 +328,8 @@ def _dask_distributed() -> ModuleType:
         import dask.distributed
     except ImportError as exc:
         raise UserInputError(
-            "the dask backend needs dask.distributed", field="--backend",
+            "the dask backend needs dask.distributed",
+            field="--backend",
             fix='install the cluster extra: pip install "vtrial[cluster]"',
         ) from exc
     return dask.distributed
@@ -337,16 +367,15 @@ class _Cluster:
         Client, LocalCluster = distributed.Client, distributed.LocalCluster  # noqa: N806 - classes
         self.cluster = None
         if scheduler is None:
-            self.cluster = LocalCluster(
-                n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None
-            )
+            self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
             self.client = Client(self.cluster)
         else:
             try:
                 self.client = Client(scheduler, timeout="20s")
             except OSError as exc:
                 raise UserInputError(
-                    f"cannot reach the dask scheduler: {exc}", field="--scheduler",
+                    f"cannot reach the dask scheduler: {exc}",
+                    field="--scheduler",
                     fix="give the scheduler's address, e.g. tcp://10.0.0.5:8786, or omit it for a local cluster",
                 ) from exc
 
@@ -358,13 +387,25 @@ class _Cluster:
 
 @typing.overload
 def execute(
-    protocol: Protocol, streams: Streams, tasks: Sequence[Task], *, jobs: int | None, backend: str = ...,
-    scheduler: str | None = ..., run: None = ...,
+    protocol: Protocol,
+    streams: Streams,
+    tasks: Sequence[Task],
+    *,
+    jobs: int | None,
+    backend: str = ...,
+    scheduler: str | None = ...,
+    run: None = ...,
 ) -> Iterator[tuple[Task, dict[str, pa.Table]]]: ...
 @typing.overload
 def execute(
-    protocol: Protocol, streams: Streams, tasks: Sequence[_Work], *, jobs: int | None, backend: str = ...,
-    scheduler: str | None = ..., run: Callable[[Protocol, Streams, _Work], _Result],
+    protocol: Protocol,
+    streams: Streams,
+    tasks: Sequence[_Work],
+    *,
+    jobs: int | None,
+    backend: str = ...,
+    scheduler: str | None = ...,
+    run: Callable[[Protocol, Streams, _Work], _Result],
 ) -> Iterator[_Result]: ...
 def execute(
     protocol: Protocol,
@@ -518,8 +559,9 @@ def run_trial(
             if on_progress:
                 on_progress(finished, total, patients_done)
         rows = {
-            kind: merge_parts([part_path(partial, kind, t.arm_index, t.block_index) for t in tasks],
-                              partial / f"{kind}.parquet")
+            kind: merge_parts(
+                [part_path(partial, kind, t.arm_index, t.block_index) for t in tasks], partial / f"{kind}.parquet"
+            )
             for kind in TABLES
         }
         n_patients, n_events = rows["patients"], rows["events"]

@@ -209,7 +209,6 @@ DosedDrug = Annotated[str, _Drug(lambda agent: agent.dosed)]
 PriorDrug = Annotated[str, _Drug(lambda agent: agent.dosed and not agent.takes_mechanism)]
 
 
-
 class _Schema(BaseModel):
     """Base of every protocol table: unknown keys are errors, types are not coerced."""
 
@@ -248,7 +247,7 @@ class Trial(_Schema):
         if _RESERVED_NAME.fullmatch(name):
             raise _invalid(
                 f"{name!r} is a reserved device name on Windows and cannot name a folder there",
-                "choose another name, e.g. name = \"trial-1\"",
+                'choose another name, e.g. name = "trial-1"',
             )
         return name
 
@@ -344,7 +343,8 @@ class PrimaryProfile(_Schema):
     def _human_age(cls, value: Distribution) -> Distribution:
         if value.max > MAX_AGE_YEARS:
             raise _invalid(
-                f"max ({value.max}) is above {MAX_AGE_YEARS:g} years", f"use a max of {MAX_AGE_YEARS:g} or less",
+                f"max ({value.max}) is above {MAX_AGE_YEARS:g} years",
+                f"use a max of {MAX_AGE_YEARS:g} or less",
                 field="max",
             )
         return value
@@ -511,7 +511,8 @@ class Cohort(_Schema):
                 )
             if primary == "prostate" and profile.female_fraction != 0:
                 raise _invalid(
-                    "prostate patients are always male", "set female_fraction = 0.0 for prostate or remove it",
+                    "prostate patients are always male",
+                    "set female_fraction = 0.0 for prostate or remove it",
                     field="by_primary.prostate.female_fraction",
                 )
             if sum(profile.ecog[: self.eligibility.max_ecog + 1]) <= 0:
@@ -577,7 +578,8 @@ def _check_regimen(schedule: Any) -> None:
     if own != "dose_mg" and schedule.dose_mg is not None:
         raise _invalid(
             f"{drug} is dosed by activity per body weight, not in mg",
-            f"replace dose_mg with {own}: {agent.label_regimen}", field="dose_mg",
+            f"replace dose_mg with {own}: {agent.label_regimen}",
+            field="dose_mg",
         )
     for unit, field in DOSE_FIELDS.items():
         if field not in (own, "dose_mg") and getattr(schedule, field) is not None:
@@ -590,7 +592,9 @@ def _check_regimen(schedule: Any) -> None:
         raise _invalid(f"drug {drug!r} needs a dosing interval", f"add {agent.label_regimen}", field="every_weeks")
 
 
-def _dosing_phase(schedule: Any, start_day: float, end_day: float, doses: int | None, concurrent: bool = False) -> DosingPhase:
+def _dosing_phase(
+    schedule: Any, start_day: float, end_day: float, doses: int | None, concurrent: bool = False
+) -> DosingPhase:
     """The :class:`DosingPhase` of a validated schedule."""
     agent = _agents()[schedule.drug]
     dose = getattr(schedule, DOSE_FIELDS[agent.dose_unit])
@@ -721,7 +725,7 @@ class Arm(_Schema):
         if not agents[self.drug].takes_mechanism and not described and self.mechanism is not None:
             raise _invalid(
                 f"a mechanism describes a custom agent, but drug = {self.drug!r}",
-                "remove [arm.mechanism] or set drug = \"custom\"",
+                'remove [arm.mechanism] or set drug = "custom"',
                 field="mechanism",
             )
         mechanism_doses = [self.dose_mg] if agents[self.drug].takes_mechanism else []
@@ -743,13 +747,15 @@ class Arm(_Schema):
                     "list the [[arm.then]] phases in order, each after_months later than the one before",
                     field=f"then[{i}].after_months",
                 )
-        for part, i, start in [*(("then", i, p.after_months) for i, p in enumerate(self.then)),
-                               *(("concurrent", i, c.after_months) for i, c in enumerate(self.concurrent))]:
+        for part, i, start in [
+            *(("then", i, p.after_months) for i, p in enumerate(self.then)),
+            *(("concurrent", i, c.after_months) for i, c in enumerate(self.concurrent)),
+        ]:
             if stop is not None and start >= stop:
                 raise _invalid(
                     f"starts at month {start:g}, when the arm's treatment has stopped (stop_after_months = {stop:g})",
                     "start it before stop_after_months, or remove stop_after_months "
-                    "(a [[arm.then]] phase with drug = \"none\" stops treatment from its after_months)",
+                    '(a [[arm.then]] phase with drug = "none" stops treatment from its after_months)',
                     field=f"{part}[{i}].after_months",
                 )
         return self
@@ -769,7 +775,9 @@ class Arm(_Schema):
             _dosing_phase(schedule, start, min(end, stop), schedule.doses)
             for schedule, start, end in zip(schedules, starts, ends)
         ]
-        plan += [_dosing_phase(c, c.after_months * DAYS_PER_MONTH, stop, c.doses, concurrent=True) for c in self.concurrent]
+        plan += [
+            _dosing_phase(c, c.after_months * DAYS_PER_MONTH, stop, c.doses, concurrent=True) for c in self.concurrent
+        ]
         return sorted(plan, key=lambda phase: phase.start_day)
 
 
@@ -822,7 +830,9 @@ class Protocol(_Schema):
         names = [arm.name for arm in self.arm]
         for i, name in enumerate(names):
             if name in names[:i]:
-                raise _invalid(f"arm name {name!r} is used twice", "give every arm a unique name", field=f"arm[{i}].name")
+                raise _invalid(
+                    f"arm name {name!r} is used twice", "give every arm a unique name", field=f"arm[{i}].name"
+                )
         if self.analysis.reference_arm is None:
             self.analysis.reference_arm = self.reference_arm
         elif self.analysis.reference_arm not in names:
@@ -853,8 +863,10 @@ class Protocol(_Schema):
                     field=f"analysis.marker_weeks[{i}]",
                 )
         for a, arm in enumerate(self.arm):
-            for part, i, start in [*(("then", i, p.after_months) for i, p in enumerate(arm.then)),
-                                   *(("concurrent", i, c.after_months) for i, c in enumerate(arm.concurrent))]:
+            for part, i, start in [
+                *(("then", i, p.after_months) for i, p in enumerate(arm.then)),
+                *(("concurrent", i, c.after_months) for i, c in enumerate(arm.concurrent)),
+            ]:
                 if start >= trial.horizon_months:
                     raise _invalid(
                         f"starts at month {start:g}, at or after the data cut-off ({trial.horizon_months:g} months): "
@@ -887,7 +899,9 @@ def load_protocol(path: str | Path) -> Protocol:
         raise UserInputError("is not a text file", file=path, fix="give a protocol written in TOML or YAML")
     if not text.strip():
         raise UserInputError(
-            "the file is empty", file=path, fix="write [trial], [cohort] and [[arm]] tables (see protocols/example.toml)"
+            "the file is empty",
+            file=path,
+            fix="write [trial], [cohort] and [[arm]] tables (see protocols/example.toml)",
         )
     is_yaml = path.suffix.lower() in (".yaml", ".yml")
     try:
@@ -913,22 +927,30 @@ def _read_protocol_bytes(path: Path) -> bytes:
     except FileNotFoundError:
         raise UserInputError("no such file", file=path, fix="check the path, e.g. protocols/example.toml") from None
     except OSError as error:
-        raise UserInputError(f"cannot be read ({error.strerror})", file=path, fix="check the path and its permissions") from None
+        raise UserInputError(
+            f"cannot be read ({error.strerror})", file=path, fix="check the path and its permissions"
+        ) from None
     except ValueError:  # a NUL character in the path
-        raise UserInputError("no such file", file=repr(str(path)), fix="give a path without control characters") from None
+        raise UserInputError(
+            "no such file", file=repr(str(path)), fix="give a path without control characters"
+        ) from None
     with open(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UserInputError(
-                "is not a regular file (a pipe, a device or a socket)", file=path,
+                "is not a regular file (a pipe, a device or a socket)",
+                file=path,
                 fix="save the protocol to a .toml or .yaml file and give its path",
             )
         try:
             raw = handle.read(MAX_PROTOCOL_BYTES + 1)
         except OSError as error:
-            raise UserInputError(f"cannot be read ({error.strerror})", file=path, fix="check the path and its permissions") from None
+            raise UserInputError(
+                f"cannot be read ({error.strerror})", file=path, fix="check the path and its permissions"
+            ) from None
     if len(raw) > MAX_PROTOCOL_BYTES:
         raise UserInputError(
-            f"is larger than 1 MiB ({MAX_PROTOCOL_BYTES:,} bytes), the most a protocol file may be", file=path,
+            f"is larger than 1 MiB ({MAX_PROTOCOL_BYTES:,} bytes), the most a protocol file may be",
+            file=path,
             fix="give the protocol file itself (a protocol is a few kilobytes of TOML or YAML)",
         )
     return raw
@@ -936,7 +958,8 @@ def _read_protocol_bytes(path: Path) -> bytes:
 
 def _too_deep(source: str | Path) -> UserInputError:
     return UserInputError(
-        "is nested too deeply to be a protocol", file=source,
+        "is nested too deeply to be a protocol",
+        file=source,
         fix="write the sections [trial], [cohort], [[arm]] and [analysis] with plain values (see docs/protocol.md)",
     )
 
@@ -951,8 +974,10 @@ def _parse_toml(text: str, path: Path) -> dict[str, Any]:
         twice = re.fullmatch(r"Cannot declare \((.*)\) twice", message)
         name = re.findall(r"'([^']*)'", twice.group(1))[-1] if twice else None
         if name in LIST_TABLES:
-            fix = (f"a list of {name} tables is written [[{name}]] (two brackets) above each {name}; "
-                   f"[{name}] declares a single table, once")
+            fix = (
+                f"a list of {name} tables is written [[{name}]] (two brackets) above each {name}; "
+                f"[{name}] declares a single table, once"
+            )
         raise UserInputError(
             f"is not valid TOML: {message}",
             file=path,
@@ -1014,7 +1039,9 @@ _Yaml12Loader.add_implicit_resolver(
 )
 _Yaml12Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
     list("-+.0123456789"),
 )
 _Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _Yaml12Loader.construct_yaml12_int)
@@ -1030,7 +1057,8 @@ def _parse_yaml(text: str, path: Path) -> dict[str, Any]:
             f"is not valid YAML: {getattr(error, 'problem', None) or error}",
             file=path,
             line=mark.line + 1 if mark is not None else None,
-            fix="remove one of the two (the last would otherwise win silently)" if isinstance(error, _DuplicateKey)
+            fix="remove one of the two (the last would otherwise win silently)"
+            if isinstance(error, _DuplicateKey)
             else "check the indentation and the 'key: value' syntax on that line",
         ) from None
     if not isinstance(data, dict):
@@ -1086,42 +1114,83 @@ def plausibility_warnings(protocol: Protocol) -> list[tuple[str, str]]:
     total = sum(weights.values())
     if abs(total - 1.0) > SUM_TOLERANCE and not all(float(w).is_integer() for w in weights.values()):
         shares = ", ".join(f"{p} {w / total:.1%}" for p, w in weights.items())
-        found.append(("cohort.primary", f"the weights are fractions but sum to {total:.6g}, not 1; they are used "
-                      f"as relative weights ({shares}); write fractions that sum to 1, or whole-number weights"))
+        found.append(
+            (
+                "cohort.primary",
+                f"the weights are fractions but sum to {total:.6g}, not 1; they are used "
+                f"as relative weights ({shares}); write fractions that sum to 1, or whole-number weights",
+            )
+        )
     for field, schedule in _schedules(protocol):
         if schedule.drug in PLAUSIBLE_DOSE:
             low, high, unit, usual = PLAUSIBLE_DOSE[schedule.drug]
             key = "dose_kbq_per_kg" if unit == "kBq/kg" else "dose_mg"
             dose = getattr(schedule, key)
             if not low <= dose <= high:
-                found.append((f"{field}.{key}", f"{dose:g} {unit} of {schedule.drug} per administration is outside "
-                              f"the usual {low:g}-{high:g} {unit} ({usual}); it runs as given"))
+                found.append(
+                    (
+                        f"{field}.{key}",
+                        f"{dose:g} {unit} of {schedule.drug} per administration is outside "
+                        f"the usual {low:g}-{high:g} {unit} ({usual}); it runs as given",
+                    )
+                )
         doses = getattr(schedule, "doses", None)
-        if schedule.drug == "radium_223" and field != "cohort.prior_treatment" and (doses or math.inf) > RADIUM_LABEL_DOSES:
+        if (
+            schedule.drug == "radium_223"
+            and field != "cohort.prior_treatment"
+            and (doses or math.inf) > RADIUM_LABEL_DOSES
+        ):
             given = "no limit on the injections" if doses is None else f"{doses} injections"
-            found.append((f"{field}.doses", f"{given} of radium_223: the label gives {RADIUM_LABEL_DOSES} "
-                          f"(write doses = {RADIUM_LABEL_DOSES}); it runs as given"))
+            found.append(
+                (
+                    f"{field}.doses",
+                    f"{given} of radium_223: the label gives {RADIUM_LABEL_DOSES} "
+                    f"(write doses = {RADIUM_LABEL_DOSES}); it runs as given",
+                )
+            )
     for a, arm in enumerate(protocol.arm):
         rt, field = arm.radiotherapy, f"arm[{a}].radiotherapy.dose_gy"
         per_fraction = rt.dose_gy / rt.fractions
         course = f"{rt.dose_gy:g} Gy in {rt.fractions} fraction{'s' if rt.fractions > 1 else ''}"
-        usual = ("usual courses: 8 Gy in 1, 20 Gy in 5 or 30 Gy in 10 fractions (conventional); "
-                 "16-24 Gy in 1, 24 Gy in 2 or 35 Gy in 5 fractions (stereotactic)")
+        usual = (
+            "usual courses: 8 Gy in 1, 20 Gy in 5 or 30 Gy in 10 fractions (conventional); "
+            "16-24 Gy in 1, 24 Gy in 2 or 35 Gy in 5 fractions (stereotactic)"
+        )
         if per_fraction > MAX_GY_PER_FRACTION:
-            found.append((field, f"{course} is {per_fraction:g} Gy per fraction, above the usual maximum of "
-                          f"{MAX_GY_PER_FRACTION:g} Gy ({usual}); it runs as given"))
+            found.append(
+                (
+                    field,
+                    f"{course} is {per_fraction:g} Gy per fraction, above the usual maximum of "
+                    f"{MAX_GY_PER_FRACTION:g} Gy ({usual}); it runs as given",
+                )
+            )
         elif rt.technique == "conventional" and per_fraction > MAX_CONVENTIONAL_GY_PER_FRACTION:
-            found.append((field, f"{course} is {per_fraction:g} Gy per fraction, above the "
-                          f"{MAX_CONVENTIONAL_GY_PER_FRACTION:g} Gy of conventional technique; is it "
-                          f"technique = \"stereotactic\"? ({usual}); it runs as given"))
+            found.append(
+                (
+                    field,
+                    f"{course} is {per_fraction:g} Gy per fraction, above the "
+                    f"{MAX_CONVENTIONAL_GY_PER_FRACTION:g} Gy of conventional technique; is it "
+                    f'technique = "stereotactic"? ({usual}); it runs as given',
+                )
+            )
         if rt.dose_gy > MAX_COURSE_GY:
-            found.append((field, f"{course} is more than the usual {MAX_COURSE_GY:g} Gy of one palliative "
-                          f"course ({usual}); it runs as given"))
+            found.append(
+                (
+                    field,
+                    f"{course} is more than the usual {MAX_COURSE_GY:g} Gy of one palliative "
+                    f"course ({usual}); it runs as given",
+                )
+            )
     counted = [t for t in protocol.analysis.sre_types if t in NON_SKELETAL_EVENTS]
     if counted:
-        found.append(("analysis.sre_types", f"{', '.join(counted)} {'is' if len(counted) == 1 else 'are'} not "
-                      "skeletal; counted as SREs, they enter every SRE endpoint (usual SREs: "
-                      f"{', '.join(DEFAULT_SRE_TYPES)}, hypercalcaemia)"))
+        found.append(
+            (
+                "analysis.sre_types",
+                f"{', '.join(counted)} {'is' if len(counted) == 1 else 'are'} not "
+                "skeletal; counted as SREs, they enter every SRE endpoint (usual SREs: "
+                f"{', '.join(DEFAULT_SRE_TYPES)}, hypercalcaemia)",
+            )
+        )
     return found
 
 
@@ -1148,7 +1217,11 @@ def _user_error(error: ValidationError, data: Any, source: str, text: str | None
         path = _dotted(loc)
         problem, fix = _explain(err, loc)
         key = next((p for p in reversed(loc) if isinstance(p, str) and not p.startswith("[")), None)
-        line = _line_of(text, key, is_yaml, first=err["type"] == "extra_forbidden") if key and err["type"] != "missing" else None
+        line = (
+            _line_of(text, key, is_yaml, first=err["type"] == "extra_forbidden")
+            if key and err["type"] != "missing"
+            else None
+        )
         problems.setdefault(path, (problem, fix, line))
     path, (problem, fix, line) = next(iter(problems.items()))
     if DOCS not in fix:
@@ -1196,12 +1269,18 @@ def _explain(err: ErrorDetails, loc: tuple) -> tuple[str, str]:
         allowed = re.findall(r"'([^']*)'", ctx.get("expected", ""))
         return f"{_show(value)} is not allowed.{_closest(value, allowed)}", f"use one of: {', '.join(allowed)}"
     if kind == "list_type" and isinstance(value, dict) and loc and loc[-1] in LIST_TABLES:
-        return (f"is a single table [{loc[-1]}], not a list of tables",
-                f"write [[{loc[-1]}]] (two brackets) above each {loc[-1]}, or a list in YAML")
+        return (
+            f"is a single table [{loc[-1]}], not a list of tables",
+            f"write [[{loc[-1]}]] (two brackets) above each {loc[-1]}, or a list in YAML",
+        )
     if kind in _EXPECTED:
         return f"expected {_EXPECTED[kind]}, got {_show(value)}", f"write {_EXPECTED[kind]}"
-    bounds = {"greater_than": "greater than {gt}", "greater_than_equal": "at least {ge}",
-              "less_than": "less than {lt}", "less_than_equal": "at most {le}"}
+    bounds = {
+        "greater_than": "greater than {gt}",
+        "greater_than_equal": "at least {ge}",
+        "less_than": "less than {lt}",
+        "less_than_equal": "at most {le}",
+    }
     if kind in bounds:
         limit = bounds[kind].format(**ctx)
         return f"{_show(value)} is out of range: it must be {limit}", f"use a value {limit}"
@@ -1272,7 +1351,9 @@ def apply_overrides(protocol: Protocol, patients: int | None = None, seed: int |
     if patients is not None:
         if not 1 <= patients <= MAX_PATIENTS:
             raise UserInputError(
-                f"{patients} patients is out of range", field="--patients", fix=f"use --patients from 1 to {MAX_PATIENTS}"
+                f"{patients} patients is out of range",
+                field="--patients",
+                fix=f"use --patients from 1 to {MAX_PATIENTS}",
             )
         changes["patients"] = int(patients)
     if seed is not None:

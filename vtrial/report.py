@@ -54,8 +54,14 @@ MAX_FOREST_ROWS = 60
 #: Arm colours (colour-blind safe, Okabe–Ito).
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 #: Figure style: SVG text stays text, ids are reproducible, minus signs are U+2212.
-_STYLE: dict[RcKeyType, Any] = {"svg.fonttype": "none", "svg.hashsalt": "vtrial", "font.size": 9, "axes.spines.top": False,
-          "axes.spines.right": False, "axes.unicode_minus": True}
+_STYLE: dict[RcKeyType, Any] = {
+    "svg.fonttype": "none",
+    "svg.hashsalt": "vtrial",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.unicode_minus": True,
+}
 #: File formats of ``vtrial report --format`` and the resolution of PNG files.
 FIGURE_FORMATS = ("png", "pdf", "svg")
 PNG_DPI = 200
@@ -115,8 +121,9 @@ def _arm_grid(durations: np.ndarray, horizon: float) -> np.ndarray:
     return np.append(grid[grid < last], last)
 
 
-def _step(ax: Axes, grid: np.ndarray, curve: np.ndarray, band: np.ndarray | None, colour: str, label: str,
-          with_band: bool) -> None:
+def _step(
+    ax: Axes, grid: np.ndarray, curve: np.ndarray, band: np.ndarray | None, colour: str, label: str, with_band: bool
+) -> None:
     """A step curve (and its band) drawn through its change points only: same picture, smaller SVG."""
     values = np.column_stack([curve] if band is None else [curve, band])
     keep = np.r_[True, np.any(np.diff(values, axis=0) != 0, axis=1)]
@@ -168,8 +175,13 @@ def _time_axis(ax: Axes, horizon: float) -> np.ndarray:
 
 def _top_legend(ax: Axes, columns: int) -> None:
     """The arms' legend in a row above the curves, under the title (it covers no curve)."""
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), borderaxespad=0.0, frameon=False,
-              ncols=min(len(ax.get_legend_handles_labels()[0]), columns))
+    ax.legend(
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.01),
+        borderaxespad=0.0,
+        frameon=False,
+        ncols=min(len(ax.get_legend_handles_labels()[0]), columns),
+    )
 
 
 def _logrank_text(result: Mapping | None) -> str | None:
@@ -199,14 +211,28 @@ def kaplan_meier_figure(patients: pd.DataFrame, summary: Mapping, brief: Mapping
             band = kmf.confidence_interval_.to_numpy()
             median = summary["arms"][arm][_ENDPOINT_MEDIANS[name]]
             text = "not reached" if median is None else f"{median:.1f} months"
-            _step(ax, grid, kmf.survival_function_.iloc[:, 0].to_numpy(), band, colour,
-                  f"{labels[arm]} (median {text})", len(drawn) <= MAX_BAND_ARMS)
+            _step(
+                ax,
+                grid,
+                kmf.survival_function_.iloc[:, 0].to_numpy(),
+                band,
+                colour,
+                f"{labels[arm]} (median {text})",
+                len(drawn) <= MAX_BAND_ARMS,
+            )
             # one censor mark per plotting step: the marks show where follow-up ends, not each patient
             step = horizon / (PLOT_POINTS - 1)
             censored = np.unique(np.round(months[~events.astype(bool)] / step) * step)
             censored = censored[censored <= grid[-1]]
-            ax.plot(censored, kmf.survival_function_at_times(censored).to_numpy(), ls="none", marker="|",
-                    ms=5, mew=0.8, color=colour)
+            ax.plot(
+                censored,
+                kmf.survival_function_at_times(censored).to_numpy(),
+                ls="none",
+                marker="|",
+                ms=5,
+                mew=0.8,
+                color=colour,
+            )
             rows.append((labels[arm], colour, months))
         ticks = _time_axis(ax, horizon)
         ax.set(ylabel=ylabel, ylim=(0, 1.02))
@@ -307,14 +333,16 @@ def forest_figure(summary: Mapping, brief: Mapping) -> Figure | None:
         ax.set_yticks(y, [r["label"] for r in rows])
         ax.set_ylim(-0.7, len(rows) - 0.3)
         ax.set(xlabel="Ratio (95% CI), < 1 favours the arm")
-        figure.suptitle("Hazard and rate ratios vs the reference arm", x=0.02, ha="left", fontsize=10,
-                        fontweight="bold")
+        figure.suptitle(
+            "Hazard and rate ratios vs the reference arm", x=0.02, ha="left", fontsize=10, fontweight="bold"
+        )
         column.set_axis_off()
         column.set_xlim(0, 1)
         column.set_title("Ratio (95% CI)", loc="left", fontsize=9)
         for yi, r in zip(y, rows):
-            column.text(0.0, yi, f"{r['kind']} {r['ratio']:.2f} ({r['ci_low']:.2f}–{r['ci_high']:.2f})",
-                        va="center", ha="left")
+            column.text(
+                0.0, yi, f"{r['kind']} {r['ratio']:.2f} ({r['ci_low']:.2f}–{r['ci_high']:.2f})", va="center", ha="left"
+            )
         return figure
 
 
@@ -358,8 +386,11 @@ _MARKER_PANELS = (
 def markers_figure(summary: Mapping, brief: Mapping) -> Figure | None:
     """Median uNTx, BSAP and serum calcium by visit week and arm; ``None`` when the run has no markers."""
     labels = arm_labels(brief)
-    arms = [(a, c) for a, c in zip(list(summary["arms"])[:MAX_FIGURE_ARMS], itertools.cycle(COLOURS))
-            if summary["arms"][a].get("markers")]
+    arms = [
+        (a, c)
+        for a, c in zip(list(summary["arms"])[:MAX_FIGURE_ARMS], itertools.cycle(COLOURS))
+        if summary["arms"][a].get("markers")
+    ]
     if not arms:
         return None
     with matplotlib.rc_context(_STYLE):
@@ -370,12 +401,19 @@ def markers_figure(summary: Mapping, brief: Mapping) -> Figure | None:
                 visits = summary["arms"][arm]["markers"]
                 weeks = sorted(visits, key=float)
                 values = np.array([visits[w][key] for w in weeks], dtype=float)
-                ax.plot([float(w) for w in weeks], values, marker="o", ms=3, color=colour,
-                        label=labels[arm] if key == _MARKER_PANELS[0][0] else None)
+                ax.plot(
+                    [float(w) for w in weeks],
+                    values,
+                    marker="o",
+                    ms=3,
+                    color=colour,
+                    label=labels[arm] if key == _MARKER_PANELS[0][0] else None,
+                )
             ax.set(ylabel=ylabel, xlabel="Week")
             ax.set_xlim(left=0)
-        figure.suptitle("Bone markers and serum calcium, median by visit", x=0.02, ha="left", fontsize=10,
-                        fontweight="bold")
+        figure.suptitle(
+            "Bone markers and serum calcium, median by visit", x=0.02, ha="left", fontsize=10, fontweight="bold"
+        )
         figure.legend(loc="outside right upper", frameon=False)
         return figure
 
@@ -405,10 +443,13 @@ def baseline_table(patients: pd.DataFrame, arms: Sequence[str]) -> list[tuple[st
         ("Female, n (%)", [_n_pct(g["sex"] == "female") for g in groups]),
     ]
     rows += [(f"ECOG {e}, n (%)", [_n_pct(g["ecog"] == e) for g in groups]) for e in sorted(patients["ecog"].unique())]
-    rows.append(("Creatinine clearance, mL/min, median (IQR)",
-                 [_median_iqr(g["creatinine_clearance_ml_min"]) for g in groups]))
-    rows += [(f"Primary: {p.replace('_', ' ')}, n (%)", [_n_pct(g["primary"] == p) for g in groups])
-             for p in sorted(patients["primary"].unique())]
+    rows.append(
+        ("Creatinine clearance, mL/min, median (IQR)", [_median_iqr(g["creatinine_clearance_ml_min"]) for g in groups])
+    )
+    rows += [
+        (f"Primary: {p.replace('_', ' ')}, n (%)", [_n_pct(g["primary"] == p) for g in groups])
+        for p in sorted(patients["primary"].unique())
+    ]
     rows.append(("Bone lesions at entry, median (IQR)", [_median_iqr(g["n_lesions"]) for g in groups]))
     for column, label in (("visceral_metastases", "Visceral metastases"), ("prior_sre", "Prior SRE")):
         if column in patients:
@@ -481,8 +522,10 @@ def _pct(value: float | None, digits: int = 1) -> str:
 
 def _interval(low: float | None, high: float | None, digits: int = 2, percent: bool = False) -> str:
     """``(0.71–0.95)``, or ``(−6.6% to −1.5%)`` when a bound is negative (an en dash next to a minus misreads)."""
+
     def show(v: float | None) -> str:
         return _pct(v, digits) if percent else _number(v, digits)
+
     negative = any(v is not None and np.isfinite(v) and v < 0 for v in (low, high))
     return f"({show(low)}{' to ' if negative else '–'}{show(high)})"
 
@@ -524,8 +567,9 @@ def template_environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters.update(number=_number, p=_p, estimate=_estimate_text, retreatment=_retreatment_text,
-                               test_p=_test_p, pct=_pct)
+    environment.filters.update(
+        number=_number, p=_p, estimate=_estimate_text, retreatment=_retreatment_text, test_p=_test_p, pct=_pct
+    )
     environment.globals.update(interval=_interval)
     return environment
 
@@ -552,8 +596,11 @@ def landmarks_past_followup(summary: Mapping, patients: pd.DataFrame, labels: Ma
     notes = []
     for months in summary["landmarks_months"]:
         key = landmark_key(months)
-        arms = [(labels[arm], longest[arm]) for arm, a in summary["arms"].items()
-                if a["n"] and a["cumulative_incidence_sre"][key] is None]
+        arms = [
+            (labels[arm], longest[arm])
+            for arm, a in summary["arms"].items()
+            if a["n"] and a["cumulative_incidence_sre"][key] is None
+        ]
         if arms:
             notes.append({"months": key, "arms": arms})
     return notes
@@ -562,11 +609,21 @@ def landmarks_past_followup(summary: Mapping, patients: pd.DataFrame, labels: Ma
 #: Rows of the parameter-uncertainty table: summary key, text, Monte Carlo CI key, digits, percent.
 _UNCERTAIN_ARM_ROWS = (
     ("proportion_with_sre", "Patients with ≥ 1 SRE", "proportion_with_sre_ci", 1, True),
-    ("median_time_to_first_sre_months", "Median time to first SRE, months", "median_time_to_first_sre_months_ci", 1,
-     False),
+    (
+        "median_time_to_first_sre_months",
+        "Median time to first SRE, months",
+        "median_time_to_first_sre_months_ci",
+        1,
+        False,
+    ),
     ("sre_rate_per_patient_year", "SRE rate per patient-year", "sre_rate_per_patient_year_ci", 3, False),
-    ("median_overall_survival_months", "Median overall survival, months", "median_overall_survival_months_ci", 1,
-     False),
+    (
+        "median_overall_survival_months",
+        "Median overall survival, months",
+        "median_overall_survival_months_ci",
+        1,
+        False,
+    ),
 )
 
 
@@ -595,10 +652,15 @@ def uncertainty_rows(summary: Mapping, labels: Mapping[str, str]) -> list[tuple[
             if key not in values:
                 continue
             show = _pct if percent else _number
-            rows.append((labels.get(arm, arm), text,
-                         f"{show(mc[key], digits)} {_interval(mc[ci][0], mc[ci][1], digits, percent)}",
-                         _percentiles_text(values[key], digits, percent),
-                         _percentiles_text(values[key].get("prediction"), digits, percent)))
+            rows.append(
+                (
+                    labels.get(arm, arm),
+                    text,
+                    f"{show(mc[key], digits)} {_interval(mc[ci][0], mc[ci][1], digits, percent)}",
+                    _percentiles_text(values[key], digits, percent),
+                    _percentiles_text(values[key].get("prediction"), digits, percent),
+                )
+            )
     comparisons = {(c["arm"], c["reference"]): c for c in summary["comparisons"]}
     for c in block.get("comparisons", []):
         mc = comparisons.get((c["arm"], c["reference"]))
@@ -606,9 +668,15 @@ def uncertainty_rows(summary: Mapping, labels: Mapping[str, str]) -> list[tuple[
         for key, text, ratio, short in _FOREST_ENDPOINTS:
             if key not in c:
                 continue
-            rows.append((who, f"{text[0].upper()}{text[1:]}, {short}",
-                         _estimate_text(mc[key], ratio) if mc else "—",
-                         _percentiles_text(c[key]), _percentiles_text(c[key].get("prediction"))))
+            rows.append(
+                (
+                    who,
+                    f"{text[0].upper()}{text[1:]}, {short}",
+                    _estimate_text(mc[key], ratio) if mc else "—",
+                    _percentiles_text(c[key]),
+                    _percentiles_text(c[key].get("prediction")),
+                )
+            )
     return rows
 
 
@@ -638,25 +706,34 @@ def render_report(
     arms = list(summary["arms"])
     labels = arm_labels(brief)
     figures = report_figures(summary, patients, brief) if figures is None else figures
-    return template_environment().get_template("report.html").render(
-        summary=summary,
-        brief=brief,
-        labels=labels,
-        figures={name: None if figure is None else svg_element(figure) for name, figure in figures.items()},
-        limits={"arms": MAX_FIGURE_ARMS, "forest_rows": MAX_FOREST_ROWS,
-                "n_forest_rows": len(forest_rows(summary))},
-        baseline=baseline_table(patients, arms),
-        landmarks_past=landmarks_past_followup(summary, patients, labels),
-        uncertainty=uncertainty_rows(summary, labels),
-        manifest=manifest,
+    return (
+        template_environment()
+        .get_template("report.html")
+        .render(
+            summary=summary,
+            brief=brief,
+            labels=labels,
+            figures={name: None if figure is None else svg_element(figure) for name, figure in figures.items()},
+            limits={
+                "arms": MAX_FIGURE_ARMS,
+                "forest_rows": MAX_FOREST_ROWS,
+                "n_forest_rows": len(forest_rows(summary)),
+            },
+            baseline=baseline_table(patients, arms),
+            landmarks_past=landmarks_past_followup(summary, patients, labels),
+            uncertainty=uncertainty_rows(summary, labels),
+            manifest=manifest,
+        )
     )
 
 
 def write_figures(run_dir: Path, figures: Mapping[str, Figure | None], fmt: str) -> list[Path]:
     """Write each figure as ``figures/<name>.<fmt>`` of the run folder (atomically); the paths written."""
     if fmt not in FIGURE_FORMATS:
-        raise UserInputError(f"figure format {fmt!r} is not one of {', '.join(FIGURE_FORMATS)}",
-                             fix=f"give --format {' or '.join(FIGURE_FORMATS)}")
+        raise UserInputError(
+            f"figure format {fmt!r} is not one of {', '.join(FIGURE_FORMATS)}",
+            fix=f"give --format {' or '.join(FIGURE_FORMATS)}",
+        )
     folder = run_dir / "figures"
     folder.mkdir(exist_ok=True)
     paths = []

@@ -96,11 +96,17 @@ def check_parameters(names: Sequence[str] | None) -> list[str]:
         return list(REGISTRY)
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
-        raise UserInputError(f"unknown model parameter(s) {unknown}", field="--parameter",
-                             fix="name parameters of docs/model.md (the parameter table), e.g. fracture_base_hazard")
+        raise UserInputError(
+            f"unknown model parameter(s) {unknown}",
+            field="--parameter",
+            fix="name parameters of docs/model.md (the parameter table), e.g. fracture_base_hazard",
+        )
     if len(set(names)) != len(names) or len(names) < 2:
-        raise UserInputError(f"need at least 2 distinct parameters, got {list(names)}", field="--parameter",
-                             fix="name each parameter once, at least two (or none: every parameter)")
+        raise UserInputError(
+            f"need at least 2 distinct parameters, got {list(names)}",
+            field="--parameter",
+            fix="name each parameter once, at least two (or none: every parameter)",
+        )
     return list(names)
 
 
@@ -147,7 +153,8 @@ def parse_outcome(protocol: Protocol, outcome: str) -> tuple[str, tuple[str, ...
     if kind == PROPORTION and what in arms:
         return kind, (what,)
     raise UserInputError(
-        f"unknown outcome {outcome!r}", field="--outcome",
+        f"unknown outcome {outcome!r}",
+        field="--outcome",
         fix=f"use {' or '.join(HR_ENDPOINTS)}:ARM_vs_REFERENCE or {PROPORTION}:ARM with the protocol's arms "
         f"({', '.join(arms)}), e.g. {default_outcomes(protocol)[0]}",
     )
@@ -162,8 +169,9 @@ def outcome_values(protocol: Protocol, patients: pd.DataFrame, outcomes: Sequenc
             in_arm = patients["arm"] == arms[0]
             values.append(float((patients.loc[in_arm, "n_sre"] > 0).mean()) if in_arm.any() else np.nan)
             continue
-        hr = cox_comparison(patients, arms[0], arms[1], endpoint=HR_ENDPOINTS[kind],
-                            design=protocol.trial.design)["hazard_ratio"]
+        hr = cox_comparison(patients, arms[0], arms[1], endpoint=HR_ENDPOINTS[kind], design=protocol.trial.design)[
+            "hazard_ratio"
+        ]
         values.append(np.nan if hr is None else float(hr))
     return values
 
@@ -187,8 +195,11 @@ def _finished_samples(partial: Path, x: np.ndarray, n_outcomes: int) -> dict[int
             record = json.loads(path.read_text())
             index = int(record["index"])
             values = [np.nan if v is None else float(v) for v in record["values"]]
-            if path == _sample_path(partial, index) and np.array_equal(record["point"], x[index]) \
-                    and len(values) == n_outcomes:
+            if (
+                path == _sample_path(partial, index)
+                and np.array_equal(record["point"], x[index])
+                and len(values) == n_outcomes
+            ):
                 done[index] = values
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             continue
@@ -201,7 +212,8 @@ def _prepare_partial(partial: Path, state: dict, resume: bool) -> None:
     if resume and previous is not None and previous != state:
         raise UserInputError(
             "the interrupted sensitivity analysis in this folder was started with another protocol, method, "
-            "sample size, outcome list or parameter list", file=partial,
+            "sample size, outcome list or parameter list",
+            file=partial,
             fix="resume with the same protocol and options, or start again without --resume",
         )
     with writing(partial):
@@ -240,18 +252,25 @@ def run_sensitivity(
     if method not in METHODS:
         raise UserInputError(f"unknown method {method!r}", field="--method", fix="use --method morris or sobol")
     if samples < 2:
-        raise UserInputError(f"--samples must be at least 2, got {samples}", field="--samples",
-                             fix="pass 2 or more (Morris trajectories, or Sobol' base points)")
+        raise UserInputError(
+            f"--samples must be at least 2, got {samples}",
+            field="--samples",
+            fix="pass 2 or more (Morris trajectories, or Sobol' base points)",
+        )
     if method == "sobol" and samples & (samples - 1):
-        raise UserInputError(f"Sobol' sampling needs a power of 2, got {samples}", field="--samples",
-                             fix=f"pass --samples {1 << samples.bit_length()} (or {1 << (samples.bit_length() - 1)})")
+        raise UserInputError(
+            f"Sobol' sampling needs a power of 2, got {samples}",
+            field="--samples",
+            fix=f"pass --samples {1 << samples.bit_length()} (or {1 << (samples.bit_length() - 1)})",
+        )
     check_options(jobs=jobs, out=out)
     outcomes = list(outcomes) if outcomes else default_outcomes(protocol)
     for outcome in outcomes:
         parse_outcome(protocol, outcome)
     if len(set(outcomes)) != len(outcomes):
-        raise UserInputError(f"an outcome is named twice in {outcomes}", field="--outcome",
-                             fix="name each outcome once")
+        raise UserInputError(
+            f"an outcome is named twice in {outcomes}", field="--outcome", fix="name each outcome once"
+        )
     names = check_parameters(parameters)
     problem = salib_problem(names)
     seed = protocol.trial.seed
@@ -259,8 +278,14 @@ def run_sensitivity(
     out = Path(out) if out is not None else default_sensitivity_dir(protocol)
     folder = OutputFolder.of(out, "sensitivity", force, inputs)
     partial = folder.partial
-    state = {"vtrial": __version__, "protocol": protocol_fingerprint(protocol), "method": method,
-             "samples": samples, "outcomes": outcomes, "parameters": names}
+    state = {
+        "vtrial": __version__,
+        "protocol": protocol_fingerprint(protocol),
+        "method": method,
+        "samples": samples,
+        "outcomes": outcomes,
+        "parameters": names,
+    }
     with owning(folder):
         _prepare_partial(partial, state, resume)
         done = _finished_samples(partial, x, len(outcomes))
@@ -274,8 +299,11 @@ def run_sensitivity(
             try:
                 for i, values in zip(todo, results):
                     done[i] = values
-                    record = {"index": i, "point": x[i].tolist(),
-                              "values": [None if np.isnan(v) else v for v in values]}
+                    record = {
+                        "index": i,
+                        "point": x[i].tolist(),
+                        "values": [None if np.isnan(v) else v for v in values],
+                    }
                     atomic_write_json(_sample_path(partial, i), record)
                     if on_progress:
                         on_progress(len(done), len(x))
@@ -288,19 +316,32 @@ def run_sensitivity(
         design = pd.DataFrame(x, columns=names).assign(**{o: y[:, k] for k, o in enumerate(outcomes)})
         atomic_write_text(partial / "samples.csv", design.to_csv(index_label="sample"))
         atomic_write_text(partial / "sensitivity.csv", table.to_csv(index=False))
-        atomic_write_text(partial / "sensitivity.html", render_page(protocol, table, method, samples, len(x), y, outcomes))
+        atomic_write_text(
+            partial / "sensitivity.html", render_page(protocol, table, method, samples, len(x), y, outcomes)
+        )
         atomic_write_text(partial / "protocol.toml", protocol_to_toml(protocol))
-        atomic_write_json(partial / "manifest.json", {
-            "vtrial": __version__, "sensitivity": method, "samples": samples, "model_runs": len(x),
-            "patients": protocol.trial.patients, "seed": seed, "jobs": jobs, "outcomes": outcomes,
-            "parameters": names, "dependencies": dependency_versions(),
-        })
+        atomic_write_json(
+            partial / "manifest.json",
+            {
+                "vtrial": __version__,
+                "sensitivity": method,
+                "samples": samples,
+                "model_runs": len(x),
+                "patients": protocol.trial.patients,
+                "seed": seed,
+                "jobs": jobs,
+                "outcomes": outcomes,
+                "parameters": names,
+                "dependencies": dependency_versions(),
+            },
+        )
         finalise_folder(partial, folder)
     return out, table
 
 
-def indices_table(problem: dict, method: str, x: np.ndarray, y: np.ndarray, outcomes: Sequence[str],
-                  seed: int) -> pd.DataFrame:
+def indices_table(
+    problem: dict, method: str, x: np.ndarray, y: np.ndarray, outcomes: Sequence[str], seed: int
+) -> pd.DataFrame:
     """The rows of ``sensitivity.csv``: every parameter for every outcome (column ``k`` of ``y``)."""
     parts = []
     for k, outcome in enumerate(outcomes):
@@ -326,8 +367,15 @@ def tornado_figure(rows: pd.DataFrame, method: str, outcome: str) -> str:
         return svg_element(figure)
 
 
-def render_page(protocol: Protocol, table: pd.DataFrame, method: str, samples: int, runs: int,
-                y: np.ndarray, outcomes: Sequence[str]) -> str:
+def render_page(
+    protocol: Protocol,
+    table: pd.DataFrame,
+    method: str,
+    samples: int,
+    runs: int,
+    y: np.ndarray,
+    outcomes: Sequence[str],
+) -> str:
     """``sensitivity.html``: the settings, and per outcome its range over samples, tornado plot and top rows."""
     index, _ = TORNADO[method]
     sections = []
@@ -335,16 +383,25 @@ def render_page(protocol: Protocol, table: pd.DataFrame, method: str, samples: i
         rows = table[table["outcome"] == outcome]
         finite = np.isfinite(y[:, k])
         estimable = bool(rows[index].notna().all())
-        sections.append({
-            "outcome": outcome,
-            "range": (float(np.min(y[finite, k])), float(np.max(y[finite, k]))) if finite.any() else None,
-            "missing": int((~finite).sum()),
-            "figure": tornado_figure(rows, method, outcome) if estimable else None,
-            "top": rows.sort_values(index, ascending=False).head(5).to_dict("records") if estimable else [],
-        })
+        sections.append(
+            {
+                "outcome": outcome,
+                "range": (float(np.min(y[finite, k])), float(np.max(y[finite, k]))) if finite.any() else None,
+                "missing": int((~finite).sum()),
+                "figure": tornado_figure(rows, method, outcome) if estimable else None,
+                "top": rows.sort_values(index, ascending=False).head(5).to_dict("records") if estimable else [],
+            }
+        )
     environment: jinja2.Environment = template_environment()
     return environment.get_template("sensitivity.html").render(
-        protocol=protocol, method=method, samples=samples, runs=runs, sections=sections,
-        columns=INDICES[method], bars=TORNADO_BARS, n_parameters=table["parameter"].nunique(), log_span=LOG_SPAN,
+        protocol=protocol,
+        method=method,
+        samples=samples,
+        runs=runs,
+        sections=sections,
+        columns=INDICES[method],
+        bars=TORNADO_BARS,
+        n_parameters=table["parameter"].nunique(),
+        log_span=LOG_SPAN,
         n_log=int((table.drop_duplicates("parameter")["distribution"] == "logunif").sum()),
     )

@@ -212,8 +212,7 @@ def prepare_partial(partial: Path, state: dict, resume: bool, force: bool) -> se
     previous = read_state(partial)
     if not (resume or force) and previous is not None and any((partial / PARTS).glob("*.parquet")):
         raise UserInputError(
-            "an interrupted run of this folder is kept, with its finished blocks, in the hidden folder "
-            f"{partial.name}",
+            f"an interrupted run of this folder is kept, with its finished blocks, in the hidden folder {partial.name}",
             file=partial.parent / partial.name[1 : -len(".partial")],
             fix="pass --resume to finish it (same protocol and options), or --force to discard it and start again",
         )
@@ -297,7 +296,8 @@ class OutputFolder:
             if kept.is_relative_to(path):
                 raise UserInputError(
                     f"the output folder holds {kept}, which must not be replaced or deleted",
-                    file=path, fix="choose an --out that holds neither the protocol files nor the current folder",
+                    file=path,
+                    fix="choose an --out that holds neither the protocol files nor the current folder",
                 )
         if not path.exists():
             return
@@ -310,21 +310,31 @@ class OutputFolder:
             what = f"a vtrial {found} folder" if found else f"not a vtrial {name} (no manifest.json of one)"
             raise UserInputError(
                 f"--force replaces only a {name} or an empty folder, and this one is {what}; nothing was changed",
-                file=path, fix="choose another --out, or move the folder away yourself",
+                file=path,
+                fix="choose another --out, or move the folder away yourself",
             )
 
 
 def check_output_file(path: Path, force: bool, inputs: Iterable[str | Path] = ()) -> None:
     """Refuse to write ``path`` if it is an input (even with ``force``), a folder, or exists without ``force``."""
     if path.exists() and any(os.path.samefile(path, source) for source in inputs):
-        raise UserInputError("the output file is an input of this command; writing it would destroy the input",
-                             file=path, field="--out", fix="choose another --out file")
+        raise UserInputError(
+            "the output file is an input of this command; writing it would destroy the input",
+            file=path,
+            field="--out",
+            fix="choose another --out file",
+        )
     if path.is_dir():
-        raise UserInputError("the output path is a folder", file=path, field="--out",
-                             fix="give a file name, e.g. cohort.parquet")
+        raise UserInputError(
+            "the output path is a folder", file=path, field="--out", fix="give a file name, e.g. cohort.parquet"
+        )
     if path.exists() and not force:
-        raise UserInputError("the output file already exists", file=path, field="--out",
-                             fix="pass --force to replace it, or choose another --out file")
+        raise UserInputError(
+            "the output file already exists",
+            file=path,
+            field="--out",
+            fix="pass --force to replace it, or choose another --out file",
+        )
 
 
 def lock_path(folder: Path) -> Path:
@@ -353,7 +363,8 @@ def owning(folder: OutputFolder) -> Iterator[None]:
                 os.close(fd)
                 raise UserInputError(
                     f"another vtrial process (PID {owner}) is writing this {folder.kind} folder",
-                    file=folder.path, fix="wait for it to finish (or stop it), or choose another --out",
+                    file=folder.path,
+                    fix="wait for it to finish (or stop it), or choose another --out",
                 ) from None
             try:
                 if os.path.samestat(os.fstat(fd), os.stat(path)):

@@ -134,8 +134,7 @@ class PatientDraws:
             raise ValueError("counts must hold one entry per row of the touched chunks")
         per_chunk = counts.reshape(len(self._generators), CHUNK).sum(axis=1)
         flat = np.concatenate(
-            [getattr(g, method)(size=int(k), **kwargs) for g, k in zip(self._generators, per_chunk)]
-            or [np.empty(0)]
+            [getattr(g, method)(size=int(k), **kwargs) for g, k in zip(self._generators, per_chunk)] or [np.empty(0)]
         )
         starts = np.cumsum(counts) - counts
         take = counts[self.rows]

@@ -80,8 +80,9 @@ def run_draws(
     if on_progress:
         on_progress(len(results), len(ensemble))
     streams = Streams(protocol.trial.seed, replicate)
-    for task, numbers in execute(protocol, streams, todo, jobs=jobs, backend=backend, scheduler=scheduler,
-                                 run=run_draw):
+    for task, numbers in execute(
+        protocol, streams, todo, jobs=jobs, backend=backend, scheduler=scheduler, run=run_draw
+    ):
         results[task.index] = {"parameters": dict(task.parameters), "headline": plain(numbers)}
         atomic_write_json(folder / f"draw-{task.index:05d}.json", results[task.index])
         if on_progress:

@@ -98,7 +98,6 @@ DAYS_PER_YEAR: float = 365.25
 DAYS_PER_MONTH: float = DAYS_PER_YEAR / 12
 
 
-
 def __getattr__(name: str) -> tuple[str, ...]:
     """``DRUGS``: the drugs a protocol arm may name, one per agent of :mod:`vtrial.model.agents`.
 

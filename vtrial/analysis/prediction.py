@@ -125,7 +125,9 @@ def mixture_percentiles(
 
 
 def prediction(
-    values: Sequence[float | None], cis: Sequence[Sequence[float | None] | None], scale: str,
+    values: Sequence[float | None],
+    cis: Sequence[Sequence[float | None] | None],
+    scale: str,
     percentiles: Sequence[float],
 ) -> dict:
     """The prediction interval of a headline number: its median, low and high percentiles and their draws' count.
@@ -141,8 +143,9 @@ def prediction(
     if len(complete) < len(kept):
         return none
     try:
-        low, median, high = mixture_percentiles([v for v, _ in complete], [ci[0] for _, ci in complete],
-                                                [ci[1] for _, ci in complete], scale, percentiles)
+        low, median, high = mixture_percentiles(
+            [v for v, _ in complete], [ci[0] for _, ci in complete], [ci[1] for _, ci in complete], scale, percentiles
+        )
     except ValueError:
         return none
     return {"median": median, "low": low, "high": high, "estimable": len(complete)}

@@ -47,8 +47,9 @@ class Column:
 
     def describe(self) -> str:
         """What the column must hold, in words (the fix of an error message)."""
-        text = {"integer": "integers", "number": "finite numbers", "boolean": "true/false values",
-                "text": "text"}[self.kind]
+        text = {"integer": "integers", "number": "finite numbers", "boolean": "true/false values", "text": "text"}[
+            self.kind
+        ]
         if self.minimum is not None:
             text += f" >= {self.minimum:g}"
         if self.allowed is not None:
@@ -136,7 +137,9 @@ def _check_column(path: Path, column: Column, arrow_type: pa.DataType, values: p
         row = int(np.flatnonzero(bad)[0])
         raise UserInputError(
             f"{int(bad.sum())} row(s) {problem} (first: row {row}, value {values.iloc[row]})",
-            file=path, field=column.name, fix=fix,
+            file=path,
+            field=column.name,
+            fix=fix,
         )
 
 
@@ -167,8 +170,10 @@ def read_table(
             row = int(np.flatnonzero(repeated)[0])
             raise UserInputError(
                 f"{int(repeated.sum())} repeated row(s) (first: row {row}, "
-                + ", ".join(f"{c} {table[c].iloc[row]}" for c in unique) + ")",
-                file=path, field=", ".join(unique),
+                + ", ".join(f"{c} {table[c].iloc[row]}" for c in unique)
+                + ")",
+                file=path,
+                field=", ".join(unique),
                 fix=f"each {', '.join(unique)} appears once; remove the repeated rows, or {_FIX}",
             )
     return table
@@ -193,7 +198,9 @@ def read_tables(run_dir: str | Path, arms: list[str]) -> tuple[pd.DataFrame, pd.
         if unknown.any():
             raise UserInputError(
                 f"has rows on arm(s) {sorted(set(table['arm'][unknown]))} that protocol.toml does not define",
-                file=run_dir / name, field="arm", fix=f"keep only rows of the arms {arms}; {_FIX}",
+                file=run_dir / name,
+                field="arm",
+                fix=f"keep only rows of the arms {arms}; {_FIX}",
             )
     patients = tables.pop("patients.parquet")
     known = pd.MultiIndex.from_frame(patients[KEY])
@@ -204,7 +211,9 @@ def read_tables(run_dir: str | Path, arms: list[str]) -> tuple[pd.DataFrame, pd.
             raise UserInputError(
                 f"{int(orphan.sum())} row(s) of patients not in patients.parquet (first: row {row}, patient_id "
                 f"{table['patient_id'].iloc[row]}, arm {table['arm'].iloc[row]})",
-                file=run_dir / name, field="patient_id, arm", fix=_FIX,
+                file=run_dir / name,
+                field="patient_id, arm",
+                fix=_FIX,
             )
     return patients, tables["events.parquet"], tables.get("markers.parquet")
 
@@ -252,8 +261,11 @@ def read_uncertainty(path: Path) -> dict:
         ensemble = data["ensemble"]
         block = uncertainty_block([draw["headline"] for draw in data["draws"]], ensemble["method"])
     except (ValueError, KeyError, TypeError, IndexError) as problem:
-        raise UserInputError(f"is not a file of parameter draws ({type(problem).__name__}: {problem})", file=path,
-                             fix=f"run the protocol again with --parameter-draws K --force, or delete it; {_FIX}") from None
+        raise UserInputError(
+            f"is not a file of parameter draws ({type(problem).__name__}: {problem})",
+            file=path,
+            fix=f"run the protocol again with --parameter-draws K --force, or delete it; {_FIX}",
+        ) from None
     block["ensemble"] = {key: ensemble.get(key) for key in ("parameter_fingerprint", "created_utc", "patients")}
     return block
 

@@ -136,9 +136,7 @@ def summarise(
             for arm in arms
         },
         "comparisons": [
-            _comparison(in_arms, events, fits, arm, reference_arm, design, tau)
-            for arm in arms
-            if arm != reference_arm
+            _comparison(in_arms, events, fits, arm, reference_arm, design, tau) for arm in arms if arm != reference_arm
         ],
         "logrank": {name: logrank(*endpoint_data(in_arms, name), in_arms["arm"].to_numpy()) for name in ENDPOINTS},
         "subgroups": [
@@ -165,8 +163,11 @@ def radiotherapy_retreatment(events: pd.DataFrame) -> tuple[float | None, dict]:
     re-treated when it has a second one. Prophylactic radiotherapy is a separate event type.
     """
     if "lesion" not in events.columns:
-        return None, {"irradiated_lesions": 0, "retreated_lesions": 0,
-                      "reason": "the events table has no lesion column (a run from before it existed)"}
+        return None, {
+            "irradiated_lesions": 0,
+            "retreated_lesions": 0,
+            "reason": "the events table has no lesion column (a run from before it existed)",
+        }
     rt = events[(events["type"] == "radiation_to_bone") & (events["lesion"] >= 0)]
     courses = rt.groupby(["patient_id", "lesion"]).size()
     irradiated, retreated = int(courses.size), int((courses >= 2).sum())
@@ -191,9 +192,7 @@ def _arm_summary(
     cif = cumulative_incidence(*competing_risks(p))
     n_sre = int(p["n_sre"].sum())
     patient_years = float(p["followup_days"].sum()) / DAYS_PER_YEAR
-    rate, rate_low, rate_high = (
-        poisson_rate_ci(n_sre, patient_years) if patient_years > 0 else (None, None, None)
-    )
+    rate, rate_low, rate_high = poisson_rate_ci(n_sre, patient_years) if patient_years > 0 else (None, None, None)
     sre_median = median_with_ci(fits["time_to_first_sre"][arm])
     os_median = median_with_ci(fits["overall_survival"][arm])
     counted = ev[ev["counted"].to_numpy(dtype=bool)].sort_values(["patient_id", "day"], kind="stable")
@@ -212,9 +211,7 @@ def _arm_summary(
         "n_with_sre": n_with_sre,
         "proportion_with_sre": n_with_sre / n,
         "proportion_with_sre_ci": list(clopper_pearson(n_with_sre, n)),
-        "cumulative_incidence_sre": {
-            landmark_key(m): value_at(cif, m * DAYS_PER_MONTH) for m in landmarks_months
-        },
+        "cumulative_incidence_sre": {landmark_key(m): value_at(cif, m * DAYS_PER_MONTH) for m in landmarks_months},
         "n_sre": n_sre,
         "patient_years": patient_years,
         "mean_sre_per_patient": n_sre / n,
@@ -396,8 +393,10 @@ def _adverse_event_differences(pair: pd.DataFrame, events: pd.DataFrame, arm: st
 
     pair_key, ae_key, ae_type = key(pair), key(ae), ae["type"].to_numpy()
     in_arm = pair["arm"] == arm
-    return {name: _risk_difference(in_arm, pd.Series(np.isin(pair_key, ae_key[ae_type == name])))
-            for name in REPORTED_ADVERSE_EVENTS}
+    return {
+        name: _risk_difference(in_arm, pd.Series(np.isin(pair_key, ae_key[ae_type == name])))
+        for name in REPORTED_ADVERSE_EVENTS
+    }
 
 
 def paired_view(pair: pd.DataFrame, arm: str, reference: str) -> dict:
@@ -466,14 +465,25 @@ def to_json(summary: Mapping) -> str:
 #: Percentiles of the ``uncertainty`` block: the median and a 95% interval over draws.
 PERCENTILES = (2.5, 50.0, 97.5)
 #: The headline numbers of an arm and of a comparison (the ratio each comparison reports).
-HEADLINE_ARM = ("proportion_with_sre", "median_time_to_first_sre_months", "sre_rate_per_patient_year",
-                "median_overall_survival_months")
-HEADLINE_COMPARISON = {"time_to_first_sre": "hazard_ratio", "first_and_subsequent_sre": "rate_ratio",
-                       "overall_survival": "hazard_ratio"}
+HEADLINE_ARM = (
+    "proportion_with_sre",
+    "median_time_to_first_sre_months",
+    "sre_rate_per_patient_year",
+    "median_overall_survival_months",
+)
+HEADLINE_COMPARISON = {
+    "time_to_first_sre": "hazard_ratio",
+    "first_and_subsequent_sre": "rate_ratio",
+    "overall_survival": "hazard_ratio",
+}
 #: The scale of each headline number's sampling distribution in the prediction interval
 #: (:mod:`vtrial.analysis.prediction`); the ratios of :data:`HEADLINE_COMPARISON` are on the log scale.
-HEADLINE_SCALE = {"proportion_with_sre": IDENTITY, "median_time_to_first_sre_months": LOG,
-                  "sre_rate_per_patient_year": LOG, "median_overall_survival_months": LOG}
+HEADLINE_SCALE = {
+    "proportion_with_sre": IDENTITY,
+    "median_time_to_first_sre_months": LOG,
+    "sre_rate_per_patient_year": LOG,
+    "median_overall_survival_months": LOG,
+}
 
 
 def headline(summary: Mapping) -> dict:
@@ -483,12 +493,19 @@ def headline(summary: Mapping) -> dict:
     :data:`HEADLINE_COMPARISON`.
     """
     return {
-        "arms": {arm: {k: a[k] for key in HEADLINE_ARM for k in (key, f"{key}_ci")}
-                 for arm, a in summary["arms"].items()},
+        "arms": {
+            arm: {k: a[k] for key in HEADLINE_ARM for k in (key, f"{key}_ci")} for arm, a in summary["arms"].items()
+        },
         "comparisons": [
-            {"arm": c["arm"], "reference": c["reference"],
-             **{k: v for name, ratio in HEADLINE_COMPARISON.items()
-                for k, v in ((name, c[name][ratio]), (f"{name}_ci", [c[name]["ci_low"], c[name]["ci_high"]]))}}
+            {
+                "arm": c["arm"],
+                "reference": c["reference"],
+                **{
+                    k: v
+                    for name, ratio in HEADLINE_COMPARISON.items()
+                    for k, v in ((name, c[name][ratio]), (f"{name}_ci", [c[name]["ci_low"], c[name]["ci_high"]]))
+                },
+            }
             for c in summary["comparisons"]
         ],
     }
@@ -515,8 +532,10 @@ def _over_draws(numbers: Sequence[Mapping], key: str, scale: str) -> dict:
     A draw recorded without its CI (``<key>_ci`` absent) leaves the prediction ``None``.
     """
     values = [n[key] for n in numbers]
-    return {**spread(values),
-            "prediction": prediction(values, [n.get(f"{key}_ci") for n in numbers], scale, PERCENTILES)}
+    return {
+        **spread(values),
+        "prediction": prediction(values, [n.get(f"{key}_ci") for n in numbers], scale, PERCENTILES),
+    }
 
 
 def uncertainty_block(headlines: Sequence[Mapping], method: str) -> dict:
@@ -527,13 +546,20 @@ def uncertainty_block(headlines: Sequence[Mapping], method: str) -> dict:
         "method": method,
         "percentiles": list(PERCENTILES),
         "arms": {
-            arm: {key: _over_draws([h["arms"][arm] for h in headlines], key, HEADLINE_SCALE[key])
-                  for key in HEADLINE_ARM}
+            arm: {
+                key: _over_draws([h["arms"][arm] for h in headlines], key, HEADLINE_SCALE[key]) for key in HEADLINE_ARM
+            }
             for arm in first["arms"]
         },
         "comparisons": [
-            {"arm": c["arm"], "reference": c["reference"],
-             **{name: _over_draws([h["comparisons"][i] for h in headlines], name, LOG) for name in HEADLINE_COMPARISON}}
+            {
+                "arm": c["arm"],
+                "reference": c["reference"],
+                **{
+                    name: _over_draws([h["comparisons"][i] for h in headlines], name, LOG)
+                    for name in HEADLINE_COMPARISON
+                },
+            }
             for i, c in enumerate(first["comparisons"])
         ],
     }

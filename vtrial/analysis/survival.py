@@ -93,8 +93,15 @@ def _aalen_johansen(durations: np.ndarray, code: np.ndarray, cause: int) -> pd.D
     d1 = d1.reindex(table.index, fill_value=0.0)
     s_before = km.survival_function_.iloc[:, 0].shift(1, fill_value=1.0)
     n = table["at_risk"].astype(float)
-    return pd.DataFrame({"n": n, "d": table["observed"].astype(float), "d1": d1, "s_before": s_before,
-                         "F": (s_before * d1 / n).cumsum()})
+    return pd.DataFrame(
+        {
+            "n": n,
+            "d": table["observed"].astype(float),
+            "d1": d1,
+            "s_before": s_before,
+            "F": (s_before * d1 / n).cumsum(),
+        }
+    )
 
 
 def cumulative_incidence(durations: np.ndarray, code: np.ndarray, cause: int = SRE) -> pd.Series:
@@ -133,8 +140,13 @@ def cumulative_incidence_band(durations: np.ndarray, code: np.ndarray, cause: in
     a = np.divide(d, n * (n - d), out=np.zeros_like(n), where=n > d)
     b = s**2 * d1 * (n - d1) / n**3
     c = s * d1 / n**2
-    variance = (f**2 * np.cumsum(a) - 2 * f * np.cumsum(a * f) + np.cumsum(a * f**2) + np.cumsum(b)
-                - 2 * (f * np.cumsum(c) - np.cumsum(c * f)))
+    variance = (
+        f**2 * np.cumsum(a)
+        - 2 * f * np.cumsum(a * f)
+        + np.cumsum(a * f**2)
+        + np.cumsum(b)
+        - 2 * (f * np.cumsum(c) - np.cumsum(c * f))
+    )
     z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
     inside = (f > 0) & (f < 1)
     safe = np.where(inside, f, 0.5)

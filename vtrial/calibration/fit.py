@@ -182,14 +182,23 @@ def fit(
     """
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
-        raise UserInputError(f"unknown model parameter(s) {unknown}", field="--parameter",
-                             fix="name parameters of vtrial/model/parameters.py")
+        raise UserInputError(
+            f"unknown model parameter(s) {unknown}",
+            field="--parameter",
+            fix="name parameters of vtrial/model/parameters.py",
+        )
     if any(REGISTRY[n].low <= 0 for n in names):
-        raise UserInputError("a fitted parameter's range starts at 0, which has no log scale", field="--parameter",
-                             fix="fit parameters with a positive plausible range")
+        raise UserInputError(
+            "a fitted parameter's range starts at 0, which has no log scale",
+            field="--parameter",
+            fix="fit parameters with a positive plausible range",
+        )
     if evaluations < len(names) + 2:
-        raise UserInputError(f"--evaluations {evaluations} is too few for {len(names)} parameters",
-                             field="--evaluations", fix=f"pass at least {len(names) + 2}")
+        raise UserInputError(
+            f"--evaluations {evaluations} is too few for {len(names)} parameters",
+            field="--evaluations",
+            fix=f"pass at least {len(names) + 2}",
+        )
     protocols = load_replicas(replica_names(FIT_CHECKS), trials)
     coords = Coordinates(names)
     history: list[dict] = []
@@ -201,9 +210,15 @@ def fit(
         # the best point so far, written after every evaluation: an interrupted fit keeps it
         best = min(history, key=lambda h: h["cost"])
         result = FitResult(
-            start=dict(zip(names, coords.start.tolist())), fitted=best["parameters"],
-            cost_start=history[0]["cost"], cost=best["cost"], evaluations=len(history), inside=best["inside"],
-            checks=len(cache[next(iter(cache))]), finished=finished, history=history,
+            start=dict(zip(names, coords.start.tolist())),
+            fitted=best["parameters"],
+            cost_start=history[0]["cost"],
+            cost=best["cost"],
+            evaluations=len(history),
+            inside=best["inside"],
+            checks=len(cache[next(iter(cache))]),
+            finished=finished,
+            history=history,
         )
         atomic_write_text(out / "calibration.json", result.to_json())
         return result
@@ -218,8 +233,14 @@ def fit(
             r = residuals(run_replicas(protocols, patients, replicate=replicate, parameters=overrides, jobs=jobs))
             cache[key] = r
             cost = float(np.sum(np.sqrt(1 + r**2) - 1))  # the soft-L1 cost least_squares minimises
-            history.append({"parameters": overrides, "cost": cost, "inside": int(np.sum(np.abs(r) <= 1)),
-                            "seconds": round(time.perf_counter() - started, 1)})
+            history.append(
+                {
+                    "parameters": overrides,
+                    "cost": cost,
+                    "inside": int(np.sum(np.abs(r) <= 1)),
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+            )
             record(finished=False)
             if on_evaluation:
                 on_evaluation(len(history), cost)
@@ -231,8 +252,14 @@ def fit(
         return log_jacobian(evaluate, coords.values(z), coords)[1] * (coords.width * q * (1 - q))
 
     try:
-        least_squares(lambda z: evaluate(coords.values(z)), coords.z_of(coords.start), jac=jacobian,
-                      method="trf", loss="soft_l1", f_scale=1.0)
+        least_squares(
+            lambda z: evaluate(coords.values(z)),
+            coords.z_of(coords.start),
+            jac=jacobian,
+            method="trf",
+            loss="soft_l1",
+            f_scale=1.0,
+        )
     except _BudgetSpent:
         pass
     return record(finished=True)

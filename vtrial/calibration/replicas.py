@@ -70,7 +70,9 @@ def load_replicas(names: list[str], directory: str | Path | None = None) -> dict
         path = directory / f"{name}.toml"
         if not path.is_file():
             raise UserInputError(
-                "the replica protocol is missing", file=path, field="--trials",
+                "the replica protocol is missing",
+                file=path,
+                field="--trials",
                 fix="pass --trials DIR, the folder holding the replica protocols (protocols/trials of the project)",
             )
         protocols[name] = load_protocol(path)
@@ -82,13 +84,20 @@ def simulate_trial(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every patient, event and marker visit of one replicate trial, simulated in this process."""
     streams = Streams(protocol.trial.seed, replicate)
-    parts = [simulate_block(protocol, streams, task, parameters)
-             for task in plan_tasks(protocol, streams, DEFAULT_BLOCK_SIZE)]
+    parts = [
+        simulate_block(protocol, streams, task, parameters)
+        for task in plan_tasks(protocol, streams, DEFAULT_BLOCK_SIZE)
+    ]
     return tuple(pd.concat([pd.DataFrame(part[k]) for part in parts], ignore_index=True) for k in range(3))
 
 
-def observe(protocol: Protocol, patients: pd.DataFrame, events: pd.DataFrame, streams: Streams,
-            markers: pd.DataFrame | None = None) -> Observation:
+def observe(
+    protocol: Protocol,
+    patients: pd.DataFrame,
+    events: pd.DataFrame,
+    streams: Streams,
+    markers: pd.DataFrame | None = None,
+) -> Observation:
     """Summarise a simulated trial and keep its arms' arrays, event-table counts, marker visits and lesion events."""
     summary = summarise(patients, events, markers=markers, **analysis_settings(protocol))
     apr = events[(events["type"] == "acute_phase_reaction") & (events["day"] < ACUTE_PHASE_DAYS)]
@@ -143,8 +152,11 @@ def run_replicas(
     The longest replicas (patients x horizon) start first, so the workers stay busy.
     """
     if patients < 1:
-        raise UserInputError(f"--patients must be at least 1, got {patients}", field="--patients",
-                             fix="pass a positive number of patients per replica, e.g. --patients 2000")
+        raise UserInputError(
+            f"--patients must be at least 1, got {patients}",
+            field="--patients",
+            fix="pass a positive number of patients per replica, e.g. --patients 2000",
+        )
     sized = {name: apply_overrides(p, patients=patients) for name, p in protocols.items()}
     order = sorted(sized, key=lambda name: -sized[name].trial.horizon_months * len(sized[name].arm))
     results: dict[str, Observation] = {}

@@ -104,13 +104,17 @@ def _median(arm_summary: dict, key: str, arm: ArmData, check: Check) -> Estimate
 def median_time_to_first_sre(observations: Observations, check: Check) -> Estimate:
     """Kaplan–Meier median time to first counted SRE of the arm."""
     obs = _one(observations, check)
-    return _median(obs.summary["arms"][check.arm_name], "median_time_to_first_sre_months", obs.arms[check.arm_name], check)
+    return _median(
+        obs.summary["arms"][check.arm_name], "median_time_to_first_sre_months", obs.arms[check.arm_name], check
+    )
 
 
 def median_overall_survival(observations: Observations, check: Check) -> Estimate:
     """Kaplan–Meier median overall survival of the arm."""
     obs = _one(observations, check)
-    return _median(obs.summary["arms"][check.arm_name], "median_overall_survival_months", obs.arms[check.arm_name], check)
+    return _median(
+        obs.summary["arms"][check.arm_name], "median_overall_survival_months", obs.arms[check.arm_name], check
+    )
 
 
 def _comparison(observations: Observations, check: Check, endpoint: str, ratio: str) -> Estimate:
@@ -156,8 +160,9 @@ def first_sre_type(observations: Observations, check: Check) -> Estimate:
 
 def adverse_event(observations: Observations, check: Check) -> Estimate:
     """Fraction of the arm with adverse event ``check.option``, pooled over the check's replicas."""
-    return _pooled(observations, check,
-                   lambda obs, arm: obs.summary["arms"][arm]["adverse_events_ci"][check.option]["n"])
+    return _pooled(
+        observations, check, lambda obs, arm: obs.summary["arms"][arm]["adverse_events_ci"][check.option]["n"]
+    )
 
 
 def acute_phase_reaction_3_days(observations: Observations, check: Check) -> Estimate:
@@ -258,16 +263,18 @@ def marker_change(arm: ArmData, column: str, week: int, above: float = -math.inf
 
 def median_untx_change(observations: Observations, check: Check) -> Estimate:
     """Median per-patient percent change of uNTx/Cr from week 0 to week ``check.option``."""
-    return median_with_rank_ci(marker_change(_one(observations, check).arms[check.arm_name], "untx_nmol_mmol",
-                                             int(check.number)))
+    return median_with_rank_ci(
+        marker_change(_one(observations, check).arms[check.arm_name], "untx_nmol_mmol", int(check.number))
+    )
 
 
 def _reduction(change: Estimate) -> Estimate:
     """A percent change as a percent reduction (sign turned, CI ends swapped)."""
     if change.value is None:
         return change
-    return Estimate(-change.value, None if change.high is None else -change.high,
-                    None if change.low is None else -change.low)
+    return Estimate(
+        -change.value, None if change.high is None else -change.high, None if change.low is None else -change.low
+    )
 
 
 def median_untx_reduction(observations: Observations, check: Check) -> Estimate:
@@ -283,8 +290,9 @@ def median_untx_reduction_above_50(observations: Observations, check: Check) -> 
 
 def median_bsap_change(observations: Observations, check: Check) -> Estimate:
     """Median per-patient percent change of bone-specific alkaline phosphatase to week ``check.option``."""
-    return median_with_rank_ci(marker_change(_one(observations, check).arms[check.arm_name], "bsap_ug_l",
-                                             int(check.number)))
+    return median_with_rank_ci(
+        marker_change(_one(observations, check).arms[check.arm_name], "bsap_ug_l", int(check.number))
+    )
 
 
 def laboratory_hypocalcaemia_grade_2(observations: Observations, check: Check) -> Estimate:
@@ -293,6 +301,7 @@ def laboratory_hypocalcaemia_grade_2(observations: Observations, check: Check) -
     Calcium exists only at the marker visits: a dip between visits is not seen, as in a trial's
     scheduled laboratory tests.
     """
+
     def low(obs: Observation, arm: str) -> int:
         m = _kept(obs.arms[arm].markers, "markers")
         return int(m.loc[(m["week"] > 0) & (m["calcium_mmol_l"] < CALCIUM_GRADE_2_MMOL_L), "patient_id"].nunique())
@@ -300,8 +309,9 @@ def laboratory_hypocalcaemia_grade_2(observations: Observations, check: Check) -
     return _pooled(observations, check, low)
 
 
-def untx_exposure(arm: ArmData, event_day: np.ndarray, end_day: np.ndarray, high: float,
-                  low: float) -> tuple[int, float, int, float]:
+def untx_exposure(
+    arm: ArmData, event_day: np.ndarray, end_day: np.ndarray, high: float, low: float
+) -> tuple[int, float, int, float]:
     """Events and time at risk with the most recent uNTx high (``>= high``) and low (``< low``).
 
     Each visit's uNTx holds from its day (week x 7) to the next visit of the patient, or to the
@@ -394,8 +404,11 @@ def fracture_after_radiotherapy(observations: Observations, check: Check) -> Est
     course = ev[ev["type"] == "radiation_to_bone"].groupby(key)["day"].min().rename("course")
     lesions = ev.join(course, on=key, how="inner")
     before = lesions[(lesions["type"] != "radiation_to_bone") & (lesions["day"] <= lesions["course"])]
-    fractures = lesions[(lesions["type"] == "pathological_fracture") & (lesions["day"] > lesions["course"])
-                        & (lesions["day"] <= lesions["course"] + window)]
+    fractures = lesions[
+        (lesions["type"] == "pathological_fracture")
+        & (lesions["day"] > lesions["course"])
+        & (lesions["day"] <= lesions["course"] + window)
+    ]
     eligible = course.drop(pd.MultiIndex.from_frame(before[key]), errors="ignore").reset_index()
     followup = pd.Series(arm.followup_days, index=arm.patient_id)[eligible["patient_id"]].to_numpy()
     fractured = pd.MultiIndex.from_frame(eligible[key]).isin(pd.MultiIndex.from_frame(fractures[key]))
@@ -407,13 +420,33 @@ def fracture_after_radiotherapy(observations: Observations, check: Check) -> Est
 STATISTICS: dict[str, Callable[[Observations, Check], Estimate]] = {
     f.__name__: f
     for f in (
-        median_time_to_first_sre, median_overall_survival, hazard_ratio_first_sre, rate_ratio_sre,
-        mean_sre_per_patient, proportion_with_sre, proportion_with_sre_by, first_sre_type, adverse_event,
-        acute_phase_reaction_3_days, onj_with_dental_risk, survival_at, survival_sre_free_at,
-        survival_after_sre_at, mean_lesions, sre_rate_per_patient_year, hazard_ratio_overall_survival,
-        median_untx_change, median_untx_reduction, median_untx_reduction_above_50, median_bsap_change,
-        laboratory_hypocalcaemia_grade_2, sre_rate_ratio_by_untx, death_rate_ratio_by_untx,
-        radiotherapy_retreatment, retreatment_odds_ratio, fracture_after_radiotherapy,
+        median_time_to_first_sre,
+        median_overall_survival,
+        hazard_ratio_first_sre,
+        rate_ratio_sre,
+        mean_sre_per_patient,
+        proportion_with_sre,
+        proportion_with_sre_by,
+        first_sre_type,
+        adverse_event,
+        acute_phase_reaction_3_days,
+        onj_with_dental_risk,
+        survival_at,
+        survival_sre_free_at,
+        survival_after_sre_at,
+        mean_lesions,
+        sre_rate_per_patient_year,
+        hazard_ratio_overall_survival,
+        median_untx_change,
+        median_untx_reduction,
+        median_untx_reduction_above_50,
+        median_bsap_change,
+        laboratory_hypocalcaemia_grade_2,
+        sre_rate_ratio_by_untx,
+        death_rate_ratio_by_untx,
+        radiotherapy_retreatment,
+        retreatment_odds_ratio,
+        fracture_after_radiotherapy,
     )
 }
 

@@ -166,7 +166,9 @@ class Check:
     def number(self) -> float:
         """``option`` as a number: a time in months or a marker visit week."""
         if not isinstance(self.option, int | float):
-            raise ValueError(f"check {self.target} ({self.statistic}) needs a number as its option, not {self.option!r}")
+            raise ValueError(
+                f"check {self.target} ({self.statistic}) needs a number as its option, not {self.option!r}"
+            )
         return float(self.option)
 
 
@@ -174,8 +176,15 @@ _STO, _FIZ, _POOLED = ("stopeck2010",), ("fizazi2011",), ("stopeck2010", "fizazi
 _DMAB, _ZA = "denosumab", "zoledronic_acid"
 
 
-def _pair(target: str, statistic: str, replicas: tuple[str, ...], arms: tuple[str, str], kind: Kind,
-          unit: str = "%", option: str | float | None = None) -> list[Check]:
+def _pair(
+    target: str,
+    statistic: str,
+    replicas: tuple[str, ...],
+    arms: tuple[str, str],
+    kind: Kind,
+    unit: str = "%",
+    option: str | float | None = None,
+) -> list[Check]:
     """Two checks of a row giving the arm's figure (``value``) and the reference's (``reference_value``)."""
     return [
         Check(target, arm, column, kind, statistic, replicas, arm, option, unit)
@@ -183,43 +192,85 @@ def _pair(target: str, statistic: str, replicas: tuple[str, ...], arms: tuple[st
     ]
 
 
-_FIRST = {"STO-06": "radiation_to_bone", "STO-07": "pathological_fracture", "STO-08": "surgery_to_bone",
-          "STO-09": "spinal_cord_compression", "FIZ-05": "radiation_to_bone", "FIZ-06": "pathological_fracture",
-          "FIZ-07": "surgery_to_bone", "FIZ-08": "spinal_cord_compression"}
+_FIRST = {
+    "STO-06": "radiation_to_bone",
+    "STO-07": "pathological_fracture",
+    "STO-08": "surgery_to_bone",
+    "STO-09": "spinal_cord_compression",
+    "FIZ-05": "radiation_to_bone",
+    "FIZ-06": "pathological_fracture",
+    "FIZ-07": "surgery_to_bone",
+    "FIZ-08": "spinal_cord_compression",
+}
 
 #: The version-1 targets: published cell -> (replicas, statistic, tolerance kind).
 _V1_CHECKS: tuple[Check, ...] = tuple(
     [
         *_pair("STO-02", "median_time_to_first_sre", _STO, (_DMAB, _ZA), "median", "months"),
-        Check("STO-03", "denosumab vs zoledronic acid", "ratio", "ratio", "hazard_ratio_first_sre", _STO, _DMAB,
-              unit="ratio"),
+        Check(
+            "STO-03",
+            "denosumab vs zoledronic acid",
+            "ratio",
+            "ratio",
+            "hazard_ratio_first_sre",
+            _STO,
+            _DMAB,
+            unit="ratio",
+        ),
         *_pair("STO-04", "mean_sre_per_patient", _STO, (_DMAB, _ZA), "mean", "SREs"),
-        Check("STO-04", "denosumab vs zoledronic acid", "ratio", "ratio", "rate_ratio_sre", _STO, _DMAB,
-              unit="ratio"),
+        Check("STO-04", "denosumab vs zoledronic acid", "ratio", "ratio", "rate_ratio_sre", _STO, _DMAB, unit="ratio"),
         *_pair("STO-05", "proportion_with_sre", _STO, (_DMAB, _ZA), "proportion"),
-        *[c for tid in ("STO-06", "STO-07", "STO-08", "STO-09")
-          for c in _pair(tid, "first_sre_type", _STO, (_DMAB, _ZA), "proportion", option=_FIRST[tid])],
+        *[
+            c
+            for tid in ("STO-06", "STO-07", "STO-08", "STO-09")
+            for c in _pair(tid, "first_sre_type", _STO, (_DMAB, _ZA), "proportion", option=_FIRST[tid])
+        ],
         *_pair("FIZ-02", "median_time_to_first_sre", _FIZ, (_DMAB, _ZA), "median", "months"),
-        Check("FIZ-02", "denosumab vs zoledronic acid", "ratio", "ratio", "hazard_ratio_first_sre", _FIZ, _DMAB,
-              unit="ratio"),
+        Check(
+            "FIZ-02",
+            "denosumab vs zoledronic acid",
+            "ratio",
+            "ratio",
+            "hazard_ratio_first_sre",
+            _FIZ,
+            _DMAB,
+            unit="ratio",
+        ),
         *_pair("FIZ-03", "mean_sre_per_patient", _FIZ, (_DMAB, _ZA), "mean", "SREs"),
-        Check("FIZ-03", "denosumab vs zoledronic acid", "ratio", "ratio", "rate_ratio_sre", _FIZ, _DMAB,
-              unit="ratio"),
+        Check("FIZ-03", "denosumab vs zoledronic acid", "ratio", "ratio", "rate_ratio_sre", _FIZ, _DMAB, unit="ratio"),
         *_pair("FIZ-04", "proportion_with_sre", _FIZ, (_DMAB, _ZA), "proportion"),
-        *[c for tid in ("FIZ-05", "FIZ-06", "FIZ-07", "FIZ-08")
-          for c in _pair(tid, "first_sre_type", _FIZ, (_DMAB, _ZA), "proportion", option=_FIRST[tid])],
+        *[
+            c
+            for tid in ("FIZ-05", "FIZ-06", "FIZ-07", "FIZ-08")
+            for c in _pair(tid, "first_sre_type", _FIZ, (_DMAB, _ZA), "proportion", option=_FIRST[tid])
+        ],
         *_pair("FIZ-09", "adverse_event", _FIZ, (_DMAB, _ZA), "proportion", option="hypocalcaemia"),
         *_pair("FIZ-10", "adverse_event", _FIZ, (_DMAB, _ZA), "proportion", option="osteonecrosis_of_the_jaw"),
         *_pair("SAA-01", "proportion_with_sre_by", ("saad2002",), (_ZA, "placebo"), "proportion", option=15.0),
         *_pair("SAA-02", "median_time_to_first_sre", ("saad2002",), (_ZA, "placebo"), "median", "days"),
         *_pair("ROS-01", "proportion_with_sre_by", ("rosen2003",), (_ZA, "placebo"), "proportion", option=9.0),
         *_pair("ROS-02", "median_time_to_first_sre", ("rosen2003",), (_ZA, "placebo"), "median", "days"),
-        Check("ROS-03", "zoledronic acid vs placebo", "ratio", "ratio", "rate_ratio_sre", ("rosen2003",), _ZA,
-              unit="ratio"),
-        *_pair("PAM-01", "median_time_to_first_sre", ("hortobagyi1996",), ("pamidronate", "placebo"), "median",
-               "months"),
-        *_pair("PAM-02", "proportion_with_sre_by", ("hortobagyi1996",), ("pamidronate", "placebo"), "proportion",
-               option=12.0),
+        Check(
+            "ROS-03",
+            "zoledronic acid vs placebo",
+            "ratio",
+            "ratio",
+            "rate_ratio_sre",
+            ("rosen2003",),
+            _ZA,
+            unit="ratio",
+        ),
+        *_pair(
+            "PAM-01", "median_time_to_first_sre", ("hortobagyi1996",), ("pamidronate", "placebo"), "median", "months"
+        ),
+        *_pair(
+            "PAM-02",
+            "proportion_with_sre_by",
+            ("hortobagyi1996",),
+            ("pamidronate", "placebo"),
+            "proportion",
+            option=12.0,
+        ),
         *_pair("INT-06", "acute_phase_reaction_3_days", _POOLED, (_DMAB, _ZA), "proportion"),
         *_pair("INT-07", "adverse_event", _POOLED, (_DMAB, _ZA), "proportion", option="hypocalcaemia"),
         *_pair("ONJ-01", "adverse_event", _POOLED, (_DMAB, _ZA), "proportion", option="osteonecrosis_of_the_jaw"),
@@ -227,23 +278,80 @@ _V1_CHECKS: tuple[Check, ...] = tuple(
         Check("NH-01", "untreated", "value", "proportion", "survival_at", ("registry-lung",), "untreated", 12.0),
         Check("NH-02", "untreated", "value", "proportion", "survival_at", ("registry-breast",), "untreated", 12.0),
         Check("NH-03", "untreated", "value", "proportion", "survival_at", ("registry-breast",), "untreated", 60.0),
-        Check("NH-04", "no SRE (censored at first SRE)", "value", "proportion", "survival_sre_free_at",
-              ("registry-prostate",), "untreated", 12.0),
-        Check("NH-04", "after a first SRE", "reference_value", "proportion", "survival_after_sre_at",
-              ("registry-prostate",), "untreated", 12.0),
-        Check("NH-11", "untreated", "value", "median", "median_overall_survival", ("clinical-breast",), "untreated",
-              unit="months"),
-        Check("NH-12", "untreated", "value", "median", "median_overall_survival", ("clinical-prostate",),
-              "untreated", unit="months"),
-        Check("NH-13", "untreated", "value", "median", "median_overall_survival", ("clinical-lung",), "untreated",
-              unit="months"),
-        Check("NH-14", "untreated", "value", "median", "median_overall_survival", ("clinical-head-and-neck",),
-              "untreated", unit="months"),
-        Check("NH-16", "untreated", "value", "proportion", "proportion_with_sre", ("clinical-head-and-neck",),
-              "untreated"),
+        Check(
+            "NH-04",
+            "no SRE (censored at first SRE)",
+            "value",
+            "proportion",
+            "survival_sre_free_at",
+            ("registry-prostate",),
+            "untreated",
+            12.0,
+        ),
+        Check(
+            "NH-04",
+            "after a first SRE",
+            "reference_value",
+            "proportion",
+            "survival_after_sre_at",
+            ("registry-prostate",),
+            "untreated",
+            12.0,
+        ),
+        Check(
+            "NH-11",
+            "untreated",
+            "value",
+            "median",
+            "median_overall_survival",
+            ("clinical-breast",),
+            "untreated",
+            unit="months",
+        ),
+        Check(
+            "NH-12",
+            "untreated",
+            "value",
+            "median",
+            "median_overall_survival",
+            ("clinical-prostate",),
+            "untreated",
+            unit="months",
+        ),
+        Check(
+            "NH-13",
+            "untreated",
+            "value",
+            "median",
+            "median_overall_survival",
+            ("clinical-lung",),
+            "untreated",
+            unit="months",
+        ),
+        Check(
+            "NH-14",
+            "untreated",
+            "value",
+            "median",
+            "median_overall_survival",
+            ("clinical-head-and-neck",),
+            "untreated",
+            unit="months",
+        ),
+        Check(
+            "NH-16", "untreated", "value", "proportion", "proportion_with_sre", ("clinical-head-and-neck",), "untreated"
+        ),
         Check("NH-20", "breast", "value", "mean", "mean_lesions", ("clinical-breast",), "untreated", unit="lesions"),
-        Check("NH-20", "prostate", "reference_value", "mean", "mean_lesions", ("clinical-prostate",), "untreated",
-              unit="lesions"),
+        Check(
+            "NH-20",
+            "prostate",
+            "reference_value",
+            "mean",
+            "mean_lesions",
+            ("clinical-prostate",),
+            "untreated",
+            unit="lesions",
+        ),
         Check("NH-21", "lung", "value", "mean", "mean_lesions", ("clinical-lung",), "untreated", unit="lesions"),
     ]
 )
@@ -258,28 +366,92 @@ _V2_CHECKS: tuple[Check, ...] = (
     *_pair("MK-01", "median_untx_change", _LIPTON, (_DMAB, _IV), "median", "% change", 13),
     *_pair("MK-02", "median_untx_change", _LIPTON, (_DMAB, _IV), "median", "% change", 25),
     *_pair("MK-03", "median_untx_reduction", _BODY, (_DMAB, _IV), "median", "% reduction", 25),
-    *_pair("MK-04", "median_untx_reduction_above_50", _BODY_PRIOR, (_DMAB, "iv_bisphosphonate_continued"), "median",
-           "% reduction", 25),
-    Check("MK-05", "high vs low uNTx, placebo", "ratio", "ratio", "sre_rate_ratio_by_untx", ("saad2002",), "placebo",
-          unit="ratio"),
-    Check("MK-06", "high vs low uNTx, placebo", "ratio", "ratio", "sre_rate_ratio_by_untx", ("rosen2003",), "placebo",
-          unit="ratio"),
-    Check("MK-07", "high vs low uNTx, zoledronic acid", "ratio", "ratio", "death_rate_ratio_by_untx", _ZA_MARKERS, _ZA,
-          unit="ratio"),
+    *_pair(
+        "MK-04",
+        "median_untx_reduction_above_50",
+        _BODY_PRIOR,
+        (_DMAB, "iv_bisphosphonate_continued"),
+        "median",
+        "% reduction",
+        25,
+    ),
+    Check(
+        "MK-05",
+        "high vs low uNTx, placebo",
+        "ratio",
+        "ratio",
+        "sre_rate_ratio_by_untx",
+        ("saad2002",),
+        "placebo",
+        unit="ratio",
+    ),
+    Check(
+        "MK-06",
+        "high vs low uNTx, placebo",
+        "ratio",
+        "ratio",
+        "sre_rate_ratio_by_untx",
+        ("rosen2003",),
+        "placebo",
+        unit="ratio",
+    ),
+    Check(
+        "MK-07",
+        "high vs low uNTx, zoledronic acid",
+        "ratio",
+        "ratio",
+        "death_rate_ratio_by_untx",
+        _ZA_MARKERS,
+        _ZA,
+        unit="ratio",
+    ),
     *_pair("CA-01", "laboratory_hypocalcaemia_grade_2", _POOLED, (_DMAB, _ZA), "proportion"),
-    Check("RT-03", "8 Gy x 1 vs multiple fractions", "ratio", "ratio", "retreatment_odds_ratio", ("chow2007",),
-          "single_fraction_8gy", unit="ratio"),
+    Check(
+        "RT-03",
+        "8 Gy x 1 vs multiple fractions",
+        "ratio",
+        "ratio",
+        "retreatment_odds_ratio",
+        ("chow2007",),
+        "single_fraction_8gy",
+        unit="ratio",
+    ),
     *_pair("RT-04", "radiotherapy_retreatment", ("dutch-bone-metastasis",), ("8_gy_x1", "24_gy_in_6"), "proportion"),
-    Check("SU-01", "irradiated long-bone lesions, not fixed", "value", "proportion", "fracture_after_radiotherapy",
-          ("mirels1989",), "untreated", 6.0),
-    Check("CS-01", "combined androgen blockade", "value", "median", "median_time_to_first_sre", ("zapca2017",),
-          "androgen_blockade", unit="months"),
+    Check(
+        "SU-01",
+        "irradiated long-bone lesions, not fixed",
+        "value",
+        "proportion",
+        "fracture_after_radiotherapy",
+        ("mirels1989",),
+        "untreated",
+        6.0,
+    ),
+    Check(
+        "CS-01",
+        "combined androgen blockade",
+        "value",
+        "median",
+        "median_time_to_first_sre",
+        ("zapca2017",),
+        "androgen_blockade",
+        unit="months",
+    ),
     *_pair("RA-01", "median_overall_survival", ("alsympca",), ("radium_223", "placebo"), "median", "months"),
-    Check("RA-01", "radium-223 vs placebo", "ratio", "ratio", "hazard_ratio_overall_survival", ("alsympca",),
-          "radium_223", unit="ratio"),
+    Check(
+        "RA-01",
+        "radium-223 vs placebo",
+        "ratio",
+        "ratio",
+        "hazard_ratio_overall_survival",
+        ("alsympca",),
+        "radium_223",
+        unit="ratio",
+    ),
     *_pair("RA-02", "median_bsap_change", ("nilsson2007",), ("radium_223", "placebo"), "median", "% change", 16),
-    *_pair("IV-01", "sre_rate_per_patient_year", ("zoom2013",), ("every_12_weeks", "every_4_weeks"), "mean",
-           "SREs/year"),
+    *_pair(
+        "IV-01", "sre_rate_per_patient_year", ("zoom2013",), ("every_12_weeks", "every_4_weeks"), "mean", "SREs/year"
+    ),
 )
 
 #: Every target the simulator produces.
@@ -295,12 +467,12 @@ NOT_SIMULATED: dict[str, str] = {
     "NH-19": "surgical pathology of mandibular resections; the simulator has no resection specimens",
     "NH-22": "the lytic/mixed/blastic mix is a cohort input (phenotype in vtrial/data/primaries.toml)",
     "RT-01": "pain response needs a pain score and its response to a course; the model has pain only as the "
-             "hazard of a radiotherapy course, with no score before or after it",
+    "hazard of a radiotherapy course, with no score before or after it",
     "RT-02": "complete pain response needs a pain score (see RT-01); not modelled",
     "AF-01": "an osteoporosis population (women >= 50 without cancer on osteoporosis doses); the simulator "
-             "models patients with bone metastases only",
+    "models patients with bone metastases only",
     "AF-02": "an osteoporosis population (adults >= 55 without cancer on osteoporosis doses); the simulator "
-             "models patients with bone metastases only",
+    "models patients with bone metastases only",
 }
 
 

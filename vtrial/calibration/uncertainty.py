@@ -58,9 +58,11 @@ def refuse_fit_options(**given: object) -> None:
     """Refuse the fit's own options with ``--uncertainty``: the ensemble is made around the fitted values."""
     for name, value in given.items():
         if value:
-            raise UserInputError("is an option of the fit, not of --uncertainty", field=f"--{name}",
-                                 fix=f"drop --{name}: the ensemble is made around all fitted values, on the fit's "
-                                     "replicate")
+            raise UserInputError(
+                "is an option of the fit, not of --uncertainty",
+                field=f"--{name}",
+                fix=f"drop --{name}: the ensemble is made around all fitted values, on the fit's replicate",
+            )
 
 
 def parameter_fingerprint(names: tuple[str, ...] = FITTED) -> str:
@@ -98,8 +100,11 @@ def laplace(residual: Callable[[np.ndarray], np.ndarray], names: tuple[str, ...]
     r, jac = log_jacobian(residual, coords.start, coords)
     dof = len(r) - len(names)
     if dof < 1:
-        raise UserInputError(f"{len(r)} targets cannot determine {len(names)} parameters", field="--parameter",
-                             fix="fit fewer parameters than there are targets")
+        raise UserInputError(
+            f"{len(r)} targets cannot determine {len(names)} parameters",
+            field="--parameter",
+            fix="fit fewer parameters than there are targets",
+        )
     scale2 = float(np.sum(r**2) / dof)
     eigenvalues, vectors = np.linalg.eigh(jac.T @ jac)
     kept = eigenvalues > RCOND * max(eigenvalues.max(), 0.0)
@@ -129,8 +134,11 @@ def sample(approximation: Laplace, draws: int, seed: int = DRAW_SEED) -> np.ndar
         accepted.extend(logs[np.all((logs >= low) & (logs <= high), axis=1)])
         if len(accepted) >= draws:
             return np.exp(np.array(accepted[:draws]))
-    raise UserInputError(f"fewer than {draws} of {BATCH * MAX_ROUNDS} draws fell inside the plausible ranges",
-                         field="--draws", fix="ask for fewer draws, or refit so that the fit is inside the ranges")
+    raise UserInputError(
+        f"fewer than {draws} of {BATCH * MAX_ROUNDS} draws fell inside the plausible ranges",
+        field="--draws",
+        fix="ask for fewer draws, or refit so that the fit is inside the ranges",
+    )
 
 
 def write_ensemble(path: Path, values: np.ndarray, approximation: Laplace, meta: dict) -> None:
@@ -140,22 +148,25 @@ def write_ensemble(path: Path, values: np.ndarray, approximation: Laplace, meta:
     rows += [",".join([str(i), *(f"{v:.10g}" for v in row)]) for i, row in enumerate(values)]
     text = "\n".join(rows) + "\n"
     atomic_write_text(path, text)
-    atomic_write_json(path.with_suffix(".json"), {
-        "method": METHOD,
-        "description": "Laplace approximation around the fit: log-normal, covariance s^2 (J^T J)^+ of the "
-                       "standardised residuals on log parameters; draws outside a plausible range rejected",
-        **meta,
-        "draws": len(values),
-        "parameter_fingerprint": parameter_fingerprint(names),
-        "draws_sha256": hashlib.sha256(text.encode()).hexdigest(),
-        "parameters": list(names),
-        "fitted": {n: REGISTRY[n].value for n in names},
-        "residual_scale2": approximation.scale2,
-        "degrees_of_freedom": approximation.dof,
-        "rank": approximation.rank,
-        "non_identified": approximation.non_identified,
-        "sd_log": approximation.sd(),
-    })
+    atomic_write_json(
+        path.with_suffix(".json"),
+        {
+            "method": METHOD,
+            "description": "Laplace approximation around the fit: log-normal, covariance s^2 (J^T J)^+ of the "
+            "standardised residuals on log parameters; draws outside a plausible range rejected",
+            **meta,
+            "draws": len(values),
+            "parameter_fingerprint": parameter_fingerprint(names),
+            "draws_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "parameters": list(names),
+            "fitted": {n: REGISTRY[n].value for n in names},
+            "residual_scale2": approximation.scale2,
+            "degrees_of_freedom": approximation.dof,
+            "rank": approximation.rank,
+            "non_identified": approximation.non_identified,
+            "sd_log": approximation.sd(),
+        },
+    )
 
 
 def generate(
@@ -174,23 +185,32 @@ def generate(
     (common random numbers); ``len(FITTED) + 1`` evaluations in all. Returns the sidecar.
     """
     if draws < 1:
-        raise UserInputError(f"--draws must be at least 1, got {draws}", field="--draws",
-                             fix=f"pass a positive number of draws (default {DEFAULT_DRAWS})")
+        raise UserInputError(
+            f"--draws must be at least 1, got {draws}",
+            field="--draws",
+            fix=f"pass a positive number of draws (default {DEFAULT_DRAWS})",
+        )
     protocols = load_replicas(replica_names(FIT_CHECKS), trials)
     count = 0
 
     def residual(values: np.ndarray) -> np.ndarray:
         nonlocal count
-        observed = run_replicas(protocols, patients, replicate=FIT_REPLICATE,
-                                parameters=dict(zip(FITTED, values.tolist())), jobs=jobs)
+        observed = run_replicas(
+            protocols, patients, replicate=FIT_REPLICATE, parameters=dict(zip(FITTED, values.tolist())), jobs=jobs
+        )
         count += 1
         if on_evaluation:
             on_evaluation(count, len(FITTED) + 1)
         return residuals(observed)
 
     approximation = laplace(residual)
-    meta = {"created_utc": datetime.now(UTC).isoformat(timespec="seconds"), "patients": patients,
-            "replicate": FIT_REPLICATE, "seed": seed, "evaluations": count}
+    meta = {
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "patients": patients,
+        "replicate": FIT_REPLICATE,
+        "seed": seed,
+        "evaluations": count,
+    }
     path = DRAWS_CSV if path is None else Path(path)
     write_ensemble(path, sample(approximation, draws, seed), approximation, meta)
     return json.loads(path.with_suffix(".json").read_text())
@@ -207,33 +227,52 @@ def load_ensemble(k: int, path: Path | None = None) -> tuple[list[dict[str, floa
     """
     flag = "--parameter-draws"
     if k < 0:
-        raise UserInputError(f"must be 0 or more, got {k}", field=flag,
-                             fix="pass the number of parameter sets to run, or 0 (the default) for none")
+        raise UserInputError(
+            f"must be 0 or more, got {k}",
+            field=flag,
+            fix="pass the number of parameter sets to run, or 0 (the default) for none",
+        )
     path = DRAWS_CSV if path is None else Path(path)
     sidecar_path = path.with_suffix(".json")
     if not path.is_file() or not sidecar_path.is_file():
-        raise UserInputError("the parameter ensemble (draws and sidecar) is missing", file=path, field=flag,
-                             fix=f"generate it with `{REGENERATE}`")
+        raise UserInputError(
+            "the parameter ensemble (draws and sidecar) is missing",
+            file=path,
+            field=flag,
+            fix=f"generate it with `{REGENERATE}`",
+        )
     text = path.read_text()
     try:
         sidecar = json.loads(sidecar_path.read_text())
         fingerprint, sha = sidecar["parameter_fingerprint"], sidecar["draws_sha256"]
         names = tuple(sidecar["parameters"])
     except (ValueError, KeyError, TypeError) as problem:
-        raise UserInputError(f"is not an ensemble sidecar ({problem})", file=sidecar_path, field=flag,
-                             fix=f"regenerate the ensemble with `{REGENERATE}`") from None
+        raise UserInputError(
+            f"is not an ensemble sidecar ({problem})",
+            file=sidecar_path,
+            field=flag,
+            fix=f"regenerate the ensemble with `{REGENERATE}`",
+        ) from None
     if hashlib.sha256(text.encode()).hexdigest() != sha:
-        raise UserInputError("the draws differ from those its sidecar describes", file=path, field=flag,
-                             fix=f"regenerate the ensemble with `{REGENERATE}`")
+        raise UserInputError(
+            "the draws differ from those its sidecar describes",
+            file=path,
+            field=flag,
+            fix=f"regenerate the ensemble with `{REGENERATE}`",
+        )
     if names != FITTED or fingerprint != parameter_fingerprint():
         raise UserInputError(
             f"the ensemble was made for another parameter set (fingerprint {fingerprint[:12]}, the model's is "
-            f"{parameter_fingerprint()[:12]}): the parameters were refitted since", file=sidecar_path, field=flag,
+            f"{parameter_fingerprint()[:12]}): the parameters were refitted since",
+            file=sidecar_path,
+            field=flag,
             fix=f"regenerate it with `{REGENERATE}`, or run without {flag}",
         )
     rows = [line.split(",") for line in text.splitlines()[1:]]
     if k > len(rows):
-        raise UserInputError(f"asks for {k} parameter sets but the ensemble holds {len(rows)}", field=flag,
-                             fix=f"pass at most {len(rows)}, or regenerate a larger ensemble with "
-                                 f"`{REGENERATE} --draws {k}`")
+        raise UserInputError(
+            f"asks for {k} parameter sets but the ensemble holds {len(rows)}",
+            field=flag,
+            fix=f"pass at most {len(rows)}, or regenerate a larger ensemble with `{REGENERATE} --draws {k}`",
+        )
     return [dict(zip(names, map(float, row[1:]))) for row in rows[:k]], sidecar

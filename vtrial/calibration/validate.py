@@ -32,16 +32,35 @@ from vtrial.store import atomic_write_text
 
 #: Columns of ``validate.csv``.
 COLUMNS: tuple[str, ...] = (
-    "target", "version", "trial", "endpoint", "compared", "unit", "published", "tolerance_low", "tolerance_high", "rule",
-    "simulated", "simulated_ci_low", "simulated_ci_high", "inside", "replicas", "source",
+    "target",
+    "version",
+    "trial",
+    "endpoint",
+    "compared",
+    "unit",
+    "published",
+    "tolerance_low",
+    "tolerance_high",
+    "rule",
+    "simulated",
+    "simulated_ci_low",
+    "simulated_ci_high",
+    "inside",
+    "replicas",
+    "source",
 )
 #: Default patients per replica of ``vtrial validate``.
 DEFAULT_PATIENTS = 2000
 #: Figure panels: unit -> title.
 PANELS = {
-    "%": "Proportions and survival (%)", "months": "Medians (months)", "days": "Medians (days)",
-    "ratio": "Hazard, rate and odds ratios", "SREs": "Mean SREs per patient", "lesions": "Mean bone lesions at entry",
-    "% change": "Bone-marker change from week 0 (%)", "% reduction": "Bone-marker reduction from week 0 (%)",
+    "%": "Proportions and survival (%)",
+    "months": "Medians (months)",
+    "days": "Medians (days)",
+    "ratio": "Hazard, rate and odds ratios",
+    "SREs": "Mean SREs per patient",
+    "lesions": "Mean bone lesions at entry",
+    "% change": "Bone-marker change from week 0 (%)",
+    "% reduction": "Bone-marker reduction from week 0 (%)",
     "SREs/year": "SREs per patient-year",
 }
 
@@ -93,8 +112,16 @@ def not_simulated() -> pd.DataFrame:
     """The rows of ``targets.csv`` the simulator does not produce, with the reason."""
     rows = target_rows()
     return pd.DataFrame(
-        [{"target": t, "trial": rows[t]["trial"], "endpoint": rows[t]["endpoint"], "reason": reason,
-          "source": rows[t]["source"]} for t, reason in NOT_SIMULATED.items()],
+        [
+            {
+                "target": t,
+                "trial": rows[t]["trial"],
+                "endpoint": rows[t]["endpoint"],
+                "reason": reason,
+                "source": rows[t]["source"],
+            }
+            for t, reason in NOT_SIMULATED.items()
+        ],
         columns=["target", "trial", "endpoint", "reason", "source"],
     )
 
@@ -136,8 +163,12 @@ def render_html(table: pd.DataFrame, missing: pd.DataFrame, settings: Mapping) -
     environment = template_environment()
     environment.filters["number"] = lambda v: "—" if v is None or pd.isna(v) else f"{v:.3g}"
     return environment.get_template("validate.html").render(
-        rows=table.to_dict("records"), missing=missing.to_dict("records"), settings=settings,
-        n_inside=int(table["inside"].sum()), n_checks=len(table), headline=headline(table),
+        rows=table.to_dict("records"),
+        missing=missing.to_dict("records"),
+        settings=settings,
+        n_inside=int(table["inside"].sum()),
+        n_checks=len(table),
+        headline=headline(table),
         figure=validation_figure(table),
     )
 
@@ -155,10 +186,15 @@ def print_table(table: pd.DataFrame) -> None:
         out.add_column(column)
     for r in table.itertuples():
         out.add_row(
-            r.target, r.endpoint, r.compared, r.unit, r.published,
+            r.target,
+            r.endpoint,
+            r.compared,
+            r.unit,
+            r.published,
             "not reached" if pd.isna(r.tolerance_low) else f"{fmt(r.tolerance_low)}–{fmt(r.tolerance_high)}",
             f"{fmt(r.simulated)} ({fmt(r.simulated_ci_low)}–{fmt(r.simulated_ci_high)})"
-            if not pd.isna(r.simulated) else "not reached",
+            if not pd.isna(r.simulated)
+            else "not reached",
             "[green]yes[/green]" if r.inside else "[red]no[/red]",
         )
     Console(width=140).print(out)
@@ -197,8 +233,9 @@ def validate(
         The validation table (:data:`COLUMNS`).
     """
     protocols = load_replicas(replica_names(), trials)
-    observations = run_replicas(protocols, patients, replicate=replicate, parameters=parameters, jobs=jobs,
-                                on_progress=on_progress)
+    observations = run_replicas(
+        protocols, patients, replicate=replicate, parameters=parameters, jobs=jobs, on_progress=on_progress
+    )
     table = evaluate(observations)
     missing = not_simulated()
     out = Path(out)

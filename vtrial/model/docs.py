@@ -44,58 +44,126 @@ class Player(NamedTuple):
 
 
 COVERAGE: tuple[Player, ...] = (
-    Player("PTHrP", ("lesion._signals", "pthrp_lytic", "pthrp_blastic", "lesion.LesionState.m"),
-           "explicit: `P` from tumour signal × phenotype × the patient's secretion × the matrix induction `M`",
-           "`pthrp_inhibition`"),
-    Player("RANKL / OPG", ("rankl_per_pthrp", "opg_per_pthrp", "agents.base.Course.rankl_inhibition"),
-           "explicit algebraic ratio `ρ = (1 + a_P P)(1 + c_P P)(1 − I)`, PTHrP-driven", "`rankl_inhibition`"),
-    Player("M-CSF", ("drugs.StepInputs.recruitment",),
-           "lumped into the osteoclast recruitment `X` (permissive, not regulated)", "`osteoclast_inhibition` (approx.)"),
-    Player("osteoclasts", ("lesion.osteoclast_activity",),
-           "explicit, quasi-steady `u = X²/v`", "`osteoclast_inhibition`, `rankl_inhibition`"),
-    Player("osteoblasts", ("lesion.LesionState.w", "osteoblast_rate", "skeleton.advance", "osteoblast_rankl_blastic"),
-           "explicit: `v` per lesion (as `w = v²`) and `v_S` of the uninvolved skeleton; the blastic drive's "
-           "osteoblasts add RANKL", "via the drive and stimulation"),
-    Player("TGF-β (matrix)", ("lesion.Signals.tgf_beta", "tgf_beta_growth_gain", "tgf_beta_pthrp_gain",
-                              "lesion.pthrp_induction"),
-           "explicit: released from resorbed matrix `uZ`, feeds tumour growth and induces tumour PTHrP (`M`): "
-           "the vicious cycle", "`tgf_beta_inhibition`"),
-    Player("calcium", ("markers.calcium", "simulate._hypocalcaemia", "calcium_per_release"),
-           "explicit: albumin-corrected serum calcium every step from the bone fluxes and PTHrP; "
-           "hypocalcaemia is its fall below grade 2", "none"),
-    Player("CaSR", ("calcium_pthrp_gain", "lesion.pthrp_induction"),
-           "lumped: matrix calcium released by resorption induces tumour PTHrP (`M`); no CaSR on the "
-           "parathyroid (PTH absent)", "none"),
-    Player("IL-6", ("il6_recruitment_share", "il6_growth_share", "lesion.CellInputs.il6_keep"),
-           "explicit as shares of the tumour's osteoclastogenic signal and of its growth in bone; "
-           "stromal IL-6 absent", "`il6_inhibition`"),
-    Player("MMPs", ("strength_tumour_loss",),
-           "lumped into the strength lost per unit tumour burden (`c T`); no MMP in the RANKL ratio", "none"),
-    Player("myeloid / immune cells", ("drugs.precursor_reserve",),
-           "absent as cells: the precursor reserve `Q` is a lumped pool of committed osteoclast precursors "
-           "(rebound after RANKL blockade), not a myeloid population; no immune control of the tumour", "none"),
-    Player("BMPs / RUNX2", ("osteoblast_drive_blastic", "lesion.CellInputs.osteoblast_drive_keep"),
-           "lumped into one osteoblastic drive `a_B φ H` of blastic lesions", "`osteoblast_drive_inhibition`"),
-    Player("DKK1 / Wnt", ("osteoblast_drive_blastic", "lesion.CellInputs.osteoblast_drive_keep"),
-           "lumped into the osteoblastic drive (Wnt) and the lytic osteoblast suppression (DKK1: "
-           "`osteoblast_suppression_lytic`)", "`osteoblast_drive_inhibition`"),
-    Player("endothelin-1", ("osteoblast_drive_blastic",), "lumped into the osteoblastic drive",
-           "`osteoblast_drive_inhibition`"),
-    Player("sclerostin", ("lesion.CellInputs.osteoblast_production", "osteoblast_stimulation_max"),
-           "lumped: an anabolic agent raises the osteoblast production `F` in lesions and skeleton",
-           "`bone_formation_stimulation`"),
-    Player("nerves / pain", ("events.pain_drive", "pain_acid_gain", "pain_burden_exponent"),
-           "lumped into a per-lesion pain drive `T^a (1 + c_acid uZ)` (nerve sprouting, acid on TRPV1/ASIC3) "
-           "that drives radiotherapy for pain; no nerve state", "via `osteoclast_inhibition`"),
-    Player("niche / homing (CXCL12–CXCR4, α4β1–VCAM-1)", ("drugs.StepInputs.homing_keep", "seeding_hazard",
-                                                         "niche_resorption_exponent"),
-           "lumped: the new-lesion hazard follows the systemic resorption of the bone cells land in (the niche, "
-           "`R_S^e`) and one homing factor `K_h`; red-marrow site shares pick the site",
-           "`homing_inhibition`"),
+    Player(
+        "PTHrP",
+        ("lesion._signals", "pthrp_lytic", "pthrp_blastic", "lesion.LesionState.m"),
+        "explicit: `P` from tumour signal × phenotype × the patient's secretion × the matrix induction `M`",
+        "`pthrp_inhibition`",
+    ),
+    Player(
+        "RANKL / OPG",
+        ("rankl_per_pthrp", "opg_per_pthrp", "agents.base.Course.rankl_inhibition"),
+        "explicit algebraic ratio `ρ = (1 + a_P P)(1 + c_P P)(1 − I)`, PTHrP-driven",
+        "`rankl_inhibition`",
+    ),
+    Player(
+        "M-CSF",
+        ("drugs.StepInputs.recruitment",),
+        "lumped into the osteoclast recruitment `X` (permissive, not regulated)",
+        "`osteoclast_inhibition` (approx.)",
+    ),
+    Player(
+        "osteoclasts",
+        ("lesion.osteoclast_activity",),
+        "explicit, quasi-steady `u = X²/v`",
+        "`osteoclast_inhibition`, `rankl_inhibition`",
+    ),
+    Player(
+        "osteoblasts",
+        ("lesion.LesionState.w", "osteoblast_rate", "skeleton.advance", "osteoblast_rankl_blastic"),
+        "explicit: `v` per lesion (as `w = v²`) and `v_S` of the uninvolved skeleton; the blastic drive's "
+        "osteoblasts add RANKL",
+        "via the drive and stimulation",
+    ),
+    Player(
+        "TGF-β (matrix)",
+        ("lesion.Signals.tgf_beta", "tgf_beta_growth_gain", "tgf_beta_pthrp_gain", "lesion.pthrp_induction"),
+        "explicit: released from resorbed matrix `uZ`, feeds tumour growth and induces tumour PTHrP (`M`): "
+        "the vicious cycle",
+        "`tgf_beta_inhibition`",
+    ),
+    Player(
+        "calcium",
+        ("markers.calcium", "simulate._hypocalcaemia", "calcium_per_release"),
+        "explicit: albumin-corrected serum calcium every step from the bone fluxes and PTHrP; "
+        "hypocalcaemia is its fall below grade 2",
+        "none",
+    ),
+    Player(
+        "CaSR",
+        ("calcium_pthrp_gain", "lesion.pthrp_induction"),
+        "lumped: matrix calcium released by resorption induces tumour PTHrP (`M`); no CaSR on the "
+        "parathyroid (PTH absent)",
+        "none",
+    ),
+    Player(
+        "IL-6",
+        ("il6_recruitment_share", "il6_growth_share", "lesion.CellInputs.il6_keep"),
+        "explicit as shares of the tumour's osteoclastogenic signal and of its growth in bone; stromal IL-6 absent",
+        "`il6_inhibition`",
+    ),
+    Player(
+        "MMPs",
+        ("strength_tumour_loss",),
+        "lumped into the strength lost per unit tumour burden (`c T`); no MMP in the RANKL ratio",
+        "none",
+    ),
+    Player(
+        "myeloid / immune cells",
+        ("drugs.precursor_reserve",),
+        "absent as cells: the precursor reserve `Q` is a lumped pool of committed osteoclast precursors "
+        "(rebound after RANKL blockade), not a myeloid population; no immune control of the tumour",
+        "none",
+    ),
+    Player(
+        "BMPs / RUNX2",
+        ("osteoblast_drive_blastic", "lesion.CellInputs.osteoblast_drive_keep"),
+        "lumped into one osteoblastic drive `a_B φ H` of blastic lesions",
+        "`osteoblast_drive_inhibition`",
+    ),
+    Player(
+        "DKK1 / Wnt",
+        ("osteoblast_drive_blastic", "lesion.CellInputs.osteoblast_drive_keep"),
+        "lumped into the osteoblastic drive (Wnt) and the lytic osteoblast suppression (DKK1: "
+        "`osteoblast_suppression_lytic`)",
+        "`osteoblast_drive_inhibition`",
+    ),
+    Player(
+        "endothelin-1",
+        ("osteoblast_drive_blastic",),
+        "lumped into the osteoblastic drive",
+        "`osteoblast_drive_inhibition`",
+    ),
+    Player(
+        "sclerostin",
+        ("lesion.CellInputs.osteoblast_production", "osteoblast_stimulation_max"),
+        "lumped: an anabolic agent raises the osteoblast production `F` in lesions and skeleton",
+        "`bone_formation_stimulation`",
+    ),
+    Player(
+        "nerves / pain",
+        ("events.pain_drive", "pain_acid_gain", "pain_burden_exponent"),
+        "lumped into a per-lesion pain drive `T^a (1 + c_acid uZ)` (nerve sprouting, acid on TRPV1/ASIC3) "
+        "that drives radiotherapy for pain; no nerve state",
+        "via `osteoclast_inhibition`",
+    ),
+    Player(
+        "niche / homing (CXCL12–CXCR4, α4β1–VCAM-1)",
+        ("drugs.StepInputs.homing_keep", "seeding_hazard", "niche_resorption_exponent"),
+        "lumped: the new-lesion hazard follows the systemic resorption of the bone cells land in (the niche, "
+        "`R_S^e`) and one homing factor `K_h`; red-marrow site shares pick the site",
+        "`homing_inhibition`",
+    ),
     Player("GLI2", ("lesion._signals",), "lumped into PTHrP (GLI2 is upstream of it)", "`pthrp_inhibition`"),
-    Player("HIF-1α, new blood vessels", ("lesion.gompertz_rate",),
-           "lumped into the Gompertz rate and capacity (`T ≤ 1`)", "`tumour_kill` (approx.)"),
-    Player("Notch / Jagged1", ("rankl_per_pthrp",), "lumped into the PTHrP/RANKL drive", "`rankl_inhibition` (approx.)"),
+    Player(
+        "HIF-1α, new blood vessels",
+        ("lesion.gompertz_rate",),
+        "lumped into the Gompertz rate and capacity (`T ≤ 1`)",
+        "`tumour_kill` (approx.)",
+    ),
+    Player(
+        "Notch / Jagged1", ("rankl_per_pthrp",), "lumped into the PTHrP/RANKL drive", "`rankl_inhibition` (approx.)"
+    ),
     Player("nestin, osteopontin, platelets", (), "absent", "none"),
 )
 
@@ -135,6 +203,7 @@ def coverage_table() -> str:
 
 def render(text: str) -> str:
     """``text`` with every parameter placeholder and generated block refilled from the code."""
+
     def value(match: re.Match) -> str:
         name = match.group(1)
         if name not in REGISTRY:

@@ -126,8 +126,10 @@ def arm_administrations(arm: ArmLike, n_days: int, prior: Scheduled | None = Non
     days: dict[tuple[str, float | None], list[np.ndarray]] = {}
     for agent, dose, given in plan:
         days.setdefault((agent, dose), []).append(given)
-    return [Administration(AGENTS[agent], np.sort(np.concatenate(given)), dose, bool(arm.renal_adjustment),
-                           arm.mechanism) for (agent, dose), given in days.items()]
+    return [
+        Administration(AGENTS[agent], np.sort(np.concatenate(given)), dose, bool(arm.renal_adjustment), arm.mechanism)
+        for (agent, dose), given in days.items()
+    ]
 
 
 def precursor_reserve(
@@ -199,8 +201,14 @@ class Exposure:
         ``None``: every patient has the typical potency.
     """
 
-    def __init__(self, administrations: Sequence[Administration], creatinine_clearance_ml_min: np.ndarray,
-                 n_days: int, params: Parameters, potency_z: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        administrations: Sequence[Administration],
+        creatinine_clearance_ml_min: np.ndarray,
+        n_days: int,
+        params: Parameters,
+        potency_z: np.ndarray | None = None,
+    ) -> None:
         n = creatinine_clearance_ml_min.shape[0]
         first_days = [float(a.days[0]) for a in administrations if a.days.size]
         #: days of exposure history before randomisation on the grid
@@ -214,15 +222,22 @@ class Exposure:
         courses = self._courses(self._administrations)
         self._arm_courses = courses
         #: per administration: whether it suppresses resorption (stopped after ONJ) / is nephrotoxic (held)
-        self._antiresorptive = [c.pool is not None or bool(c.rankl_inhibition.any() or c.osteoclast_fraction.any())
-                                for c in courses]
+        self._antiresorptive = [
+            c.pool is not None or bool(c.rankl_inhibition.any() or c.osteoclast_fraction.any()) for c in courses
+        ]
         self._nephrotoxic = [bool(np.any(c.relative_auc > 0.0)) for c in courses]
-        self._pools = [(a.agent.name, c.pool, _potency(potency_z, c.exposure_cv, params))
-                       for a, c in zip(self._administrations, courses) if c.pool is not None]
+        self._pools = [
+            (a.agent.name, c.pool, _potency(potency_z, c.exposure_cv, params))
+            for a, c in zip(self._administrations, courses)
+            if c.pool is not None
+        ]
         rankl = [c for c in courses if c.rankl_imax > 0.0]
         #: per patient: RANKL-inhibition potency and the Imax it acts under (None: no Imax agent)
-        self._rankl = None if not rankl or potency_z is None else (
-            _potency(potency_z, max(c.exposure_cv for c in rankl), params), max(c.rankl_imax for c in rankl))
+        self._rankl = (
+            None
+            if not rankl or potency_z is None
+            else (_potency(potency_z, max(c.exposure_cv for c in rankl), params), max(c.rankl_imax for c in rankl))
+        )
         #: shared RANKL inhibition and precursor reserve on the grid (from ``-history_days``)
         self.rankl_inhibition, self.reserve, running = self._combine(courses)
         # variants: running sums, and per administration the doses given (None: all); 0 is the arm's
@@ -254,9 +269,10 @@ class Exposure:
         n_grid_days = self._grid.shape[0]
         formation_kill = sum((c.formation_kill for c in courses if c.formation_kill is not None), np.zeros(n_grid_days))
         marrow = sum((c.marrow_dose_rate for c in courses if c.marrow_dose_rate is not None), np.zeros(n_grid_days))
-        kept = [reduce(np.multiply, [1.0 - np.broadcast_to(getattr(c, name), n_grid_days) for c in courses])
-                for name in ("homing_inhibition", "osteoblast_drive_inhibition", "formation_stimulation",
-                             "il6_inhibition")]
+        kept = [
+            reduce(np.multiply, [1.0 - np.broadcast_to(getattr(c, name), n_grid_days) for c in courses])
+            for name in ("homing_inhibition", "osteoblast_drive_inhibition", "formation_stimulation", "il6_inhibition")
+        ]
         kept[2] = 1.0 + params.osteoblast_stimulation_max * (1.0 - kept[2])
         self._node_running = _running_sums(np.stack([formation_kill, marrow, *kept]))
         #: whether an agent of the arm doses the marrow (haematological toxicity can arise)
@@ -286,8 +302,10 @@ class Exposure:
         reserve = precursor_reserve(rankl_inhibition, self._params, known)
         free = (1.0 - rankl_inhibition) * (1.0 - oc_fraction)
         shared = (1.0 + reserve) * free
-        daily = np.stack([shared, shared**2, free, pthrp_keep, tgf_keep, kill, rankl_inhibition]
-                         + [c.pool.kernel for c in courses if c.pool is not None])
+        daily = np.stack(
+            [shared, shared**2, free, pthrp_keep, tgf_keep, kill, rankl_inhibition]
+            + [c.pool.kernel for c in courses if c.pool is not None]
+        )
         return rankl_inhibition, reserve, _running_sums(daily)
 
     @staticmethod
@@ -316,8 +334,10 @@ class Exposure:
             return
         for i in np.atleast_1d(patients):
             current = self._given[self._variant_of[i]]
-            given = [np.ones(a.days.size, bool) if current is None else current[j].copy()
-                     for j, a in enumerate(self._administrations)]
+            given = [
+                np.ones(a.days.size, bool) if current is None else current[j].copy()
+                for j, a in enumerate(self._administrations)
+            ]
             for j, a in enumerate(self._administrations):
                 if which[j]:
                     given[j] &= ~((a.days > after_day) & (a.days <= until_day))
@@ -366,14 +386,18 @@ class Exposure:
     def impulses(self, day: int, patients: np.ndarray) -> DoseImpulses | None:
         """What the doses of ``day`` bring to the given patients' adverse-event hazards (None: no dose)."""
         at = day + self.history_days
-        given = [(int(number[at]), self._dose_given(j, int(number[at]) - offset, patients), auc, first)
-                 for j, (number, offset, auc, first) in enumerate(self._doses) if number[at] >= 0]
+        given = [
+            (int(number[at]), self._dose_given(j, int(number[at]) - offset, patients), auc, first)
+            for j, (number, offset, auc, first) in enumerate(self._doses)
+            if number[at] >= 0
+        ]
         if not given:
             return None
         return DoseImpulses(
             relative_auc=sum(auc[patients] if g is None else auc[patients] * g for _, g, auc, _ in given),
-            acute_phase=sum(first * (1.0 if k == 0 else self._later_ratio) * (1.0 if g is None else g)
-                            for k, g, _, first in given),
+            acute_phase=sum(
+                first * (1.0 if k == 0 else self._later_ratio) * (1.0 if g is None else g) for k, g, _, first in given
+            ),
         )
 
     def inputs(self, start: int, end: int, patients: np.ndarray) -> StepInputs:
@@ -397,15 +421,22 @@ class Exposure:
             ratio = _rankl_free_ratio(rankl, self._rankl[0][patients], self._rankl[1])
             shared, shared_sq, free = shared * ratio, shared_sq * np.square(ratio), free * ratio
         formation_kill, marrow, homing, drive_keep, production, il6_keep = (
-            self._node_running[:, last] - self._node_running[:, first]) / (end - start)
+            self._node_running[:, last] - self._node_running[:, first]
+        ) / (end - start)
         if self._pools:
             amounts: dict[str, tuple[BonePool, list[np.ndarray]]] = {}
             for (name, pool, potency), kernel in zip(self._pools, mean[7:]):
                 amount = pool.scale[patients] * kernel
-                amounts.setdefault(name, (pool, []))[1].append(amount if potency is None else amount * potency[patients])
-            extra_loss = reduce(np.add, [
-                emax_effect(reduce(np.add, amount), pool.emax, pool.ec50, pool.hill) for pool, amount in amounts.values()
-            ])
+                amounts.setdefault(name, (pool, []))[1].append(
+                    amount if potency is None else amount * potency[patients]
+                )
+            extra_loss = reduce(
+                np.add,
+                [
+                    emax_effect(reduce(np.add, amount), pool.emax, pool.ec50, pool.hill)
+                    for pool, amount in amounts.values()
+                ],
+            )
             keep = 1.0 / (1.0 + extra_loss)
         else:
             keep = np.ones(patients.shape)
@@ -423,8 +454,15 @@ class Exposure:
         )
 
     @classmethod
-    def of_arm(cls, arm: ArmLike, creatinine_clearance_ml_min: np.ndarray, n_days: int, params: Parameters,
-               prior: Scheduled | None = None, potency_z: np.ndarray | None = None) -> Exposure:
+    def of_arm(
+        cls,
+        arm: ArmLike,
+        creatinine_clearance_ml_min: np.ndarray,
+        n_days: int,
+        params: Parameters,
+        prior: Scheduled | None = None,
+        potency_z: np.ndarray | None = None,
+    ) -> Exposure:
         """The exposure of a protocol arm after a prior treatment, if any (see :func:`arm_administrations`)."""
         return cls(arm_administrations(arm, n_days, prior), creatinine_clearance_ml_min, n_days, params, potency_z)
 
@@ -452,13 +490,19 @@ def _rankl_free_ratio(inhibition: np.ndarray, potency: np.ndarray, imax: float) 
 
 def _spliced(arm: Course, tail: Course, first: int) -> Course:
     """``arm``'s course with its shared time courses (those a variant changes) from grid day ``first`` on taken from ``tail``."""
+
     def join(head: np.ndarray, rest: np.ndarray) -> np.ndarray:
         return np.concatenate([head[:first], rest])
 
-    pool = None if arm.pool is None or tail.pool is None else replace(
-        arm.pool, kernel=join(arm.pool.kernel, tail.pool.kernel))
-    joined: dict[str, Any] = {name: join(getattr(arm, name), getattr(tail, name)) for name in (
-        "rankl_inhibition", "osteoclast_fraction", "pthrp_keep", "tgf_beta_keep", "kill")}
+    pool = (
+        None
+        if arm.pool is None or tail.pool is None
+        else replace(arm.pool, kernel=join(arm.pool.kernel, tail.pool.kernel))
+    )
+    joined: dict[str, Any] = {
+        name: join(getattr(arm, name), getattr(tail, name))
+        for name in ("rankl_inhibition", "osteoclast_fraction", "pthrp_keep", "tgf_beta_keep", "kill")
+    }
     return replace(arm, pool=pool, **joined)
 
 

@@ -96,7 +96,9 @@ def lesion_hazard_weights(
     """
     site = site.astype(np.int64)
     reference = gompertz_rate(np.float64(PAIN_REFERENCE_DOUBLING_DAYS), params)
-    pain = (1.0 + params.pain_blastic_gain * blastic_fraction) * (growth_rate / reference) ** params.pain_growth_exponent
+    pain = (1.0 + params.pain_blastic_gain * blastic_fraction) * (
+        growth_rate / reference
+    ) ** params.pain_growth_exponent
     return np.stack(
         [
             params.fracture_base_hazard * FRACTURE_SITE_WEIGHT[site],

@@ -176,13 +176,18 @@ def lesion_traits(
 def initial_state(burden: np.ndarray, mask: np.ndarray) -> LesionState:
     """Healthy bone (``v = Z = 1``) carrying the entry burden; empty slots hold no tumour (``T = 0``)."""
     y = np.where(mask, np.log(np.clip(burden, BURDEN_FLOOR, BURDEN_CEIL)), EMPTY_LOG_BURDEN).astype(STATE_DTYPE)
-    return LesionState(w=np.ones(mask.shape, STATE_DTYPE), y=y, z=np.ones(mask.shape, STATE_DTYPE),
-                       m=np.ones(mask.shape, STATE_DTYPE))
+    return LesionState(
+        w=np.ones(mask.shape, STATE_DTYPE), y=y, z=np.ones(mask.shape, STATE_DTYPE), m=np.ones(mask.shape, STATE_DTYPE)
+    )
 
 
 def established_state(
-    burden: np.ndarray, traits: LesionTraits, params: Parameters, recruitment_sq: float | np.ndarray = 1.0,
-    pthrp_keep: float | np.ndarray = 1.0, cells: CellInputs = NO_CELL_INPUTS,
+    burden: np.ndarray,
+    traits: LesionTraits,
+    params: Parameters,
+    recruitment_sq: float | np.ndarray = 1.0,
+    pthrp_keep: float | np.ndarray = 1.0,
+    cells: CellInputs = NO_CELL_INPUTS,
     tgf_beta_keep: float | np.ndarray = 1.0,
 ) -> LesionState:
     """A lesion at detection: its burden, with osteoblasts, bone and PTHrP induction in equilibrium with it and the drug inputs.
@@ -261,8 +266,14 @@ class Signals:
 
 
 def osteoclast_activity(
-    w: np.ndarray, y: np.ndarray, m: np.ndarray, traits: LesionTraits, recruitment: np.ndarray, pthrp_keep: float,
-    params: Parameters, cells: CellInputs = NO_CELL_INPUTS,
+    w: np.ndarray,
+    y: np.ndarray,
+    m: np.ndarray,
+    traits: LesionTraits,
+    recruitment: np.ndarray,
+    pthrp_keep: float,
+    params: Parameters,
+    cells: CellInputs = NO_CELL_INPUTS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Osteoclast recruitment ``X`` and quasi-steady activity ``u = X**2 / v`` (for reference solvers)."""
     _, _, factor = _signals(np.exp(y), traits, pthrp_keep, params, cells.il6_keep, m, cells.osteoblast_drive_keep)
@@ -300,7 +311,10 @@ def rates(
 
 
 def turnover(
-    state: LesionState, traits: LesionTraits, recruitment: np.ndarray, pthrp_keep: float | np.ndarray,
+    state: LesionState,
+    traits: LesionTraits,
+    recruitment: np.ndarray,
+    pthrp_keep: float | np.ndarray,
     params: Parameters,
     il6_keep: float = 1.0,
     drive_keep: float = 1.0,
@@ -355,8 +369,13 @@ def strength(z: np.ndarray, burden: np.ndarray, params: Parameters) -> np.ndarra
 
 
 def _signals(
-    burden: np.ndarray, traits: LesionTraits, pthrp_keep: float | np.ndarray, params: Parameters,
-    il6_keep: float = 1.0, feedback: np.ndarray | None = None, drive_keep: float = 1.0,
+    burden: np.ndarray,
+    traits: LesionTraits,
+    pthrp_keep: float | np.ndarray,
+    params: Parameters,
+    il6_keep: float = 1.0,
+    feedback: np.ndarray | None = None,
+    drive_keep: float = 1.0,
 ):
     """Tumour signal ``H``, PTHrP ``P`` and the tumour's recruitment factor ``rho R_B``.
 
@@ -373,7 +392,11 @@ def _signals(
 
 
 def _tumour_terms(
-    burden: np.ndarray, traits: LesionTraits, pthrp_keep: float | np.ndarray, params: Parameters, drive_keep: float,
+    burden: np.ndarray,
+    traits: LesionTraits,
+    pthrp_keep: float | np.ndarray,
+    params: Parameters,
+    drive_keep: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The parts of :func:`_signals` without the induction ``M``: ``H``, ``p_l H k_P`` and ``R_B`` (new arrays)."""
     half = burden + params.tumour_signal_half_burden

@@ -66,8 +66,9 @@ def draw_noise(streams: Streams, patient_ids: np.ndarray, n_visits: int) -> np.n
     return streams.draws("markers", patient_ids).standard_normal((n_visits, len(MARKER_COLUMNS)))
 
 
-def calcium_gains(crcl_ml_min: np.ndarray, vitamin_d_deficient: np.ndarray, supplemented: bool,
-                  params: Parameters) -> np.ndarray:
+def calcium_gains(
+    crcl_ml_min: np.ndarray, vitamin_d_deficient: np.ndarray, supplemented: bool, params: Parameters
+) -> np.ndarray:
     """Per patient ``[2, n]``: the renal gain ``(60/CrCl)**e`` of the net release, and its extra gain on an uptake.
 
     The uptake gain (vitamin D deficiency, no calcium/vitamin D supplements) applies while bone takes
@@ -80,8 +81,15 @@ def calcium_gains(crcl_ml_min: np.ndarray, vitamin_d_deficient: np.ndarray, supp
     return np.stack([renal, renal * uptake])
 
 
-def calcium(recruitment: np.ndarray, skeleton_w: np.ndarray, lesion_release: np.ndarray, pthrp_load: np.ndarray,
-            setpoint: np.ndarray, gains: np.ndarray, params: Parameters) -> np.ndarray:
+def calcium(
+    recruitment: np.ndarray,
+    skeleton_w: np.ndarray,
+    lesion_release: np.ndarray,
+    pthrp_load: np.ndarray,
+    setpoint: np.ndarray,
+    gains: np.ndarray,
+    params: Parameters,
+) -> np.ndarray:
     """Albumin-corrected serum calcium (mmol/L) per patient, without day-to-day or assay variation.
 
     ``Ca_0 s + c_N N g + c_P sum T P`` with the net bone release
@@ -91,8 +99,11 @@ def calcium(recruitment: np.ndarray, skeleton_w: np.ndarray, lesion_release: np.
     """
     release = recruitment - skeleton_w**0.1875 + params.calcium_lesion_weight * lesion_release
     gain = np.where(release < 0.0, gains[1], gains[0])
-    return (params.calcium_healthy * setpoint + params.calcium_per_release * release * gain
-            + params.calcium_per_pthrp * pthrp_load)
+    return (
+        params.calcium_healthy * setpoint
+        + params.calcium_per_release * release * gain
+        + params.calcium_per_pthrp * pthrp_load
+    )
 
 
 def measure(
@@ -122,8 +133,15 @@ def measure(
     # a negligible share of the skeleton), so the markers stay positive at any number of lesions
     resorption = recruitment + params.lesion_turnover_weight * np.bincount(owner, resorbed, rows)
     formation = skeleton_w**0.1875 + params.bsap_lesion_weight * np.bincount(owner, formation_rate, rows)
-    serum = calcium(recruitment, skeleton_w, np.bincount(owner, resorption_flux - formation_flux, rows),
-                    np.bincount(owner, pthrp_load, rows), setpoint, gains, params)
+    serum = calcium(
+        recruitment,
+        skeleton_w,
+        np.bincount(owner, resorption_flux - formation_flux, rows),
+        np.bincount(owner, pthrp_load, rows),
+        setpoint,
+        gains,
+        params,
+    )
     truth = np.stack([params.untx_healthy * resorption, params.bsap_healthy * formation, serum], axis=1)
     cv = np.array([params.untx_cv, params.bsap_cv, params.calcium_cv])
     return truth * np.exp(np.sqrt(np.log1p(cv**2)) * noise)

@@ -64,7 +64,12 @@ def reference_cohort(
 
 
 def radau_reference(
-    traits: LesionTraits, w0: np.ndarray, y0: np.ndarray, z0: np.ndarray, m0: np.ndarray, recruitment: np.ndarray,
+    traits: LesionTraits,
+    w0: np.ndarray,
+    y0: np.ndarray,
+    z0: np.ndarray,
+    m0: np.ndarray,
+    recruitment: np.ndarray,
     params: Parameters,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(w, y, Z, M)`` after ``len(recruitment)`` days: Radau (rtol 1e-8), day by day with each day's input."""
@@ -75,9 +80,9 @@ def radau_reference(
         rec = np.full(shape[:-1] + (1,), rec_day)
 
         def rhs(t: float, s: np.ndarray, rec: np.ndarray = rec) -> np.ndarray:
-            w, y, z, m = (s[i * k:(i + 1) * k].reshape(shape) for i in range(4))
+            w, y, z, m = (s[i * k : (i + 1) * k].reshape(shape) for i in range(4))
             return np.concatenate([d.ravel() for d in rates(w, y, z, m, traits, rec, 1.0, 1.0, 0.0, params)])
 
         x = solve_ivp(rhs, (0.0, 1.0), x, method="Radau", rtol=1e-8, atol=1e-10).y[:, -1]
-    w, y, z, m = (x[i * k:(i + 1) * k].reshape(shape) for i in range(4))
+    w, y, z, m = (x[i * k : (i + 1) * k].reshape(shape) for i in range(4))
     return w, y, z, m

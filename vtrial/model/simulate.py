@@ -26,8 +26,18 @@ from vtrial.model import markers as mk
 from vtrial.model import skeleton, systemic
 from vtrial.model.drugs import Exposure, StepInputs
 from vtrial.model.lesion import (
-    NO_CELL_INPUTS, STATE_DTYPE, STEP_DAYS, LesionState, LesionTraits, advance, established_state, formation_rate,
-    gompertz_rate, lesion_traits, strength, turnover,
+    NO_CELL_INPUTS,
+    STATE_DTYPE,
+    STEP_DAYS,
+    LesionState,
+    LesionTraits,
+    advance,
+    established_state,
+    formation_rate,
+    gompertz_rate,
+    lesion_traits,
+    strength,
+    turnover,
 )
 from vtrial.model.local_therapy import LocalTherapy, high_risk_hazard
 from vtrial.model.parameters import Parameters, log_sd
@@ -67,6 +77,7 @@ class _Rows:
     """
 
     if TYPE_CHECKING:  # the arrays are set as attributes by name (:meth:`_views`)
+
         def __getattr__(self, name: str) -> np.ndarray: ...
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
@@ -147,8 +158,9 @@ def simulate(
     # whole steps, so that the step grid (hence every patient's numbers) does not depend on the block
     n_days = int(np.ceil(stop.max() / STEP_DAYS)) * STEP_DAYS if n else 0
     spread = _heterogeneity(streams, cb.patient_id, params)
-    exposure = Exposure.of_arm(arm, cb.creatinine_clearance_ml_min, n_days, params, cb.prior_treatment,
-                               spread["potency_z"])
+    exposure = Exposure.of_arm(
+        arm, cb.creatinine_clearance_ml_min, n_days, params, cb.prior_treatment, spread["potency_z"]
+    )
     local = LocalTherapy.from_arm(arm, params)
     thresholds = ev.draw_thresholds(streams, cb.patient_id)
     visit_weeks = np.asarray(marker_weeks, dtype=np.int64)
@@ -162,38 +174,76 @@ def simulate(
     jaw_lesion = np.zeros(n, bool)
     jaw_lesion[owner[ev.JAW[site]]] = True
     risk = ev.patient_risk(
-        primary, cb.ecog.astype(float), cb.visceral_metastases, cb.age_years, cb.creatinine_clearance_ml_min,
-        cb.dental_risk, jaw_lesion, cb.biology["tumour_growth_rate"], cb.prior_sre, params,
+        primary,
+        cb.ecog.astype(float),
+        cb.visceral_metastases,
+        cb.age_years,
+        cb.creatinine_clearance_ml_min,
+        cb.dental_risk,
+        jaw_lesion,
+        cb.biology["tumour_growth_rate"],
+        cb.prior_sre,
+        params,
     )
     calcium_noise = streams.draws("calcium", cb.patient_id)
     n_entry = np.maximum(mask.sum(axis=1), 1)
     mean_phi = (cb.lesion_blastic_fraction * mask).sum(axis=1) / n_entry
     biology = (cb.biology["pthrp_secretion"], cb.biology["osteoblastic_drive"])
     seed = dict(seed_state=_untreated_seed_state(mean_phi, *biology, growth, params)) if exposure.untreated else {}
-    background = systemic.background(cb, arm, params)  # None only for a bare cohort block (model tests): protocols resolve a usual care per primary
+    background = systemic.background(
+        cb, arm, params
+    )  # None only for a bare cohort block (model tests): protocols resolve a usual care per primary
     stage = {} if background is None else _background_arrays(background, cb, streams)
-    bone, bone_draws = _skeleton_arrays(cb, streams, stage.pop("fracture_thresholds", None),
-                                        np.ones(n) if background is None else background.rankl_factor)
-    p = _Rows(dict(
-        index=np.arange(n), stop=stop.copy(), last_sre=np.full(n, -np.inf), cum_suppression=np.zeros(n),
-        remaining=thresholds.patient[:, :, 0].T.copy(), count=np.zeros((8, n), np.int64),
-        next_slot=np.where(mask.any(axis=1), mask.shape[1] - np.argmax(mask[:, ::-1], axis=1), 0),
-        death=risk.death, hcm=risk.hypercalcaemia, onj=risk.onj, frailty=risk.skeletal_frailty,
-        renal_bg=risk.renal_background, kidney=risk.kidney,
-        lesion_growth=spread["lesion_growth"], calcium_setpoint=spread["calcium_setpoint"],
-        calcium_gains=mk.calcium_gains(cb.creatinine_clearance_ml_min, cb.vitamin_d_deficient,
-                                       bool(arm.calcium_vitamin_d), params),
-        calcium_low=np.zeros(n, bool),
-        mean_phi=mean_phi, pthrp_secretion=biology[0], drive_mult=biology[1], growth=growth,
-        **stage, **bone, **seed, marrow_remaining=_marrow_thresholds(streams, cb.patient_id, exposure, background),
-    ))
-    lesions = _Rows(_new_lesions(
-        p, owner, slot, site, cb.lesion_blastic_fraction[mask], cb.lesion_burden[mask], thresholds, local, params))
+    bone, bone_draws = _skeleton_arrays(
+        cb,
+        streams,
+        stage.pop("fracture_thresholds", None),
+        np.ones(n) if background is None else background.rankl_factor,
+    )
+    p = _Rows(
+        dict(
+            index=np.arange(n),
+            stop=stop.copy(),
+            last_sre=np.full(n, -np.inf),
+            cum_suppression=np.zeros(n),
+            remaining=thresholds.patient[:, :, 0].T.copy(),
+            count=np.zeros((8, n), np.int64),
+            next_slot=np.where(mask.any(axis=1), mask.shape[1] - np.argmax(mask[:, ::-1], axis=1), 0),
+            death=risk.death,
+            hcm=risk.hypercalcaemia,
+            onj=risk.onj,
+            frailty=risk.skeletal_frailty,
+            renal_bg=risk.renal_background,
+            kidney=risk.kidney,
+            lesion_growth=spread["lesion_growth"],
+            calcium_setpoint=spread["calcium_setpoint"],
+            calcium_gains=mk.calcium_gains(
+                cb.creatinine_clearance_ml_min, cb.vitamin_d_deficient, bool(arm.calcium_vitamin_d), params
+            ),
+            calcium_low=np.zeros(n, bool),
+            mean_phi=mean_phi,
+            pthrp_secretion=biology[0],
+            drive_mult=biology[1],
+            growth=growth,
+            **stage,
+            **bone,
+            **seed,
+            marrow_remaining=_marrow_thresholds(streams, cb.patient_id, exposure, background),
+        )
+    )
+    lesions = _Rows(
+        _new_lesions(
+            p, owner, slot, site, cb.lesion_blastic_fraction[mask], cb.lesion_burden[mask], thresholds, local, params
+        )
+    )
     if exposure.history_days:
         _prior_history(p, lesions, exposure, params)
     stop_on_onj = bool(getattr(arm, "stop_on_onj", False))
-    recovery = _renal_recovery_days(streams, cb.patient_id, params) if getattr(
-        arm, "withhold_on_renal_toxicity", False) else None
+    recovery = (
+        _renal_recovery_days(streams, cb.patient_id, params)
+        if getattr(arm, "withhold_on_renal_toxicity", False)
+        else None
+    )
     end_day = stop.copy()
     # castration resistance needs castration-sensitive disease under hormonal therapy; a patient never becomes
     # sensitive again, so without one at entry the resistant clone and its hazard cannot matter
@@ -211,8 +261,18 @@ def simulate(
         if ended.mean() >= COMPACT_SHARE:
             _compact(p, lesions, ~ended)
         if noise is not None and start in visit_days:
-            _visit(cb, arm, p, lesions, exposure, start, visit_weeks[visit_days[start]],
-                   noise[:, visit_days[start]], visits, params)
+            _visit(
+                cb,
+                arm,
+                p,
+                lesions,
+                exposure,
+                start,
+                visit_weeks[visit_days[start]],
+                noise[:, visit_days[start]],
+                visits,
+                params,
+            )
         days = float(end - start)
         inputs = exposure.inputs(start, end, p.index)
         L = lesions
@@ -221,11 +281,19 @@ def simulate(
         state = LesionState(L.w, L.y, L.z, L.m)
         kill = inputs.kill
         if staged and background is not None:
-            kill_resistant = systemic.kill(np.zeros(p.size, bool), p.kill_sensitive, p.kill_resistant, p.course_kill,
-                                           background.course_days, start, end)
+            kill_resistant = systemic.kill(
+                np.zeros(p.size, bool),
+                p.kill_sensitive,
+                p.kill_resistant,
+                p.course_kill,
+                background.course_days,
+                start,
+                end,
+            )
         if background is not None:
-            kill_now = systemic.kill(p.sensitive, p.kill_sensitive, p.kill_resistant, p.course_kill,
-                                     background.course_days, start, end)
+            kill_now = systemic.kill(
+                p.sensitive, p.kill_sensitive, p.kill_resistant, p.course_kill, background.course_days, start, end
+            )
             kill = kill + kill_now
         kill = _per_lesion(kill, L.owner)
         traits = LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi)
@@ -235,10 +303,16 @@ def simulate(
             kill = kill + (inputs.formation_kill * forming).astype(STATE_DTYPE)
         bone_before = L.z.copy()
         sig = advance(
-            state, traits,
-            inputs.recruitment.astype(STATE_DTYPE)[L.owner], inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
-            _per_lesion(inputs.pthrp_keep, L.owner), _per_lesion(inputs.tgf_beta_keep, L.owner),
-            kill, days, params, inputs.cells,
+            state,
+            traits,
+            inputs.recruitment.astype(STATE_DTYPE)[L.owner],
+            inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
+            _per_lesion(inputs.pthrp_keep, L.owner),
+            _per_lesion(inputs.tgf_beta_keep, L.owner),
+            kill,
+            days,
+            params,
+            inputs.cells,
         )
         # --- local events ---------------------------------------------------------------------
         rate = ev.lesion_hazards(L.weights, strength(sig.bone, sig.burden, params), sig.burden, sig.tgf_beta, params)
@@ -255,8 +329,9 @@ def simulate(
         total = np.bincount(owner, sig.burden, rows)
         load = np.bincount(owner, sig.burden * sig.pthrp * sig.tgf_beta, rows)  # PTHrP-driven resorption
         if end % LAB_VISIT_DAYS == 0:  # the step before a visit: blood is drawn before that day's dose
-            _hypocalcaemia(p, L, inputs, bone_before, sig, calcium_draws[:, step % CALCIUM_DRAW_STEPS], start, days,
-                           log, params)
+            _hypocalcaemia(
+                p, L, inputs, bone_before, sig, calcium_draws[:, step % CALCIUM_DRAW_STEPS], start, days, log, params
+            )
         supp = inputs.suppression
         exposure_mid = p.cum_suppression + 0.5 * days * supp
         p.cum_suppression[:] += days * supp
@@ -264,17 +339,20 @@ def simulate(
         doses = exposure.impulses(start, p.index)
         recent = np.clip(np.minimum(p.last_sre + RECENT_SRE_DAYS, end) - np.maximum(p.last_sre, start), 0.0, days)
         # mean hazard per day over the step, and the dose-day impulses (spread over the dose day)
-        p_rate = np.stack([
-            p.hcm * load,
-            params.seeding_hazard * total * resorption ** params.niche_resorption_exponent * inputs.homing_keep,
-            _non_skeletal_death(p, background, params) * np.exp(params.death_log_hr_burden * total)
-            * (1.0 + (params.death_hr_recent_sre - 1.0) * recent / days),
-            p.onj * supp * exposure_mid / (exposure_mid + params.onj_exposure_half_days),
-            np.zeros(rows),  # hypocalcaemia: from the calcium (_hypocalcaemia), not a hazard
-            p.renal_bg,
-            np.zeros(rows),
-            params.atypical_fracture_hazard * damage,
-        ])
+        p_rate = np.stack(
+            [
+                p.hcm * load,
+                params.seeding_hazard * total * resorption**params.niche_resorption_exponent * inputs.homing_keep,
+                _non_skeletal_death(p, background, params)
+                * np.exp(params.death_log_hr_burden * total)
+                * (1.0 + (params.death_hr_recent_sre - 1.0) * recent / days),
+                p.onj * supp * exposure_mid / (exposure_mid + params.onj_exposure_half_days),
+                np.zeros(rows),  # hypocalcaemia: from the calcium (_hypocalcaemia), not a hazard
+                p.renal_bg,
+                np.zeros(rows),
+                params.atypical_fracture_hazard * damage,
+            ]
+        )
         impulse = np.zeros((8, 1 if doses is None else rows))
         if doses is not None:
             impulse[_RENAL] = params.renal_infusion_hazard * doses.relative_auc * p.kidney
@@ -299,8 +377,9 @@ def simulate(
     return (*_tables(cb, arm, log, end_day, died, dropped, stop), _marker_table(cb, arm, visits))
 
 
-def _skeleton_events(p: _Rows, inputs: StepInputs, draws: tuple[np.ndarray, np.ndarray], start: int, days: float,
-                     log, params: Parameters):
+def _skeleton_events(
+    p: _Rows, inputs: StepInputs, draws: tuple[np.ndarray, np.ndarray], start: int, days: float, log, params: Parameters
+):
     """Step the skeleton outside the lesions and record its osteoporotic fractures; return the step means of its
     resorption (healthy 1) and microdamage (per patient). ``draws``: see :func:`_skeleton_arrays`.
 
@@ -309,8 +388,15 @@ def _skeleton_events(p: _Rows, inputs: StepInputs, draws: tuple[np.ndarray, np.n
     """
     before = p.skeleton_z.copy()
     resorption, density, damage = skeleton.advance(
-        p.skeleton_w, p.skeleton_z, p.microdamage, inputs.recruitment_sq, p.rankl_factor, days, params,
-        inputs.cells.osteoblast_production)
+        p.skeleton_w,
+        p.skeleton_z,
+        p.microdamage,
+        inputs.recruitment_sq,
+        p.rankl_factor,
+        days,
+        params,
+        inputs.cells.osteoblast_production,
+    )
     rate = skeleton.fracture_hazard(density, params)
     remaining = p.fracture_remaining
     remaining -= days * rate
@@ -320,8 +406,9 @@ def _skeleton_events(p: _Rows, inputs: StepInputs, draws: tuple[np.ndarray, np.n
         k = p.fracture_count[broke]
         thresholds, uniforms = draws
         patient = p.index[broke]
-        n = skeleton.vertebrae(skeleton.loss_per_year(before[broke], p.skeleton_z[broke], days),
-                               uniforms[patient, k], params)
+        n = skeleton.vertebrae(
+            skeleton.loss_per_year(before[broke], p.skeleton_z[broke], days), uniforms[patient, k], params
+        )
         rows = np.repeat(broke, n)
         _record(log, p, rows, np.repeat(t, n), _OSTEOPOROTIC_CODE, np.full(rows.size, -1), np.full(rows.size, -1))
         p.fracture_count[broke] += 1
@@ -332,8 +419,18 @@ def _skeleton_events(p: _Rows, inputs: StepInputs, draws: tuple[np.ndarray, np.n
     return resorption, damage
 
 
-def _visit(cb: CohortBlock, arm: ArmLike, p: _Rows, lesions: _Rows, exposure: Exposure, day: int, week: int,
-           noise: np.ndarray, visits: list, params: Parameters) -> None:
+def _visit(
+    cb: CohortBlock,
+    arm: ArmLike,
+    p: _Rows,
+    lesions: _Rows,
+    exposure: Exposure,
+    day: int,
+    week: int,
+    noise: np.ndarray,
+    visits: list,
+    params: Parameters,
+) -> None:
     """Measure the markers of the patients on study at the start of ``day`` (a step boundary).
 
     The sample is taken before that day's dose: drug inputs are those of the day before (at
@@ -351,13 +448,28 @@ def _visit(cb: CohortBlock, arm: ArmLike, p: _Rows, lesions: _Rows, exposure: Ex
     L = lesions
     state = LesionState(L.w, L.y, L.z, L.m)
     resorbed, resorption, formation, forming, pthrp = turnover(
-        state, LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi), recruitment[L.owner],
-        _per_lesion(pthrp_keep, L.owner), params, cells.il6_keep, cells.osteoblast_drive_keep,
+        state,
+        LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
+        recruitment[L.owner],
+        _per_lesion(pthrp_keep, L.owner),
+        params,
+        cells.il6_keep,
+        cells.osteoblast_drive_keep,
     )
     idx = p.index
     values = mk.measure(
-        L.owner, resorbed, resorption, formation, forming, state.burden * pthrp, recruitment * p.rankl_factor,
-        p.skeleton_w, p.calcium_setpoint, p.calcium_gains, noise[idx], params,
+        L.owner,
+        resorbed,
+        resorption,
+        formation,
+        forming,
+        state.burden * pthrp,
+        recruitment * p.rankl_factor,
+        p.skeleton_w,
+        p.calcium_setpoint,
+        p.calcium_gains,
+        noise[idx],
+        params,
     )
     visits.append((idx[on_study], np.full(int(on_study.sum()), week), values[on_study]))
 
@@ -383,14 +495,28 @@ def _prior_history(p: _Rows, lesions: _Rows, exposure: Exposure, params: Paramet
         days = float(end - start)
         inputs = exposure.inputs(start, end, p.index)
         advance(
-            LesionState(L.w, L.y, L.z, L.m), LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
-            inputs.recruitment.astype(STATE_DTYPE)[L.owner], inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
-            _per_lesion(inputs.pthrp_keep, L.owner), _per_lesion(inputs.tgf_beta_keep, L.owner),
-            _per_lesion(inputs.kill, L.owner), days, params, inputs.cells,
+            LesionState(L.w, L.y, L.z, L.m),
+            LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
+            inputs.recruitment.astype(STATE_DTYPE)[L.owner],
+            inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
+            _per_lesion(inputs.pthrp_keep, L.owner),
+            _per_lesion(inputs.tgf_beta_keep, L.owner),
+            _per_lesion(inputs.kill, L.owner),
+            days,
+            params,
+            inputs.cells,
         )
         L.y[:] = burden
-        skeleton.advance(p.skeleton_w, p.skeleton_z, p.microdamage, inputs.recruitment_sq, p.rankl_factor, days,
-                         params, inputs.cells.osteoblast_production)
+        skeleton.advance(
+            p.skeleton_w,
+            p.skeleton_z,
+            p.microdamage,
+            inputs.recruitment_sq,
+            p.rankl_factor,
+            days,
+            params,
+            inputs.cells.osteoblast_production,
+        )
         p.cum_suppression[:] += days * inputs.suppression
 
 
@@ -404,8 +530,15 @@ def _renal_recovery_days(streams: Streams, patient_id: np.ndarray, params: Param
     return draws * params.renal_recovery_median_days / np.log(2.0)
 
 
-def _label_rules(exposure: Exposure, p: _Rows, kinds: np.ndarray, rows: np.ndarray, t: np.ndarray,
-                 stop_on_onj: bool, recovery: np.ndarray | None) -> None:
+def _label_rules(
+    exposure: Exposure,
+    p: _Rows,
+    kinds: np.ndarray,
+    rows: np.ndarray,
+    t: np.ndarray,
+    stop_on_onj: bool,
+    recovery: np.ndarray | None,
+) -> None:
     """Apply the arm's label rules to the patients with an event: they miss the doses the rule withholds.
 
     ``stop_on_onj``: after osteonecrosis of the jaw the antiresorptive agents stop for good;
@@ -472,8 +605,18 @@ def _heterogeneity(streams: Streams, patient_id: np.ndarray, params: Parameters)
     )
 
 
-def _hypocalcaemia(p: _Rows, lesions: _Rows, inputs: StepInputs, bone_before: np.ndarray, sig, noise: np.ndarray,
-                   start: int, days: float, log, params: Parameters) -> None:
+def _hypocalcaemia(
+    p: _Rows,
+    lesions: _Rows,
+    inputs: StepInputs,
+    bone_before: np.ndarray,
+    sig,
+    noise: np.ndarray,
+    start: int,
+    days: float,
+    log,
+    params: Parameters,
+) -> None:
     """Serum calcium at a laboratory visit; record ``hypocalcaemia`` where it is below grade 2 (CTCAE >= 2).
 
     Called on the steps that end at a scheduled visit (every :data:`LAB_VISIT_DAYS` from
@@ -491,8 +634,15 @@ def _hypocalcaemia(p: _Rows, lesions: _Rows, inputs: StepInputs, bone_before: np
     L = lesions
     rows = p.size
     release = np.bincount(L.owner, bone_before - L.z, rows) / (params.bone_turnover_rate * days)
-    serum = mk.calcium(inputs.recruitment * p.rankl_factor, p.skeleton_w, release, np.bincount(L.owner, sig.burden * sig.pthrp, rows),
-                       p.calcium_setpoint, p.calcium_gains, params)
+    serum = mk.calcium(
+        inputs.recruitment * p.rankl_factor,
+        p.skeleton_w,
+        release,
+        np.bincount(L.owner, sig.burden * sig.pthrp, rows),
+        p.calcium_setpoint,
+        p.calcium_gains,
+        params,
+    )
     serum *= np.exp(log_sd(params.calcium_cv) * noise[p.index])
     low = serum < mk.HYPOCALCAEMIA_GRADE_2_MMOL_L
     onset = np.flatnonzero(low & ~p.calcium_low)
@@ -512,16 +662,20 @@ def _background_arrays(background: systemic.Background, cb: CohortBlock, streams
     draws = streams.draws("systemic", cb.patient_id)
     castration = draws.exponential()
     return dict(
-        sensitive=background.castration_sensitive.copy(), hormonal=background.hormonal,
+        sensitive=background.castration_sensitive.copy(),
+        hormonal=background.hormonal,
         clone=(cb.lesion_burden * cb.lesion_mask).sum(axis=1),
-        kill_sensitive=background.kill_sensitive, kill_resistant=background.kill_resistant,
-        course_kill=background.course_kill, castration_remaining=castration,
+        kill_sensitive=background.kill_sensitive,
+        kill_resistant=background.kill_resistant,
+        course_kill=background.course_kill,
+        castration_remaining=castration,
         fracture_thresholds=draws.exponential((ev.PATIENT_THRESHOLDS,)).T,
     )
 
 
-def _skeleton_arrays(cb: CohortBlock, streams: Streams, fracture_thresholds: np.ndarray | None,
-                     rankl_factor: np.ndarray) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _skeleton_arrays(
+    cb: CohortBlock, streams: Streams, fracture_thresholds: np.ndarray | None, rankl_factor: np.ndarray
+) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Per-patient rows of the skeleton outside the lesions (healthy and undamaged at entry), and its draws.
 
     The stream purpose ``skeleton`` gives, in a fixed order, ``PATIENT_THRESHOLDS`` successive
@@ -535,8 +689,12 @@ def _skeleton_arrays(cb: CohortBlock, streams: Streams, fracture_thresholds: np.
     fracture = own if fracture_thresholds is None else fracture_thresholds.T
     n = cb.n_patients
     rows = dict(
-        skeleton_w=np.ones(n), skeleton_z=np.ones(n), microdamage=np.zeros(n), rankl_factor=rankl_factor,
-        fracture_remaining=fracture[:, 0].copy(), fracture_count=np.zeros(n, np.int64),
+        skeleton_w=np.ones(n),
+        skeleton_z=np.ones(n),
+        microdamage=np.zeros(n),
+        rankl_factor=rankl_factor,
+        fracture_remaining=fracture[:, 0].copy(),
+        fracture_count=np.zeros(n, np.int64),
     )
     return rows, (fracture, draws.random((ev.PATIENT_THRESHOLDS,)))
 
@@ -556,8 +714,9 @@ def _stage_events(p: _Rows, kill_resistant: np.ndarray, start: int, days: float,
     remaining[rows] = np.inf
 
 
-def _marrow_thresholds(streams: Streams, patient_id: np.ndarray, exposure: Exposure,
-                       background: systemic.Background | None) -> np.ndarray:
+def _marrow_thresholds(
+    streams: Streams, patient_id: np.ndarray, exposure: Exposure, background: systemic.Background | None
+) -> np.ndarray:
     """Thresholds ``[2, n]`` of neutropenia and thrombocytopenia; infinite (not drawn) when no hazard can arise.
 
     The hazard needs a marrow dose (:attr:`Exposure.marrow_dosed`) or the background of a
@@ -576,8 +735,12 @@ def _marrow_events(p: _Rows, dose_rate: float, background: bool, start: int, day
     hazard of the advanced disease. Thresholds come from the ``marrow`` stream purpose.
     """
     base = (params.neutropenia_background_hazard, params.thrombocytopenia_background_hazard) if background else (0, 0)
-    rate = np.array([base[0] + params.neutropenia_per_marrow_dose * dose_rate,
-                     base[1] + params.thrombocytopenia_per_marrow_dose * dose_rate])
+    rate = np.array(
+        [
+            base[0] + params.neutropenia_per_marrow_dose * dose_rate,
+            base[1] + params.thrombocytopenia_per_marrow_dose * dose_rate,
+        ]
+    )
     if not rate.any():
         return
     remaining = p.marrow_remaining
@@ -597,12 +760,25 @@ def _check_invariants(cb: CohortBlock, p: _Rows, lesions: _Rows, rate: np.ndarra
     log tumour burden not NaN and at most 0 (burden <= capacity), hazards finite and >= 0.
     """
     w, z, y = lesions.w, lesions.z, lesions.y
-    if not w.size or (w.min() > 0 and w.max() < np.inf and z.min() >= 0 and z.max() < np.inf and y.max() <= 0
-                      and rate.min() >= 0 and rate.max() < np.inf):
+    if not w.size or (
+        w.min() > 0
+        and w.max() < np.inf
+        and z.min() >= 0
+        and z.max() < np.inf
+        and y.max() <= 0
+        and rate.min() >= 0
+        and rate.max() < np.inf
+    ):
         return  # reductions propagate NaN, which fails every comparison
     ok = (
-        np.isfinite(w) & (w > 0) & np.isfinite(z) & (z >= 0) & ~np.isnan(y) & (y <= 0)
-        & np.isfinite(rate).all(axis=0) & (rate >= 0).all(axis=0)
+        np.isfinite(w)
+        & (w > 0)
+        & np.isfinite(z)
+        & (z >= 0)
+        & ~np.isnan(y)
+        & (y <= 0)
+        & np.isfinite(rate).all(axis=0)
+        & (rate >= 0).all(axis=0)
     )
     j = int(np.flatnonzero(~ok)[0])
     i = int(p.index[lesions.owner[j]])
@@ -617,7 +793,15 @@ def _check_invariants(cb: CohortBlock, p: _Rows, lesions: _Rows, rate: np.ndarra
 
 
 def _new_lesions(
-    p: _Rows, owner, slot, site, phi, burden, thresholds: ev.Thresholds, local: LocalTherapy, params: Parameters,
+    p: _Rows,
+    owner,
+    slot,
+    site,
+    phi,
+    burden,
+    thresholds: ev.Thresholds,
+    local: LocalTherapy,
+    params: Parameters,
     inputs: StepInputs | None = None,
 ):
     """Arrays of new lesion rows: the given burden on bone in equilibrium with it, traits and thresholds.
@@ -638,24 +822,42 @@ def _new_lesions(
     elif untreated is not None:
         state = LesionState(*untreated[:, owner])
     else:
-        state = established_state(burden, traits, params, inputs.recruitment_sq[owner],
-                                  _per_lesion(inputs.pthrp_keep, owner), inputs.cells,
-                                  _per_lesion(inputs.tgf_beta_keep, owner))
+        state = established_state(
+            burden,
+            traits,
+            params,
+            inputs.recruitment_sq[owner],
+            _per_lesion(inputs.pthrp_keep, owner),
+            inputs.cells,
+            _per_lesion(inputs.tgf_beta_keep, owner),
+        )
     weights = ev.lesion_hazard_weights(site, traits.blastic_fraction, traits.growth_rate, params)
     weights = (weights * p.frailty[owner]).astype(STATE_DTYPE)
     if not local.prophylactic_fixation:
         weights[_SURGERY] = 0.0
     return dict(
-        owner=owner.astype(np.int64), slot=slot.astype(np.int64), site=site.astype(np.int8),
-        w=state.w, y=state.y, z=state.z, m=state.m, pthrp=traits.pthrp, drive=traits.osteoblast_drive,
-        suppression=traits.osteoblast_suppression, growth=traits.growth_rate, phi=traits.blastic_fraction,
-        weights=weights, remaining=thresholds.lesion[p.index[owner], slot, :, 0].T.copy(),
-        count=np.zeros((4, owner.size), np.int8), prophylaxed=np.zeros(owner.size, bool),
+        owner=owner.astype(np.int64),
+        slot=slot.astype(np.int64),
+        site=site.astype(np.int8),
+        w=state.w,
+        y=state.y,
+        z=state.z,
+        m=state.m,
+        pthrp=traits.pthrp,
+        drive=traits.osteoblast_drive,
+        suppression=traits.osteoblast_suppression,
+        growth=traits.growth_rate,
+        phi=traits.blastic_fraction,
+        weights=weights,
+        remaining=thresholds.lesion[p.index[owner], slot, :, 0].T.copy(),
+        count=np.zeros((4, owner.size), np.int8),
+        prophylaxed=np.zeros(owner.size, bool),
     )
 
 
-def _untreated_seed_state(mean_phi: np.ndarray, pthrp_secretion: np.ndarray, drive_mult: np.ndarray,
-                          growth: np.ndarray, params: Parameters) -> np.ndarray:
+def _untreated_seed_state(
+    mean_phi: np.ndarray, pthrp_secretion: np.ndarray, drive_mult: np.ndarray, growth: np.ndarray, params: Parameters
+) -> np.ndarray:
     """State ``[w, y, z, m]`` (``[4, n]``) of a new lesion of each patient, seeded in bone no drug acts on.
 
     Without a dosed agent (:attr:`Exposure.untreated`) every step's drug inputs are exactly those of
@@ -736,7 +938,9 @@ def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kinds, hit, t, log, loc
     decision = thresholds.surgery[p.index[rows], cols, :, np.minimum(k, ev.LESION_THRESHOLDS - 1)]
     chance = np.where(ev.LONG_BONE[site], params.surgery_after_fracture_long_bone, params.surgery_after_fracture_other)
     fracture, compression, radiation, fixation = (kinds == kind for kind in range(4))
-    operate = (fracture & (decision[:, 0] < chance)) | (compression & (decision[:, 1] < params.surgery_after_compression))
+    operate = (fracture & (decision[:, 0] < chance)) | (
+        compression & (decision[:, 1] < params.surgery_after_compression)
+    )
     L.weights[_FRACTURE, hit[fracture]] *= params.fracture_after_fracture
     L.y[hit[compression]] += local.log_survival  # decompressive radiotherapy
     L.y[hit[radiation]] += local.log_survival
@@ -747,8 +951,9 @@ def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kinds, hit, t, log, loc
         L.weights[_SURGERY, hit[operate]] = 0.0
 
 
-def _patient_events(p: _Rows, lesions: _Rows, thresholds, kinds, rows, t, log, local: LocalTherapy, params,
-                    inputs: StepInputs) -> None:
+def _patient_events(
+    p: _Rows, lesions: _Rows, thresholds, kinds, rows, t, log, local: LocalTherapy, params, inputs: StepInputs
+) -> None:
     """Record patient-level events, apply the next thresholds and seed new lesions (in the bone of ``inputs``)."""
     k = p.count[kinds, rows]
     nxt = k + 1
@@ -771,9 +976,20 @@ def _patient_events(p: _Rows, lesions: _Rows, thresholds, kinds, rows, t, log, l
         seeded = rows[new[room]]
         if seeded.size:
             p.next_slot[seeded] += 1
-            lesions.append(_new_lesions(
-                p, seeded, slot[room], site[new[room]].astype(np.int8), p.mean_phi[seeded],
-                np.full(seeded.size, params.new_lesion_burden), thresholds, local, params, inputs))
+            lesions.append(
+                _new_lesions(
+                    p,
+                    seeded,
+                    slot[room],
+                    site[new[room]].astype(np.int8),
+                    p.mean_phi[seeded],
+                    np.full(seeded.size, params.new_lesion_burden),
+                    thresholds,
+                    local,
+                    params,
+                    inputs,
+                )
+            )
     p.last_sre[rows[kinds == _HCM]] = t[kinds == _HCM]
     _record(log, p, rows, t, _PATIENT_TYPE[kinds], lesion, site)
 
@@ -784,8 +1000,13 @@ def _tables(cb: CohortBlock, arm: ArmLike, records, end_day, died, dropped, stop
     if records:
         idx, day, code, lesion, site = (np.concatenate(parts) for parts in zip(*records))
     else:
-        idx, day, code, lesion, site = (np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64),
-                                        np.empty(0, np.int64), np.empty(0, np.int64))
+        idx, day, code, lesion, site = (
+            np.empty(0, np.int64),
+            np.empty(0),
+            np.empty(0, np.int64),
+            np.empty(0, np.int64),
+            np.empty(0, np.int64),
+        )
     keep = day <= end_day[idx]
     idx, day, code, lesion, site = idx[keep], day[keep], code[keep], lesion[keep], site[keep]
     out = dropped & ~died

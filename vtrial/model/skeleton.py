@@ -42,8 +42,14 @@ MAX_VERTEBRAE = 5
 
 
 def advance(
-    w: np.ndarray, z: np.ndarray, damage: np.ndarray, recruitment_sq: np.ndarray, rankl_factor: np.ndarray,
-    days: float, params: Parameters, osteoblast_production: float = 1.0,
+    w: np.ndarray,
+    z: np.ndarray,
+    damage: np.ndarray,
+    recruitment_sq: np.ndarray,
+    rankl_factor: np.ndarray,
+    days: float,
+    params: Parameters,
+    osteoblast_production: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Advance ``w = v**2``, density ``Z`` and microdamage ``D`` by ``days`` in place.
 

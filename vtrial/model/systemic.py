@@ -65,11 +65,17 @@ _DOCETAXEL = TherapyEffect("docetaxel_kill", "docetaxel_kill", "docetaxel_course
 #: Where each background therapy acts.
 THERAPY_EFFECTS: dict[str, TherapyEffect] = {
     "androgen_deprivation": TherapyEffect(
-        "androgen_deprivation_kill_sensitive", "androgen_deprivation_kill_resistant", hormonal=True,
-        rankl_rise="androgen_deprivation_rankl_rise"),
+        "androgen_deprivation_kill_sensitive",
+        "androgen_deprivation_kill_resistant",
+        hormonal=True,
+        rankl_rise="androgen_deprivation_rankl_rise",
+    ),
     "abiraterone_prednisone": TherapyEffect(
-        "abiraterone_kill_sensitive", "abiraterone_kill_resistant", hormonal=True,
-        rankl_rise="glucocorticoid_rankl_rise"),
+        "abiraterone_kill_sensitive",
+        "abiraterone_kill_resistant",
+        hormonal=True,
+        rankl_rise="glucocorticoid_rankl_rise",
+    ),
     "enzalutamide": TherapyEffect("enzalutamide_kill_sensitive", "enzalutamide_kill_resistant", hormonal=True),
     "docetaxel": _DOCETAXEL,
     "chemotherapy": _DOCETAXEL,
@@ -79,6 +85,7 @@ THERAPY_EFFECTS: dict[str, TherapyEffect] = {
     "immunotherapy": TherapyEffect(),
 }
 assert tuple(THERAPY_EFFECTS) == SYSTEMIC_THERAPIES
+
 
 @dataclass(frozen=True)
 class Background:
@@ -147,8 +154,13 @@ def background(cohort_block: CohortBlock, arm: ArmLike, params: Parameters) -> B
 
 
 def kill(
-    sensitive: np.ndarray, kill_sensitive: np.ndarray, kill_resistant: np.ndarray, course_kill: np.ndarray,
-    course_days: float, start: float, end: float,
+    sensitive: np.ndarray,
+    kill_sensitive: np.ndarray,
+    kill_resistant: np.ndarray,
+    course_kill: np.ndarray,
+    course_days: float,
+    start: float,
+    end: float,
 ) -> np.ndarray:
     """Mean background log-kill per day over the step ``start .. end`` (per patient).
 

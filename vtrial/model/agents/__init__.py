@@ -24,8 +24,9 @@ AGENTS: dict[str, Agent] = {}
 def register(agent: type[Agent]) -> None:
     """Register an agent class under its name, and its parameters; a name is taken once."""
     if agent.name in AGENTS and type(AGENTS[agent.name]) is not agent:
-        raise ValueError(f"two agents are named {agent.name!r}: {type(AGENTS[agent.name]).__name__} and "
-                         f"{agent.__name__}")
+        raise ValueError(
+            f"two agents are named {agent.name!r}: {type(AGENTS[agent.name]).__name__} and {agent.__name__}"
+        )
     register_parameters(agent.parameters)
     AGENTS[agent.name] = agent()
     for name in sorted(AGENTS):

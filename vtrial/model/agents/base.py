@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from vtrial.model.parameters import Parameters
     from vtrial.model.types import MechanismLike
 
+
 @dataclass(frozen=True)
 class Administration:
     """One agent given on a schedule: an arm's exposure combines a list of these.
@@ -104,8 +105,12 @@ class Course:
     def neutral(cls, n_patients: int, n_days: int, **effects: Any) -> Course:
         """A course without effect, except the given ones."""
         values: dict[str, Any] = dict(
-            rankl_inhibition=np.zeros(n_days), osteoclast_fraction=np.zeros(n_days), pthrp_keep=np.ones(n_days),
-            tgf_beta_keep=np.ones(n_days), kill=np.zeros(n_days), relative_auc=np.zeros(n_patients),
+            rankl_inhibition=np.zeros(n_days),
+            osteoclast_fraction=np.zeros(n_days),
+            pthrp_keep=np.ones(n_days),
+            tgf_beta_keep=np.ones(n_days),
+            kill=np.zeros(n_days),
+            relative_auc=np.zeros(n_patients),
         )
         return cls(**{**values, **effects})
 
@@ -135,7 +140,12 @@ class Agent:
     #: whether an arm describes it by an ``[arm.mechanism]`` table (and must)
     takes_mechanism: ClassVar[bool] = False
 
-    def course(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray, grid: np.ndarray,
-               params: Parameters) -> Course:
+    def course(
+        self,
+        administration: Administration,
+        creatinine_clearance_ml_min: np.ndarray,
+        grid: np.ndarray,
+        params: Parameters,
+    ) -> Course:
         """Daily effects of ``administration`` on ``grid`` (mid-day times) for patients of the given CrCl."""
         raise NotImplementedError

@@ -18,10 +18,24 @@ from vtrial.model.parameters import Parameter, Parameters
 
 #: Parameters every bisphosphonate shares (part of each one's :attr:`Agent.parameters`).
 BISPHOSPHONATE_PARAMETERS: tuple[Parameter, ...] = (
-    Parameter("bisphosphonate_hill", 1.9, "-", 1.0, 3.0, "[seen] Pillai 2004 ibandronate PD (Hill 1.92)",
-              "Hill coefficient of the pool effect"),
-    Parameter("acute_phase_first_dose", 0.22, "cumulative hazard", 0.05, 0.5,
-              "[seen] INT-06: 20.2% after ZA in 3 days", "acute-phase reaction after the first bisphosphonate infusion"),
+    Parameter(
+        "bisphosphonate_hill",
+        1.9,
+        "-",
+        1.0,
+        3.0,
+        "[seen] Pillai 2004 ibandronate PD (Hill 1.92)",
+        "Hill coefficient of the pool effect",
+    ),
+    Parameter(
+        "acute_phase_first_dose",
+        0.22,
+        "cumulative hazard",
+        0.05,
+        0.5,
+        "[seen] INT-06: 20.2% after ZA in 3 days",
+        "acute-phase reaction after the first bisphosphonate infusion",
+    ),
 )
 
 
@@ -32,19 +46,27 @@ class Bisphosphonate(Agent):
     #: registry name of the agent's between-patient CV of the amount reaching bone
     exposure_cv_parameter: ClassVar[str]
 
-    def pool(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray,
-             params: Parameters) -> tuple[np.ndarray, np.ndarray, float, float, float]:
+    def pool(
+        self, administration: Administration, creatinine_clearance_ml_min: np.ndarray, params: Parameters
+    ) -> tuple[np.ndarray, np.ndarray, float, float, float]:
         """Per patient: amount reaching bone per dose and AUC per dose relative to the label; pool
         half-life (days), Emax and EC50 (mg)."""
         raise NotImplementedError
 
-    def course(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray, grid: np.ndarray,
-               params: Parameters) -> Course:
+    def course(
+        self,
+        administration: Administration,
+        creatinine_clearance_ml_min: np.ndarray,
+        grid: np.ndarray,
+        params: Parameters,
+    ) -> Course:
         scale, relative_auc, half_life, emax, ec50 = self.pool(administration, creatinine_clearance_ml_min, params)
         kernel = pool_kernel(administration.days, half_life, grid)
         return Course.neutral(
-            creatinine_clearance_ml_min.shape[0], grid.shape[0],
+            creatinine_clearance_ml_min.shape[0],
+            grid.shape[0],
             pool=BonePool(scale, kernel, emax, ec50, params.bisphosphonate_hill),
-            relative_auc=relative_auc, acute_phase_first_dose=params.acute_phase_first_dose,
+            relative_auc=relative_auc,
+            acute_phase_first_dose=params.acute_phase_first_dose,
             exposure_cv=getattr(params, self.exposure_cv_parameter),
         )

@@ -39,8 +39,13 @@ class Custom(Agent):
     needs_dose = False
     takes_mechanism = True
 
-    def course(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray, grid: np.ndarray,
-               params: Parameters) -> Course:
+    def course(
+        self,
+        administration: Administration,
+        creatinine_clearance_ml_min: np.ndarray,
+        grid: np.ndarray,
+        params: Parameters,
+    ) -> Course:
         m = administration.mechanism
         if m is None:
             raise ValueError("the custom agent needs the arm's [arm.mechanism] table")
@@ -53,10 +58,12 @@ class Custom(Agent):
             doses = administration.dose_mg / m.reference_dose_mg
         kill = -np.log1p(-min(float(m.tumour_kill), FRACTION_CAP)) / KILL_PERIOD_DAYS * e
         return Course.neutral(
-            creatinine_clearance_ml_min.shape[0], grid.shape[0],
+            creatinine_clearance_ml_min.shape[0],
+            grid.shape[0],
             rankl_inhibition=np.minimum(at_dose(min(float(m.rankl_inhibition), FRACTION_CAP) * e, doses), FRACTION_CAP),
             osteoclast_fraction=np.minimum(
-                at_dose(min(float(m.osteoclast_inhibition), FRACTION_CAP) * e, doses), FRACTION_CAP),
+                at_dose(min(float(m.osteoclast_inhibition), FRACTION_CAP) * e, doses), FRACTION_CAP
+            ),
             pthrp_keep=1.0 - at_dose(min(float(m.pthrp_inhibition), 1.0) * e, doses),
             tgf_beta_keep=1.0 - at_dose(min(float(m.tgf_beta_inhibition), 1.0) * e, doses),
             kill=kill if doses is None else kill * doses,

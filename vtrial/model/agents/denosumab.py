@@ -15,25 +15,79 @@ from vtrial.model.agents.pk import first_order_absorption_kernel
 from vtrial.model.parameters import Parameter, Parameters
 
 PARAMETERS: tuple[Parameter, ...] = (
-    Parameter("denosumab_bioavailability", 0.62, "-", 0.5, 0.75, "[seen] Xgeva SmPC (62%); Gibiansky 2012 (61%)",
-              "SC bioavailability F"),
-    Parameter("denosumab_absorption_rate", 0.257, "1/day", 0.15, 0.4,
-              "[seen] Gibiansky 2012 (absorption t1/2 2.7 d)", "first-order absorption rate k_a"),
-    Parameter("denosumab_half_life_days", 28.0, "day", 14.0, 55.0, "[seen] Xgeva SmPC mean t1/2 28 d (14-55)",
-              "elimination half-life (linear surrogate of the TMDD model)"),
-    Parameter("denosumab_volume_l", 3.5, "L", 2.5, 5.0,
-              "[derived] chosen so 120 mg q4w gives the label trough ~20.6 ug/mL (Xgeva SmPC)",
-              "apparent volume of distribution"),
-    Parameter("denosumab_imax", 0.937, "-", 0.8, 0.99, "[seen] Doshi 2012 (uNTx Imax 93.7%)",
-              "maximal inhibition of RANKL signalling"),
-    Parameter("denosumab_ic50_mg_l", 0.0318, "mg/L", 0.005, 0.2, "[seen] Doshi 2012 (IC50 31.8 ng/mL)",
-              "serum concentration of half-maximal inhibition"),
-    Parameter("denosumab_exposure_cv", 0.45, "-", 0.3, 0.6,
-              "[recalled] between-subject variability of denosumab exposure ~40-50% (population PK, Sutjandra 2011 "
-              "Clin Pharmacokinet 50:793; Gibiansky 2012)",
-              "between-patient CV of the serum concentration at a given dose (log-normal, median 1)"),
-    Parameter("acute_phase_first_dose_denosumab", 0.09, "cumulative hazard", 0.0, 0.3,
-              "[seen] INT-06: 8.7% on denosumab", "acute-phase reaction after the first denosumab injection"),
+    Parameter(
+        "denosumab_bioavailability",
+        0.62,
+        "-",
+        0.5,
+        0.75,
+        "[seen] Xgeva SmPC (62%); Gibiansky 2012 (61%)",
+        "SC bioavailability F",
+    ),
+    Parameter(
+        "denosumab_absorption_rate",
+        0.257,
+        "1/day",
+        0.15,
+        0.4,
+        "[seen] Gibiansky 2012 (absorption t1/2 2.7 d)",
+        "first-order absorption rate k_a",
+    ),
+    Parameter(
+        "denosumab_half_life_days",
+        28.0,
+        "day",
+        14.0,
+        55.0,
+        "[seen] Xgeva SmPC mean t1/2 28 d (14-55)",
+        "elimination half-life (linear surrogate of the TMDD model)",
+    ),
+    Parameter(
+        "denosumab_volume_l",
+        3.5,
+        "L",
+        2.5,
+        5.0,
+        "[derived] chosen so 120 mg q4w gives the label trough ~20.6 ug/mL (Xgeva SmPC)",
+        "apparent volume of distribution",
+    ),
+    Parameter(
+        "denosumab_imax",
+        0.937,
+        "-",
+        0.8,
+        0.99,
+        "[seen] Doshi 2012 (uNTx Imax 93.7%)",
+        "maximal inhibition of RANKL signalling",
+    ),
+    Parameter(
+        "denosumab_ic50_mg_l",
+        0.0318,
+        "mg/L",
+        0.005,
+        0.2,
+        "[seen] Doshi 2012 (IC50 31.8 ng/mL)",
+        "serum concentration of half-maximal inhibition",
+    ),
+    Parameter(
+        "denosumab_exposure_cv",
+        0.45,
+        "-",
+        0.3,
+        0.6,
+        "[recalled] between-subject variability of denosumab exposure ~40-50% (population PK, Sutjandra 2011 "
+        "Clin Pharmacokinet 50:793; Gibiansky 2012)",
+        "between-patient CV of the serum concentration at a given dose (log-normal, median 1)",
+    ),
+    Parameter(
+        "acute_phase_first_dose_denosumab",
+        0.09,
+        "cumulative hazard",
+        0.0,
+        0.3,
+        "[seen] INT-06: 8.7% on denosumab",
+        "acute-phase reaction after the first denosumab injection",
+    ),
 )
 
 
@@ -53,12 +107,19 @@ class Denosumab(Agent):
     parameters = PARAMETERS
     label_regimen = "dose_mg = 120.0 and every_weeks = 4.0 (Xgeva label)"
 
-    def course(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray, grid: np.ndarray,
-               params: Parameters) -> Course:
+    def course(
+        self,
+        administration: Administration,
+        creatinine_clearance_ml_min: np.ndarray,
+        grid: np.ndarray,
+        params: Parameters,
+    ) -> Course:
         conc = denosumab_concentration(administration.days, administration.given_dose(), grid, params)
         return Course.neutral(
-            creatinine_clearance_ml_min.shape[0], grid.shape[0],
+            creatinine_clearance_ml_min.shape[0],
+            grid.shape[0],
             rankl_inhibition=params.denosumab_imax * conc / (conc + params.denosumab_ic50_mg_l),
             acute_phase_first_dose=params.acute_phase_first_dose_denosumab,
-            exposure_cv=params.denosumab_exposure_cv, rankl_imax=params.denosumab_imax,
+            exposure_cv=params.denosumab_exposure_cv,
+            rankl_imax=params.denosumab_imax,
         )

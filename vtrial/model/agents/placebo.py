@@ -16,6 +16,11 @@ class Placebo(Agent):
     dosed = False
     needs_dose = False
 
-    def course(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray, grid: np.ndarray,
-               params: Parameters) -> Course:
+    def course(
+        self,
+        administration: Administration,
+        creatinine_clearance_ml_min: np.ndarray,
+        grid: np.ndarray,
+        params: Parameters,
+    ) -> Course:
         return Course.neutral(creatinine_clearance_ml_min.shape[0], grid.shape[0])

@@ -26,20 +26,51 @@ from vtrial.model.agents.pk import pool_kernel
 from vtrial.model.parameters import Parameter, Parameters
 
 PARAMETERS: tuple[Parameter, ...] = (
-    Parameter("radium_half_life_days", 11.4, "day", 11.3, 11.5, "[seen] physical half-life of Ra-223 (Xofigo SmPC)",
-              "decay half-life of the activity in bone (biological release from bone is slower, neglected)"),
-    Parameter("radium_bone_uptake", 0.61, "-", 0.44, 0.77,
-              "[seen] Carrasquillo 2013 Eur J Nucl Med Mol Imaging 40:1384 (bone 61% at 4 h, 44-77%)",
-              "fraction of the injected activity incorporated into bone"),
-    Parameter("radium_kill_per_activity", 0.0003, "1/day per kBq/kg", 0.0001, 0.003,
-              "[calibrated] ALSYMPCA (Parker 2013 NEJM 369:213) median OS 11.3 vs 14.9 months, HR 0.70",
-              "tumour kill rate per kBq/kg of activity in bone, at healthy bone formation"),
-    Parameter("neutropenia_per_marrow_dose", 4.6e-6, "1/(kBq/kg day)", 1e-6, 2e-5,
-              "[derived] ALSYMPCA grade 3-4 neutropenia 2.2% vs 0.7% placebo over 6 x 55 kBq/kg (Parker 2013)",
-              "cumulative hazard of grade 3-4 neutropenia per unit time-integrated activity in bone"),
-    Parameter("thrombocytopenia_per_marrow_dose", 1.3e-5, "1/(kBq/kg day)", 3e-6, 5e-5,
-              "[derived] ALSYMPCA grade 3-4 thrombocytopenia 6.3% vs 2.0% placebo (Parker 2013)",
-              "cumulative hazard of grade 3-4 thrombocytopenia per unit time-integrated activity in bone"),
+    Parameter(
+        "radium_half_life_days",
+        11.4,
+        "day",
+        11.3,
+        11.5,
+        "[seen] physical half-life of Ra-223 (Xofigo SmPC)",
+        "decay half-life of the activity in bone (biological release from bone is slower, neglected)",
+    ),
+    Parameter(
+        "radium_bone_uptake",
+        0.61,
+        "-",
+        0.44,
+        0.77,
+        "[seen] Carrasquillo 2013 Eur J Nucl Med Mol Imaging 40:1384 (bone 61% at 4 h, 44-77%)",
+        "fraction of the injected activity incorporated into bone",
+    ),
+    Parameter(
+        "radium_kill_per_activity",
+        0.0003,
+        "1/day per kBq/kg",
+        0.0001,
+        0.003,
+        "[calibrated] ALSYMPCA (Parker 2013 NEJM 369:213) median OS 11.3 vs 14.9 months, HR 0.70",
+        "tumour kill rate per kBq/kg of activity in bone, at healthy bone formation",
+    ),
+    Parameter(
+        "neutropenia_per_marrow_dose",
+        4.6e-6,
+        "1/(kBq/kg day)",
+        1e-6,
+        2e-5,
+        "[derived] ALSYMPCA grade 3-4 neutropenia 2.2% vs 0.7% placebo over 6 x 55 kBq/kg (Parker 2013)",
+        "cumulative hazard of grade 3-4 neutropenia per unit time-integrated activity in bone",
+    ),
+    Parameter(
+        "thrombocytopenia_per_marrow_dose",
+        1.3e-5,
+        "1/(kBq/kg day)",
+        3e-6,
+        5e-5,
+        "[derived] ALSYMPCA grade 3-4 thrombocytopenia 6.3% vs 2.0% placebo (Parker 2013)",
+        "cumulative hazard of grade 3-4 thrombocytopenia per unit time-integrated activity in bone",
+    ),
 )
 
 
@@ -52,11 +83,21 @@ class Radium223(Agent):
     label_regimen = "dose_kbq_per_kg = 55.0, every_weeks = 4.0 and doses = 6 (Xofigo label)"
     dose_unit = "kBq/kg"
 
-    def course(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray, grid: np.ndarray,
-               params: Parameters) -> Course:
-        activity = (params.radium_bone_uptake * administration.given_dose()
-                    * pool_kernel(administration.days, params.radium_half_life_days, grid))
+    def course(
+        self,
+        administration: Administration,
+        creatinine_clearance_ml_min: np.ndarray,
+        grid: np.ndarray,
+        params: Parameters,
+    ) -> Course:
+        activity = (
+            params.radium_bone_uptake
+            * administration.given_dose()
+            * pool_kernel(administration.days, params.radium_half_life_days, grid)
+        )
         return Course.neutral(
-            creatinine_clearance_ml_min.shape[0], grid.shape[0],
-            formation_kill=params.radium_kill_per_activity * activity, marrow_dose_rate=activity,
+            creatinine_clearance_ml_min.shape[0],
+            grid.shape[0],
+            formation_kill=params.radium_kill_per_activity * activity,
+            marrow_dose_rate=activity,
         )

@@ -15,22 +15,60 @@ from vtrial.model.agents.bisphosphonate import BISPHOSPHONATE_PARAMETERS, Bispho
 from vtrial.model.parameters import Parameter, Parameters
 
 PARAMETERS: tuple[Parameter, ...] = (
-    Parameter("zoledronic_acid_nonrenal_clearance_l_h", 3.27, "L/h", 2.0, 5.0,
-              "[derived] intercept of the label dose table CL = 3.27 + 0.0372 CrCl (research notes 6.3)",
-              "non-renal (bone uptake) clearance"),
-    Parameter("zoledronic_acid_renal_slope_l_h", 0.0372, "L/h per mL/min", 0.02, 0.06,
-              "[derived] slope of the label dose table (research notes 6.3)", "renal clearance per unit CrCl"),
-    Parameter("zoledronic_acid_pool_half_life_days", 180.0, "day", 60.0, 720.0,
-              "[recalled] research notes section 10 (k_off ~ ln2/180 d)", "active bone-surface pool half-life"),
-    Parameter("zoledronic_acid_emax", 2.67, "-", 1.0, 5.0,
-              "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
-              "maximal extra osteoclast loss (relative to baseline)"),
-    Parameter("zoledronic_acid_ec50_mg", 2.0, "mg", 0.5, 8.0,
-              "[calibrated] one 5 mg dose suppresses markers ~60% for a year (HORIZON, recalled)",
-              "pool amount of half-maximal effect"),
-    Parameter("zoledronic_acid_exposure_cv", 0.35, "-", 0.25, 0.45,
-              "[recalled] between-patient CV of zoledronic acid AUC ~30-40% (Chen 2002 J Clin Pharmacol 42:1228)",
-              "between-patient CV of the amount reaching bone at a given dose and CrCl (log-normal, median 1)"),
+    Parameter(
+        "zoledronic_acid_nonrenal_clearance_l_h",
+        3.27,
+        "L/h",
+        2.0,
+        5.0,
+        "[derived] intercept of the label dose table CL = 3.27 + 0.0372 CrCl (research notes 6.3)",
+        "non-renal (bone uptake) clearance",
+    ),
+    Parameter(
+        "zoledronic_acid_renal_slope_l_h",
+        0.0372,
+        "L/h per mL/min",
+        0.02,
+        0.06,
+        "[derived] slope of the label dose table (research notes 6.3)",
+        "renal clearance per unit CrCl",
+    ),
+    Parameter(
+        "zoledronic_acid_pool_half_life_days",
+        180.0,
+        "day",
+        60.0,
+        720.0,
+        "[recalled] research notes section 10 (k_off ~ ln2/180 d)",
+        "active bone-surface pool half-life",
+    ),
+    Parameter(
+        "zoledronic_acid_emax",
+        2.67,
+        "-",
+        1.0,
+        5.0,
+        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "maximal extra osteoclast loss (relative to baseline)",
+    ),
+    Parameter(
+        "zoledronic_acid_ec50_mg",
+        2.0,
+        "mg",
+        0.5,
+        8.0,
+        "[calibrated] one 5 mg dose suppresses markers ~60% for a year (HORIZON, recalled)",
+        "pool amount of half-maximal effect",
+    ),
+    Parameter(
+        "zoledronic_acid_exposure_cv",
+        0.35,
+        "-",
+        0.25,
+        0.45,
+        "[recalled] between-patient CV of zoledronic acid AUC ~30-40% (Chen 2002 J Clin Pharmacol 42:1228)",
+        "between-patient CV of the amount reaching bone at a given dose and CrCl (log-normal, median 1)",
+    ),
 )
 
 #: Label dose reduction of zoledronic acid by creatinine clearance (mL/min), Zometa label.
@@ -64,10 +102,16 @@ class ZoledronicAcid(Bisphosphonate):
     label_regimen = "dose_mg = 4.0 and every_weeks = 4.0 (Zometa label)"
     exposure_cv_parameter = "zoledronic_acid_exposure_cv"
 
-    def pool(self, administration: Administration, creatinine_clearance_ml_min: np.ndarray,
-             params: Parameters) -> tuple[np.ndarray, np.ndarray, float, float, float]:
+    def pool(
+        self, administration: Administration, creatinine_clearance_ml_min: np.ndarray, params: Parameters
+    ) -> tuple[np.ndarray, np.ndarray, float, float, float]:
         crcl = creatinine_clearance_ml_min
         dose = zoledronic_acid_dose(administration.given_dose(), crcl, bool(administration.renal_adjustment))
         uptake, renal = zoledronic_acid_clearance_l_h(crcl, params)
-        return (dose * uptake / (uptake + renal), dose / (uptake + renal) / REFERENCE_AUC_MG_H_L,
-                params.zoledronic_acid_pool_half_life_days, params.zoledronic_acid_emax, params.zoledronic_acid_ec50_mg)
+        return (
+            dose * uptake / (uptake + renal),
+            dose / (uptake + renal) / REFERENCE_AUC_MG_H_L,
+            params.zoledronic_acid_pool_half_life_days,
+            params.zoledronic_acid_emax,
+            params.zoledronic_acid_ec50_mg,
+        )
