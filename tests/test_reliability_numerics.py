@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vtrial.errors import ProtocolWarning
 from vtrial.batch import run_batch
 from vtrial.cohort import sample_cohort
 from vtrial.engine import Task, plan_tasks, run_trial, simulate_block
@@ -114,9 +115,11 @@ def test_ten_year_horizon():
 @pytest.mark.parametrize("dose", [0.001, 1000.0])
 @pytest.mark.parametrize("drug", ["zoledronic_acid", "pamidronate", "denosumab"])
 def test_extreme_doses(drug, dose):
-    patients, events, horizon = simulate_protocol(
-        protocol_with(arm={"name": "a", "drug": drug, "dose_mg": dose, "every_weeks": 4.0})
-    )
+    # an implausible dose runs, with the plausibility warning naming the field
+    with pytest.warns(ProtocolWarning, match=r"arm\[0\]\.dose_mg: .* it runs as given"):
+        patients, events, horizon = simulate_protocol(
+            protocol_with(arm={"name": "a", "drug": drug, "dose_mg": dose, "every_weeks": 4.0})
+        )
     assert_sane(patients, events, horizon)
 
 
