@@ -41,6 +41,7 @@ from vtrial.report import (
     render_report,
     report_figures,
     report_run,
+    svg_element,
     sre_bars_figure,
     uncertainty_rows,
     write_figures,
@@ -367,3 +368,25 @@ def test_report_stays_under_one_megabyte_for_a_large_trial(tmp_path):
     patients.to_parquet(folder / "patients.parquet")
     _, report = report_run(folder)
     assert 300_000 < report.stat().st_size < 1_000_000
+
+
+def test_long_arm_labels_keep_the_curves_visible(run):
+    # a five-arm version-2 trial with long arm names collapsed the curve axes ("constrained_layout not
+    # applied"): two legend entries a row were wider than the figure
+    _, summary, patients, brief = run
+    long_brief = {
+        **brief,
+        "arms": [{**arm, "label": f"{arm['name']}_then_a_long_schedule_description"} for arm in brief["arms"]],
+    }
+    figure = kaplan_meier_figure(patients, summary, long_brief, "time_to_first_sre")
+    svg_element(figure)  # warnings are errors: a collapsed layout fails here
+    legend = figure.axes[0].get_legend()
+    assert legend._ncols == 1  # one entry a row: the longest label is ~60 characters
+    n_arms = len(legend.get_texts())
+    short = kaplan_meier_figure(patients, summary, brief, "time_to_first_sre")
+    # the figure grows by the legend rows added (0.22 inch each)
+    assert figure.get_size_inches()[1] == pytest.approx(short.get_size_inches()[1] + 0.22 * (n_arms - 1), abs=1e-9)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    curves = figure.axes[0].get_window_extent(canvas.get_renderer())
+    assert curves.height > 100  # pixels: the curves keep their axes

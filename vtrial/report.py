@@ -173,15 +173,25 @@ def _time_axis(ax: Axes, horizon: float) -> np.ndarray:
     return ticks
 
 
+#: Characters of legend text that fit across a 7-inch curve figure.
+LEGEND_LINE_CHARACTERS = 90
+
+
 def _top_legend(ax: Axes, columns: int) -> None:
-    """The arms' legend in a row above the curves, under the title (it covers no curve)."""
-    ax.legend(
-        loc="lower left",
-        bbox_to_anchor=(0.0, 1.01),
-        borderaxespad=0.0,
-        frameon=False,
-        ncols=min(len(ax.get_legend_handles_labels()[0]), columns),
-    )
+    """The arms' legend in rows above the curves, under the title (it covers no curve).
+
+    At most ``columns`` entries a row, fewer when the labels are long (a row wider than the
+    figure would squeeze the curves to nothing); the figure grows by the rows added.
+    """
+    labels = ax.get_legend_handles_labels()[1]
+    longest = max((len(label) for label in labels), default=1)
+    columns = max(1, min(len(labels), columns, LEGEND_LINE_CHARACTERS // (longest + 6)))
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), borderaxespad=0.0, frameon=False, ncols=columns)
+    rows = -(-len(labels) // columns)
+    figure = ax.get_figure()
+    if figure is not None and rows > 1:
+        width, height = figure.get_size_inches()
+        figure.set_size_inches(width, height + 0.22 * (rows - 1))
 
 
 def _logrank_text(result: Mapping | None) -> str | None:
