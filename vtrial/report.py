@@ -188,8 +188,8 @@ def _top_legend(ax: Axes, columns: int) -> None:
     columns = max(1, min(len(labels), columns, LEGEND_LINE_CHARACTERS // (longest + 6)))
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), borderaxespad=0.0, frameon=False, ncols=columns)
     rows = -(-len(labels) // columns)
-    figure = ax.get_figure()
-    if figure is not None and rows > 1:
+    figure = ax.get_figure(root=True)
+    if isinstance(figure, Figure) and rows > 1:
         width, height = figure.get_size_inches()
         figure.set_size_inches(width, height + 0.22 * (rows - 1))
 
