@@ -231,14 +231,15 @@ def test_report_of_a_run_without_markers_has_no_marker_table(run):
     assert "table-markers" not in page.ids and "table-adverse-events" in page.ids
 
 
-@pytest.mark.slow  # two reports
+@pytest.mark.slow  # three reports
 def test_report_size_does_not_grow_with_the_patients(tmp_path):
-    """Curves are drawn on a fixed grid (PLOT_POINTS): 20x the patients, under 1.3x the page (measured 381 -> 473 kB:
-    more distinct steps up to the grid's 600 points), and under 1 MB."""
+    """Curves are drawn through their change points on a fixed grid (PLOT_POINTS), so the page grows
+    with the patients only until every grid point is a change point, then stays: measured 262 kB at
+    300 patients, 674 kB at 6,000, 738 kB at 20,000 (1.10x for 3.3x the patients); always under 1 MB."""
     sizes = []
-    for n in (300, 6000):
+    for n in (300, 6000, 20000):
         folder = make_run_folder(tmp_path / f"n{n}", n=n)
         report_run(folder)
         sizes.append((folder / "report.html").stat().st_size)
-    assert sizes[1] < 1_000_000
-    assert sizes[1] < 1.3 * sizes[0], sizes
+    assert max(sizes) < 1_000_000, sizes
+    assert sizes[2] < 1.15 * sizes[1], sizes
