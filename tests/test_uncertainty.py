@@ -9,16 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.stats import norm
+from scipy.stats import norm, truncnorm
 from conftest import two_arm_protocol
 from test_cli import run_main
 
-from vtrial.analysis.prediction import IDENTITY, LOG, mixture_percentiles
+from vtrial.analysis.prediction import IDENTITY, LOG, prediction
 from vtrial.analysis.summary import PERCENTILES, headline, spread, uncertainty_block
 from vtrial.calibration import uncertainty as ensemble_module
 from vtrial.calibration.fit import FITTED
 from vtrial.calibration.uncertainty import (
     Laplace,
+    hold_at_edges,
     laplace,
     load_ensemble,
     sample,
@@ -41,43 +42,46 @@ def test_spread_is_numpy_linear_percentiles_of_the_estimable_draws():
     assert spread([None, None]) == {"median": None, "low": None, "high": None, "estimable": 0}
 
 
+def _numbers(p: float, hr: float) -> dict:
+    """Headline numbers of a two-arm trial (one arm ``a``, one comparison ``b`` vs ``a``) with their CIs."""
+    return {
+        "arms": {
+            "a": {
+                "proportion_with_sre": p,
+                "proportion_with_sre_ci": [p - 0.1, p + 0.1],
+                "median_time_to_first_sre_months": None,
+                "median_time_to_first_sre_months_ci": [None, None],
+                "sre_rate_per_patient_year": 1.0,
+                "sre_rate_per_patient_year_ci": [0.5, 2.0],
+                "median_overall_survival_months": 10.0,
+                "median_overall_survival_months_ci": [8.0, None],
+            }
+        },
+        "comparisons": [
+            {
+                "arm": "b",
+                "reference": "a",
+                "time_to_first_sre": hr,
+                "time_to_first_sre_ci": [hr * 0.75, hr / 0.75],
+                "first_and_subsequent_sre": 0.5,
+                "first_and_subsequent_sre_ci": [None, None],  # no usable CI in the fitted run: no prediction
+                "overall_survival": None,
+                "overall_survival_ci": [None, None],
+            }
+        ],
+    }
+
+
 def test_uncertainty_block_gathers_each_headline_number_over_draws():
-    draws = [
-        {
-            "arms": {
-                "a": {
-                    "proportion_with_sre": p,
-                    "proportion_with_sre_ci": [p - 0.1, p + 0.1],
-                    "median_time_to_first_sre_months": None,
-                    "median_time_to_first_sre_months_ci": [None, None],
-                    "sre_rate_per_patient_year": 1.0,
-                    "sre_rate_per_patient_year_ci": [0.5, 2.0],
-                    "median_overall_survival_months": 10.0,
-                    "median_overall_survival_months_ci": [8.0, None],
-                }
-            },
-            "comparisons": [
-                {
-                    "arm": "b",
-                    "reference": "a",
-                    "time_to_first_sre": hr,
-                    "time_to_first_sre_ci": [hr * 0.75, hr / 0.75],
-                    "first_and_subsequent_sre": 0.5,  # recorded without its CI: no prediction
-                    "overall_survival": None,
-                    "overall_survival_ci": [None, None],
-                }
-            ],
-        }
-        for p, hr in ((0.2, 0.9), (0.4, 0.7))
-    ]
-    block = uncertainty_block(draws, "laplace")
+    block = uncertainty_block([_numbers(0.2, 0.9), _numbers(0.4, 0.7)], "laplace-mirrored", _numbers(0.3, 0.8))
     assert block["parameter_draws"] == 2 and block["percentiles"] == [2.5, 50.0, 97.5]
     # two values: 2.5% -> 0.2 + 0.025 * 0.2 = 0.205, 97.5% -> 0.395
     proportion = block["arms"]["a"]["proportion_with_sre"]
     assert {k: v for k, v in proportion.items() if k != "prediction"} == pytest.approx(
         {"median": 0.3, "low": 0.205, "high": 0.395, "estimable": 2}
     )
-    # the mixture of N(0.2, s) and N(0.4, s), s = 0.1 / 1.96: symmetric about 0.3, F(high) = 0.975
+    # the fitted CI 0.3 +/- 0.1 moved by the deviations -0.1 and +0.1: N(0.2, s) and N(0.4, s),
+    # s = 0.1 / 1.96, symmetric about 0.3, with F(high) = 0.975
     predicted = proportion["prediction"]
     assert predicted["median"] == pytest.approx(0.3) and predicted["estimable"] == 2
     s = 0.1 / norm.ppf(0.975)
@@ -85,18 +89,17 @@ def test_uncertainty_block_gathers_each_headline_number_over_draws():
         0.975
     )
     assert predicted["low"] == pytest.approx(0.6 - predicted["high"])
-    # two identical draws: their own CI
+    # no deviation: the fitted run's own CI
     assert block["arms"]["a"]["sre_rate_per_patient_year"]["prediction"] == pytest.approx(
         {"median": 1.0, "low": 0.5, "high": 2.0, "estimable": 2}
     )
-    assert block["arms"]["a"]["median_time_to_first_sre_months"]["estimable"] == 0
     assert block["arms"]["a"]["median_time_to_first_sre_months"]["prediction"] == {
         "median": None,
         "low": None,
         "high": None,
         "estimable": 0,
     }
-    # an upper bound not reached: every draw's upper tail is open, so F stays at 1/2 above 10
+    # an upper bound not reached: the fitted run's upper tail is open, so F stays at 1/2 above 10
     assert block["arms"]["a"]["median_overall_survival_months"]["prediction"] == pytest.approx(
         {"median": 10.0, "low": 8.0, "high": None, "estimable": 2}
     )
@@ -105,68 +108,94 @@ def test_uncertainty_block_gathers_each_headline_number_over_draws():
     assert {k: v for k, v in c["time_to_first_sre"].items() if k != "prediction"} == pytest.approx(
         {"median": 0.8, "low": 0.705, "high": 0.895, "estimable": 2}
     )
-    # on the log scale the mixture of N(log 0.9, s) and N(log 0.7, s) is symmetric about log sqrt(0.63)
+    # on the log scale: the fitted run's normal (sd -log 0.75 / 1.96) about log 0.9 and log 0.7,
+    # symmetric about log sqrt(0.63)
     assert c["time_to_first_sre"]["prediction"]["median"] == pytest.approx(0.63**0.5)
-    assert c["first_and_subsequent_sre"]["prediction"]["median"] is None
+    assert c["first_and_subsequent_sre"]["prediction"]["estimable"] == 0
     assert c["overall_survival"]["median"] is None
 
 
-def test_one_draw_predicts_its_own_confidence_interval():
-    # a Wald HR (symmetric on the log scale) and a Clopper-Pearson 12/40 (not symmetric): both kept exactly
-    assert mixture_percentiles([0.645], [0.478], [0.869], LOG, PERCENTILES) == pytest.approx([0.478, 0.645, 0.869])
-    assert mixture_percentiles([0.3], [0.1656], [0.4653], IDENTITY, PERCENTILES) == pytest.approx([0.1656, 0.3, 0.4653])
+def test_draws_equal_to_the_fitted_run_predict_its_confidence_interval():
+    # every deviation 0: the prediction is the fitted CI, for a Wald HR (symmetric on the log
+    # scale) and a Clopper-Pearson 12/40 (not symmetric on any scale)
+    hr = prediction([0.645] * 3, 0.645, [0.478, 0.869], LOG, PERCENTILES)
+    assert [hr["low"], hr["median"], hr["high"]] == pytest.approx([0.478, 0.645, 0.869])
+    p = prediction([0.3], 0.3, [0.1656, 0.4653], IDENTITY, PERCENTILES)
+    assert [p["low"], p["median"], p["high"]] == pytest.approx([0.1656, 0.3, 0.4653]) and p["estimable"] == 1
 
 
-def test_two_draws_far_apart_give_the_hand_solved_percentiles():
-    # log scale, sd 1 about 0 and about 10: at the 2.5th percentile the second component is
-    # Phi(-11.6) ~ 1e-31, so 0.5 Phi(t) = 0.025 -> t = Phi^-1(0.05) = -1.6448536269514722;
+def _interval(predicted: dict) -> list:
+    return [predicted["low"], predicted["median"], predicted["high"]]
+
+
+def test_deviations_far_apart_give_the_hand_solved_percentiles():
+    # fitted 1 with sd 1 on the log scale; deviations 0 and 10: at the 2.5th percentile the second
+    # component is Phi(-11.6) ~ 1e-31, so 0.5 Phi(t) = 0.025 -> t = Phi^-1(0.05) = -1.6448536269514722;
     # by symmetry the 97.5th is 10 + 1.6448536269514722 and the median 5
     z = norm.ppf(0.975)
-    low, median, high = mixture_percentiles(
-        [1.0, math.exp(10)], [math.exp(-z), math.exp(10 - z)], [math.exp(z), math.exp(10 + z)], LOG, PERCENTILES
-    )
+    low, median, high = _interval(prediction([1.0, math.exp(10)], 1.0, [math.exp(-z), math.exp(z)], LOG, PERCENTILES))
     assert math.log(low) == pytest.approx(-1.6448536269514722, abs=1e-9)
     assert math.log(median) == pytest.approx(5.0, abs=1e-9)
     assert math.log(high) == pytest.approx(11.6448536269514722, abs=1e-9)
 
 
-def test_two_draws_close_together_solve_the_mixture_equation():
-    # sd 1 about 0 and 1 on the log scale: F(t) = (Phi(t) + Phi(t - 1)) / 2 at each percentile
+def test_deviations_close_together_solve_the_convolution_equation():
+    # fitted e^0.5 with sd 1 on the log scale, deviations -0.5 and +0.5: F(t) = (Phi(t) + Phi(t - 1)) / 2
     z = norm.ppf(0.975)
-    out = mixture_percentiles(
-        [1.0, math.e], [math.exp(-z), math.exp(1 - z)], [math.exp(z), math.exp(1 + z)], LOG, PERCENTILES
-    )
+    fitted = math.exp(0.5)
+    out = _interval(prediction([1.0, math.e], fitted, [fitted * math.exp(-z), fitted * math.exp(z)], LOG, PERCENTILES))
     for value, p in zip(out, (0.025, 0.5, 0.975), strict=True):
         t = math.log(value)
         assert 0.5 * (norm.cdf(t) + norm.cdf(t - 1)) == pytest.approx(p, abs=1e-12)
     assert math.log(out[1]) == pytest.approx(0.5)
 
 
-def test_a_draw_without_spread_below_and_an_open_upper_tail():
-    # proportion 0 of a Clopper-Pearson [0, 0.1]: a point mass of 1/2 at 0, so F(0) = 1/4 and the
-    # 2.5th percentile is 0; F(0.1) = (0.975 + 0.025) / 2 = 1/2 with the draw 0.2 [0.1, 0.3]
-    assert mixture_percentiles([0.0, 0.2], [0.0, 0.1], [0.1, 0.3], IDENTITY, PERCENTILES)[:2] == pytest.approx(
-        [0.0, 0.1]
-    )
-    # a median whose upper bound is not reached: F never exceeds (1/2 + 1) / 2 = 3/4 -> no 97.5th
-    low, median, high = mixture_percentiles([10.0, 12.0], [8.0, 9.0], [None, 15.0], LOG, PERCENTILES)
-    assert median == pytest.approx(12.0) and high is None and 8.0 < low < 9.0
+def test_a_fitted_ci_without_spread_below_and_an_open_upper_tail():
+    # proportion 0 with a Clopper-Pearson [0, 0.1], draws 0 and 0.2: point masses of 1/2 at 0 and at
+    # 0.2 (no spread below); F(0) = 1/4 >= 2.5% -> the 2.5th percentile is 0; below 0.2,
+    # F = Phi(t / s) / 2 < 1/2, at 0.2 it jumps to (Phi(3.92) + 1/2) / 2 -> the median is 0.2
+    predicted = prediction([0.0, 0.2], 0.0, [0.0, 0.1], IDENTITY, PERCENTILES)
+    assert _interval(predicted)[:2] == pytest.approx([0.0, 0.2])
+    # a deviation pushing a proportion's bound past 1: kept at 1
+    assert prediction([0.99], 0.95, [0.9, 0.999], IDENTITY, PERCENTILES)["high"] == 1.0
+    # a median whose upper bound is not reached: F never exceeds (1/2 + 1/2) / 2 -> no 97.5th; the
+    # component at 12 reaches its 1/2 at 12 -> the median is 12; the low solves the equation
+    low, median, high = _interval(prediction([10.0, 12.0], 10.0, [8.0, None], LOG, PERCENTILES))
+    assert median == pytest.approx(12.0) and high is None
+    s = math.log(10 / 8) / norm.ppf(0.975)
+    assert 0.5 * (norm.cdf(math.log(low / 10) / s) + norm.cdf(math.log(low / 12) / s)) == pytest.approx(0.025)
 
 
 @pytest.mark.parametrize("k", [1, 2, 5, 20])
-def test_prediction_invariants_over_random_draws(k):
-    # each mixture percentile lies between the draws' own (at the smallest every component's CDF is
-    # at most p, at the largest at least p); and with K <= 20 each estimate has F >= 1/(2K) >= 2.5%
-    # on both sides, so the interval contains every draw's estimate
+def test_mirrored_deviations_centre_the_prediction_on_the_fit_and_contain_its_ci(k):
+    # deviations +d_i and -d_i about a symmetric (Wald) fitted CI: F is symmetric about the fitted
+    # estimate, and each tail only grows (Phi(q - d) + Phi(q + d) >= 2 Phi(q) for the upper
+    # quantile q > 0: its derivative in d is phi(q - d) - phi(q + d) >= 0), so the interval
+    # contains the CI and is centred on the estimate
     rng = np.random.default_rng(k)
-    centre = rng.normal(-0.3, 0.2, k)
-    below, above = rng.uniform(0.05, 0.3, k), rng.uniform(0.05, 0.3, k)
-    est, lows, highs = np.exp(centre), np.exp(centre - below), np.exp(centre + above)
-    low, median, high = mixture_percentiles(est, lows, highs, LOG, PERCENTILES)
-    slack = 1 + 1e-12  # exp(log x) round-off where a percentile is a draw's own (K = 1)
-    assert lows.min() / slack <= low <= lows.max() * slack and highs.min() / slack <= high <= highs.max() * slack
-    assert est.min() / slack <= median <= est.max() * slack
-    assert low <= est.min() and est.max() <= high
+    d = rng.normal(0, 0.3, k)
+    fitted, half = 0.8, 0.25
+    draws = fitted * np.exp(np.concatenate([d, -d]))
+    low, median, high = _interval(prediction(draws, fitted, [fitted * math.exp(-half), fitted * math.exp(half)], LOG, PERCENTILES))
+    assert median == pytest.approx(fitted, rel=1e-9)
+    assert math.log(low / fitted) == pytest.approx(-math.log(high / fitted), rel=1e-9)
+    assert low <= fitted * math.exp(-half) and high >= fitted * math.exp(half)
+
+
+def test_a_linear_model_recovers_the_known_predictive_distribution():
+    # truth: estimate = fitted + b * theta on the log scale, theta ~ N(0, tau^2), sampling error
+    # N(0, sigma^2): the predictive distribution is N(log fitted, b^2 tau^2 + sigma^2), so its
+    # 97.5th percentile is 1.96 sqrt(0.3^2 + 0.4^2) = 1.96 x 0.5 above. The draws are K = 4000 mirrored
+    # normal quantiles of theta (no sampling noise in them: common random numbers)
+    b, tau, sigma, fitted = 0.6, 0.5, 0.4, 2.0
+    theta = norm.ppf((np.arange(2000) + 0.5) / 4000)  # lower half; mirrored below
+    theta = np.concatenate([theta, -theta]) * tau
+    z = norm.ppf(0.975)
+    ci = [fitted * math.exp(-z * sigma), fitted * math.exp(z * sigma)]
+    low, median, high = _interval(prediction(fitted * np.exp(b * theta), fitted, ci, LOG, PERCENTILES))
+    assert math.log(high / fitted) == pytest.approx(z * 0.5, rel=1e-3)
+    assert math.log(low / fitted) == pytest.approx(-z * 0.5, rel=1e-3)
+    assert median == pytest.approx(fitted)
 
 
 def _linear(names: tuple[str, ...], a: np.ndarray, b: np.ndarray):
@@ -200,14 +229,52 @@ def test_a_direction_the_targets_do_not_see_gets_no_spread_and_is_reported():
     np.testing.assert_allclose((draws - approx.centre) @ null, 0, atol=1e-7)
 
 
-def test_draws_are_reproducible_and_inside_every_plausible_range():
+def test_a_parameter_near_a_range_end_is_held_and_the_others_conditioned_on_it():
+    # rooms to the nearer end on the log scale: fracture_base_hazard log(1.14e-4 / 2e-5) = 1.7405,
+    # zoledronic_acid_emax log(5 / 2.67) = 0.6274; sd 1 and 2: zoledronic acid has 0.3137 sd < 0.5
     centre = np.log([REGISTRY[n].value for n in TWO])
-    wide = Laplace(TWO, centre, np.diag([4.0, 4.0]), 1.0, 10, 2, [])  # sd 2 in log: most candidates leave the range
-    first, again = sample(wide, 300, seed=11), sample(wide, 300, seed=11)
-    np.testing.assert_array_equal(first, again)
+    approx = Laplace(TWO, centre, np.array([[1.0, 0.6], [0.6, 4.0]]), 1.0, 10, 2, [])
+    held = hold_at_edges(approx)
+    assert held.held == {"zoledronic_acid_emax": {"sd_log": 2.0, "room_sd": pytest.approx(math.log(5 / 2.67) / 2)}}
+    # conditional variance 1 - 0.6^2 / 4 = 0.91; the fracture hazard has 1.7405 / 0.954 sd: free
+    np.testing.assert_allclose(held.covariance, [[0.91, 0.0], [0.0, 0.0]], atol=1e-12)
+    assert hold_at_edges(approx, edge_sd=0.3).held == {}  # 0.3137 sd of room is enough for 0.3
+
+
+def test_a_pair_seen_only_through_its_product_keeps_the_products_spread():
+    # sd 6 along log a - log b (not seen), 0.1 along log a + log b: C = [[18.005, -17.995], [-17.995, 18.005]];
+    # both have little room in 4.243 sd; zoledronic acid the least (0.148 sd): held, and the other
+    # keeps 18.005 - 17.995^2 / 18.005 = 0.36 / 18.005 = 0.019994 (the product's sd, 0.1 x sqrt 2, split)
+    centre = np.log([REGISTRY[n].value for n in TWO])
+    ridge = np.array([[18.005, -17.995], [-17.995, 18.005]])
+    held = hold_at_edges(Laplace(TWO, centre, ridge, 1.0, 10, 2, []))
+    assert list(held.held) == ["zoledronic_acid_emax"]
+    assert held.covariance[0, 0] == pytest.approx(0.36 / 18.005) and held.sd()["zoledronic_acid_emax"] == 0.0
+
+
+def test_draws_are_mirrored_pairs_centred_on_the_fit_and_inside_every_range():
+    centre = np.log([REGISTRY[n].value for n in TWO])
+    approx = hold_at_edges(Laplace(TWO, centre, np.array([[1.0, 0.6], [0.6, 4.0]]), 1.0, 10, 2, []))
+    first = sample(approx, 2001, seed=11)
+    np.testing.assert_array_equal(first, sample(approx, 2001, seed=11))
+    assert not np.array_equal(first, sample(approx, 2001, seed=12))
+    assert first.shape == (2001, 2)
+    logs = np.log(first) - centre
+    np.testing.assert_allclose(logs[0:2000:2], -logs[1:2000:2], atol=1e-12)  # pairs mirror each other
+    # an odd count ends with the first member of the next pair; the same seed gives the same pairs
+    np.testing.assert_array_equal(first, sample(approx, 2002, seed=11)[:2001])
+    assert np.all(first[:, 1] == REGISTRY["zoledronic_acid_emax"].value)  # held at the fit
+    # a pair is rejected when either member leaves the range, so the deviations stay within the room
+    # to the NEARER end (1.7405 below) on both sides: the draws' mean is the fit. Rejecting each draw
+    # alone would keep deviations up to 2.8647 above and shift the mean of N(0, 0.91) truncated to
+    # [-1.7405, 2.8647] by +0.08 sd
+    assert np.abs(logs[:, 0]).max() <= math.log(1.14e-4 / 2e-5)
+    assert logs[:2000, 0].mean() == pytest.approx(0.0, abs=1e-12)
+    # the spread: N(0, 0.91) truncated to +/-1.7405, a = 1.7405 / 0.954 = 1.825 sd: sd 0.954 x 0.838
+    a = math.log(1.14e-4 / 2e-5) / math.sqrt(0.91)
+    assert logs[:, 0].std() == pytest.approx(math.sqrt(0.91) * truncnorm(-a, a).std(), rel=0.05)
     for j, name in enumerate(TWO):
         assert REGISTRY[name].low <= first[:, j].min() and first[:, j].max() <= REGISTRY[name].high
-    assert not np.array_equal(first, sample(wide, 300, seed=12))
 
 
 def _ensemble(tmp_path: Path, draws: np.ndarray | None = None) -> Path:
@@ -224,7 +291,7 @@ def test_load_ensemble_reads_the_first_k_and_refuses_bad_requests(tmp_path, monk
     path = _ensemble(tmp_path)
     sets, sidecar = load_ensemble(2, path)
     assert len(sets) == 2 and sets[0] == {n: pytest.approx(REGISTRY[n].value, rel=1e-9) for n in FITTED}
-    assert sidecar["method"] == "laplace" and sidecar["draws"] == 5
+    assert sidecar["method"] == "laplace-mirrored" and sidecar["draws"] == 5
     with pytest.raises(Exception, match=r"--parameter-draws: must be 0 or more, got -1"):
         load_ensemble(-1, path)
     with pytest.raises(
@@ -316,25 +383,22 @@ def test_run_with_three_draws_writes_the_block_and_the_report_section(tmp_path, 
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     block = summary["uncertainty"]
-    assert block["parameter_draws"] == 3 and block["method"] == "laplace"
+    assert block["parameter_draws"] == 3 and block["method"] == "laplace-mirrored"
     assert set(block["arms"]) == {"placebo", "zoledronic_acid"}
     assert block["comparisons"][0]["arm"] == "zoledronic_acid"
     draws = json.loads((out / "parameter-draws.json").read_text())["draws"]
     values = [d["headline"]["arms"]["placebo"]["proportion_with_sre"] for d in draws]
     assert block["arms"]["placebo"]["proportion_with_sre"]["median"] == pytest.approx(float(np.median(values)))
-    # the prediction: the mixture of the three draws' sampling distributions, from their recorded CIs
-    # (over the draws with a hazard ratio: 20 patients can leave a draw without an SRE in an arm)
-    estimated = [d["headline"]["comparisons"][0] for d in draws if d["headline"]["comparisons"][0]["time_to_first_sre"]]
-    hrs = [c["time_to_first_sre"] for c in estimated]
-    cis = [c["time_to_first_sre_ci"] for c in estimated]
+    # the prediction: the fitted run's Wald interval (normal on the log scale, sd s) moved by each
+    # draw's deviation, over the draws with a hazard ratio (20 patients can leave a draw without an SRE)
+    hrs = [d["headline"]["comparisons"][0]["time_to_first_sre"] for d in draws]
+    hrs = [hr for hr in hrs if hr]
+    fitted = summary["comparisons"][0]["time_to_first_sre"]
+    s = math.log(fitted["ci_high"] / fitted["ci_low"]) / (2 * norm.ppf(0.975))
     predicted = block["comparisons"][0]["time_to_first_sre"]["prediction"]
     assert predicted["estimable"] == len(hrs) >= 1
-    assert [predicted["low"], predicted["median"], predicted["high"]] == pytest.approx(
-        mixture_percentiles(hrs, [lo for lo, _ in cis], [hi for _, hi in cis], LOG, PERCENTILES)
-    )
-    assert predicted["low"] <= min(hrs) and max(hrs) <= predicted["high"]  # K = 3 <= 20: holds for every draw
-    lows = [lo for lo, _ in cis]
-    assert min(lows) * (1 - 1e-12) <= predicted["low"] <= max(lows) * (1 + 1e-12)  # slack: exp(log x) round-off
+    for bound, p in ((predicted["low"], 0.025), (predicted["median"], 0.5), (predicted["high"], 0.975)):
+        assert np.mean([norm.cdf(math.log(bound / hr) / s) for hr in hrs]) == pytest.approx(p, abs=1e-9)
     report = (out / "report.html").read_text()
     assert 'id="table-uncertainty"' in report and "Prediction: parameters and sampling" in report
     # `vtrial report` rebuilds the same block from the run folder

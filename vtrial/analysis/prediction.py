@@ -1,22 +1,24 @@
 """Prediction intervals over parameter draws: parameter uncertainty and sampling error together.
 
-With common random numbers the spread of an estimate over the parameter draws is the
-parameter uncertainty alone. The trial's predictive distribution adds each draw's own
-sampling error: it is the mixture, over the ``K`` draws, of the estimate's within-trial
-sampling distribution around draw ``k``'s estimate,
+The run at the fitted parameters gives the point estimate and its sampling distribution (its
+95% CI). Each parameter draw re-runs the same patients with the same random streams (common
+random numbers), so the difference of its estimate from the fitted run's, on the scale ``g``
+the CI is built on, ``d_k = g(estimate_k) - g(fitted)``, is the effect of the parameters alone.
+The trial's predictive distribution is the fitted run's sampling distribution convolved with
+the distribution of these deviations: the mixture, over the ``K`` draws, of the fitted run's
+sampling distribution moved by ``d_k``,
 
-``F(x) = mean_k Phi_k(g(x))``,
+``F(x) = mean_k Phi(g(x) - d_k)``,
 
-with ``g`` the scale the estimate's confidence interval is built on (:data:`LOG` for ratios,
-rates and medians, :data:`IDENTITY` for proportions) and ``Phi_k`` a normal distribution
-centred on ``g(estimate_k)`` whose standard deviation is the half-width of draw ``k``'s own
-95% CI on that scale over ``z = 1.96``: below the estimate the lower half-width, above it the
-upper one (a split normal). For a Wald interval (the Cox hazard ratio, the Andersen–Gill rate
-ratio: symmetric on the log scale) the two are equal and ``Phi_k`` is the usual normal
-approximation; for the exact intervals (Clopper–Pearson, Garwood) and the Kaplan–Meier
-median's, which are not symmetric on any scale, the split keeps each draw's CI as its
-component's 2.5/97.5 percentiles. An upper bound not reached (``None``) is an open upper tail.
-The percentiles of ``F`` are found by root finding (:func:`scipy.optimize.brentq`).
+with ``g`` the log for ratios, rates and medians (:data:`LOG`) and the identity for proportions
+(:data:`IDENTITY`), and ``Phi`` a split normal centred on ``g(fitted)`` whose standard deviation
+is the fitted CI's half-width on that scale over ``z = 1.96``: below the estimate the lower
+half-width, above it the upper one. For a Wald interval (the Cox hazard ratio, the Andersen–Gill
+rate ratio) the two are equal and ``Phi`` is the usual normal approximation; for the exact
+intervals (Clopper–Pearson, Garwood) and the Kaplan–Meier median's the split keeps the CI as
+``Phi``'s 2.5/97.5 percentiles, so with every ``d_k = 0`` the prediction interval is the CI. An
+upper bound not reached (``None``) is an open upper tail. The percentiles of ``F`` are found by
+root finding (:func:`scipy.optimize.brentq`).
 """
 
 from __future__ import annotations
@@ -97,55 +99,37 @@ class Mixture:
         return float(optimize.brentq(lambda t: self.cdf(t) - p, low, high, xtol=1e-13, rtol=4 * np.finfo(float).eps))
 
 
-def mixture_percentiles(
-    estimates: Sequence[float],
-    lows: Sequence[float | None],
-    highs: Sequence[float | None],
-    scale: str,
-    percentiles: Sequence[float],
-) -> list[float | None]:
-    """Percentiles (in %) of the mixture of the draws' sampling distributions, on the estimate's own scale.
-
-    Each draw contributes its estimate and its 95% CI ``[low, high]`` (``high`` ``None``: not
-    reached, an open upper tail); every estimate and lower bound must lie in the scale's domain,
-    and ``low <= estimate <= high`` (``ValueError`` otherwise). A percentile in an open tail the
-    mixture never reaches is ``None``.
-    """
-    centre = np.array([_to_scale(e, scale) for e in estimates])
-    low = np.array([_to_scale(v, scale) for v in lows])
-    high = np.array([math.inf if v is None else _to_scale(v, scale) for v in highs])
-    if not (centre.size and (low <= centre).all() and (centre <= high).all()):  # False for NaN too
-        raise ValueError(f"needs at least one draw, each with low <= estimate <= high on the {scale} scale")
-    mixture = Mixture(centre, (centre - low) / Z_CI, (high - centre) / Z_CI)
-    out: list[float | None] = []
-    for p in percentiles:
-        t = mixture.quantile(p / 100.0)
-        out.append(None if t is None else _from_scale(t, scale))
-    return out
-
-
 def prediction(
     values: Sequence[float | None],
-    cis: Sequence[Sequence[float | None] | None],
+    fitted: float | None,
+    fitted_ci: Sequence[float | None] | None,
     scale: str,
     percentiles: Sequence[float],
 ) -> dict:
     """The prediction interval of a headline number: its median, low and high percentiles and their draws' count.
 
-    The draws whose estimate exists make the mixture (as for the spread over draws); if one of
-    them has no usable CI (a lower bound missing or outside the scale, e.g. a rate of 0 on the
-    log scale, or a draw recorded before the CIs were kept) the three are ``None`` and
-    ``estimable`` is 0.
+    ``values`` are the draws' estimates, ``fitted`` and ``fitted_ci`` ``[low, high]`` the fitted
+    run's estimate and 95% CI (``high`` ``None``: not reached, an open upper tail). The draws
+    whose estimate exists make the mixture (as for the spread over draws); a percentile in an
+    open tail the mixture never reaches is ``None``. The three are ``None`` and ``estimable`` 0
+    when the fitted run has no estimate or no usable CI (a bound missing or outside the scale,
+    e.g. a rate of 0 on the log scale) or no draw has an estimate inside the scale. A
+    proportion's percentiles are kept inside [0, 1] (a deviation can move a bound past them).
     """
-    kept = [(v, ci) for v, ci in zip(values, cis, strict=True) if v is not None and math.isfinite(v)]
-    complete = [(v, ci) for v, ci in kept if ci is not None]
     none = {"median": None, "low": None, "high": None, "estimable": 0}
-    if len(complete) < len(kept):
+    kept = np.array([_to_scale(v, scale) for v in values if v is not None and math.isfinite(v)])
+    if fitted_ci is None or not kept.size or np.isnan(kept).any():
         return none
-    try:
-        low, median, high = mixture_percentiles(
-            [v for v, _ in complete], [ci[0] for _, ci in complete], [ci[1] for _, ci in complete], scale, percentiles
-        )
-    except ValueError:
+    centre, low = _to_scale(fitted, scale), _to_scale(fitted_ci[0], scale)
+    high = math.inf if fitted_ci[1] is None else _to_scale(fitted_ci[1], scale)
+    if not low <= centre <= high:  # False for NaN too
         return none
-    return {"median": median, "low": low, "high": high, "estimable": len(complete)}
+    ones = np.ones(kept.size)
+    mixture = Mixture(kept, ones * (centre - low) / Z_CI, ones * (high - centre) / Z_CI)
+    out: list[float | None] = []
+    for p in percentiles:
+        t = mixture.quantile(p / 100.0)
+        value = None if t is None else _from_scale(t, scale)
+        out.append(min(max(value, 0.0), 1.0) if value is not None and scale == IDENTITY else value)
+    low_p, median, high_p = out
+    return {"median": median, "low": low_p, "high": high_p, "estimable": int(kept.size)}

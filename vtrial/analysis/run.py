@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vtrial.analysis.summary import summarise, to_json, uncertainty_block
+from vtrial.analysis.summary import headline, summarise, to_json, uncertainty_block
 from vtrial.errors import ProtocolWarning, UserInputError
 from vtrial.store import atomic_write_text
 from vtrial.vocabulary import EVENT_TYPES, PRIMARIES
@@ -250,16 +251,19 @@ def summarise_run(run_dir: str | Path) -> dict:
     patients, events, markers = read_tables(run_dir, settings["arms"])
     summary = summarise(patients, events, **settings, markers=markers)
     if (Path(run_dir) / DRAWS_FILE).is_file():
-        summary["uncertainty"] = read_uncertainty(Path(run_dir) / DRAWS_FILE)
+        summary["uncertainty"] = read_uncertainty(Path(run_dir) / DRAWS_FILE, headline(summary))
     return summary
 
 
-def read_uncertainty(path: Path) -> dict:
-    """The ``uncertainty`` block of the summary from the run folder's :data:`DRAWS_FILE`."""
+def read_uncertainty(path: Path, fitted: Mapping) -> dict:
+    """The ``uncertainty`` block of the summary from the run folder's :data:`DRAWS_FILE`.
+
+    ``fitted`` is the headline of the run itself (:func:`vtrial.analysis.summary.headline`).
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         ensemble = data["ensemble"]
-        block = uncertainty_block([draw["headline"] for draw in data["draws"]], ensemble["method"])
+        block = uncertainty_block([draw["headline"] for draw in data["draws"]], ensemble["method"], fitted)
     except (ValueError, KeyError, TypeError, IndexError) as problem:
         raise UserInputError(
             f"is not a file of parameter draws ({type(problem).__name__}: {problem})",

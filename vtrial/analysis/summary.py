@@ -524,22 +524,26 @@ def spread(values: Sequence[float | None]) -> dict:
     return {"median": float(median), "low": float(low), "high": float(high), "estimable": len(kept)}
 
 
-def _over_draws(numbers: Sequence[Mapping], key: str, scale: str) -> dict:
+def _over_draws(numbers: Sequence[Mapping], fitted: Mapping, key: str, scale: str) -> dict:
     """One headline number over the draws: the spread of the estimates, and the ``prediction`` interval.
 
     The spread (``median``, ``low``, ``high``, ``estimable``) is the parameter uncertainty
-    alone; ``prediction`` adds each draw's sampling error (:func:`vtrial.analysis.prediction.prediction`).
-    A draw recorded without its CI (``<key>_ci`` absent) leaves the prediction ``None``.
+    alone; ``prediction`` adds the sampling error of the fitted run (``fitted``, its headline
+    numbers; :func:`vtrial.analysis.prediction.prediction`).
     """
     values = [n[key] for n in numbers]
     return {
         **spread(values),
-        "prediction": prediction(values, [n.get(f"{key}_ci") for n in numbers], scale, PERCENTILES),
+        "prediction": prediction(values, fitted[key], fitted.get(f"{key}_ci"), scale, PERCENTILES),
     }
 
 
-def uncertainty_block(headlines: Sequence[Mapping], method: str) -> dict:
-    """The ``uncertainty`` block of ``summary.json`` from the :func:`headline` of each parameter draw."""
+def uncertainty_block(headlines: Sequence[Mapping], method: str, fitted: Mapping) -> dict:
+    """The ``uncertainty`` block of ``summary.json`` from the :func:`headline` of each parameter draw.
+
+    ``fitted`` is the :func:`headline` of the run at the fitted parameters (on the same patients):
+    the prediction intervals are built around it.
+    """
     first = headlines[0]
     return {
         "parameter_draws": len(headlines),
@@ -547,7 +551,8 @@ def uncertainty_block(headlines: Sequence[Mapping], method: str) -> dict:
         "percentiles": list(PERCENTILES),
         "arms": {
             arm: {
-                key: _over_draws([h["arms"][arm] for h in headlines], key, HEADLINE_SCALE[key]) for key in HEADLINE_ARM
+                key: _over_draws([h["arms"][arm] for h in headlines], fitted["arms"][arm], key, HEADLINE_SCALE[key])
+                for key in HEADLINE_ARM
             }
             for arm in first["arms"]
         },
@@ -556,7 +561,7 @@ def uncertainty_block(headlines: Sequence[Mapping], method: str) -> dict:
                 "arm": c["arm"],
                 "reference": c["reference"],
                 **{
-                    name: _over_draws([h["comparisons"][i] for h in headlines], name, LOG)
+                    name: _over_draws([h["comparisons"][i] for h in headlines], fitted["comparisons"][i], name, LOG)
                     for name in HEADLINE_COMPARISON
                 },
             }

@@ -7,19 +7,26 @@ tolerance) with respect to ``log v`` (:func:`~vtrial.calibration.fit.log_jacobia
 random numbers), and the parameters' covariance on the log scale is ``s^2 (J^T J)^+`` with
 ``s^2 = sum(r^2) / (n - p)``. Directions of ``J^T J`` with an eigenvalue below :data:`RCOND`
 times the largest are not identified by the targets: the pseudo-inverse gives them no spread,
-and they are listed in the sidecar. Draws are multivariate normal in ``log v`` (so they stay
-positive), a whole draw rejected when any parameter leaves its plausible range, from one seed.
-The ensemble is written next to the parameters (``vtrial/data/parameter-draws.csv`` and its
-sidecar ``.json``) with the fingerprint of the parameter set it was made for; a run refuses an
-ensemble made for another one (:func:`load_ensemble`).
+and they are listed in the sidecar.
+
+The draws are centred on the fit. A parameter whose fitted value is closer to an end of its
+plausible range than :data:`EDGE_SD` standard deviations is held at its fitted value and the
+others are drawn from the normal conditional on it (:func:`hold_at_edges`; this also holds one
+of a pair the targets see only through its product). The draws come in mirrored pairs
+``log v_hat +/- delta``, a pair rejected whole when either member leaves a range
+(:func:`sample`), so their distribution is symmetric about the fit. The ensemble is written next
+to the parameters (``vtrial/data/parameter-draws.csv`` and its sidecar ``.json``) with the
+fingerprint of the parameter set it was made for; a run refuses an ensemble made for another
+one (:func:`load_ensemble`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from pathlib import Path
 
@@ -43,11 +50,14 @@ from vtrial.store import atomic_write_json, atomic_write_text
 #: The shipped ensemble: one row per draw, one column per fitted parameter; its sidecar says how it was made.
 DRAWS_CSV = Path(__file__).resolve().parents[1] / "data" / "parameter-draws.csv"
 #: Name of the method, as recorded in the sidecar and in ``summary.json``.
-METHOD = "laplace"
+METHOD = "laplace-mirrored"
 #: Defaults of ``vtrial calibrate --uncertainty``: draws and their seed (patients per replica: the fit's).
 DEFAULT_DRAWS, DRAW_SEED = 200, 20240
 #: Eigenvalues of ``J^T J`` below this fraction of the largest are not identified.
 RCOND = 1e-6
+#: A parameter whose fitted value is within this many (conditional) standard deviations of an end of
+#: its range is held at the fit: a symmetric interval that narrow keeps less than 38% of its normal mass.
+EDGE_SD = 0.5
 #: Candidates drawn per round of rejection sampling, and the most rounds before giving up.
 BATCH, MAX_ROUNDS = 1000, 1000
 #: The regeneration command (the fix of a missing or stale ensemble).
@@ -82,6 +92,10 @@ class Laplace:
     dof: int
     rank: int
     non_identified: list[dict]
+    #: Parameters held at their fitted value (:func:`hold_at_edges`), in the order they were held,
+    #: each with its standard deviation of ``log v`` and its room to the nearer range end, in those
+    #: standard deviations, when it was held.
+    held: dict[str, dict] = field(default_factory=dict)
 
     def sd(self) -> dict[str, float]:
         """Standard deviation of each ``log v``."""
@@ -117,25 +131,68 @@ def laplace(residual: Callable[[np.ndarray], np.ndarray], names: tuple[str, ...]
     return Laplace(tuple(names), np.log(coords.start), covariance, scale2, dof, int(kept.sum()), dropped)
 
 
-def sample(approximation: Laplace, draws: int, seed: int = DRAW_SEED) -> np.ndarray:
-    """``draws`` parameter sets (rows) from the approximation, each inside every plausible range.
-
-    Candidates come in rounds of :data:`BATCH` from one generator, so the ensemble depends only
-    on the seed; a candidate with any parameter outside its range is rejected whole (the
-    correlations are kept).
-    """
-    names = approximation.names
+def _room(names: tuple[str, ...], centre: np.ndarray) -> np.ndarray:
+    """Distance on the log scale from ``centre`` to the nearer end of each parameter's plausible range."""
     low = np.log([REGISTRY[n].low for n in names])
     high = np.log([REGISTRY[n].high for n in names])
+    return np.minimum(centre - low, high - centre)
+
+
+def hold_at_edges(approximation: Laplace, edge_sd: float = EDGE_SD) -> Laplace:
+    """The approximation with the parameters too close to a range end held at their fitted values.
+
+    Repeatedly, the parameter with the least room to the nearer end of its range, in standard
+    deviations of the current (conditional) normal, is held if that room is below ``edge_sd``,
+    and the normal is conditioned on it (``C - C[:, j] C[j, :] / C[j, j]``, its row and column
+    zero). Why: a fit at or near a range end is where the normal approximation fails (the
+    likelihood continues past the end, the range does not); truncating it there moves the draws'
+    centre off the fit. Holding it is what bounded least-squares fitters do with a parameter at
+    an active bound; its own uncertainty (one-sided, into the range) is then not represented, and
+    ``held`` records how large it was. A pair the targets see only through its product has a
+    large standard deviation and little room, so one of the pair is held and the other carries
+    the product's uncertainty.
+    """
+    names = approximation.names
+    room = _room(names, approximation.centre)
+    cov = approximation.covariance.copy()
+    held: dict[str, dict] = {}
+    while True:
+        sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        ratio = np.divide(room, sd, out=np.full(len(names), np.inf), where=sd > 0)
+        j = int(np.argmin(ratio))
+        if ratio[j] >= edge_sd:
+            return dataclasses.replace(approximation, covariance=cov, held=held)
+        held[names[j]] = {"sd_log": float(sd[j]), "room_sd": float(ratio[j])}
+        cov = cov - np.outer(cov[:, j], cov[j, :]) / cov[j, j]
+        cov[j, :] = cov[:, j] = 0.0
+        cov = (cov + cov.T) / 2
+
+
+def sample(approximation: Laplace, draws: int, seed: int = DRAW_SEED) -> np.ndarray:
+    """``draws`` parameter sets (rows) in mirrored pairs about the centre, each inside every plausible range.
+
+    Rows ``2i`` and ``2i + 1`` are ``exp(centre + delta_i)`` and ``exp(centre - delta_i)`` with
+    ``delta_i`` normal with the approximation's covariance (0 for the held parameters); a pair
+    with either member outside a range is rejected whole, so the accepted ``delta`` are
+    symmetric about 0 and the draws are centred on the fit. An odd ``draws`` ends with the first
+    member of a pair. Candidates come in rounds of :data:`BATCH` from one generator, so the
+    ensemble depends only on the seed.
+    """
+    names, centre = approximation.names, approximation.centre
+    room = _room(names, centre)
+    held = [names.index(n) for n in approximation.held]
     rng = np.random.default_rng(seed)
+    pairs = (draws + 1) // 2
     accepted: list[np.ndarray] = []
     for _ in range(MAX_ROUNDS):
-        logs = rng.multivariate_normal(approximation.centre, approximation.covariance, size=BATCH, method="eigh")
-        accepted.extend(logs[np.all((logs >= low) & (logs <= high), axis=1)])
-        if len(accepted) >= draws:
-            return np.exp(np.array(accepted[:draws]))
+        delta = rng.multivariate_normal(np.zeros(len(names)), approximation.covariance, size=BATCH, method="eigh")
+        delta[:, held] = 0.0
+        accepted.extend(delta[np.all(np.abs(delta) <= room, axis=1)])
+        if len(accepted) >= pairs:
+            delta = np.array(accepted[:pairs])
+            return np.exp(np.stack([centre + delta, centre - delta], axis=1).reshape(-1, len(names))[:draws])
     raise UserInputError(
-        f"fewer than {draws} of {BATCH * MAX_ROUNDS} draws fell inside the plausible ranges",
+        f"fewer than {pairs} of {BATCH * MAX_ROUNDS} mirrored pairs of draws fell inside the plausible ranges",
         field="--draws",
         fix="ask for fewer draws, or refit so that the fit is inside the ranges",
     )
@@ -153,7 +210,9 @@ def write_ensemble(path: Path, values: np.ndarray, approximation: Laplace, meta:
         {
             "method": METHOD,
             "description": "Laplace approximation around the fit: log-normal, covariance s^2 (J^T J)^+ of the "
-            "standardised residuals on log parameters; draws outside a plausible range rejected",
+            f"standardised residuals on log parameters; parameters within {EDGE_SD:g} sd of a range end held at "
+            "the fit, the others conditional on them; mirrored pairs about the fit, a pair rejected whole when "
+            "either member leaves a plausible range",
             **meta,
             "draws": len(values),
             "parameter_fingerprint": parameter_fingerprint(names),
@@ -164,6 +223,7 @@ def write_ensemble(path: Path, values: np.ndarray, approximation: Laplace, meta:
             "degrees_of_freedom": approximation.dof,
             "rank": approximation.rank,
             "non_identified": approximation.non_identified,
+            "held": approximation.held,
             "sd_log": approximation.sd(),
         },
     )
@@ -203,7 +263,7 @@ def generate(
             on_evaluation(count, len(FITTED) + 1)
         return residuals(observed)
 
-    approximation = laplace(residual)
+    approximation = hold_at_edges(laplace(residual))
     meta = {
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "patients": patients,
