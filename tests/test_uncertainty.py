@@ -176,7 +176,9 @@ def test_mirrored_deviations_centre_the_prediction_on_the_fit_and_contain_its_ci
     d = rng.normal(0, 0.3, k)
     fitted, half = 0.8, 0.25
     draws = fitted * np.exp(np.concatenate([d, -d]))
-    low, median, high = _interval(prediction(draws, fitted, [fitted * math.exp(-half), fitted * math.exp(half)], LOG, PERCENTILES))
+    low, median, high = _interval(
+        prediction(draws, fitted, [fitted * math.exp(-half), fitted * math.exp(half)], LOG, PERCENTILES)
+    )
     assert median == pytest.approx(fitted, rel=1e-9)
     assert math.log(low / fitted) == pytest.approx(-math.log(high / fitted), rel=1e-9)
     assert low <= fitted * math.exp(-half) and high >= fitted * math.exp(half)
@@ -332,7 +334,9 @@ def test_the_shipped_ensemble_is_for_the_current_parameters():
     logs = np.log([[parameters[n] for n in FITTED] for parameters in sets]) - fitted
     np.testing.assert_allclose(logs[0::2], -logs[1::2], atol=1e-9)  # mirrored pairs about the fit
     held = [FITTED.index(n) for n in sidecar["held"]]
-    assert np.all(logs[:, held] == 0.0) and np.all(logs.std(axis=0)[[i for i in range(len(FITTED)) if i not in held]] > 0)
+    assert np.all(logs[:, held] == 0.0) and np.all(
+        logs.std(axis=0)[[i for i in range(len(FITTED)) if i not in held]] > 0
+    )
     for parameters in sets:
         assert all(REGISTRY[n].low <= v <= REGISTRY[n].high for n, v in parameters.items())
 
