@@ -401,7 +401,8 @@ def calibrate(
         )
         typer.echo(
             f"{sidecar['draws']} parameter sets (rank {sidecar['rank']} of {len(sidecar['parameters'])}, "
-            f"s^2 {sidecar['residual_scale2']:.3f}); wrote {DRAWS_CSV} and its .json sidecar"
+            f"s^2 {sidecar['residual_scale2']:.3f}; {len(sidecar['held'])} held at the fit, at a range end); "
+            f"wrote {DRAWS_CSV} and its .json sidecar"
         )
         return
     given: dict[str, Any] = {
