@@ -199,6 +199,7 @@ def simulate(
         streams,
         stage.pop("fracture_thresholds", None),
         np.ones(n) if background is None else background.rankl_factor,
+        params,
     )
     p = _Rows(
         dict(
@@ -386,10 +387,11 @@ def _skeleton_events(
     A fracture is recorded once per vertebra it involves (:func:`~vtrial.model.skeleton.vertebrae`:
     several events on one day while density is lost fast) and uses one threshold.
     """
-    before = p.skeleton_z.copy()
+    before = skeleton.bone_density(p.skeleton_z, p.skeleton_s, params)
     resorption, density, damage = skeleton.advance(
         p.skeleton_w,
         p.skeleton_z,
+        p.skeleton_s,
         p.microdamage,
         inputs.recruitment_sq,
         p.rankl_factor,
@@ -407,7 +409,11 @@ def _skeleton_events(
         thresholds, uniforms = draws
         patient = p.index[broke]
         n = skeleton.vertebrae(
-            skeleton.loss_per_year(before[broke], p.skeleton_z[broke], days), uniforms[patient, k], params
+            skeleton.loss_per_year(
+                before[broke], skeleton.bone_density(p.skeleton_z[broke], p.skeleton_s[broke], params), days
+            ),
+            uniforms[patient, k],
+            params,
         )
         rows = np.repeat(broke, n)
         _record(log, p, rows, np.repeat(t, n), _OSTEOPOROTIC_CODE, np.full(rows.size, -1), np.full(rows.size, -1))
@@ -510,6 +516,7 @@ def _prior_history(p: _Rows, lesions: _Rows, exposure: Exposure, params: Paramet
         skeleton.advance(
             p.skeleton_w,
             p.skeleton_z,
+            p.skeleton_s,
             p.microdamage,
             inputs.recruitment_sq,
             p.rankl_factor,
@@ -674,7 +681,11 @@ def _background_arrays(background: systemic.Background, cb: CohortBlock, streams
 
 
 def _skeleton_arrays(
-    cb: CohortBlock, streams: Streams, fracture_thresholds: np.ndarray | None, rankl_factor: np.ndarray
+    cb: CohortBlock,
+    streams: Streams,
+    fracture_thresholds: np.ndarray | None,
+    rankl_factor: np.ndarray,
+    params: Parameters,
 ) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Per-patient rows of the skeleton outside the lesions (healthy and undamaged at entry), and its draws.
 
@@ -691,6 +702,7 @@ def _skeleton_arrays(
     rows = dict(
         skeleton_w=np.ones(n),
         skeleton_z=np.ones(n),
+        skeleton_s=np.full(n, params.remodelling_space),
         microdamage=np.zeros(n),
         rankl_factor=rankl_factor,
         fracture_remaining=fracture[:, 0].copy(),

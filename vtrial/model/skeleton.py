@@ -44,6 +44,7 @@ MAX_VERTEBRAE = 5
 def advance(
     w: np.ndarray,
     z: np.ndarray,
+    space: np.ndarray,
     damage: np.ndarray,
     recruitment_sq: np.ndarray,
     rankl_factor: np.ndarray,
@@ -51,7 +52,7 @@ def advance(
     params: Parameters,
     osteoblast_production: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Advance ``w = v**2``, density ``Z`` and microdamage ``D`` by ``days`` in place.
+    """Advance ``w = v**2``, bone volume ``Z``, remodelling space ``S`` and microdamage ``D`` by ``days`` in place.
 
     ``recruitment_sq`` is the step mean of the square of the drugs' recruitment factor (per
     patient); each state's linear equation is solved exactly over the step with its coupling
@@ -60,18 +61,25 @@ def advance(
     Returns
     -------
     resorption, density, damage : arrays ``[n]``
-        Step means of the systemic resorption ``u`` (healthy 1), of ``Z`` and of ``D``.
+        Step means of the systemic resorption ``u`` (healthy 1), of the density
+        :func:`bone_density` and of ``D``.
     """
     x2 = np.asarray(recruitment_sq * np.square(rankl_factor), dtype=float)
     log_w = np.log(relax(w, x2 * osteoblast_production, np.full(w.shape, 2.0 * params.osteoblast_rate), days))
     log_u = np.log(x2) - 0.5 * log_w  # u = X**2 / v, v = w**(1/2); powers as exp(log): cheaper than **
     osteoclast = np.exp(log_u)
-    resorption = params.systemic_bone_turnover_rate * np.exp(params.systemic_resorption_exponent * log_u)
     target = np.exp(0.5 * params.systemic_formation_exponent * log_w - params.systemic_resorption_exponent * log_u)
-    density = relax(z, target, resorption, days)
+    volume = relax(z, target, params.systemic_bone_turnover_rate * osteoclast, days)
+    opened = relax(space, params.remodelling_space * osteoclast, np.full(w.shape, 1.0 / params.remodelling_period_days), days)
     left = np.minimum(osteoclast, params.aff_turnover_threshold)
     left *= 1.0 / params.aff_turnover_threshold  # 1 - s
-    return osteoclast, density, _accumulate(damage, 1.0 - left, params.microdamage_repair_rate * left, days)
+    damage_mean = _accumulate(damage, 1.0 - left, params.microdamage_repair_rate * left, days)
+    return osteoclast, bone_density(volume, opened, params), damage_mean
+
+
+def bone_density(z: np.ndarray, space: np.ndarray, params: Parameters) -> np.ndarray:
+    """Bone density (entry 1): the bone volume ``Z`` less the remodelling space ``S`` open beyond the healthy one."""
+    return z - space + params.remodelling_space
 
 
 def _accumulate(x: np.ndarray, gain: np.ndarray, rate: np.ndarray, days: float) -> np.ndarray:
