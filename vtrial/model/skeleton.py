@@ -11,10 +11,15 @@ loss and the rebound of the precursor reserve) times the background therapy's ri
   and ``F`` the osteoblast production (1; raised by an anabolic agent, :class:`vtrial.model.lesion.CellInputs`);
 * osteoclasts are quasi-steady: ``u = X**2 / v``, the **systemic resorption** ``R`` (step mean;
   healthy 1) read by the pre-metastatic niche (seeding of new lesions) and the microdamage;
-* bone density, the OpenBoneMin indirect response:
-  ``dZ/dt = k_s (v**g_OB - u**g_OC Z)``, steady ``Z = X**(g_OB - g_OC)`` once ``v = u = X``:
-  raised resorption (androgen deprivation, the rebound after denosumab) loses bone, an
-  antiresorptive gains it;
+* bone volume, the OpenBoneMin indirect response at the pace of turnover:
+  ``dZ/dt = k_s u (v**g_OB u**-g_OC - Z)``, steady ``Z = X**(g_OB - g_OC)`` once ``v = u = X``
+  (bone changes only where it is remodelled, so a suppressed skeleton gains slowly and a
+  rebounding one loses fast);
+* remodelling space ``S`` (resorption cavities not yet refilled, Heaney 1994):
+  ``dS/dt = (s_0 u - S)/tau`` (``s_0`` = ``remodelling_space``, ``tau`` = ``remodelling_period_days``),
+  closed within months by an antiresorptive and reopened when resorption rises; the **density**
+  is ``Z - S + s_0`` (:func:`bone_density`, 1 at entry): raised resorption (androgen deprivation,
+  the rebound of the precursor reserve after denosumab) loses bone, an antiresorptive gains it;
 * microdamage ``D`` (days of full suppression): remodelling below the threshold ``theta``
   (``aff_turnover_threshold``) leaves damage unrepaired, ``s = (1 - R/theta)^+``, and what
   remodelling is left repairs it, ``dD/dt = s - r (1 - s) D`` (``r`` =
