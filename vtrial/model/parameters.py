@@ -1070,6 +1070,18 @@ _PARAMETERS: list[Parameter] = [
         "bone resorption (uNTx) and bone calcium fluxes a lesion's region adds, relative to the whole healthy skeleton's",
     ),
     Parameter(
+        "lesion_resorption_burden_exponent",
+        0.5,
+        "-",
+        0.0,
+        1.0,
+        "[calibrated] uNTx rises with the extent of bone disease and predicts death on zoledronic acid (RR 4-6 "
+        "high vs low, Coleman 2005 JCO 23:4925; Brown 2005 JNCI 97:59): a lesion's resorbing region grows with "
+        "its tumour, between a fixed region (0) and its volume (1; 2/3 for the tumour-bone interface); 0.5 keeps "
+        "the zoledronic acid uNTx falls (MK-02/03) inside, 2/3 puts them 1 point out",
+        "exponent of a lesion's burden relative to the detection burden in its region's share of uNTx",
+    ),
+    Parameter(
         "calcium_lesion_weight",
         0.595,
         "-",

@@ -463,13 +463,15 @@ def _visit(
         cells.osteoblast_drive_keep,
     )
     idx = p.index
+    burden = state.burden
     values = mk.measure(
         L.owner,
         resorbed,
+        burden,
         resorption,
         formation,
         forming,
-        state.burden * pthrp,
+        burden * pthrp,
         recruitment * p.rankl_factor,
         p.skeleton_w,
         p.calcium_setpoint,

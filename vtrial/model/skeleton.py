@@ -21,10 +21,11 @@ loss and the rebound of the precursor reserve) times the background therapy's ri
   is ``Z - S + s_0`` (:func:`bone_density`, 1 at entry): raised resorption (androgen deprivation,
   the rebound of the precursor reserve after denosumab) loses bone, an antiresorptive gains it;
 * microdamage ``D`` (days of full suppression): remodelling below the threshold ``theta``
-  (``aff_turnover_threshold``) leaves damage unrepaired, ``s = (1 - R/theta)^+``, and what
-  remodelling is left repairs it, ``dD/dt = s - r (1 - s) D`` (``r`` =
-  ``microdamage_repair_rate``). It grows over years of deep suppression by any antiresorptive
-  and falls once turnover returns: the atypical femoral fracture hazard is ``h_AFF D``.
+  (``aff_turnover_threshold``) leaves damage unrepaired, ``s = (1 - R/theta)^+``, and the
+  remodelling there is repairs it in proportion, ``dD/dt = s - r (R/theta) D`` (``r`` =
+  ``microdamage_repair_rate`` at the threshold; targeted remodelling removes damaged bone at the
+  pace of turnover, faster above the threshold). It grows over years of deep suppression by any
+  antiresorptive and falls once turnover returns: the atypical femoral fracture hazard is ``h_AFF D``.
 
 The osteoporotic fracture hazard rises as density falls: it is multiplied by
 ``fracture_hr_per_sd`` per standard deviation of density lost since entry (density 1). A
@@ -76,9 +77,9 @@ def advance(
     target = np.exp(0.5 * params.systemic_formation_exponent * log_w - params.systemic_resorption_exponent * log_u)
     volume = relax(z, target, params.systemic_bone_turnover_rate * osteoclast, days)
     opened = relax(space, params.remodelling_space * osteoclast, np.full(w.shape, 1.0 / params.remodelling_period_days), days)
-    left = np.minimum(osteoclast, params.aff_turnover_threshold)
-    left *= 1.0 / params.aff_turnover_threshold  # 1 - s
-    damage_mean = _accumulate(damage, 1.0 - left, params.microdamage_repair_rate * left, days)
+    remodelled = osteoclast * (1.0 / params.aff_turnover_threshold)  # turnover relative to the threshold
+    unrepaired = np.maximum(1.0 - remodelled, 0.0)  # s
+    damage_mean = _accumulate(damage, unrepaired, params.microdamage_repair_rate * remodelled, days)
     return osteoclast, bone_density(volume, opened, params), damage_mean
 
 
