@@ -169,8 +169,16 @@ def test_a_lesion_region_resorbs_with_the_root_of_its_tumour_burden():
     burden = np.array([0.05, 0.2])  # at the detection burden (tumour_detection_burden), and 4x it
     resorbed = np.array([2.0, 2.0])  # the same u Z in both
     values = mk.measure(
-        owner, resorbed, burden, *(np.zeros(2),) * 4, np.ones(2), np.ones(2), np.ones(2),
-        mk.calcium_gains(np.full(2, 60.0), np.zeros(2, bool), True, params), np.zeros((2, 3)), params,
+        owner,
+        resorbed,
+        burden,
+        *(np.zeros(2),) * 4,
+        np.ones(2),
+        np.ones(2),
+        np.ones(2),
+        mk.calcium_gains(np.full(2, 60.0), np.zeros(2, bool), True, params),
+        np.zeros((2, 3)),
+        params,
     )
     # R = X + g (T / 0.05)**0.5 u Z = 1 + 0.2 * 1 * 2 = 1.4 and 1 + 0.2 * 2 * 2 = 1.8; uNTx = 30 R
     assert values[:, 0] == pytest.approx([42.0, 54.0], rel=1e-12)
@@ -180,8 +188,7 @@ def test_a_lesion_region_resorbs_with_the_root_of_its_tumour_burden():
     total = dict(zip(cb.patient_id.tolist(), cb.lesion_burden.sum(axis=1).tolist()))
     rho = {}
     for exponent in (0.0, 0.5):
-        m = pd.DataFrame(
-            simulate(cb, PLACEBO, 30.0, Streams(3), {"lesion_resorption_burden_exponent": exponent}, marker_weeks=(0,))[2]
-        )
+        override = {"lesion_resorption_burden_exponent": exponent}
+        m = pd.DataFrame(simulate(cb, PLACEBO, 30.0, Streams(3), override, marker_weeks=(0,))[2])
         rho[exponent] = spearmanr(m["untx_nmol_mmol"], m["patient_id"].map(total)).statistic
     assert rho == pytest.approx({0.0: 0.680, 0.5: 0.807}, abs=0.001)

@@ -76,7 +76,9 @@ def advance(
     osteoclast = np.exp(log_u)
     target = np.exp(0.5 * params.systemic_formation_exponent * log_w - params.systemic_resorption_exponent * log_u)
     volume = relax(z, target, params.systemic_bone_turnover_rate * osteoclast, days)
-    opened = relax(space, params.remodelling_space * osteoclast, np.full(w.shape, 1.0 / params.remodelling_period_days), days)
+    opened = relax(
+        space, params.remodelling_space * osteoclast, np.full(w.shape, 1.0 / params.remodelling_period_days), days
+    )
     remodelled = osteoclast * (1.0 / params.aff_turnover_threshold)  # turnover relative to the threshold
     unrepaired = np.maximum(1.0 - remodelled, 0.0)  # s
     damage_mean = _accumulate(damage, unrepaired, params.microdamage_repair_rate * remodelled, days)
