@@ -388,7 +388,7 @@ def _skeleton_events(
     several events on one day while density is lost fast) and uses one threshold.
     """
     before = skeleton.bone_density(p.skeleton_z, p.skeleton_s, params)
-    resorption, density, damage = skeleton.advance(
+    resorption, density, space, damage = skeleton.advance(
         p.skeleton_w,
         p.skeleton_z,
         p.skeleton_s,
@@ -399,7 +399,7 @@ def _skeleton_events(
         params,
         inputs.cells.osteoblast_production,
     )
-    rate = skeleton.fracture_hazard(density, params)
+    rate = skeleton.fracture_hazard(density, space, params)
     remaining = p.fracture_remaining
     remaining -= days * rate
     broke = np.flatnonzero(remaining <= 0.0)

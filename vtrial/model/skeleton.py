@@ -28,7 +28,9 @@ loss and the rebound of the precursor reserve) times the background therapy's ri
   antiresorptive and falls once turnover returns: the atypical femoral fracture hazard is ``h_AFF D``.
 
 The osteoporotic fracture hazard rises as density falls: it is multiplied by
-``fracture_hr_per_sd`` per standard deviation of density lost since entry (density 1). A
+``fracture_hr_per_sd`` per standard deviation of density lost since entry (density 1), and by
+``(S/s_0)**c`` for the resorption cavities open (stress risers: high turnover predicts fractures
+beyond density, an antiresorptive prevents more fractures than its density gain explains). A
 fracture is a cluster of ``n`` vertebrae: ``P(n >= j + 1) = p**j`` (up to :data:`MAX_VERTEBRAE`),
 with the odds of ``p`` equal to those of ``multiple_fracture_share`` at stable density, raised
 by ``exp(kappa L)`` while density is lost fast (``L`` the loss per year as a fraction): the
@@ -57,7 +59,7 @@ def advance(
     days: float,
     params: Parameters,
     osteoblast_production: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Advance ``w = v**2``, bone volume ``Z``, remodelling space ``S`` and microdamage ``D`` by ``days`` in place.
 
     ``recruitment_sq`` is the step mean of the square of the drugs' recruitment factor (per
@@ -66,9 +68,9 @@ def advance(
 
     Returns
     -------
-    resorption, density, damage : arrays ``[n]``
+    resorption, density, space, damage : arrays ``[n]``
         Step means of the systemic resorption ``u`` (healthy 1), of the density
-        :func:`bone_density` and of ``D``.
+        :func:`bone_density`, of ``S`` and of ``D``.
     """
     x2 = np.asarray(recruitment_sq * np.square(rankl_factor), dtype=float)
     log_w = np.log(relax(w, x2 * osteoblast_production, np.full(w.shape, 2.0 * params.osteoblast_rate), days))
@@ -82,7 +84,7 @@ def advance(
     remodelled = osteoclast * (1.0 / params.aff_turnover_threshold)  # turnover relative to the threshold
     unrepaired = np.maximum(1.0 - remodelled, 0.0)  # s
     damage_mean = _accumulate(damage, unrepaired, params.microdamage_repair_rate * remodelled, days)
-    return osteoclast, bone_density(volume, opened, params), damage_mean
+    return osteoclast, bone_density(volume, opened, params), opened, damage_mean
 
 
 def bone_density(z: np.ndarray, space: np.ndarray, params: Parameters) -> np.ndarray:
@@ -108,9 +110,14 @@ def _accumulate(x: np.ndarray, gain: np.ndarray, rate: np.ndarray, days: float) 
     return mean
 
 
-def fracture_hazard(z: np.ndarray, params: Parameters) -> np.ndarray:
-    """Hazard per day of an osteoporotic fracture at bone density ``z`` (entry density 1)."""
+def fracture_hazard(z: np.ndarray, space: np.ndarray, params: Parameters) -> np.ndarray:
+    """Hazard per day of an osteoporotic fracture at bone density ``z`` (entry density 1) and remodelling space ``S``.
+
+    Open resorption cavities concentrate stress beyond the bone they remove: the hazard is
+    multiplied by ``(S/s_0)**c`` (``c`` = ``remodelling_space_fracture_exponent``).
+    """
     lost_sd = (1.0 - z) * (np.log(params.fracture_hr_per_sd) / params.bmd_sd_fraction)
+    lost_sd += params.remodelling_space_fracture_exponent * np.log(space * (1.0 / params.remodelling_space))
     return params.osteoporotic_fracture_hazard * np.exp(lost_sd)
 
 
