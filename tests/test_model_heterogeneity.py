@@ -205,7 +205,7 @@ def test_the_step_and_the_visits_share_one_calcium_law():
     assert ca == pytest.approx([2.31176, 2.35], rel=1e-12)
     values = mk.measure(
         np.zeros(0, np.int64),
-        *(np.zeros(0),) * 5,
+        *(np.zeros(0),) * 6,
         np.array([0.2, 1.0]),
         np.ones(2),
         np.ones(2),

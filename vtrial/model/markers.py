@@ -109,6 +109,7 @@ def calcium(
 def measure(
     owner: np.ndarray,
     resorbed: np.ndarray,
+    burden: np.ndarray,
     resorption_flux: np.ndarray,
     formation_flux: np.ndarray,
     formation_rate: np.ndarray,
@@ -122,7 +123,7 @@ def measure(
 ) -> np.ndarray:
     """Measured uNTx/Cr, BSAP and calcium ``[n, 3]`` of ``n`` patients (columns as :data:`MARKER_COLUMNS`).
 
-    ``owner`` maps each lesion to its patient row; ``resorbed`` (``u Z``), the two bone fluxes,
+    ``owner`` maps each lesion to its patient row; ``resorbed`` (``u Z``), the tumour ``burden`` ``T``, the two bone fluxes,
     the formation rate and ``pthrp_load`` (``T P``) are per lesion (:func:`vtrial.model.lesion.turnover`);
     ``recruitment`` (the osteoclast recruitment of tumour-free bone on the visit day),
     ``skeleton_w``, the calcium ``setpoint`` and ``gains`` (:func:`calcium`) are per patient; ``noise``
@@ -131,7 +132,8 @@ def measure(
     rows = recruitment.size
     # each lesion's region adds its turnover to that of the skeleton (the healthy bone it replaced is
     # a negligible share of the skeleton), so the markers stay positive at any number of lesions
-    resorption = recruitment + params.lesion_turnover_weight * np.bincount(owner, resorbed, rows)
+    region = (burden * (1.0 / params.tumour_detection_burden)) ** params.lesion_resorption_burden_exponent
+    resorption = recruitment + params.lesion_turnover_weight * np.bincount(owner, resorbed * region, rows)
     formation = skeleton_w**0.1875 + params.bsap_lesion_weight * np.bincount(owner, formation_rate, rows)
     serum = calcium(
         recruitment,

@@ -308,11 +308,12 @@ _PARAMETERS: list[Parameter] = [
     # --- rebound after RANKL blockade (any agent that inhibits RANKL) -------------------
     Parameter(
         "precursor_reserve_max",
-        1.0,
+        1.3,
         "-",
         0.0,
         1.5,
-        "[calibrated] CTX overshoot ~+50-100% after stopping denosumab (Bone 2011 JCEM; Cummings 2018 JBMR, recalled)",
+        "[calibrated] CTX overshoot ~+50-100% after stopping denosumab (Bone 2011 JCEM; Cummings 2018 JBMR, recalled): "
+        "the uninvolved skeleton's resorption peaks at 1.53 a year after the last 120 mg dose",
         "maximal extra osteoclast recruitment from precursors accumulated under RANKL blockade",
     ),
     Parameter(
@@ -923,13 +924,14 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "systemic_bone_turnover_rate",
-        6.9e-4,
+        2.0e-4,
         "1/day",
         1.0e-4,
         3.0e-3,
-        "[calibrated] ADT loses ~3% of BMD in year 1 and ~8% by year 5 (2-5%/year, Greenspan 2005 JCEM 90:6410; "
-        "Shahinian 2005 NEJM 352:154)",
-        "rate k of the bone-mass law of uninvolved bone",
+        "[calibrated] ADT loses ~3-5% of BMD in year 1 and ~8% by year 5 (2-5%/year, Greenspan 2005 JCEM 90:6410; "
+        "Shahinian 2005 NEJM 352:154): the model 4.7% and 8.2% with the remodelling space; denosumab then gains "
+        "6.8% in 3 years (FREEDOM lumbar 9.2%, total hip 6.0%, Cummings 2009 NEJM 361:756)",
+        "rate k of the bone-mass law of uninvolved bone at healthy turnover (times the osteoclast activity)",
     ),
     Parameter(
         "systemic_formation_exponent",
@@ -948,6 +950,40 @@ _PARAMETERS: list[Parameter] = [
         0.6,
         "[seen] OpenBoneMin femoral neck gamma_OC (Riggs & Peterson 2012 CPT:PSP)",
         "exponent of osteoclast activity in the bone-mass law of uninvolved bone",
+    ),
+    Parameter(
+        "remodelling_space",
+        0.06,
+        "-",
+        0.03,
+        0.1,
+        "[recalled] the bone-remodelling transient: resorption cavities not yet refilled hold ~4-8% of "
+        "trabecular BMD at normal turnover, closed by an antiresorptive (most of the first-year BMD gain) and "
+        "reopened when turnover rises (Heaney 1994 JBMR 9:1515); after stopping denosumab the BMD gained over "
+        "2-3 years is lost within ~12 months (Bone 2011 JCEM 96:972; Cummings 2018 JBMR 33:190)",
+        "remodelling space of uninvolved bone at healthy turnover, a fraction of its density",
+    ),
+    Parameter(
+        "remodelling_period_days",
+        120.0,
+        "day",
+        60.0,
+        200.0,
+        "[recalled] a trabecular BMU refills its cavity over ~3-6 months (formation period; Eriksen 1994 "
+        "Endocr Rev 15:275)",
+        "time constant of the remodelling space following osteoclast activity",
+    ),
+    Parameter(
+        "remodelling_space_fracture_exponent",
+        0.3,
+        "-",
+        0.0,
+        1.0,
+        "[calibrated] FREEDOM: denosumab -68% new vertebral fractures in 3 years (Cummings 2009 NEJM 361:756) of "
+        "which the BMD gain explains about a third (Austin 2012 JBMR 27:687); high resorption markers predict "
+        "fractures independently of BMD (Garnero 1996 JBMR 11:1531); gives -64% with density, and a 5-year "
+        "hazard ratio of androgen deprivation 1.63 (Shahinian 2005: 19.4% vs 12.6% of men)",
+        "exponent of the open remodelling space relative to healthy in the osteoporotic fracture hazard",
     ),
     Parameter(
         "osteoporotic_fracture_hazard",
@@ -1044,6 +1080,18 @@ _PARAMETERS: list[Parameter] = [
         "[calibrated] median baseline uNTx/Cr 49.2 nmol/mmol in bisphosphonate-naive patients with bone "
         "metastases (Doshi 2012 Clin Cancer Res 18:2648, seen)",
         "bone resorption (uNTx) and bone calcium fluxes a lesion's region adds, relative to the whole healthy skeleton's",
+    ),
+    Parameter(
+        "lesion_resorption_burden_exponent",
+        0.5,
+        "-",
+        0.0,
+        1.0,
+        "[calibrated] uNTx rises with the extent of bone disease and predicts death on zoledronic acid (RR 4-6 "
+        "high vs low, Coleman 2005 JCO 23:4925; Brown 2005 JNCI 97:59): a lesion's resorbing region grows with "
+        "its tumour, between a fixed region (0) and its volume (1; 2/3 for the tumour-bone interface); 0.5 keeps "
+        "the zoledronic acid uNTx falls (MK-02/03) inside, 2/3 puts them 1 point out",
+        "exponent of a lesion's burden relative to the detection burden in its region's share of uNTx",
     ),
     Parameter(
         "calcium_lesion_weight",

@@ -199,6 +199,7 @@ def simulate(
         streams,
         stage.pop("fracture_thresholds", None),
         np.ones(n) if background is None else background.rankl_factor,
+        params,
     )
     p = _Rows(
         dict(
@@ -386,10 +387,11 @@ def _skeleton_events(
     A fracture is recorded once per vertebra it involves (:func:`~vtrial.model.skeleton.vertebrae`:
     several events on one day while density is lost fast) and uses one threshold.
     """
-    before = p.skeleton_z.copy()
-    resorption, density, damage = skeleton.advance(
+    before = skeleton.bone_density(p.skeleton_z, p.skeleton_s, params)
+    resorption, density, space, damage = skeleton.advance(
         p.skeleton_w,
         p.skeleton_z,
+        p.skeleton_s,
         p.microdamage,
         inputs.recruitment_sq,
         p.rankl_factor,
@@ -397,7 +399,7 @@ def _skeleton_events(
         params,
         inputs.cells.osteoblast_production,
     )
-    rate = skeleton.fracture_hazard(density, params)
+    rate = skeleton.fracture_hazard(density, space, params)
     remaining = p.fracture_remaining
     remaining -= days * rate
     broke = np.flatnonzero(remaining <= 0.0)
@@ -407,7 +409,11 @@ def _skeleton_events(
         thresholds, uniforms = draws
         patient = p.index[broke]
         n = skeleton.vertebrae(
-            skeleton.loss_per_year(before[broke], p.skeleton_z[broke], days), uniforms[patient, k], params
+            skeleton.loss_per_year(
+                before[broke], skeleton.bone_density(p.skeleton_z[broke], p.skeleton_s[broke], params), days
+            ),
+            uniforms[patient, k],
+            params,
         )
         rows = np.repeat(broke, n)
         _record(log, p, rows, np.repeat(t, n), _OSTEOPOROTIC_CODE, np.full(rows.size, -1), np.full(rows.size, -1))
@@ -457,13 +463,15 @@ def _visit(
         cells.osteoblast_drive_keep,
     )
     idx = p.index
+    burden = state.burden
     values = mk.measure(
         L.owner,
         resorbed,
+        burden,
         resorption,
         formation,
         forming,
-        state.burden * pthrp,
+        burden * pthrp,
         recruitment * p.rankl_factor,
         p.skeleton_w,
         p.calcium_setpoint,
@@ -510,6 +518,7 @@ def _prior_history(p: _Rows, lesions: _Rows, exposure: Exposure, params: Paramet
         skeleton.advance(
             p.skeleton_w,
             p.skeleton_z,
+            p.skeleton_s,
             p.microdamage,
             inputs.recruitment_sq,
             p.rankl_factor,
@@ -674,7 +683,11 @@ def _background_arrays(background: systemic.Background, cb: CohortBlock, streams
 
 
 def _skeleton_arrays(
-    cb: CohortBlock, streams: Streams, fracture_thresholds: np.ndarray | None, rankl_factor: np.ndarray
+    cb: CohortBlock,
+    streams: Streams,
+    fracture_thresholds: np.ndarray | None,
+    rankl_factor: np.ndarray,
+    params: Parameters,
 ) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Per-patient rows of the skeleton outside the lesions (healthy and undamaged at entry), and its draws.
 
@@ -691,6 +704,7 @@ def _skeleton_arrays(
     rows = dict(
         skeleton_w=np.ones(n),
         skeleton_z=np.ones(n),
+        skeleton_s=np.full(n, params.remodelling_space),
         microdamage=np.zeros(n),
         rankl_factor=rankl_factor,
         fracture_remaining=fracture[:, 0].copy(),

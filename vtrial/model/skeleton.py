@@ -11,18 +11,26 @@ loss and the rebound of the precursor reserve) times the background therapy's ri
   and ``F`` the osteoblast production (1; raised by an anabolic agent, :class:`vtrial.model.lesion.CellInputs`);
 * osteoclasts are quasi-steady: ``u = X**2 / v``, the **systemic resorption** ``R`` (step mean;
   healthy 1) read by the pre-metastatic niche (seeding of new lesions) and the microdamage;
-* bone density, the OpenBoneMin indirect response:
-  ``dZ/dt = k_s (v**g_OB - u**g_OC Z)``, steady ``Z = X**(g_OB - g_OC)`` once ``v = u = X``:
-  raised resorption (androgen deprivation, the rebound after denosumab) loses bone, an
-  antiresorptive gains it;
+* bone volume, the OpenBoneMin indirect response at the pace of turnover:
+  ``dZ/dt = k_s u (v**g_OB u**-g_OC - Z)``, steady ``Z = X**(g_OB - g_OC)`` once ``v = u = X``
+  (bone changes only where it is remodelled, so a suppressed skeleton gains slowly and a
+  rebounding one loses fast);
+* remodelling space ``S`` (resorption cavities not yet refilled, Heaney 1994):
+  ``dS/dt = (s_0 u - S)/tau`` (``s_0`` = ``remodelling_space``, ``tau`` = ``remodelling_period_days``),
+  closed within months by an antiresorptive and reopened when resorption rises; the **density**
+  is ``Z - S + s_0`` (:func:`bone_density`, 1 at entry): raised resorption (androgen deprivation,
+  the rebound of the precursor reserve after denosumab) loses bone, an antiresorptive gains it;
 * microdamage ``D`` (days of full suppression): remodelling below the threshold ``theta``
-  (``aff_turnover_threshold``) leaves damage unrepaired, ``s = (1 - R/theta)^+``, and what
-  remodelling is left repairs it, ``dD/dt = s - r (1 - s) D`` (``r`` =
-  ``microdamage_repair_rate``). It grows over years of deep suppression by any antiresorptive
-  and falls once turnover returns: the atypical femoral fracture hazard is ``h_AFF D``.
+  (``aff_turnover_threshold``) leaves damage unrepaired, ``s = (1 - R/theta)^+``, and the
+  remodelling there is repairs it in proportion, ``dD/dt = s - r (R/theta) D`` (``r`` =
+  ``microdamage_repair_rate`` at the threshold; targeted remodelling removes damaged bone at the
+  pace of turnover, faster above the threshold). It grows over years of deep suppression by any
+  antiresorptive and falls once turnover returns: the atypical femoral fracture hazard is ``h_AFF D``.
 
 The osteoporotic fracture hazard rises as density falls: it is multiplied by
-``fracture_hr_per_sd`` per standard deviation of density lost since entry (density 1). A
+``fracture_hr_per_sd`` per standard deviation of density lost since entry (density 1), and by
+``(S/s_0)**c`` for the resorption cavities open (stress risers: high turnover predicts fractures
+beyond density, an antiresorptive prevents more fractures than its density gain explains). A
 fracture is a cluster of ``n`` vertebrae: ``P(n >= j + 1) = p**j`` (up to :data:`MAX_VERTEBRAE`),
 with the odds of ``p`` equal to those of ``multiple_fracture_share`` at stable density, raised
 by ``exp(kappa L)`` while density is lost fast (``L`` the loss per year as a fraction): the
@@ -44,14 +52,15 @@ MAX_VERTEBRAE = 5
 def advance(
     w: np.ndarray,
     z: np.ndarray,
+    space: np.ndarray,
     damage: np.ndarray,
     recruitment_sq: np.ndarray,
     rankl_factor: np.ndarray,
     days: float,
     params: Parameters,
     osteoblast_production: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Advance ``w = v**2``, density ``Z`` and microdamage ``D`` by ``days`` in place.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Advance ``w = v**2``, bone volume ``Z``, remodelling space ``S`` and microdamage ``D`` by ``days`` in place.
 
     ``recruitment_sq`` is the step mean of the square of the drugs' recruitment factor (per
     patient); each state's linear equation is solved exactly over the step with its coupling
@@ -59,19 +68,28 @@ def advance(
 
     Returns
     -------
-    resorption, density, damage : arrays ``[n]``
-        Step means of the systemic resorption ``u`` (healthy 1), of ``Z`` and of ``D``.
+    resorption, density, space, damage : arrays ``[n]``
+        Step means of the systemic resorption ``u`` (healthy 1), of the density
+        :func:`bone_density`, of ``S`` and of ``D``.
     """
     x2 = np.asarray(recruitment_sq * np.square(rankl_factor), dtype=float)
     log_w = np.log(relax(w, x2 * osteoblast_production, np.full(w.shape, 2.0 * params.osteoblast_rate), days))
     log_u = np.log(x2) - 0.5 * log_w  # u = X**2 / v, v = w**(1/2); powers as exp(log): cheaper than **
     osteoclast = np.exp(log_u)
-    resorption = params.systemic_bone_turnover_rate * np.exp(params.systemic_resorption_exponent * log_u)
     target = np.exp(0.5 * params.systemic_formation_exponent * log_w - params.systemic_resorption_exponent * log_u)
-    density = relax(z, target, resorption, days)
-    left = np.minimum(osteoclast, params.aff_turnover_threshold)
-    left *= 1.0 / params.aff_turnover_threshold  # 1 - s
-    return osteoclast, density, _accumulate(damage, 1.0 - left, params.microdamage_repair_rate * left, days)
+    volume = relax(z, target, params.systemic_bone_turnover_rate * osteoclast, days)
+    opened = relax(
+        space, params.remodelling_space * osteoclast, np.full(w.shape, 1.0 / params.remodelling_period_days), days
+    )
+    remodelled = osteoclast * (1.0 / params.aff_turnover_threshold)  # turnover relative to the threshold
+    unrepaired = np.maximum(1.0 - remodelled, 0.0)  # s
+    damage_mean = _accumulate(damage, unrepaired, params.microdamage_repair_rate * remodelled, days)
+    return osteoclast, bone_density(volume, opened, params), opened, damage_mean
+
+
+def bone_density(z: np.ndarray, space: np.ndarray, params: Parameters) -> np.ndarray:
+    """Bone density (entry 1): the bone volume ``Z`` less the remodelling space ``S`` open beyond the healthy one."""
+    return z - space + params.remodelling_space
 
 
 def _accumulate(x: np.ndarray, gain: np.ndarray, rate: np.ndarray, days: float) -> np.ndarray:
@@ -92,9 +110,14 @@ def _accumulate(x: np.ndarray, gain: np.ndarray, rate: np.ndarray, days: float) 
     return mean
 
 
-def fracture_hazard(z: np.ndarray, params: Parameters) -> np.ndarray:
-    """Hazard per day of an osteoporotic fracture at bone density ``z`` (entry density 1)."""
+def fracture_hazard(z: np.ndarray, space: np.ndarray, params: Parameters) -> np.ndarray:
+    """Hazard per day of an osteoporotic fracture at bone density ``z`` (entry density 1) and remodelling space ``S``.
+
+    Open resorption cavities concentrate stress beyond the bone they remove: the hazard is
+    multiplied by ``(S/s_0)**c`` (``c`` = ``remodelling_space_fracture_exponent``).
+    """
     lost_sd = (1.0 - z) * (np.log(params.fracture_hr_per_sd) / params.bmd_sd_fraction)
+    lost_sd += params.remodelling_space_fracture_exponent * np.log(space * (1.0 / params.remodelling_space))
     return params.osteoporotic_fracture_hazard * np.exp(lost_sd)
 
 
