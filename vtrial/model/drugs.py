@@ -156,11 +156,17 @@ def precursor_reserve(
         reserve[:first] = known[1][:first]
     a, r = params.precursor_accumulation_rate, params.precursor_release_rate
     q = float(reserve[first - 1]) if first else 0.0
-    for day, inhibition in enumerate(rankl_inhibition[first:].tolist(), start=first):
-        rate = a * inhibition / qmax + r * (1.0 - inhibition)
-        target = a * inhibition / rate
-        q = target + (q - target) * np.exp(-rate)
-        reserve[day] = q
+    # the rates, targets and decays of the days at once (the same float64 operations as day by day); the
+    # recurrence itself runs over the days
+    inhibition = rankl_inhibition[first:]
+    rate = a * inhibition / qmax + r * (1.0 - inhibition)
+    target = a * inhibition / rate
+    decay = np.exp(-rate)
+    values = []
+    for aim, keep in zip(target.tolist(), decay.tolist()):
+        q = aim + (q - aim) * keep
+        values.append(q)
+    reserve[first:] = values
     return reserve
 
 
