@@ -248,6 +248,10 @@ def simulate(
     # castration resistance needs castration-sensitive disease under hormonal therapy; a patient never becomes
     # sensitive again, so without one at entry the resistant clone and its hazard cannot matter
     staged = background is not None and bool((p.sensitive & p.hormonal).any())
+    # a background therapy that kills no patient of the block adds zeros to the kill (x + 0.0 is x): left out
+    kills = background is not None and any(
+        bool(np.any(k)) for k in (background.kill_sensitive, background.kill_resistant, background.course_kill)
+    )
     died = np.zeros(n, bool)
     log: list[tuple[np.ndarray, ...]] = []
     visits: list[tuple[np.ndarray, ...]] = []
@@ -290,7 +294,7 @@ def simulate(
                 start,
                 end,
             )
-        if background is not None:
+        if kills:
             kill_now = systemic.kill(
                 p.sensitive, p.kill_sensitive, p.kill_resistant, p.course_kill, background.course_days, start, end
             )
