@@ -513,5 +513,13 @@ def _spliced(arm: Course, tail: Course, first: int) -> Course:
 
 
 def _value(mean: np.ndarray) -> float | np.ndarray:
-    """A step mean shared by the patients as a float; per patient (variants) as the array."""
-    return float(mean) if np.ndim(mean) == 0 else mean
+    """A step mean shared by the patients as a float; per patient (variants) as the array.
+
+    Variants that all have the same value (a node no withheld dose changes: the PTHrP and TGF-beta kept
+    and the kill of a version-1 arm) give it as the float when float32 holds it exactly: the lesions
+    read these inputs in float32, so the float acts as the array would (and 1.0 or 0.0 as no-ops).
+    """
+    if np.ndim(mean) == 0:
+        return float(mean)
+    shared = float(mean[0]) if mean.size else np.nan
+    return shared if float(np.float32(shared)) == shared and bool((mean == shared).all()) else mean
