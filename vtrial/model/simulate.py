@@ -305,7 +305,8 @@ def simulate(
             # a bone-seeking agent kills where it was taken up: in proportion to each lesion's formation rate
             forming = formation_rate(L.w, L.y, traits, params, inputs.cells.osteoblast_drive_keep)
             kill = kill + (inputs.formation_kill * forming).astype(STATE_DTYPE)
-        bone_before = L.z.copy()
+        lab_visit = end % LAB_VISIT_DAYS == 0  # the step before a visit: blood is drawn before that day's dose
+        bone_before = L.z.copy() if lab_visit else L.z  # read by the calcium at a visit only
         sig = advance(
             state,
             traits,
@@ -332,7 +333,7 @@ def simulate(
         owner = L.owner
         total = np.bincount(owner, sig.burden, rows)
         load = np.bincount(owner, sig.burden * sig.pthrp * sig.tgf_beta, rows)  # PTHrP-driven resorption
-        if end % LAB_VISIT_DAYS == 0:  # the step before a visit: blood is drawn before that day's dose
+        if lab_visit:
             _hypocalcaemia(
                 p, L, inputs, bone_before, sig, calcium_draws[:, step % CALCIUM_DRAW_STEPS], start, days, log, params
             )
