@@ -210,19 +210,35 @@ def established_state(
     half, pthrp, blastic = _tumour_terms(burden, traits, pthrp_keep, params, drive_keep)
     drive = (1.0 + traits.osteoblast_drive * drive_keep * half) * cells.osteoblast_production
     suppression = 1.0 + traits.osteoblast_suppression * half
-    m = np.ones(np.broadcast_shapes(burden.shape, np.shape(traits.pthrp)))
+    shape = np.broadcast_shapes(
+        *(np.shape(a) for a in (burden, traits.pthrp, drive, suppression, recruitment_sq, tgf_beta_keep))
+    )
+    inputs = [np.broadcast_to(a, shape).ravel() for a in (pthrp, blastic, drive, suppression)]
+    shared = [a if np.ndim(a) == 0 else np.broadcast_to(a, shape).ravel() for a in (recruitment_sq, tgf_beta_keep)]
+    m, w, z = np.ones(math.prod(shape)), np.empty(math.prod(shape)), np.empty(math.prod(shape))
+    moving: np.ndarray | None = None  # indices of the lesions still iterated (None: all)
     for _ in range(ESTABLISHED_ITERATIONS):
-        x2 = np.square(_recruitment_factor(pthrp * m, blastic, cells.il6_keep, params)) * recruitment_sq
-        w = x2 * drive / suppression
-        v = np.sqrt(w)
+        p_l, r_b, a, d = inputs if moving is None else (x[moving] for x in inputs)
+        r2, keep = (x if moving is None or np.ndim(x) == 0 else x[moving] for x in shared)
+        m_now = m if moving is None else m[moving]
+        x2 = np.square(_recruitment_factor(p_l * m_now, r_b, cells.il6_keep, params)) * r2
+        w_now = x2 * a / d
+        v = np.sqrt(w_now)
         u = x2 / v
-        z = v**0.375 / np.sqrt(u)
-        m_next = pthrp_induction(u * z, tgf_beta_keep, params)
-        # once no M changes, every lesion is at a fixed point in float64: further iterations repeat it exactly
-        if m_next.shape == m.shape and (m_next == m).all():
+        z_now = v**0.375 / np.sqrt(u)
+        m_next = pthrp_induction(u * z_now, keep, params)
+        moved = np.flatnonzero(m_next != m_now)
+        if moving is None:
+            w, z, m = w_now, z_now, m_next
+        else:
+            w[moving], z[moving], m[moving] = w_now, z_now, m_next
+        # a lesion whose M no longer changes is at a fixed point in float64: its further iterations repeat it exactly
+        if not moved.size:
             break
-        m = m_next
-    return LesionState(*(np.asarray(a, dtype=STATE_DTYPE) for a in (w, np.log(burden), z, m)))
+        if moving is not None or 2 * moved.size < m.size:  # iterate only the lesions that still move
+            moving = moved if moving is None else moving[moved]
+    w, z, m = (np.asarray(a, dtype=STATE_DTYPE).reshape(shape) for a in (w, z, m))
+    return LesionState(w, np.log(burden).astype(STATE_DTYPE), z, m)
 
 
 def _applies(keep: float | np.ndarray) -> bool:
