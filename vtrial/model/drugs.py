@@ -421,7 +421,7 @@ class Exposure:
             mean = (self._running[0, :, last] - self._running[0, :, first]) / (end - start)
         else:
             used = self._running[: self._n_variants]
-            mean = ((used[:, :, last] - used[:, :, first]) / (end - start))[variants].T
+            mean = np.take(((used[:, :, last] - used[:, :, first]) / (end - start)).T, variants, axis=1)
         shared, shared_sq, free, pthrp_keep, tgf_keep, kill, rankl = mean[:7]
         if self._rankl is not None:
             ratio = _rankl_free_ratio(rankl, self._rankl[0][patients], self._rankl[1])

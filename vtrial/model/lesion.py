@@ -213,8 +213,8 @@ def established_state(
     shape = np.broadcast_shapes(
         *(np.shape(a) for a in (burden, traits.pthrp, drive, suppression, recruitment_sq, tgf_beta_keep))
     )
-    inputs = [np.broadcast_to(a, shape).ravel() for a in (pthrp, blastic, drive, suppression)]
-    shared = [a if np.ndim(a) == 0 else np.broadcast_to(a, shape).ravel() for a in (recruitment_sq, tgf_beta_keep)]
+    inputs = [_flat(a, shape) for a in (pthrp, blastic, drive, suppression)]
+    shared = [a if np.ndim(a) == 0 else _flat(a, shape) for a in (recruitment_sq, tgf_beta_keep)]
     m, w, z = np.ones(math.prod(shape)), np.empty(math.prod(shape)), np.empty(math.prod(shape))
     moving: np.ndarray | None = None  # indices of the lesions still iterated (None: all)
     for _ in range(ESTABLISHED_ITERATIONS):
@@ -239,6 +239,11 @@ def established_state(
             moving = moved if moving is None else moving[moved]
     w, z, m = (np.asarray(a, dtype=STATE_DTYPE).reshape(shape) for a in (w, z, m))
     return LesionState(w, np.log(burden).astype(STATE_DTYPE), z, m)
+
+
+def _flat(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``a`` broadcast to ``shape``, flattened (a view when it already has that shape: no broadcast call)."""
+    return (a if np.shape(a) == shape else np.broadcast_to(a, shape)).ravel()
 
 
 def _applies(keep: float | np.ndarray) -> bool:
