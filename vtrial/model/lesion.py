@@ -169,7 +169,7 @@ def lesion_traits(
     pthrp = (params.pthrp_lytic * (1.0 - phi) + params.pthrp_blastic * phi) * pthrp_secretion
     drive = params.osteoblast_drive_blastic * phi * osteoblastic_drive
     suppression = params.osteoblast_suppression_lytic * (1.0 - phi)
-    growth = np.broadcast_to(growth_rate, phi.shape)
+    growth = growth_rate if np.shape(growth_rate) == phi.shape else np.broadcast_to(growth_rate, phi.shape)
     return LesionTraits(*(np.array(a, dtype=STATE_DTYPE) for a in (pthrp, drive, suppression, growth, phi)))
 
 

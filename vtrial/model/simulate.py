@@ -931,7 +931,8 @@ def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _record(log, p: _Rows, rows, day, code, lesion, site) -> None:
-    log.append((p.index[rows], day, np.broadcast_to(code, rows.shape), lesion, site))
+    """Log events of the given rows; ``code`` is one event type for all or one per row."""
+    log.append((p.index[rows], day, np.full(rows.shape, code) if np.ndim(code) == 0 else code, lesion, site))
 
 
 def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kinds, hit, t, log, local: LocalTherapy, params) -> None:
