@@ -215,11 +215,12 @@ def established_state(
     )
     inputs = [_flat(a, shape) for a in (pthrp, blastic, drive, suppression)]
     shared = [a if np.ndim(a) == 0 else _flat(a, shape) for a in (recruitment_sq, tgf_beta_keep)]
-    m, w, z = np.ones(math.prod(shape)), np.empty(math.prod(shape)), np.empty(math.prod(shape))
+    size = math.prod(shape)
+    m, w, z = np.ones(size), np.empty(size), np.empty(size)
     moving: np.ndarray | None = None  # indices of the lesions still iterated (None: all)
     for _ in range(ESTABLISHED_ITERATIONS):
-        p_l, r_b, a, d = inputs if moving is None else (x[moving] for x in inputs)
-        r2, keep = (x if moving is None or np.ndim(x) == 0 else x[moving] for x in shared)
+        p_l, r_b, a, d = inputs if moving is None else [x[moving] for x in inputs]
+        r2, keep = (_rows(x, moving) for x in shared)
         m_now = m if moving is None else m[moving]
         x2 = np.square(_recruitment_factor(p_l * m_now, r_b, cells.il6_keep, params)) * r2
         w_now = x2 * a / d
@@ -237,13 +238,18 @@ def established_state(
             break
         if moving is not None or 2 * moved.size < m.size:  # iterate only the lesions that still move
             moving = moved if moving is None else moving[moved]
-    w, z, m = (np.asarray(a, dtype=STATE_DTYPE).reshape(shape) for a in (w, z, m))
-    return LesionState(w, np.log(burden).astype(STATE_DTYPE), z, m)
+    w_out, z_out, m_out = (np.asarray(a, dtype=STATE_DTYPE).reshape(shape) for a in (w, z, m))
+    return LesionState(w_out, np.asarray(np.log(burden), dtype=STATE_DTYPE), z_out, m_out)
 
 
-def _flat(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def _flat(a: float | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``a`` broadcast to ``shape``, flattened (a view when it already has that shape: no broadcast call)."""
-    return (a if np.shape(a) == shape else np.broadcast_to(a, shape)).ravel()
+    return (a if isinstance(a, np.ndarray) and a.shape == shape else np.broadcast_to(a, shape)).ravel()
+
+
+def _rows(x: float | np.ndarray, moving: np.ndarray | None) -> float | np.ndarray:
+    """The entries of the lesions still iterated (``moving``; None: all); a float is shared by all."""
+    return x if moving is None or not isinstance(x, np.ndarray) or x.ndim == 0 else x[moving]
 
 
 def _applies(keep: float | np.ndarray) -> bool:

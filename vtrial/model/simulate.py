@@ -15,7 +15,7 @@ the step (exact for a hazard constant over the step).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -294,7 +294,7 @@ def simulate(
                 start,
                 end,
             )
-        if kills:
+        if kills and background is not None:
             kill_now = systemic.kill(
                 p.sensitive, p.kill_sensitive, p.kill_resistant, p.course_kill, background.course_days, start, end
             )
@@ -479,6 +479,12 @@ def _visit(
     visits.append((idx[on_study], np.full(int(on_study.sum()), week), values[on_study]))
 
 
+@overload
+def _per_lesion(value: float, owner: np.ndarray) -> float: ...
+@overload
+def _per_lesion(value: np.ndarray, owner: np.ndarray) -> np.ndarray: ...
+@overload
+def _per_lesion(value: float | np.ndarray, owner: np.ndarray) -> float | np.ndarray: ...
 def _per_lesion(value: float | np.ndarray, owner: np.ndarray) -> float | np.ndarray:
     """A drug input for the lesions: a shared float as it is, a per-patient array taken at each lesion's owner.
 
