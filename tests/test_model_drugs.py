@@ -136,3 +136,52 @@ def test_pool_kernel_is_the_superposed_release_of_the_doses_before_each_day():
         since = tail[None, :] - given[:, None]
         matrix = np.sum(np.where(since > 0, np.exp(-np.log(2.0) / 300.0 * np.maximum(since, 0.0)), 0.0), axis=0)
         assert np.array_equal(pool_kernel(given, 300.0, tail), matrix)
+
+
+def test_pool_kernel_table_equals_the_exponential_of_each_dose_bit_for_bit():
+    """The table of recurring times gives the values of one exponential per dose and grid point; other grids fall back."""
+    from vtrial.model.agents.pk import _unit_times, pool_kernel
+
+    def direct(given: np.ndarray, tail: np.ndarray) -> np.ndarray:
+        pool = np.zeros(tail.shape)
+        for day in given:
+            after = tail > day
+            pool[after] += np.exp(-np.log(2.0) / 180.0 * (tail[after] - day))
+        return pool
+
+    grid = np.arange(-30, 1830) + 0.5
+    doses = np.arange(-28.0, 1830.0, 28.0)
+    for given, tail in ((doses, grid), (doses[[0, 2, 3, 9, 40]], grid[400:]), (doses[:5], grid[1700:])):
+        assert _unit_times(given, tail) is not None
+        assert np.array_equal(pool_kernel(given, 180.0, tail), direct(given, tail))
+    # every 3.5 weeks from day 0.25 (not whole days), and a grid of quarter days: the per-dose exponentials
+    odd = np.arange(0.25, 1830.0, 24.5)
+    assert _unit_times(odd, grid) is None and _unit_times(doses, np.arange(0, 100) * 0.25) is None
+    assert np.array_equal(pool_kernel(odd, 180.0, grid), direct(odd, grid))
+    # hand value: one dose on day 0, read half a day later: 2**(-0.5/180)
+    assert pool_kernel(np.array([0.0]), 180.0, np.array([0.5]))[0] == pytest.approx(2 ** (-0.5 / 180.0), rel=1e-15)
+
+
+def test_precursor_reserve_equals_the_day_by_day_recurrence_bit_for_bit():
+    """Rates and decays computed for all days at once give the reserve of the scalar day-by-day update exactly."""
+    from vtrial.model.drugs import precursor_reserve
+
+    def day_by_day(inhibition: np.ndarray) -> np.ndarray:
+        a, r, qmax = PARAMS.precursor_accumulation_rate, PARAMS.precursor_release_rate, PARAMS.precursor_reserve_max
+        out, q = np.zeros(inhibition.shape), 0.0
+        for day, i in enumerate(inhibition.tolist()):
+            rate = a * i / qmax + r * (1.0 - i)
+            target = a * i / rate
+            q = target + (q - target) * np.exp(-rate)
+            out[day] = q
+        return out
+
+    days = np.arange(1830) + 0.5
+    inhibition = 0.937 * np.exp(-((days % 28.0) / 40.0)) * (days < 900)  # monthly doses stopped after 900 days
+    reserve = precursor_reserve(inhibition, PARAMS)
+    assert np.array_equal(reserve, day_by_day(inhibition))
+    # the reserve fills under blockade and empties after it: hand check of its sign and its decay to ~0
+    assert reserve[899] > 0.1 and reserve[-1] < 1e-3 * reserve[899]
+    # a variant that differs from day 600 copies the days before and continues the same recurrence
+    variant = np.where(days < 600, inhibition, 0.0)
+    assert np.array_equal(precursor_reserve(variant, PARAMS, (inhibition, reserve)), day_by_day(variant))

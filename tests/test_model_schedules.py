@@ -158,6 +158,18 @@ def test_renal_withholding_skips_the_bisphosphonate_until_recovery():
     )
 
 
+def test_inputs_that_no_variant_changes_stay_shared_floats():
+    """After a renal hold the bisphosphonate's pool differs per patient, but the PTHrP and TGF-beta kept (1) and the
+    kill (0), which no zoledronic acid dose changes, stay floats: the lesions need no per-patient copy of them."""
+    crcl = np.array([80.0, 80.0])
+    exposure = Exposure.of_arm(protocol_arm("z", **ZA), crcl, 400, PARAMS)
+    exposure.withhold(np.array([1]), 30.0, 90.0, nephrotoxic=True)
+    inputs = exposure.inputs(100, 112, np.array([0, 1]))
+    assert inputs.recruitment.shape == (2,) and inputs.recruitment[0] < inputs.recruitment[1]
+    assert (inputs.pthrp_keep, inputs.tgf_beta_keep, inputs.kill) == (1.0, 1.0, 0.0)
+    assert all(type(v) is float for v in (inputs.pthrp_keep, inputs.tgf_beta_keep, inputs.kill))
+
+
 def test_osteonecrosis_of_the_jaw_stops_the_agent_for_that_patient_only():
     cb = reference_cohort(400, "breast", seed=12)
     runs = {

@@ -154,3 +154,19 @@ def test_placebo_new_lesions_take_their_patients_state_computed_once(monkeypatch
         assert got.keys() == want.keys()
         for column in want:
             np.testing.assert_array_equal(got[column], want[column])
+
+
+def test_event_indices_are_those_of_numpy_nonzero_in_row_major_order():
+    """The events of a step are found by flat indices and divmod: the rows and columns of ``np.nonzero``, same order."""
+    import importlib
+
+    find = importlib.import_module("vtrial.model.simulate")._nonzero
+    rng = np.random.default_rng(8)
+    for shape in ((4, 1000), (8, 3), (2, 0), (0, 5)):
+        mask = rng.random(shape) < 0.01
+        rows, cols = find(mask)
+        want = np.nonzero(mask)
+        assert np.array_equal(rows, want[0]) and np.array_equal(cols, want[1]) and rows.dtype == want[0].dtype
+    # by hand: a 2 x 3 mask with entries at (0, 2), (1, 0) and (1, 2)
+    rows, cols = find(np.array([[False, False, True], [True, False, True]]))
+    assert rows.tolist() == [0, 1, 1] and cols.tolist() == [2, 0, 2]

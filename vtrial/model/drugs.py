@@ -156,11 +156,17 @@ def precursor_reserve(
         reserve[:first] = known[1][:first]
     a, r = params.precursor_accumulation_rate, params.precursor_release_rate
     q = float(reserve[first - 1]) if first else 0.0
-    for day, inhibition in enumerate(rankl_inhibition[first:].tolist(), start=first):
-        rate = a * inhibition / qmax + r * (1.0 - inhibition)
-        target = a * inhibition / rate
-        q = target + (q - target) * np.exp(-rate)
-        reserve[day] = q
+    # the rates, targets and decays of the days at once (the same float64 operations as day by day); the
+    # recurrence itself runs over the days
+    inhibition = rankl_inhibition[first:]
+    rate = a * inhibition / qmax + r * (1.0 - inhibition)
+    target = a * inhibition / rate
+    decay = np.exp(-rate)
+    values = []
+    for aim, keep in zip(target.tolist(), decay.tolist()):
+        q = aim + (q - aim) * keep
+        values.append(q)
+    reserve[first:] = values
     return reserve
 
 
@@ -415,7 +421,7 @@ class Exposure:
             mean = (self._running[0, :, last] - self._running[0, :, first]) / (end - start)
         else:
             used = self._running[: self._n_variants]
-            mean = ((used[:, :, last] - used[:, :, first]) / (end - start))[variants].T
+            mean = np.take(((used[:, :, last] - used[:, :, first]) / (end - start)).T, variants, axis=1)
         shared, shared_sq, free, pthrp_keep, tgf_keep, kill, rankl = mean[:7]
         if self._rankl is not None:
             ratio = _rankl_free_ratio(rankl, self._rankl[0][patients], self._rankl[1])
@@ -507,5 +513,13 @@ def _spliced(arm: Course, tail: Course, first: int) -> Course:
 
 
 def _value(mean: np.ndarray) -> float | np.ndarray:
-    """A step mean shared by the patients as a float; per patient (variants) as the array."""
-    return float(mean) if np.ndim(mean) == 0 else mean
+    """A step mean shared by the patients as a float; per patient (variants) as the array.
+
+    Variants that all have the same value (a node no withheld dose changes: the PTHrP and TGF-beta kept
+    and the kill of a version-1 arm) give it as the float when float32 holds it exactly: the lesions
+    read these inputs in float32, so the float acts as the array would (and 1.0 or 0.0 as no-ops).
+    """
+    if np.ndim(mean) == 0:
+        return float(mean)
+    shared = float(mean[0]) if mean.size else np.nan
+    return shared if float(np.float32(shared)) == shared and bool((mean == shared).all()) else mean

@@ -169,7 +169,7 @@ def lesion_traits(
     pthrp = (params.pthrp_lytic * (1.0 - phi) + params.pthrp_blastic * phi) * pthrp_secretion
     drive = params.osteoblast_drive_blastic * phi * osteoblastic_drive
     suppression = params.osteoblast_suppression_lytic * (1.0 - phi)
-    growth = np.broadcast_to(growth_rate, phi.shape)
+    growth = growth_rate if np.shape(growth_rate) == phi.shape else np.broadcast_to(growth_rate, phi.shape)
     return LesionTraits(*(np.array(a, dtype=STATE_DTYPE) for a in (pthrp, drive, suppression, growth, phi)))
 
 
@@ -210,19 +210,46 @@ def established_state(
     half, pthrp, blastic = _tumour_terms(burden, traits, pthrp_keep, params, drive_keep)
     drive = (1.0 + traits.osteoblast_drive * drive_keep * half) * cells.osteoblast_production
     suppression = 1.0 + traits.osteoblast_suppression * half
-    m = np.ones(np.broadcast_shapes(burden.shape, np.shape(traits.pthrp)))
+    shape = np.broadcast_shapes(
+        *(np.shape(a) for a in (burden, traits.pthrp, drive, suppression, recruitment_sq, tgf_beta_keep))
+    )
+    inputs = [_flat(a, shape) for a in (pthrp, blastic, drive, suppression)]
+    shared = [a if np.ndim(a) == 0 else _flat(a, shape) for a in (recruitment_sq, tgf_beta_keep)]
+    size = math.prod(shape)
+    m, w, z = np.ones(size), np.empty(size), np.empty(size)
+    moving: np.ndarray | None = None  # indices of the lesions still iterated (None: all)
     for _ in range(ESTABLISHED_ITERATIONS):
-        x2 = np.square(_recruitment_factor(pthrp * m, blastic, cells.il6_keep, params)) * recruitment_sq
-        w = x2 * drive / suppression
-        v = np.sqrt(w)
+        p_l, r_b, a, d = inputs if moving is None else [x[moving] for x in inputs]
+        r2, keep = (_rows(x, moving) for x in shared)
+        m_now = m if moving is None else m[moving]
+        x2 = np.square(_recruitment_factor(p_l * m_now, r_b, cells.il6_keep, params)) * r2
+        w_now = x2 * a / d
+        v = np.sqrt(w_now)
         u = x2 / v
-        z = v**0.375 / np.sqrt(u)
-        m_next = pthrp_induction(u * z, tgf_beta_keep, params)
-        # once no M changes, every lesion is at a fixed point in float64: further iterations repeat it exactly
-        if m_next.shape == m.shape and (m_next == m).all():
+        z_now = v**0.375 / np.sqrt(u)
+        m_next = pthrp_induction(u * z_now, keep, params)
+        moved = np.flatnonzero(m_next != m_now)
+        if moving is None:
+            w, z, m = w_now, z_now, m_next
+        else:
+            w[moving], z[moving], m[moving] = w_now, z_now, m_next
+        # a lesion whose M no longer changes is at a fixed point in float64: its further iterations repeat it exactly
+        if not moved.size:
             break
-        m = m_next
-    return LesionState(*(np.asarray(a, dtype=STATE_DTYPE) for a in (w, np.log(burden), z, m)))
+        if moving is not None or 2 * moved.size < m.size:  # iterate only the lesions that still move
+            moving = moved if moving is None else moving[moved]
+    w_out, z_out, m_out = (np.asarray(a, dtype=STATE_DTYPE).reshape(shape) for a in (w, z, m))
+    return LesionState(w_out, np.asarray(np.log(burden), dtype=STATE_DTYPE), z_out, m_out)
+
+
+def _flat(a: float | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``a`` broadcast to ``shape``, flattened (a view when it already has that shape: no broadcast call)."""
+    return (a if isinstance(a, np.ndarray) and a.shape == shape else np.broadcast_to(a, shape)).ravel()
+
+
+def _rows(x: float | np.ndarray, moving: np.ndarray | None) -> float | np.ndarray:
+    """The entries of the lesions still iterated (``moving``; None: all); a float is shared by all."""
+    return x if moving is None or not isinstance(x, np.ndarray) or x.ndim == 0 else x[moving]
 
 
 def _applies(keep: float | np.ndarray) -> bool:

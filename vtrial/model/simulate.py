@@ -15,7 +15,7 @@ the step (exact for a hazard constant over the step).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -94,7 +94,7 @@ class _Rows:
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)  # once, not per array
         for a in self._arrays.values():
-            kept = a[..., : self.size][..., rows]
+            kept = np.take(a[..., : self.size], rows, axis=-1)  # as indexing, ~2.5x faster
             a[..., : kept.shape[-1]] = kept
         self.size = kept.shape[-1]
         self._views()
@@ -249,6 +249,10 @@ def simulate(
     # castration resistance needs castration-sensitive disease under hormonal therapy; a patient never becomes
     # sensitive again, so without one at entry the resistant clone and its hazard cannot matter
     staged = background is not None and bool((p.sensitive & p.hormonal).any())
+    # a background therapy that kills no patient of the block adds zeros to the kill (x + 0.0 is x): left out
+    kills = background is not None and any(
+        bool(np.any(k)) for k in (background.kill_sensitive, background.kill_resistant, background.course_kill)
+    )
     died = np.zeros(n, bool)
     log: list[tuple[np.ndarray, ...]] = []
     visits: list[tuple[np.ndarray, ...]] = []
@@ -291,7 +295,7 @@ def simulate(
                 start,
                 end,
             )
-        if background is not None:
+        if kills and background is not None:
             kill_now = systemic.kill(
                 p.sensitive, p.kill_sensitive, p.kill_resistant, p.course_kill, background.course_days, start, end
             )
@@ -302,12 +306,13 @@ def simulate(
             # a bone-seeking agent kills where it was taken up: in proportion to each lesion's formation rate
             forming = formation_rate(L.w, L.y, traits, params, inputs.cells.osteoblast_drive_keep)
             kill = kill + (inputs.formation_kill * forming).astype(STATE_DTYPE)
-        bone_before = L.z.copy()
+        lab_visit = end % LAB_VISIT_DAYS == 0  # the step before a visit: blood is drawn before that day's dose
+        bone_before = L.z.copy() if lab_visit else L.z  # read by the calcium at a visit only
         sig = advance(
             state,
             traits,
-            inputs.recruitment.astype(STATE_DTYPE)[L.owner],
-            inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
+            _per_lesion(inputs.recruitment, L.owner),
+            _per_lesion(inputs.recruitment_sq, L.owner),
             _per_lesion(inputs.pthrp_keep, L.owner),
             _per_lesion(inputs.tgf_beta_keep, L.owner),
             kill,
@@ -320,7 +325,7 @@ def simulate(
         _check_invariants(cb, p, L, rate, start)
         remaining = L.remaining
         remaining -= days * rate
-        kinds, hit = np.nonzero(remaining <= 0.0)
+        kinds, hit = _nonzero(remaining <= 0.0)
         if hit.size:
             t = start + _crossing(remaining[kinds, hit], rate[kinds, hit].astype(float), 0.0, days)
             _lesion_events(p, lesions, thresholds, kinds, hit, t, log, local, params)
@@ -329,7 +334,7 @@ def simulate(
         owner = L.owner
         total = np.bincount(owner, sig.burden, rows)
         load = np.bincount(owner, sig.burden * sig.pthrp * sig.tgf_beta, rows)  # PTHrP-driven resorption
-        if end % LAB_VISIT_DAYS == 0:  # the step before a visit: blood is drawn before that day's dose
+        if lab_visit:
             _hypocalcaemia(
                 p, L, inputs, bone_before, sig, calcium_draws[:, step % CALCIUM_DRAW_STEPS], start, days, log, params
             )
@@ -363,7 +368,7 @@ def simulate(
         _marrow_events(p, inputs.marrow_dose_rate, background is not None, start, days, log, params)
         p_remaining = p.remaining
         p_remaining -= days * p_rate + impulse
-        kinds, hit = np.nonzero(p_remaining <= 0.0)
+        kinds, hit = _nonzero(p_remaining <= 0.0)
         if hit.size:
             pulse = impulse[kinds, np.minimum(hit, impulse.shape[1] - 1)]
             t = start + _crossing(p_remaining[kinds, hit], p_rate[kinds, hit], pulse, days)
@@ -482,9 +487,18 @@ def _visit(
     visits.append((idx[on_study], np.full(int(on_study.sum()), week), values[on_study]))
 
 
+@overload
+def _per_lesion(value: float, owner: np.ndarray) -> float: ...
+@overload
+def _per_lesion(value: np.ndarray, owner: np.ndarray) -> np.ndarray: ...
+@overload
+def _per_lesion(value: float | np.ndarray, owner: np.ndarray) -> float | np.ndarray: ...
 def _per_lesion(value: float | np.ndarray, owner: np.ndarray) -> float | np.ndarray:
-    """A drug input for the lesions: a shared float as it is, a per-patient array taken at each lesion's owner."""
-    return value if np.ndim(value) == 0 else np.asarray(value, dtype=STATE_DTYPE)[owner]
+    """A drug input for the lesions: a shared float as it is, a per-patient array taken at each lesion's owner.
+
+    ``np.take`` gathers the same elements as indexing, ~2.5x faster on the lesion arrays.
+    """
+    return value if np.ndim(value) == 0 else np.take(np.asarray(value, dtype=STATE_DTYPE), owner)
 
 
 def _prior_history(p: _Rows, lesions: _Rows, exposure: Exposure, params: Parameters) -> None:
@@ -505,8 +519,8 @@ def _prior_history(p: _Rows, lesions: _Rows, exposure: Exposure, params: Paramet
         advance(
             LesionState(L.w, L.y, L.z, L.m),
             LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
-            inputs.recruitment.astype(STATE_DTYPE)[L.owner],
-            inputs.recruitment_sq.astype(STATE_DTYPE)[L.owner],
+            _per_lesion(inputs.recruitment, L.owner),
+            _per_lesion(inputs.recruitment_sq, L.owner),
             _per_lesion(inputs.pthrp_keep, L.owner),
             _per_lesion(inputs.tgf_beta_keep, L.owner),
             _per_lesion(inputs.kill, L.owner),
@@ -759,7 +773,7 @@ def _marrow_events(p: _Rows, dose_rate: float, background: bool, start: int, day
         return
     remaining = p.marrow_remaining
     remaining -= days * rate[:, None]
-    kinds, rows = np.nonzero(remaining <= 0.0)
+    kinds, rows = _nonzero(remaining <= 0.0)
     if not rows.size:
         return
     t = start + _crossing(remaining[kinds, rows], rate[kinds], 0.0, days)
@@ -908,9 +922,9 @@ def _prophylactic_radiotherapy(p: _Rows, lesions: _Rows, day: int, log, local: L
 def _compact(p: _Rows, lesions: _Rows, alive: np.ndarray) -> None:
     """Drop the patients whose follow-up ended, and their lesions (order kept)."""
     row = np.cumsum(alive) - 1
-    keep = alive[lesions.owner]
+    keep = np.take(alive, lesions.owner)
     lesions.keep(keep)
-    lesions.owner[:] = row[lesions.owner]
+    lesions.owner[:] = np.take(row, lesions.owner)
     p.keep(alive)
 
 
@@ -928,8 +942,17 @@ def _crossing(left: np.ndarray, rate: np.ndarray, impulse: np.ndarray | float, d
     return np.clip(t, 0.0, days)
 
 
+def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the true entries of a 2-D mask in row-major order: ``np.nonzero``, ~5x faster."""
+    flat = np.flatnonzero(mask)
+    if not mask.shape[1]:
+        return flat, flat
+    return np.divmod(flat, mask.shape[1])
+
+
 def _record(log, p: _Rows, rows, day, code, lesion, site) -> None:
-    log.append((p.index[rows], day, np.broadcast_to(code, rows.shape), lesion, site))
+    """Log events of the given rows; ``code`` is one event type for all or one per row."""
+    log.append((p.index[rows], day, np.full(rows.shape, code) if np.ndim(code) == 0 else code, lesion, site))
 
 
 def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kinds, hit, t, log, local: LocalTherapy, params) -> None:

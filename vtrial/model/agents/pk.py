@@ -25,13 +25,45 @@ def pool_kernel(days: np.ndarray, half_life_days: float, grid: np.ndarray) -> np
     """Bone-surface pool per unit deposited dose on ``grid`` (ascending): superposed first-order release.
 
     Each dose adds its decay on the grid points after it, in the order of the doses (a sum over
-    a ``[doses, grid]`` array would add the same terms, and zeros, in the same order).
+    a ``[doses, grid]`` array would add the same terms, and zeros, in the same order). On the
+    daily grid with whole dose days the times since the doses recur (:func:`_unit_times`): their
+    decays are computed once and each dose adds its slice (the same arguments, so the same values).
     """
     rate = -np.log(2.0) / half_life_days
     pool = np.zeros(grid.shape)
-    for day, after in zip(days.tolist(), np.searchsorted(grid, days, side="right").tolist()):
-        pool[after:] += np.exp(rate * (grid[after:] - day))
+    after = np.searchsorted(grid, days, side="right")
+    since = _unit_times(days, grid)
+    if since is not None:
+        decay = np.exp(rate * since)
+        for start, day in zip(after.tolist(), days.tolist()):
+            if start < grid.size:
+                first = int(grid[start] - day)  # grid[start] - day = first + 0.5
+                pool[start:] += decay[first : first + grid.size - start]
+        return pool
+    for day, start in zip(days.tolist(), after.tolist()):
+        pool[start:] += np.exp(rate * (grid[start:] - day))
     return pool
+
+
+def _unit_times(days: np.ndarray, grid: np.ndarray) -> np.ndarray | None:
+    """Every time from a dose to a later grid point, ``0.5, 1.5, ...``, when these are exactly half-integers; else None.
+
+    They are when the grid is mid-day times in unit steps and the dose days are whole (the daily
+    grid of :class:`~vtrial.model.drugs.Exposure` and the schedules of the protocols), all well
+    inside the range where float64 holds half-integers exactly: then ``grid[j] - day`` is the
+    table's entry ``grid[j] - day - 0.5`` bit for bit.
+    """
+    if not days.size or not grid.size:
+        return None
+    exact = max(abs(float(grid[0])), abs(float(grid[-1])), float(np.abs(days).max())) < 2.0**40
+    if not (
+        exact
+        and float(grid[0]) % 1.0 == 0.5
+        and np.array_equal(grid, grid[0] + np.arange(grid.size))
+        and np.array_equal(days, np.floor(days))
+    ):
+        return None
+    return np.arange(max(int(grid[-1] - days.min()), 0) + 1) + 0.5
 
 
 def last_dose_decay(days: np.ndarray, half_life_days: float, grid: np.ndarray) -> np.ndarray:
