@@ -578,65 +578,65 @@ _PARAMETERS: list[Parameter] = [
     # --- death -------------------------------------------------------------------------------
     Parameter(
         "death_hazard.breast",
-        3.79e-4,
+        7.8e-4,
         "1/day",
         2.0e-4,
         3.0e-3,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
         "death_hazard.prostate",
-        3.71e-4,
+        5.0e-4,
         "1/day",
         2.0e-4,
         3.0e-3,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
         "death_hazard.lung",
-        0.00107,
+        0.0031,
         "1/day",
         1.0e-3,
         8.0e-3,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
         "death_hazard.head_and_neck",
-        0.00129,
+        0.0025,
         "1/day",
         1.0e-3,
         8.0e-3,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
         "death_log_hr_ecog",
-        0.792,
+        0.7,
         "per ECOG point",
         0.2,
         0.8,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
         "log hazard ratio per ECOG point",
     ),
     Parameter(
         "death_log_hr_visceral",
-        0.136,
+        0.7,
         "-",
         0.1,
         0.8,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
         "log hazard ratio of visceral metastases",
     ),
     Parameter(
         "death_growth_exponent",
-        0.396,
+        1.2,
         "-",
         0.05,
         2.0,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); "
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md); "
         "prior: [recalled] the tumour growth-rate constant predicts overall survival (Stein 2011 Clin Cancer Res; "
         "Wilkerson 2017 Lancet Oncol)",
         "exponent of the patient's tumour growth multiplier in the death hazard",
@@ -646,11 +646,11 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_log_hr_burden",
-        0.925,
+        0.4,
         "per unit total burden",
         0.02,
         1.0,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
         "log hazard ratio per unit of summed bone tumour burden",
     ),
     Parameter(
@@ -876,13 +876,14 @@ _PARAMETERS: list[Parameter] = [
     # --- disease control by the usual care (breast, lung, head and neck) ----------------------
     Parameter(
         "disease_control_kill",
-        1.0,
-        "-",
         0.5,
+        "-",
+        0.2,
         2.0,
         "[recalled] the Norton-Simon hypothesis: therapy kills in proportion to the growth rate of the untreated "
         "Gompertzian tumour (Norton & Simon 1977 Cancer Treat Rep 61:1307); the multiple is a reasoned estimate "
-        "(1: growth stops at the detection burden, stable disease being the commonest best response)",
+        "(0.2: growth barely slowed; 1: growth stops at the detection burden; 2: regression), hand-tuned to the "
+        "SRE rates of the trials run under usual care (docs/calibration.md)",
         "log-kill per day of disease under control, as a multiple of the tumour's growth rate at the detection "
         "burden (ln 2 / doubling time)",
     ),
@@ -929,7 +930,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "control_bone_only_ratio",
-        1.5,
+        2.5,
         "-",
         1.0,
         3.0,
