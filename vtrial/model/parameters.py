@@ -596,7 +596,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_hazard.lung",
-        0.0031,
+        0.0027,
         "1/day",
         1.0e-3,
         8.0e-3,
@@ -876,7 +876,7 @@ _PARAMETERS: list[Parameter] = [
     # --- disease control by the usual care (breast, lung, head and neck) ----------------------
     Parameter(
         "disease_control_kill",
-        0.5,
+        0.3,
         "-",
         0.2,
         2.0,
