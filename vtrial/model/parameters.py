@@ -578,7 +578,7 @@ _PARAMETERS: list[Parameter] = [
     # --- death -------------------------------------------------------------------------------
     Parameter(
         "death_hazard.breast",
-        7.8e-4,
+        7.2e-4,
         "1/day",
         2.0e-4,
         3.0e-3,
@@ -596,7 +596,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_hazard.lung",
-        0.0027,
+        0.0015,
         "1/day",
         1.0e-3,
         8.0e-3,
@@ -605,7 +605,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_hazard.head_and_neck",
-        0.0025,
+        0.0023,
         "1/day",
         1.0e-3,
         8.0e-3,
@@ -876,7 +876,7 @@ _PARAMETERS: list[Parameter] = [
     # --- disease control by the usual care (breast, lung, head and neck) ----------------------
     Parameter(
         "disease_control_kill",
-        0.3,
+        0.2,
         "-",
         0.2,
         2.0,
