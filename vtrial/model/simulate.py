@@ -297,8 +297,9 @@ def simulate(
                 p.sensitive, p.kill_sensitive, p.kill_resistant, p.course_kill, background.course_days, start, end
             )
             kill = kill + kill_now
-        controlled = systemic.controlled_share(p.control_start, p.control_end, start, end) if control else 0.0
+        controlled: np.ndarray | float = 0.0
         if control:
+            controlled = systemic.controlled_share(p.control_start, p.control_end, start, end)
             kill = kill + p.control_kill * controlled
         kill = _per_lesion(kill, L.owner)
         traits = LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi)
@@ -704,7 +705,7 @@ def _control_arrays(
     return dict(
         control_start=start,
         control_end=end,
-        control_kill=params.disease_control_kill * at_detection * growth * (background.control_days > 0),
+        control_kill=params.disease_control_kill * at_detection * growth,  # no control: zero-length lines
     )
 
 

@@ -28,8 +28,9 @@ Each therapy acts on the nodes it acts on in life (its registry rows are named i
   ``chemotherapy_control_days``) times ``control_line_ratio`` per earlier line, and
   ``control_bone_only_ratio`` without visceral metastases. Under control every bone lesion takes
   the Norton-Simon log-kill ``disease_control_kill x ln 2 / doubling time`` of its patient (growth
-  stops near the detection burden); survival follows through the bone burden of the death hazard.
-  The durations come from the stream purpose ``disease_control``.
+  stops near the detection burden when it is 1); survival follows through the bone burden of the
+  death hazard, and the non-skeletal part of that hazard is lowered by ``death_hr_disease_control``
+  while the disease is controlled. The durations come from the stream purpose ``disease_control``.
 
 "targeted" and "immunotherapy" have no row: they change nothing (their control depends on the
 target and is not modelled).
@@ -69,7 +70,9 @@ class TherapyEffect:
             raise ValueError(f"{self}: a therapy kills in both prostate stages or in neither")
 
 
-_DOCETAXEL = TherapyEffect("docetaxel_kill", "docetaxel_kill", "docetaxel_course_days", control="chemotherapy_control_days")
+_DOCETAXEL = TherapyEffect(
+    "docetaxel_kill", "docetaxel_kill", "docetaxel_course_days", control="chemotherapy_control_days"
+)
 #: Successive lines of therapy that control the disease (then none: best supportive care).
 CONTROL_LINES = 4
 
