@@ -82,10 +82,11 @@ def test_version_1_custom_markers_are_pinned():
         rankl_inhibition=0.4, osteoclast_inhibition=0.5, tgf_beta_inhibition=0.6, pthrp_inhibition=0.3, tumour_kill=0.2
     )
     # re-pinned when issue 13 changed the model (per-lesion growth, PK/PD potency, prior-SRE frailty, calcium set-point),
-    # and after the merged issue-13 biology (PTHrP loop, blastic RANKL, systemic skeleton) and the refit
+    # and after the merged issue-13 biology (PTHrP loop, blastic RANKL, systemic skeleton) and the refit, and when
+    # the death terms were re-tuned for disease control (issue 13 item 7: fewer visits of patients alive)
     pinned = {
-        "breast": (23959.916791217125, 19694.563083616762, 966.9871282300712, 408),
-        "prostate": (23490.65908626213, 31166.633320660017, 956.9561255159588, 409),
+        "breast": (21704.530918398967, 16978.222641056964, 833.4211951196921, 351),
+        "prostate": (22593.73906390225, 29826.10388354663, 906.330933447502, 387),
     }
     for primary, (untx, bsap, calcium, rows) in pinned.items():
         _, markers = trial(primary, arm, n=120)
@@ -116,12 +117,14 @@ def test_targets_follow_the_dose_law():
 
 
 def test_homing_inhibition_seeds_fewer_new_lesions():
-    # breast 144 -> 71 new lesions, prostate 164 -> 87: homing is kept at ~0.57 on average over a
-    # 3-weekly interval (1 - 0.7 x mean exposure 0.62), and fewer lesions seed fewer still
+    # breast 107 -> 55 new lesions, prostate 161 -> 101: homing is kept at ~0.57 on average over a
+    # 3-weekly interval (1 - 0.7 x mean exposure 0.62), and fewer lesions seed fewer still (before the death
+    # terms were re-tuned for disease control, issue 13 item 7: 144 -> 71 and 164 -> 87; the prostate ratio,
+    # 0.63 now, moves by about 0.06 with the patients alive to seed)
     for primary in ("breast", "prostate"):
         none, _ = trial(primary, custom())
         homing, _ = trial(primary, custom(homing_inhibition=0.7))
-        assert 0.35 < homing["new_lesion"] / none["new_lesion"] < 0.6
+        assert 0.35 < homing["new_lesion"] / none["new_lesion"] < 0.65
 
 
 def test_osteoblast_drive_inhibition_lowers_bsap_in_prostate_cancer():
