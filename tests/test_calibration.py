@@ -261,7 +261,7 @@ ROBUST_TARGETS = (
     ("INT-07", "denosumab"),
     ("INT-07", "zoledronic_acid"),
     ("ONJ-01", "denosumab"),
-    # NH-01 left with disease control: 17.7% against 9-11 (a lung tail of long chemotherapy control; docs/calibration.md)
+    # NH-01 left with disease control: 17.7% against 9-11 (a lung tail of long chemotherapy control)
     ("NH-02", "untreated"),
     ("NH-04", "after a first SRE"),
     ("NH-16", "untreated"),
