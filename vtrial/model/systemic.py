@@ -229,5 +229,7 @@ def control_schedule(
 
 def controlled_share(start: np.ndarray, end: np.ndarray, step_start: float, step_end: float) -> np.ndarray:
     """Share of the step ``step_start .. step_end`` under disease control (per patient, ``[n]``)."""
-    inside = np.minimum(end, step_end) - np.maximum(start, step_start)
-    return np.maximum(inside, 0.0).sum(axis=0) / (step_end - step_start)
+    inside = np.minimum(end, step_end)
+    inside -= np.maximum(start, step_start)
+    np.maximum(inside, 0.0, out=inside)
+    return inside.sum(axis=0) / (step_end - step_start)
