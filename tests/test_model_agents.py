@@ -72,49 +72,49 @@ ARMS = {
 #: on an antiresorptive: zoledronic acid 4 -> 2, denosumab 5 -> 4, custom 5 -> 4).
 PINNED = {
     "none": (
-        43667.06833054491,
+        37339.21683058511,
         {
-            "death": 101,
-            "hypercalcaemia": 141,
-            "new_lesion": 45,
+            "death": 102,
+            "hypercalcaemia": 116,
+            "new_lesion": 33,
             "osteoporotic_fracture": 5,
-            "pathological_fracture": 104,
-            "radiation_to_bone": 104,
+            "pathological_fracture": 92,
+            "radiation_to_bone": 87,
             "renal_toxicity": 3,
             "spinal_cord_compression": 1,
-            "surgery_to_bone": 24,
+            "surgery_to_bone": 21,
         },
     ),
     "zoledronic_acid": (
-        45237.882677782385,
+        38742.165921553766,
         {
-            "acute_phase_reaction": 25,
-            "death": 98,
-            "hypercalcaemia": 37,
+            "acute_phase_reaction": 24,
+            "death": 101,
+            "hypercalcaemia": 29,
             "hypocalcaemia": 1,
-            "new_lesion": 36,
+            "new_lesion": 30,
             "osteonecrosis_of_the_jaw": 2,
             "osteoporotic_fracture": 2,
             "pathological_fracture": 69,
             "radiation_to_bone": 54,
             "renal_toxicity": 4,
             "spinal_cord_compression": 1,
-            "surgery_to_bone": 11,
+            "surgery_to_bone": 10,
         },
     ),
     "pamidronate": (
-        44445.86324470689,
+        38107.61607601134,
         {
-            "acute_phase_reaction": 25,
-            "death": 101,
-            "hypercalcaemia": 87,
-            "new_lesion": 37,
+            "acute_phase_reaction": 24,
+            "death": 102,
+            "hypercalcaemia": 71,
+            "new_lesion": 32,
             "osteoporotic_fracture": 4,
-            "pathological_fracture": 91,
-            "radiation_to_bone": 87,
-            "renal_toxicity": 15,
+            "pathological_fracture": 77,
+            "radiation_to_bone": 68,
+            "renal_toxicity": 13,
             "spinal_cord_compression": 2,
-            "surgery_to_bone": 18,
+            "surgery_to_bone": 16,
         },
     ),
     "denosumab": (
@@ -124,14 +124,14 @@ PINNED = {
             "death": 100,
             "hypercalcaemia": 71,
             "hypocalcaemia": 10,
-            "new_lesion": 30,
+            "new_lesion": 28,
             "osteonecrosis_of_the_jaw": 2,
             "osteoporotic_fracture": 4,
             "pathological_fracture": 62,
             "radiation_to_bone": 72,
             "renal_toxicity": 4,
             "spinal_cord_compression": 1,
-            "surgery_to_bone": 11,
+            "surgery_to_bone": 10,
         },
     ),
     "custom": (
@@ -140,7 +140,7 @@ PINNED = {
             "death": 70,
             "hypercalcaemia": 24,
             "hypocalcaemia": 2,
-            "new_lesion": 24,
+            "new_lesion": 16,
             "osteonecrosis_of_the_jaw": 1,
             "osteoporotic_fracture": 4,
             "pathological_fracture": 68,
@@ -290,7 +290,7 @@ def test_custom_agent_dose_changes_the_trial_and_no_dose_keeps_todays_numbers():
     followup, counts = run(_custom())
     assert followup == pytest.approx(PINNED["custom"][0], rel=1e-12) and counts == PINNED["custom"][1]
     followup, counts = run(_custom(25.0, 100.0))
-    # a quarter of the reference dose: more hypercalcaemia than at the reference (35)
+    # a quarter of the reference dose: more hypercalcaemia than at the reference (14)
     assert counts["hypercalcaemia"] > PINNED["custom"][1]["hypercalcaemia"]
 
 

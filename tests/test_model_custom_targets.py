@@ -118,12 +118,14 @@ def test_targets_follow_the_dose_law():
 
 
 def test_homing_inhibition_seeds_fewer_new_lesions():
-    # breast 144 -> 71 new lesions, prostate 164 -> 87: homing is kept at ~0.57 on average over a
-    # 3-weekly interval (1 - 0.7 x mean exposure 0.62), and fewer lesions seed fewer still
+    # breast 107 -> 55 new lesions, prostate 161 -> 101: homing is kept at ~0.57 on average over a
+    # 3-weekly interval (1 - 0.7 x mean exposure 0.62), and fewer lesions seed fewer still (before the death
+    # terms were re-tuned for disease control, issue 13 item 7: 144 -> 71 and 164 -> 87; the prostate ratio,
+    # 0.63 now, moves by about 0.06 with the patients alive to seed)
     for primary in ("breast", "prostate"):
         none, _ = trial(primary, custom())
         homing, _ = trial(primary, custom(homing_inhibition=0.7))
-        assert 0.35 < homing["new_lesion"] / none["new_lesion"] < 0.6
+        assert 0.35 < homing["new_lesion"] / none["new_lesion"] < 0.65
 
 
 def test_osteoblast_drive_inhibition_lowers_bsap_in_prostate_cancer():

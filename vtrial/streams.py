@@ -34,6 +34,7 @@ PURPOSES: dict[str, int] = {
     "skeleton": 12,
     "heterogeneity": 13,
     "calcium": 14,
+    "disease_control": 15,
 }
 
 

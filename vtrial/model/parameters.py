@@ -579,65 +579,65 @@ _PARAMETERS: list[Parameter] = [
     # --- death -------------------------------------------------------------------------------
     Parameter(
         "death_hazard.breast",
-        3.79e-4,
+        7.2e-4,
         "1/day",
         2.0e-4,
         3.0e-3,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
         "death_hazard.prostate",
-        3.71e-4,
+        5.0e-4,
         "1/day",
         2.0e-4,
         3.0e-3,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
         "death_hazard.lung",
-        0.00107,
+        0.0015,
         "1/day",
         1.0e-3,
         8.0e-3,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
         "death_hazard.head_and_neck",
-        0.00129,
+        0.0023,
         "1/day",
         1.0e-3,
         8.0e-3,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
         "death_log_hr_ecog",
-        0.792,
+        0.7,
         "per ECOG point",
         0.2,
         0.8,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
         "log hazard ratio per ECOG point",
     ),
     Parameter(
         "death_log_hr_visceral",
-        0.136,
+        0.7,
         "-",
         0.1,
         0.8,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
         "log hazard ratio of visceral metastases",
     ),
     Parameter(
         "death_growth_exponent",
-        0.396,
+        1.2,
         "-",
         0.05,
         2.0,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); "
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md); "
         "prior: [recalled] the tumour growth-rate constant predicts overall survival (Stein 2011 Clin Cancer Res; "
         "Wilkerson 2017 Lancet Oncol)",
         "exponent of the patient's tumour growth multiplier in the death hazard",
@@ -647,11 +647,11 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_log_hr_burden",
-        0.925,
+        0.4,
         "per unit total burden",
         0.02,
         1.0,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
         "log hazard ratio per unit of summed bone tumour burden",
     ),
     Parameter(
@@ -873,6 +873,81 @@ _PARAMETERS: list[Parameter] = [
         0.015,
         "[recalled] PSA doubling time of ~3-6 months at castration-resistant progression",
         "growth rate of the castration-resistant clone under androgen deprivation",
+    ),
+    # --- disease control by the usual care (breast, lung, head and neck) ----------------------
+    Parameter(
+        "disease_control_kill",
+        0.2,
+        "-",
+        0.2,
+        2.0,
+        "[recalled] the Norton-Simon hypothesis: therapy kills in proportion to the growth rate of the untreated "
+        "Gompertzian tumour (Norton & Simon 1977 Cancer Treat Rep 61:1307); the multiple is a reasoned estimate "
+        "(0.2: growth barely slowed; 1: growth stops at the detection burden; 2: regression), hand-tuned to the "
+        "SRE rates of the trials run under usual care (docs/calibration.md)",
+        "log-kill per day of disease under control, as a multiple of the tumour's growth rate at the detection "
+        "burden (ln 2 / doubling time)",
+    ),
+    Parameter(
+        "endocrine_control_days",
+        280.0,
+        "day",
+        180.0,
+        540.0,
+        "[recalled] first-line letrozole, median time to progression 41 weeks (Mouridsen 2001 J Clin Oncol 19:2596)",
+        "median duration of disease control of a first line of endocrine therapy (breast)",
+    ),
+    Parameter(
+        "chemotherapy_control_days",
+        120.0,
+        "day",
+        90.0,
+        240.0,
+        "[recalled] first-line platinum doublets in non-small-cell lung cancer, median time to progression 3.6 "
+        "months (Schiller 2002 N Engl J Med 346:92); head and neck 3.3 months on platinum-fluorouracil, 5.6 with "
+        "cetuximab (Vermorken 2008 N Engl J Med 359:1116)",
+        "median duration of disease control of a first line of chemotherapy (outside prostate cancer)",
+    ),
+    Parameter(
+        "control_line_ratio",
+        0.6,
+        "-",
+        0.4,
+        0.9,
+        "[recalled] later lines control disease for shorter: second-line docetaxel in lung cancer, time to "
+        "progression 10.6 weeks (Shepherd 2000 J Clin Oncol 18:2095) against 3.6 months first line; second-line "
+        "endocrine therapy in breast cancer about 5.5 months (Osborne 2002 J Clin Oncol 20:3386) against 9.4",
+        "median control of each line of therapy relative to the line before",
+    ),
+    Parameter(
+        "control_switch_days",
+        56.0,
+        "day",
+        28.0,
+        120.0,
+        "[reasoned estimate] progression is found at restaging every 8-12 weeks and the next line starts within "
+        "weeks; the disease grows uncontrolled meanwhile",
+        "days of uncontrolled growth between the end of one line's control and the next line",
+    ),
+    Parameter(
+        "control_bone_only_ratio",
+        2.5,
+        "-",
+        1.0,
+        3.0,
+        "[recalled] disease confined to the skeleton runs the longest course in breast cancer (Coleman & Rubens "
+        "1987 Br J Cancer 55:61); the ratio is a reasoned estimate",
+        "median control of a patient without visceral metastases relative to one with them",
+    ),
+    Parameter(
+        "death_hr_disease_control",
+        0.5,
+        "-",
+        0.2,
+        1.0,
+        "[reasoned estimate] disease under control outside bone (viscera, nodes) threatens life less than "
+        "progressing disease; as death_hr_castration_sensitive for prostate cancer",
+        "non-skeletal death hazard of disease under control by the usual care, relative to progressing disease",
     ),
     # --- haematological toxicity (neutropenia, thrombocytopenia; version-2 protocols) ---------
     Parameter(

@@ -194,6 +194,7 @@ def simulate(
         cb, arm, params
     )  # None only for a bare cohort block (model tests): protocols resolve a usual care per primary
     stage = {} if background is None else _background_arrays(background, cb, streams)
+    control = _control_arrays(background, cb, streams, growth, params)
     bone, bone_draws = _skeleton_arrays(
         cb,
         streams,
@@ -227,6 +228,7 @@ def simulate(
             drive_mult=biology[1],
             growth=growth,
             **stage,
+            **control,
             **bone,
             **seed,
             marrow_remaining=_marrow_thresholds(streams, cb.patient_id, exposure, background),
@@ -300,6 +302,10 @@ def simulate(
                 p.sensitive, p.kill_sensitive, p.kill_resistant, p.course_kill, background.course_days, start, end
             )
             kill = kill + kill_now
+        controlled: np.ndarray | float = 0.0
+        if control:
+            controlled = systemic.controlled_share(p.control_start, p.control_end, start, end)
+            kill = kill + p.control_kill * controlled
         kill = _per_lesion(kill, L.owner)
         traits = LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi)
         if inputs.formation_kill:
@@ -349,7 +355,7 @@ def simulate(
             [
                 p.hcm * load,
                 params.seeding_hazard * total * resorption**params.niche_resorption_exponent * inputs.homing_keep,
-                _non_skeletal_death(p, background, params)
+                _non_skeletal_death(p, background, controlled, params)
                 * np.exp(params.death_log_hr_burden * total)
                 * (1.0 + (params.death_hr_recent_sre - 1.0) * recent / days),
                 p.onj * supp * exposure_mid / (exposure_mid + params.onj_exposure_half_days),
@@ -596,16 +602,24 @@ def _marker_table(cb: CohortBlock, arm: ArmLike, visits: list) -> dict[str, np.n
     return table
 
 
-def _non_skeletal_death(p: _Rows, background: systemic.Background | None, params: Parameters) -> np.ndarray:
+def _non_skeletal_death(
+    p: _Rows, background: systemic.Background | None, controlled: np.ndarray | float, params: Parameters
+) -> np.ndarray:
     """The death hazard's part that does not come from bone burden or recent SREs (per patient).
 
     Castration-sensitive disease under hormonal therapy responds outside bone too (nodes, prostate,
     viscera), which the model carries no state for: its non-skeletal hazard is lowered by
-    ``death_hr_castration_sensitive`` until the disease becomes resistant.
+    ``death_hr_castration_sensitive`` until the disease becomes resistant. Likewise disease under
+    control by the usual care (``controlled``: the share of the step under control,
+    :func:`~vtrial.model.systemic.controlled_share`) has its non-skeletal hazard lowered by
+    ``death_hr_disease_control``.
     """
     if background is None:
         return p.death
-    return p.death * np.where(p.sensitive & p.hormonal, params.death_hr_castration_sensitive, 1.0)
+    death = p.death * np.where(p.sensitive & p.hormonal, params.death_hr_castration_sensitive, 1.0)
+    if np.ndim(controlled):
+        death = death * (1.0 + (params.death_hr_disease_control - 1.0) * controlled)
+    return death
 
 
 def _heterogeneity(streams: Streams, patient_id: np.ndarray, params: Parameters) -> dict[str, np.ndarray]:
@@ -693,6 +707,28 @@ def _background_arrays(background: systemic.Background, cb: CohortBlock, streams
         course_kill=background.course_kill,
         castration_remaining=castration,
         fracture_thresholds=draws.exponential((ev.PATIENT_THRESHOLDS,)).T,
+    )
+
+
+def _control_arrays(
+    background: systemic.Background | None, cb: CohortBlock, streams: Streams, growth: np.ndarray, params: Parameters
+) -> dict[str, np.ndarray]:
+    """Per-patient rows of disease control by the usual care (:func:`~vtrial.model.systemic.control_schedule`).
+
+    Empty when no patient of the block receives a controlling therapy; otherwise the line
+    durations come from the stream purpose ``disease_control`` (``CONTROL_LINES`` unit
+    exponentials per patient), and ``control_kill`` is the Norton-Simon log-kill per day under
+    control: ``disease_control_kill`` times the patient's growth rate at the detection burden.
+    """
+    if background is None or not background.control_days.any():
+        return {}
+    draws = streams.draws("disease_control", cb.patient_id).exponential((systemic.CONTROL_LINES,))
+    start, end = systemic.control_schedule(background.control_days, cb.visceral_metastases, draws, params)
+    at_detection = np.log(1.0 / params.tumour_detection_burden)
+    return dict(
+        control_start=start,
+        control_end=end,
+        control_kill=params.disease_control_kill * at_detection * growth,  # no control: zero-length lines
     )
 
 

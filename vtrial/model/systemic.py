@@ -21,10 +21,19 @@ Each therapy acts on the nodes it acts on in life (its registry rows are named i
 * **bone outside the lesions**: androgen deprivation, aromatase inhibitors and the prednisone
   given with abiraterone raise systemic osteoclast recruitment (RANKL), see
   :mod:`vtrial.model.skeleton`.
+* **disease control** (breast, lung, head and neck): endocrine therapy (and an aromatase
+  inhibitor) and chemotherapy control the disease for a while, then it progresses and the next
+  line follows after ``control_switch_days``; each of :data:`CONTROL_LINES` lines controls it for
+  an exponential time whose median is the first line's (``endocrine_control_days``,
+  ``chemotherapy_control_days``) times ``control_line_ratio`` per earlier line, and
+  ``control_bone_only_ratio`` without visceral metastases. Under control every bone lesion takes
+  the Norton-Simon log-kill ``disease_control_kill x ln 2 / doubling time`` of its patient (growth
+  stops near the detection burden when it is 1); survival follows through the bone burden of the
+  death hazard, and the non-skeletal part of that hazard is lowered by ``death_hr_disease_control``
+  while the disease is controlled. The durations come from the stream purpose ``disease_control``.
 
-Therapies without a row here ("endocrine", "targeted", "immunotherapy", and "chemotherapy" outside
-prostate cancer) are part of the usual care the per-primary growth and death rates were
-calibrated on: they change nothing relative to it.
+"targeted" and "immunotherapy" have no row: they change nothing (their control depends on the
+target and is not modelled).
 
 A protocol that gives neither field (version 1) gets ``None`` from :func:`background` and runs
 exactly as before.
@@ -54,13 +63,18 @@ class TherapyEffect:
     #                                 stages); None: continuous
     hormonal: bool = False  # lowers androgen signalling: castration resistance can emerge under it
     rankl_rise: str | None = None  # relative rise of systemic osteoclast recruitment
+    control: str | None = None  # median days of disease control of a first line (outside prostate cancer)
 
     def __post_init__(self) -> None:
         if (self.kill_sensitive is None) != (self.kill_resistant is None):
             raise ValueError(f"{self}: a therapy kills in both prostate stages or in neither")
 
 
-_DOCETAXEL = TherapyEffect("docetaxel_kill", "docetaxel_kill", "docetaxel_course_days")
+_DOCETAXEL = TherapyEffect(
+    "docetaxel_kill", "docetaxel_kill", "docetaxel_course_days", control="chemotherapy_control_days"
+)
+#: Successive lines of therapy that control the disease (then none: best supportive care).
+CONTROL_LINES = 4
 
 #: Where each background therapy acts.
 THERAPY_EFFECTS: dict[str, TherapyEffect] = {
@@ -79,8 +93,8 @@ THERAPY_EFFECTS: dict[str, TherapyEffect] = {
     "enzalutamide": TherapyEffect("enzalutamide_kill_sensitive", "enzalutamide_kill_resistant", hormonal=True),
     "docetaxel": _DOCETAXEL,
     "chemotherapy": _DOCETAXEL,
-    "endocrine": TherapyEffect(),
-    "aromatase_inhibitor": TherapyEffect(rankl_rise="aromatase_inhibitor_rankl_rise"),
+    "endocrine": TherapyEffect(control="endocrine_control_days"),
+    "aromatase_inhibitor": TherapyEffect(rankl_rise="aromatase_inhibitor_rankl_rise", control="endocrine_control_days"),
     "targeted": TherapyEffect(),
     "immunotherapy": TherapyEffect(),
 }
@@ -98,6 +112,7 @@ class Background:
     course_kill: np.ndarray  # log-kill per day during the chemotherapy course
     course_days: float
     rankl_factor: np.ndarray  # multiplier of systemic osteoclast recruitment
+    control_days: np.ndarray  # median days of disease control of the first line (0: no control)
 
 
 def background(cohort_block: CohortBlock, arm: ArmLike, params: Parameters) -> Background | None:
@@ -128,11 +143,13 @@ def background(cohort_block: CohortBlock, arm: ArmLike, params: Parameters) -> B
         by_primary = cb.systemic_therapy or {}
         gets = np.array([[t in by_primary.get(p, ()) for p in PRIMARIES] for t in SYSTEMIC_THERAPIES])[:, primary]
     prostate = primary == _PROSTATE
-    kill_sensitive, kill_resistant, course_kill, rise = np.zeros((4, n))
+    kill_sensitive, kill_resistant, course_kill, rise, control_days = np.zeros((5, n))
     hormonal = np.zeros(n, bool)
     for receives, effect in zip(gets, THERAPY_EFFECTS.values()):
         if effect.rankl_rise is not None:
             rise += getattr(params, effect.rankl_rise) * receives
+        if effect.control is not None:  # the longest-controlling therapy listed sets the median
+            control_days = np.maximum(control_days, getattr(params, effect.control) * (receives & ~prostate))
         on = receives & prostate
         hormonal |= on & effect.hormonal
         if effect.kill_sensitive is None or effect.kill_resistant is None:
@@ -150,6 +167,7 @@ def background(cohort_block: CohortBlock, arm: ArmLike, params: Parameters) -> B
         course_kill=course_kill,
         course_days=params.docetaxel_course_days,
         rankl_factor=1.0 + rise,
+        control_days=control_days,
     )
 
 
@@ -190,3 +208,28 @@ def resistance_hazard(clone_mean: np.ndarray, at_risk: np.ndarray, params: Param
     ``at_risk``: castration-sensitive disease under a hormonal therapy.
     """
     return params.castration_resistance_hazard * clone_mean * at_risk
+
+
+def control_schedule(
+    control_days: np.ndarray, visceral: np.ndarray, draws: np.ndarray, params: Parameters
+) -> tuple[np.ndarray, np.ndarray]:
+    """Days at which each line's disease control starts and ends, ``[CONTROL_LINES, n]`` each.
+
+    ``control_days``: the first line's median (0: no control); ``draws``: unit exponentials
+    ``[n, CONTROL_LINES]``. Line ``k`` controls for ``draw x median x ratio^k / ln 2`` days
+    (``control_bone_only_ratio`` longer without visceral metastases); the next line starts
+    ``control_switch_days`` after it ends.
+    """
+    ratio = params.control_line_ratio ** np.arange(CONTROL_LINES)
+    median = control_days * np.where(visceral, 1.0, params.control_bone_only_ratio)
+    length = draws.T * ratio[:, None] * median / np.log(2.0)
+    end = np.cumsum(length, axis=0) + params.control_switch_days * np.arange(CONTROL_LINES)[:, None]
+    return end - length, end
+
+
+def controlled_share(start: np.ndarray, end: np.ndarray, step_start: float, step_end: float) -> np.ndarray:
+    """Share of the step ``step_start .. step_end`` under disease control (per patient, ``[n]``)."""
+    inside = np.minimum(end, step_end)
+    inside -= np.maximum(start, step_start)
+    np.maximum(inside, 0.0, out=inside)
+    return inside.sum(axis=0) / (step_end - step_start)
