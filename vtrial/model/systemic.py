@@ -1,7 +1,8 @@
 """Disease stage and background anticancer therapy: where each therapy acts in the model.
 
-A protocol of version 2 may give the prostate patients' stage (``prostate_stage``) and the
-background therapy every patient receives (``systemic_therapy``, cohort-wide, replaced per arm).
+Every patient receives a background therapy: the usual care of the primary (and of the prostate
+stage) unless a protocol of version 2 gives the stage (``prostate_stage``) and the therapies
+(``systemic_therapy``, cohort-wide, replaced per arm); version-1 protocols take the usual care.
 Each therapy acts on the nodes it acts on in life (its registry rows are named in
 :data:`THERAPY_EFFECTS`):
 
