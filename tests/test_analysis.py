@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from lifelines import AalenJohansenFitter, CoxPHFitter, KaplanMeierFitter
 from lifelines.datasets import load_waltons
+from lifelines.statistics import multivariate_logrank_test
 from scipy import stats
 
 from vtrial.analysis import cox_comparison, summarise, summarise_run, to_json, write_summary
@@ -21,6 +22,7 @@ from vtrial.analysis.survival import (
     counting_process,
     cumulative_incidence,
     kaplan_meier,
+    logrank,
     median_with_ci,
     rmst,
     treatment_effect,
@@ -169,6 +171,29 @@ def test_km_median_equals_lifelines():
     median, low, high = median_with_ci(kaplan_meier(t, e, "arm"))
     assert median == pytest.approx(direct.median_survival_time_ / 30.4375)
     assert low < median < high
+
+
+@pytest.mark.parametrize(("n", "groups"), [(60, 2), (3000, 3), (2000, 5)])
+def test_logrank_equals_lifelines_multivariate_logrank_test(n, groups):
+    # tied whole days, censoring, unequal hazards, a patient alone at risk at the end
+    rng = np.random.default_rng(n)
+    arm = np.array(["placebo", "zoledronic_acid", "denosumab", "a", "b"])[rng.integers(0, groups, n)]
+    t = np.ceil(rng.exponential(200, n) * np.where(arm == "denosumab", 1.4, 1.0))
+    e = rng.random(n) < 0.7
+    reference = multivariate_logrank_test(t, arm, e)
+    ours = logrank(t, e, arm)
+    assert ours["degrees_of_freedom"] == reference.degrees_of_freedom == groups - 1
+    assert ours["test_statistic"] == pytest.approx(reference.test_statistic, rel=1e-12, abs=1e-12)
+    assert ours["p_value"] == pytest.approx(reference.p_value, rel=1e-9)
+
+
+def test_logrank_by_hand():
+    # times 1 (A event), 2 (B event), 3 (A censored), 4 (B event); at 1: n=4 (2, 2), d=1, E_A=1/2, V=1/4;
+    # at 2: n=3 (1 A, 2 B), d=1, E_A=1/3, V=2/9; at 4: only B at risk, E_A=0, V=0.
+    # O_A - E_A = 1 - 5/6 = 1/6, V = 1/4 + 2/9 = 17/36, chi2 = (1/36) / (17/36) = 1/17.
+    result = logrank(np.array([1.0, 2.0, 3.0, 4.0]), np.array([True, True, False, True]), np.array(list("ABAB")))
+    assert result["test_statistic"] == pytest.approx(1 / 17, rel=1e-14)
+    assert result["p_value"] == pytest.approx(stats.chi2.sf(1 / 17, 1), rel=1e-14)
 
 
 def test_median_not_reached_is_none():

@@ -148,7 +148,9 @@ def simulate(
                 backend=backend,
                 scheduler=scheduler,
             )
-        result = run(resolved, Path(out), force=force, resume=resume, inputs=inputs, finish=finish)
+        result = run(
+            resolved, Path(out), force=force, resume=resume, inputs=inputs, finish=finish, prepare=_import_report
+        )
         return Trial.from_folder(result.run_dir, wall_time_s=result.wall_time_s)
     with tempfile.TemporaryDirectory(prefix="vtrial-") as scratch:
         result = run(resolved, Path(scratch) / "run")
@@ -160,18 +162,23 @@ def _stage(progress: Progress | None, name: str) -> AbstractContextManager[None]
     return nullcontext() if progress is None else progress.stage(name)
 
 
+def _import_report() -> None:
+    """Import the analysis and report stack (pandas, lifelines, scipy.stats, matplotlib; ~1-2 s), which the run's last step needs."""
+    import vtrial.report  # noqa: F401 - imports vtrial.analysis too
+
+
 def _analyse_and_report(progress: Progress | None):  # noqa: ANN202 - a closure for run_trial's ``finish``
     """The run's last step in its partial folder: ``summary.json``, then ``report.html``."""
 
     def finish(run_dir: Path) -> None:
-        from vtrial.analysis import summarise_run, write_summary
+        from vtrial.analysis import analyse_run, write_summary
         from vtrial.report import write_report
 
         with _stage(progress, "analysis"):
-            summary = summarise_run(run_dir)
+            summary, patients = analyse_run(run_dir)
             write_summary(run_dir, summary)
         with _stage(progress, "report"):
-            write_report(run_dir, summary)
+            write_report(run_dir, summary, patients=patients)
 
     return finish
 
