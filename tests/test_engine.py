@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vtrial.engine import IN_PROCESS_PATIENT_YEARS, allocation_ratio, assign_arms, plan_tasks, run_trial, workers
+from vtrial.engine import FORK_PATIENT_YEARS, allocation_ratio, assign_arms, forks, plan_tasks, run_trial, workers
 from vtrial.errors import UserInputError
 from vtrial.protocol import apply_overrides, parse_protocol
 from vtrial.streams import Streams
@@ -127,7 +127,7 @@ def test_markers_can_be_turned_off_and_leave_patients_and_events_unchanged(refer
     assert pd.read_parquet(out / "markers.parquet").empty
 
 
-@pytest.mark.parametrize(("jobs", "block_size"), [(2, 128), (1, 77), (2, 1000)])
+@pytest.mark.parametrize(("jobs", "block_size"), [(2, 128), (1, 77), (2, 1000), (None, 128)])  # None: forked
 def test_same_seed_same_bytes_for_any_workers_and_blocks(reference_run, tmp_path, jobs, block_size):
     out = tmp_path / "run"
     run_trial(make_protocol(), out, jobs=jobs, block_size=block_size)
@@ -276,15 +276,18 @@ def test_run_and_report_in_two_processes_give_identical_tables(reference_run, tm
     assert parquet_bytes(out) == parquet_bytes(reference_run)
 
 
-def test_small_runs_with_default_jobs_simulate_in_process_and_explicit_jobs_are_obeyed():
-    """300 patients x 2 arms x 1 year = 600 patient-arm-years: no pool by default; --jobs 2 is kept."""
+def test_small_runs_with_default_jobs_fork_their_workers_and_explicit_jobs_are_obeyed():
+    """300 patients x 2 arms x 1 year = 600 patient-arm-years: workers forked by default; --jobs 2 is loky's."""
     protocol = make_protocol()
     tasks = plan_tasks(protocol, Streams(7), 100)  # 3 blocks x 2 arms
-    assert len(tasks) == 6 and 600 < IN_PROCESS_PATIENT_YEARS
-    assert workers(protocol, tasks, None) == 1 and workers(protocol, tasks, -1) == 1
-    assert workers(protocol, tasks, 2) == 2
-    assert workers(protocol, tasks, None, backend="dask") == min(os.cpu_count() or 1, 6)
-    # 20,000 patients x 2 arms x 1 year = 40,000 patient-arm-years: all cores, capped at the 10 tasks
+    cores = os.cpu_count() or 1
+    assert len(tasks) == 6 and 600 < FORK_PATIENT_YEARS
+    assert forks(protocol, tasks, None) and forks(protocol, tasks, -1)
+    assert workers(protocol, tasks, None) == workers(protocol, tasks, -1) == min(cores, 6)
+    assert not forks(protocol, tasks, 2) and workers(protocol, tasks, 2) == 2
+    assert not forks(protocol, tasks, None, backend="dask") and workers(protocol, tasks, None, "dask") == min(cores, 6)
+    # 20,000 patients x 2 arms x 1 year = 40,000 patient-arm-years: loky, all cores, capped at the 10 tasks
     large = make_protocol(patients=20_000)
     large_tasks = plan_tasks(large, Streams(7), 4096)
+    assert not forks(large, large_tasks, None)
     assert workers(large, large_tasks, None) == min(os.cpu_count() or 1, len(large_tasks))

@@ -9,7 +9,9 @@ tables are identical whatever the number of workers, the block size or the backe
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import multiprocessing
 import os
 import platform
 import re
@@ -18,7 +20,9 @@ import sys
 import threading
 import time
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from importlib.metadata import PackageNotFoundError, version
@@ -55,10 +59,11 @@ from vtrial.vocabulary import DAYS_PER_MONTH
 
 #: Default patients per block: large enough that numpy's per-call overhead is amortised.
 DEFAULT_BLOCK_SIZE = 4096
-#: Below this many patient-arm-years a run simulates in this process: starting a worker process
-#: (fork, imports) costs ~1-1.5 s, about what one core simulates of this work in that time
-#: (~10,000 patient-arm-years/s), so a pool would not pay for itself (docs/performance.md).
-IN_PROCESS_PATIENT_YEARS = 20_000
+#: Below this many patient-arm-years a local run with the default workers forks them from this
+#: process instead of starting loky's: a loky worker is a new interpreter that imports the model
+#: (~1-1.5 s, about what one core simulates of this work in that time, ~10,000 patient-arm-years/s),
+#: a forked one shares this process's imports (~0.05 s) (docs/performance.md).
+FORK_PATIENT_YEARS = 20_000
 BACKENDS = ("loky", "dask")
 #: Most workers ``--jobs`` may ask for: more processes than this only thrash one machine.
 MAX_JOBS = 1024
@@ -430,43 +435,111 @@ def execute(
     backend: str = "loky",
     scheduler: str | None = None,
     run: Callable[[Protocol, Streams, typing.Any], object] | None = None,
+    prepare: Callable[[], None] | None = None,
 ) -> Iterator[object]:
     """Run tasks in parallel and yield each finished one (in completion order).
 
-    At most one worker per task is started (``jobs`` is capped at ``len(tasks)``). ``run``
-    replaces the (arm, block) simulation by another task function of the same signature
-    (the parameter draws of :mod:`vtrial.uncertainty`).
+    At most one worker per task is started (``jobs`` is capped at ``len(tasks)``); one worker
+    is this process. ``run`` replaces the (arm, block) simulation by another task function of
+    the same signature (the parameter draws of :mod:`vtrial.uncertainty`). ``prepare`` runs in a
+    thread of this process once the worker processes exist (this process only waits for them),
+    and has ended when the last task is yielded; it is not run when the tasks run here.
     """
     if backend not in BACKENDS:
         raise UserInputError(f"unknown backend {backend!r}", field="--backend", fix=f"use one of {', '.join(BACKENDS)}")
     if not tasks:
         return
+    fork = forks(protocol, tasks, jobs, backend)
     jobs = workers(protocol, tasks, jobs, backend)
+    task = run or _run_task
+    helper = None if prepare is None or jobs == 1 else _Helper(prepare)
+    if fork and jobs > 1:
+        yield from _forked(jobs, (functools.partial(task, protocol, streams, t) for t in tasks), helper)
+        return
     cluster = _Cluster(scheduler, jobs) if backend == "dask" else None
     try:
         with local_workers(jobs) if cluster is None else parallel_config(backend="dask", n_jobs=-1):
             runner = Parallel(return_as="generator_unordered", batch_size=1, pre_dispatch="2*n_jobs")
-            yield from runner(delayed(run or _run_task)(protocol, streams, t) for t in tasks)
+            results = runner(delayed(task)(protocol, streams, t) for t in tasks)
+            if helper is not None:
+                helper.start()  # loky and dask start their workers as new interpreters: no fork of this thread
+            yield from results
     except TerminatedWorkerError as exc:
-        raise RunFailedError(
-            "a worker process died during the run (killed, or out of memory); the finished blocks are kept. "
-            "Finish the run with --resume (if memory is short, with fewer --jobs or a smaller --block-size)."
-        ) from exc
+        raise RunFailedError(WORKER_DIED) from exc
     finally:
+        if helper is not None:
+            helper.join()
         if cluster is not None:
             cluster.close()
 
 
-def workers(protocol: Protocol, tasks: Sequence[Work], jobs: int | None, backend: str = "loky") -> int:
-    """Workers that run the tasks: :func:`resolve_jobs`, but 1 (this process) for a small local run.
+#: Message of a run whose worker process died.
+WORKER_DIED = (
+    "a worker process died during the run (killed, or out of memory); the finished blocks are kept. "
+    "Finish the run with --resume (if memory is short, with fewer --jobs or a smaller --block-size)."
+)
 
-    Small: fewer than :data:`IN_PROCESS_PATIENT_YEARS` patient-arm-years to the horizon, with
-    the default ``jobs`` (all cores; an explicit ``--jobs`` is obeyed). Results do not depend on
-    it (streams are keyed to patients).
+
+class _Helper:
+    """A function run in a daemon thread; its error is dropped (the caller meets it again, see ``prepare``)."""
+
+    def __init__(self, function: Callable[[], None]) -> None:
+        self.thread = threading.Thread(target=self._run, args=(function,), name="vtrial-prepare", daemon=True)
+
+    @staticmethod
+    def _run(function: Callable[[], None]) -> None:
+        try:
+            function()
+        except Exception:  # noqa: BLE001 - e.g. a failed import: retried, and reported, by the caller
+            return
+
+    def start(self) -> None:
+        if not self.thread.is_alive() and self.thread.ident is None:
+            self.thread.start()
+
+    def join(self) -> None:
+        if self.thread.ident is not None:
+            self.thread.join()
+
+
+def _forked(jobs: int, calls: Iterable[Callable[[], object]], helper: _Helper | None) -> Iterator[object]:
+    """Run ``calls`` in ``jobs`` processes forked from this one and yield their results as they finish.
+
+    The processes are all forked at the first submission, before ``helper`` starts its thread
+    (a fork copies no thread, and no lock one of them held).
+    """
+    pool = ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("fork"), initializer=_watch_parent, initargs=(os.getpid(),)
+    )
+    try:
+        futures = [pool.submit(call) for call in calls]
+        if helper is not None:
+            helper.start()
+        for future in as_completed(futures):
+            yield future.result()
+    except BrokenProcessPool as exc:
+        raise RunFailedError(WORKER_DIED) from exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if helper is not None:
+            helper.join()
+
+
+def forks(protocol: Protocol, tasks: Sequence[Work], jobs: int | None, backend: str = "loky") -> bool:
+    """Whether the workers are forked from this process rather than started by loky.
+
+    For a small local run with the default ``jobs``: fewer than :data:`FORK_PATIENT_YEARS`
+    patient-arm-years to the horizon, where loky's start-up would cost about what it saves.
     """
     years = sum(t.patient_arms for t in tasks) * protocol.trial.horizon_months / 12.0
-    if jobs in (None, -1) and backend == "loky" and years < IN_PROCESS_PATIENT_YEARS:
-        return 1
+    return jobs in (None, -1) and backend == "loky" and years < FORK_PATIENT_YEARS
+
+
+def workers(protocol: Protocol, tasks: Sequence[Work], jobs: int | None, backend: str = "loky") -> int:
+    """Workers that run the tasks: :func:`resolve_jobs` (all cores by default), at most one per task.
+
+    One worker is this process. Results do not depend on it (streams are keyed to patients).
+    """
     return resolve_jobs(jobs, len(tasks))
 
 
@@ -478,14 +551,6 @@ class RunResult:
     n_patients: int
     n_events: int
     wall_time_s: float
-
-
-def _quietly(prepare: Callable[[], None]) -> None:
-    """Run ``prepare`` and drop its error: ``finish`` meets the same error again (a failed import is retried)."""
-    try:
-        prepare()
-    except Exception:  # noqa: BLE001 - reported by ``finish``, in the main thread
-        return
 
 
 def dependency_versions() -> dict[str, str]:
@@ -548,7 +613,8 @@ def run_trial(
         before the folder is moved into place.
     prepare : callable, optional
         Run in a thread of this process while worker processes simulate (the imports ``finish``
-        needs: this process only waits then); not run when the blocks are simulated here.
+        needs: this process only waits then); not run when the blocks are simulated here
+        (:func:`execute`). Its error is dropped: ``finish`` meets it again.
 
     The process holds the folder's lock (:func:`vtrial.store.owning`) from the first check to
     the final rename, so another run of the same folder is refused instead of mixing with it.
@@ -559,7 +625,7 @@ def run_trial(
     run_dir = Path(out) if out is not None else default_run_dir(protocol)
     streams = Streams(protocol.trial.seed, replicate)
     tasks = plan_tasks(protocol, streams, block_size)
-    jobs = workers(protocol, tasks, jobs, backend)
+    requested, jobs = jobs, workers(protocol, tasks, jobs, backend)
     folder = OutputFolder.of(run_dir, "run", force, inputs)
     partial = folder.partial
     with owning(folder):
@@ -576,11 +642,10 @@ def run_trial(
         patients_done = 0
         if on_progress:
             on_progress(finished, total, patients_done)
-        helper = None
-        if prepare is not None and todo and (jobs > 1 or backend == "dask"):
-            helper = threading.Thread(target=_quietly, args=(prepare,), name="vtrial-prepare", daemon=True)
-            helper.start()
-        for task, tables in execute(protocol, streams, todo, jobs=jobs, backend=backend, scheduler=scheduler):
+        simulated = execute(
+            protocol, streams, todo, jobs=requested, backend=backend, scheduler=scheduler, prepare=prepare
+        )
+        for task, tables in simulated:
             # each part is written atomically; a block counts as finished once all its parts exist
             for kind in TABLES:
                 write_part(partial, kind, task.arm_index, task.block_index, tables[kind])
@@ -588,10 +653,8 @@ def run_trial(
             patients_done += tables["patients"].num_rows
             if on_progress:
                 on_progress(finished, total, patients_done)
-        if backend == "loky" and jobs > 1 and todo:
+        if backend == "loky" and jobs > 1 and todo and not forks(protocol, todo, requested, backend):
             stop_local_workers()
-        if helper is not None:
-            helper.join()
         rows = {
             kind: merge_parts(
                 [part_path(partial, kind, t.arm_index, t.block_index) for t in tasks], partial / f"{kind}.parquet"
