@@ -23,11 +23,10 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol as TypingProtocol
 
-import pandas as pd
-
 from vtrial.errors import UserInputError
 
 if TYPE_CHECKING:
+    import pandas as pd
     from lifelines import KaplanMeierFitter
     from matplotlib.axes import Axes
 
@@ -163,7 +162,11 @@ def _stage(progress: Progress | None, name: str) -> AbstractContextManager[None]
 
 
 def _import_report() -> None:
-    """Import the analysis and report stack (pandas, lifelines, scipy.stats, matplotlib; ~1-2 s), which the run's last step needs."""
+    """Import the analysis and report stack (pandas, lifelines, scipy.stats, matplotlib; ~1-2 s) the run's last step needs.
+
+    Run while the workers simulate (``prepare`` of :func:`vtrial.engine.run_trial`): pandas too
+    is imported only here, not by this module, so that it is not imported before the simulation.
+    """
     import vtrial.report  # noqa: F401 - imports vtrial.analysis too
 
 
@@ -270,6 +273,8 @@ class Trial:
 
     @cached_property
     def _tables(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+        import pandas as pd
+
         from vtrial.analysis.run import read_tables
 
         if self.folder is not None:
@@ -341,6 +346,8 @@ class Trial:
 
     def cumulative_incidence(self) -> dict[str, pd.Series]:
         """Aalen–Johansen cumulative incidence of a first SRE by arm, death competing; indexed by months."""
+        import pandas as pd
+
         from vtrial.analysis.survival import competing_risks, cumulative_incidence
         from vtrial.vocabulary import DAYS_PER_MONTH
 
@@ -368,6 +375,8 @@ class Trial:
         risk_difference), ``estimate``, ``ci_low``, ``ci_high``, ``p_value`` and ``reason``
         (why an estimate is missing), all taken from :attr:`summary`.
         """
+        import pandas as pd
+
         rows = []
         for comparison in self.summary["comparisons"]:
             results = {key: value for key, value in comparison.items() if key not in ("arm", "reference", "paired")}
