@@ -19,6 +19,7 @@ from vtrial.analysis.summary import marker_summary, paired_view, radiotherapy_re
 from vtrial.analysis.survival import (
     DEATH,
     SRE,
+    _aalen_johansen,
     counting_process,
     cumulative_incidence,
     kaplan_meier,
@@ -223,6 +224,24 @@ def test_cumulative_incidence_invariants_with_ties():
     assert (cif.to_numpy() <= 1 - km_composite.reindex(cif.index).to_numpy() + 1e-12).all()
     competing = cumulative_incidence(t, code, cause=DEATH)
     assert (cif + competing).to_numpy() == pytest.approx(1 - km_composite.reindex(cif.index).to_numpy())
+
+
+@pytest.mark.parametrize("first", [0.0, 1.0])  # a duration at time 0, or none
+def test_aalen_johansen_terms_equal_lifelines_kaplan_meier_bit_for_bit(first):
+    # the times, at-risk counts, events and S(t-) of lifelines' Kaplan-Meier fit of the composite endpoint
+    rng = np.random.default_rng(5)
+    t = np.r_[first, first, np.ceil(rng.exponential(150, 1500))]  # whole days: many ties
+    code = np.r_[SRE, 0, rng.choice([0, SRE, DEATH], 1500, p=[0.3, 0.4, 0.3])]
+    km = KaplanMeierFitter().fit(t, code != 0)
+    terms = _aalen_johansen(t, code, SRE)
+    assert terms.index.equals(km.event_table.index) and terms.index[0] == 0.0
+    assert np.array_equal(terms["n"], km.event_table["at_risk"].to_numpy(dtype=float))
+    assert np.array_equal(terms["d"], km.event_table["observed"].to_numpy(dtype=float))
+    s = km.survival_function_.iloc[:, 0].to_numpy()
+    assert np.array_equal(terms["s_before"], np.r_[1.0, s[:-1]])
+    d1 = pd.Series(code == SRE, dtype=float).groupby(t).sum().reindex(terms.index, fill_value=0.0)
+    assert np.array_equal(terms["d1"], d1.to_numpy())
+    assert np.array_equal(terms["F"], np.cumsum(np.r_[1.0, s[:-1]] * d1.to_numpy() / terms["n"].to_numpy()))
 
 
 def test_cox_recovers_a_known_hazard_ratio_and_equals_lifelines():

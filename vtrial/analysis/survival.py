@@ -84,23 +84,26 @@ def median_with_ci(kmf: KaplanMeierFitter) -> tuple[float | None, float | None, 
 
 
 def _aalen_johansen(durations: np.ndarray, code: np.ndarray, cause: int) -> pd.DataFrame:
-    """Per distinct time: at risk ``n``, events of any cause ``d``, of ``cause`` ``d1``, ``S(t-)`` and ``F(t)``."""
-    code = np.asarray(code)
-    km = KaplanMeierFitter().fit(durations, code != CENSORED)
-    table = km.event_table
-    d1 = pd.Series(code == cause, dtype=float).groupby(np.asarray(durations, dtype=float)).sum()
-    d1 = d1.reindex(table.index, fill_value=0.0)
-    s_before = km.survival_function_.iloc[:, 0].shift(1, fill_value=1.0)
-    n = table["at_risk"].astype(float)
-    return pd.DataFrame(
-        {
-            "n": n,
-            "d": table["observed"].astype(float),
-            "d1": d1,
-            "s_before": s_before,
-            "F": (s_before * d1 / n).cumsum(),
-        }
-    )
+    """Per distinct time: at risk ``n``, events of any cause ``d``, of ``cause`` ``d1``, ``S(t-)`` and ``F(t)``.
+
+    The times are those of lifelines' event table (time 0, then each distinct duration) and
+    ``S`` is its Kaplan–Meier estimate of being free of every cause, computed as lifelines does
+    (``exp(cumsum(log(n - d) - log(n)))``), from counts per time: the same numbers, bit for bit
+    (``tests/test_analysis.py``), without lifelines' tables (~1 s per arm at 100,000 patients).
+    """
+    durations, code = np.asarray(durations, dtype=float), np.asarray(code)
+    times, at = np.unique(durations, return_inverse=True)
+    if times.size == 0 or times[0] > 0:  # lifelines' table starts at time 0
+        times, at = np.r_[0.0, times], at + 1
+    removed = np.bincount(at, minlength=times.size).astype(float)
+    d = np.bincount(at, weights=(code != CENSORED).astype(float), minlength=times.size)
+    d1 = np.bincount(at, weights=(code == cause).astype(float), minlength=times.size)
+    n = durations.size - np.r_[0.0, np.cumsum(removed)[:-1]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        survival = np.exp(np.cumsum(np.log(n - d) - np.log(n)))
+    s_before = np.r_[1.0, survival[:-1]]
+    index = pd.Index(times, name="event_at")
+    return pd.DataFrame({"n": n, "d": d, "d1": d1, "s_before": s_before, "F": np.cumsum(s_before * d1 / n)}, index=index)
 
 
 def cumulative_incidence(durations: np.ndarray, code: np.ndarray, cause: int = SRE) -> pd.Series:
