@@ -37,6 +37,7 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 from vtrial import __version__
 from vtrial.cohort import sample_cohort
 from vtrial.errors import RunFailedError, UserInputError
+from vtrial.forking import fresh_std_streams
 from vtrial.model import simulate
 from vtrial.model.markers import visit_weeks
 from vtrial.protocol import Protocol, protocol_to_toml
@@ -509,7 +510,7 @@ def _forked(jobs: int, calls: Iterable[Callable[[], object]], helper: _Helper | 
     (a fork copies no thread, and no lock one of them held).
     """
     pool = ProcessPoolExecutor(
-        jobs, mp_context=multiprocessing.get_context("fork"), initializer=_watch_parent, initargs=(os.getpid(),)
+        jobs, mp_context=multiprocessing.get_context("fork"), initializer=_forked_worker, initargs=(os.getpid(),)
     )
     try:
         futures = [pool.submit(call) for call in calls]
@@ -523,6 +524,12 @@ def _forked(jobs: int, calls: Iterable[Callable[[], object]], helper: _Helper | 
         pool.shutdown(wait=True, cancel_futures=True)
         if helper is not None:
             helper.join()
+
+
+def _forked_worker(parent: int) -> None:
+    """Initialiser of a forked worker: new standard streams (:mod:`vtrial.forking`), and exit when ``parent`` dies."""
+    fresh_std_streams()
+    _watch_parent(parent)
 
 
 def forks(protocol: Protocol, tasks: Sequence[Work], jobs: int | None, backend: str = "loky") -> bool:

@@ -41,6 +41,7 @@ from vtrial.analysis.survival import (
     kaplan_meier,
 )
 from vtrial.errors import UserInputError
+from vtrial.forking import fresh_std_streams
 from vtrial.store import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
@@ -134,6 +135,7 @@ def svg_elements(figures: Mapping[str, Figure | None]) -> dict[str, str | None]:
 
 def _send_svg(figures: Sequence[Figure], send: Connection) -> None:
     """In the forked process of :func:`svg_elements`: send the figures' SVG text, or nothing on an error."""
+    fresh_std_streams()
     try:
         send.send([svg_element(figure) for figure in figures])
     finally:
