@@ -451,7 +451,7 @@ def execute(
     if not tasks:
         return
     fork = forks(protocol, tasks, jobs, backend)
-    jobs = workers(protocol, tasks, jobs, backend)
+    jobs = resolve_jobs(jobs, len(tasks))
     task = run or _run_task
     helper = None if prepare is None or jobs == 1 else _Helper(prepare)
     if fork and jobs > 1:
@@ -495,7 +495,7 @@ class _Helper:
             return
 
     def start(self) -> None:
-        if not self.thread.is_alive() and self.thread.ident is None:
+        if self.thread.ident is None:
             self.thread.start()
 
     def join(self) -> None:
@@ -540,14 +540,6 @@ def forks(protocol: Protocol, tasks: Sequence[Work], jobs: int | None, backend: 
     """
     years = sum(t.patient_arms for t in tasks) * protocol.trial.horizon_months / 12.0
     return jobs in (None, -1) and backend == "loky" and years < FORK_PATIENT_YEARS
-
-
-def workers(protocol: Protocol, tasks: Sequence[Work], jobs: int | None, backend: str = "loky") -> int:
-    """Workers that run the tasks: :func:`resolve_jobs` (all cores by default), at most one per task.
-
-    One worker is this process. Results do not depend on it (streams are keyed to patients).
-    """
-    return resolve_jobs(jobs, len(tasks))
 
 
 @dataclass
@@ -632,7 +624,7 @@ def run_trial(
     run_dir = Path(out) if out is not None else default_run_dir(protocol)
     streams = Streams(protocol.trial.seed, replicate)
     tasks = plan_tasks(protocol, streams, block_size)
-    requested, jobs = jobs, workers(protocol, tasks, jobs, backend)
+    requested, jobs = jobs, resolve_jobs(jobs, len(tasks))
     folder = OutputFolder.of(run_dir, "run", force, inputs)
     partial = folder.partial
     with owning(folder):
