@@ -370,7 +370,9 @@ def stop_local_workers() -> None:
 
     loky keeps idle workers for reuse (300 s), each holding the memory of its last block: at
     100,000 patients x 3 arms that was ~0.9 GiB of the run's peak while the tables were merged
-    and analysed. A run stops them once its blocks are simulated; the next run starts new ones.
+    and analysed. A run with a ``finish`` step stops them once its blocks are simulated; the
+    next run starts new ones (a run without one, e.g. :func:`vtrial.simulate` without ``out``,
+    keeps them for the next).
     """
     from joblib.externals.loky import reusable_executor
 
@@ -652,8 +654,8 @@ def run_trial(
             patients_done += tables["patients"].num_rows
             if on_progress:
                 on_progress(finished, total, patients_done)
-        if backend == "loky" and jobs > 1 and todo and not forks(protocol, todo, requested, backend):
-            stop_local_workers()
+        if finish is not None and backend == "loky" and jobs > 1 and todo and not forks(protocol, todo, requested):
+            stop_local_workers()  # the merge and ``finish`` need the memory more than a next run the warm workers
         rows = {
             kind: merge_parts(
                 [part_path(partial, kind, t.arm_index, t.block_index) for t in tasks], partial / f"{kind}.parquet"
