@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from vtrial.engine import FORK_PATIENT_YEARS, allocation_ratio, assign_arms, forks, plan_tasks, run_trial
+from vtrial.engine import SMALL_PATIENT_YEARS, allocation_ratio, assign_arms, plan_tasks, run_trial, small_run
 from vtrial.errors import UserInputError
 from vtrial.protocol import apply_overrides, parse_protocol
 from vtrial.streams import Streams
@@ -128,7 +129,7 @@ def test_markers_can_be_turned_off_and_leave_patients_and_events_unchanged(refer
     assert pd.read_parquet(out / "markers.parquet").empty
 
 
-@pytest.mark.parametrize(("jobs", "block_size"), [(2, 128), (1, 77), (2, 1000), (None, 128)])  # None: forked
+@pytest.mark.parametrize(("jobs", "block_size"), [(2, 128), (1, 77), (2, 1000)])
 def test_same_seed_same_bytes_for_any_workers_and_blocks(reference_run, tmp_path, jobs, block_size):
     out = tmp_path / "run"
     run_trial(make_protocol(), out, jobs=jobs, block_size=block_size)
@@ -289,13 +290,23 @@ def test_a_run_stops_its_loky_workers_before_the_analysis(tmp_path):
     assert seen["workers"] == []
 
 
-def test_small_runs_with_default_jobs_fork_their_workers_and_explicit_jobs_are_obeyed():
-    """300 patients x 2 arms x 1 year = 600 patient-arm-years: workers forked by default; --jobs 2 is loky's."""
+def test_small_runs_with_default_jobs_use_one_worker_and_explicit_jobs_are_obeyed():
+    """300 patients x 2 arms x 1 year = 600 patient-arm-years: one worker by default; --jobs 2 is loky's."""
     protocol = make_protocol()
     tasks = plan_tasks(protocol, Streams(7), 100)  # 3 blocks x 2 arms
-    assert len(tasks) == 6 and 600 < FORK_PATIENT_YEARS
-    assert forks(protocol, tasks, None) and forks(protocol, tasks, -1)
-    assert not forks(protocol, tasks, 2) and not forks(protocol, tasks, None, backend="dask")
+    assert len(tasks) == 6 and 600 < SMALL_PATIENT_YEARS
+    assert small_run(protocol, tasks, None) and small_run(protocol, tasks, -1)
+    assert not small_run(protocol, tasks, 2) and not small_run(protocol, tasks, None, backend="dask")
     # 20,000 patients x 2 arms x 1 year = 40,000 patient-arm-years: loky
     large = make_protocol(patients=20_000)
-    assert not forks(large, plan_tasks(large, Streams(7), 4096), None)
+    assert not small_run(large, plan_tasks(large, Streams(7), 4096), None)
+
+
+def test_a_small_run_simulates_in_a_forked_process_while_this_one_prepares(reference_run, tmp_path):
+    """The forked worker's tables are the same bytes; ``prepare`` ran in this process meanwhile."""
+    ran = []
+    out = tmp_path / "run"
+    run_trial(make_protocol(), out, block_size=128, prepare=lambda: ran.append(os.getpid()))
+    assert ran == [os.getpid()]
+    assert parquet_bytes(out) == parquet_bytes(reference_run)
+    assert json.loads((out / "manifest.json").read_text())["jobs"] == 1

@@ -7,7 +7,6 @@ measured where the renderer draws them, so an overlap is an overlap on the page.
 from __future__ import annotations
 
 import json
-import os
 import re
 from itertools import combinations
 
@@ -43,7 +42,6 @@ from vtrial.report import (
     report_figures,
     report_run,
     svg_element,
-    svg_elements,
     sre_bars_figure,
     uncertainty_rows,
     write_figures,
@@ -94,16 +92,6 @@ def test_no_text_of_any_figure_overlaps_another(run):
     assert set(figures) == {"km_sre", "cif", "km_os", "sre_bars", "forest"}
     for name, figure in figures.items():
         assert overlaps(drawn_texts(figure)) == [], name
-
-
-def test_svg_elements_drawn_in_two_processes_equal_those_drawn_here(run, monkeypatch):
-    _, summary, patients, brief = run
-    here = {k: None if f is None else svg_element(f) for k, f in report_figures(summary, patients, brief).items()}
-    assert sum(text is not None for text in here.values()) == 5  # every second one goes to the forked process
-    assert svg_elements(report_figures(summary, patients, brief)) == here
-    # a forked process that dies before sending: this process draws its figures too
-    monkeypatch.setattr("vtrial.report._send_svg", lambda figures, send: os._exit(3))
-    assert svg_elements(report_figures(summary, patients, brief)) == here
 
 
 def test_risk_table_counts_sit_under_the_ticks_in_arm_colours(run):

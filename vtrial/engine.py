@@ -21,7 +21,7 @@ import threading
 import time
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, UTC
@@ -60,11 +60,12 @@ from vtrial.vocabulary import DAYS_PER_MONTH
 
 #: Default patients per block: large enough that numpy's per-call overhead is amortised.
 DEFAULT_BLOCK_SIZE = 4096
-#: Below this many patient-arm-years a local run with the default workers forks them from this
-#: process instead of starting loky's: a loky worker is a new interpreter that imports the model
-#: (~1-1.5 s, about what one core simulates of this work in that time, ~10,000 patient-arm-years/s),
-#: a forked one shares this process's imports (~0.05 s) (docs/performance.md).
-FORK_PATIENT_YEARS = 20_000
+#: Below this many patient-arm-years a local run with the default workers is small: a loky
+#: worker (a new interpreter importing the model) costs ~1-1.5 s to start, about what one core
+#: simulates of this work in that time (~10,000 patient-arm-years/s), so it runs in one worker:
+#: this process, or one process forked from it (sharing its imports) while this one prepares
+#: the analysis (docs/performance.md).
+SMALL_PATIENT_YEARS = 20_000
 BACKENDS = ("loky", "dask")
 #: Most workers ``--jobs`` may ask for: more processes than this only thrash one machine.
 MAX_JOBS = 1024
@@ -443,22 +444,24 @@ def execute(
     """Run tasks in parallel and yield each finished one (in completion order).
 
     At most one worker per task is started (``jobs`` is capped at ``len(tasks)``); one worker
-    is this process. ``run`` replaces the (arm, block) simulation by another task function of
-    the same signature (the parameter draws of :mod:`vtrial.uncertainty`). ``prepare`` runs in a
-    thread of this process once the worker processes exist (this process only waits for them),
-    and has ended when the last task is yielded; it is not run when the tasks run here.
+    is this process, or (a :func:`small_run` with ``prepare``) one process forked from it.
+    ``run`` replaces the (arm, block) simulation by another task function of the same signature
+    (the parameter draws of :mod:`vtrial.uncertainty`). ``prepare`` runs in a thread of this
+    process once the worker processes exist (this process only waits for them), and has ended
+    when the last task is yielded; it is not run when the tasks run in this process.
     """
     if backend not in BACKENDS:
         raise UserInputError(f"unknown backend {backend!r}", field="--backend", fix=f"use one of {', '.join(BACKENDS)}")
     if not tasks:
         return
-    fork = forks(protocol, tasks, jobs, backend)
-    jobs = resolve_jobs(jobs, len(tasks))
+    small = small_run(protocol, tasks, jobs, backend)
+    jobs = 1 if small else resolve_jobs(jobs, len(tasks))
     task = run or _run_task
-    helper = None if prepare is None or jobs == 1 else _Helper(prepare)
-    if fork and jobs > 1:
-        yield from _forked(jobs, (functools.partial(task, protocol, streams, t) for t in tasks), helper)
+    if small and prepare is not None:
+        # one worker, forked: the simulation (~1 s) and ``prepare`` (~1 s of imports) side by side
+        yield from _forked((functools.partial(task, protocol, streams, t) for t in tasks), _Helper(prepare))
         return
+    helper = None if prepare is None or jobs == 1 else _Helper(prepare)
     cluster = _Cluster(scheduler, jobs) if backend == "dask" else None
     try:
         with local_workers(jobs) if cluster is None else parallel_config(backend="dask", n_jobs=-1):
@@ -505,27 +508,26 @@ class _Helper:
             self.thread.join()
 
 
-def _forked(jobs: int, calls: Iterable[Callable[[], object]], helper: _Helper | None) -> Iterator[object]:
-    """Run ``calls`` in ``jobs`` processes forked from this one and yield their results as they finish.
+def _forked(calls: Iterable[Callable[[], object]], helper: _Helper) -> Iterator[object]:
+    """Run ``calls`` in order in one process forked from this one, and ``helper`` here; yield their results.
 
-    The processes are all forked at the first submission, before ``helper`` starts its thread
-    (a fork copies no thread, and no lock one of them held).
+    The process is forked at the first submission, before ``helper`` starts its thread (a fork
+    copies no thread, and no lock one of them held). One process, not one per core: the forked
+    one warms up its own caches (~0.3 s of CPU), and on two cores ``helper`` is the other half.
     """
     pool = ProcessPoolExecutor(
-        jobs, mp_context=multiprocessing.get_context("fork"), initializer=_forked_worker, initargs=(os.getpid(),)
+        1, mp_context=multiprocessing.get_context("fork"), initializer=_forked_worker, initargs=(os.getpid(),)
     )
     try:
         futures = [pool.submit(call) for call in calls]
-        if helper is not None:
-            helper.start()
-        for future in as_completed(futures):
+        helper.start()
+        for future in futures:
             yield future.result()
     except BrokenProcessPool as exc:
         raise RunFailedError(WORKER_DIED) from exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        if helper is not None:
-            helper.join()
+        helper.join()
 
 
 def _forked_worker(parent: int) -> None:
@@ -534,14 +536,15 @@ def _forked_worker(parent: int) -> None:
     _watch_parent(parent)
 
 
-def forks(protocol: Protocol, tasks: Sequence[Work], jobs: int | None, backend: str = "loky") -> bool:
-    """Whether the workers are forked from this process rather than started by loky.
+def small_run(protocol: Protocol, tasks: Sequence[Work], jobs: int | None, backend: str = "loky") -> bool:
+    """Whether a run is small: one worker (:func:`execute`), not loky's.
 
-    For a small local run with the default ``jobs``: fewer than :data:`FORK_PATIENT_YEARS`
-    patient-arm-years to the horizon, where loky's start-up would cost about what it saves.
+    A local run with the default ``jobs`` and fewer than :data:`SMALL_PATIENT_YEARS`
+    patient-arm-years to the horizon, where loky's start-up would cost about what it saves. An
+    explicit ``--jobs`` is obeyed. Results do not depend on it (streams are keyed to patients).
     """
     years = sum(t.patient_arms for t in tasks) * protocol.trial.horizon_months / 12.0
-    return jobs in (None, -1) and backend == "loky" and years < FORK_PATIENT_YEARS
+    return jobs in (None, -1) and backend == "loky" and years < SMALL_PATIENT_YEARS
 
 
 @dataclass
@@ -626,7 +629,7 @@ def run_trial(
     run_dir = Path(out) if out is not None else default_run_dir(protocol)
     streams = Streams(protocol.trial.seed, replicate)
     tasks = plan_tasks(protocol, streams, block_size)
-    requested, jobs = jobs, resolve_jobs(jobs, len(tasks))
+    requested, jobs = jobs, 1 if small_run(protocol, tasks, jobs, backend) else resolve_jobs(jobs, len(tasks))
     folder = OutputFolder.of(run_dir, "run", force, inputs)
     partial = folder.partial
     with owning(folder):
@@ -654,7 +657,7 @@ def run_trial(
             patients_done += tables["patients"].num_rows
             if on_progress:
                 on_progress(finished, total, patients_done)
-        if finish is not None and backend == "loky" and jobs > 1 and todo and not forks(protocol, todo, requested):
+        if finish is not None and backend == "loky" and jobs > 1 and todo:
             stop_local_workers()  # the merge and ``finish`` need the memory more than a next run the warm workers
         rows = {
             kind: merge_parts(

@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import multiprocessing
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,12 +39,9 @@ from vtrial.analysis.survival import (
     kaplan_meier,
 )
 from vtrial.errors import UserInputError
-from vtrial.forking import fresh_std_streams
 from vtrial.store import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
-
     from matplotlib.typing import RcKeyType
 
 #: Points per curve in the figures.
@@ -97,49 +92,6 @@ def svg_element(figure: Figure) -> str:
         figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buffer.getvalue()
     return text[text.index("<svg") :]
-
-
-def svg_elements(figures: Mapping[str, Figure | None]) -> dict[str, str | None]:
-    """:func:`svg_element` of each figure (``None`` stays ``None``), half of them drawn in a forked process.
-
-    Drawing SVG is most of the report's time (~0.2-0.4 s a figure, whatever the patients); a
-    process forked from this one draws every second figure from its copy of them (no pickling)
-    while this one draws the others. The text is the same either way (fixed hash salt, no date);
-    if the process fails, this one draws its figures too.
-    """
-    drawn = [name for name, figure in figures.items() if figure is not None]
-    theirs = drawn[1::2]
-    texts: dict[str, str] = {}
-    child = None
-    if theirs and (os.cpu_count() or 1) > 1:
-        context = multiprocessing.get_context("fork")
-        receive, send = context.Pipe(duplex=False)
-        child = context.Process(target=_send_svg, args=([figures[name] for name in theirs], send), daemon=True)
-        child.start()
-        send.close()
-    for name in drawn if child is None else drawn[::2]:
-        texts[name] = svg_element(figures[name])  # type: ignore[arg-type]
-    if child is not None:
-        try:
-            texts.update(zip(theirs, receive.recv()))
-        except EOFError:  # the process died before sending: draw its figures here
-            pass
-        finally:
-            receive.close()
-            child.join()
-    for name in drawn:
-        if name not in texts:
-            texts[name] = svg_element(figures[name])  # type: ignore[arg-type]
-    return {name: texts.get(name) for name in figures}
-
-
-def _send_svg(figures: Sequence[Figure], send: Connection) -> None:
-    """In the forked process of :func:`svg_elements`: send the figures' SVG text, or nothing on an error."""
-    fresh_std_streams()
-    try:
-        send.send([svg_element(figure) for figure in figures])
-    finally:
-        send.close()
 
 
 def arm_labels(brief: Mapping) -> dict[str, str]:
@@ -772,7 +724,7 @@ def render_report(
             summary=summary,
             brief=brief,
             labels=labels,
-            figures=svg_elements(figures),
+            figures={name: None if figure is None else svg_element(figure) for name, figure in figures.items()},
             limits={
                 "arms": MAX_FIGURE_ARMS,
                 "forest_rows": MAX_FOREST_ROWS,
