@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from vtrial.engine import SMALL_PATIENT_YEARS, allocation_ratio, assign_arms, plan_tasks, run_trial, small_run
+from vtrial.engine import IN_PROCESS_PATIENT_YEARS, allocation_ratio, assign_arms, plan_tasks, run_trial, workers
 from vtrial.errors import UserInputError
 from vtrial.protocol import apply_overrides, parse_protocol
 from vtrial.streams import Streams
@@ -290,23 +290,26 @@ def test_a_run_stops_its_loky_workers_before_the_analysis(tmp_path):
     assert seen["workers"] == []
 
 
-def test_small_runs_with_default_jobs_use_one_worker_and_explicit_jobs_are_obeyed():
-    """300 patients x 2 arms x 1 year = 600 patient-arm-years: one worker by default; --jobs 2 is loky's."""
+def test_small_runs_with_default_jobs_simulate_in_process_and_explicit_jobs_are_obeyed():
+    """300 patients x 2 arms x 1 year = 600 patient-arm-years: no pool by default; --jobs 2 is kept."""
     protocol = make_protocol()
     tasks = plan_tasks(protocol, Streams(7), 100)  # 3 blocks x 2 arms
-    assert len(tasks) == 6 and 600 < SMALL_PATIENT_YEARS
-    assert small_run(protocol, tasks, None) and small_run(protocol, tasks, -1)
-    assert not small_run(protocol, tasks, 2) and not small_run(protocol, tasks, None, backend="dask")
-    # 20,000 patients x 2 arms x 1 year = 40,000 patient-arm-years: loky
+    assert len(tasks) == 6 and 600 < IN_PROCESS_PATIENT_YEARS
+    assert workers(protocol, tasks, None) == 1 and workers(protocol, tasks, -1) == 1
+    assert workers(protocol, tasks, 2) == 2
+    assert workers(protocol, tasks, None, backend="dask") == min(os.cpu_count() or 1, 6)
+    # 20,000 patients x 2 arms x 1 year = 40,000 patient-arm-years: all cores, capped at the 10 tasks
     large = make_protocol(patients=20_000)
-    assert not small_run(large, plan_tasks(large, Streams(7), 4096), None)
+    large_tasks = plan_tasks(large, Streams(7), 4096)
+    assert workers(large, large_tasks, None) == min(os.cpu_count() or 1, len(large_tasks))
 
 
-def test_a_small_run_simulates_in_a_forked_process_while_this_one_prepares(reference_run, tmp_path):
-    """The forked worker's tables are the same bytes; ``prepare`` ran in this process meanwhile."""
+@pytest.mark.parametrize(("jobs", "threads"), [(2, ["vtrial-prepare"]), (1, [])])
+def test_prepare_runs_in_a_thread_while_workers_simulate_and_not_beside_this_process(tmp_path, jobs, threads):
     ran = []
-    out = tmp_path / "run"
-    run_trial(make_protocol(), out, block_size=128, prepare=lambda: ran.append(os.getpid()))
-    assert ran == [os.getpid()]
-    assert parquet_bytes(out) == parquet_bytes(reference_run)
-    assert json.loads((out / "manifest.json").read_text())["jobs"] == 1
+
+    def prepare() -> None:
+        ran.append(threading.current_thread().name)
+
+    run_trial(make_protocol(), tmp_path / "run", jobs=jobs, block_size=100, prepare=prepare)
+    assert ran == threads

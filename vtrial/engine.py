@@ -9,9 +9,7 @@ tables are identical whatever the number of workers, the block size or the backe
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import multiprocessing
 import os
 import platform
 import re
@@ -20,9 +18,7 @@ import sys
 import threading
 import time
 import typing
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from importlib.metadata import PackageNotFoundError, version
@@ -37,7 +33,6 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 from vtrial import __version__
 from vtrial.cohort import sample_cohort
 from vtrial.errors import RunFailedError, UserInputError
-from vtrial.forking import fresh_std_streams
 from vtrial.model import simulate
 from vtrial.model.markers import visit_weeks
 from vtrial.protocol import Protocol, protocol_to_toml
@@ -60,12 +55,10 @@ from vtrial.vocabulary import DAYS_PER_MONTH
 
 #: Default patients per block: large enough that numpy's per-call overhead is amortised.
 DEFAULT_BLOCK_SIZE = 4096
-#: Below this many patient-arm-years a local run with the default workers is small: a loky
-#: worker (a new interpreter importing the model) costs ~1-1.5 s to start, about what one core
-#: simulates of this work in that time (~10,000 patient-arm-years/s), so it runs in one worker:
-#: this process, or one process forked from it (sharing its imports) while this one prepares
-#: the analysis (docs/performance.md).
-SMALL_PATIENT_YEARS = 20_000
+#: Below this many patient-arm-years a run simulates in this process: starting a worker process
+#: (fork, imports) costs ~1-1.5 s, about what one core simulates of this work in that time
+#: (~10,000 patient-arm-years/s), so a pool would not pay for itself (docs/performance.md).
+IN_PROCESS_PATIENT_YEARS = 20_000
 BACKENDS = ("loky", "dask")
 #: Most workers ``--jobs`` may ask for: more processes than this only thrash one machine.
 MAX_JOBS = 1024
@@ -444,46 +437,36 @@ def execute(
     """Run tasks in parallel and yield each finished one (in completion order).
 
     At most one worker per task is started (``jobs`` is capped at ``len(tasks)``); one worker
-    is this process, or (a :func:`small_run` with ``prepare``) one process forked from it.
-    ``run`` replaces the (arm, block) simulation by another task function of the same signature
-    (the parameter draws of :mod:`vtrial.uncertainty`). ``prepare`` runs in a thread of this
-    process once the worker processes exist (this process only waits for them), and has ended
-    when the last task is yielded; it is not run when the tasks run in this process.
+    is this process. ``run`` replaces the (arm, block) simulation by another task function of
+    the same signature (the parameter draws of :mod:`vtrial.uncertainty`). ``prepare`` runs in a
+    thread of this process while worker processes simulate (this process only waits for them),
+    and has ended when the last task is yielded; it is not run when the tasks run in this
+    process, where it would compete with them.
     """
     if backend not in BACKENDS:
         raise UserInputError(f"unknown backend {backend!r}", field="--backend", fix=f"use one of {', '.join(BACKENDS)}")
     if not tasks:
         return
-    small = small_run(protocol, tasks, jobs, backend)
-    jobs = 1 if small else resolve_jobs(jobs, len(tasks))
-    task = run or _run_task
-    if small and prepare is not None:
-        # one worker, forked: the simulation (~1 s) and ``prepare`` (~1 s of imports) side by side
-        yield from _forked((functools.partial(task, protocol, streams, t) for t in tasks), _Helper(prepare))
-        return
+    jobs = workers(protocol, tasks, jobs, backend)
     helper = None if prepare is None or jobs == 1 else _Helper(prepare)
     cluster = _Cluster(scheduler, jobs) if backend == "dask" else None
     try:
         with local_workers(jobs) if cluster is None else parallel_config(backend="dask", n_jobs=-1):
             runner = Parallel(return_as="generator_unordered", batch_size=1, pre_dispatch="2*n_jobs")
-            results = runner(delayed(task)(protocol, streams, t) for t in tasks)
+            results = runner(delayed(run or _run_task)(protocol, streams, t) for t in tasks)
             if helper is not None:
                 helper.start()  # loky and dask start their workers as new interpreters: no fork of this thread
             yield from results
     except TerminatedWorkerError as exc:
-        raise RunFailedError(WORKER_DIED) from exc
+        raise RunFailedError(
+            "a worker process died during the run (killed, or out of memory); the finished blocks are kept. "
+            "Finish the run with --resume (if memory is short, with fewer --jobs or a smaller --block-size)."
+        ) from exc
     finally:
         if helper is not None:
             helper.join()
         if cluster is not None:
             cluster.close()
-
-
-#: Message of a run whose worker process died.
-WORKER_DIED = (
-    "a worker process died during the run (killed, or out of memory); the finished blocks are kept. "
-    "Finish the run with --resume (if memory is short, with fewer --jobs or a smaller --block-size)."
-)
 
 
 class _Helper:
@@ -508,43 +491,17 @@ class _Helper:
             self.thread.join()
 
 
-def _forked(calls: Iterable[Callable[[], object]], helper: _Helper) -> Iterator[object]:
-    """Run ``calls`` in order in one process forked from this one, and ``helper`` here; yield their results.
+def workers(protocol: Protocol, tasks: Sequence[Work], jobs: int | None, backend: str = "loky") -> int:
+    """Workers that run the tasks: :func:`resolve_jobs`, but 1 (this process) for a small local run.
 
-    The process is forked at the first submission, before ``helper`` starts its thread (a fork
-    copies no thread, and no lock one of them held). One process, not one per core: the forked
-    one warms up its own caches (~0.3 s of CPU), and on two cores ``helper`` is the other half.
-    """
-    pool = ProcessPoolExecutor(
-        1, mp_context=multiprocessing.get_context("fork"), initializer=_forked_worker, initargs=(os.getpid(),)
-    )
-    try:
-        futures = [pool.submit(call) for call in calls]
-        helper.start()
-        for future in futures:
-            yield future.result()
-    except BrokenProcessPool as exc:
-        raise RunFailedError(WORKER_DIED) from exc
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        helper.join()
-
-
-def _forked_worker(parent: int) -> None:
-    """Initialiser of a forked worker: new standard streams (:mod:`vtrial.forking`), and exit when ``parent`` dies."""
-    fresh_std_streams()
-    _watch_parent(parent)
-
-
-def small_run(protocol: Protocol, tasks: Sequence[Work], jobs: int | None, backend: str = "loky") -> bool:
-    """Whether a run is small: one worker (:func:`execute`), not loky's.
-
-    A local run with the default ``jobs`` and fewer than :data:`SMALL_PATIENT_YEARS`
-    patient-arm-years to the horizon, where loky's start-up would cost about what it saves. An
-    explicit ``--jobs`` is obeyed. Results do not depend on it (streams are keyed to patients).
+    Small: fewer than :data:`IN_PROCESS_PATIENT_YEARS` patient-arm-years to the horizon, with
+    the default ``jobs`` (all cores; an explicit ``--jobs`` is obeyed). Results do not depend on
+    it (streams are keyed to patients).
     """
     years = sum(t.patient_arms for t in tasks) * protocol.trial.horizon_months / 12.0
-    return jobs in (None, -1) and backend == "loky" and years < SMALL_PATIENT_YEARS
+    if jobs in (None, -1) and backend == "loky" and years < IN_PROCESS_PATIENT_YEARS:
+        return 1
+    return resolve_jobs(jobs, len(tasks))
 
 
 @dataclass
@@ -629,7 +586,7 @@ def run_trial(
     run_dir = Path(out) if out is not None else default_run_dir(protocol)
     streams = Streams(protocol.trial.seed, replicate)
     tasks = plan_tasks(protocol, streams, block_size)
-    requested, jobs = jobs, 1 if small_run(protocol, tasks, jobs, backend) else resolve_jobs(jobs, len(tasks))
+    jobs = workers(protocol, tasks, jobs, backend)
     folder = OutputFolder.of(run_dir, "run", force, inputs)
     partial = folder.partial
     with owning(folder):
@@ -646,9 +603,7 @@ def run_trial(
         patients_done = 0
         if on_progress:
             on_progress(finished, total, patients_done)
-        simulated = execute(
-            protocol, streams, todo, jobs=requested, backend=backend, scheduler=scheduler, prepare=prepare
-        )
+        simulated = execute(protocol, streams, todo, jobs=jobs, backend=backend, scheduler=scheduler, prepare=prepare)
         for task, tables in simulated:
             # each part is written atomically; a block counts as finished once all its parts exist
             for kind in TABLES:
