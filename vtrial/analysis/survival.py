@@ -103,7 +103,9 @@ def _aalen_johansen(durations: np.ndarray, code: np.ndarray, cause: int) -> pd.D
         survival = np.exp(np.cumsum(np.log(n - d) - np.log(n)))
     s_before = np.r_[1.0, survival[:-1]]
     index = pd.Index(times, name="event_at")
-    return pd.DataFrame({"n": n, "d": d, "d1": d1, "s_before": s_before, "F": np.cumsum(s_before * d1 / n)}, index=index)
+    return pd.DataFrame(
+        {"n": n, "d": d, "d1": d1, "s_before": s_before, "F": np.cumsum(s_before * d1 / n)}, index=index
+    )
 
 
 def cumulative_incidence(durations: np.ndarray, code: np.ndarray, cause: int = SRE) -> pd.Series:
