@@ -411,6 +411,7 @@ def execute(
     backend: str = ...,
     scheduler: str | None = ...,
     run: None = ...,
+    prepare: Callable[[], None] | None = ...,
 ) -> Iterator[tuple[Task, dict[str, pa.Table]]]: ...
 @typing.overload
 def execute(
@@ -422,6 +423,7 @@ def execute(
     backend: str = ...,
     scheduler: str | None = ...,
     run: Callable[[Protocol, Streams, _Work], _Result],
+    prepare: Callable[[], None] | None = ...,
 ) -> Iterator[_Result]: ...
 def execute(
     protocol: Protocol,
