@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from lifelines import AalenJohansenFitter, CoxPHFitter, KaplanMeierFitter
 from lifelines.datasets import load_waltons
+from lifelines.statistics import multivariate_logrank_test
 from scipy import stats
 
 from vtrial.analysis import cox_comparison, summarise, summarise_run, to_json, write_summary
@@ -18,9 +19,11 @@ from vtrial.analysis.summary import marker_summary, paired_view, radiotherapy_re
 from vtrial.analysis.survival import (
     DEATH,
     SRE,
+    _aalen_johansen,
     counting_process,
     cumulative_incidence,
     kaplan_meier,
+    logrank,
     median_with_ci,
     rmst,
     treatment_effect,
@@ -171,6 +174,29 @@ def test_km_median_equals_lifelines():
     assert low < median < high
 
 
+@pytest.mark.parametrize(("n", "groups"), [(60, 2), (3000, 3), (2000, 5)])
+def test_logrank_equals_lifelines_multivariate_logrank_test(n, groups):
+    # tied whole days, censoring, unequal hazards, a patient alone at risk at the end
+    rng = np.random.default_rng(n)
+    arm = np.array(["placebo", "zoledronic_acid", "denosumab", "a", "b"])[rng.integers(0, groups, n)]
+    t = np.ceil(rng.exponential(200, n) * np.where(arm == "denosumab", 1.4, 1.0))
+    e = rng.random(n) < 0.7
+    reference = multivariate_logrank_test(t, arm, e)
+    ours = logrank(t, e, arm)
+    assert ours["degrees_of_freedom"] == reference.degrees_of_freedom == groups - 1
+    assert ours["test_statistic"] == pytest.approx(reference.test_statistic, rel=1e-12, abs=1e-12)
+    assert ours["p_value"] == pytest.approx(reference.p_value, rel=1e-9)
+
+
+def test_logrank_by_hand():
+    # times 1 (A event), 2 (B event), 3 (A censored), 4 (B event); at 1: n=4 (2, 2), d=1, E_A=1/2, V=1/4;
+    # at 2: n=3 (1 A, 2 B), d=1, E_A=1/3, V=2/9; at 4: only B at risk, E_A=0, V=0.
+    # O_A - E_A = 1 - 5/6 = 1/6, V = 1/4 + 2/9 = 17/36, chi2 = (1/36) / (17/36) = 1/17.
+    result = logrank(np.array([1.0, 2.0, 3.0, 4.0]), np.array([True, True, False, True]), np.array(list("ABAB")))
+    assert result["test_statistic"] == pytest.approx(1 / 17, rel=1e-14)
+    assert result["p_value"] == pytest.approx(stats.chi2.sf(1 / 17, 1), rel=1e-14)
+
+
 def test_median_not_reached_is_none():
     assert median_with_ci(kaplan_meier(np.full(10, 100.0), np.zeros(10, bool), "arm"))[0] is None
 
@@ -198,6 +224,24 @@ def test_cumulative_incidence_invariants_with_ties():
     assert (cif.to_numpy() <= 1 - km_composite.reindex(cif.index).to_numpy() + 1e-12).all()
     competing = cumulative_incidence(t, code, cause=DEATH)
     assert (cif + competing).to_numpy() == pytest.approx(1 - km_composite.reindex(cif.index).to_numpy())
+
+
+@pytest.mark.parametrize("first", [0.0, 1.0])  # a duration at time 0, or none
+def test_aalen_johansen_terms_equal_lifelines_kaplan_meier_bit_for_bit(first):
+    # the times, at-risk counts, events and S(t-) of lifelines' Kaplan-Meier fit of the composite endpoint
+    rng = np.random.default_rng(5)
+    t = np.r_[first, first, np.ceil(rng.exponential(150, 1500))]  # whole days: many ties
+    code = np.r_[SRE, 0, rng.choice([0, SRE, DEATH], 1500, p=[0.3, 0.4, 0.3])]
+    km = KaplanMeierFitter().fit(t, code != 0)
+    terms = _aalen_johansen(t, code, SRE)
+    assert terms.index.equals(km.event_table.index) and terms.index[0] == 0.0
+    assert np.array_equal(terms["n"], km.event_table["at_risk"].to_numpy(dtype=float))
+    assert np.array_equal(terms["d"], km.event_table["observed"].to_numpy(dtype=float))
+    s = km.survival_function_.iloc[:, 0].to_numpy()
+    assert np.array_equal(terms["s_before"], np.r_[1.0, s[:-1]])
+    d1 = pd.Series(code == SRE, dtype=float).groupby(t).sum().reindex(terms.index, fill_value=0.0)
+    assert np.array_equal(terms["d1"], d1.to_numpy())
+    assert np.array_equal(terms["F"], np.cumsum(np.r_[1.0, s[:-1]] * d1.to_numpy() / terms["n"].to_numpy()))
 
 
 def test_cox_recovers_a_known_hazard_ratio_and_equals_lifelines():

@@ -23,11 +23,10 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol as TypingProtocol
 
-import pandas as pd
-
 from vtrial.errors import UserInputError
 
 if TYPE_CHECKING:
+    import pandas as pd
     from lifelines import KaplanMeierFitter
     from matplotlib.axes import Axes
 
@@ -148,7 +147,9 @@ def simulate(
                 backend=backend,
                 scheduler=scheduler,
             )
-        result = run(resolved, Path(out), force=force, resume=resume, inputs=inputs, finish=finish)
+        result = run(
+            resolved, Path(out), force=force, resume=resume, inputs=inputs, finish=finish, prepare=_import_report
+        )
         return Trial.from_folder(result.run_dir, wall_time_s=result.wall_time_s)
     with tempfile.TemporaryDirectory(prefix="vtrial-") as scratch:
         result = run(resolved, Path(scratch) / "run")
@@ -160,18 +161,27 @@ def _stage(progress: Progress | None, name: str) -> AbstractContextManager[None]
     return nullcontext() if progress is None else progress.stage(name)
 
 
+def _import_report() -> None:
+    """Import the analysis and report stack (pandas, lifelines, scipy.stats, matplotlib; ~1-2 s) the run's last step needs.
+
+    Run while the workers simulate (``prepare`` of :func:`vtrial.engine.run_trial`): pandas too
+    is imported only here, not by this module, so that it is not imported before the simulation.
+    """
+    import vtrial.report  # noqa: F401 - imports vtrial.analysis too
+
+
 def _analyse_and_report(progress: Progress | None):  # noqa: ANN202 - a closure for run_trial's ``finish``
     """The run's last step in its partial folder: ``summary.json``, then ``report.html``."""
 
     def finish(run_dir: Path) -> None:
-        from vtrial.analysis import summarise_run, write_summary
+        from vtrial.analysis import analyse_run, write_summary
         from vtrial.report import write_report
 
         with _stage(progress, "analysis"):
-            summary = summarise_run(run_dir)
+            summary, patients = analyse_run(run_dir)
             write_summary(run_dir, summary)
         with _stage(progress, "report"):
-            write_report(run_dir, summary)
+            write_report(run_dir, summary, patients=patients)
 
     return finish
 
@@ -263,6 +273,8 @@ class Trial:
 
     @cached_property
     def _tables(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+        import pandas as pd
+
         from vtrial.analysis.run import read_tables
 
         if self.folder is not None:
@@ -334,6 +346,8 @@ class Trial:
 
     def cumulative_incidence(self) -> dict[str, pd.Series]:
         """Aalen–Johansen cumulative incidence of a first SRE by arm, death competing; indexed by months."""
+        import pandas as pd
+
         from vtrial.analysis.survival import competing_risks, cumulative_incidence
         from vtrial.vocabulary import DAYS_PER_MONTH
 
@@ -361,6 +375,8 @@ class Trial:
         risk_difference), ``estimate``, ``ci_low``, ``ci_high``, ``p_value`` and ``reason``
         (why an estimate is missing), all taken from :attr:`summary`.
         """
+        import pandas as pd
+
         rows = []
         for comparison in self.summary["comparisons"]:
             results = {key: value for key, value in comparison.items() if key not in ("arm", "reference", "paired")}

@@ -359,6 +359,22 @@ def local_workers(jobs: int):
     return parallel_config(backend="loky", n_jobs=jobs, initializer=_watch_parent, initargs=(os.getpid(),))
 
 
+def stop_local_workers() -> None:
+    """Stop this process's loky workers (started by :func:`local_workers`), if any.
+
+    loky keeps idle workers for reuse (300 s), each holding the memory of its last block: at
+    100,000 patients x 3 arms that was ~0.9 GiB of the run's peak while the tables were merged
+    and analysed. A run with a ``finish`` step stops them once its blocks are simulated; the
+    next run starts new ones (a run without one, e.g. :func:`vtrial.simulate` without ``out``,
+    keeps them for the next).
+    """
+    from joblib.externals.loky import reusable_executor
+
+    executor = reusable_executor._executor  # loky's singleton; joblib has no public handle on it
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
 class _Cluster:
     """A dask.distributed client for joblib's dask backend (a LocalCluster without an address)."""
 
@@ -395,6 +411,7 @@ def execute(
     backend: str = ...,
     scheduler: str | None = ...,
     run: None = ...,
+    prepare: Callable[[], None] | None = ...,
 ) -> Iterator[tuple[Task, dict[str, pa.Table]]]: ...
 @typing.overload
 def execute(
@@ -406,6 +423,7 @@ def execute(
     backend: str = ...,
     scheduler: str | None = ...,
     run: Callable[[Protocol, Streams, _Work], _Result],
+    prepare: Callable[[], None] | None = ...,
 ) -> Iterator[_Result]: ...
 def execute(
     protocol: Protocol,
@@ -416,31 +434,63 @@ def execute(
     backend: str = "loky",
     scheduler: str | None = None,
     run: Callable[[Protocol, Streams, typing.Any], object] | None = None,
+    prepare: Callable[[], None] | None = None,
 ) -> Iterator[object]:
     """Run tasks in parallel and yield each finished one (in completion order).
 
-    At most one worker per task is started (``jobs`` is capped at ``len(tasks)``). ``run``
-    replaces the (arm, block) simulation by another task function of the same signature
-    (the parameter draws of :mod:`vtrial.uncertainty`).
+    At most one worker per task is started (``jobs`` is capped at ``len(tasks)``); one worker
+    is this process. ``run`` replaces the (arm, block) simulation by another task function of
+    the same signature (the parameter draws of :mod:`vtrial.uncertainty`). ``prepare`` runs in a
+    thread of this process while worker processes simulate (this process only waits for them),
+    and has ended when the last task is yielded; it is not run when the tasks run in this
+    process, where it would compete with them.
     """
     if backend not in BACKENDS:
         raise UserInputError(f"unknown backend {backend!r}", field="--backend", fix=f"use one of {', '.join(BACKENDS)}")
     if not tasks:
         return
     jobs = workers(protocol, tasks, jobs, backend)
+    helper = None if prepare is None or jobs == 1 else _Helper(prepare)
     cluster = _Cluster(scheduler, jobs) if backend == "dask" else None
     try:
         with local_workers(jobs) if cluster is None else parallel_config(backend="dask", n_jobs=-1):
             runner = Parallel(return_as="generator_unordered", batch_size=1, pre_dispatch="2*n_jobs")
-            yield from runner(delayed(run or _run_task)(protocol, streams, t) for t in tasks)
+            results = runner(delayed(run or _run_task)(protocol, streams, t) for t in tasks)
+            if helper is not None:
+                helper.start()  # loky and dask start their workers as new interpreters: no fork of this thread
+            yield from results
     except TerminatedWorkerError as exc:
         raise RunFailedError(
             "a worker process died during the run (killed, or out of memory); the finished blocks are kept. "
             "Finish the run with --resume (if memory is short, with fewer --jobs or a smaller --block-size)."
         ) from exc
     finally:
+        if helper is not None:
+            helper.join()
         if cluster is not None:
             cluster.close()
+
+
+class _Helper:
+    """A function run in a daemon thread; its error is dropped (the caller meets it again, see ``prepare``)."""
+
+    def __init__(self, function: Callable[[], None]) -> None:
+        self.thread = threading.Thread(target=self._run, args=(function,), name="vtrial-prepare", daemon=True)
+
+    @staticmethod
+    def _run(function: Callable[[], None]) -> None:
+        try:
+            function()
+        except Exception:  # noqa: BLE001 - e.g. a failed import: retried, and reported, by the caller
+            return
+
+    def start(self) -> None:
+        if self.thread.ident is None:
+            self.thread.start()
+
+    def join(self) -> None:
+        if self.thread.ident is not None:
+            self.thread.join()
 
 
 def workers(protocol: Protocol, tasks: Sequence[Work], jobs: int | None, backend: str = "loky") -> int:
@@ -496,6 +546,7 @@ def run_trial(
     inputs: tuple[str | Path, ...] = (),
     on_progress: Callable[[int, int, int], None] | None = None,
     finish: Callable[[Path], None] | None = None,
+    prepare: Callable[[], None] | None = None,
 ) -> RunResult:
     """Simulate a trial into its run folder (atomically) and return where it is.
 
@@ -523,6 +574,10 @@ def run_trial(
     finish : callable, optional
         Called with the partial folder once the tables are written (analysis and report),
         before the folder is moved into place.
+    prepare : callable, optional
+        Run in a thread of this process while worker processes simulate (the imports ``finish``
+        needs: this process only waits then); not run when the blocks are simulated here
+        (:func:`execute`). Its error is dropped: ``finish`` meets it again.
 
     The process holds the folder's lock (:func:`vtrial.store.owning`) from the first check to
     the final rename, so another run of the same folder is refused instead of mixing with it.
@@ -550,7 +605,8 @@ def run_trial(
         patients_done = 0
         if on_progress:
             on_progress(finished, total, patients_done)
-        for task, tables in execute(protocol, streams, todo, jobs=jobs, backend=backend, scheduler=scheduler):
+        simulated = execute(protocol, streams, todo, jobs=jobs, backend=backend, scheduler=scheduler, prepare=prepare)
+        for task, tables in simulated:
             # each part is written atomically; a block counts as finished once all its parts exist
             for kind in TABLES:
                 write_part(partial, kind, task.arm_index, task.block_index, tables[kind])
@@ -558,6 +614,8 @@ def run_trial(
             patients_done += tables["patients"].num_rows
             if on_progress:
                 on_progress(finished, total, patients_done)
+        if finish is not None and backend == "loky" and jobs > 1 and todo:
+            stop_local_workers()  # the merge and ``finish`` need the memory more than a next run the warm workers
         rows = {
             kind: merge_parts(
                 [part_path(partial, kind, t.arm_index, t.block_index) for t in tasks], partial / f"{kind}.parquet"

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from vtrial.analysis import (
+    analyse_run,
     read_protocol,
     read_table,
     summarise_run,
@@ -780,15 +781,22 @@ def _read_manifest(run_dir: Path) -> list[tuple[str, str]] | None:
         raise UserInputError(str(problem), file=path, fix=fix) from problem
 
 
-def write_report(run_dir: str | Path, summary: Mapping | None = None, figure_format: str | None = None) -> Path:
+def write_report(
+    run_dir: str | Path,
+    summary: Mapping | None = None,
+    figure_format: str | None = None,
+    patients: pd.DataFrame | None = None,
+) -> Path:
     """Write ``report.html`` of a run folder (atomically); the summary is rebuilt if not given.
 
     With ``figure_format`` (``"png"``, ``"pdf"`` or ``"svg"``) each figure is also written to
-    the folder's ``figures/`` (:func:`write_figures`).
+    the folder's ``figures/`` (:func:`write_figures`). ``patients``: the folder's checked
+    patients table when already read (:func:`vtrial.analysis.analyse_run`), else read here.
     """
     run_dir = Path(run_dir)
     summary = json.loads(to_json(summarise_run(run_dir) if summary is None else summary))
-    patients = read_table(run_dir, "patients.parquet", PATIENT_SCHEMA, unique=KEY)
+    if patients is None:
+        patients = read_table(run_dir, "patients.parquet", PATIENT_SCHEMA, unique=KEY)
     brief = protocol_brief(read_protocol(run_dir))
     figures = report_figures(summary, patients, brief)
     html = render_report(summary, patients, brief, _read_manifest(run_dir), figures)
@@ -802,5 +810,5 @@ def write_report(run_dir: str | Path, summary: Mapping | None = None, figure_for
 def report_run(run_dir: str | Path, figure_format: str | None = None) -> tuple[Path, Path]:
     """Rebuild ``summary.json`` and ``report.html`` (and figure files, :func:`write_report`) from the tables alone."""
     run_dir = Path(run_dir)
-    summary = summarise_run(run_dir)
-    return write_summary(run_dir, summary), write_report(run_dir, summary, figure_format)
+    summary, patients = analyse_run(run_dir)
+    return write_summary(run_dir, summary), write_report(run_dir, summary, figure_format, patients)

@@ -9,6 +9,7 @@
 """
 
 from vtrial.analysis.run import (
+    analyse_run,
     analysis_settings,
     read_protocol,
     read_table,
@@ -18,6 +19,7 @@ from vtrial.analysis.run import (
 from vtrial.analysis.summary import cox_comparison, summarise, to_json
 
 __all__ = [
+    "analyse_run",
     "analysis_settings",
     "cox_comparison",
     "read_protocol",

@@ -245,14 +245,19 @@ def analysis_settings(protocol) -> dict:
     }
 
 
-def summarise_run(run_dir: str | Path) -> dict:
-    """Analyse a run folder from its Parquet tables and resolved protocol alone."""
+def analyse_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
+    """:func:`summarise_run`, and the checked patients table it read (the report draws from it: read once)."""
     settings = analysis_settings(read_protocol(run_dir))
     patients, events, markers = read_tables(run_dir, settings["arms"])
     summary = summarise(patients, events, **settings, markers=markers)
     if (Path(run_dir) / DRAWS_FILE).is_file():
         summary["uncertainty"] = read_uncertainty(Path(run_dir) / DRAWS_FILE, headline(summary))
-    return summary
+    return summary, patients
+
+
+def summarise_run(run_dir: str | Path) -> dict:
+    """Analyse a run folder from its Parquet tables and resolved protocol alone."""
+    return analyse_run(run_dir)[0]
 
 
 def read_uncertainty(path: Path, fitted: Mapping) -> dict:
