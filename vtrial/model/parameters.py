@@ -136,7 +136,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "tgf_beta_growth_gain",
-        0.0628,
+        0.0581,
         "-",
         0.05,
         2.0,
@@ -280,7 +280,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "doubling_time_days.prostate",
-        102,
+        102.0,
         "day",
         100.0,
         300.0,
@@ -289,7 +289,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "doubling_time_days.lung",
-        31.4,
+        31.1,
         "day",
         30.0,
         200.0,
@@ -367,7 +367,7 @@ _PARAMETERS: list[Parameter] = [
     # --- skeletal events ---------------------------------------------------------------------
     Parameter(
         "strength_tumour_loss",
-        0.832,
+        0.845,
         "-",
         0.2,
         0.9,
@@ -377,7 +377,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "fracture_base_hazard",
-        1.14e-4,
+        1.15e-4,
         "1/day",
         2.0e-5,
         2.0e-3,
@@ -386,7 +386,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "fracture_strength_slope",
-        1.16,
+        1.11,
         "-",
         1.0,
         8.0,
@@ -432,7 +432,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "radiation_hazard",
-        6.50e-4,
+        6.67e-4,
         "1/day",
         1.0e-4,
         1.0e-2,
@@ -441,7 +441,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "pain_blastic_gain",
-        1.39,
+        0.927,
         "-",
         0.05,
         5.0,
@@ -452,7 +452,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "pain_growth_exponent",
-        0.601,
+        0.729,
         "-",
         0.05,
         2.0,
@@ -462,7 +462,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "pain_acid_gain",
-        0.615,
+        0.982,
         "-",
         0.1,
         2.0,
@@ -530,7 +530,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "hypercalcaemia_hazard",
-        7.16e-4,
+        0.00164,
         "1/day",
         4.0e-5,
         4.0e-3,
@@ -579,7 +579,7 @@ _PARAMETERS: list[Parameter] = [
     # --- death -------------------------------------------------------------------------------
     Parameter(
         "death_hazard.breast",
-        7.2e-4,
+        6.87e-4,
         "1/day",
         2.0e-4,
         3.0e-3,
@@ -588,7 +588,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_hazard.prostate",
-        5.0e-4,
+        5.60e-4,
         "1/day",
         2.0e-4,
         3.0e-3,
@@ -597,7 +597,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_hazard.lung",
-        0.0015,
+        0.00199,
         "1/day",
         1.0e-3,
         8.0e-3,
@@ -606,7 +606,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_hazard.head_and_neck",
-        0.0023,
+        0.00223,
         "1/day",
         1.0e-3,
         8.0e-3,
@@ -615,7 +615,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_log_hr_ecog",
-        0.7,
+        0.743,
         "per ECOG point",
         0.2,
         0.8,
@@ -624,7 +624,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_log_hr_visceral",
-        0.7,
+        0.738,
         "-",
         0.1,
         0.8,
@@ -633,7 +633,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_growth_exponent",
-        1.2,
+        0.655,
         "-",
         0.05,
         2.0,
@@ -647,7 +647,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_log_hr_burden",
-        0.4,
+        0.406,
         "per unit total burden",
         0.02,
         1.0,
@@ -1170,7 +1170,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "calcium_lesion_weight",
-        0.595,
+        0.618,
         "-",
         0.1,
         2.0,
@@ -1218,7 +1218,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "calcium_per_release",
-        0.0478,
+        0.0483,
         "mmol/L",
         0.01,
         0.2,

@@ -32,7 +32,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "pamidronate_emax",
-        0.706,
+        0.7,
         "-",
         0.5,
         3.0,

@@ -44,7 +44,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "zoledronic_acid_emax",
-        2.67,
+        2.96,
         "-",
         1.0,
         5.0,
