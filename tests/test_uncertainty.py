@@ -91,26 +91,29 @@ def test_uncertainty_block_gathers_each_headline_number_over_draws():
     assert predicted["low"] == pytest.approx(0.6 - predicted["high"])
     # no deviation: the fitted run's own CI
     assert block["arms"]["a"]["sre_rate_per_patient_year"]["prediction"] == pytest.approx(
-        {"median": 1.0, "low": 0.5, "high": 2.0, "estimable": 2}
+        {"median": 1.0, "low": 0.5, "high": 2.0, "estimable": 2, "pair_centre": 1.0}
     )
     assert block["arms"]["a"]["median_time_to_first_sre_months"]["prediction"] == {
         "median": None,
         "low": None,
         "high": None,
         "estimable": 0,
+        "pair_centre": None,
     }
     # an upper bound not reached: the fitted run's upper tail is open, so F stays at 1/2 above 10
     assert block["arms"]["a"]["median_overall_survival_months"]["prediction"] == pytest.approx(
-        {"median": 10.0, "low": 8.0, "high": None, "estimable": 2}
+        {"median": 10.0, "low": 8.0, "high": None, "estimable": 2, "pair_centre": 10.0}
     )
     c = block["comparisons"][0]
     assert (c["arm"], c["reference"]) == ("b", "a")
     assert {k: v for k, v in c["time_to_first_sre"].items() if k != "prediction"} == pytest.approx(
         {"median": 0.8, "low": 0.705, "high": 0.895, "estimable": 2}
     )
-    # on the log scale: the fitted run's normal (sd -log 0.75 / 1.96) about log 0.9 and log 0.7,
-    # symmetric about log sqrt(0.63)
-    assert c["time_to_first_sre"]["prediction"]["median"] == pytest.approx(0.63**0.5)
+    # on the log scale: the pair's half-difference h = (log 0.9 - log 0.7) / 2 about the fitted log 0.8:
+    # the fitted run's normal (sd -log 0.75 / 1.96) about log 0.8 - h and log 0.8 + h, symmetric about
+    # log 0.8; the pair's own centre (curvature, not in the interval) is sqrt(0.9 x 0.7) = sqrt(0.63)
+    assert c["time_to_first_sre"]["prediction"]["median"] == pytest.approx(0.8)
+    assert c["time_to_first_sre"]["prediction"]["pair_centre"] == pytest.approx(0.63**0.5)
     assert c["first_and_subsequent_sre"]["prediction"]["estimable"] == 0
     assert c["overall_survival"]["median"] is None
 
@@ -120,8 +123,11 @@ def test_draws_equal_to_the_fitted_run_predict_its_confidence_interval():
     # scale) and a Clopper-Pearson 12/40 (not symmetric on any scale)
     hr = prediction([0.645] * 3, 0.645, [0.478, 0.869], LOG, PERCENTILES)
     assert [hr["low"], hr["median"], hr["high"]] == pytest.approx([0.478, 0.645, 0.869])
-    p = prediction([0.3], 0.3, [0.1656, 0.4653], IDENTITY, PERCENTILES)
-    assert [p["low"], p["median"], p["high"]] == pytest.approx([0.1656, 0.3, 0.4653]) and p["estimable"] == 1
+    p = prediction([0.3, 0.3], 0.3, [0.1656, 0.4653], IDENTITY, PERCENTILES)
+    assert [p["low"], p["median"], p["high"]] == pytest.approx([0.1656, 0.3, 0.4653]) and p["estimable"] == 2
+    # a draw without its mirror (the last of an odd count) is left out; no complete pair: no prediction
+    assert prediction([0.645] * 3, 0.645, [0.478, 0.869], LOG, PERCENTILES)["estimable"] == 2
+    assert prediction([0.3], 0.3, [0.1656, 0.4653], IDENTITY, PERCENTILES)["estimable"] == 0
 
 
 def _interval(predicted: dict) -> list:
@@ -129,14 +135,17 @@ def _interval(predicted: dict) -> list:
 
 
 def test_deviations_far_apart_give_the_hand_solved_percentiles():
-    # fitted 1 with sd 1 on the log scale; deviations 0 and 10: at the 2.5th percentile the second
-    # component is Phi(-11.6) ~ 1e-31, so 0.5 Phi(t) = 0.025 -> t = Phi^-1(0.05) = -1.6448536269514722;
-    # by symmetry the 97.5th is 10 + 1.6448536269514722 and the median 5
+    # fitted 1 with sd 1 on the log scale; a pair at log 10 and 0 (its centre log 5, not in the
+    # interval): half-difference 5, deviations -5 and +5; at the 2.5th percentile the second
+    # component is Phi(-11.6) ~ 1e-31, so 0.5 Phi(t + 5) = 0.025 -> t = -5 + Phi^-1(0.05) =
+    # -6.6448536269514722; by symmetry the 97.5th is 6.6448536269514722 and the median 0
     z = norm.ppf(0.975)
-    low, median, high = _interval(prediction([1.0, math.exp(10)], 1.0, [math.exp(-z), math.exp(z)], LOG, PERCENTILES))
-    assert math.log(low) == pytest.approx(-1.6448536269514722, abs=1e-9)
-    assert math.log(median) == pytest.approx(5.0, abs=1e-9)
-    assert math.log(high) == pytest.approx(11.6448536269514722, abs=1e-9)
+    predicted = prediction([math.exp(10), 1.0], 1.0, [math.exp(-z), math.exp(z)], LOG, PERCENTILES)
+    low, median, high = _interval(predicted)
+    assert math.log(low) == pytest.approx(-6.6448536269514722, abs=1e-9)
+    assert math.log(median) == pytest.approx(0.0, abs=1e-9)
+    assert math.log(high) == pytest.approx(6.6448536269514722, abs=1e-9)
+    assert math.log(predicted["pair_centre"]) == pytest.approx(5.0)
 
 
 def test_deviations_close_together_solve_the_convolution_equation():
@@ -151,19 +160,23 @@ def test_deviations_close_together_solve_the_convolution_equation():
 
 
 def test_a_fitted_ci_without_spread_below_and_an_open_upper_tail():
-    # proportion 0 with a Clopper-Pearson [0, 0.1], draws 0 and 0.2: point masses of 1/2 at 0 and at
-    # 0.2 (no spread below); F(0) = 1/4 >= 2.5% -> the 2.5th percentile is 0; below 0.2,
-    # F = Phi(t / s) / 2 < 1/2, at 0.2 it jumps to (Phi(3.92) + 1/2) / 2 -> the median is 0.2
-    predicted = prediction([0.0, 0.2], 0.0, [0.0, 0.1], IDENTITY, PERCENTILES)
-    assert _interval(predicted)[:2] == pytest.approx([0.0, 0.2])
+    # proportion 0 with a Clopper-Pearson [0, 0.1], a pair 0.2 and 0: deviations +0.1 and -0.1, point
+    # masses of 1/2 at -0.1 and at 0.1 (no spread below); F(-0.1) = 1/4 >= 2.5% -> the 2.5th
+    # percentile is -0.1, kept at 0; below 0.1, F = Phi((t + 0.1) / s) / 2 < 1/2, at 0.1 it jumps to
+    # (Phi(3.92) + 1/2) / 2 -> the median is 0.1
+    predicted = prediction([0.2, 0.0], 0.0, [0.0, 0.1], IDENTITY, PERCENTILES)
+    assert _interval(predicted)[:2] == pytest.approx([0.0, 0.1])
     # a deviation pushing a proportion's bound past 1: kept at 1
-    assert prediction([0.99], 0.95, [0.9, 0.999], IDENTITY, PERCENTILES)["high"] == 1.0
-    # a median whose upper bound is not reached: F never exceeds (1/2 + 1/2) / 2 -> no 97.5th; the
-    # component at 12 reaches its 1/2 at 12 -> the median is 12; the low solves the equation
-    low, median, high = _interval(prediction([10.0, 12.0], 10.0, [8.0, None], LOG, PERCENTILES))
-    assert median == pytest.approx(12.0) and high is None
+    assert prediction([0.99, 0.91], 0.95, [0.9, 0.999], IDENTITY, PERCENTILES)["high"] == 1.0
+    # a median whose upper bound is not reached, a pair 12 and 10 about the fitted 10: deviations
+    # +-h, h = log(1.2) / 2, components at c1 = 10 / sqrt(1.2) and c2 = 10 sqrt(1.2); F never exceeds
+    # (1/2 + 1/2) / 2 -> no 97.5th; the component at c2 reaches its 1/2 at c2 -> the median is c2;
+    # the low solves the equation
+    low, median, high = _interval(prediction([12.0, 10.0], 10.0, [8.0, None], LOG, PERCENTILES))
+    c1, c2 = 10 / math.sqrt(1.2), 10 * math.sqrt(1.2)
+    assert median == pytest.approx(c2) and high is None
     s = math.log(10 / 8) / norm.ppf(0.975)
-    assert 0.5 * (norm.cdf(math.log(low / 10) / s) + norm.cdf(math.log(low / 12) / s)) == pytest.approx(0.025)
+    assert 0.5 * (norm.cdf(math.log(low / c1) / s) + norm.cdf(math.log(low / c2) / s)) == pytest.approx(0.025)
 
 
 @pytest.mark.parametrize("k", [1, 2, 5, 20])
@@ -175,7 +188,7 @@ def test_mirrored_deviations_centre_the_prediction_on_the_fit_and_contain_its_ci
     rng = np.random.default_rng(k)
     d = rng.normal(0, 0.3, k)
     fitted, half = 0.8, 0.25
-    draws = fitted * np.exp(np.concatenate([d, -d]))
+    draws = fitted * np.exp(np.stack([d, -d], axis=1).ravel())
     low, median, high = _interval(
         prediction(draws, fitted, [fitted * math.exp(-half), fitted * math.exp(half)], LOG, PERCENTILES)
     )
@@ -190,8 +203,8 @@ def test_a_linear_model_recovers_the_known_predictive_distribution():
     # 97.5th percentile is 1.96 sqrt(0.3^2 + 0.4^2) = 1.96 x 0.5 above. The draws are K = 4000 mirrored
     # normal quantiles of theta (no sampling noise in them: common random numbers)
     b, tau, sigma, fitted = 0.6, 0.5, 0.4, 2.0
-    theta = norm.ppf((np.arange(2000) + 0.5) / 4000)  # lower half; mirrored below
-    theta = np.concatenate([theta, -theta]) * tau
+    theta = norm.ppf((np.arange(2000) + 0.5) / 4000)  # lower half; each followed by its mirror
+    theta = np.stack([theta, -theta], axis=1).ravel() * tau
     z = norm.ppf(0.975)
     ci = [fitted * math.exp(-z * sigma), fitted * math.exp(z * sigma)]
     low, median, high = _interval(prediction(fitted * np.exp(b * theta), fitted, ci, LOG, PERCENTILES))
@@ -232,15 +245,15 @@ def test_a_direction_the_targets_do_not_see_gets_no_spread_and_is_reported():
 
 
 def test_a_parameter_near_a_range_end_is_held_and_the_others_conditioned_on_it():
-    # rooms to the nearer end on the log scale: fracture_base_hazard log(1.14e-4 / 2e-5) = 1.7405,
-    # zoledronic_acid_emax log(5 / 2.67) = 0.6274; sd 1 and 2: zoledronic acid has 0.3137 sd < 0.5
+    # rooms to the nearer end on the log scale: fracture_base_hazard log(1.15e-4 / 2e-5) = 1.7492,
+    # zoledronic_acid_emax log(5 / 2.96) = 0.5242; sd 1 and 2: zoledronic acid has 0.2621 sd < 0.5
     centre = np.log([REGISTRY[n].value for n in TWO])
     approx = Laplace(TWO, centre, np.array([[1.0, 0.6], [0.6, 4.0]]), 1.0, 10, 2, [])
     held = hold_at_edges(approx)
-    assert held.held == {"zoledronic_acid_emax": {"sd_log": 2.0, "room_sd": pytest.approx(math.log(5 / 2.67) / 2)}}
-    # conditional variance 1 - 0.6^2 / 4 = 0.91; the fracture hazard has 1.7405 / 0.954 sd: free
+    assert held.held == {"zoledronic_acid_emax": {"sd_log": 2.0, "room_sd": pytest.approx(math.log(5 / 2.96) / 2)}}
+    # conditional variance 1 - 0.6^2 / 4 = 0.91; the fracture hazard has 1.7492 / 0.954 sd: free
     np.testing.assert_allclose(held.covariance, [[0.91, 0.0], [0.0, 0.0]], atol=1e-12)
-    assert hold_at_edges(approx, edge_sd=0.3).held == {}  # 0.3137 sd of room is enough for 0.3
+    assert hold_at_edges(approx, edge_sd=0.25).held == {}  # 0.2621 sd of room is enough for 0.25
 
 
 def test_a_pair_seen_only_through_its_product_keeps_the_products_spread():
@@ -267,13 +280,13 @@ def test_draws_are_mirrored_pairs_centred_on_the_fit_and_inside_every_range():
     np.testing.assert_array_equal(first, sample(approx, 2002, seed=11)[:2001])
     assert np.all(first[:, 1] == REGISTRY["zoledronic_acid_emax"].value)  # held at the fit
     # a pair is rejected when either member leaves the range, so the deviations stay within the room
-    # to the NEARER end (1.7405 below) on both sides: the draws' mean is the fit. Rejecting each draw
+    # to the NEARER end (1.7492 below) on both sides: the draws' mean is the fit. Rejecting each draw
     # alone would keep deviations up to 2.8647 above and shift the mean of N(0, 0.91) truncated to
-    # [-1.7405, 2.8647] by +0.08 sd
-    assert np.abs(logs[:, 0]).max() <= math.log(1.14e-4 / 2e-5)
+    # [-1.7492, 2.8560] by +0.08 sd
+    assert np.abs(logs[:, 0]).max() <= math.log(1.15e-4 / 2e-5)
     assert logs[:2000, 0].mean() == pytest.approx(0.0, abs=1e-12)
-    # the spread: N(0, 0.91) truncated to +/-1.7405, a = 1.7405 / 0.954 = 1.825 sd: sd 0.954 x 0.838
-    a = math.log(1.14e-4 / 2e-5) / math.sqrt(0.91)
+    # the spread: N(0, 0.91) truncated to +/-1.7492, a = 1.7492 / 0.954 = 1.834 sd: sd 0.954 x 0.842
+    a = math.log(1.15e-4 / 2e-5) / math.sqrt(0.91)
     assert logs[:, 0].std() == pytest.approx(math.sqrt(0.91) * truncnorm(-a, a).std(), rel=0.05)
     for j, name in enumerate(TWO):
         assert REGISTRY[name].low <= first[:, j].min() and first[:, j].max() <= REGISTRY[name].high
@@ -443,3 +456,20 @@ def test_a_stale_ensemble_exits_2(tmp_path, small, capsys, monkeypatch):
 def test_calibrate_uncertainty_refuses_the_fit_options(capsys):
     code, _, err = run_main(capsys, "calibrate", "--uncertainty", "--evaluations", "50")
     assert code == 2 and "--evaluations: is an option of the fit, not of --uncertainty" in err
+
+
+def test_a_curved_pair_contains_the_ci_and_reports_its_centre_apart():
+    # a pair both above the fitted 0.8 on the log scale (+0.3 and +0.1: curvature +0.2, linear part
+    # +-0.1): the interval is the first-order propagation, symmetric about log 0.8 (F = (Phi(t - 0.1)
+    # + Phi(t + 0.1)) / 2 in units of the sd 0.25 / 1.96), so it contains the CI; the pair's centre
+    # 0.8 e^0.2 is reported beside it. Mixing the draws' own estimates instead would centre the
+    # interval near log 0.8 + 0.2 and miss the CI's lower bound
+    fitted, half = 0.8, 0.25
+    ci = [fitted * math.exp(-half), fitted * math.exp(half)]
+    predicted = prediction([fitted * math.exp(0.3), fitted * math.exp(0.1)], fitted, ci, LOG, PERCENTILES)
+    low, median, high = _interval(predicted)
+    assert low <= ci[0] and high >= ci[1] and median == pytest.approx(fitted)
+    sd = half / norm.ppf(0.975)
+    t = math.log(high / fitted)
+    assert 0.5 * (norm.cdf((t - 0.1) / sd) + norm.cdf((t + 0.1) / sd)) == pytest.approx(0.975, abs=1e-12)
+    assert predicted["pair_centre"] == pytest.approx(fitted * math.exp(0.2))
