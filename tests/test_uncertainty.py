@@ -412,16 +412,18 @@ def test_run_with_three_draws_writes_the_block_and_the_report_section(tmp_path, 
     draws = json.loads((out / "parameter-draws.json").read_text())["draws"]
     values = [d["headline"]["arms"]["placebo"]["proportion_with_sre"] for d in draws]
     assert block["arms"]["placebo"]["proportion_with_sre"]["median"] == pytest.approx(float(np.median(values)))
-    # the prediction: the fitted run's Wald interval (normal on the log scale, sd s) moved by each
-    # draw's deviation, over the draws with a hazard ratio (20 patients can leave a draw without an SRE)
+    # the prediction: the fitted run's Wald interval (normal on the log scale, sd s) moved both ways by
+    # each complete pair's half-difference (draws 0 and 1; 20 patients can leave a draw without an SRE)
     hrs = [d["headline"]["comparisons"][0]["time_to_first_sre"] for d in draws]
-    hrs = [hr for hr in hrs if hr]
+    pairs = [(hrs[i], hrs[i + 1]) for i in range(0, len(hrs) - 1, 2) if hrs[i] and hrs[i + 1]]
+    half = [h for a, b in pairs for h in (math.log(a / b) / 2, -math.log(a / b) / 2)]
     fitted = summary["comparisons"][0]["time_to_first_sre"]
     s = math.log(fitted["ci_high"] / fitted["ci_low"]) / (2 * norm.ppf(0.975))
     predicted = block["comparisons"][0]["time_to_first_sre"]["prediction"]
-    assert predicted["estimable"] == len(hrs) >= 1
+    assert predicted["estimable"] == len(half) == 2
     for bound, p in ((predicted["low"], 0.025), (predicted["median"], 0.5), (predicted["high"], 0.975)):
-        assert np.mean([norm.cdf(math.log(bound / hr) / s) for hr in hrs]) == pytest.approx(p, abs=1e-9)
+        shifted = [norm.cdf((math.log(bound / fitted["hazard_ratio"]) - h) / s) for h in half]
+        assert np.mean(shifted) == pytest.approx(p, abs=1e-9)
     report = (out / "report.html").read_text()
     assert 'id="table-uncertainty"' in report and "Prediction: parameters and sampling" in report
     # `vtrial report` rebuilds the same block from the run folder
