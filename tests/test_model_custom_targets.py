@@ -85,7 +85,7 @@ def test_version_1_custom_markers_are_pinned():
     # and after the merged issue-13 biology (PTHrP loop, blastic RANKL, systemic skeleton) and the refit; and when
     # lesion regions resorbed with the root of their burden (uNTx +26%) and the precursor reserve's maximum rose to
     # 1.3 (the RANKL inhibition fills it: BSAP +0.07%, calcium +0.001%). Re-pinned after the refit that followed
-    # disease control (more deaths on this arm, 70 -> 91 in test_model_agents, so fewer visits): breast uNTx
+    # disease control (fewer visits; the same arm has 70 -> 91 deaths in test_model_agents): breast uNTx
     # 30282.28 -> 27741.15, BSAP 19707.67 -> 17245.69, calcium 966.99 -> 842.98, rows 408 -> 355; prostate uNTx
     # 30181.62 -> 28788.12, BSAP 31187.41 -> 29494.50, calcium 956.97 -> 893.96, rows 409 -> 382
     pinned = {

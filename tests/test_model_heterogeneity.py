@@ -163,8 +163,8 @@ def test_prior_sre_raises_the_next_sre_hazard():
     hr = float(np.exp(CoxPHFitter().fit(data, "t", "e").params_["prior"]))
     # the lesion hazards are x1.5 until the first SRE (same trajectories before it): the Cox HR of the
     # paired copies lands in the published range of the registry's source, 1.3-1.6 (it was exactly 1 before prior
-    # SRE acted). The band was 1.5 +- 0.1 until the disease control of the usual care and the refit: the marginal HR
-    # of patients with heterogeneous lesion hazards is pulled towards 1 as events accumulate (1.403 before the
+    # SRE acted). The band was 1.5 +- 0.1 until the disease control of the usual care and the refit (likely the
+    # marginal HR of patients with heterogeneous lesion hazards, pulled towards 1 as events accumulate: 1.403 before the
     # refit, 1.397 after it, 821 vs 689 first SREs); widened to the published range, the direction is unchanged
     assert 1.3 < hr < 1.6
     assert data.loc[data.prior == 1.0, "e"].sum() > data.loc[data.prior == 0.0, "e"].sum()
