@@ -70,83 +70,89 @@ ARMS = {
 #: 6 months: precursor reserve maximum 1.0 -> 1.3: hypercalcaemia 67 -> 71, follow-up 45158.6 -> 45162.4; custom
 #: RANKL inhibition: hypercalcaemia 23 -> 24) and the remodelling space in the osteoporotic fracture hazard (fewer
 #: on an antiresorptive: zoledronic acid 4 -> 2, denosumab 5 -> 4, custom 5 -> 4).
+#: Re-pinned after the refit that followed disease control (24 parameters, docs/calibration.md): follow-up days
+#: none 37339.2 -> 36865.9, zoledronic acid 38742.2 -> 38941.9, pamidronate 38107.6 -> 37751.1, denosumab
+#: 45162.4 -> 38920.5, custom 57262.5 -> 44112.2; hypercalcaemia none 116 -> 201, zoledronic acid 29 -> 56,
+#: pamidronate 71 -> 144, denosumab 71 -> 114, custom 24 -> 27; deaths none 102 -> 104, custom 70 -> 91;
+#: pathological fractures none 92 -> 89, zoledronic acid 69 -> 63, pamidronate 77 -> 72, denosumab 62 -> 58,
+#: custom 68 -> 53; radiation none 87 -> 106, zoledronic acid 54 -> 49, pamidronate 68 -> 82, denosumab 72 -> 67.
 PINNED = {
     "none": (
-        37339.21683058511,
+        36865.882569804686,
         {
-            "death": 102,
-            "hypercalcaemia": 116,
-            "new_lesion": 33,
+            "death": 104,
+            "hypercalcaemia": 201,
+            "new_lesion": 32,
             "osteoporotic_fracture": 5,
-            "pathological_fracture": 92,
-            "radiation_to_bone": 87,
+            "pathological_fracture": 89,
+            "radiation_to_bone": 106,
             "renal_toxicity": 3,
             "spinal_cord_compression": 1,
-            "surgery_to_bone": 21,
+            "surgery_to_bone": 24,
         },
     ),
     "zoledronic_acid": (
-        38742.165921553766,
+        38941.86567611828,
         {
             "acute_phase_reaction": 24,
-            "death": 101,
-            "hypercalcaemia": 29,
+            "death": 104,
+            "hypercalcaemia": 56,
             "hypocalcaemia": 1,
-            "new_lesion": 30,
+            "new_lesion": 26,
             "osteonecrosis_of_the_jaw": 2,
             "osteoporotic_fracture": 2,
-            "pathological_fracture": 69,
-            "radiation_to_bone": 54,
+            "pathological_fracture": 63,
+            "radiation_to_bone": 49,
             "renal_toxicity": 4,
             "spinal_cord_compression": 1,
-            "surgery_to_bone": 10,
+            "surgery_to_bone": 11,
         },
     ),
     "pamidronate": (
-        38107.61607601134,
+        37751.088691321536,
         {
-            "acute_phase_reaction": 24,
-            "death": 102,
-            "hypercalcaemia": 71,
-            "new_lesion": 32,
+            "acute_phase_reaction": 25,
+            "death": 104,
+            "hypercalcaemia": 144,
+            "new_lesion": 28,
             "osteoporotic_fracture": 4,
-            "pathological_fracture": 77,
-            "radiation_to_bone": 68,
-            "renal_toxicity": 13,
-            "spinal_cord_compression": 2,
-            "surgery_to_bone": 16,
+            "pathological_fracture": 72,
+            "radiation_to_bone": 82,
+            "renal_toxicity": 12,
+            "spinal_cord_compression": 1,
+            "surgery_to_bone": 18,
         },
     ),
     "denosumab": (
-        45162.37599051216,
+        38920.50676024024,
         {
             "acute_phase_reaction": 10,
-            "death": 100,
-            "hypercalcaemia": 71,
-            "hypocalcaemia": 10,
-            "new_lesion": 28,
+            "death": 104,
+            "hypercalcaemia": 114,
+            "hypocalcaemia": 12,
+            "new_lesion": 26,
             "osteonecrosis_of_the_jaw": 2,
             "osteoporotic_fracture": 4,
-            "pathological_fracture": 62,
-            "radiation_to_bone": 72,
-            "renal_toxicity": 4,
+            "pathological_fracture": 58,
+            "radiation_to_bone": 67,
+            "renal_toxicity": 3,
             "spinal_cord_compression": 1,
-            "surgery_to_bone": 10,
+            "surgery_to_bone": 11,
         },
     ),
     "custom": (
-        57262.47033911997,
+        44112.17852217809,
         {
-            "death": 70,
-            "hypercalcaemia": 24,
-            "hypocalcaemia": 2,
-            "new_lesion": 16,
+            "death": 91,
+            "hypercalcaemia": 27,
+            "hypocalcaemia": 3,
+            "new_lesion": 15,
             "osteonecrosis_of_the_jaw": 1,
             "osteoporotic_fracture": 4,
-            "pathological_fracture": 68,
-            "radiation_to_bone": 36,
-            "renal_toxicity": 4,
-            "surgery_to_bone": 12,
+            "pathological_fracture": 53,
+            "radiation_to_bone": 33,
+            "renal_toxicity": 3,
+            "surgery_to_bone": 7,
         },
     ),
 }
@@ -246,7 +252,8 @@ def test_adding_an_agent_is_one_file(tmp_path, monkeypatch, restored_registries)
     protocol.write_text(text + "dose_mg = 50.0\n")
     odanacatib = load_protocol(protocol).arm[1]
     followup, counts = run(odanacatib)
-    # it suppresses resorption: fewer hypercalcaemias than placebo; it has no acute phase nor renal dose effect
+    # it suppresses resorption: fewer hypercalcaemias than placebo (after the refit 151 vs 201, the band 0.8 x
+    # placebo unchanged); it has no acute phase nor renal dose effect
     assert counts["hypercalcaemia"] < 0.8 * PINNED["none"][1]["hypercalcaemia"]
     assert "acute_phase_reaction" not in counts
 
@@ -290,7 +297,7 @@ def test_custom_agent_dose_changes_the_trial_and_no_dose_keeps_todays_numbers():
     followup, counts = run(_custom())
     assert followup == pytest.approx(PINNED["custom"][0], rel=1e-12) and counts == PINNED["custom"][1]
     followup, counts = run(_custom(25.0, 100.0))
-    # a quarter of the reference dose: more hypercalcaemia than at the reference (14)
+    # a quarter of the reference dose: more hypercalcaemia than at the reference (143 vs 27 after the refit)
     assert counts["hypercalcaemia"] > PINNED["custom"][1]["hypercalcaemia"]
 
 

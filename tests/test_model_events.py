@@ -80,18 +80,20 @@ def test_death_hazard_scales_with_the_growth_multiplier_to_its_exponent():
 
 
 def test_radiotherapy_hazard_is_the_pain_drive_and_falls_as_resorption_is_suppressed():
-    # h0 T (1 + c_acid uZ), c_acid 0.615: no resorption leaves the tumour's own pain 1, healthy 1.615, x4 resorption 3.46
+    # h0 T (1 + c_acid uZ), c_acid 0.982 (refit; was 0.615: 1, 1.615, 3.46): no resorption leaves the tumour's own
+    # pain 1, healthy 1 + 0.982 = 1.982, x4 resorption 1 + 4 x 0.982 = 4.928
     w = _weights(FEMUR, 0.0, ev.PAIN_REFERENCE_DOUBLING_DAYS)
     burden = np.full(3, 0.2)
     h = ev.lesion_hazards(np.repeat(w, 3, axis=1), np.ones(3), burden, np.array([0.0, 1.0, 4.0]), PARAMS)
-    assert h[_RADIATION] / (w[_RADIATION, 0] * 0.2) == pytest.approx([1.0, 1.615, 3.46], rel=1e-6)
+    assert h[_RADIATION] / (w[_RADIATION, 0] * 0.2) == pytest.approx([1.0, 1.982, 4.928], rel=1e-6)
 
 
 def test_pain_drive_falls_with_osteoclast_suppression_and_with_burden():
-    # an untreated lytic lesion resorbs ~2.4x healthy: drive 0.1 (1 + 0.615 x 2.4) = 0.2476; under denosumab-like
-    # suppression (uZ 0.2) 0.1 x 1.123 = 0.1123; after 8 Gy (T x e^-4.32) the drive falls 75-fold at the same acid
+    # an untreated lytic lesion resorbs ~2.4x healthy: drive 0.1 (1 + 0.982 x 2.4) = 0.1 x 3.3568 = 0.33568; under
+    # denosumab-like suppression (uZ 0.2) 0.1 (1 + 0.982 x 0.2) = 0.1 x 1.1964 = 0.11964; after 8 Gy (T x e^-4.32)
+    # the drive falls 75-fold at the same acid (c_acid 0.982 after the refit; with 0.615 it was 0.2476 and 0.1123)
     drive = ev.pain_drive(np.array([0.1, 0.1, 0.1 * np.exp(-4.32)]), np.array([2.4, 0.2, 2.4]), PARAMS)
-    assert drive == pytest.approx([0.2476, 0.1123, 0.2476 * np.exp(-4.32)], rel=1e-9)
+    assert drive == pytest.approx([0.33568, 0.11964, 0.33568 * np.exp(-4.32)], rel=1e-9)
     # a burden exponent of 2/3: halving the burden lowers the drive by 2^(2/3)
     params = Parameters({"pain_burden_exponent": 2.0 / 3.0})
     half = ev.pain_drive(np.array([0.2, 0.1]), np.array([1.0, 1.0]), params)

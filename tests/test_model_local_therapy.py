@@ -108,11 +108,14 @@ def test_single_fractions_are_retreated_more_often_than_30_gy_in_10():
     _, multi, _ = simulate(cb, arm("30/10", course(30.0, 10)), 3 * 365.25, Streams(5))
     share_1, n_1 = retreated_share(single)
     share_10, n_10 = retreated_share(multi)
-    # measured: 10.1% of 3111 lesions vs 3.7% of 3135 (odds ratio 2.9; Chow 2007: 2.5, 1.76-3.56); before the death
-    # terms were re-tuned for disease control (issue 13 item 7; these prostate patients now live longer): 10.3% of
-    # 2646 vs 4.7% of 2725; before the merged pain drive and the refit: 6.0% of 2251 vs 2.2% of 2297
+    # measured: 12.9% of 3085 lesions vs 5.4% of 3119 (odds ratio 2.6; Chow 2007: 2.5, 1.76-3.56); re-measured after
+    # the refit that followed disease control (among its values pain_acid_gain 0.615 -> 0.982): before it 10.1%
+    # of 3111 vs 3.7% of 3135 (odds ratio 2.9); before the death terms were re-tuned for disease control (issue 13
+    # item 7; these prostate patients now live longer): 10.3% of 2646 vs 4.7% of 2725; before the merged pain drive
+    # and the refit: 6.0% of 2251 vs 2.2% of 2297. The single-fraction band was 0.08-0.125, set around 10.1%; widened
+    # to 0.15 since 12.9% is still below the trials' ~20% vs ~8% [recalled] (Chow 2007) and the odds ratio is closer
     assert 2700 < n_1 < 3500 and 2700 < n_10 < 3500
-    assert 0.08 < share_1 < 0.125 and 0.03 < share_10 < 0.065
+    assert 0.08 < share_1 < 0.15 and 0.03 < share_10 < 0.065
     odds = share_1 / (1 - share_1) / (share_10 / (1 - share_10))
     assert 2.0 < odds < 4.0
     # the same pain relief: each patient's first course (for pain or cord compression) comes on the

@@ -83,23 +83,24 @@ def _bsap_change(markers):
 
 def test_radium_prolongs_survival_and_lowers_bsap_in_crpc(crpc_trial):
     placebo, radium = crpc_trial["placebo"], crpc_trial["radium"]
-    # measured: 15.2 vs 19.6 months (ALSYMPCA 11.3 vs 14.9); 11.8 vs 17.5 before disease control (issue 13 item 7)
+    # measured: 13.1 vs 17.1 months (ALSYMPCA 11.3 vs 14.9); re-pinned after the refit that followed disease control:
+    # 15.2 vs 19.6 before it; 11.8 vs 17.5 before disease control (issue 13 item 7)
     # re-tuned the death terms: this cohort has no visceral disease, whose weight rose 0.14 -> 0.7, so it lives
     # longer (the ALSYMPCA replica, RA-01 in docs/calibration.md, gives 11.0 months on placebo)
-    assert _median_os_months(placebo[0]) == pytest.approx(15.2, abs=1.0)
+    assert _median_os_months(placebo[0]) == pytest.approx(13.1, abs=1.0)
     assert _median_os_months(radium[0]) - _median_os_months(placebo[0]) > 3.0
     # BSAP follows the lesions' formation rate, which falls as radium kills the tumour driving the
-    # osteoblasts: measured +20.5% vs -23.9% at week 16, +13.7% vs -18.1% before disease control (Nilsson 2007:
-    # +9.3% vs -65.6%; the model's fall is tumour-mediated only, hence smaller); before formation carried it:
-    # +7% vs -7%
+    # osteoblasts: measured +19.8% vs -23.4% at week 16 (+20.5% vs -23.9% before the refit), +13.7% vs -18.1% before
+    # disease control (Nilsson 2007: +9.3% vs -65.6%; the model's fall is tumour-mediated only, hence smaller);
+    # before formation carried it: +7% vs -7%
     assert _bsap_change(placebo[2]) > 0.05
     assert _bsap_change(radium[2]) < -0.1
     assert _bsap_change(radium[2]) < _bsap_change(placebo[2]) - 0.25
-    # share of patients whose BSAP fell: measured 88% vs 14%, 85% vs 21% before disease control (ALSYMPCA: 87%
-    # of radium patients had a total-ALP fall)
+    # share of patients whose BSAP fell: measured 88% vs 15% (88% vs 14% before the refit), 85% vs 21% before
+    # disease control (ALSYMPCA: 87% of radium patients had a total-ALP fall)
     assert (_bsap_changes(radium[2]) < 0).mean() > 0.75
     assert (_bsap_changes(placebo[2]) < 0).mean() < 0.35
-    # and fewer symptomatic skeletal events in the first year
+    # and fewer symptomatic skeletal events in the first year (after the refit: 329 vs 637 patients, ratio 0.52)
     sse = {"pathological_fracture", "spinal_cord_compression", "radiation_to_bone", "surgery_to_bone"}
     first_year = [
         len({p for p, t, d in zip(e["patient_id"], e["type"], e["day"]) if t in sse and d < 365.25})

@@ -131,9 +131,11 @@ def test_castration_sensitive_disease_on_adt_has_far_fewer_sres_and_lives_longer
         )[:2],
         SRE_TYPES[:4],
     )
-    # SRE by 24 months (KM), median time to first SRE, median OS (months)
-    np.testing.assert_allclose(sensitive, (0.42, 29.5, 35.5), rtol=0.1)
-    np.testing.assert_allclose(resistant, (0.76, 12.7, 18.8), rtol=0.1)
+    # SRE by 24 months (KM), median time to first SRE, median OS (months); re-pinned after the refit that followed
+    # disease control: sensitive 0.428, 29.5, 31.1 (was 0.42, 29.5, 35.5; 0.410, 30.3, 34.1 just before the refit),
+    # resistant 0.791, 11.5, 17.7 (was 0.76, 12.7, 18.8; 0.771, 12.7, 19.5 just before the refit)
+    np.testing.assert_allclose(sensitive, (0.428, 29.5, 31.1), rtol=0.1)
+    np.testing.assert_allclose(resistant, (0.791, 11.5, 17.7), rtol=0.1)
     assert sensitive[0] < resistant[0] - 0.25 and sensitive[2] > resistant[2] + 12
 
 
@@ -212,8 +214,9 @@ def test_androgen_deprivation_raises_osteoporotic_fractures_and_seeding_but_leav
         risk[name] = km_risk(np.minimum(f, fu), (f <= fu) * 1.0, horizon - 1)
     # Shahinian 2005: 19.4% vs 12.6% of men with any fracture within 5 years
     assert risk["none"] == pytest.approx(0.126, abs=0.03)
-    # model 20.5% (17.5% before the remodelling space: its loss of density and its open cavities)
-    assert risk["adt"] == pytest.approx(0.205, abs=0.005) and risk["adt"] > risk["none"] + 0.025
+    # model 21.5% vs 12.3% (re-pinned after the refit that followed disease control: 20.5% before the merges that
+    # led to it, 21.1% just before it; 17.5% before the remodelling space: its loss of density and its open cavities)
+    assert risk["adt"] == pytest.approx(0.215, abs=0.005) and risk["adt"] > risk["none"] + 0.025
     # ADT adds no kill to resistant disease; its higher systemic resorption (1.6) raises seeding through the
     # niche by 1.6**0.18 = 1.09 (docs/model.md), so new lesions are a little more common, never fewer
     new = {name: int((events["type"] == "new_lesion").sum()) for name, (_, events, _) in runs.items()}
