@@ -466,7 +466,9 @@ _PARAMETERS: list[Parameter] = [
         "-",
         0.1,
         2.0,
-        "[recalled] osteoclast acid excites bone nociceptors through TRPV1 and ASIC3 (Nagae 2007 Bone 41:205; "
+        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md; at 0.982 acid is 70% of the drive of an "
+        "untreated lytic lesion, above the prior's half); prior: [recalled] osteoclast acid excites bone "
+        "nociceptors through TRPV1 and ASIC3 (Nagae 2007 Bone 41:205; "
         "Yoneda 2011 Bone 48:100); blocking osteoclasts (OPG, bisphosphonates) roughly halves pain behaviour in "
         "mice with bone tumours (Honore 2000 Nat Med 6:521): acid ~ half the pain of an untreated lytic lesion "
         "(resorption ~2x healthy)",
