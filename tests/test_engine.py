@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -262,7 +263,16 @@ def test_sigterm_leaves_no_run_folder_and_resume_is_identical(tmp_path):
 def test_dask_local_cluster_gives_identical_tables(reference_run, tmp_path):
     pytest.importorskip("dask.distributed")
     out = tmp_path / "dask"
-    run_trial(make_protocol(), out, jobs=2, block_size=128, backend="dask")
+    # with dask's default HTTP port taken (another cluster on the machine, a notebook's dashboard), the
+    # local cluster takes a free port without a warning (warnings are errors here); it failed while
+    # the cluster asked for no dashboard (dask then still binds 8787)
+    with socket.socket() as taken:
+        try:
+            taken.bind(("", 8787))
+            taken.listen()
+        except OSError:  # already taken by someone else: the case under test as well
+            pass
+        run_trial(make_protocol(), out, jobs=2, block_size=128, backend="dask")
     assert parquet_bytes(out) == parquet_bytes(reference_run)
 
 

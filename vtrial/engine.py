@@ -383,7 +383,9 @@ class _Cluster:
         Client, LocalCluster = distributed.Client, distributed.LocalCluster  # noqa: N806 - classes
         self.cluster = None
         if scheduler is None:
-            self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+            # ":0": any free port for the scheduler's HTTP server (None still binds 8787, and a second
+            # cluster on the machine then warns on stderr that the port is in use)
+            self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=":0")
             self.client = Client(self.cluster)
         else:
             try:
