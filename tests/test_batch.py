@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from test_cli import run_main
 
 from vtrial import cli
 from vtrial.analysis.survival import treatment_effect
@@ -22,7 +23,7 @@ from vtrial.batch import (
 )
 from vtrial.engine import run_trial
 from vtrial.errors import UserInputError
-from vtrial.protocol import parse_protocol
+from vtrial.protocol import parse_protocol, protocol_to_toml
 
 
 def small_protocol(name: str = "batch-test", patients: int = 240):
@@ -258,3 +259,35 @@ def test_batch_cli_checks_the_new_options(tmp_path, capsys):
         assert info.value.code == cli.EXIT_USER
         assert capsys.readouterr().err.startswith(message), extra
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_a_batch_gives_the_same_rows_on_one_worker_and_on_dask(batch_result, tmp_path, capsys):
+    """3 replicates: loky with 2 workers (the module's batch), loky with 1 and `vtrial batch --backend
+    dask` (a local cluster of 2) write the same ``batch.csv`` and ``batch_summary.json``, byte for
+    byte. Slow because the dask cluster starts its workers (~10 s on the shared machine)."""
+    pytest.importorskip("dask.distributed")
+    loky, _ = batch_result
+    one, _ = run_batch([small_protocol()], tmp_path / "one", replicates=3, jobs=1, block_size=100)
+    protocol = tmp_path / "batch-test.toml"
+    protocol.write_text(protocol_to_toml(small_protocol()))
+    dask = tmp_path / "dask"
+    code, _, err = run_main(
+        capsys,
+        "batch",
+        str(protocol),
+        "--replicates",
+        "3",
+        "--jobs",
+        "2",
+        "--backend",
+        "dask",
+        "--out",
+        str(dask),
+        "--quiet",
+    )
+    assert code == 0, err
+    assert json.loads((dask / "manifest.json").read_text())["backend"] == "dask"
+    for folder in (one, dask):
+        for name in ("batch.csv", "batch_summary.json"):
+            assert (folder / name).read_bytes() == (loky / name).read_bytes(), (folder.name, name)

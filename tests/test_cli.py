@@ -331,11 +331,26 @@ def test_bad_run_flags_exit_2_naming_the_flag_and_leave_no_folder(capsys, root, 
     [
         (["batch", "protocols/example.toml", "--jobs", "-5", "--out", "b"], "--jobs: must be a number of workers"),
         (["batch", "protocols/example.toml", "--replicates", "1", "--out", "b" * 250], "--out: the name bbbb"),
+        (["batch", "protocols/example.toml", "--backend", "foo", "--out", "b"], "--backend: unknown backend 'foo'"),
+        (
+            ["batch", "protocols/example.toml", "--scheduler", "tcp://127.0.0.1:8786", "--out", "b"],
+            "--scheduler: a scheduler is used only by the dask backend",
+        ),
+        (
+            ["sensitivity", "protocols/example.toml", "--backend", "dask", "--scheduler", "nope", "--out", "s"],
+            "--scheduler: 'nope' is not a scheduler address",
+        ),
+        (
+            ["sensitivity", "protocols/example.toml", "--backend", "dask", "--scheduler", "tcp://127.0.0.1:1"],
+            "--scheduler: cannot reach the dask scheduler at tcp://127.0.0.1:1",
+        ),
         (["validate", "--replicate", "-1", "--patients", "10", "--out", "v"], "--replicate: replicate must be from 0"),
         (["calibrate", "--jobs", "5000", "--evaluations", "40", "--out", "c"], "--jobs: must be a number of workers"),
     ],
 )
-def test_batch_validate_calibrate_check_their_flags_first(capsys, root, tmp_path, monkeypatch, argv, expected):
+def test_batch_sensitivity_validate_calibrate_check_their_flags_first(
+    capsys, root, tmp_path, monkeypatch, argv, expected
+):
     monkeypatch.chdir(tmp_path)
     argv = [str(root / a) if a.startswith("protocols/") else a for a in argv]
     code, _, err = run_main(capsys, *argv, *(["--quiet"] if argv[0] != "calibrate" else []))

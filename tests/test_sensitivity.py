@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from SALib.test_functions import Ishigami
+from test_cli import run_main
 
 from vtrial import cli
 from vtrial.errors import UserInputError
-from vtrial.protocol import parse_protocol
+from vtrial.protocol import parse_protocol, protocol_to_toml
 from vtrial.sensitivity import (
     analyse,
     default_outcomes,
@@ -132,18 +133,41 @@ def test_a_tiny_morris_run_is_complete_and_resumable(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_workers_give_the_same_indices_as_one(tmp_path):
-    """Slow only because two loky workers start (import vtrial) on a loaded machine."""
-    options = {
-        "method": "morris",
-        "samples": 2,
-        "parameters": PARAMETERS,
-        "outcomes": ["hr_time_to_first_sre:denosumab_vs_zoledronic_acid", "proportion_with_sre:denosumab"],
-    }
+def test_two_workers_and_dask_give_the_same_indices_as_one(tmp_path, capsys):
+    """Loky with 1 and 2 workers, and ``vtrial sensitivity --backend dask`` (a local cluster of 2):
+    the same ``sensitivity.csv`` and ``samples.csv``, byte for byte. Slow because the worker
+    processes start (import vtrial) on a loaded machine: ~9 s for loky, ~12 s for dask."""
+    pytest.importorskip("dask.distributed")
+    outcomes = ["hr_time_to_first_sre:denosumab_vs_zoledronic_acid", "proportion_with_sre:denosumab"]
+    options = {"method": "morris", "samples": 2, "parameters": PARAMETERS, "outcomes": outcomes}
     one, table = run_sensitivity(tiny_protocol(), tmp_path / "one", jobs=1, **options)
     two, again = run_sensitivity(tiny_protocol(), tmp_path / "two", jobs=2, **options)
     pd.testing.assert_frame_equal(again, table, check_exact=True)
-    assert (two / "samples.csv").read_bytes() == (one / "samples.csv").read_bytes()
+    protocol = tmp_path / "sens.toml"
+    protocol.write_text(protocol_to_toml(tiny_protocol()))
+    flags = [
+        f"--{name}={value}" for name, values in (("parameter", PARAMETERS), ("outcome", outcomes)) for value in values
+    ]
+    code, _, err = run_main(
+        capsys,
+        "sensitivity",
+        str(protocol),
+        "--samples",
+        "2",
+        *flags,
+        "--jobs",
+        "2",
+        "--backend",
+        "dask",
+        "--out",
+        str(tmp_path / "dask"),
+        "--quiet",
+    )
+    assert code == 0, err
+    assert json.loads((tmp_path / "dask" / "manifest.json").read_text())["backend"] == "dask"
+    for folder in (two, tmp_path / "dask"):
+        for name in ("sensitivity.csv", "samples.csv"):
+            assert (folder / name).read_bytes() == (one / name).read_bytes(), (folder.name, name)
 
 
 @pytest.mark.parametrize(

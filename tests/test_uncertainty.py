@@ -432,6 +432,26 @@ def test_run_with_three_draws_writes_the_block_and_the_report_section(tmp_path, 
     assert (out / "summary.json").read_text() == before
 
 
+@pytest.mark.slow  # about 40 s on the shared machine: a dask cluster for the run, another for the draws
+def test_the_uncertainty_block_is_the_same_on_loky_and_on_dask(tmp_path, small, capsys, monkeypatch):
+    """`vtrial run --parameter-draws 2` with one loky worker and with `--backend dask` (a local
+    cluster of 2 for the run, then for the draws): the same ``uncertainty`` block and draws."""
+    pytest.importorskip("dask.distributed")
+    monkeypatch.setattr(ensemble_module, "DRAWS_CSV", _ensemble(tmp_path))
+    blocks = []
+    for name, flags in (("loky", ["--jobs", "1"]), ("dask", ["--jobs", "2", "--backend", "dask"])):
+        out = tmp_path / name
+        code, _, err = run_main(
+            capsys, "run", str(small), "--out", str(out), "--parameter-draws", "2", *flags, "--quiet"
+        )
+        assert code == 0, err
+        assert json.loads((out / "manifest.json").read_text())["backend"] == name
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["uncertainty"]["parameter_draws"] == 2
+        blocks.append((summary["uncertainty"], (out / "parameter-draws.json").read_bytes()))
+    assert blocks[0] == blocks[1]
+
+
 @pytest.mark.parametrize(
     ("draws", "message"),
     [

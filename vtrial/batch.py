@@ -33,7 +33,7 @@ from vtrial.engine import (
     DEFAULT_BLOCK_SIZE,
     check_options,
     dependency_versions,
-    local_workers,
+    joblib_workers,
     plan_tasks,
     resolve_jobs,
     simulate_block,
@@ -462,6 +462,8 @@ def run_batch(
     *,
     replicates: int = 100,
     jobs: int | None = None,
+    backend: str = "loky",
+    scheduler: str | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
     alpha: float = 0.05,
     non_inferiority_hr: float | None = None,
@@ -479,13 +481,15 @@ def run_batch(
     curve of a search), the resolved protocols and a manifest. With ``target_power`` (one
     protocol) the trial size is searched (:func:`search_sample_size`, :func:`decision_power`),
     every size with the same ``replicates`` replicate seeds, up to :data:`SEARCH_SPAN` times the
-    protocol's size, and ``sample_size.json`` is written.
+    protocol's size, and ``sample_size.json`` is written. The replicates run on ``backend``
+    (``loky``, or ``dask`` on ``scheduler`` or a local cluster; :func:`vtrial.engine.joblib_workers`),
+    which, like ``jobs``, does not change the result.
     Returns the folder and the summary. ``force`` replaces only a batch folder or an empty one,
     never a folder holding one of ``inputs`` (the protocol files); the folder is locked against
     other vtrial processes for the whole batch (:func:`vtrial.store.owning`).
     """
     check_batch_options(replicates, alpha, non_inferiority_hr, non_inferiority_rd, target_power, len(protocols))
-    check_options(jobs=jobs, block_size=block_size, out=out)
+    check_options(jobs=jobs, backend=backend, scheduler=scheduler, block_size=block_size, out=out)
     check_distinct_names(protocols)
     jobs = resolve_jobs(jobs, len(protocols) * replicates)
     out = Path(out) if out is not None else default_batch_dir(protocols)
@@ -497,7 +501,7 @@ def run_batch(
         with writing(partial):
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
-        with local_workers(jobs):
+        with joblib_workers(backend, scheduler, jobs):
             if target_power is None:
                 rows = _simulate_rows(protocols, replicates, block_size, on_progress)
             else:
@@ -535,6 +539,8 @@ def run_batch(
         manifest = {
             "replicates": replicates,
             "jobs": jobs,
+            "backend": backend,
+            "scheduler": scheduler,
             "block_size": block_size,
             "alpha": alpha,
             "non_inferiority_hr": non_inferiority_hr,

@@ -146,6 +146,18 @@ def _progress(quiet: bool, label: str) -> ProgressBar:
     return ProgressBar(label, enabled=not quiet)
 
 
+def _backend_option() -> Any:
+    """``--backend``, the same option on every command that runs trials in parallel."""
+    return typer.Option("loky", "--backend", help="Where tasks run: loky (this machine) or dask.")
+
+
+def _scheduler_option() -> Any:
+    """``--scheduler``, the same option on every command that has ``--backend``."""
+    return typer.Option(
+        None, "--scheduler", help="Address of a dask scheduler (with --backend dask; default: a local cluster)."
+    )
+
+
 @app.command()
 def run(
     protocol: str = typer.Argument(..., help="Protocol file (.toml, .yaml)."),
@@ -155,10 +167,8 @@ def run(
     jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all cores)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run folder (or an empty folder)."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run from its finished blocks."),
-    backend: str = typer.Option("loky", "--backend", help="Where tasks run: loky (this machine) or dask."),
-    scheduler: str | None = typer.Option(
-        None, "--scheduler", help="Address of a dask scheduler (with --backend dask; default: a local cluster)."
-    ),
+    backend: str = _backend_option(),
+    scheduler: str | None = _scheduler_option(),
     block_size: int = typer.Option(4096, "--block-size", help="Patients per block (memory per task)."),
     replicate: int = typer.Option(0, "--replicate", help="Replicate index: the same trial as `vtrial batch` row R."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -201,6 +211,8 @@ def batch(
     protocols: list[str] = typer.Argument(..., help="Protocol files to replicate.", metavar="PROTOCOL..."),
     replicates: int = typer.Option(100, "--replicates", help="Replicate trials per protocol (independent seeds)."),
     jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all cores)."),
+    backend: str = _backend_option(),
+    scheduler: str | None = _scheduler_option(),
     out: str | None = typer.Option(None, "--out", help="Batch folder (default outputs/<trial.name>-batch)."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level for power."),
     patients: int | None = typer.Option(None, "--patients", help="Patients per trial (overrides trial.patients)."),
@@ -233,6 +245,8 @@ def batch(
             out,
             replicates=replicates,
             jobs=jobs,
+            backend=backend,
+            scheduler=scheduler,
             alpha=alpha,
             non_inferiority_hr=non_inferiority_hr,
             non_inferiority_rd=non_inferiority_rd,
@@ -272,6 +286,8 @@ def sensitivity(
     ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides trial.seed)."),
     jobs: int | None = typer.Option(None, "--jobs", help="Parallel workers (default: all cores)."),
+    backend: str = _backend_option(),
+    scheduler: str | None = _scheduler_option(),
     out: str | None = typer.Option(None, "--out", help="Folder (default outputs/<trial.name>-sensitivity)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing sensitivity folder (or an empty folder)."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted analysis from its finished samples."),
@@ -290,6 +306,8 @@ def sensitivity(
             outcomes=outcome,
             parameters=parameter,
             jobs=jobs,
+            backend=backend,
+            scheduler=scheduler,
             force=force,
             resume=resume,
             inputs=(protocol,),

@@ -19,6 +19,7 @@ import threading
 import time
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from importlib.metadata import PackageNotFoundError, version
@@ -260,8 +261,7 @@ def check_options(
             field="--replicate",
             fix="pass --replicate 0 (the default) or another non-negative index",
         )
-    if backend not in BACKENDS:
-        raise UserInputError(f"unknown backend {backend!r}", field="--backend", fix=f"use one of {', '.join(BACKENDS)}")
+    check_backend(backend)
     if scheduler is not None:
         if backend != "dask":
             raise UserInputError(
@@ -274,6 +274,12 @@ def check_options(
         _dask_distributed()
     if out is not None:
         check_out_path(Path(out))
+
+
+def check_backend(backend: str) -> None:
+    """Refuse a backend that is not one of :data:`BACKENDS`."""
+    if backend not in BACKENDS:
+        raise UserInputError(f"unknown backend {backend!r}", field="--backend", fix=f"use one of {', '.join(BACKENDS)}")
 
 
 def check_out_path(out: Path) -> None:
@@ -403,6 +409,28 @@ class _Cluster:
             self.cluster.close()
 
 
+@contextmanager
+def joblib_workers(backend: str, scheduler: str | None, jobs: int) -> Iterator[None]:
+    """The joblib configuration of every parallel command: where its ``Parallel`` calls run.
+
+    ``loky``: ``jobs`` processes on this machine (:func:`local_workers`). ``dask``: the cluster
+    at ``scheduler``, or a local cluster of ``jobs`` single-threaded worker processes, closed on
+    exit. One place for the backend logic of ``run``, ``batch``, ``sensitivity`` and the
+    parameter draws; results do not depend on it (streams are keyed to patients).
+    """
+    check_backend(backend)
+    if backend == "loky":
+        with local_workers(jobs):
+            yield
+        return
+    cluster = _Cluster(scheduler, jobs)
+    try:
+        with parallel_config(backend="dask", n_jobs=-1):
+            yield
+    finally:
+        cluster.close()
+
+
 @typing.overload
 def execute(
     protocol: Protocol,
@@ -447,15 +475,13 @@ def execute(
     and has ended when the last task is yielded; it is not run when the tasks run in this
     process, where it would compete with them.
     """
-    if backend not in BACKENDS:
-        raise UserInputError(f"unknown backend {backend!r}", field="--backend", fix=f"use one of {', '.join(BACKENDS)}")
+    check_backend(backend)
     if not tasks:
         return
     jobs = workers(protocol, tasks, jobs, backend)
     helper = None if prepare is None or jobs == 1 else _Helper(prepare)
-    cluster = _Cluster(scheduler, jobs) if backend == "dask" else None
     try:
-        with local_workers(jobs) if cluster is None else parallel_config(backend="dask", n_jobs=-1):
+        with joblib_workers(backend, scheduler, jobs):
             runner = Parallel(return_as="generator_unordered", batch_size=1, pre_dispatch="2*n_jobs")
             results = runner(delayed(run or _run_task)(protocol, streams, t) for t in tasks)
             if helper is not None:
@@ -469,8 +495,6 @@ def execute(
     finally:
         if helper is not None:
             helper.join()
-        if cluster is not None:
-            cluster.close()
 
 
 class _Helper:

@@ -7,9 +7,10 @@ SALib draws the design (Morris trajectories or Saltelli/Sobol' points, seeded wi
 protocol's seed) and computes the indices; vtrial only runs the samples. Every sample is the
 protocol's trial (its seed, replicate 0: the same virtual patients, common random numbers across
 samples) under that sample's parameter values, so an outcome changes between samples only
-through the parameters. Samples run in parallel (one joblib task each) and are collected in
-order, so the result does not depend on ``--jobs``. Each finished sample is kept in the partial
-folder, so an interrupted analysis resumes (``--resume``) without running it again.
+through the parameters. Samples run in parallel (one joblib task each, on loky or dask) and are
+collected in order, so the result does not depend on ``--jobs`` or the backend. Each finished
+sample is kept in the partial folder, so an interrupted analysis resumes (``--resume``) without
+running it again.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from vtrial.batch import simulate_tables
 from vtrial.engine import (
     check_options,
     dependency_versions,
-    local_workers,
+    joblib_workers,
     protocol_fingerprint,
     resolve_jobs,
 )
@@ -237,6 +238,8 @@ def run_sensitivity(
     outcomes: Sequence[str] | None = None,
     parameters: Sequence[str] | None = None,
     jobs: int | None = None,
+    backend: str = "loky",
+    scheduler: str | None = None,
     force: bool = False,
     resume: bool = False,
     inputs: Iterable[str | Path] = (),
@@ -247,7 +250,9 @@ def run_sensitivity(
     The folder holds ``sensitivity.csv`` (one row per parameter and outcome: its sampling
     distribution and the method's indices), ``samples.csv`` (the design and every outcome of
     every sample), ``sensitivity.html`` (a tornado plot per outcome), the resolved protocol and
-    a manifest. Returns the folder and the table of indices.
+    a manifest. Returns the folder and the table of indices. The samples run on ``backend``
+    (``loky``, or ``dask`` on ``scheduler`` or a local cluster; :func:`vtrial.engine.joblib_workers`),
+    which, like ``jobs``, does not change the result.
     """
     if method not in METHODS:
         raise UserInputError(f"unknown method {method!r}", field="--method", fix="use --method morris or sobol")
@@ -263,7 +268,7 @@ def run_sensitivity(
             field="--samples",
             fix=f"pass --samples {1 << samples.bit_length()} (or {1 << (samples.bit_length() - 1)})",
         )
-    check_options(jobs=jobs, out=out)
+    check_options(jobs=jobs, backend=backend, scheduler=scheduler, out=out)
     outcomes = list(outcomes) if outcomes else default_outcomes(protocol)
     for outcome in outcomes:
         parse_outcome(protocol, outcome)
@@ -293,7 +298,7 @@ def run_sensitivity(
         if on_progress:
             on_progress(len(done), len(x))
         jobs = resolve_jobs(jobs, max(len(todo), 1))
-        with local_workers(jobs):
+        with joblib_workers(backend, scheduler, jobs):
             runner = Parallel(return_as="generator", batch_size=1, pre_dispatch="2*n_jobs")
             results = runner(delayed(_sample_task)(protocol, names, x[i], outcomes) for i in todo)
             try:
@@ -330,6 +335,8 @@ def run_sensitivity(
                 "patients": protocol.trial.patients,
                 "seed": seed,
                 "jobs": jobs,
+                "backend": backend,
+                "scheduler": scheduler,
                 "outcomes": outcomes,
                 "parameters": names,
                 "dependencies": dependency_versions(),
