@@ -28,6 +28,7 @@ from conftest import two_arm_protocol
 from vtrial import cli
 from vtrial.engine import run_trial
 from vtrial.protocol import load_protocol
+from vtrial.store import atomic_write_bytes
 
 PROTOCOL = two_arm_protocol("fault", 120)
 #: 120 patients in blocks of 10 under 2 arms: 24 tasks (12 per arm after 1:1 randomisation).
@@ -138,6 +139,42 @@ def test_sigint_after_a_block_then_resume_is_byte_identical(protocol_file, refer
 def test_signal_at_any_moment_then_resume_is_byte_identical(protocol_file, reference, tmp_path, signum, moment):
     out = interrupt_and_resume(protocol_file, tmp_path, signum, moment, "2")
     assert tables(out) == reference
+
+
+def test_an_interrupt_as_the_temporary_file_is_created_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Ctrl-C landing between the creation of the temporary file and the write is cleaned up.
+
+    The signal tests found a ``.patients-...parquet.*.tmp`` left by an interrupt that arrived
+    inside ``tempfile.mkstemp``, after the file was created but before its name was known.
+    """
+    opened = os.open
+
+    def open_then_interrupt(path, flags, *args, **kwargs):
+        fd = opened(path, flags, *args, **kwargs)
+        os.close(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(tmp_path / "part.parquet", b"data")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_raised_while_handling_an_interrupt_is_an_interruption(monkeypatch, capsys):
+    """A library failing while it stops (loky joining a manager thread that a SIGTERM kept from
+    starting) is the interrupt's consequence: exit 130 and the resume hint, no traceback."""
+
+    def interrupted_then_broken(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("cannot join thread before it is started") from None
+
+    monkeypatch.setattr(cli, "app", interrupted_then_broken)
+    assert run_main(["run", "x.toml"]) == cli.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "--resume" in err and "Traceback" not in err and "internal error" not in err
 
 
 # --------------------------------------------------------------------------------------------

@@ -491,6 +491,20 @@ def _redeliver_interrupt(unraisable: sys.UnraisableHookArgs) -> None:
     sys.__unraisablehook__(unraisable)
 
 
+def _raised_by_interrupt(error: BaseException) -> bool:
+    """Whether ``error`` was raised while an interrupt was being handled (one is in its context chain).
+
+    A library can fail while it stops for Ctrl-C or SIGTERM (loky joining a manager thread that the
+    signal kept from starting): that failure is the interrupt's consequence, not an internal error.
+    """
+    context = error.__context__
+    while context is not None:
+        if isinstance(context, KeyboardInterrupt):
+            return True
+        context = context.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, map errors to exit codes, never show a user a traceback."""
     signal.signal(signal.SIGTERM, _interrupt)
@@ -504,7 +518,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:  # Ctrl-C where click, not typer, sees it
         code = EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 - the one place every error becomes an exit code
-        code = exit_code(error)
+        code = EXIT_INTERRUPTED if _raised_by_interrupt(error) else exit_code(error)
     if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C (and our SIGTERM) into exit code 130
         typer.echo(
             "interrupted: no output folder was written; an interrupted run keeps its finished "

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,10 +35,6 @@ STATE = "state.json"
 #: File name of a part (see :func:`part_path`).
 PART_NAME = re.compile(rf"(?P<kind>{'|'.join(TABLES)})-a(?P<arm>\d+)-b(?P<block>\d+)\.parquet")
 
-#: The process's umask (read once): atomic writes get the mode an ordinary ``open`` would give.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
 
 @contextmanager
 def writing(path: Path) -> Iterator[None]:
@@ -58,16 +53,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
     with writing(path):
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # the name is chosen before the file exists, so an interrupt (Ctrl-C, SIGTERM) landing
+        # anywhere after its creation, even before ``open`` returns, finds it and removes it
+        tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
         try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the mode of an ordinary open
             with os.fdopen(fd, "wb") as fh:
-                os.fchmod(fh.fileno(), 0o666 & ~_UMASK)  # mkstemp creates files readable by the owner only
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
 
 
