@@ -236,7 +236,10 @@ def test_kaplan_meier_equals_lifelines_bit_for_bit(case):
     np.testing.assert_array_equal(np.column_stack([ours.low, ours.high]), reference.confidence_interval_.to_numpy())
     np.testing.assert_array_equal(ours.at_risk, reference.event_table["at_risk"].to_numpy())
     np.testing.assert_array_equal(ours.observed, reference.event_table["observed"].to_numpy())
-    expected = [reference.median_survival_time_, *median_survival_times(reference.confidence_interval_).to_numpy().ravel()]
+    expected = [
+        reference.median_survival_time_,
+        *median_survival_times(reference.confidence_interval_).to_numpy().ravel(),
+    ]
     assert median_with_ci(ours) == tuple(None if math.isinf(v) else v / 30.4375 for v in expected)
     for tau in (100.0, 365.0, float(np.sort(t)[250]), 5000.0):
         assert rmst(ours, tau)[0] == restricted_mean_survival_time(reference, t=tau)
