@@ -11,10 +11,17 @@ import pytest
 from lifelines import AalenJohansenFitter, CoxPHFitter, KaplanMeierFitter
 from lifelines.datasets import load_waltons
 from lifelines.statistics import multivariate_logrank_test
+from lifelines.utils import median_survival_times, restricted_mean_survival_time
 from scipy import stats
 
 from vtrial.analysis import cox_comparison, summarise, summarise_run, to_json, write_summary
-from vtrial.analysis.proportions import clopper_pearson, fisher_p_value, newcombe_difference, poisson_rate_ci
+from vtrial.analysis.proportions import (
+    clopper_pearson,
+    fisher_p_value,
+    newcombe_difference,
+    poisson_rate_ci,
+    wilson_interval,
+)
 from vtrial.analysis.summary import marker_summary, paired_view, radiotherapy_retreatment
 from vtrial.analysis.survival import (
     DEATH,
@@ -130,6 +137,41 @@ def test_clopper_pearson_matches_beta_quantiles():
     assert clopper_pearson(0, 50)[0] == 0.0
 
 
+@pytest.mark.parametrize(("k", "n"), [(0, 1), (1, 1), (0, 50), (3, 50), (50, 50), (1, 1023), (512, 1023), (1022, 1023)])
+def test_proportion_intervals_equal_scipy_binomtest(k, n):
+    # scipy.stats.binomtest finds the exact bounds by bisection to an xtol of 2e-12; ours are the
+    # beta quantiles themselves: the binomial tails at them are a/2 = 0.025 (to 1e-12).
+    exact = stats.binomtest(k, n).proportion_ci(method="exact")
+    low, high = clopper_pearson(k, n)
+    assert low == pytest.approx(exact.low, abs=2e-12) and high == pytest.approx(exact.high, abs=2e-12)
+    if k > 0:
+        assert stats.binom.sf(k - 1, n, low) == pytest.approx(0.025, rel=1e-12)
+    if k < n:
+        assert stats.binom.cdf(k, n, high) == pytest.approx(0.025, rel=1e-12)
+    wilson = stats.binomtest(k, n).proportion_ci(method="wilson")
+    assert wilson_interval(k, n) == (wilson.low, wilson.high)
+
+
+@pytest.mark.parametrize(("count", "exposure"), [(0, 2.0), (1, 1.0), (10, 5.0), (4116, 1234.5)])
+def test_poisson_rate_ci_equals_scipy_chi2_quantiles(count, exposure):
+    alpha = 1 - 0.95  # 0.05000000000000004, as poisson_rate_ci computes it
+    rate, low, high = poisson_rate_ci(count, exposure)
+    assert low == (stats.chi2.ppf(alpha / 2, 2 * count) / 2 / exposure if count else 0.0)
+    assert high == stats.chi2.ppf(1 - alpha / 2, 2 * count + 2) / 2 / exposure
+
+
+def test_fisher_p_value_equals_scipy_fisher_exact():
+    # margins from 1 to 2,000 patients, p-values from 1 down to ~1e-200; symmetric tables (ties of
+    # the observed probability) included
+    rng = np.random.default_rng(5)
+    tables = [(3, 4, 1, 4), (0, 10, 0, 10), (5, 5, 0, 5), (0, 1, 1, 1), (2, 5, 3, 5), (5, 5, 7, 7)]
+    for n1, n0 in ((1, 1), (7, 3), (50, 70), (1023, 1023), (2000, 1500)):
+        tables += [(int(a), n1, int(b), n0) for a, b in zip(rng.integers(0, n1 + 1, 12), rng.integers(0, n0 + 1, 12))]
+    for k1, n1, k0, n0 in tables:
+        reference = stats.fisher_exact([[k1, n1 - k1], [k0, n0 - k0]]).pvalue
+        assert fisher_p_value(k1, n1, k0, n0) == pytest.approx(reference, rel=5e-14), (k1, n1, k0, n0)
+
+
 def test_newcombe_difference_matches_newcombe_1998_example():
     # Newcombe (1998) Stat Med 17:873, example 56/70 vs 48/80, method 10: 0.0524 to 0.3339.
     d, low, high = newcombe_difference(56, 70, 48, 80)
@@ -150,7 +192,7 @@ def test_rmst_against_survrm2_on_waltons():
     # RMST 9.7941, variance 0.0152, SE 0.123.
     waltons = load_waltons()
     group = waltons[waltons["group"] == "miR-137"]
-    mean, variance = rmst(KaplanMeierFitter().fit(group["T"], group["E"]), 10.0)
+    mean, variance = rmst(kaplan_meier(group["T"], group["E"], "miR-137"), 10.0)
     assert mean == pytest.approx(9.7941, abs=1e-4)
     assert variance == pytest.approx(0.0152, abs=5e-5)
     assert math.sqrt(variance) == pytest.approx(0.123, abs=5e-4)
@@ -158,7 +200,7 @@ def test_rmst_against_survrm2_on_waltons():
 
 def test_rmst_against_a_hand_computed_step_integral():
     # Deaths at 1, 2, 3, 4 of 4 patients, tau = 3.5: S = 1, .75, .5, .25 on the unit steps.
-    mean, variance = rmst(KaplanMeierFitter().fit([1, 2, 3, 4], [1, 1, 1, 1]), 3.5)
+    mean, variance = rmst(kaplan_meier(np.array([1.0, 2, 3, 4]), np.ones(4, bool), "arm"), 3.5)
     assert mean == pytest.approx(1 + 0.75 + 0.5 + 0.25 * 0.5)
     # Greenwood: sum A_j^2 d_j / (n_j (n_j - d_j)), A_j = area from t_j to tau.
     expected = 1.375**2 / (4 * 3) + 0.625**2 / (3 * 2) + 0.125**2 / (2 * 1)
@@ -172,6 +214,40 @@ def test_km_median_equals_lifelines():
     median, low, high = median_with_ci(kaplan_meier(t, e, "arm"))
     assert median == pytest.approx(direct.median_survival_time_ / 30.4375)
     assert low < median < high
+
+
+@pytest.mark.parametrize("case", ["continuous", "tied days", "first at 0", "ends with an event", "all censored"])
+def test_kaplan_meier_equals_lifelines_bit_for_bit(case):
+    # survival, log-log band, median and its CI, RMST, values at given times: lifelines' numbers exactly
+    rng = np.random.default_rng(7)
+    t, e = rng.exponential(300, 500), rng.random(500) < 0.8
+    if case == "tied days":
+        t = np.ceil(t / 7) * 7
+    elif case == "first at 0":
+        t[:5] = 0.0
+    elif case == "ends with an event":
+        t[np.argmax(t)], e[np.argmax(t)] = t.max(), True
+    elif case == "all censored":
+        e[:] = False
+    reference = KaplanMeierFitter(alpha=0.05).fit(t, e)
+    ours = kaplan_meier(t, e, "arm")
+    np.testing.assert_array_equal(ours.times, reference.survival_function_.index.to_numpy())
+    np.testing.assert_array_equal(ours.survival, reference.survival_function_.iloc[:, 0].to_numpy())
+    np.testing.assert_array_equal(np.column_stack([ours.low, ours.high]), reference.confidence_interval_.to_numpy())
+    np.testing.assert_array_equal(ours.at_risk, reference.event_table["at_risk"].to_numpy())
+    np.testing.assert_array_equal(ours.observed, reference.event_table["observed"].to_numpy())
+    expected = [
+        reference.median_survival_time_,
+        *median_survival_times(reference.confidence_interval_).to_numpy().ravel(),
+    ]
+    assert median_with_ci(ours) == tuple(None if math.isinf(v) else v / 30.4375 for v in expected)
+    for tau in (100.0, 365.0, float(np.sort(t)[250]), 5000.0):
+        assert rmst(ours, tau)[0] == restricted_mean_survival_time(reference, t=tau)
+    grid = np.linspace(0, 1500, 600)
+    on_grid = KaplanMeierFitter(alpha=0.05).fit(t, e, timeline=grid)
+    np.testing.assert_array_equal(ours.at(grid), on_grid.survival_function_.iloc[:, 0].to_numpy())
+    np.testing.assert_array_equal(ours.band_at(grid), on_grid.confidence_interval_.to_numpy())
+    np.testing.assert_array_equal(ours.at(t[:50]), reference.survival_function_at_times(t[:50]).to_numpy())
 
 
 @pytest.mark.parametrize(("n", "groups"), [(60, 2), (3000, 3), (2000, 5)])

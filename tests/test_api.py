@@ -5,6 +5,7 @@ from __future__ import annotations
 import filecmp
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,6 +44,22 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_run_path_does_not_import_lifelines_or_scipy_stats(tmp_path) -> None:
+    """Simulating, analysing and reporting a run needs neither lifelines nor scipy.stats/optimize (~1.5 s of imports)."""
+    code = (
+        "import sys, vtrial, numpy as np\n"
+        "trial = vtrial.simulate(vtrial.load_protocol(sys.argv[1]), patients=60, seed=1)\n"
+        "trial.save(sys.argv[2])\n"
+        "from vtrial.report import report_run\n"
+        "report_run(sys.argv[2])\n"
+        "print(sorted(m for m in ('lifelines', 'scipy.stats', 'scipy.optimize') if m in sys.modules))"
+    )
+    protocol = Path(__file__).parent.parent / "protocols" / "breast.toml"
+    args = [sys.executable, "-c", code, str(protocol), str(tmp_path / "run")]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
 
 
 def test_load_protocol_from_dict_equals_file(protocol_file) -> None:

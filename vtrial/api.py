@@ -162,7 +162,7 @@ def _stage(progress: Progress | None, name: str) -> AbstractContextManager[None]
 
 
 def _import_report() -> None:
-    """Import the analysis and report stack (pandas, lifelines, scipy.stats, matplotlib; ~1-2 s) the run's last step needs.
+    """Import the analysis and report stack (pandas, pyarrow, matplotlib, jinja2; ~1 s) the run's last step needs.
 
     Run while the workers simulate (``prepare`` of :func:`vtrial.engine.run_trial`): pandas too
     is imported only here, not by this module, so that it is not imported before the simulation.
@@ -332,16 +332,21 @@ class Trial:
         Returns
         -------
         dict of str to lifelines.KaplanMeierFitter
-            One fit per arm that has patients, labelled with the arm's name.
+            One fit per arm that has patients, labelled with the arm's name (lifelines' objects,
+            for their methods and plots; the summary's own fits are
+            :func:`vtrial.analysis.survival.kaplan_meier`, the same estimates).
         """
-        from vtrial.analysis.survival import endpoint as endpoint_data, kaplan_meier
+        from lifelines import KaplanMeierFitter
+
+        from vtrial.analysis.proportions import CONFIDENCE
+        from vtrial.analysis.survival import endpoint as endpoint_data
         from vtrial.vocabulary import DAYS_PER_MONTH
 
         name = _endpoint_name(endpoint)
         fits = {}
         for arm, rows in self._by_arm():
             durations, events = endpoint_data(rows, name)
-            fits[arm] = kaplan_meier(durations / DAYS_PER_MONTH, events, arm)
+            fits[arm] = KaplanMeierFitter(alpha=1 - CONFIDENCE, label=arm).fit(durations / DAYS_PER_MONTH, events)
         return fits
 
     def cumulative_incidence(self) -> dict[str, pd.Series]:

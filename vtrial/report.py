@@ -218,15 +218,14 @@ def kaplan_meier_figure(patients: pd.DataFrame, summary: Mapping, brief: Mapping
             durations, events = endpoint(patients[patients["arm"] == arm], name)
             months = np.minimum(durations / DAYS_PER_MONTH, horizon)
             grid = _arm_grid(months, horizon)
-            kmf = kaplan_meier(months, events, arm, timeline=grid)
-            band = kmf.confidence_interval_.to_numpy()
+            kmf = kaplan_meier(months, events, arm)
             median = summary["arms"][arm][_ENDPOINT_MEDIANS[name]]
             text = "not reached" if median is None else f"{median:.1f} months"
             _step(
                 ax,
                 grid,
-                kmf.survival_function_.iloc[:, 0].to_numpy(),
-                band,
+                kmf.at(grid),
+                kmf.band_at(grid),
                 colour,
                 f"{labels[arm]} (median {text})",
                 len(drawn) <= MAX_BAND_ARMS,
@@ -237,7 +236,7 @@ def kaplan_meier_figure(patients: pd.DataFrame, summary: Mapping, brief: Mapping
             censored = censored[censored <= grid[-1]]
             ax.plot(
                 censored,
-                kmf.survival_function_at_times(censored).to_numpy(),
+                kmf.at(censored),
                 ls="none",
                 marker="|",
                 ms=5,

@@ -1,4 +1,7 @@
-"""Endpoints of a virtual trial with lifelines: from the run's tables to ``summary.json``.
+"""Endpoints of a virtual trial on numpy and scipy.special: from the run's tables to ``summary.json``.
+
+lifelines estimators, recomputed (``tests/test_analysis.py`` compares them with lifelines and
+scipy.stats), so that a run imports neither lifelines nor scipy.stats.
 
 - :mod:`~vtrial.analysis.proportions`: exact Poisson rates, Clopper–Pearson, Newcombe, Fisher;
 - :mod:`~vtrial.analysis.survival`: Kaplan–Meier, cumulative incidence, RMST, log-rank, Cox,

@@ -21,7 +21,7 @@ rate ratio) the two are equal and ``Phi`` is the usual normal approximation; for
 intervals (Clopper–Pearson, Garwood) and the Kaplan–Meier median's the split keeps the CI as
 ``Phi``'s 2.5/97.5 percentiles, so with every ``h_i = 0`` the prediction interval is the CI. An
 upper bound not reached (``None``) is an open upper tail. The percentiles of ``F`` are found by
-root finding (:func:`scipy.optimize.brentq`).
+root finding (:func:`scipy.optimize.brentq`, imported only when draws are summarised).
 
 Because the deviations are symmetric and ``Phi`` is unimodal, each tail of ``F`` holds at least
 the CI's 2.5% beyond the CI's bound (``Phi(q - h) + Phi(q + h) >= 2 Phi(q)`` beyond the mode),
@@ -38,7 +38,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import special
 
 from vtrial.analysis.proportions import CONFIDENCE
 
@@ -46,10 +46,10 @@ from vtrial.analysis.proportions import CONFIDENCE
 #: probability scale of proportions (where each draw's component keeps its Clopper–Pearson bounds).
 LOG, IDENTITY = "log", "identity"
 #: The standard normal quantile of the CIs' two-sided level (1.96 for 95%; lifelines' Wald intervals use it).
-Z_CI = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
+Z_CI = float(special.ndtri(0.5 + CONFIDENCE / 2))
 #: Standard normal quantile so far in a component's tail that its remaining mass (1e-15) is below
 #: any percentile asked for: the edge of the search bracket.
-_Z_EDGE = float(stats.norm.isf(1e-15))
+_Z_EDGE = float(-special.ndtri(1e-15))
 
 
 def _to_scale(x: float | None, scale: str) -> float:
@@ -84,7 +84,7 @@ class Mixture:
         d = t - self.centre
         sd = np.where(d < 0, self.below, self.above)
         z = np.divide(d, sd, out=np.where(d >= 0, np.inf, -np.inf), where=sd > 0)
-        return float(np.mean(stats.norm.cdf(z)))
+        return float(np.mean(special.ndtr(z)))
 
     def quantile(self, p: float) -> float | None:
         """The ``p`` quantile of ``F`` on the scale ``g``; ``None`` when ``F`` never reaches ``p`` (open tails).
@@ -92,7 +92,7 @@ class Mixture:
         It lies between the smallest and the largest of the components' ``p`` quantiles, the
         bracket of the root search.
         """
-        z = float(stats.norm.ppf(p))
+        z = float(special.ndtri(p))
         sd = self.below if z < 0 else self.above
         with np.errstate(invalid="ignore"):  # 0 * inf of a component without spread on an open side
             own = self.centre + z * sd
@@ -107,7 +107,9 @@ class Mixture:
                 return None
         if high <= low or self.cdf(low) >= p:  # one point, or a point mass (no spread below an estimate) at low
             return low
-        return float(optimize.brentq(lambda t: self.cdf(t) - p, low, high, xtol=1e-13, rtol=4 * np.finfo(float).eps))
+        from scipy.optimize import brentq  # ~0.5 s to import: only runs with parameter draws need it
+
+        return float(brentq(lambda t: self.cdf(t) - p, low, high, xtol=1e-13, rtol=4 * np.finfo(float).eps))
 
 
 def prediction(

@@ -1,7 +1,9 @@
 """Survival estimators on the run's tables: Kaplan–Meier, cumulative incidence, RMST, log-rank,
-Cox and Andersen–Gill, built on lifelines.
+Cox and Andersen–Gill, on numpy.
 
-Two things are computed here rather than taken from lifelines, each for a stated reason:
+The Kaplan–Meier fit, its log-log band, median and RMST are lifelines' estimators computed from
+counts per time (:class:`KaplanMeier`; the same numbers, ``tests/test_analysis.py``) so that a run
+does not import lifelines and its stack (~0.7 s). Two things differ from lifelines on purpose:
 
 - the Aalen–Johansen cumulative incidence, because ``AalenJohansenFitter`` jitters tied times
   at random (and reseeds numpy's global generator) while the estimator itself is well defined
@@ -14,12 +16,11 @@ Two things are computed here rather than taken from lifelines, each for a stated
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from lifelines import KaplanMeierFitter
-from lifelines.utils import median_survival_times, restricted_mean_survival_time
-from scipy import stats
+from scipy import special
 
 from vtrial.analysis.cox import BinaryCoxFitter
 from vtrial.analysis.proportions import CONFIDENCE
@@ -60,27 +61,82 @@ def competing_risks(patients: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return durations, code
 
 
-def kaplan_meier(
-    durations: np.ndarray, events: np.ndarray, label: str, timeline: np.ndarray | None = None
-) -> KaplanMeierFitter:
+def _event_table(durations: np.ndarray, events: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Times of lifelines' event table (0, then each distinct duration), at risk ``n`` and events ``d`` at each."""
+    durations = np.asarray(durations, dtype=float)
+    times, at = np.unique(durations, return_inverse=True)
+    if times.size == 0 or times[0] > 0:  # lifelines' table starts at time 0
+        times, at = np.r_[0.0, times], at + 1
+    removed = np.bincount(at, minlength=times.size).astype(float)
+    d = np.bincount(at, weights=np.asarray(events, dtype=float), minlength=times.size)
+    n = durations.size - np.r_[0.0, np.cumsum(removed)[:-1]]
+    return times, n, d
+
+
+@dataclass(frozen=True)
+class KaplanMeier:
+    """Kaplan–Meier estimate with its 95% log-log (exponential Greenwood) pointwise band.
+
+    lifelines' ``KaplanMeierFitter`` on the same data gives the same arrays, bit for bit
+    (``tests/test_analysis.py``). Arrays are per time of the event table.
+    """
+
+    label: str
+    times: np.ndarray
+    at_risk: np.ndarray
+    observed: np.ndarray
+    survival: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    def at(self, t: np.ndarray | float) -> np.ndarray:
+        """Survival at ``t`` (right-continuous steps: the last time ``<= t``, as lifelines' ``predict``)."""
+        return self.survival[np.searchsorted(self.times, t, side="right") - 1]
+
+    def band_at(self, t: np.ndarray) -> np.ndarray:
+        """``[low, high]`` of the band at each ``t``, shape ``(len(t), 2)``."""
+        i = np.searchsorted(self.times, t, side="right") - 1
+        return np.column_stack([self.low[i], self.high[i]])
+
+
+def kaplan_meier(durations: np.ndarray, events: np.ndarray, label: str) -> KaplanMeier:
     """Kaplan–Meier fit with 95% log-log (Greenwood) pointwise confidence bands.
 
-    ``timeline`` evaluates the curve on a grid (for figures of large trials); estimates such as
-    the median use the full curve (no timeline).
+    As lifelines computes it: ``S = exp(cumsum(log(n - d) - log(n)))``, Greenwood's
+    ``cumsum(d / (n (n - d)))`` (0 where ``n == d``) and the band
+    ``exp(-exp(log(-log S) -/+ z sqrt(var) / log S))``, 1 where undefined (``S == 1``).
     """
-    return KaplanMeierFitter(alpha=1 - CONFIDENCE, label=label).fit(durations, events, timeline=timeline)
+    times, n, d = _event_table(durations, events)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        survival = np.exp(np.cumsum(np.log(n - d) - np.log(n)))
+        term = d / (n * (n - d))
+        variance = np.cumsum(np.where(np.isinf(term), 0.0, term))
+        v = np.log(survival)
+        spread = special.ndtri(1 - (1 - CONFIDENCE) / 2) * np.sqrt(variance) / v
+        low = np.exp(-np.exp(np.log(-v) - spread))
+        high = np.exp(-np.exp(np.log(-v) + spread))
+    return KaplanMeier(label, times, n, d, survival, np.nan_to_num(low, nan=1.0), np.nan_to_num(high, nan=1.0))
 
 
 def _none_if_infinite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def median_with_ci(kmf: KaplanMeierFitter) -> tuple[float | None, float | None, float | None]:
-    """Median survival and its 95% confidence interval in months; ``None`` where not reached."""
-    ci = median_survival_times(kmf.confidence_interval_).to_numpy().ravel()
-    median = kmf.median_survival_time_
-    low, high = float(ci[0]), float(ci[1])
-    return tuple(_none_if_infinite(v / DAYS_PER_MONTH) for v in (median, low, high))  # type: ignore[return-value]
+def _median_time(times: np.ndarray, curve: np.ndarray) -> float:
+    """First time the curve is at or below 0.5; infinite when it never is (lifelines' ``qth_survival_time``)."""
+    if curve[-1] > 0.5:
+        return math.inf
+    return float(times[np.searchsorted(-curve, -0.5)])
+
+
+def median_with_ci(kmf: KaplanMeier) -> tuple[float | None, float | None, float | None]:
+    """Median survival and its 95% confidence interval in months; ``None`` where not reached.
+
+    The interval is where the band's lower and upper curves reach 0.5 (lifelines'
+    ``median_survival_times(confidence_interval_)``).
+    """
+    values = (_median_time(kmf.times, c) for c in (kmf.survival, kmf.low, kmf.high))
+    return tuple(_none_if_infinite(v / DAYS_PER_MONTH) for v in values)  # type: ignore[return-value]
 
 
 def _aalen_johansen(durations: np.ndarray, code: np.ndarray, cause: int) -> pd.DataFrame:
@@ -91,14 +147,9 @@ def _aalen_johansen(durations: np.ndarray, code: np.ndarray, cause: int) -> pd.D
     (``exp(cumsum(log(n - d) - log(n)))``), from counts per time: the same numbers, bit for bit
     (``tests/test_analysis.py``), without lifelines' tables (~1 s per arm at 100,000 patients).
     """
-    durations, code = np.asarray(durations, dtype=float), np.asarray(code)
-    times, at = np.unique(durations, return_inverse=True)
-    if times.size == 0 or times[0] > 0:  # lifelines' table starts at time 0
-        times, at = np.r_[0.0, times], at + 1
-    removed = np.bincount(at, minlength=times.size).astype(float)
-    d = np.bincount(at, weights=(code != CENSORED).astype(float), minlength=times.size)
-    d1 = np.bincount(at, weights=(code == cause).astype(float), minlength=times.size)
-    n = durations.size - np.r_[0.0, np.cumsum(removed)[:-1]]
+    code = np.asarray(code)
+    times, n, d = _event_table(durations, code != CENSORED)
+    _, _, d1 = _event_table(durations, code == cause)
     with np.errstate(divide="ignore", invalid="ignore"):
         survival = np.exp(np.cumsum(np.log(n - d) - np.log(n)))
     s_before = np.r_[1.0, survival[:-1]]
@@ -151,7 +202,7 @@ def cumulative_incidence_band(durations: np.ndarray, code: np.ndarray, cause: in
         + np.cumsum(b)
         - 2 * (f * np.cumsum(c) - np.cumsum(c * f))
     )
-    z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
+    z = special.ndtri(0.5 + CONFIDENCE / 2)
     inside = (f > 0) & (f < 1)
     safe = np.where(inside, f, 0.5)
     se = np.sqrt(np.maximum(variance, 0.0)) / (safe * np.abs(np.log(safe)))
@@ -168,26 +219,28 @@ def value_at(step: pd.Series, t: float) -> float | None:
     return float(step.loc[:t].iloc[-1])
 
 
-def rmst(kmf: KaplanMeierFitter, tau: float) -> tuple[float, float]:
+def rmst(kmf: KaplanMeier, tau: float) -> tuple[float, float]:
     """Restricted mean survival time up to ``tau`` and its Greenwood-type variance.
 
-    ``Var = sum over event times t_j <= tau of A_j**2 d_j / (n_j (n_j - d_j))`` with
-    ``A_j`` the area under the Kaplan–Meier curve between ``t_j`` and ``tau``. A term with
-    ``n_j == d_j`` has ``A_j == 0`` (the curve is 0 afterwards) and contributes nothing.
+    The mean is the area under the step curve up to ``tau``, summed as lifelines'
+    ``restricted_mean_survival_time`` sums it. ``Var = sum over event times t_j <= tau of
+    A_j**2 d_j / (n_j (n_j - d_j))`` with ``A_j`` the area under the Kaplan–Meier curve between
+    ``t_j`` and ``tau``. A term with ``n_j == d_j`` has ``A_j == 0`` (the curve is 0 afterwards)
+    and contributes nothing.
 
     Returns
     -------
     mean, variance : float
         In the time unit of the fit.
     """
-    mean = float(restricted_mean_survival_time(kmf, t=tau))
-    sf = kmf.survival_function_.iloc[:, 0]
-    sf = sf[sf.index <= tau]
-    times = sf.index.to_numpy(dtype=float)
-    area_before = np.r_[0.0, np.cumsum(sf.to_numpy()[:-1] * np.diff(times))]
+    inside = kmf.times <= tau
+    times, sf = kmf.times[inside], kmf.survival[inside]
+    # lifelines: the curve up to tau, then (tau, S(tau)); widths times values, the last width 0
+    widths = np.diff(np.r_[times, tau])
+    mean = float(np.sum(np.r_[widths * sf, 0.0]))
+    area_before = np.r_[0.0, np.cumsum(sf[:-1] * np.diff(times))]
     remaining = mean - area_before
-    table = kmf.event_table.loc[sf.index]
-    d, n = table["observed"].to_numpy(dtype=float), table["at_risk"].to_numpy(dtype=float)
+    d, n = kmf.observed[inside], kmf.at_risk[inside]
     term = np.divide(remaining**2 * d, n * (n - d), out=np.zeros_like(d), where=(n > d) & (d > 0))
     return mean, float(term.sum())
 
@@ -196,7 +249,7 @@ def rmst(kmf: KaplanMeierFitter, tau: float) -> tuple[float, float]:
 RMST_KEYS: tuple[str, ...] = ("arm_months", "reference_months", "difference_months", "ci_low", "ci_high", "p_value")
 
 
-def rmst_difference(kmf: KaplanMeierFitter | None, kmf_reference: KaplanMeierFitter | None, tau: float) -> dict:
+def rmst_difference(kmf: KaplanMeier | None, kmf_reference: KaplanMeier | None, tau: float) -> dict:
     """Difference in RMST (arm minus reference) up to ``tau``, in months, with a Wald CI and p.
 
     The arms' variances add, which assumes independent arms (conservative under pairing). An
@@ -210,7 +263,7 @@ def rmst_difference(kmf: KaplanMeierFitter | None, kmf_reference: KaplanMeierFit
     m1, v1 = rmst(kmf, tau)
     m0, v0 = rmst(kmf_reference, tau)
     diff, se = m1 - m0, math.sqrt(v1 + v0)
-    z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
+    z = special.ndtri(0.5 + CONFIDENCE / 2)
     result = {
         "tau_months": tau_months,
         "arm_months": m1 / DAYS_PER_MONTH,
@@ -218,7 +271,7 @@ def rmst_difference(kmf: KaplanMeierFitter | None, kmf_reference: KaplanMeierFit
         "difference_months": diff / DAYS_PER_MONTH,
         "ci_low": (diff - z * se) / DAYS_PER_MONTH,
         "ci_high": (diff + z * se) / DAYS_PER_MONTH,
-        "p_value": float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else None,
+        "p_value": float(2 * special.ndtr(-abs(diff) / se)) if se > 0 else None,
     }
     if result["p_value"] is None:
         result["reason"] = "no event before the restriction time: the difference has no variance"
@@ -234,7 +287,7 @@ def logrank(durations: np.ndarray, events: np.ndarray, groups: np.ndarray) -> di
     if not np.any(events):
         return null_result(keys, "no events in any arm")
     statistic, df = logrank_statistic(durations, events, groups)
-    return {"test_statistic": statistic, "degrees_of_freedom": df, "p_value": float(stats.chi2.sf(statistic, df))}
+    return {"test_statistic": statistic, "degrees_of_freedom": df, "p_value": float(special.chdtrc(df, statistic))}
 
 
 def logrank_statistic(durations: np.ndarray, events: np.ndarray, groups: np.ndarray) -> tuple[float, int]:

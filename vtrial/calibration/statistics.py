@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from vtrial.analysis.proportions import clopper_pearson, poisson_rate_ci
-from vtrial.analysis.survival import DAYS_PER_MONTH, kaplan_meier, value_at
+from vtrial.analysis.survival import DAYS_PER_MONTH, kaplan_meier
 from vtrial.calibration.replicas import ArmData, Observation
 from vtrial.calibration.targets import Check
 from vtrial.model.markers import HYPOCALCAEMIA_GRADE_2_MMOL_L
@@ -183,10 +183,11 @@ def _survival(durations: np.ndarray, died: np.ndarray, months: float, check: Che
         return NOT_ESTIMABLE
     fit = kaplan_meier(durations, died, "survival")
     t = months * DAYS_PER_MONTH
-    ci = fit.confidence_interval_
+    if t > fit.times[-1]:  # past the last follow-up
+        return NOT_ESTIMABLE
     s = _scale(check)
-    values = (value_at(fit.survival_function_.iloc[:, 0], t), value_at(ci.iloc[:, 0], t), value_at(ci.iloc[:, 1], t))
-    return Estimate(*(None if v is None else s * v for v in values))
+    low, high = fit.band_at(np.array([t]))[0]
+    return Estimate(*(s * float(v) for v in (fit.at(t), low, high)))
 
 
 def survival_at(observations: Observations, check: Check) -> Estimate:
