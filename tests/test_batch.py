@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 from test_cli import run_main
 
+from vtrial import batch as batch_module
 from vtrial import cli
 from vtrial.analysis.survival import treatment_effect
 from vtrial.batch import (
@@ -291,3 +292,54 @@ def test_a_batch_gives_the_same_rows_on_one_worker_and_on_dask(batch_result, tmp
     for folder in (one, dask):
         for name in ("batch.csv", "batch_summary.json"):
             assert (folder / name).read_bytes() == (loky / name).read_bytes(), (folder.name, name)
+
+
+class Interrupt(Exception):
+    """Stands for Ctrl-C after some replicates."""
+
+
+def counting_replicates(monkeypatch) -> list[tuple[int, int]]:
+    """Record the ``(patients, replicate)`` of every replicate simulated (in this process: ``jobs=1``)."""
+    calls = []
+    real = batch_module._replicate_task
+
+    def task(protocol, replicate, block_size):
+        calls.append((protocol.trial.patients, replicate))
+        return real(protocol, replicate, block_size)
+
+    monkeypatch.setattr(batch_module, "_replicate_task", task)
+    return calls
+
+
+def test_an_interrupted_batch_resumes_byte_identically_without_rerunning_finished_replicates(
+    batch_result, tmp_path, monkeypatch
+):
+    """Interrupted after 2 of 3 replicates, resumed: the resumed batch simulates only replicate 2 and
+    writes the same ``batch.csv``/``batch_summary.json`` as the uninterrupted batch (the module's,
+    2 workers: results do not depend on the workers or block size)."""
+    whole, _ = batch_result
+    calls = counting_replicates(monkeypatch)
+
+    def stop_after_two(done: int, total: int) -> None:
+        if done == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_batch([small_protocol()], tmp_path / "b", replicates=3, jobs=1, on_progress=stop_after_two)
+    partial = tmp_path / ".b.partial"
+    assert sorted(p.name for p in (partial / "replicates").iterdir()) == ["batch-test-240-0.json", "batch-test-240-1.json"]
+    assert calls == [(240, 0), (240, 1)]
+    progress = []
+    folder, _ = run_batch(
+        [small_protocol()],
+        tmp_path / "b",
+        replicates=3,
+        jobs=1,
+        resume=True,
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
+    assert calls == [(240, 0), (240, 1), (240, 2)]
+    assert progress == [(2, 3), (3, 3)]
+    for name in ("batch.csv", "batch_summary.json"):
+        assert (folder / name).read_bytes() == (whole / name).read_bytes(), name
+    assert not partial.exists() and not (folder / "replicates").exists() and not (folder / "state.json").exists()
