@@ -244,7 +244,7 @@ def prepare_records(partial: Path, state: dict, resume: bool, command: str, reco
     if resume and previous is not None and previous != state:
         changed = sorted(k for k in state.keys() | previous.keys() if state.get(k) != previous.get(k))
         raise UserInputError(
-            f"the interrupted {command} in this folder was started with another {', '.join(changed)}",
+            f"the interrupted {command} in this folder was started with other settings; changed: {', '.join(changed)}",
             file=partial,
             field=", ".join(changed),
             fix="resume with the same protocol and options, or start again without --resume",
