@@ -509,8 +509,8 @@ def main(argv: list[str] | None = None) -> None:
         code = exit_code(error)
     if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C (and our SIGTERM) into exit code 130
         typer.echo(
-            "interrupted: no output folder was written; an interrupted run keeps its finished "
-            "blocks: finish it with `vtrial run ... --resume`",
+            "interrupted: no output folder was written; an interrupted run, batch or sensitivity analysis "
+            "keeps what it finished: finish it with the same command and `--resume`",
             err=True,
         )
     sys.exit(code if isinstance(code, int) else EXIT_OK)
