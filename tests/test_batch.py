@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 from test_cli import run_main
 
+from vtrial import batch as batch_module
 from vtrial import cli
 from vtrial.analysis.survival import treatment_effect
 from vtrial.batch import (
@@ -291,3 +292,131 @@ def test_a_batch_gives_the_same_rows_on_one_worker_and_on_dask(batch_result, tmp
     for folder in (one, dask):
         for name in ("batch.csv", "batch_summary.json"):
             assert (folder / name).read_bytes() == (loky / name).read_bytes(), (folder.name, name)
+
+
+class Interrupt(Exception):
+    """Stands for Ctrl-C after some replicates."""
+
+
+def counting_replicates(monkeypatch) -> list[tuple[int, int]]:
+    """Record the ``(patients, replicate)`` of every replicate simulated (in this process: ``jobs=1``)."""
+    calls = []
+    real = batch_module._replicate_task
+
+    def task(protocol, replicate, block_size):
+        calls.append((protocol.trial.patients, replicate))
+        return real(protocol, replicate, block_size)
+
+    monkeypatch.setattr(batch_module, "_replicate_task", task)
+    return calls
+
+
+def test_an_interrupted_batch_resumes_byte_identically_without_rerunning_finished_replicates(
+    batch_result, tmp_path, monkeypatch
+):
+    """Interrupted after 2 of 3 replicates, resumed: the resumed batch simulates only replicate 2 and
+    writes the same ``batch.csv``/``batch_summary.json`` as the uninterrupted batch (the module's,
+    2 workers: results do not depend on the workers or block size)."""
+    whole, _ = batch_result
+    calls = counting_replicates(monkeypatch)
+
+    def stop_after_two(done: int, total: int) -> None:
+        if done == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_batch([small_protocol()], tmp_path / "b", replicates=3, jobs=1, on_progress=stop_after_two)
+    partial = tmp_path / ".b.partial"
+    assert sorted(p.name for p in (partial / "replicates").iterdir()) == [
+        "batch-test-240-0.json",
+        "batch-test-240-1.json",
+    ]
+    assert calls == [(240, 0), (240, 1)]
+    progress = []
+    folder, _ = run_batch(
+        [small_protocol()],
+        tmp_path / "b",
+        replicates=3,
+        jobs=1,
+        resume=True,
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
+    assert calls == [(240, 0), (240, 1), (240, 2)]
+    assert progress == [(2, 3), (3, 3)]
+    for name in ("batch.csv", "batch_summary.json"):
+        assert (folder / name).read_bytes() == (whole / name).read_bytes(), name
+    assert not partial.exists() and not (folder / "replicates").exists() and not (folder / "state.json").exists()
+
+
+def fake_replicates(monkeypatch) -> list[tuple[int, int]]:
+    """Replace the simulation of a replicate by hand-made rows: replicate ``r`` of a trial of ``n``
+    patients is significant (p 0.01, else 0.5) when ``n >= 100 (r + 1)``; record each call."""
+    calls = []
+
+    def task(protocol, replicate, block_size):
+        n = protocol.trial.patients
+        calls.append((n, replicate))
+        p = 0.01 if n >= 100 * (replicate + 1) else 0.5
+        row = replicate_table(p_value=[p]).to_dict("records")[0]
+        return [{**row, "trial": protocol.trial.name, "patients": n, "replicate": replicate, "seed": 31}]
+
+    monkeypatch.setattr(batch_module, "_replicate_task", task)
+    return calls
+
+
+def test_an_interrupted_sample_size_search_resumes_from_the_saved_rows(tmp_path, monkeypatch):
+    """4 replicates, target power 0.75 from 240 patients: power is 2/4 below 300 patients, 3/4 from 300
+    and 4/4 from 400, so the search evaluates 240 (0.5), 480 (1), 360 (0.75), 300 (0.75), 270 (0.5),
+    285 (0.5) and stops at 300 (285 - 270 <= 0.05 x 300). Interrupted after 10 replicates (during 360),
+    the resumed search runs the other 14 once each and writes the same ``sample_size.json``,
+    ``batch.csv`` and summary."""
+    calls = fake_replicates(monkeypatch)
+    whole, _ = run_batch([small_protocol()], tmp_path / "whole", replicates=4, jobs=1, target_power=0.75)
+    sizes = list(dict.fromkeys(n for n, _ in calls))
+    assert sizes == [240, 480, 360, 300, 270, 285] and len(calls) == 24
+    search = json.loads((whole / "sample_size.json").read_text())
+    assert search["patients"] == 300 and search["power"] == 0.75
+    calls.clear()
+    finished = []
+
+    def stop_after_ten(done: int, total: int) -> None:
+        if done:
+            finished.append(done)
+        if len(finished) == 10:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_batch(
+            [small_protocol()], tmp_path / "b", replicates=4, jobs=1, target_power=0.75, on_progress=stop_after_ten
+        )
+    assert calls == [(240, r) for r in range(4)] + [(480, r) for r in range(4)] + [(360, 0), (360, 1)]
+    calls.clear()
+    folder, _ = run_batch([small_protocol()], tmp_path / "b", replicates=4, jobs=1, target_power=0.75, resume=True)
+    assert calls == [(360, 2), (360, 3)] + [(n, r) for n in (300, 270, 285) for r in range(4)]
+    for name in ("sample_size.json", "batch.csv", "batch_summary.json"):
+        assert (folder / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_resuming_a_batch_with_another_protocol_exits_2_and_keeps_its_replicates(tmp_path, capsys, monkeypatch):
+    calls = fake_replicates(monkeypatch)
+    protocol = tmp_path / "batch-test.toml"
+    protocol.write_text(protocol_to_toml(small_protocol()))
+
+    def stop_after_one(done: int, total: int) -> None:
+        if done == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_batch([small_protocol()], tmp_path / "b", replicates=3, jobs=1, on_progress=stop_after_one)
+    base = ["batch", str(protocol), "--replicates", "3", "--jobs", "1", "--out", str(tmp_path / "b"), "--quiet"]
+    code, _, err = run_main(capsys, *base, "--seed", "32", "--resume")
+    assert code == cli.EXIT_USER
+    assert err == (
+        f"error: {tmp_path / '.b.partial'}: protocols: the interrupted batch in this folder was started with other "
+        "settings; changed: protocols Fix: resume with the same protocol and options, or start again without "
+        "--resume\n"
+    )
+    assert (tmp_path / ".b.partial" / "replicates" / "batch-test-240-0.json").is_file()
+    code, _, err = run_main(capsys, *base, "--resume")
+    assert code == 0, err
+    assert calls == [(240, 0), (240, 1), (240, 2)]

@@ -215,5 +215,10 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
 
     with pytest.raises(Interrupt):
         run_sensitivity(protocol, tmp_path / "s", jobs=1, samples=2, on_progress=stop, **options)
-    with pytest.raises(UserInputError, match="started with another protocol, method, sample size"):
+    with pytest.raises(UserInputError) as info:
         run_sensitivity(protocol, tmp_path / "s", jobs=1, samples=3, resume=True, **options)
+    assert str(info.value) == (
+        f"{tmp_path / '.s.partial'}: samples: the interrupted sensitivity analysis in this folder was started "
+        "with other settings; changed: samples Fix: resume with the same protocol and options, or start again "
+        "without --resume"
+    )

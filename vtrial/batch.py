@@ -14,7 +14,6 @@ median of each endpoint; a search finds the trial size reaching a target power
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 from joblib import Parallel, delayed
 from matplotlib.figure import Figure
 
+from vtrial import __version__
 from vtrial.analysis import cox_comparison
 from vtrial.analysis.proportions import newcombe_difference
 from vtrial.analysis.summary import rate_ratio_comparison
@@ -35,6 +35,7 @@ from vtrial.engine import (
     dependency_versions,
     joblib_workers,
     plan_tasks,
+    protocol_fingerprint,
     resolve_jobs,
     simulate_block,
 )
@@ -46,9 +47,10 @@ from vtrial.store import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    drop_records,
     finalise_folder,
     owning,
-    writing,
+    prepare_records,
 )
 from vtrial.streams import Streams
 
@@ -79,6 +81,8 @@ ROW_COLUMNS = (
     "os_ci_high",
     "os_p_value",
 )
+#: Subfolder of the partial folder holding each finished replicate's rows.
+REPLICATES = "replicates"
 #: A sample-size search goes at most this factor above the protocol's size.
 SEARCH_SPAN = 64
 #: Endpoints with power in the summary: name -> (ratio column, p-value column).
@@ -437,23 +441,63 @@ def check_batch_options(
             )
 
 
+def _record_name(protocol: Protocol, replicate: int) -> str:
+    """File name of one finished replicate's rows in the partial folder's :data:`REPLICATES`."""
+    return f"{protocol.trial.name}-{protocol.trial.patients}-{replicate}.json"
+
+
+def _finished_rows(records: dict[str, object]) -> dict[str, list[dict]]:
+    """Rows of the replicates already run (:func:`vtrial.store.prepare_records`), by record file name.
+
+    A record counts when its file name is the one of the trial, size and replicate it holds; JSON
+    nulls are read back as the NaN they were written for.
+    """
+    done = {}
+    for name, record in records.items():
+        try:
+            key = f"{record['trial']}-{int(record['patients'])}-{int(record['replicate'])}.json"
+            rows = [{c: np.nan if row[c] is None else row[c] for c in ROW_COLUMNS} for row in record["rows"]]
+        except (KeyError, TypeError, ValueError):
+            continue
+        if name == key:
+            done[name] = rows
+    return done
+
+
 def _simulate_rows(
     protocols: list[Protocol],
     replicates: int,
     block_size: int,
     on_progress: Callable[[int, int], None] | None,
+    partial: Path,
+    done: dict[str, list[dict]],
 ) -> list[dict]:
-    """The rows of ``replicates`` trials of each protocol, run on the current joblib workers, in order."""
+    """The rows of ``replicates`` trials of each protocol, in order: those in ``done`` (by record name)
+    as they are, the others run on the current joblib workers and each saved in ``partial`` as it ends."""
     work = [(p, r) for p in protocols for r in range(replicates)]
-    rows: list[dict] = []
+    todo = [(p, r) for p, r in work if _record_name(p, r) not in done]
     if on_progress:
-        on_progress(0, len(work))
+        on_progress(len(work) - len(todo), len(work))
     runner = Parallel(return_as="generator", batch_size=1, pre_dispatch="2*n_jobs")
-    for done, result in enumerate(runner(delayed(_replicate_task)(p, r, block_size) for p, r in work), 1):
-        rows.extend(result)
-        if on_progress:
-            on_progress(done, len(work))
-    return rows
+    results = runner(delayed(_replicate_task)(p, r, block_size) for p, r in todo)
+    try:
+        for finished, ((p, r), result) in enumerate(zip(todo, results), len(work) - len(todo) + 1):
+            name = _record_name(p, r)
+            done[name] = result
+            record = {
+                "trial": p.trial.name,
+                "patients": p.trial.patients,
+                "replicate": r,
+                "rows": [
+                    {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in row.items()} for row in result
+                ],
+            }
+            atomic_write_json(partial / REPLICATES / name, record)
+            if on_progress:
+                on_progress(finished, len(work))
+    finally:
+        results.close()  # an interrupted batch stops its workers here, not in a finalizer
+    return [row for p, r in work for row in done[_record_name(p, r)]]
 
 
 def run_batch(
@@ -470,6 +514,7 @@ def run_batch(
     non_inferiority_rd: float | None = None,
     target_power: float | None = None,
     force: bool = False,
+    resume: bool = False,
     inputs: Iterable[str | Path] = (),
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Path, list[dict]]:
@@ -484,6 +529,10 @@ def run_batch(
     protocol's size, and ``sample_size.json`` is written. The replicates run on ``backend``
     (``loky``, or ``dask`` on ``scheduler`` or a local cluster; :func:`vtrial.engine.joblib_workers`),
     which, like ``jobs``, does not change the result.
+    Each finished replicate's rows are saved in the partial folder as it ends, so an interrupted
+    batch resumes (``resume``) with the same protocols, ``replicates`` and ``target_power``
+    (:func:`vtrial.store.prepare_records`) running only the replicates not finished; a search
+    re-evaluates each size from the saved rows.
     Returns the folder and the summary. ``force`` replaces only a batch folder or an empty one,
     never a folder holding one of ``inputs`` (the protocol files); the folder is locked against
     other vtrial processes for the whole batch (:func:`vtrial.store.owning`).
@@ -497,25 +546,31 @@ def run_batch(
     partial = folder.partial
     margins = {"ni_hr": non_inferiority_hr, "ni_rd": non_inferiority_rd}
     search = None
+    # what decides the rows (alpha and margins only summarise them; the block size changes nothing)
+    state = {
+        "vtrial": __version__,
+        "protocols": {p.trial.name: protocol_fingerprint(p) for p in protocols},
+        "replicates": replicates,
+        "target_power": target_power,
+    }
     with owning(folder):
-        with writing(partial):
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(parents=True)
+        done = _finished_rows(prepare_records(partial, state, resume, "batch", REPLICATES))
         with joblib_workers(backend, scheduler, jobs):
             if target_power is None:
-                rows = _simulate_rows(protocols, replicates, block_size, on_progress)
+                rows = _simulate_rows(protocols, replicates, block_size, on_progress, partial, done)
             else:
                 rows = []
 
                 def power_at(n: int) -> float:
                     point = _simulate_rows(
-                        [apply_overrides(protocols[0], patients=n)], replicates, block_size, on_progress
+                        [apply_overrides(protocols[0], patients=n)], replicates, block_size, on_progress, partial, done
                     )
                     rows.extend(point)
                     return decision_power(summarise_batch(pd.DataFrame(point), alpha, **margins))
 
                 start = protocols[0].trial.patients
                 search = search_sample_size(power_at, target_power, start, maximum=SEARCH_SPAN * start)
+        drop_records(partial, REPLICATES)
         table = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
         summary = summarise_batch(table, alpha, **margins)
         if search is not None:

@@ -218,6 +218,7 @@ def batch(
     patients: int | None = typer.Option(None, "--patients", help="Patients per trial (overrides trial.patients)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides trial.seed)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing batch folder (or an empty folder)."),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted batch from its finished replicates."),
     non_inferiority_hr: float | None = typer.Option(
         None,
         "--non-inferiority-hr",
@@ -252,6 +253,7 @@ def batch(
             non_inferiority_rd=non_inferiority_rd,
             target_power=target_power,
             force=force,
+            resume=resume,
             inputs=protocols,
             on_progress=lambda done, total: bar.update(done, total, None),
         )
@@ -521,8 +523,8 @@ def main(argv: list[str] | None = None) -> None:
         code = EXIT_INTERRUPTED if _raised_by_interrupt(error) else exit_code(error)
     if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C (and our SIGTERM) into exit code 130
         typer.echo(
-            "interrupted: no output folder was written; an interrupted run keeps its finished "
-            "blocks: finish it with `vtrial run ... --resume`",
+            "interrupted: no output folder was written; an interrupted run, batch or sensitivity analysis "
+            "keeps what it finished: finish it with the same command and `--resume`",
             err=True,
         )
     sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -16,8 +16,6 @@ running it again.
 from __future__ import annotations
 
 import itertools
-import json
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -50,10 +48,10 @@ from vtrial.store import (
     OutputFolder,
     atomic_write_json,
     atomic_write_text,
+    drop_records,
     finalise_folder,
     owning,
-    read_state,
-    writing,
+    prepare_records,
 )
 
 METHODS = ("morris", "sobol")
@@ -188,40 +186,22 @@ def _sample_path(partial: Path, index: int) -> Path:
     return partial / SAMPLES / f"{index:07d}.json"
 
 
-def _finished_samples(partial: Path, x: np.ndarray, n_outcomes: int) -> dict[int, list[float]]:
-    """Samples already run in the partial folder: those whose file is readable and whose point matches."""
+def _finished_samples(records: dict[str, object], x: np.ndarray, n_outcomes: int) -> dict[int, list[float]]:
+    """Samples already run (:func:`vtrial.store.prepare_records`): those whose file name and point match."""
     done = {}
-    for path in (partial / SAMPLES).glob("*.json"):
+    for name, record in records.items():
         try:
-            record = json.loads(path.read_text())
             index = int(record["index"])
             values = [np.nan if v is None else float(v) for v in record["values"]]
             if (
-                path == _sample_path(partial, index)
+                name == _sample_path(Path(), index).name
                 and np.array_equal(record["point"], x[index])
                 and len(values) == n_outcomes
             ):
                 done[index] = values
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
+        except (ValueError, KeyError, TypeError, IndexError):
             continue
     return done
-
-
-def _prepare_partial(partial: Path, state: dict, resume: bool) -> None:
-    """Create the partial folder, or keep it when resuming an analysis started with the same settings."""
-    previous = read_state(partial)
-    if resume and previous is not None and previous != state:
-        raise UserInputError(
-            "the interrupted sensitivity analysis in this folder was started with another protocol, method, "
-            "sample size, outcome list or parameter list",
-            file=partial,
-            fix="resume with the same protocol and options, or start again without --resume",
-        )
-    with writing(partial):
-        if not (resume and previous == state):
-            shutil.rmtree(partial, ignore_errors=True)
-        (partial / SAMPLES).mkdir(parents=True, exist_ok=True)
-        atomic_write_json(partial / "state.json", state)
 
 
 def default_sensitivity_dir(protocol: Protocol) -> Path:
@@ -292,8 +272,8 @@ def run_sensitivity(
         "parameters": names,
     }
     with owning(folder):
-        _prepare_partial(partial, state, resume)
-        done = _finished_samples(partial, x, len(outcomes))
+        records = prepare_records(partial, state, resume, "sensitivity analysis", SAMPLES)
+        done = _finished_samples(records, x, len(outcomes))
         todo = [i for i in range(len(x)) if i not in done]
         if on_progress:
             on_progress(len(done), len(x))
@@ -316,8 +296,7 @@ def run_sensitivity(
                 results.close()  # an interrupted analysis stops its workers here, not in a finalizer
         y = np.array([done[i] for i in range(len(x))], dtype=float)
         table = indices_table(problem, method, x, y, outcomes, seed)
-        shutil.rmtree(partial / SAMPLES)
-        (partial / "state.json").unlink()
+        drop_records(partial, SAMPLES)
         design = pd.DataFrame(x, columns=names).assign(**{o: y[:, k] for k, o in enumerate(outcomes)})
         atomic_write_text(partial / "samples.csv", design.to_csv(index_label="sample"))
         atomic_write_text(partial / "sensitivity.csv", table.to_csv(index=False))

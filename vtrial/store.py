@@ -227,6 +227,45 @@ def prepare_partial(partial: Path, state: dict, resume: bool, force: bool) -> se
         return _finished_blocks(partial)
 
 
+def prepare_records(partial: Path, state: dict, resume: bool, command: str, records: str) -> dict[str, object]:
+    """Create the partial folder of ``command`` (its ``records`` subfolder and ``state.json``), or keep it
+    when resuming one started with the same settings; return the records already finished there.
+
+    Shared by ``vtrial batch`` and ``vtrial sensitivity``, whose finished tasks are JSON records, one
+    file each. Without ``resume`` the folder is emptied. Resuming a folder whose ``state.json`` differs
+    from ``state`` raises ``UserInputError`` naming the differing settings. Returns file name ->
+    content of each readable record (the caller checks that a record is the one it names); an
+    unreadable one (cut short, corrupt) is left out and its task runs again.
+    """
+    previous = read_state(partial)
+    if resume and previous is not None and previous != state:
+        changed = sorted(k for k in state.keys() | previous.keys() if state.get(k) != previous.get(k))
+        raise UserInputError(
+            f"the interrupted {command} in this folder was started with other settings; changed: {', '.join(changed)}",
+            file=partial,
+            field=", ".join(changed),
+            fix="resume with the same protocol and options, or start again without --resume",
+        )
+    with writing(partial):
+        if not (resume and previous == state):
+            shutil.rmtree(partial, ignore_errors=True)
+        (partial / records).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(partial / STATE, state)
+    done: dict[str, object] = {}
+    for path in (partial / records).glob("*.json"):
+        try:
+            done[path.name] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return done
+
+
+def drop_records(partial: Path, records: str) -> None:
+    """Remove the finished-task records and ``state.json`` of a complete partial folder before it is renamed."""
+    shutil.rmtree(partial / records)
+    (partial / STATE).unlink()
+
+
 def folder_kind(folder: Path) -> str | None:
     """``"run"``, ``"batch"`` or ``"sensitivity"`` if ``manifest.json`` says which vtrial command wrote the folder.
 
