@@ -229,7 +229,7 @@ def test_read_only_parent_folder_exits_2_and_keeps_the_run(protocol_file, existi
     [
         ("os.replace", errno.EROFS, "Read-only file system"),
         ("os.fsync", errno.ENOSPC, "No space left on device"),
-        ("tempfile.mkstemp", errno.EACCES, "Permission denied"),
+        ("os.open", errno.EACCES, "Permission denied"),  # the temporary file of an atomic write
     ],
 )
 def test_write_failures_exit_2_and_keep_the_run(
@@ -237,7 +237,14 @@ def test_write_failures_exit_2_and_keep_the_run(
 ):
     out, before = existing_run
     capsys.readouterr()
-    monkeypatch.setattr(target, fail_with(code))
+    failing = fail_with(code)
+    if target == "os.open":  # only the creation of an atomic write's temporary file fails
+        opened = os.open
+        monkeypatch.setattr(
+            target, lambda path, *a, **k: (failing if str(path).endswith(".tmp") else opened)(path, *a, **k)
+        )
+    else:
+        monkeypatch.setattr(target, failing)
     assert rerun(protocol_file, out) == cli.EXIT_USER
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "cannot write" in err and message in err
