@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -41,7 +42,7 @@ from vtrial.engine import (
 )
 from vtrial.errors import UserInputError
 from vtrial.protocol import Protocol, apply_overrides, protocol_to_toml
-from vtrial.report import _STYLE, svg_element, template_environment
+from vtrial.report import FIGURE_STYLE, svg_element, template_environment
 from vtrial.store import (
     OutputFolder,
     atomic_write_bytes,
@@ -446,7 +447,7 @@ def _record_name(protocol: Protocol, replicate: int) -> str:
     return f"{protocol.trial.name}-{protocol.trial.patients}-{replicate}.json"
 
 
-def _finished_rows(records: dict[str, object]) -> dict[str, list[dict]]:
+def _finished_rows(records: dict[str, Any]) -> dict[str, list[dict]]:
     """Rows of the replicates already run (:func:`vtrial.store.prepare_records`), by record file name.
 
     A record counts when its file name is the one of the trial, size and replicate it holds; JSON
@@ -613,7 +614,7 @@ def ratio_histogram(rows: pd.DataFrame, margin: float | None) -> str:
     """Histogram of the hazard ratio of time to first SRE over replicates, with 1 and the margin drawn."""
     hr = rows["hazard_ratio"].to_numpy(dtype=float)
     hr = hr[np.isfinite(hr)]
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(FIGURE_STYLE):
         figure = Figure(figsize=(6.0, 3.0))
         ax = figure.add_subplot()
         ax.hist(hr, bins=max(5, min(40, hr.size // 3)), color="#0072B2", alpha=0.8)
@@ -628,7 +629,7 @@ def ratio_histogram(rows: pd.DataFrame, margin: float | None) -> str:
 def power_curve(search: dict) -> str:
     """Estimated power over the trial sizes a search evaluated, with Monte Carlo error bars and the target."""
     points = search["evaluated"]
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(FIGURE_STYLE):
         figure = Figure(figsize=(6.0, 3.0))
         ax = figure.add_subplot()
         ax.errorbar(

@@ -55,7 +55,7 @@ MAX_FOREST_ROWS = 60
 #: Arm colours (colour-blind safe, Okabe–Ito).
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 #: Figure style: SVG text stays text, ids are reproducible, minus signs are U+2212.
-_STYLE: dict[RcKeyType, Any] = {
+FIGURE_STYLE: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",
     "svg.hashsalt": "vtrial",
     "font.size": 9,
@@ -88,7 +88,7 @@ _ENDPOINT_MEDIANS = {
 def svg_element(figure: Figure) -> str:
     """The figure as an inline ``<svg>`` element (no XML prologue, no creation date)."""
     buffer = io.StringIO()
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(FIGURE_STYLE):
         figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buffer.getvalue()
     return text[text.index("<svg") :]
@@ -211,7 +211,7 @@ def kaplan_meier_figure(patients: pd.DataFrame, summary: Mapping, brief: Mapping
     title, ylabel = _ENDPOINT_TITLES[name]
     labels, horizon = arm_labels(brief), float(brief["horizon_months"])
     drawn = _drawn(patients, list(summary["arms"]))
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(FIGURE_STYLE):
         figure, ax, table = _curve_figure(title, len(drawn))
         rows = []
         for arm, colour in drawn:
@@ -258,7 +258,7 @@ def cumulative_incidence_figure(patients: pd.DataFrame, summary: Mapping, brief:
     """Aalen–Johansen cumulative incidence of SRE by arm, death competing: 95% bands, landmarks, number at risk."""
     labels, horizon = arm_labels(brief), float(brief["horizon_months"])
     drawn = _drawn(patients, list(summary["arms"]))
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(FIGURE_STYLE):
         figure, ax, table = _curve_figure("Cumulative incidence of SRE (death as competing risk)", len(drawn))
         rows = []
         for arm, colour in drawn:
@@ -326,7 +326,7 @@ def forest_figure(summary: Mapping, brief: Mapping) -> Figure | None:
     rows = forest_rows(summary, arm_labels(brief))[:MAX_FOREST_ROWS]
     if not rows:
         return None
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(FIGURE_STYLE):
         figure = Figure(figsize=(7.5, 1.1 + 0.3 * len(rows)), layout="constrained")
         ax, column = figure.subplots(1, 2, sharey=True, width_ratios=(2.2, 1))
         y = np.arange(len(rows))[::-1]
@@ -364,7 +364,7 @@ def sre_bars_figure(summary: Mapping, brief: Mapping) -> Figure:
     labels = arm_labels(brief)
     arms = list(summary["arms"])[:MAX_FIGURE_ARMS]
     types = summary["sre_types"]
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(FIGURE_STYLE):
         figure = Figure(figsize=(8.0, 3.6), layout="constrained")
         left, right = figure.subplots(1, 2, width_ratios=(1, 2))
         # an arm without patients (or follow-up) has no rate: NaN draws no bar
@@ -403,7 +403,7 @@ def markers_figure(summary: Mapping, brief: Mapping) -> Figure | None:
     ]
     if not arms:
         return None
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(FIGURE_STYLE):
         figure = Figure(figsize=(8.0, 3.0), layout="constrained")
         panels = figure.subplots(1, len(_MARKER_PANELS), sharex=True)
         for ax, (key, ylabel) in zip(panels, _MARKER_PANELS):
@@ -751,7 +751,7 @@ def write_figures(run_dir: Path, figures: Mapping[str, Figure | None], fmt: str)
         if figure is None:
             continue
         buffer = io.BytesIO()
-        with matplotlib.rc_context(_STYLE):
+        with matplotlib.rc_context(FIGURE_STYLE):
             figure.savefig(buffer, format=fmt, dpi=PNG_DPI, metadata=_NO_DATE[fmt])
         path = folder / f"{name}.{fmt}"
         atomic_write_bytes(path, buffer.getvalue())

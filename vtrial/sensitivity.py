@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import matplotlib
@@ -43,7 +44,7 @@ from vtrial.engine import (
 from vtrial.errors import UserInputError
 from vtrial.model.parameters import REGISTRY
 from vtrial.protocol import Protocol, protocol_to_toml
-from vtrial.report import _STYLE, svg_element, template_environment
+from vtrial.report import FIGURE_STYLE, svg_element, template_environment
 from vtrial.store import (
     OutputFolder,
     atomic_write_json,
@@ -186,7 +187,7 @@ def _sample_path(partial: Path, index: int) -> Path:
     return partial / SAMPLES / f"{index:07d}.json"
 
 
-def _finished_samples(records: dict[str, object], x: np.ndarray, n_outcomes: int) -> dict[int, list[float]]:
+def _finished_samples(records: dict[str, Any], x: np.ndarray, n_outcomes: int) -> dict[int, list[float]]:
     """Samples already run (:func:`vtrial.store.prepare_records`): those whose file name and point match."""
     done = {}
     for name, record in records.items():
@@ -342,7 +343,7 @@ def tornado_figure(rows: pd.DataFrame, method: str, outcome: str) -> str:
     """Horizontal bars of the ranking index (Morris mu*, Sobol' ST) with its 95% CI, largest on top."""
     index, conf = TORNADO[method]
     top = rows.sort_values(index, ascending=False, kind="stable").head(TORNADO_BARS)[::-1]
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(FIGURE_STYLE):
         figure = Figure(figsize=(7.0, 0.9 + 0.28 * len(top)))
         ax = figure.add_subplot()
         y = np.arange(len(top))

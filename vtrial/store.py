@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -227,7 +228,7 @@ def prepare_partial(partial: Path, state: dict, resume: bool, force: bool) -> se
         return _finished_blocks(partial)
 
 
-def prepare_records(partial: Path, state: dict, resume: bool, command: str, records: str) -> dict[str, object]:
+def prepare_records(partial: Path, state: dict, resume: bool, command: str, records: str) -> dict[str, Any]:
     """Create the partial folder of ``command`` (its ``records`` subfolder and ``state.json``), or keep it
     when resuming one started with the same settings; return the records already finished there.
 
@@ -251,7 +252,7 @@ def prepare_records(partial: Path, state: dict, resume: bool, command: str, reco
             shutil.rmtree(partial, ignore_errors=True)
         (partial / records).mkdir(parents=True, exist_ok=True)
         atomic_write_json(partial / STATE, state)
-    done: dict[str, object] = {}
+    done: dict[str, Any] = {}
     for path in (partial / records).glob("*.json"):
         try:
             done[path.name] = json.loads(path.read_text())
