@@ -389,17 +389,11 @@ def simulate(
     return (*_tables(cb, arm, log, end_day, died, dropped, stop), _marker_table(cb, arm, visits))
 
 
-def _skeleton_events(
-    p: _Rows, inputs: StepInputs, draws: tuple[np.ndarray, np.ndarray], start: int, days: float, log, params: Parameters
-):
-    """Step the skeleton outside the lesions and record its osteoporotic fractures; return the step means of its
-    resorption (healthy 1) and microdamage (per patient). ``draws``: see :func:`_skeleton_arrays`.
-
-    A fracture is recorded once per vertebra it involves (:func:`~vtrial.model.skeleton.vertebrae`:
-    several events on one day while density is lost fast) and uses one threshold.
-    """
-    before = skeleton.bone_density(p.skeleton_z, p.skeleton_s, params)
-    resorption, density, space, damage = skeleton.advance(
+def _skeleton_step(
+    p: _Rows, inputs: StepInputs, days: float, params: Parameters
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Advance each patient's skeleton outside the lesions over one step (:func:`~vtrial.model.skeleton.advance`)."""
+    return skeleton.advance(
         p.skeleton_w,
         p.skeleton_z,
         p.skeleton_s,
@@ -410,6 +404,19 @@ def _skeleton_events(
         params,
         inputs.cells.osteoblast_production,
     )
+
+
+def _skeleton_events(
+    p: _Rows, inputs: StepInputs, draws: tuple[np.ndarray, np.ndarray], start: int, days: float, log, params: Parameters
+):
+    """Step the skeleton outside the lesions and record its osteoporotic fractures; return the step means of its
+    resorption (healthy 1) and microdamage (per patient). ``draws``: see :func:`_skeleton_arrays`.
+
+    A fracture is recorded once per vertebra it involves (:func:`~vtrial.model.skeleton.vertebrae`:
+    several events on one day while density is lost fast) and uses one threshold.
+    """
+    before = skeleton.bone_density(p.skeleton_z, p.skeleton_s, params)
+    resorption, density, space, damage = _skeleton_step(p, inputs, days, params)
     rate = skeleton.fracture_hazard(density, space, params)
     remaining = p.fracture_remaining
     remaining -= days * rate
@@ -535,17 +542,7 @@ def _prior_history(p: _Rows, lesions: _Rows, exposure: Exposure, params: Paramet
             inputs.cells,
         )
         L.y[:] = burden
-        skeleton.advance(
-            p.skeleton_w,
-            p.skeleton_z,
-            p.skeleton_s,
-            p.microdamage,
-            inputs.recruitment_sq,
-            p.rankl_factor,
-            days,
-            params,
-            inputs.cells.osteoblast_production,
-        )
+        _skeleton_step(p, inputs, days, params)
         p.cum_suppression[:] += days * inputs.suppression
 
 
