@@ -20,23 +20,10 @@ from vtrial.model.parameters import REGISTRY, Parameters
 from vtrial.model.reference import reference_cohort
 from vtrial.protocol import load_protocol
 from vtrial.streams import Streams
+from test_model_simulate import arm
 
 DOCS = Path(__file__).parent.parent / "docs"
 PARAMS = Parameters()
-
-
-def arm(drug, dose_mg=None, every_weeks=4.0, **kw):
-    base = dict(
-        name=drug,
-        drug=drug,
-        dose_mg=dose_mg,
-        every_weeks=every_weeks,
-        calcium_vitamin_d=True,
-        stop_after_months=None,
-        renal_adjustment=True,
-        mechanism=None,
-    )
-    return SimpleNamespace(**{**base, **kw})
 
 
 #: the version-2 targets at their protocol default (0): a version-1 mechanism

@@ -13,24 +13,11 @@ from vtrial.model.drugs import Exposure, _rankl_free_ratio
 from vtrial.model.parameters import Parameters, log_sd
 from vtrial.model.reference import reference_cohort
 from vtrial.streams import Streams
+from test_model_simulate import arm
 
 sim = importlib.import_module("vtrial.model.simulate")  # the package exports the function under this name
 PARAMS = Parameters()
 HORIZON = 2 * 365.25
-
-
-def arm(drug, dose_mg=None, every_weeks=4.0, **kw):
-    base = dict(
-        name=drug,
-        drug=drug,
-        dose_mg=dose_mg,
-        every_weeks=every_weeks,
-        calcium_vitamin_d=True,
-        stop_after_months=None,
-        renal_adjustment=True,
-        mechanism=None,
-    )
-    return SimpleNamespace(**{**base, **kw})
 
 
 def test_lesion_growth_factors_are_keyed_to_the_patient_and_spread_with_the_registry_cv():
