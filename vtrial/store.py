@@ -220,12 +220,19 @@ def prepare_partial(partial: Path, state: dict, resume: bool, force: bool) -> se
             file=partial,
             fix="resume with the same protocol and options, or start again without --resume",
         )
+    _open_partial(partial, state, resume and previous == state, PARTS)
     with writing(partial):
-        if not (resume and previous == state):
-            shutil.rmtree(partial, ignore_errors=True)
-        (partial / PARTS).mkdir(parents=True, exist_ok=True)
-        atomic_write_json(partial / STATE, state)
         return _finished_blocks(partial)
+
+
+def _open_partial(partial: Path, state: dict, keep: bool, tasks: str) -> None:
+    """Empty the partial folder unless ``keep`` (a resume with the same settings); make its ``tasks``
+    subfolder and write ``state.json``: the start shared by run, batch and sensitivity."""
+    with writing(partial):
+        if not keep:
+            shutil.rmtree(partial, ignore_errors=True)
+        (partial / tasks).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(partial / STATE, state)
 
 
 def prepare_records(partial: Path, state: dict, resume: bool, command: str, records: str) -> dict[str, Any]:
@@ -247,11 +254,7 @@ def prepare_records(partial: Path, state: dict, resume: bool, command: str, reco
             field=", ".join(changed),
             fix="resume with the same protocol and options, or start again without --resume",
         )
-    with writing(partial):
-        if not (resume and previous == state):
-            shutil.rmtree(partial, ignore_errors=True)
-        (partial / records).mkdir(parents=True, exist_ok=True)
-        atomic_write_json(partial / STATE, state)
+    _open_partial(partial, state, resume and previous == state, records)
     done: dict[str, Any] = {}
     for path in (partial / records).glob("*.json"):
         try:
