@@ -585,7 +585,7 @@ _PARAMETERS: list[Parameter] = [
         "1/day",
         2.0e-4,
         3.0e-3,
-        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
+        "[calibrated] fitted by `vtrial calibrate` after the disease control of the usual care (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
@@ -594,7 +594,7 @@ _PARAMETERS: list[Parameter] = [
         "1/day",
         2.0e-4,
         3.0e-3,
-        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
+        "[calibrated] fitted by `vtrial calibrate` after the disease control of the usual care (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
@@ -603,7 +603,7 @@ _PARAMETERS: list[Parameter] = [
         "1/day",
         1.0e-3,
         8.0e-3,
-        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
+        "[calibrated] fitted by `vtrial calibrate` after the disease control of the usual care (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
@@ -612,7 +612,7 @@ _PARAMETERS: list[Parameter] = [
         "1/day",
         1.0e-3,
         8.0e-3,
-        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
+        "[calibrated] fitted by `vtrial calibrate` after the disease control of the usual care (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
@@ -621,7 +621,7 @@ _PARAMETERS: list[Parameter] = [
         "per ECOG point",
         0.2,
         0.8,
-        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
+        "[calibrated] fitted by `vtrial calibrate` after the disease control of the usual care (docs/calibration.md)",
         "log hazard ratio per ECOG point",
     ),
     Parameter(
@@ -630,7 +630,7 @@ _PARAMETERS: list[Parameter] = [
         "-",
         0.1,
         0.8,
-        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
+        "[calibrated] fitted by `vtrial calibrate` after the disease control of the usual care (docs/calibration.md)",
         "log hazard ratio of visceral metastases",
     ),
     Parameter(
@@ -639,7 +639,7 @@ _PARAMETERS: list[Parameter] = [
         "-",
         0.05,
         2.0,
-        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md); "
+        "[calibrated] fitted by `vtrial calibrate` after the disease control of the usual care (docs/calibration.md); "
         "prior: [recalled] the tumour growth-rate constant predicts overall survival (Stein 2011 Clin Cancer Res; "
         "Wilkerson 2017 Lancet Oncol)",
         "exponent of the patient's tumour growth multiplier in the death hazard",
@@ -653,7 +653,7 @@ _PARAMETERS: list[Parameter] = [
         "per unit total burden",
         0.02,
         1.0,
-        "[calibrated] hand-tuned with the disease control of the usual care (docs/calibration.md)",
+        "[calibrated] fitted by `vtrial calibrate` after the disease control of the usual care (docs/calibration.md)",
         "log hazard ratio per unit of summed bone tumour burden",
     ),
     Parameter(
