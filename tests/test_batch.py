@@ -413,10 +413,26 @@ def test_resuming_a_batch_with_another_protocol_exits_2_and_keeps_its_replicates
     assert code == cli.EXIT_USER
     assert err == (
         f"error: {tmp_path / '.b.partial'}: protocols: the interrupted batch in this folder was started with other "
-        "settings; changed: protocols Fix: resume with the same protocol and options, or start again without "
-        "--resume\n"
+        "settings; changed: protocols Fix: resume with the same protocol and options, or pass --force instead of "
+        "--resume to discard it and start again\n"
     )
     assert (tmp_path / ".b.partial" / "replicates" / "batch-test-240-0.json").is_file()
+    code, _, err = run_main(capsys, *base)  # neither --resume nor --force: the finished replicate is kept
+    assert code == cli.EXIT_USER
+    assert err == (
+        f"error: {tmp_path / 'b'}: an interrupted batch of this folder is kept, with its finished replicates, in "
+        "the hidden folder .b.partial Fix: pass --resume to finish it (same protocol and options), or --force to "
+        "discard it and start again\n"
+    )
+    assert calls == [(240, 0)]
+    assert (tmp_path / ".b.partial" / "replicates" / "batch-test-240-0.json").is_file()
     code, _, err = run_main(capsys, *base, "--resume")
+    assert code == 0, err
+    assert calls == [(240, 0), (240, 1), (240, 2)]
+    # interrupted again elsewhere, then --force: the finished replicate is discarded and run again
+    with pytest.raises(Interrupt):
+        run_batch([small_protocol()], tmp_path / "c", replicates=3, jobs=1, on_progress=stop_after_one)
+    calls.clear()
+    code, _, err = run_main(capsys, *base[:-3], "--out", str(tmp_path / "c"), "--quiet", "--force")
     assert code == 0, err
     assert calls == [(240, 0), (240, 1), (240, 2)]

@@ -219,6 +219,40 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         run_sensitivity(protocol, tmp_path / "s", jobs=1, samples=3, resume=True, **options)
     assert str(info.value) == (
         f"{tmp_path / '.s.partial'}: samples: the interrupted sensitivity analysis in this folder was started "
-        "with other settings; changed: samples Fix: resume with the same protocol and options, or start again "
-        "without --resume"
+        "with other settings; changed: samples Fix: resume with the same protocol and options, or pass --force "
+        "instead of --resume to discard it and start again"
     )
+
+
+def test_an_interrupted_analysis_is_kept_unless_resume_or_force(tmp_path):
+    """Run again without ``--resume`` after 2 finished samples: refused, the samples kept; ``force`` starts over."""
+    protocol = tiny_protocol()
+    options = {
+        "method": "morris",
+        "samples": 2,
+        "parameters": PARAMETERS,
+        "outcomes": ["proportion_with_sre:denosumab"],
+    }
+
+    def stop(done: int, total: int) -> None:
+        if done == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_sensitivity(protocol, tmp_path / "s", jobs=1, on_progress=stop, **options)
+    samples = tmp_path / ".s.partial" / "samples"
+    kept = sorted(p.name for p in samples.iterdir())
+    assert len(kept) == 2
+    with pytest.raises(UserInputError) as info:
+        run_sensitivity(protocol, tmp_path / "s", jobs=1, **options)
+    assert str(info.value) == (
+        f"{tmp_path / 's'}: an interrupted sensitivity analysis of this folder is kept, with its finished samples, "
+        "in the hidden folder .s.partial Fix: pass --resume to finish it (same protocol and options), or --force "
+        "to discard it and start again"
+    )
+    assert sorted(p.name for p in samples.iterdir()) == kept
+    progress = []
+    run_sensitivity(
+        protocol, tmp_path / "s", jobs=1, force=True, on_progress=lambda d, t: progress.append(d), **options
+    )
+    assert progress == [0, 1, 2, 3, 4, 5, 6]  # every sample of 2 x (2 + 1) run again

@@ -555,7 +555,7 @@ def run_batch(
         "target_power": target_power,
     }
     with owning(folder):
-        done = _finished_rows(prepare_records(partial, state, resume, "batch", REPLICATES))
+        done = _finished_rows(prepare_records(partial, state, resume, force, "batch", "replicates", REPLICATES))
         with joblib_workers(backend, scheduler, jobs):
             if target_power is None:
                 rows = _simulate_rows(protocols, replicates, block_size, on_progress, partial, done)

@@ -273,7 +273,7 @@ def run_sensitivity(
         "parameters": names,
     }
     with owning(folder):
-        records = prepare_records(partial, state, resume, "sensitivity analysis", SAMPLES)
+        records = prepare_records(partial, state, resume, force, "sensitivity analysis", "samples", SAMPLES)
         done = _finished_samples(records, x, len(outcomes))
         todo = [i for i in range(len(x)) if i not in done]
         if on_progress:

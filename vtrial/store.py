@@ -208,21 +208,34 @@ def prepare_partial(partial: Path, state: dict, resume: bool, force: bool) -> se
     :func:`_finished_blocks`: unreadable parts are dropped and their blocks run again).
     """
     previous = read_state(partial)
-    if not (resume or force) and previous is not None and any((partial / PARTS).glob("*.parquet")):
-        raise UserInputError(
-            f"an interrupted run of this folder is kept, with its finished blocks, in the hidden folder {partial.name}",
-            file=partial.parent / partial.name[1 : -len(".partial")],
-            fix="pass --resume to finish it (same protocol and options), or --force to discard it and start again",
-        )
+    _keep_interrupted(partial, previous, resume or force, "run", "blocks", PARTS, "*.parquet")
     if resume and previous is not None and previous != state:
         raise UserInputError(
             "the interrupted run in this folder was started with another protocol, seed or block size",
             file=partial,
-            fix="resume with the same protocol and options, or start again without --resume",
+            fix="resume with the same protocol and options, or pass --force instead of --resume to discard it and start again",
         )
     _open_partial(partial, state, resume and previous == state, PARTS)
     with writing(partial):
         return _finished_blocks(partial)
+
+
+def _keep_interrupted(
+    partial: Path, previous: dict | None, allowed: bool, command: str, finished: str, tasks: str, pattern: str
+) -> None:
+    """Refuse to start over an interrupted ``command`` that has finished ``tasks`` unless ``allowed``.
+
+    Its finished work (blocks, replicates, samples) may have cost hours: it is thrown away only
+    with ``--force`` and kept by ``--resume``; without either a ``UserInputError`` asks for one.
+    Shared by run, batch and sensitivity.
+    """
+    if allowed or previous is None or not any((partial / tasks).glob(pattern)):
+        return
+    raise UserInputError(
+        f"an interrupted {command} of this folder is kept, with its finished {finished}, in the hidden folder {partial.name}",
+        file=partial.parent / partial.name[1 : -len(".partial")],
+        fix="pass --resume to finish it (same protocol and options), or --force to discard it and start again",
+    )
 
 
 def _open_partial(partial: Path, state: dict, keep: bool, tasks: str) -> None:
@@ -235,24 +248,29 @@ def _open_partial(partial: Path, state: dict, keep: bool, tasks: str) -> None:
         atomic_write_json(partial / STATE, state)
 
 
-def prepare_records(partial: Path, state: dict, resume: bool, command: str, records: str) -> dict[str, Any]:
+def prepare_records(
+    partial: Path, state: dict, resume: bool, force: bool, command: str, finished: str, records: str
+) -> dict[str, Any]:
     """Create the partial folder of ``command`` (its ``records`` subfolder and ``state.json``), or keep it
     when resuming one started with the same settings; return the records already finished there.
 
-    Shared by ``vtrial batch`` and ``vtrial sensitivity``, whose finished tasks are JSON records, one
-    file each. Without ``resume`` the folder is emptied. Resuming a folder whose ``state.json`` differs
-    from ``state`` raises ``UserInputError`` naming the differing settings. Returns file name ->
-    content of each readable record (the caller checks that a record is the one it names); an
-    unreadable one (cut short, corrupt) is left out and its task runs again.
+    Shared by ``vtrial batch`` and ``vtrial sensitivity``, whose finished tasks (``finished``, e.g.
+    "replicates") are JSON records, one file each. An interrupted folder with finished records is
+    emptied only with ``force``; without ``resume`` or ``force`` a ``UserInputError`` asks for one.
+    Resuming a folder whose ``state.json`` differs from ``state`` raises ``UserInputError`` naming
+    the differing settings. Returns file name -> content of each readable record (the caller checks
+    that a record is the one it names); an unreadable one (cut short, corrupt) is left out and its
+    task runs again.
     """
     previous = read_state(partial)
+    _keep_interrupted(partial, previous, resume or force, command, finished, records, "*.json")
     if resume and previous is not None and previous != state:
         changed = sorted(k for k in state.keys() | previous.keys() if state.get(k) != previous.get(k))
         raise UserInputError(
             f"the interrupted {command} in this folder was started with other settings; changed: {', '.join(changed)}",
             file=partial,
             field=", ".join(changed),
-            fix="resume with the same protocol and options, or start again without --resume",
+            fix="resume with the same protocol and options, or pass --force instead of --resume to discard it and start again",
         )
     _open_partial(partial, state, resume and previous == state, records)
     done: dict[str, Any] = {}
