@@ -200,6 +200,7 @@ def simulate(
         streams,
         stage.pop("fracture_thresholds", None),
         np.ones(n) if background is None else background.rankl_factor,
+        np.ones(n) if background is None else background.entry_rankl_factor,
         params,
     )
     p = _Rows(
@@ -734,9 +735,15 @@ def _skeleton_arrays(
     streams: Streams,
     fracture_thresholds: np.ndarray | None,
     rankl_factor: np.ndarray,
+    entry_rankl_factor: np.ndarray,
     params: Parameters,
 ) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Per-patient rows of the skeleton outside the lesions (healthy and undamaged at entry), and its draws.
+    """Per-patient rows of the skeleton outside the lesions (undamaged, density 1 at entry), and its draws.
+
+    The skeleton enters at the steady turnover of the systemic recruitment ``X`` already given
+    before entry (``entry_rankl_factor``, 1 for most: healthy): osteoblasts ``w = X**2``, osteoclasts
+    ``u = X``, remodelling space ``S = s_0 X``, and bone volume ``Z = 1 + S - s_0`` so that the
+    density (:func:`~vtrial.model.skeleton.bone_density`) is 1 at entry.
 
     The stream purpose ``skeleton`` gives, in a fixed order, ``PATIENT_THRESHOLDS`` successive
     osteoporotic-fracture thresholds and as many uniforms for the number of vertebrae of each
@@ -749,9 +756,9 @@ def _skeleton_arrays(
     fracture = own if fracture_thresholds is None else fracture_thresholds.T
     n = cb.n_patients
     rows = dict(
-        skeleton_w=np.ones(n),
-        skeleton_z=np.ones(n),
-        skeleton_s=np.full(n, params.remodelling_space),
+        skeleton_w=np.square(entry_rankl_factor),
+        skeleton_z=1.0 + params.remodelling_space * (entry_rankl_factor - 1.0),
+        skeleton_s=params.remodelling_space * entry_rankl_factor,
         microdamage=np.zeros(n),
         rankl_factor=rankl_factor,
         fracture_remaining=fracture[:, 0].copy(),

@@ -21,7 +21,11 @@ Each therapy acts on the nodes it acts on in life (its registry rows are named i
   therapies that kill resistant cells delay it;
 * **bone outside the lesions**: androgen deprivation, aromatase inhibitors and the prednisone
   given with abiraterone raise systemic osteoclast recruitment (RANKL), see
-  :mod:`vtrial.model.skeleton`.
+  :mod:`vtrial.model.skeleton`. Castration-resistant disease is by definition progression on
+  androgen deprivation, given for years before entry: its rise of turnover is already there
+  at entry (``entry_rankl_factor``: the skeleton starts at that therapy's turnover and
+  remodelling space, density 1), while every other therapy, and androgen deprivation in
+  castration-sensitive disease, starts at randomisation.
 * **disease control** (breast, lung, head and neck): endocrine therapy (and an aromatase
   inhibitor) and chemotherapy control the disease for a while, then it progresses and the next
   line follows after ``control_switch_days``; each of :data:`CONTROL_LINES` lines controls it for
@@ -52,6 +56,7 @@ from vtrial.model.types import ArmLike
 from vtrial.vocabulary import PRIMARIES, PROSTATE_STAGES, SYSTEMIC_THERAPIES
 
 _PROSTATE = PRIMARIES.index("prostate")
+_ADT = SYSTEMIC_THERAPIES.index("androgen_deprivation")
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,7 @@ class Background:
     course_kill: np.ndarray  # log-kill per day during the chemotherapy course
     course_days: float
     rankl_factor: np.ndarray  # multiplier of systemic osteoclast recruitment
+    entry_rankl_factor: np.ndarray  # the part of it from therapy given long before entry (skeleton at its steady state)
     control_days: np.ndarray  # median days of disease control of the first line (0: no control)
 
 
@@ -144,6 +150,7 @@ def background(cohort_block: CohortBlock, arm: ArmLike, params: Parameters) -> B
         by_primary = cb.systemic_therapy or {}
         gets = np.array([[t in by_primary.get(p, ()) for p in PRIMARIES] for t in SYSTEMIC_THERAPIES])[:, primary]
     prostate = primary == _PROSTATE
+    castration_resistant = prostate & (stage == "castration_resistant")
     kill_sensitive, kill_resistant, course_kill, rise, control_days = np.zeros((5, n))
     hormonal = np.zeros(n, bool)
     for receives, effect in zip(gets, THERAPY_EFFECTS.values()):
@@ -168,6 +175,7 @@ def background(cohort_block: CohortBlock, arm: ArmLike, params: Parameters) -> B
         course_kill=course_kill,
         course_days=params.docetaxel_course_days,
         rankl_factor=1.0 + rise,
+        entry_rankl_factor=1.0 + params.androgen_deprivation_rankl_rise * (gets[_ADT] & castration_resistant),
         control_days=control_days,
     )
 
