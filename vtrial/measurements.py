@@ -154,6 +154,7 @@ def _sre_rate(patients: Mapping, events: Mapping, types: Sequence[str] = SSE_TYP
     sse_radium=".1f",
     sse_hr=".2f",
     bsap_entry=".0f",
+    bsap_entry_multiple=".0f",
     bsap_change_placebo="+.1%",
     bsap_change_radium="+.1%",
     bsap_fall_radium=".0%",
@@ -190,6 +191,7 @@ def radium_crpc() -> dict[str, float]:
             out[f"{marrow}_{name}"] = counts[marrow] / n
         if name == "placebo":
             out["bsap_entry"] = float(np.median(bsap[week == 0]))
+            out["bsap_entry_multiple"] = out["bsap_entry"] / PARAMS.bsap_healthy
     out["os_hr"] = _hazard_ratio(survival["placebo"], survival["radium"])
     out["sse_hr"] = _hazard_ratio(sse["placebo"], sse["radium"])
     return out
@@ -202,8 +204,10 @@ _ZA = dict(drug="zoledronic_acid", dose_mg=4.0, every_weeks=4.0)
 _DMAB = dict(drug="denosumab", dose_mg=120.0, every_weeks=4.0)
 
 
-def _protocol_arm(name: str, stop_on_onj: bool = False, **fields: object) -> Arm:
-    return Arm(name=name, stop_on_onj=stop_on_onj, withhold_on_renal_toxicity=False, **fields)
+def _protocol_arm(
+    name: str, stop_on_onj: bool = False, withhold_on_renal_toxicity: bool = False, **fields: object
+) -> Arm:
+    return Arm(name=name, stop_on_onj=stop_on_onj, withhold_on_renal_toxicity=withhold_on_renal_toxicity, **fields)
 
 
 @scenario(
@@ -290,6 +294,37 @@ def onj_rule() -> dict[str, float]:
         mine = np.isin(m["patient_id"], onj) & (m["week"] == 101)
         out[key] = float(np.median(m["untx_nmol_mmol"][mine]))
     return out
+
+
+@scenario(zoledronic_acid="d", denosumab="d", placebo="d")
+def label_rules() -> dict[str, float]:
+    """600 breast reference patients per arm, 2 years: patients whose events change with both label rules on."""
+    cb = reference_cohort(600, "breast", seed=0)
+    out: dict[str, float] = {}
+    for name, fields in (("zoledronic_acid", _ZA), ("denosumab", _DMAB), ("placebo", {"drug": "none"})):
+        off, on = (
+            simulate(cb, _protocol_arm(name, rules, rules, **fields), 2 * DAYS_PER_YEAR, Streams(1))[1]
+            for rules in (False, True)
+        )
+        out[name] = sum(
+            not all(np.array_equal(off[c][off["patient_id"] == p], on[c][on["patient_id"] == p]) for c in ("day", "type"))
+            for p in cb.patient_id.tolist()
+        )
+    return out
+
+
+@scenario(sre_q4w=".2f", sre_q12w=".2f", untx_week0=".0f")
+def zoom_protocol() -> dict[str, float]:
+    """``protocols/zoledronic-acid-deescalation.toml`` as ``vtrial run`` simulates and analyses it (425 patients)."""
+    from vtrial.api import simulate as run_protocol  # the whole trial: engine, analysis
+
+    summary = run_protocol(docs.MODEL_DOC.parents[1] / "protocols" / "zoledronic-acid-deescalation.toml", jobs=1).summary
+    arms = summary["arms"]
+    return {
+        "sre_q4w": arms["every_4_weeks"]["sre_rate_per_patient_year"],
+        "sre_q12w": arms["every_12_weeks"]["sre_rate_per_patient_year"],
+        "untx_week0": arms["every_4_weeks"]["markers"]["0"]["untx_nmol_mmol"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------- the niche, custom targets
@@ -411,21 +446,19 @@ def _retreatment(primary: str, years: float) -> tuple[float, float]:
 
 
 @scenario(
-    prostate_single=".1%",
-    prostate_multi=".1%",
-    prostate_odds_ratio=".1f",
-    breast_single=".1%",
-    breast_multi=".1%",
-    lung_single=".1%",
-    lung_multi=".1%",
+    **{
+        f"{primary}_{number}": fmt
+        for primary in ("prostate", "breast", "lung")
+        for number, fmt in (("single", ".1%"), ("multi", ".1%"), ("odds_ratio", ".1f"))
+    }
 )
 def retreatment() -> dict[str, float]:
-    """Lesions re-irradiated after 8 Gy x 1 vs 30 Gy / 10: prostate 3 years, breast and lung 2 years."""
+    """Lesions re-irradiated after 8 Gy x 1 vs 30 Gy / 10 and the odds ratio: prostate 3 years, breast and lung 2."""
     out: dict[str, float] = {}
     for primary, years in (("prostate", 3.0), ("breast", 2.0), ("lung", 2.0)):
-        out[f"{primary}_single"], out[f"{primary}_multi"] = _retreatment(primary, years)
-    single, multi = out["prostate_single"], out["prostate_multi"]
-    out["prostate_odds_ratio"] = single / (1 - single) / (multi / (1 - multi))
+        single, multi = _retreatment(primary, years)
+        out[f"{primary}_single"], out[f"{primary}_multi"] = single, multi
+        out[f"{primary}_odds_ratio"] = single / (1 - single) / (multi / (1 - multi))
     return out
 
 
@@ -714,6 +747,7 @@ def _fractures_from(rows: np.ndarray, from_years: float) -> tuple[float, float]:
 
 @scenario(
     peak=".2f",
+    overshoot=".0%",
     peak_months_after_last_dose=".0f",
     gain_3y="+.1%",
     density_3_5y=".3f",
@@ -745,6 +779,7 @@ def denosumab_rebound() -> dict[str, float]:
     freedom = _fractures_from(stopped, 3.5)
     return {
         "peak": float(stopped[:, 2].max()),
+        "overshoot": float(stopped[:, 2].max()) - 1.0,
         "peak_months_after_last_dose": (float(stopped[np.argmax(stopped[:, 2]), 0]) - last_dose) / DAYS_PER_MONTH,
         "gain_3y": _at(rows["continued"], 3, 3) - 1.0,
         "density_3_5y": _at(stopped, 3.5, 3),
