@@ -375,8 +375,24 @@ def niche_new_lesions() -> dict[str, float]:
     return out
 
 
+#: What each custom target's row quotes (``none``: the agent without a target, the reference of every row).
+_CUSTOM_QUOTED = {
+    "none": ("new_lesions", "fractures", "hypercalcaemia", "radiotherapy", "sres", "bsap", "untx"),
+    "tgf_beta": ("sres", "hypercalcaemia", "untx"),
+    "homing": ("new_lesions",),
+    "osteoblast_drive": ("bsap", "untx", "fractures"),
+    "bone_formation": ("bsap", "untx", "fractures"),
+    "il6": ("untx", "hypercalcaemia", "radiotherapy"),
+}
+_CUSTOM_FORMATS = {
+    f"{key}_{number}": ".1f" if number in ("bsap", "untx") else "d"
+    for key, numbers in _CUSTOM_QUOTED.items()
+    for number in numbers
+}
+
+
 def _custom_numbers(primary: str) -> dict[str, float]:
-    """One primary's row of the custom-target measurement: 300 reference patients, 2 years, week-13 medians."""
+    """One primary's column of the custom-target measurement: 300 reference patients, 2 years, week-13 medians."""
     out: dict[str, float] = {}
     for target in (None, *_CUSTOM_TARGETS):
         arm = _custom_arm() if target is None else _custom_arm(**{target: 0.7})
@@ -385,30 +401,17 @@ def _custom_numbers(primary: str) -> dict[str, float]:
         )
         counts = Counter(events["type"].tolist())
         key = "none" if target is None else target.removesuffix("_inhibition").removesuffix("_stimulation")
-        out[f"{key}_new_lesions"] = counts["new_lesion"]
-        out[f"{key}_fractures"] = counts["pathological_fracture"]
-        out[f"{key}_hypercalcaemia"] = counts["hypercalcaemia"]
-        out[f"{key}_radiotherapy"] = counts["radiation_to_bone"]
-        out[f"{key}_sres"] = sum(counts[t] for t in SSE_TYPES)
-        out[f"{key}_bsap"] = _median_marker(markers, "bsap_ug_l", 13)
-        out[f"{key}_untx"] = _median_marker(markers, "untx_nmol_mmol", 13)
+        numbers = {
+            "new_lesions": counts["new_lesion"],
+            "fractures": counts["pathological_fracture"],
+            "hypercalcaemia": counts["hypercalcaemia"],
+            "radiotherapy": counts["radiation_to_bone"],
+            "sres": sum(counts[t] for t in SSE_TYPES),
+            "bsap": _median_marker(markers, "bsap_ug_l", 13),
+            "untx": _median_marker(markers, "untx_nmol_mmol", 13),
+        }
+        out.update({f"{key}_{number}": numbers[number] for number in _CUSTOM_QUOTED[key]})
     return out
-
-
-_CUSTOM_KEYS = ("none", "tgf_beta", "homing", "osteoblast_drive", "bone_formation", "il6")
-_CUSTOM_FORMATS = {
-    f"{key}_{number}": fmt
-    for key in _CUSTOM_KEYS
-    for number, fmt in (
-        ("new_lesions", "d"),
-        ("fractures", "d"),
-        ("hypercalcaemia", "d"),
-        ("radiotherapy", "d"),
-        ("sres", "d"),
-        ("bsap", ".1f"),
-        ("untx", ".1f"),
-    )
-}
 
 
 @scenario(**_CUSTOM_FORMATS)
@@ -816,17 +819,19 @@ def entry_bsap() -> dict[str, float]:
 def main(names: Sequence[str] = ()) -> None:
     """Re-measure the named scenarios (all without names), store them and re-render ``docs/model.md``.
 
-    The other scenarios keep their stored results (a scenario not stored yet is measured); a stored
-    scenario no longer registered is dropped.
+    The other scenarios keep their stored results (one not stored yet, or stored with other numbers
+    than it now declares, is measured); a stored scenario no longer registered is dropped.
     """
     unknown = sorted(set(names) - set(SCENARIOS))
     if unknown:
         raise SystemExit(f"unknown scenario(s) {unknown}; known: {sorted(SCENARIOS)}")
     stored = docs.load_measurements() if docs.MEASUREMENTS_JSON.exists() else {}
-    results = {
-        name: measure(name) if not names or name in names or name not in stored else stored[name]
-        for name in SCENARIOS
+    keep = {
+        name
+        for name, sc in SCENARIOS.items()
+        if names and name not in names and set(stored.get(name, ())) == set(sc.formats)
     }
+    results = {name: stored[name] if name in keep else measure(name) for name in SCENARIOS}
     atomic_write_json(docs.MEASUREMENTS_JSON, results)
     docs.main()
 

@@ -212,9 +212,9 @@ def coverage_table() -> str:
     return "\n".join(rows)
 
 
-def load_measurements(path: Path = MEASUREMENTS_JSON) -> dict[str, dict[str, dict[str, Any]]]:
-    """The stored measurements: ``{scenario: {number: {"value": ..., "text": ...}}}``."""
-    return json.loads(path.read_text(encoding="utf-8"))
+def load_measurements(path: Path | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """The stored measurements (default :data:`MEASUREMENTS_JSON`): ``{scenario: {number: {"value", "text"}}}``."""
+    return json.loads((path or MEASUREMENTS_JSON).read_text(encoding="utf-8"))
 
 
 def measured_texts(measurements: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, str]:
