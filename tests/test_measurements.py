@@ -61,12 +61,20 @@ def test_the_command_stores_the_named_scenarios_keeps_the_others_and_rerenders_t
     monkeypatch.setattr(measurements, "SCENARIOS", {"tiny": _tiny(0.5), "other": other})
     doc.write_text("<!-- m:tiny.share -->?<!-- /m --> and <!-- m:other.x -->?<!-- /m -->\n", encoding="utf-8")
     measurements.main()
-    assert doc.read_text(encoding="utf-8") == "<!-- m:tiny.share -->50.0%<!-- /m --> and <!-- m:other.x -->0.67<!-- /m -->\n"
+    assert (
+        doc.read_text(encoding="utf-8")
+        == "<!-- m:tiny.share -->50.0%<!-- /m --> and <!-- m:other.x -->0.67<!-- /m -->\n"
+    )
     monkeypatch.setitem(measurements.SCENARIOS, "tiny", _tiny(0.25))
-    monkeypatch.setitem(measurements.SCENARIOS, "other", measurements.Scenario("other", {"x": ".2f"}, lambda: {"x": 9.0}))
+    monkeypatch.setitem(
+        measurements.SCENARIOS, "other", measurements.Scenario("other", {"x": ".2f"}, lambda: {"x": 9.0})
+    )
     measurements.main(["tiny"])  # only tiny re-measured: other keeps its stored 0.67
     assert json.loads(store.read_text(encoding="utf-8"))["other"]["x"]["text"] == "0.67"
-    assert doc.read_text(encoding="utf-8") == "<!-- m:tiny.share -->25.0%<!-- /m --> and <!-- m:other.x -->0.67<!-- /m -->\n"
+    assert (
+        doc.read_text(encoding="utf-8")
+        == "<!-- m:tiny.share -->25.0%<!-- /m --> and <!-- m:other.x -->0.67<!-- /m -->\n"
+    )
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
     with pytest.raises(SystemExit, match=r"unknown scenario\(s\) \['nope'\]; known: \['other', 'tiny'\]"):
         measurements.main(["nope"])

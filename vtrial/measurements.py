@@ -25,17 +25,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
 from vtrial.analysis.cox import BinaryCoxFitter
 from vtrial.analysis.survival import kaplan_meier, median_with_ci
+from vtrial.cohort import CohortBlock, sample_cohort
 from vtrial.model import docs, skeleton
 from vtrial.model.drugs import Exposure
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import reference_cohort
 from vtrial.model.simulate import simulate
-from vtrial.protocol import Arm, PriorTreatment
+from vtrial.protocol import Arm, PriorTreatment, load_protocol
 from vtrial.store import atomic_write_json
 from vtrial.streams import Streams
 from vtrial.vocabulary import DAYS_PER_MONTH, DAYS_PER_YEAR, DEFAULT_SRE_TYPES, SRE_TYPES
@@ -113,7 +115,10 @@ def _time_to(patients: Mapping, events: Mapping, types: Sequence[str]) -> tuple[
 
 def _median_months(time: np.ndarray, event: np.ndarray) -> float:
     """Kaplan-Meier median in months (``vtrial.analysis``); the scenarios are sized so that it is reached."""
-    return float(median_with_ci(kaplan_meier(time, event, "m"))[0])
+    median = median_with_ci(kaplan_meier(time, event, "m"))[0]
+    if median is None:
+        raise RuntimeError("a scenario's median is not reached: lengthen its follow-up")
+    return median
 
 
 def _km_risk(time: np.ndarray, event: np.ndarray, day: float) -> float:
@@ -168,7 +173,7 @@ def radium_crpc() -> dict[str, float]:
     """ALSYMPCA-like: 1000 CRPC men per arm without visceral metastases on androgen deprivation, 4 years."""
     n = 1000
     cb = replace(reference_cohort(n, "prostate", seed=3), visceral_metastases=np.zeros(n, bool))
-    adt = {"systemic_therapy": ["androgen_deprivation"]}
+    adt: dict[str, Any] = {"systemic_therapy": ["androgen_deprivation"]}
     arms = {
         "placebo": _arm(**adt),
         "radium": _arm("radium_223", dose_kbq_per_kg=55.0, every_weeks=4.0, doses=6, **adt),
@@ -200,13 +205,11 @@ def radium_crpc() -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------- schedules
 
 #: The arms of the schedule scenarios (protocol arms; the label rules off unless a scenario is about them).
-_ZA = dict(drug="zoledronic_acid", dose_mg=4.0, every_weeks=4.0)
-_DMAB = dict(drug="denosumab", dose_mg=120.0, every_weeks=4.0)
+_ZA: dict[str, Any] = dict(drug="zoledronic_acid", dose_mg=4.0, every_weeks=4.0)
+_DMAB: dict[str, Any] = dict(drug="denosumab", dose_mg=120.0, every_weeks=4.0)
 
 
-def _protocol_arm(
-    name: str, stop_on_onj: bool = False, withhold_on_renal_toxicity: bool = False, **fields: object
-) -> Arm:
+def _protocol_arm(name: str, stop_on_onj: bool = False, withhold_on_renal_toxicity: bool = False, **fields: Any) -> Arm:
     return Arm(name=name, stop_on_onj=stop_on_onj, withhold_on_renal_toxicity=withhold_on_renal_toxicity, **fields)
 
 
@@ -239,8 +242,13 @@ def holiday() -> dict[str, float]:
     """200 breast reference patients: denosumab for 6 months then a holiday, against denosumab continued."""
     cb = reference_cohort(200, "breast", seed=8)
     weeks = (0, 25, 73)
-    off = simulate(cb, _protocol_arm("holiday", **_DMAB, then=[dict(after_months=6.0, drug="none")]),
-                   1.5 * DAYS_PER_YEAR, Streams(2), marker_weeks=weeks)[2]
+    off = simulate(
+        cb,
+        _protocol_arm("holiday", **_DMAB, then=[dict(after_months=6.0, drug="none")]),
+        1.5 * DAYS_PER_YEAR,
+        Streams(2),
+        marker_weeks=weeks,
+    )[2]
     on = simulate(cb, _protocol_arm("continued", **_DMAB), 1.5 * DAYS_PER_YEAR, Streams(2), marker_weeks=weeks)[2]
     out = {f"untx_week{w}": _median_marker(off, "untx_nmol_mmol", w) for w in weeks}
     out["untx_continued"] = _median_marker(on, "untx_nmol_mmol", 73)
@@ -282,8 +290,9 @@ def onj_rule() -> dict[str, float]:
     """400 breast reference patients on denosumab, 2 years, with and without ``stop_on_onj``: the ONJ patients."""
     cb = reference_cohort(400, "breast", seed=12)
     runs = {
-        rule: simulate(cb, _protocol_arm("d", stop_on_onj=rule, **_DMAB), 2 * DAYS_PER_YEAR, Streams(13),
-                       marker_weeks=(0, 101))
+        rule: simulate(
+            cb, _protocol_arm("d", stop_on_onj=rule, **_DMAB), 2 * DAYS_PER_YEAR, Streams(13), marker_weeks=(0, 101)
+        )
         for rule in (False, True)
     }
     events = runs[False][1]
@@ -307,7 +316,9 @@ def label_rules() -> dict[str, float]:
             for rules in (False, True)
         )
         out[name] = sum(
-            not all(np.array_equal(off[c][off["patient_id"] == p], on[c][on["patient_id"] == p]) for c in ("day", "type"))
+            not all(
+                np.array_equal(off[c][off["patient_id"] == p], on[c][on["patient_id"] == p]) for c in ("day", "type")
+            )
             for p in cb.patient_id.tolist()
         )
     return out
@@ -318,7 +329,9 @@ def zoom_protocol() -> dict[str, float]:
     """``protocols/zoledronic-acid-deescalation.toml`` as ``vtrial run`` simulates and analyses it (425 patients)."""
     from vtrial.api import simulate as run_protocol  # the whole trial: engine, analysis
 
-    summary = run_protocol(docs.MODEL_DOC.parents[1] / "protocols" / "zoledronic-acid-deescalation.toml", jobs=1).summary
+    summary = run_protocol(
+        docs.MODEL_DOC.parents[1] / "protocols" / "zoledronic-acid-deescalation.toml", jobs=1
+    ).summary
     arms = summary["arms"]
     return {
         "sre_q4w": arms["every_4_weeks"]["sre_rate_per_patient_year"],
@@ -539,11 +552,8 @@ def prophylactic_fixation() -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------- disease stage
 
 
-def _chaarted_cohort() -> object:
+def _chaarted_cohort() -> CohortBlock:
     """1000 patients of ``protocols/prostate-castration-sensitive.toml`` (CHAARTED-like), all entering on day 0."""
-    from vtrial.cohort import sample_cohort  # the protocol cohort sampler (imported here: it pulls in the protocol)
-    from vtrial.protocol import load_protocol
-
     protocol = load_protocol(Path(__file__).resolve().parents[1] / "protocols" / "prostate-castration-sensitive.toml")
     cb = sample_cohort(protocol, np.arange(1000), Streams(5))
     return replace(cb, entry_day=np.zeros(1000), dropout_day=np.full(1000, np.inf))
@@ -566,8 +576,9 @@ def castration_sensitive() -> dict[str, float]:
     out: dict[str, float] = {}
     for stage in ("sensitive", "resistant"):
         block = replace(cohort, prostate_stage=f"castration_{stage}")
-        patients, events, _ = simulate(block, _arm(systemic_therapy=["androgen_deprivation"]), 6 * DAYS_PER_YEAR,
-                                       Streams(8))
+        patients, events, _ = simulate(
+            block, _arm(systemic_therapy=["androgen_deprivation"]), 6 * DAYS_PER_YEAR, Streams(8)
+        )
         time, event = _time_to(patients, events, SSE_TYPES)
         out[f"{stage}_sre_24"] = _km_risk(time, event, 24 * DAYS_PER_MONTH)
         out[f"{stage}_sre_median"] = _median_months(time, event)
@@ -677,9 +688,7 @@ def _resorption_on(drug: str, dose_mg: float) -> float:
     return float(np.average(rows[_between(rows, 1, 2), 2], weights=rows[_between(rows, 1, 2), 1]))
 
 
-@scenario(
-    adt_loss_1y=".1%", adt_loss_5y=".1%", za=".2f", denosumab=".2f", pamidronate=".2f", denosumab_seeding=".2f"
-)
+@scenario(adt_loss_1y=".1%", adt_loss_5y=".1%", za=".2f", denosumab=".2f", pamidronate=".2f", denosumab_seeding=".2f")
 def skeleton_turnover() -> dict[str, float]:
     """One patient's uninvolved skeleton: density lost on ADT (1 and 5 years); resorption ``R_S`` on each drug.
 

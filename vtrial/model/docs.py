@@ -219,7 +219,9 @@ def load_measurements(path: Path | None = None) -> dict[str, dict[str, dict[str,
 
 def measured_texts(measurements: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, str]:
     """The printed text of every stored number by its placeholder name ``SCENARIO.NUMBER``."""
-    return {f"{sc}.{number}": entry["text"] for sc, numbers in measurements.items() for number, entry in numbers.items()}
+    return {
+        f"{sc}.{number}": entry["text"] for sc, numbers in measurements.items() for number, entry in numbers.items()
+    }
 
 
 def quoted_measurements(text: str) -> list[str]:
