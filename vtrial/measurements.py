@@ -34,6 +34,7 @@ from vtrial.analysis.survival import kaplan_meier, median_with_ci
 from vtrial.cohort import CohortBlock, sample_cohort
 from vtrial.model import docs, skeleton
 from vtrial.model.drugs import Exposure
+from vtrial.model.lesion import STATE_DTYPE, advance, established_state, formation_rate, lesion_traits, turnover
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import reference_cohort
 from vtrial.model.simulate import simulate
@@ -146,6 +147,71 @@ def _median_marker(markers: Mapping, column: str, week: int) -> float:
 def _sre_rate(patients: Mapping, events: Mapping, types: Sequence[str] = SSE_TYPES) -> float:
     """Events of the given types per patient-year."""
     return float(np.isin(events["type"], types).sum() / (patients["followup_days"].sum() / DAYS_PER_YEAR))
+
+
+# ---------------------------------------------------------------------------------------------- one lesion
+
+
+def _steady_lytic_induction(tgf_beta_keep: float) -> float:
+    """PTHrP induction ``M`` of an established lytic lesion (T 0.1, tumour frozen) after 150 weeks of a TGF-beta block."""
+    traits = lesion_traits(np.array([0.0]), 1.0, 1.0, 0.0, PARAMS)
+    state = established_state(np.array([0.1]), traits, PARAMS)
+    one = np.ones(1, STATE_DTYPE)
+    for _ in range(150):
+        advance(state, traits, one, one, 1.0, tgf_beta_keep, 0.0, 7.0, PARAMS)
+    return float(state.m[0])
+
+
+@scenario(
+    lytic_m=".2f",
+    lytic_z=".2f",
+    lytic_uz=".1f",
+    calcium_only_m=".2f",
+    blastic_u=".2f",
+    blastic_u_without_rankl=".2f",
+    blastic_z=".2f",
+    uptake_blastic=".1f",
+    uptake_lytic=".1f",
+    uptake_ratio=".1f",
+    uptake_ratio_small=".2f",
+    uptake_ratio_large=".1f",
+)
+def lesion_states() -> dict[str, float]:
+    """Established lesions at a burden (deterministic): the vicious cycle's steady state and radium uptake.
+
+    Lytic (phi 0) and blastic (phi 1) lesions at T 0.1 with the patient multipliers 1; the calcium-only
+    loop is the steady induction under a full TGF-beta block. Radium uptake is the formation rate
+    (healthy bone 1) of a blastic (phi 0.9) and a lytic (phi 0.1) lesion at detection (T 0.08), and
+    the blastic/lytic ratio there, at T 0.02 (small) and at T 0.3 (large).
+    """
+    one = np.ones(1, STATE_DTYPE)
+    lytic = lesion_traits(np.array([0.0]), 1.0, 1.0, 0.0, PARAMS)
+    state = established_state(np.array([0.1]), lytic, PARAMS)
+    out: dict[str, float] = {
+        "lytic_m": float(state.m[0]),
+        "lytic_z": float(state.z[0]),
+        "lytic_uz": float(turnover(state, lytic, one, 1.0, PARAMS)[0][0]),
+        "calcium_only_m": _steady_lytic_induction(0.0),
+    }
+    for key, params in (
+        ("blastic_u", PARAMS),
+        ("blastic_u_without_rankl", Parameters({"osteoblast_rankl_blastic": 0.0})),
+    ):
+        blastic = lesion_traits(np.array([1.0]), 1.0, 1.0, 0.0, params)
+        state = established_state(np.array([0.1]), blastic, params)
+        out[key] = float(turnover(state, blastic, one, 1.0, params)[0][0] / state.z[0])
+        if params is PARAMS:
+            out["blastic_z"] = float(state.z[0])
+    traits = lesion_traits(np.array([0.9, 0.1]), 1.0, 1.0, 0.002, PARAMS)
+    ratios = {}
+    for burden in (0.02, 0.08, 0.3):
+        state = established_state(np.full(2, burden), traits, PARAMS)
+        uptake = formation_rate(state.w, state.y, traits, PARAMS)
+        ratios[burden] = float(uptake[0] / uptake[1])
+        if burden == 0.08:
+            out["uptake_blastic"], out["uptake_lytic"] = float(uptake[0]), float(uptake[1])
+    out["uptake_ratio"], out["uptake_ratio_small"], out["uptake_ratio_large"] = ratios[0.08], ratios[0.02], ratios[0.3]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- radium-223
