@@ -689,6 +689,8 @@ def adt_fractures() -> dict[str, float]:
     followup_endocrine=".1f",
     sre_rate_none=".2f",
     sre_rate_endocrine=".2f",
+    sres_none=",d",
+    sres_endocrine=",d",
 )
 def disease_control() -> dict[str, float]:
     """1500 breast reference patients, 5 years, with and without endocrine therapy (the breast usual care)."""
@@ -701,6 +703,7 @@ def disease_control() -> dict[str, float]:
         out[f"alive_{name}"] = 1.0 - float(patients["died"].mean())
         out[f"followup_{name}"] = float(np.median(patients["followup_days"])) / DAYS_PER_MONTH
         out[f"sre_rate_{name}"] = _sre_rate(patients, events, SRE_TYPES)
+        out[f"sres_{name}"] = int(np.isin(events["type"], SRE_TYPES).sum())
     return out
 
 
