@@ -34,7 +34,15 @@ from vtrial.analysis.survival import kaplan_meier, median_with_ci
 from vtrial.cohort import CohortBlock, sample_cohort
 from vtrial.model import docs, skeleton
 from vtrial.model.drugs import Exposure
-from vtrial.model.lesion import STATE_DTYPE, advance, established_state, formation_rate, lesion_traits, turnover
+from vtrial.model.lesion import (
+    STATE_DTYPE,
+    CellInputs,
+    advance,
+    established_state,
+    formation_rate,
+    lesion_traits,
+    turnover,
+)
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import reference_cohort
 from vtrial.model.simulate import simulate
@@ -175,6 +183,8 @@ def _steady_lytic_induction(tgf_beta_keep: float) -> float:
     uptake_ratio=".1f",
     uptake_ratio_small=".2f",
     uptake_ratio_large=".1f",
+    stimulated_bone="+.0%",
+    stimulated_resorption="+.0%",
 )
 def lesion_states() -> dict[str, float]:
     """Established lesions at a burden (deterministic): the vicious cycle's steady state and radium uptake.
@@ -182,7 +192,9 @@ def lesion_states() -> dict[str, float]:
     Lytic (phi 0) and blastic (phi 1) lesions at T 0.1 with the patient multipliers 1; the calcium-only
     loop is the steady induction under a full TGF-beta block. Radium uptake is the formation rate
     (healthy bone 1) of a blastic (phi 0.9) and a lytic (phi 0.1) lesion at detection (T 0.08), and
-    the blastic/lytic ratio there, at T 0.02 (small) and at T 0.3 (large).
+    the blastic/lytic ratio there, at T 0.02 (small) and at T 0.3 (large). Tumour-free bone under
+    full bone-formation stimulation for 52 weeks: the change of its bone mass and of its osteoclast
+    activity ``u`` against the same bone unstimulated.
     """
     one = np.ones(1, STATE_DTYPE)
     lytic = lesion_traits(np.array([0.0]), 1.0, 1.0, 0.0, PARAMS)
@@ -211,6 +223,15 @@ def lesion_states() -> dict[str, float]:
         if burden == 0.08:
             out["uptake_blastic"], out["uptake_lytic"] = float(uptake[0]), float(uptake[1])
     out["uptake_ratio"], out["uptake_ratio_small"], out["uptake_ratio_large"] = ratios[0.08], ratios[0.02], ratios[0.3]
+    bone, resorption = [], []
+    for cells in (CellInputs(), CellInputs(osteoblast_production=1.0 + PARAMS.osteoblast_stimulation_max)):
+        state = established_state(np.array([1e-6]), lytic, PARAMS)
+        for _ in range(52):
+            advance(state, lytic, one, one, 1.0, 1.0, 0.0, 7.0, PARAMS, cells)
+        bone.append(float(state.z[0]))
+        resorption.append(float(turnover(state, lytic, one, 1.0, PARAMS)[0][0]) / bone[-1])
+    out["stimulated_bone"] = bone[1] / bone[0] - 1.0
+    out["stimulated_resorption"] = resorption[1] / resorption[0] - 1.0
     return out
 
 
