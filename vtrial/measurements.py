@@ -731,7 +731,7 @@ def disease_control() -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------- the skeleton outside the lesions
 
 
-def _skeleton_path(arm: SimpleNamespace, years: float) -> np.ndarray:
+def skeleton_path(arm: SimpleNamespace, years: float) -> np.ndarray:
     """Weekly path of one patient's skeleton compartment (CrCl 80) under ``arm``.
 
     Columns: start day, days, resorption ``R_S``, density, microdamage, density lost per year,
@@ -760,21 +760,22 @@ def _at(rows: np.ndarray, years: float, column: int) -> float:
     return float(rows[np.searchsorted(rows[:, 0], years * DAYS_PER_YEAR) - 1, column])
 
 
-def _aff_per_10k(rows: np.ndarray, first_year: float, last_year: float) -> float:
+def aff_per_10k(rows: np.ndarray, first_year: float, last_year: float) -> float:
     """Mean atypical-fracture hazard over ``[first_year, last_year)`` per 10,000 patient-years."""
     inside = _between(rows, first_year, last_year)
     hazard = PARAMS.atypical_fracture_hazard * rows[inside, 4]
     return float((hazard * rows[inside, 1]).sum() / rows[inside, 1].sum() * DAYS_PER_YEAR * 1e4)
 
 
-def _aff_risk_5_years(rows: np.ndarray) -> float:
+def aff_risk_5_years(rows: np.ndarray) -> float:
+    """Probability of an atypical fracture within the first 5 years of a skeleton path."""
     inside = rows[:, 0] < 5 * DAYS_PER_YEAR
     return float(-np.expm1(-(PARAMS.atypical_fracture_hazard * rows[inside, 4] * rows[inside, 1]).sum()))
 
 
 def _resorption_on(drug: str, dose_mg: float) -> float:
     """Mean resorption of the uninvolved skeleton in the second year of a monthly antiresorptive."""
-    rows = _skeleton_path(_arm(drug, dose_mg=dose_mg, every_weeks=4.0), 2)
+    rows = skeleton_path(_arm(drug, dose_mg=dose_mg, every_weeks=4.0), 2)
     return float(np.average(rows[_between(rows, 1, 2), 2], weights=rows[_between(rows, 1, 2), 1]))
 
 
@@ -817,28 +818,28 @@ def skeleton_turnover() -> dict[str, float]:
 )
 def atypical_fractures() -> dict[str, float]:
     """AFF hazard of one patient (CrCl 80) on monthly zoledronic acid (10 years; stopped after 5) and denosumab."""
-    on = _skeleton_path(_arm("zoledronic_acid", dose_mg=4.0, every_weeks=4.0), 10)
-    off = _skeleton_path(_arm("zoledronic_acid", dose_mg=4.0, every_weeks=4.0, stop_after_months=60), 10)
-    dmab = _skeleton_path(_arm("denosumab", dose_mg=120.0, every_weeks=4.0), 5)
+    on = skeleton_path(_arm("zoledronic_acid", dose_mg=4.0, every_weeks=4.0), 10)
+    off = skeleton_path(_arm("zoledronic_acid", dose_mg=4.0, every_weeks=4.0, stop_after_months=60), 10)
+    dmab = skeleton_path(_arm("denosumab", dose_mg=120.0, every_weeks=4.0), 5)
     after_stop = off[_between(off, 5, 7), 2]
     return {
-        "za_years_1_2": _aff_per_10k(on, 0, 2),
-        "za_year_5": _aff_per_10k(on, 4, 5),
-        "za_risk_5y": _aff_risk_5_years(on),
-        "za_stopped_years_5_7": _aff_per_10k(off, 5, 7),
-        "za_continued_years_5_7": _aff_per_10k(on, 5, 7),
-        "za_stopped_years_7_9": _aff_per_10k(off, 7, 9),
-        "za_continued_years_7_9": _aff_per_10k(on, 7, 9),
+        "za_years_1_2": aff_per_10k(on, 0, 2),
+        "za_year_5": aff_per_10k(on, 4, 5),
+        "za_risk_5y": aff_risk_5_years(on),
+        "za_stopped_years_5_7": aff_per_10k(off, 5, 7),
+        "za_continued_years_5_7": aff_per_10k(on, 5, 7),
+        "za_stopped_years_7_9": aff_per_10k(off, 7, 9),
+        "za_continued_years_7_9": aff_per_10k(on, 7, 9),
         "za_stopped_resorption_low": float(after_stop.min()),
         "za_stopped_resorption_high": float(after_stop.max()),
         "za_yearly_fall": 1.0 - _at(off, 9, 4) / _at(off, 8, 4),
-        "denosumab_years_1_2": _aff_per_10k(dmab, 0, 2),
-        "denosumab_year_5": _aff_per_10k(dmab, 4, 5),
-        "denosumab_risk_5y": _aff_risk_5_years(dmab),
+        "denosumab_years_1_2": aff_per_10k(dmab, 0, 2),
+        "denosumab_year_5": aff_per_10k(dmab, 4, 5),
+        "denosumab_risk_5y": aff_risk_5_years(dmab),
     }
 
 
-def _fractures_from(rows: np.ndarray, from_years: float) -> tuple[float, float]:
+def osteoporotic_fractures_from(rows: np.ndarray, from_years: float) -> tuple[float, float]:
     """Osteoporotic fractures per 100 patient-years from ``from_years`` on, and the share with several vertebrae."""
     after = rows[:, 0] >= from_years * DAYS_PER_YEAR
     h = rows[after, 6] * rows[after, 1]
@@ -868,7 +869,7 @@ def _fractures_from(rows: np.ndarray, from_years: float) -> tuple[float, float]:
 def denosumab_rebound() -> dict[str, float]:
     """One patient's skeleton: denosumab 3 years then stopped, against continued and placebo (5 years)."""
     rows = {
-        name: _skeleton_path(a, 5)
+        name: skeleton_path(a, 5)
         for name, a in (
             ("placebo", _arm()),
             ("continued", _arm("denosumab", dose_mg=120.0, every_weeks=4.0)),
@@ -877,8 +878,8 @@ def denosumab_rebound() -> dict[str, float]:
     }
     stopped = rows["stopped"]
     last_dose = float(np.arange(0.0, 36 * DAYS_PER_MONTH, 28.0)[-1])
-    rate = {name: _fractures_from(r, 3)[0] for name, r in rows.items()}
-    freedom = _fractures_from(stopped, 3.5)
+    rate = {name: osteoporotic_fractures_from(r, 3)[0] for name, r in rows.items()}
+    freedom = osteoporotic_fractures_from(stopped, 3.5)
     return {
         "peak": float(stopped[:, 2].max()),
         "overshoot": float(stopped[:, 2].max()) - 1.0,
@@ -892,7 +893,7 @@ def denosumab_rebound() -> dict[str, float]:
         "rate_stopped": rate["stopped"],
         "continued_change": rate["continued"] / rate["placebo"] - 1.0,
         "stopped_of_placebo": rate["stopped"] / rate["placebo"],
-        "multiple_stopped": _fractures_from(stopped, 3)[1],
+        "multiple_stopped": osteoporotic_fractures_from(stopped, 3)[1],
         "freedom_rate": freedom[0],
         "freedom_of_placebo": freedom[0] / rate["placebo"],
         "freedom_multiple": freedom[1],
