@@ -37,6 +37,8 @@ from vtrial.model.drugs import Exposure
 from vtrial.model.lesion import (
     STATE_DTYPE,
     CellInputs,
+    LesionState,
+    LesionTraits,
     advance,
     established_state,
     formation_rate,
@@ -160,14 +162,25 @@ def _sre_rate(patients: Mapping, events: Mapping, types: Sequence[str] = SSE_TYP
 # ---------------------------------------------------------------------------------------------- one lesion
 
 
+def _traits(blastic_fraction: Sequence[float], growth_rate: float) -> LesionTraits:
+    """Lesion traits of the given phenotypes with the patient multipliers (PTHrP secretion, drive) at 1."""
+    phi = np.asarray(blastic_fraction, dtype=float)
+    return lesion_traits(phi, np.ones_like(phi), np.ones_like(phi), np.full_like(phi, growth_rate), PARAMS)
+
+
+def _induction(state: LesionState) -> float:
+    """The PTHrP induction ``M`` of the first lesion (an established state always carries it)."""
+    return float(np.asarray(state.m)[0])
+
+
 def _steady_lytic_induction(tgf_beta_keep: float) -> float:
     """PTHrP induction ``M`` of an established lytic lesion (T 0.1, tumour frozen) after 150 weeks of a TGF-beta block."""
-    traits = lesion_traits(np.array([0.0]), 1.0, 1.0, 0.0, PARAMS)
+    traits = _traits([0.0], 0.0)
     state = established_state(np.array([0.1]), traits, PARAMS)
     one = np.ones(1, STATE_DTYPE)
     for _ in range(150):
         advance(state, traits, one, one, 1.0, tgf_beta_keep, 0.0, 7.0, PARAMS)
-    return float(state.m[0])
+    return _induction(state)
 
 
 @scenario(
@@ -197,10 +210,10 @@ def lesion_states() -> dict[str, float]:
     activity ``u`` against the same bone unstimulated.
     """
     one = np.ones(1, STATE_DTYPE)
-    lytic = lesion_traits(np.array([0.0]), 1.0, 1.0, 0.0, PARAMS)
+    lytic = _traits([0.0], 0.0)
     state = established_state(np.array([0.1]), lytic, PARAMS)
     out: dict[str, float] = {
-        "lytic_m": float(state.m[0]),
+        "lytic_m": _induction(state),
         "lytic_z": float(state.z[0]),
         "lytic_uz": float(turnover(state, lytic, one, 1.0, PARAMS)[0][0]),
         "calcium_only_m": _steady_lytic_induction(0.0),
@@ -209,12 +222,12 @@ def lesion_states() -> dict[str, float]:
         ("blastic_u", PARAMS),
         ("blastic_u_without_rankl", Parameters({"osteoblast_rankl_blastic": 0.0})),
     ):
-        blastic = lesion_traits(np.array([1.0]), 1.0, 1.0, 0.0, params)
+        blastic = lesion_traits(np.ones(1), np.ones(1), np.ones(1), np.zeros(1), params)
         state = established_state(np.array([0.1]), blastic, params)
         out[key] = float(turnover(state, blastic, one, 1.0, params)[0][0] / state.z[0])
         if params is PARAMS:
             out["blastic_z"] = float(state.z[0])
-    traits = lesion_traits(np.array([0.9, 0.1]), 1.0, 1.0, 0.002, PARAMS)
+    traits = _traits([0.9, 0.1], 0.002)
     ratios = {}
     for burden in (0.02, 0.08, 0.3):
         state = established_state(np.full(2, burden), traits, PARAMS)
