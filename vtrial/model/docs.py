@@ -8,6 +8,12 @@ rendering, so a changed or newly registered parameter (any agent or engineer add
 :data:`~vtrial.model.parameters.REGISTRY`) shows up without editing the prose.
 ``python -m vtrial.model.docs`` rewrites ``docs/model.md`` in place.
 
+The numbers the prose *measures* by running the model are placeholders too,
+``<!-- m:SCENARIO.NUMBER -->TEXT<!-- /m -->``, refilled with the printed text stored in
+``docs/measurements.json``, which ``python -m vtrial.measurements`` writes by re-running the
+scenarios of :mod:`vtrial.measurements` (this module only reads the file: the model runs no
+scenario).
+
 :data:`COVERAGE` maps each tumour–bone player to the nodes of the code that carry it: a name
 with a dot is an attribute path under :mod:`vtrial.model` (module, function, class or dataclass
 field), a bare name a registry parameter; a test resolves every one. A player without a node
@@ -18,7 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,7 +35,10 @@ from vtrial.store import atomic_write_text
 
 #: The document this module generates parts of.
 MODEL_DOC = Path(__file__).resolve().parents[2] / "docs" / "model.md"
+#: The measured numbers it quotes, written by ``python -m vtrial.measurements``.
+MEASUREMENTS_JSON = MODEL_DOC.parent / "measurements.json"
 _VALUE = re.compile(r"<!-- p:([\w.]+) -->(.*?)<!-- /p -->")
+_MEASURED = re.compile(r"<!-- m:([\w.]+) -->(.*?)<!-- /m -->")
 _BLOCK = re.compile(r"(<!-- generated:(\w+) -->\n)(.*?)(<!-- /generated -->)", re.S)
 
 
@@ -201,8 +212,29 @@ def coverage_table() -> str:
     return "\n".join(rows)
 
 
-def render(text: str) -> str:
-    """``text`` with every parameter placeholder and generated block refilled from the code."""
+def load_measurements(path: Path | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """The stored measurements (default :data:`MEASUREMENTS_JSON`): ``{scenario: {number: {"value", "text"}}}``."""
+    return json.loads((path or MEASUREMENTS_JSON).read_text(encoding="utf-8"))
+
+
+def measured_texts(measurements: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, str]:
+    """The printed text of every stored number by its placeholder name ``SCENARIO.NUMBER``."""
+    return {
+        f"{sc}.{number}": entry["text"] for sc, numbers in measurements.items() for number, entry in numbers.items()
+    }
+
+
+def quoted_measurements(text: str) -> list[str]:
+    """The names of the measured-number placeholders of ``text``, in order."""
+    return [m.group(1) for m in _MEASURED.finditer(text)]
+
+
+def render(text: str, measured: Mapping[str, str] | None = None) -> str:
+    """``text`` with every parameter and measured placeholder and generated block refilled.
+
+    ``measured`` maps ``SCENARIO.NUMBER`` to its printed text; by default from ``docs/measurements.json``.
+    """
+    texts = measured_texts(load_measurements()) if measured is None else measured
 
     def value(match: re.Match) -> str:
         name = match.group(1)
@@ -210,16 +242,22 @@ def render(text: str) -> str:
             raise KeyError(f"docs/model.md quotes an unknown model parameter {name!r}")
         return f"<!-- p:{name} -->{REGISTRY[name].value:.4g}<!-- /p -->"
 
+    def measurement(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in texts:
+            raise KeyError(f"docs/model.md quotes an unknown measurement {name!r} (run python -m vtrial.measurements)")
+        return f"<!-- m:{name} -->{texts[name]}<!-- /m -->"
+
     blocks = {"parameters": markdown_table, "coverage": coverage_table}
 
     def block(match: re.Match) -> str:
         return f"{match.group(1)}{blocks[match.group(2)]()}\n{match.group(4)}"
 
-    return _BLOCK.sub(block, _VALUE.sub(value, text))
+    return _BLOCK.sub(block, _MEASURED.sub(measurement, _VALUE.sub(value, text)))
 
 
 def main() -> None:
-    """Rewrite ``docs/model.md`` with its generated parts refilled."""
+    """Rewrite ``docs/model.md`` with its generated parts refilled (parameters, tables, measured numbers)."""
     text = MODEL_DOC.read_text(encoding="utf-8")
     atomic_write_text(MODEL_DOC, render(text))
 
