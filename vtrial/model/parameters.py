@@ -762,8 +762,8 @@ _PARAMETERS: list[Parameter] = [
         3.0e-8,
         "[calibrated] ~1-2 per 10,000 patient-years in years 1-2 of bisphosphonate rising to ~10-13 after 5-8 years "
         "(Black 2010 NEJM 362:1761; Schilcher 2011 NEJM 364:1728; Dell 2012 JBMR 27:2544); 0.1-1% over 2-5 years "
-        "of monthly zoledronic acid or denosumab in oncology: the model gives 12 per 10,000 patient-years in year 5 "
-        "of monthly zoledronic acid (docs/model.md)",
+        "of monthly zoledronic acid or denosumab in oncology; the model's rates are measured in docs/model.md "
+        "(atypical_fractures)",
         "atypical femoral fracture hazard per day of accumulated microdamage",
     ),
     # --- disease stage and background therapy (vtrial.model.systemic) --------------------------
@@ -864,7 +864,7 @@ _PARAMETERS: list[Parameter] = [
         0.1,
         1.0,
         "[calibrated] toward CHAARTED median overall survival ~47 months on ADT alone (Kyriakopoulos 2018 JCO 36:1080); "
-        "the model reaches ~35 (docs/model.md)",
+        "the model falls short of it (measured in docs/model.md: castration_sensitive)",
         "non-skeletal death hazard of castration-sensitive disease under hormonal therapy, relative to resistant",
     ),
     Parameter(
@@ -1006,8 +1006,8 @@ _PARAMETERS: list[Parameter] = [
         1.0e-4,
         3.0e-3,
         "[calibrated] ADT loses ~3-5% of BMD in year 1 and ~8% by year 5 (2-5%/year, Greenspan 2005 JCEM 90:6410; "
-        "Shahinian 2005 NEJM 352:154): the model 4.7% and 8.2% with the remodelling space; denosumab then gains "
-        "6.8% in 3 years (FREEDOM lumbar 9.2%, total hip 6.0%, Cummings 2009 NEJM 361:756)",
+        "Shahinian 2005 NEJM 352:154) with the remodelling space, and denosumab's gain in 3 years (FREEDOM lumbar "
+        "9.2%, total hip 6.0%, Cummings 2009 NEJM 361:756); the model's figures: docs/model.md (skeleton_turnover)",
         "rate k of the bone-mass law of uninvolved bone at healthy turnover (times the osteoclast activity)",
     ),
     Parameter(
@@ -1186,9 +1186,10 @@ _PARAMETERS: list[Parameter] = [
         "-",
         0.05,
         2.0,
-        "[calibrated] median baseline BSAP ~60 ug/L (5x healthy) in the model's ALSYMPCA-like cohort: CRPC with "
+        "[calibrated] toward a median baseline BSAP ~60 ug/L (5x healthy) in an ALSYMPCA-like cohort: CRPC with "
         "bone metastases, median baseline total ALP ~210 U/L (Parker 2013 NEJM 369:213, stratified at 220 U/L; "
-        "recalled) over a healthy ~70 U/L of which about half is bone ALP",
+        "recalled) over a healthy ~70 U/L of which about half is bone ALP; the model's median is above it "
+        "(measured in docs/model.md: radium_crpc)",
         "bone formation a lesion adds (at its formation rate), relative to the whole healthy skeleton's (BSAP)",
     ),
     Parameter(
