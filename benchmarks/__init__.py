@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +32,7 @@ import numpy as np
 import psutil
 
 from benchmarks.ivp import CohortDraws, solve_ivp_patient
+from vtrial.cohort import CohortBlock
 from vtrial.engine import run_trial, stop_local_workers
 from vtrial.model import simulate
 from vtrial.model.drugs import Exposure
@@ -43,7 +45,7 @@ from vtrial.model.lesion import (
 )
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import radau_reference, reference_cohort
-from vtrial.protocol import load_protocol
+from vtrial.protocol import load_protocol, primary_defaults
 from vtrial.streams import Streams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -319,6 +321,7 @@ def bench_large(
 
 
 def _label_arm(drug: str) -> SimpleNamespace:
+    """A version-1 arm of ``drug`` at its label regimen, with the protocol's defaults (label rules on)."""
     dose = {"none": None, "zoledronic_acid": 4.0, "denosumab": 120.0}[drug]
     return SimpleNamespace(
         name=drug,
@@ -328,8 +331,20 @@ def _label_arm(drug: str) -> SimpleNamespace:
         calcium_vitamin_d=True,
         stop_after_months=None,
         renal_adjustment=True,
+        withhold_on_renal_toxicity=True,
+        stop_on_onj=True,
         mechanism=None,
     )
+
+
+def usual_care_cohort(n: int, primary: str, seed: int) -> CohortBlock:
+    """:func:`~vtrial.model.reference.reference_cohort` with the usual care a version-1 protocol gives ``primary``.
+
+    The background therapy of the primary's defaults (``vtrial/data/primaries.toml``; breast:
+    endocrine), as :func:`vtrial.cohort.sample_cohort` resolves it for every protocol.
+    """
+    therapy = tuple(primary_defaults(primary)["systemic_therapy"])
+    return replace(reference_cohort(n, primary, seed=seed), systemic_therapy={primary: therapy})
 
 
 def bench_baseline(patients: int = 20, years: float = 5.0, repeats: int = 3) -> list[Row]:
@@ -342,8 +357,8 @@ def bench_baseline(patients: int = 20, years: float = 5.0, repeats: int = 3) -> 
     params = Parameters()
     arm = _label_arm("denosumab")
     days = int(years * DAYS_PER_YEAR)
-    small = reference_cohort(patients, "breast", seed=3)
-    draws = CohortDraws.of(small, Streams(1), days, params)
+    small = usual_care_cohort(patients, "breast", seed=3)
+    draws = CohortDraws.of(small, arm, Streams(1), days, params)
     baseline = {}
     slow_s = repeat(
         lambda: baseline.update(
@@ -353,7 +368,7 @@ def bench_baseline(patients: int = 20, years: float = 5.0, repeats: int = 3) -> 
         repeats,
     )
     slow = baseline["years"] / min(slow_s)
-    big = reference_cohort(4096, "breast", seed=3)
+    big = usual_care_cohort(4096, "breast", seed=3)
     followed = {}
     fast_s = repeat(
         lambda: followed.update(

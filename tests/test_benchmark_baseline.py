@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from benchmarks import _label_arm
+from benchmarks import _label_arm, usual_care_cohort
 from benchmarks.ivp import CohortDraws, reserve_rate, skeleton_rates, solve_ivp_patient
 from vtrial.model import events as ev
 from vtrial.model import skeleton
 from vtrial.model.drugs import precursor_reserve
 from vtrial.model.parameters import Parameters
-from vtrial.model.reference import reference_cohort
 from vtrial.streams import Streams
 
 model = importlib.import_module("vtrial.model.simulate")
@@ -71,7 +70,7 @@ def test_baseline_and_simulate_agree_on_the_states_without_events(monkeypatch):
     # two breast patients (3 and 4 lesions) on denosumab for 52 weeks, every lesion and patient threshold infinite (no
     # event can change a state; osteoporotic fractures and hypocalcaemia change none); simulate's states are read at
     # its week-52 marker visit (start of day 364, before that day's dose)
-    cohort = reference_cohort(2, "breast", seed=3)
+    cohort = usual_care_cohort(2, "breast", seed=3)
     arm = _label_arm("denosumab")
     days = 364
     never = ev.draw_thresholds(Streams(1), cohort.patient_id)
@@ -93,7 +92,7 @@ def test_baseline_and_simulate_agree_on_the_states_without_events(monkeypatch):
 
     monkeypatch.setattr(model, "_visit", record)
     model.simulate(cohort, arm, days + 1.0, Streams(1), marker_weeks=(52,))
-    draws = replace(CohortDraws.of(cohort, Streams(1), days, PARAMS), thresholds=never)
+    draws = replace(CohortDraws.of(cohort, arm, Streams(1), days, PARAMS), thresholds=never)
     for i in range(2):
         out = solve_ivp_patient(cohort, i, arm, days, draws, PARAMS)
         assert out.n_events == 0 and out.followup_days == days
