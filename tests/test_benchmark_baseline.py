@@ -66,17 +66,21 @@ def test_reserve_rate_is_the_derivative_of_the_model_daily_reserve():
     np.testing.assert_allclose(ivp, daily, rtol=1e-7, atol=1e-10)
 
 
-def test_baseline_and_simulate_agree_on_the_states_without_events(monkeypatch):
-    # two breast patients (3 and 4 lesions) on denosumab for 52 weeks, every lesion and patient threshold infinite (no
-    # event can change a state; osteoporotic fractures and hypocalcaemia change none); simulate's states are read at
-    # its week-52 marker visit (start of day 364, before that day's dose)
+@pytest.mark.parametrize("onj", [False, True])
+def test_baseline_and_simulate_agree_on_the_states(monkeypatch, onj):
+    # two breast patients (3 and 4 lesions) on denosumab with the usual care (endocrine: both have lines of disease
+    # control in the year) for 52 weeks; every lesion and patient threshold infinite (no event can change a state;
+    # osteoporotic fractures, marrow toxicity and hypocalcaemia change none), except, with ``onj``, a first ONJ
+    # threshold of 1e-9: both stop denosumab after the dose of day 0 (the label rule), and the skeleton rebounds.
+    # simulate's states are read at its week-52 marker visit (start of day 364, before that day's dose)
     cohort = usual_care_cohort(2, "breast", seed=3)
     arm = _label_arm("denosumab")
     days = 364
-    never = ev.draw_thresholds(Streams(1), cohort.patient_id)
-    never = ev.Thresholds(
-        *(np.full_like(a, np.inf) for a in (never.lesion, never.patient)), never.surgery, never.new_site
-    )
+    drawn = ev.draw_thresholds(Streams(1), cohort.patient_id)
+    patient = np.full_like(drawn.patient, np.inf)
+    if onj:
+        patient[:, ev.PATIENT_EVENTS.index("osteonecrosis_of_the_jaw"), 0] = 1e-9
+    never = ev.Thresholds(np.full_like(drawn.lesion, np.inf), patient, drawn.surgery, drawn.new_site)
     monkeypatch.setattr(ev, "draw_thresholds", lambda streams, ids: never)
     seen = {}
     visit = model._visit
@@ -91,16 +95,19 @@ def test_baseline_and_simulate_agree_on_the_states_without_events(monkeypatch):
         return visit(cb, arm, p, lesions, *args)
 
     monkeypatch.setattr(model, "_visit", record)
-    model.simulate(cohort, arm, days + 1.0, Streams(1), marker_weeks=(52,))
+    events = model.simulate(cohort, arm, days + 1.0, Streams(1), marker_weeks=(52,))[1]
+    assert list(events["type"]).count("osteonecrosis_of_the_jaw") == (2 if onj else 0)
     draws = replace(CohortDraws.of(cohort, arm, Streams(1), days, PARAMS), thresholds=never)
     for i in range(2):
         out = solve_ivp_patient(cohort, i, arm, days, draws, PARAMS)
-        assert out.n_events == 0 and out.followup_days == days
+        assert out.n_events == int(onj) and out.followup_days == days
         mine = seen["owner"] == i
-        # measured: Z within 4e-4, T 5e-6, density 2e-7, w_S 3e-4, D 1e-4, E 2e-6 (the model's step error); bound 2e-3
-        np.testing.assert_allclose(out.lesions[2], seen["z"][mine], rtol=2e-3)  # bone Z
-        np.testing.assert_allclose(np.exp(out.lesions[1]), np.exp(seen["y"][mine]), rtol=2e-3)  # burden T
+        # measured (relative, the model's weekly step error): without ONJ Z 4e-4, T 4e-6, density 4e-7, w_S 3e-4,
+        # D 1e-4, E 2e-6; with ONJ (rebound: w_S 1.3-1.7, Q 0.39 at a year) Z 5e-4, T 1e-4, density 8e-5, w_S 3e-3,
+        # D 1e-3, E 1e-4. Bound 5e-3 (the brief's 1%, tighter)
+        np.testing.assert_allclose(out.lesions[2], seen["z"][mine], rtol=5e-3)  # bone Z
+        np.testing.assert_allclose(np.exp(out.lesions[1]), np.exp(seen["y"][mine]), rtol=5e-3)  # burden T
         w, z, space, damage, exposed = seen["skeleton"][:, i]
         density = skeleton.bone_density(z, space, PARAMS)
-        assert abs(skeleton.bone_density(out.patient[1], out.patient[2], PARAMS) / density - 1.0) < 2e-3
-        np.testing.assert_allclose(out.patient[[0, 3, 5]], [w, damage, exposed], rtol=2e-3)
+        assert abs(skeleton.bone_density(out.patient[1], out.patient[2], PARAMS) / density - 1.0) < 5e-3
+        np.testing.assert_allclose(out.patient[[0, 3, 5]], [w, damage, exposed], rtol=5e-3)
