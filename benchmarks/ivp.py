@@ -211,8 +211,9 @@ def solve_ivp_patient(
     exposure = Exposure.of_arm(arm, cohort.creatinine_clearance_ml_min[one], days, params, None, potency)
     first = np.zeros(1, np.int64)  # the patient's row in its exposure
     doses = exposure.dose_days[exposure.dose_days >= 0]
-    if getattr(arm, "withhold_on_renal_toxicity", False) and doses.size:
-        if exposure.impulses(int(doses[0]), first).relative_auc[0] > 0.0:
+    first_dose = exposure.impulses(int(doses[0]), first) if doses.size else None
+    if getattr(arm, "withhold_on_renal_toxicity", False) and first_dose is not None:
+        if first_dose.relative_auc[0] > 0.0:
             raise ValueError("the baseline does not withhold a nephrotoxic agent after renal deterioration")
     daily: list[StepInputs] = []  # the drug's inputs of each day, filled segment by segment (up to death)
     suppression = np.zeros(days)
@@ -248,9 +249,9 @@ def solve_ivp_patient(
         """1 while a line of the usual care controls the disease, else 0."""
         return float(any(a <= t < b for a, b in zip(line_start, line_end)))
 
-    def recruitment_at(q: float, d: int) -> float:
-        """Osteoclast recruitment ``(1 + Q)(1 - suppression)`` of day ``d`` (times the usual care's RANKL)."""
-        return (1.0 + q) * (1.0 - suppression[d]) * rankl
+    def recruitment(q: float, d: int) -> float:
+        """The drug's osteoclast recruitment ``(1 + Q)(1 - suppression)`` on day ``d`` (the skeleton's: times ``rankl``)."""
+        return (1.0 + q) * (1.0 - suppression[d])
 
     traits, weights = new_traits(slots, cohort.lesion_blastic_fraction[i, mask])
     state = established_state(cohort.lesion_burden[i, mask], traits, params)
@@ -279,14 +280,14 @@ def solve_ivp_patient(
         w, y, z, ind = s[:m], s[m : 2 * m], s[2 * m : 3 * m], s[3 * m : 4 * m]
         sw, sz, ss, sd, q, exposed = s[8 * m : 8 * m + 6]
         on_control = controlled(t)
-        recruitment = (1.0 + q) * (1.0 - suppression[d])
+        x = recruitment(q, d)
         lesion_rates = rates(
             w,
             y,
             z,
             ind,
             traits,
-            recruitment,
+            x,
             inp.pthrp_keep,
             inp.tgf_beta_keep,
             inp.kill + control_kill * on_control,
@@ -296,7 +297,7 @@ def solve_ivp_patient(
         resorbed, _, _, _, pthrp = turnover(
             LesionState(w, y, z, ind),
             traits,
-            recruitment,
+            x,
             inp.pthrp_keep,
             params,
             inp.cells.il6_keep,
@@ -304,8 +305,7 @@ def solve_ivp_patient(
         )
         burden = np.exp(y)
         local_rate = ev.lesion_hazards(weights, strength(z, burden, params), burden, resorbed, params)
-        x2 = recruitment_at(q, d) ** 2
-        *bone, resorption = skeleton_rates(sw, sz, ss, sd, x2, params, inp.cells.osteoblast_production)
+        *bone, resorption = skeleton_rates(sw, sz, ss, sd, (x * rankl) ** 2, params, inp.cells.osteoblast_production)
         total = burden.sum()
         recent = last_sre <= t < last_sre + RECENT_SRE_DAYS
         patient_rate = [
@@ -407,7 +407,7 @@ def solve_ivp_patient(
                     np.full(1, params.new_lesion_burden),
                     LesionTraits(*(a[-1:] for a in astuple(traits))),
                     params,
-                    ((1.0 + patient[4]) * (1.0 - suppression[day])) ** 2,
+                    recruitment(patient[4], day) ** 2,
                     daily[day].pthrp_keep,
                     daily[day].cells,
                     daily[day].tgf_beta_keep,
@@ -421,14 +421,14 @@ def solve_ivp_patient(
             _, resorbed_flux, formed_flux, _, pthrp = turnover(
                 LesionState(*lesions),
                 traits,
-                (1.0 + patient[4]) * (1.0 - suppression[d]),
+                recruitment(patient[4], d),
                 daily[d].pthrp_keep,
                 params,
                 cells.il6_keep,
                 cells.osteoblast_drive_keep,
             )
             serum = mk.calcium(
-                np.array([recruitment_at(patient[4], d)]),
+                np.array([recruitment(patient[4], d) * rankl]),
                 patient[:1],
                 np.array([(resorbed_flux - formed_flux).sum()]),
                 np.array([(np.exp(lesions[1]) * pthrp).sum()]),
