@@ -105,7 +105,8 @@ class CohortDraws:
         stage = {} if background is None else _background_arrays(background, cohort, streams)
         growth = gompertz_rate(params.by_primary("doubling_time_days")[cohort.primary.astype(np.int64)], params)
         rankl = np.ones(ids.size) if background is None else background.rankl_factor
-        _, (fracture, _) = _skeleton_arrays(cohort, streams, stage.get("fracture_thresholds"), rankl, params)
+        entry = np.ones(ids.size) if background is None else background.entry_rankl_factor
+        _, (fracture, _) = _skeleton_arrays(cohort, streams, stage.get("fracture_thresholds"), rankl, entry, params)
         return cls(
             ev.draw_thresholds(streams, ids),
             fracture,
@@ -256,7 +257,10 @@ def solve_ivp_patient(
     traits, weights = new_traits(slots, cohort.lesion_blastic_fraction[i, mask])
     state = established_state(cohort.lesion_burden[i, mask], traits, params)
     lesions = np.stack([state.w, state.y, state.z, state.induction]).astype(float)
-    patient = np.array([1.0, 1.0, params.remodelling_space, 0.0, 0.0, 0.0])
+    # the skeleton at the steady turnover of a therapy given before entry (1: healthy), density 1
+    x0 = 1.0 if draws.background is None else float(draws.background.entry_rankl_factor[i])
+    s0 = params.remodelling_space
+    patient = np.array([x0 * x0, 1.0 + s0 * (x0 - 1.0), s0 * x0, 0.0, 0.0, 0.0])
     hazards = np.zeros(len(PATIENT_HAZARDS))
     local_hazards = np.zeros((4, slots.size))
     lesion_count = np.zeros((4, slots.size), np.int64)
