@@ -787,8 +787,9 @@ def _marrow_thresholds(
 ) -> np.ndarray:
     """Thresholds ``[2, n]`` of neutropenia and thrombocytopenia; infinite (not drawn) when no hazard can arise.
 
-    The hazard needs a marrow dose (:attr:`Exposure.marrow_dosed`) or the background of a
-    version-2 protocol; the ``marrow`` stream is drawn only then (other purposes are unaffected).
+    The hazard needs a marrow dose (:attr:`Exposure.marrow_dosed`) or a background therapy (every
+    protocol has one; a bare cohort block does not); the ``marrow`` stream is drawn only then (other
+    purposes are unaffected).
     """
     if background is None and not exposure.marrow_dosed:
         return np.full((2, patient_id.size), np.inf)
@@ -799,8 +800,8 @@ def _marrow_events(p: _Rows, dose_rate: float, background: bool, start: int, day
     """Record grade 3-4 neutropenia and thrombocytopenia (first occurrence) over the step.
 
     Hazard ``h_0 + k D'``: the marrow dose rate ``D'`` of the arm's agents (radium-223: its
-    activity in bone) times the per-dose hazard, plus, in version-2 protocols, the background
-    hazard of the advanced disease. Thresholds come from the ``marrow`` stream purpose.
+    activity in bone) times the per-dose hazard, plus, with a background therapy (every protocol), the
+    background hazard of the advanced disease. Thresholds come from the ``marrow`` stream purpose.
     """
     base = (params.neutropenia_background_hazard, params.thrombocytopenia_background_hazard) if background else (0, 0)
     rate = np.array(

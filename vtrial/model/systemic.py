@@ -40,8 +40,9 @@ Each therapy acts on the nodes it acts on in life (its registry rows are named i
 "targeted" and "immunotherapy" have no row: they change nothing (their control depends on the
 target and is not modelled).
 
-A protocol that gives neither field (version 1) gets ``None`` from :func:`background` and runs
-exactly as before.
+Every protocol, version 1 included, resolves a background therapy per primary (its usual care), so
+:func:`background` returns ``None`` only for a bare cohort block that carries none (the model's own
+tests and reference cohorts), which then runs without these nodes.
 """
 
 from __future__ import annotations
