@@ -47,6 +47,7 @@ from vtrial.model.parameters import Parameters
 from vtrial.model.reference import radau_reference, reference_cohort
 from vtrial.protocol import load_protocol, primary_defaults
 from vtrial.streams import Streams
+from vtrial.model.reference import reference_arm
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "docs" / "performance.md"
@@ -323,17 +324,12 @@ def bench_large(
 def _label_arm(drug: str) -> SimpleNamespace:
     """A version-1 arm of ``drug`` at its label regimen, with the protocol's defaults (label rules on)."""
     dose = {"none": None, "zoledronic_acid": 4.0, "denosumab": 120.0}[drug]
-    return SimpleNamespace(
-        name=drug,
-        drug=drug,
+    return reference_arm(
+        drug,
         dose_mg=dose,
         every_weeks=None if drug == "none" else 4.0,
-        calcium_vitamin_d=True,
-        stop_after_months=None,
-        renal_adjustment=True,
         withhold_on_renal_toxicity=True,
         stop_on_onj=True,
-        mechanism=None,
     )
 
 

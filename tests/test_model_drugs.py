@@ -9,17 +9,16 @@ from vtrial.model.agents.zoledronic_acid import zoledronic_acid_dose
 from vtrial.model.drugs import Exposure, dosing_days
 from vtrial.model.lesion import advance, gompertz_rate, initial_state, lesion_traits
 from vtrial.model.parameters import Parameters
+from vtrial.model.reference import reference_arm
 
 PARAMS = Parameters()
 
 
 def arm(drug, dose_mg=None, every_weeks=4.0, stop_after_months=None, renal_adjustment=True, mechanism=None):
-    return SimpleNamespace(
-        name=drug,
-        drug=drug,
+    return reference_arm(
+        drug,
         dose_mg=dose_mg,
         every_weeks=every_weeks,
-        calcium_vitamin_d=True,
         stop_after_months=stop_after_months,
         renal_adjustment=renal_adjustment,
         mechanism=mechanism,

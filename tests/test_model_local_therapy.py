@@ -17,7 +17,7 @@ from vtrial.model.local_therapy import (
     high_risk_hazard,
 )
 from vtrial.model.parameters import Parameters
-from vtrial.model.reference import reference_cohort
+from vtrial.model.reference import reference_arm, reference_cohort
 from vtrial.streams import Streams
 from vtrial.vocabulary import DAYS_PER_MONTH, DEFAULT_SRE_TYPES, EVENT_TYPES, SRE_TYPES
 
@@ -25,21 +25,8 @@ HORIZON = 2 * 365.25
 
 
 def arm(name, radiotherapy=None, surgery=None, **kw):
-    base = dict(
-        name=name,
-        drug="none",
-        dose_mg=None,
-        every_weeks=None,
-        calcium_vitamin_d=True,
-        stop_after_months=None,
-        renal_adjustment=True,
-        mechanism=None,
-    )
-    if radiotherapy is not None:
-        base["radiotherapy"] = radiotherapy
-    if surgery is not None:
-        base["surgery"] = surgery
-    return SimpleNamespace(**{**base, **kw})
+    local = {k: v for k, v in (("radiotherapy", radiotherapy), ("surgery", surgery)) if v is not None}
+    return reference_arm(**{"name": name, **local, **kw})
 
 
 def course(dose_gy, fractions, technique="conventional", prophylactic=False):

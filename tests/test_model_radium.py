@@ -3,7 +3,6 @@
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from vtrial.model.lesion import (
     turnover,
 )
 from vtrial.model.parameters import Parameters
-from vtrial.model.reference import reference_cohort
+from vtrial.model.reference import reference_arm, reference_cohort
 from vtrial.protocol import load_protocol
 from vtrial.streams import Streams
 
@@ -28,20 +27,7 @@ PROTOCOL = Path(__file__).parent.parent / "protocols" / "radium-223-alsympca.tom
 
 
 def arm(drug, **kw):
-    base = dict(
-        name=drug,
-        drug=drug,
-        dose_mg=None,
-        dose_kbq_per_kg=None,
-        every_weeks=None,
-        doses=None,
-        calcium_vitamin_d=True,
-        stop_after_months=None,
-        renal_adjustment=True,
-        mechanism=None,
-        systemic_therapy=["androgen_deprivation"],
-    )
-    return SimpleNamespace(**{**base, **kw})
+    return reference_arm(drug, **{"systemic_therapy": ["androgen_deprivation"], **kw})
 
 
 RADIUM = arm("radium_223", dose_kbq_per_kg=55.0, every_weeks=4.0, doses=6)

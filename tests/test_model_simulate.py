@@ -2,14 +2,13 @@
 
 import warnings
 from dataclasses import replace
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from vtrial.errors import ModelInvariantError
 from vtrial.model import simulate
-from vtrial.model.reference import reference_cohort
+from vtrial.model.reference import reference_arm, reference_cohort
 from vtrial.streams import Streams
 from vtrial.vocabulary import EVENT_TYPES, SRE_TYPES
 
@@ -17,17 +16,7 @@ HORIZON = 2 * 365.25
 
 
 def arm(drug, dose_mg=None, every_weeks=4.0, **kw):
-    base = dict(
-        name=drug,
-        drug=drug,
-        dose_mg=dose_mg,
-        every_weeks=every_weeks,
-        calcium_vitamin_d=True,
-        stop_after_months=None,
-        renal_adjustment=True,
-        mechanism=None,
-    )
-    return SimpleNamespace(**{**base, **kw})
+    return reference_arm(drug, dose_mg=dose_mg, every_weeks=every_weeks, **kw)
 
 
 PLACEBO = arm("none", every_weeks=None)

@@ -1,7 +1,6 @@
 """The skeleton outside the lesions: density, microdamage (atypical fractures), the rebound after denosumab, the niche."""
 
 import importlib
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from vtrial.measurements import aff_per_10k, aff_risk_5_years, osteoporotic_frac
 from vtrial.model import skeleton
 from vtrial.model.lesion import established_state, lesion_traits
 from vtrial.model.parameters import REGISTRY, Parameters
-from vtrial.model.reference import reference_cohort
+from vtrial.model.reference import reference_arm, reference_cohort
 from vtrial.streams import Streams
 
 #: the module (``vtrial.model.simulate`` is also the name of its function in the package)
@@ -20,15 +19,8 @@ YEAR = 365.25
 
 
 def arm(drug="none", dose_mg=None, stop_after_months=None):
-    return SimpleNamespace(
-        name=drug,
-        drug=drug,
-        dose_mg=dose_mg,
-        every_weeks=4.0 if dose_mg else None,
-        calcium_vitamin_d=True,
-        stop_after_months=stop_after_months,
-        renal_adjustment=True,
-        mechanism=None,
+    return reference_arm(
+        drug, dose_mg=dose_mg, every_weeks=4.0 if dose_mg else None, stop_after_months=stop_after_months
     )
 
 

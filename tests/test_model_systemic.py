@@ -3,7 +3,6 @@
 import tomllib
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from vtrial.cohort import sample_cohort
 from vtrial.model import simulate, skeleton, systemic
 from vtrial.model.parameters import Parameters
-from vtrial.model.reference import reference_cohort
+from vtrial.model.reference import reference_arm, reference_cohort
 from vtrial.protocol import load_protocol
 from vtrial.streams import PURPOSES, Streams
 from vtrial.vocabulary import EVENT_TYPES, EVENT_TYPES_V2, SRE_TYPES, SYSTEMIC_THERAPIES
@@ -21,17 +20,7 @@ MONTH = 365.25 / 12
 
 
 def arm(therapy=None, drug="none", dose_mg=None, every_weeks=None):
-    base = dict(
-        name=drug,
-        drug=drug,
-        dose_mg=dose_mg,
-        every_weeks=every_weeks,
-        calcium_vitamin_d=True,
-        stop_after_months=None,
-        renal_adjustment=True,
-        mechanism=None,
-    )
-    return SimpleNamespace(**base) if therapy is None else SimpleNamespace(**base, systemic_therapy=therapy)
+    return reference_arm(drug, dose_mg=dose_mg, every_weeks=every_weeks, systemic_therapy=therapy)
 
 
 @pytest.fixture(scope="module")

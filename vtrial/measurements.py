@@ -47,7 +47,7 @@ from vtrial.model.lesion import (
     turnover,
 )
 from vtrial.model.parameters import Parameters
-from vtrial.model.reference import reference_cohort
+from vtrial.model.reference import reference_arm, reference_cohort
 from vtrial.model.simulate import simulate
 from vtrial.protocol import Arm, PriorTreatment, load_protocol
 from vtrial.store import atomic_write_json
@@ -92,23 +92,6 @@ def measure(name: str) -> dict[str, dict[str, float | str]]:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def _arm(drug: str = "none", **fields: object) -> SimpleNamespace:
-    """A version-1 arm as the model tests build it (label rules off); ``fields`` add or override."""
-    base: dict[str, object] = dict(
-        name=drug,
-        drug=drug,
-        dose_mg=None,
-        dose_kbq_per_kg=None,
-        every_weeks=None,
-        doses=None,
-        calcium_vitamin_d=True,
-        stop_after_months=None,
-        renal_adjustment=True,
-        mechanism=None,
-    )
-    return SimpleNamespace(**{**base, **fields})
 
 
 def _first_day(patients: Mapping, events: Mapping, types: Sequence[str]) -> np.ndarray:
@@ -276,8 +259,8 @@ def radium_crpc() -> dict[str, float]:
     cb = replace(reference_cohort(n, "prostate", seed=3), visceral_metastases=np.zeros(n, bool))
     adt: dict[str, Any] = {"systemic_therapy": ["androgen_deprivation"]}
     arms = {
-        "placebo": _arm(**adt),
-        "radium": _arm("radium_223", dose_kbq_per_kg=55.0, every_weeks=4.0, doses=6, **adt),
+        "placebo": reference_arm(**adt),
+        "radium": reference_arm("radium_223", dose_kbq_per_kg=55.0, every_weeks=4.0, doses=6, **adt),
     }
     out: dict[str, float] = {}
     survival, sse = {}, {}
@@ -392,7 +375,11 @@ def onj_rule() -> dict[str, float]:
     cb = reference_cohort(400, "breast", seed=12)
     runs = {
         rule: simulate(
-            cb, _protocol_arm("d", stop_on_onj=rule, **_DMAB), 2 * DAYS_PER_YEAR, Streams(13), marker_weeks=(0, 101)
+            cb,
+            _protocol_arm("d", stop_on_onj=rule, **_DMAB),
+            2 * DAYS_PER_YEAR,
+            Streams(13),
+            marker_weeks=(0, 101),
         )
         for rule in (False, True)
     }
@@ -463,7 +450,7 @@ def _custom_arm(**targets: float) -> SimpleNamespace:
         reference_dose_mg=None,
         **dict.fromkeys(_CUSTOM_TARGETS, 0.0),
     )
-    return _arm("custom", every_weeks=3.0, mechanism=SimpleNamespace(**{**mechanism, **targets}))
+    return reference_arm("custom", every_weeks=3.0, mechanism=SimpleNamespace(**{**mechanism, **targets}))
 
 
 @scenario(
@@ -479,9 +466,9 @@ def niche_new_lesions() -> dict[str, float]:
     out: dict[str, float] = {
         name: int((simulate(cb, a, 2 * DAYS_PER_YEAR, Streams(3))[1]["type"] == "new_lesion").sum())
         for name, a in (
-            ("placebo", _arm()),
-            ("zoledronic_acid", _arm("zoledronic_acid", dose_mg=4.0, every_weeks=4.0)),
-            ("denosumab", _arm("denosumab", dose_mg=120.0, every_weeks=4.0)),
+            ("placebo", reference_arm()),
+            ("zoledronic_acid", reference_arm("zoledronic_acid", dose_mg=4.0, every_weeks=4.0)),
+            ("denosumab", reference_arm("denosumab", dose_mg=120.0, every_weeks=4.0)),
         )
     }
     for drug in ("zoledronic_acid", "denosumab"):
@@ -557,7 +544,7 @@ def _retreatment(primary: str, years: float) -> tuple[float, float]:
     """Re-treated share after 8 Gy x 1 and after 30 Gy / 10: 2000 reference patients, the same under both."""
     cb = reference_cohort(2000, primary, seed=7)
     single, multi = (
-        _retreated_share(simulate(cb, _arm(radiotherapy=c), years * DAYS_PER_YEAR, Streams(5))[1])
+        _retreated_share(simulate(cb, reference_arm(radiotherapy=c), years * DAYS_PER_YEAR, Streams(5))[1])
         for c in (_course(8.0, 1), _course(30.0, 10))
     )
     return single, multi
@@ -600,9 +587,9 @@ def prophylactic_radiotherapy() -> dict[str, float]:
     """
     horizon = 2 * DAYS_PER_YEAR
     cb = reference_cohort(1000, "breast", seed=7)
-    _, standard, _ = simulate(cb, _arm(), horizon, Streams(5))
+    _, standard, _ = simulate(cb, reference_arm(), horizon, Streams(5))
     runs = {
-        name: simulate(cb, _arm(radiotherapy=_course(dose, n, prophylactic=True)), horizon, Streams(5))[1]
+        name: simulate(cb, reference_arm(radiotherapy=_course(dose, n, prophylactic=True)), horizon, Streams(5))[1]
         for name, dose, n in (("single", 8.0, 1), ("multi", 30.0, 10))
     }
     keys = _lesion_keys(runs["single"], ["prophylactic_radiotherapy"])
@@ -621,7 +608,7 @@ def prophylactic_radiotherapy() -> dict[str, float]:
         out[f"patients_with_sre_{name}"] = np.unique(e["patient_id"][np.isin(e["type"], SSE_TYPES)]).size / 1000
     for primary in ("breast", "lung", "prostate"):
         block = reference_cohort(1000, primary, seed=7)
-        e = simulate(block, _arm(radiotherapy=_course(8.0, 1, prophylactic=True)), 7.0, Streams(5))[1]
+        e = simulate(block, reference_arm(radiotherapy=_course(8.0, 1, prophylactic=True)), 7.0, Streams(5))[1]
         day0 = int(np.sum((e["type"] == "prophylactic_radiotherapy") & (e["day"] == 0.0)))
         out[f"entry_{primary}"] = day0 / int(block.lesion_mask.sum())
     return out
@@ -632,8 +619,8 @@ def prophylactic_fixation() -> dict[str, float]:
     """1000 breast reference patients, 2 years, with the default fixation rule and without it."""
     cb = reference_cohort(1000, "breast", seed=7)
     horizon = 2 * DAYS_PER_YEAR
-    _, fix, _ = simulate(cb, _arm(), horizon, Streams(5))
-    nofix = simulate(cb, _arm(surgery=SimpleNamespace(prophylactic_fixation=False)), horizon, Streams(5))[1]
+    _, fix, _ = simulate(cb, reference_arm(), horizon, Streams(5))
+    nofix = simulate(cb, reference_arm(surgery=SimpleNamespace(prophylactic_fixation=False)), horizon, Streams(5))[1]
 
     def at(e: Mapping, types: Sequence[str]) -> set:
         m = np.isin(e["type"], types)
@@ -679,7 +666,7 @@ def castration_sensitive() -> dict[str, float]:
     for stage in ("sensitive", "resistant"):
         block = replace(cohort, prostate_stage=f"castration_{stage}")
         patients, events, _ = simulate(
-            block, _arm(systemic_therapy=["androgen_deprivation"]), 6 * DAYS_PER_YEAR, Streams(8)
+            block, reference_arm(systemic_therapy=["androgen_deprivation"]), 6 * DAYS_PER_YEAR, Streams(8)
         )
         time, event = _time_to(patients, events, SSE_TYPES)
         out[f"{stage}_sre_24"] = _km_risk(time, event, 24 * DAYS_PER_MONTH)
@@ -691,7 +678,7 @@ def castration_sensitive() -> dict[str, float]:
         ("docetaxel", ["androgen_deprivation", "docetaxel"]),
         ("abiraterone", ["androgen_deprivation", "abiraterone_prednisone"]),
     ):
-        patients, events, _ = simulate(block, _arm(systemic_therapy=therapy), 3.5 * DAYS_PER_YEAR, Streams(8))
+        patients, events, _ = simulate(block, reference_arm(systemic_therapy=therapy), 3.5 * DAYS_PER_YEAR, Streams(8))
         out[f"resistance_{name}"] = _median_months(*_time_to(patients, events, ["castration_resistance"]))
     return out
 
@@ -718,7 +705,7 @@ def adt_fractures() -> dict[str, float]:
             visceral_metastases=np.zeros(3000, bool),
             lesion_burden=ref.lesion_burden * 0.1,
         )
-        patients, events, _ = simulate(cb, _arm(systemic_therapy=therapy), horizon, Streams(4))
+        patients, events, _ = simulate(cb, reference_arm(systemic_therapy=therapy), horizon, Streams(4))
         out[name] = _km_risk(*_time_to(patients, events, ["osteoporotic_fracture"]), horizon - 1)
     return out
 
@@ -739,7 +726,7 @@ def disease_control() -> dict[str, float]:
     out: dict[str, float] = {}
     for name, therapy in (("none", ()), ("endocrine", ("endocrine",))):
         patients, events, _ = simulate(
-            replace(cb, systemic_therapy={"breast": therapy}), _arm(), 5 * DAYS_PER_YEAR, Streams(4)
+            replace(cb, systemic_therapy={"breast": therapy}), reference_arm(), 5 * DAYS_PER_YEAR, Streams(4)
         )
         out[f"alive_{name}"] = 1.0 - float(patients["died"].mean())
         out[f"followup_{name}"] = float(np.median(patients["followup_days"])) / DAYS_PER_MONTH
@@ -795,7 +782,7 @@ def aff_risk_5_years(rows: np.ndarray) -> float:
 
 def _resorption_on(drug: str, dose_mg: float) -> float:
     """Mean resorption of the uninvolved skeleton in the second year of a monthly antiresorptive."""
-    rows = skeleton_path(_arm(drug, dose_mg=dose_mg, every_weeks=4.0), 2)
+    rows = skeleton_path(reference_arm(drug, dose_mg=dose_mg, every_weeks=4.0), 2)
     return float(np.average(rows[_between(rows, 1, 2), 2], weights=rows[_between(rows, 1, 2), 1]))
 
 
@@ -851,9 +838,9 @@ def skeleton_turnover() -> dict[str, float]:
 )
 def atypical_fractures() -> dict[str, float]:
     """AFF hazard of one patient (CrCl 80) on monthly zoledronic acid (10 years; stopped after 5) and denosumab."""
-    on = skeleton_path(_arm("zoledronic_acid", dose_mg=4.0, every_weeks=4.0), 10)
-    off = skeleton_path(_arm("zoledronic_acid", dose_mg=4.0, every_weeks=4.0, stop_after_months=60), 10)
-    dmab = skeleton_path(_arm("denosumab", dose_mg=120.0, every_weeks=4.0), 5)
+    on = skeleton_path(reference_arm("zoledronic_acid", dose_mg=4.0, every_weeks=4.0), 10)
+    off = skeleton_path(reference_arm("zoledronic_acid", dose_mg=4.0, every_weeks=4.0, stop_after_months=60), 10)
+    dmab = skeleton_path(reference_arm("denosumab", dose_mg=120.0, every_weeks=4.0), 5)
     after_stop = off[_between(off, 5, 7), 2]
     return {
         "za_years_1_2": aff_per_10k(on, 0, 2),
@@ -904,9 +891,9 @@ def denosumab_rebound() -> dict[str, float]:
     rows = {
         name: skeleton_path(a, 5)
         for name, a in (
-            ("placebo", _arm()),
-            ("continued", _arm("denosumab", dose_mg=120.0, every_weeks=4.0)),
-            ("stopped", _arm("denosumab", dose_mg=120.0, every_weeks=4.0, stop_after_months=36)),
+            ("placebo", reference_arm()),
+            ("continued", reference_arm("denosumab", dose_mg=120.0, every_weeks=4.0)),
+            ("stopped", reference_arm("denosumab", dose_mg=120.0, every_weeks=4.0, stop_after_months=36)),
         )
     }
     stopped = rows["stopped"]
@@ -938,7 +925,7 @@ def entry_bsap() -> dict[str, float]:
     """Median BSAP (ug/L) at entry of 1000 reference patients per primary (seed 1)."""
     return {
         primary: _median_marker(
-            simulate(reference_cohort(1000, primary, seed=1), _arm(), 7.0, Streams(1), marker_weeks=(0,))[2],
+            simulate(reference_cohort(1000, primary, seed=1), reference_arm(), 7.0, Streams(1), marker_weeks=(0,))[2],
             "bsap_ug_l",
             0,
         )

@@ -1,12 +1,15 @@
-"""References for tests and benchmarks: cohorts built directly, and a stiff-solver lesion solution.
+"""References for tests and benchmarks: cohorts and arms built directly, and a stiff-solver lesion solution.
 
 Typical trial populations per primary, with between-patient spread, drawn from one numpy
-generator: enough to exercise and measure the model without the protocol-driven sampler.
+generator, and arms with the protocol's version-1 defaults: enough to exercise and measure the
+model without the protocol-driven sampler.
 :func:`radau_reference` integrates the lesion equations with ``solve_ivp`` (Radau, rtol 1e-8)
 to check the fast step against.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 from scipy.integrate import solve_ivp
@@ -22,6 +25,25 @@ SITE_SHARE = np.array([0.04, 0.2, 0.18, 0.18, 0.14, 0.04, 0.01, 0.11, 0.05, 0.05
 BLASTIC_MEAN = {"breast": 0.25, "prostate": 0.85, "lung": 0.1, "head_and_neck": 0.05}
 #: Mean lesions per patient (NH-20, NH-21).
 LESIONS_MEAN = {"breast": 5.0, "prostate": 5.0, "lung": 3.0, "head_and_neck": 3.0}
+
+
+#: An arm's fields at the protocol's version-1 defaults (no drug, label rules off, no mechanism).
+ARM_DEFAULTS: dict[str, object] = dict(
+    dose_mg=None,
+    dose_kbq_per_kg=None,
+    every_weeks=None,
+    doses=None,
+    calcium_vitamin_d=True,
+    stop_after_months=None,
+    renal_adjustment=True,
+    mechanism=None,
+)
+
+
+def reference_arm(drug: str = "none", **fields: object) -> SimpleNamespace:
+    """An arm of ``drug`` (named after it) with :data:`ARM_DEFAULTS`; ``fields`` add or override (e.g. ``dose_mg``,
+    ``systemic_therapy``, ``radiotherapy``, ``stop_on_onj``)."""
+    return SimpleNamespace(**{"name": drug, "drug": drug, **ARM_DEFAULTS, **fields})
 
 
 def reference_cohort(
