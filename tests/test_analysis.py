@@ -380,6 +380,25 @@ def test_summary_recovers_the_known_ratios(trial):
     assert [s["primary"] for s in summary["subgroups"]] == ["breast", "prostate"]
 
 
+def test_non_inferiority_of_each_comparison_reads_the_upper_95_bound(trial):
+    """With the protocol's margins each comparison says whether its upper 95% bound is below them: the true hazard
+    ratio 0.75 has its bound (about 0.8) below 1.08 but not below 0.78; no margin, no block."""
+    patients, events, summary = trial
+    (plain,) = summary["comparisons"]
+    assert "non_inferiority" not in plain
+    upper_hr, upper_rd = plain["time_to_first_sre"]["ci_high"], plain["proportion_with_sre"]["ci_high"]
+    for margin in (1.08, 0.78):
+        (tested,) = summarise(patients, events, **settings(), non_inferiority_hr=margin, non_inferiority_rd=0.05)[
+            "comparisons"
+        ]
+        assert tested["non_inferiority"] == {
+            "hazard_ratio": {"margin": margin, "ci_high": upper_hr, "met": upper_hr < margin},
+            "risk_difference": {"margin": 0.05, "ci_high": upper_rd, "met": upper_rd < 0.05},
+        }
+        assert {k: v for k, v in tested.items() if k != "non_inferiority"} == plain
+    assert 0.78 < upper_hr < 1.08 and upper_rd < 0.05
+
+
 def test_summary_numbers_equal_direct_computations(trial):
     patients, events, summary = trial
     control = patients[patients["arm"] == "control"]

@@ -21,6 +21,7 @@ from vtrial.batch import (
     run_batch,
     search_sample_size,
     summarise_batch,
+    trial_margins,
 )
 from vtrial.engine import run_trial
 from vtrial.errors import UserInputError
@@ -216,6 +217,32 @@ def test_non_inferiority_is_the_upper_95_bound_below_the_margin():
     }
     # 0.01 and 0.04 are below 0.05
     assert s["non_inferiority"]["risk_difference"]["probability"] == 0.4
+
+
+def test_each_trial_meets_the_margins_of_its_own_protocol_unless_the_command_gives_them():
+    """Two trials, one with ``[analysis] non_inferiority_hr = 1.08``, one without: the protocol's margin applies to
+    its own trial only; ``--non-inferiority-hr`` (here 1.2) replaces it for every trial."""
+    with_margin = small_protocol("a")
+    with_margin = with_margin.model_copy(
+        update={"analysis": with_margin.analysis.model_copy(update={"non_inferiority_hr": 1.08})}
+    )
+    protocols = [with_margin, small_protocol("b")]
+    assert trial_margins(protocols, None, None) == {
+        "a": {"ni_hr": 1.08, "ni_rd": None},
+        "b": {"ni_hr": None, "ni_rd": None},
+    }
+    assert trial_margins(protocols, 1.2, 0.05) == {
+        "a": {"ni_hr": 1.2, "ni_rd": 0.05},
+        "b": {"ni_hr": 1.2, "ni_rd": 0.05},
+    }
+    rows = pd.concat(
+        [replicate_table(ci_high=[1.05, 1.10, 1.15]).assign(trial=name) for name in ("a", "b")], ignore_index=True
+    )
+    by_trial = {s["trial"]: s for s in summarise_batch(rows, alpha=0.05, margins=trial_margins(protocols, None, None))}
+    assert by_trial["a"]["non_inferiority"]["hazard_ratio"]["probability"] == pytest.approx(1 / 3)  # 1.05 < 1.08
+    assert by_trial["b"]["non_inferiority"] is None
+    overridden = summarise_batch(rows, alpha=0.05, margins=trial_margins(protocols, 1.2, None))
+    assert [s["non_inferiority"]["hazard_ratio"]["probability"] for s in overridden] == [1.0, 1.0]
 
 
 def synthetic_power(n: int) -> float:

@@ -422,6 +422,16 @@ def test_each_v2_field_is_accepted_and_round_trips(section, fields, read, expect
             "0.0 is out of range: it must be greater than 0.0",
         ),
         (
+            {**MINIMAL, "analysis": {"non_inferiority_hr": 0.9}},
+            "analysis.non_inferiority_hr",
+            "0.9 is out of range: it must be greater than 1.0",
+        ),
+        (
+            {**MINIMAL, "analysis": {"non_inferiority_rd": 1.5}},
+            "analysis.non_inferiority_rd",
+            "1.5 is out of range: it must be less than 1.0",
+        ),
+        (
             with_arm(then=[{"after_months": 6.0, "drug": "none"}, {"after_months": 6.0, "drug": "none"}]),
             "arm[1].then[1].after_months",
             "not after the phase before it",
@@ -587,6 +597,16 @@ def test_v2_errors_name_the_dotted_field(data, field, message):
             "analysis.sre_types",
             "neutropenia is not skeletal",
         ),
+        (
+            {**MINIMAL, "analysis": {"non_inferiority_hr": 2.0}},
+            "analysis.non_inferiority_hr",
+            "a hazard-ratio margin of 2 is wider than the usual 1.05-1.5",
+        ),
+        (
+            {**MINIMAL, "analysis": {"non_inferiority_rd": 0.3}},
+            "analysis.non_inferiority_rd",
+            "a risk-difference margin of 0.3 is wider than the usual 0.02-0.15",
+        ),
     ],
 )
 def test_implausible_values_run_with_a_warning(data, field, message):
@@ -607,6 +627,9 @@ def test_plausible_protocols_give_no_warning(root):
         parse_protocol(with_arm(radiotherapy={"dose_gy": 24.0, "fractions": 2, "technique": "stereotactic"}), "t")
         parse_protocol({**MINIMAL, "cohort": {"primary": {"breast": 2, "lung": 1}}}, "t")
         parse_protocol({**MINIMAL, "analysis": {"sre_types": ["osteoporotic_fracture"]}}, "t")
+        # the margins of the pivotal denosumab trials (Stopeck 2010, Fizazi 2011)
+        margins = parse_protocol({**MINIMAL, "analysis": {"non_inferiority_hr": 1.08, "non_inferiority_rd": 0.05}}, "t")
+    assert (margins.analysis.non_inferiority_hr, margins.analysis.non_inferiority_rd) == (1.08, 0.05)
     assert len(paths) > 15
 
 

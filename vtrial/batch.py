@@ -210,15 +210,37 @@ def non_inferiority(upper: np.ndarray, margin: float) -> dict:
     return {"margin": margin, "probability": met, "mc_se": se}
 
 
+#: A trial's non-inferiority margins: ``ni_hr`` (hazard ratio of time to first SRE) and ``ni_rd``
+#: (risk difference of the proportion with an SRE), each ``None`` when not tested.
+Margins = Mapping[str, float | None]
+
+
+def trial_margins(protocols: Iterable[Protocol], ni_hr: float | None, ni_rd: float | None) -> dict[str, dict]:
+    """The margins of each trial: the command's (``--non-inferiority-hr``/``-rd``) where given, else the
+    protocol's ``[analysis] non_inferiority_hr``/``_rd``."""
+    return {
+        p.trial.name: {
+            "ni_hr": p.analysis.non_inferiority_hr if ni_hr is None else ni_hr,
+            "ni_rd": p.analysis.non_inferiority_rd if ni_rd is None else ni_rd,
+        }
+        for p in protocols
+    }
+
+
 def summarise_batch(
-    rows: pd.DataFrame, alpha: float, ni_hr: float | None = None, ni_rd: float | None = None
+    rows: pd.DataFrame,
+    alpha: float,
+    ni_hr: float | None = None,
+    ni_rd: float | None = None,
+    margins: Mapping[str, Margins] | None = None,
 ) -> list[dict]:
     """Power, non-inferiority and endpoint distribution per trial, trial size and comparison.
 
     The top-level power keys are those of time to first SRE; ``endpoints`` has the power and
     ratio distribution of each of :data:`POWER_ENDPOINTS`; ``non_inferiority`` the probability of
     meeting a margin on the hazard ratio of time to first SRE (``ni_hr``) and on the risk difference
-    of the proportion with an SRE (``ni_rd``), where given.
+    of the proportion with an SRE (``ni_rd``), where given; ``margins`` (:func:`trial_margins`)
+    gives them per trial instead.
     """
     out = []
     for (trial, patients, arm, reference), g in rows.groupby(["trial", "patients", "arm", "reference"], sort=False):
@@ -227,11 +249,12 @@ def summarise_batch(
             r = g[ratio].to_numpy(dtype=float)
             endpoints[name] = {**power(r, g[p].to_numpy(dtype=float), alpha), ratio: _quantiles(r)}
         first = endpoints["time_to_first_sre"]
+        hr_margin, rd_margin = (ni_hr, ni_rd) if margins is None else (margins[trial]["ni_hr"], margins[trial]["ni_rd"])
         ni = {}
-        if ni_hr is not None:
-            ni["hazard_ratio"] = non_inferiority(g["ci_high"].to_numpy(dtype=float), ni_hr)
-        if ni_rd is not None:
-            ni["risk_difference"] = non_inferiority(g["rd_ci_high"].to_numpy(dtype=float), ni_rd)
+        if hr_margin is not None:
+            ni["hazard_ratio"] = non_inferiority(g["ci_high"].to_numpy(dtype=float), hr_margin)
+        if rd_margin is not None:
+            ni["risk_difference"] = non_inferiority(g["rd_ci_high"].to_numpy(dtype=float), rd_margin)
         out.append(
             {
                 "trial": trial,
@@ -545,7 +568,7 @@ def run_batch(
     out = Path(out) if out is not None else default_batch_dir(protocols)
     folder = OutputFolder.of(out, "batch", force, inputs)
     partial = folder.partial
-    margins = {"ni_hr": non_inferiority_hr, "ni_rd": non_inferiority_rd}
+    margins = trial_margins(protocols, non_inferiority_hr, non_inferiority_rd)
     search = None
     # what decides the rows (alpha and margins only summarise them; the block size changes nothing)
     state = {
@@ -567,13 +590,13 @@ def run_batch(
                         [apply_overrides(protocols[0], patients=n)], replicates, block_size, on_progress, partial, done
                     )
                     rows.extend(point)
-                    return decision_power(summarise_batch(pd.DataFrame(point), alpha, **margins))
+                    return decision_power(summarise_batch(pd.DataFrame(point), alpha, margins=margins))
 
                 start = protocols[0].trial.patients
                 search = search_sample_size(power_at, target_power, start, maximum=SEARCH_SPAN * start)
         drop_records(partial, REPLICATES)
         table = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
-        summary = summarise_batch(table, alpha, **margins)
+        summary = summarise_batch(table, alpha, margins=margins)
         if search is not None:
             search = {
                 **search,
@@ -601,6 +624,7 @@ def run_batch(
             "alpha": alpha,
             "non_inferiority_hr": non_inferiority_hr,
             "non_inferiority_rd": non_inferiority_rd,
+            "margins": margins,
             "target_power": target_power,
             "trials": [p.trial.name for p in protocols],
             "dependencies": dependency_versions(),
@@ -647,15 +671,21 @@ def power_curve(search: dict) -> str:
         return svg_element(figure)
 
 
-def render_batch_page(table: pd.DataFrame, summary: list[dict], search: dict | None, margins: dict) -> str:
-    """``batch.html``: the summary table, the power curve of a search and the hazard-ratio histograms."""
+def render_batch_page(
+    table: pd.DataFrame, summary: list[dict], search: dict | None, margins: Mapping[str, Margins]
+) -> str:
+    """``batch.html``: the summary table, the power curve of a search and the hazard-ratio histograms
+    (each with its trial's margin, :func:`trial_margins`)."""
     shown = search["patients"] if search and search["patients"] is not None else table["patients"].max()
     figures = []
     for (trial, arm, reference), g in table[table["patients"] == shown].groupby(
         ["trial", "arm", "reference"], sort=False
     ):
         figures.append(
-            {"title": f"{trial}: {arm} vs {reference}, {shown} patients", "svg": ratio_histogram(g, margins["ni_hr"])}
+            {
+                "title": f"{trial}: {arm} vs {reference}, {shown} patients",
+                "svg": ratio_histogram(g, margins[trial]["ni_hr"]),
+            }
         )
     return (
         template_environment()
@@ -665,6 +695,5 @@ def render_batch_page(table: pd.DataFrame, summary: list[dict], search: dict | N
             search=search,
             curve=power_curve(search) if search else None,
             figures=figures,
-            margins=margins,
         )
     )

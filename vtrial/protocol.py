@@ -100,6 +100,9 @@ RADIUM_LABEL_DOSES = 6
 #: Radiotherapy: largest usual dose per fraction (Gy; stereotactic single fraction), largest
 #: usual dose per fraction of conventional technique, largest usual total dose of one course.
 MAX_GY_PER_FRACTION, MAX_CONVENTIONAL_GY_PER_FRACTION, MAX_COURSE_GY = 24.0, 10.0, 60.0
+#: Widest usual non-inferiority margins: hazard ratio of time to first SRE, and risk difference of
+#: the proportion with an SRE (wider margins run, with a warning).
+MAX_USUAL_NI_HR, MAX_USUAL_NI_RD = 1.5, 0.15
 #: Oldest age a cohort may reach, in years.
 MAX_AGE_YEARS = 120.0
 #: Largest protocol file, in bytes (1 MiB; a full protocol is a few kilobytes).
@@ -786,7 +789,7 @@ class Arm(_Schema):
 
 
 class Analysis(_Schema):
-    """``[analysis]``: reference arm, SRE definition, landmarks and bone-marker visits."""
+    """``[analysis]``: reference arm, SRE definition, landmarks, bone-marker visits and non-inferiority margins."""
 
     reference_arm: str | None = None
     sre_types: Annotated[list[CountableEventType], AfterValidator(_listed_once)] = Field(
@@ -795,6 +798,10 @@ class Analysis(_Schema):
     sre_window_days: NonNegativeFloat = 21.0
     landmarks_months: list[PositiveFloat] | None = Field(None, min_length=1)
     marker_weeks: list[Annotated[int, Field(ge=1)]] | None = None
+    #: largest hazard ratio of time to first SRE (arm vs reference) that is still non-inferior
+    non_inferiority_hr: Annotated[float, Field(gt=1.0, lt=100.0)] | None = None
+    #: largest excess of the proportion with an SRE (arm minus reference) that is still non-inferior
+    non_inferiority_rd: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
 
     @field_validator("landmarks_months", "marker_weeks")
     @classmethod
@@ -1106,7 +1113,8 @@ def plausibility_warnings(protocol: Protocol) -> list[tuple[str, str]]:
 
     In the order of the file: primary weights written as fractions that do not sum to one (they
     are used as relative weights), doses outside :data:`PLAUSIBLE_DOSE`, radium-223 beyond its
-    label's six injections, radiotherapy above the usual dose per fraction or per course, and
+    label's six injections, radiotherapy above the usual dose per fraction or per course,
+    non-inferiority margins wider than :data:`MAX_USUAL_NI_HR` / :data:`MAX_USUAL_NI_RD`, and
     non-skeletal events counted as SREs.
     """
     found = []
@@ -1181,6 +1189,24 @@ def plausibility_warnings(protocol: Protocol) -> list[tuple[str, str]]:
                     f"course ({usual}); it runs as given",
                 )
             )
+    margin = protocol.analysis.non_inferiority_hr
+    if margin is not None and margin > MAX_USUAL_NI_HR:
+        found.append(
+            (
+                "analysis.non_inferiority_hr",
+                f"a hazard-ratio margin of {margin:g} is wider than the usual 1.05-{MAX_USUAL_NI_HR:g} "
+                "(the denosumab trials: 1.08 on time to first SRE); it is used as given",
+            )
+        )
+    margin = protocol.analysis.non_inferiority_rd
+    if margin is not None and margin > MAX_USUAL_NI_RD:
+        found.append(
+            (
+                "analysis.non_inferiority_rd",
+                f"a risk-difference margin of {margin:g} is wider than the usual 0.02-{MAX_USUAL_NI_RD:g} "
+                "of the proportion with an SRE; it is used as given",
+            )
+        )
     counted = [t for t in protocol.analysis.sre_types if t in NON_SKELETAL_EVENTS]
     if counted:
         found.append(

@@ -242,6 +242,8 @@ def analysis_settings(protocol) -> dict:
         "sre_window_days": protocol.analysis.sre_window_days,
         "landmarks_months": list(protocol.analysis.landmarks_months),
         "horizon_months": protocol.trial.horizon_months,
+        "non_inferiority_hr": protocol.analysis.non_inferiority_hr,
+        "non_inferiority_rd": protocol.analysis.non_inferiority_rd,
     }
 
 

@@ -63,6 +63,8 @@ def summarise(
     landmarks_months: Sequence[float],
     horizon_months: float,
     markers: pd.DataFrame | None = None,
+    non_inferiority_hr: float | None = None,
+    non_inferiority_rd: float | None = None,
 ) -> dict:
     """Analyse a run: every endpoint by arm and every arm against the reference arm.
 
@@ -89,6 +91,9 @@ def summarise(
     markers : DataFrame, optional
         ``markers.parquet`` (one row per patient, arm and visit); ``None`` (a run folder without
         it) gives every arm empty ``markers``.
+    non_inferiority_hr, non_inferiority_rd : float, optional
+        The protocol's margins (``[analysis]``): each comparison then gets a ``non_inferiority``
+        block (:func:`non_inferiority_test`).
 
     Returns
     -------
@@ -136,7 +141,13 @@ def summarise(
             for arm in arms
         },
         "comparisons": [
-            _comparison(in_arms, events, fits, arm, reference_arm, design, tau) for arm in arms if arm != reference_arm
+            _with_non_inferiority(
+                _comparison(in_arms, events, fits, arm, reference_arm, design, tau),
+                non_inferiority_hr,
+                non_inferiority_rd,
+            )
+            for arm in arms
+            if arm != reference_arm
         ],
         "logrank": {name: logrank(*endpoint_data(in_arms, name), in_arms["arm"].to_numpy()) for name in ENDPOINTS},
         "subgroups": [
@@ -330,6 +341,25 @@ def rate_ratio_comparison(patients: pd.DataFrame, events: pd.DataFrame, arm: str
     recurrent = counting_process(pair, events[events["arm"].isin([arm, reference])])
     recurrent["treated"] = (recurrent["arm"] == arm).to_numpy(dtype=int)
     return treatment_effect(recurrent, ratio_name="rate_ratio", entry_col="start", cluster_col="patient_id")
+
+
+def non_inferiority_test(upper: float | None, margin: float) -> dict:
+    """Non-inferiority of one comparison: the upper bound of the two-sided 95% CI below ``margin``.
+
+    The rule of the pivotal denosumab trials (a one-sided test at 2.5%); ``met`` is ``None`` when
+    the bound cannot be estimated.
+    """
+    return {"margin": margin, "ci_high": upper, "met": None if upper is None else bool(upper < margin)}
+
+
+def _with_non_inferiority(comparison: dict, hr_margin: float | None, rd_margin: float | None) -> dict:
+    """``comparison`` with a ``non_inferiority`` block for each margin given (none: unchanged)."""
+    tests = {}
+    if hr_margin is not None:
+        tests["hazard_ratio"] = non_inferiority_test(comparison["time_to_first_sre"]["ci_high"], hr_margin)
+    if rd_margin is not None:
+        tests["risk_difference"] = non_inferiority_test(comparison["proportion_with_sre"]["ci_high"], rd_margin)
+    return {**comparison, "non_inferiority": tests} if tests else comparison
 
 
 def _comparison(
