@@ -202,6 +202,8 @@ def test_forest_plot_labels_ticks_above_one_and_prints_each_ratio(run):
     assert "active vs control: first SRE, prostate" in texts
     # an axis of ratios all below 1 still labels a tick above 1
     assert ratio_ticks(0.3, 0.6) == ((0.3 / 1.1, 1.55), [0.5, 0.75, 1.0, 1.5])
+    # ratios down to 0.1: 0.25 is not labelled, its label would touch 0.2's
+    assert ratio_ticks(0.1, 2.1)[1] == [0.1, 0.2, 0.5, 0.75, 1.0, 1.5, 2.0]
 
 
 def test_display_labels_replace_arm_names(run, tmp_path):
@@ -380,13 +382,55 @@ def test_long_arm_labels_keep_the_curves_visible(run):
     }
     figure = kaplan_meier_figure(patients, summary, long_brief, "time_to_first_sre")
     svg_element(figure)  # warnings are errors: a collapsed layout fails here
-    legend = figure.axes[0].get_legend()
+    (legend,) = figure.legends
     assert legend._ncols == 1  # one entry a row: the longest label is ~60 characters
     n_arms = len(legend.get_texts())
     short = kaplan_meier_figure(patients, summary, brief, "time_to_first_sre")
-    # the figure grows by the legend rows added (0.22 inch each)
-    assert figure.get_size_inches()[1] == pytest.approx(short.get_size_inches()[1] + 0.22 * (n_arms - 1), abs=1e-9)
+    # the figure grows by the legend rows added (0.2 inch each)
+    assert figure.get_size_inches()[1] == pytest.approx(short.get_size_inches()[1] + 0.2 * (n_arms - 1), abs=1e-9)
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     curves = figure.axes[0].get_window_extent(canvas.get_renderer())
     assert curves.height > 100  # pixels: the curves keep their axes
+
+
+def twelve_arm_toml() -> str:
+    """A 12-arm protocol (placebo, zoledronic acid, denosumab in turn) whose arm labels are ~50 characters."""
+    arms = []
+    for i in range(12):
+        drug = ("none", "zoledronic_acid", "denosumab")[i % 3]
+        dose = {"none": "", "zoledronic_acid": "dose_mg = 4.0\nevery_weeks = 4.0\n", "denosumab": "dose_mg = 120.0\nevery_weeks = 4.0\n"}
+        label = f"Arm {i + 1}: {drug.replace('_', ' ')} long descriptive label variant {i}"
+        arms.append(f'[[arm]]\nname = "arm{i:02d}"\nlabel = "{label}"\ndrug = "{drug}"\n{dose[drug]}')
+    return (
+        '[trial]\nname = "twelve"\npatients = 360\nhorizon_months = 18\naccrual_months = 3\n\n'
+        "[cohort]\nprimary = { breast = 0.5, prostate = 0.5 }\n\n"
+        + "\n".join(arms)
+        + '\n[analysis]\nreference_arm = "arm00"\nlandmarks_months = [12]\nmarker_weeks = [12]\n'
+    )
+
+
+@pytest.mark.slow
+def test_twelve_arms_with_long_labels_lay_out_inside_their_figures(tmp_path):
+    # constrained layout collapsed the curve axes of such a run (its warning is an error here) and the
+    # rotated arm labels of the SRE bars ran past the figure's left edge; now each figure is laid out once
+    # from its measured texts: every drawn text inside the figure, none over another, one draw per file
+    protocol = tmp_path / "twelve.toml"
+    protocol.write_text(twelve_arm_toml())
+    result = CliRunner().invoke(app, ["run", str(protocol), "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "run"
+    summary = json.loads((folder / "summary.json").read_text())
+    patients = read_table(folder, "patients.parquet", PATIENT_SCHEMA, unique=KEY)
+    figures = report_figures(summary, patients, protocol_brief(read_protocol(folder)))
+    assert all(figure is not None for figure in figures.values())
+    for name, figure in figures.items():
+        assert figure.get_layout_engine() is None, name
+        boxes = drawn_texts(figure)
+        width, height = figure.bbox.width, figure.bbox.height
+        outside = [s for s, b in boxes if b.x0 < 0 or b.y0 < 0 or b.x1 > width or b.y1 > height]
+        assert outside == [], name
+        assert overlaps(boxes) == [], name
+        # the last arm is drawn: in the legend and the risk table or bar labels; its 3 + 2 (by primary) ratios
+        shown = sum(s.startswith("Arm 12: denosumab long descriptive label variant 11") for s, _ in boxes)
+        assert shown == {"markers": 1, "forest": 5}.get(name, 2), name
