@@ -41,6 +41,7 @@ from vtrial.report import (
     render_report,
     report_figures,
     report_run,
+    risk_row_y,
     svg_element,
     sre_bars_figure,
     uncertainty_rows,
@@ -98,7 +99,7 @@ def test_risk_table_counts_sit_under_the_ticks_in_arm_colours(run):
     _, summary, patients, brief = run
     figure = kaplan_meier_figure(patients, summary, brief, "time_to_first_sre")
     boxes = drawn_texts(figure)
-    ax, table = figure.axes
+    (ax,) = figure.axes  # the table is text under the curve axes
     ticks = month_ticks(HORIZON)
     np.testing.assert_array_equal(ticks, [0, 6, 12, 18, 24, 30])  # 32.85 months: 6-month steps
     np.testing.assert_array_equal(ax.get_xticks(), ticks)
@@ -109,18 +110,21 @@ def test_risk_table_counts_sit_under_the_ticks_in_arm_colours(run):
             .clip(upper=patients.loc[patients["arm"] == arm, "followup_days"])
             / DAYS_PER_MONTH
         )
-        texts = [t for t in table.texts if t.get_position()[1] == row]
+        in_row = [t for t in ax.texts if t.get_position()[1] == risk_row_y(row)]
+        label, texts = in_row[0], in_row[1:]
         # one count per tick, at the tick, in the arm's colour: patients still free of SRE and followed
         assert [t.get_position()[0] for t in texts] == list(ticks)
         assert [int(t.get_text()) for t in texts] == [int((months >= t).sum()) for t in ticks]
         assert texts[0].get_text() == "300"
         assert {to_hex(t.get_color()) for t in texts} == {colour}
-        label = table.get_yticklabels()[row]
         assert label.get_text() == arm and to_hex(label.get_color()) == colour
         # the arm's name ends clear of its count at time 0 (not glued: at least 4 px apart)
         name_box = next(b for s, b in boxes if s == arm)
         count_box = next(b for s, b in boxes if s == "300" and abs(b.y0 - name_box.y0) < 3)
         assert count_box.x0 - name_box.x1 >= 4
+        # under the x axis label, one row below the other
+        axis_label = next(b for s, b in boxes if s == "Months since randomisation")
+        assert name_box.y1 < axis_label.y0
 
 
 def test_curves_stop_at_the_cut_off_with_censor_marks(run):
@@ -156,10 +160,11 @@ def test_medians_and_log_rank_p_are_on_the_plot(run):
 def test_cumulative_incidence_has_bands_and_a_risk_table(run):
     _, summary, patients, brief = run
     figure = cumulative_incidence_figure(patients, summary, brief)
-    ax, table = figure.axes
+    (ax,) = figure.axes
     assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 2
-    assert table.get_title(loc="left") == "Number at risk"
-    assert [int(t.get_text()) for t in table.texts if t.get_position() == (0.0, 0)] == [300]
+    assert "Number at risk" in [t.get_text() for t in ax.texts]
+    first_row = [t.get_text() for t in ax.texts if t.get_position() == (0.0, risk_row_y(0))]
+    assert first_row == ["control", "300"]  # the arm's label, its count at time 0
     assert ax.get_xlim() == (0.0, HORIZON)
 
 
