@@ -471,16 +471,15 @@ def execute(
     At most one worker per task is started (``jobs`` is capped at ``len(tasks)``); one worker
     is this process. ``run`` replaces the (arm, block) simulation by another task function of
     the same signature (the parameter draws of :mod:`vtrial.uncertainty`). ``prepare`` runs in a
-    thread of this process while the tasks run, and has ended when the last task is yielded:
-    while worker processes simulate (this process only waits for them) or while this process
-    simulates (numpy's array loops release the interpreter lock, so on two cores an import
-    there overlaps the simulation). It must not change any result: it only imports.
+    thread of this process while worker processes simulate (this process only waits for them),
+    and has ended when the last task is yielded; it is not run when the tasks run in this
+    process, where it would compete with them.
     """
     check_backend(backend)
     if not tasks:
         return
     jobs = workers(protocol, tasks, jobs, backend)
-    helper = None if prepare is None else _Helper(prepare)
+    helper = None if prepare is None or jobs == 1 else _Helper(prepare)
     try:
         with joblib_workers(backend, scheduler, jobs):
             runner = Parallel(return_as="generator_unordered", batch_size=1, pre_dispatch="2*n_jobs")
