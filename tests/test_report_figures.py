@@ -28,6 +28,7 @@ from vtrial.analysis.survival import DAYS_PER_MONTH, cumulative_incidence_band
 from vtrial.cli import app
 from vtrial.errors import UserInputError
 from vtrial.report import (
+    CENSOR_LABEL,
     COLOURS,
     _interval,
     _number,
@@ -132,18 +133,19 @@ def test_curves_stop_at_the_cut_off_with_censor_marks(run):
     for name in ("time_to_first_sre", "overall_survival"):
         ax = kaplan_meier_figure(patients, summary, brief, name).axes[0]
         assert ax.get_xlim() == (0.0, HORIZON)
-        curves = [line for line in ax.lines if line.get_linestyle() != "None"]
-        marks = [line for line in ax.lines if line.get_marker() == "|"]
+        curves = [line for line in ax.lines if line.get_label() != CENSOR_LABEL]
+        marks = [line for line in ax.lines if line.get_label() == CENSOR_LABEL]  # one path of segments each
         assert len(curves) == 2 and len(marks) == 2
-        assert max(line.get_xdata().max() for line in ax.lines) <= HORIZON
+        assert max(np.nanmax(line.get_xdata()) for line in ax.lines) <= HORIZON
         assert all(len(m.get_xdata()) > 0 for m in marks)
     # everybody alive at 1000 days (32.854 months) is censored there: the OS marks end the curves
     os_marks = [
         m
         for m in kaplan_meier_figure(patients, summary, brief, "overall_survival").axes[0].lines
-        if m.get_marker() == "|"
+        if m.get_label() == CENSOR_LABEL
     ]
-    assert all(m.get_xdata().max() == pytest.approx(HORIZON, abs=0.06) for m in os_marks)
+    assert len(os_marks) == 2
+    assert all(np.nanmax(m.get_xdata()) == pytest.approx(HORIZON, abs=0.06) for m in os_marks)
 
 
 def test_medians_and_log_rank_p_are_on_the_plot(run):

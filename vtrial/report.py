@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,8 +48,8 @@ from vtrial.store import atomic_write_bytes, atomic_write_text
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
-#: Points per curve in the figures.
-PLOT_POINTS = 600
+#: Points per curve in the figures, and per figure (more arms, fewer points each, down to the least).
+PLOT_POINTS, FIGURE_PLOT_POINTS, LEAST_PLOT_POINTS = 600, 1800, 150
 #: Most arms drawn in a figure (the first ones in protocol order; the tables list every arm).
 MAX_FIGURE_ARMS = 12
 #: Most arms whose curves get confidence bands (more overlapping bands are unreadable and heavy).
@@ -99,7 +100,21 @@ def svg_element(figure: Figure) -> str:
     with matplotlib.rc_context(FIGURE_STYLE):
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     text = buffer.getvalue()
-    return text[text.index("<svg") :]
+    return _PATH_DATA.sub(_short_path, text[text.index("<svg") :])
+
+
+#: A path's data in the SVG text, and a coordinate's digits past the second decimal in it.
+_PATH_DATA = re.compile(r' d="([^"]*)"')
+_PAST_HUNDREDTHS = re.compile(r"(\.\d\d)\d+")
+
+
+def _short_path(match: re.Match) -> str:
+    """A path's data with its coordinates cut to hundredths of a point (matplotlib writes millionths).
+
+    A hundredth of a point is far below a screen pixel, and the curves of a large run are
+    thousands of coordinates: ~30% of the page.
+    """
+    return ' d="' + _PAST_HUNDREDTHS.sub(r"\1", match.group(1)) + '"'
 
 
 #: Inches per typographic point.
@@ -220,14 +235,24 @@ def _drawn(patients: pd.DataFrame, arms: Sequence[str]) -> list[tuple[str, str]]
     return [(arm, colour) for arm, colour in zip(arms, itertools.cycle(COLOURS)) if arm in present][:MAX_FIGURE_ARMS]
 
 
-def _arm_grid(durations: np.ndarray, horizon: float) -> np.ndarray:
-    """Months at which an arm's curve is drawn: ``PLOT_POINTS`` steps, stopped at its last follow-up.
+def plot_points(n_arms: int) -> int:
+    """Points of each curve of a figure of ``n_arms`` curves: ``PLOT_POINTS``, fewer past 3 arms.
+
+    The figure's points (and censor marks) stay within ``FIGURE_PLOT_POINTS``, so that the
+    page stays under 1 MB whatever the number of patients and arms (12 arms: 150 points each,
+    a step of 1/150 of the time axis, still finer than a curve's line width apart).
+    """
+    return max(LEAST_PLOT_POINTS, min(PLOT_POINTS, FIGURE_PLOT_POINTS // max(n_arms, 1)))
+
+
+def _arm_grid(durations: np.ndarray, horizon: float, points: int) -> np.ndarray:
+    """Months at which an arm's curve is drawn: ``points`` steps, stopped at its last follow-up.
 
     A step function sampled this finely looks the same at the report's size, and the page stays
     small whatever the number of patients; no curve runs past the data cut-off.
     """
     last = min(float(durations.max()), horizon)
-    grid = np.linspace(0.0, horizon, PLOT_POINTS)
+    grid = np.linspace(0.0, horizon, points)
     return np.append(grid[grid < last], last)
 
 
@@ -334,6 +359,25 @@ def tick_labels(ticks: np.ndarray, least: int = 0) -> list[str]:
     return [f"{t:.{decimals}f}" for t in ticks]
 
 
+#: Label of the censor marks' line (a leading underscore keeps it out of the legend).
+CENSOR_LABEL = "_censored"
+#: Height of a censor mark, points.
+_CENSOR_MARK = 5.0
+
+
+def _censor_marks(ax: Axes, months: np.ndarray, survival: np.ndarray, colour: str) -> None:
+    """Vertical censor marks on a survival curve (y from 0 to 1.02), as one path of short segments.
+
+    A marker per mark would be an SVG element per mark (~120 bytes; ~1,800 of them in a
+    three-arm figure of a large run: the page passed 1 MB); a segment of the path is ~30 bytes.
+    Their height in data units follows from the fixed height of the curve axes.
+    """
+    half = 0.5 * _CENSOR_MARK * _INCH / _CURVE_HEIGHT * 1.02
+    x = np.column_stack([months, months, np.full(len(months), np.nan)]).ravel()
+    y = np.column_stack([survival - half, survival + half, np.full(len(months), np.nan)]).ravel()
+    ax.plot(x, y, lw=0.8, color=colour, label=CENSOR_LABEL)
+
+
 def _logrank_text(result: Mapping | None) -> str | None:
     """``Log-rank p = 0.012`` (``p < 0.001``), or ``None`` when the test was not computed."""
     if not result or result.get("p_value") is None:
@@ -359,18 +403,18 @@ def kaplan_meier_figure(patients: pd.DataFrame, summary: Mapping, brief: Mapping
         layout = _CurveFigure(
             title, entries, [labels[a] for a, _ in drawn], int(arms.value_counts().max()), columns=2
         )
-        ax, rows = layout.ax, []
+        ax, rows, points = layout.ax, [], plot_points(len(drawn))
         for (arm, colour), entry in zip(drawn, entries):
             durations, events = endpoint(patients[arms == arm], name)
             months = np.minimum(durations / DAYS_PER_MONTH, horizon)
-            grid = _arm_grid(months, horizon)
+            grid = _arm_grid(months, horizon, points)
             kmf = kaplan_meier(months, events, arm)
             _step(ax, grid, kmf.at(grid), kmf.band_at(grid), colour, entry, len(drawn) <= MAX_BAND_ARMS)
             # one censor mark per plotting step: the marks show where follow-up ends, not each patient
-            step = horizon / (PLOT_POINTS - 1)
+            step = horizon / (points - 1)
             censored = np.unique(np.round(months[~events.astype(bool)] / step) * step)
             censored = censored[censored <= grid[-1]]
-            ax.plot(censored, kmf.at(censored), ls="none", marker="|", ms=5, mew=0.8, color=colour)
+            _censor_marks(ax, censored, kmf.at(censored), colour)
             rows.append((labels[arm], colour, months))
         ax.set(ylabel=ylabel, ylim=(0, 1.02))
         _y_ticks(ax, 1.0)
@@ -394,11 +438,11 @@ def cumulative_incidence_figure(patients: pd.DataFrame, summary: Mapping, brief:
             int(arms.value_counts().max()),
             columns=3,
         )
-        ax, rows, top = layout.ax, [], 0.0
+        ax, rows, top, points = layout.ax, [], 0.0, plot_points(len(drawn))
         for arm, colour in drawn:
             durations, code = competing_risks(patients[arms == arm])
             months = np.minimum(durations / DAYS_PER_MONTH, horizon)
-            grid = _arm_grid(months, horizon)
+            grid = _arm_grid(months, horizon, points)
             band = cumulative_incidence_band(durations, code)
             on_grid = band.reindex(grid * DAYS_PER_MONTH, method="ffill").fillna(0.0).to_numpy()
             with_band = len(drawn) <= MAX_BAND_ARMS
