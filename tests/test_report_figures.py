@@ -37,6 +37,7 @@ from vtrial.report import (
     kaplan_meier_figure,
     markers_figure,
     month_ticks,
+    plot_points,
     protocol_brief,
     ratio_ticks,
     render_report,
@@ -441,3 +442,14 @@ def test_twelve_arms_with_long_labels_lay_out_inside_their_figures(tmp_path):
         # the last arm is drawn: in the legend and the risk table or bar labels; its 3 + 2 (by primary) ratios
         shown = sum(s.startswith("Arm 12: denosumab long descriptive label variant 11") for s, _ in boxes)
         assert shown == {"markers": 1, "forest": 5}.get(name, 2), name
+
+
+def test_svg_curves_are_compact_whatever_the_patients(run):
+    # the page of a 100,000-patient, three-arm run passed 1 MB: ~1,800 censor marks were an SVG <use>
+    # element each (~120 bytes) and every path coordinate had six decimals
+    _, summary, patients, brief = run
+    svg = svg_element(kaplan_meier_figure(patients, summary, brief, "time_to_first_sre"))
+    assert svg.count("<use") == 14  # 6 + 6 tick marks and 2 bands; the censor marks are 2 paths
+    assert re.search(r' d="[^"]*\.\d{3}', svg) is None  # hundredths of a point at most
+    assert re.search(r' d="[^"]*\.\d\d[ "]', svg) is not None
+    assert plot_points(2) == plot_points(3) == 600 and plot_points(4) == 450 and plot_points(12) == 150
