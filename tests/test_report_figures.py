@@ -407,7 +407,11 @@ def twelve_arm_toml() -> str:
     arms = []
     for i in range(12):
         drug = ("none", "zoledronic_acid", "denosumab")[i % 3]
-        dose = {"none": "", "zoledronic_acid": "dose_mg = 4.0\nevery_weeks = 4.0\n", "denosumab": "dose_mg = 120.0\nevery_weeks = 4.0\n"}
+        dose = {
+            "none": "",
+            "zoledronic_acid": "dose_mg = 4.0\nevery_weeks = 4.0\n",
+            "denosumab": "dose_mg = 120.0\nevery_weeks = 4.0\n",
+        }
         label = f"Arm {i + 1}: {drug.replace('_', ' ')} long descriptive label variant {i}"
         arms.append(f'[[arm]]\nname = "arm{i:02d}"\nlabel = "{label}"\ndrug = "{drug}"\n{dose[drug]}')
     return (

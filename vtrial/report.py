@@ -131,14 +131,14 @@ _HINTING = 1.08
 _LEGEND_ROW = 0.2
 
 
-def text_width(strings: Sequence[str], size: float = 9.0, weight: str = "normal") -> float:
-    """Width in inches of the widest of ``strings`` in the figures' font (0 when none).
+def text_width(strings: Sequence[str]) -> float:
+    """Width in inches of the widest of ``strings`` in the figures' 9-point font (0 when none).
 
     One FreeType measurement per string, as the renderer lays text out: cheap, so the figures
     are laid out once, from their texts, instead of by a layout engine that measures every
     text on each of its passes.
     """
-    prop = FontProperties(size=size, weight=weight)
+    prop = FontProperties(size=FIGURE_STYLE["font.size"])
     widest = max((text_to_path.get_text_width_height_descent(s, prop, ismath=False)[0] for s in strings), default=0.0)
     return _HINTING * _INCH * widest
 
@@ -158,7 +158,7 @@ class _Layout:
 
     def __init__(self, width: float) -> None:
         self.width, self.height = width, _EDGE
-        self._axes: list[tuple[float, float, float, float, dict]] = []
+        self._axes: list[tuple[float, float, float, float]] = []
 
     def band(self, height: float) -> float:
         """Reserve ``height`` inches below the previous band; the band's top, inches from the figure's top."""
@@ -166,19 +166,18 @@ class _Layout:
         self.height += height
         return top
 
-    def axes(self, left: float, width: float, top: float, height: float, **kwargs: Any) -> int:
-        """Axes ``width`` x ``height`` inches at ``left`` inches from the left, ``top`` from the top; their index."""
-        self._axes.append((left, width, top, height, kwargs))
-        return len(self._axes) - 1
+    def axes(self, left: float, width: float, top: float, height: float) -> None:
+        """Axes ``width`` x ``height`` inches at ``left`` inches from the left, ``top`` from the top."""
+        self._axes.append((left, width, top, height))
 
     def figure(self, title: str | None = None) -> tuple[Figure, list[Axes]]:
         """The figure (``height`` plus the bottom edge) with its axes, in the order placed, and its title."""
         width, height = self.width, self.height + _EDGE
         figure = Figure(figsize=(width, height))
-        placed: list[Axes] = []
-        for left, w, top, h, kwargs in self._axes:
-            share = {k: placed[v] for k, v in kwargs.items() if k in ("sharex", "sharey")}
-            placed.append(figure.add_axes((left / width, 1 - (top + h) / height, w / width, h / height), **share))
+        placed = [
+            figure.add_axes((left / width, 1 - (top + h) / height, w / width, h / height))
+            for left, w, top, h in self._axes
+        ]
         if title is not None:
             figure.suptitle(
                 title, x=_EDGE / width, y=1 - _EDGE / height, ha="left", va="top", fontsize=10, fontweight="bold"
@@ -348,7 +347,7 @@ def _time_axis(ax: Axes, horizon: float) -> np.ndarray:
 
 def _y_ticks(ax: Axes, top: float) -> None:
     """Fixed ticks from 0 to ``top`` (at most 6 intervals), labelled to the decimals of the step."""
-    ticks = MaxNLocator(6).tick_values(0.0, top)
+    ticks = np.asarray(MaxNLocator(6).tick_values(0.0, top))
     ticks = ticks[ticks <= top + 1e-12]
     ax.set_yticks(ticks, tick_labels(ticks, least=1))
 
@@ -400,9 +399,7 @@ def kaplan_meier_figure(patients: pd.DataFrame, summary: Mapping, brief: Mapping
         entries.append(f"{labels[arm]} (median {'not reached' if median is None else f'{median:.1f} months'})")
     arms = patients["arm"]
     with matplotlib.rc_context(FIGURE_STYLE):
-        layout = _CurveFigure(
-            title, entries, [labels[a] for a, _ in drawn], int(arms.value_counts().max()), columns=2
-        )
+        layout = _CurveFigure(title, entries, [labels[a] for a, _ in drawn], int(arms.value_counts().max()), columns=2)
         ax, rows, points = layout.ax, [], plot_points(len(drawn))
         for (arm, colour), entry in zip(drawn, entries):
             durations, events = endpoint(patients[arms == arm], name)
@@ -621,10 +618,11 @@ def markers_figure(summary: Mapping, brief: Mapping) -> Figure | None:
             values = np.array([summary["arms"][a]["markers"][w][key] for a, _ in arms for w in weeks[a]], dtype=float)
             finite = values[np.isfinite(values)]
             low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-            ticks = MaxNLocator(5, steps=[1, 2, 2.5, 5, 10]).tick_values(low, high if high > low else low + 1.0)
+            locator = MaxNLocator(5, steps=[1, 2, 2.5, 5, 10])
+            ticks = np.asarray(locator.tick_values(low, high if high > low else low + 1.0))
             panel_ticks.append((ticks, tick_labels(ticks)))
         last = max(float(w) for a in weeks.values() for w in a)
-        week_ticks = MaxNLocator(5, integer=True).tick_values(0.0, last)
+        week_ticks = np.asarray(MaxNLocator(5, integer=True).tick_values(0.0, last))
         week_ticks = week_ticks[week_ticks <= last + 1e-9]
         names = [labels[a] for a, _ in arms]
         margins = [_ticks_width(shown) + 0.1 for _, shown in panel_ticks]
