@@ -387,7 +387,7 @@ def kaplan_meier_figure(patients: pd.DataFrame, summary: Mapping, brief: Mapping
     for arm, _, _ in drawn:
         median = summary["arms"][arm][_ENDPOINT_MEDIANS[name]]
         entries.append(f"{labels[arm]} (median {'not reached' if median is None else f'{median:.1f} months'})")
-    most = max(len(arm_patients) for _, _, arm_patients in drawn)
+    most = max((len(arm_patients) for _, _, arm_patients in drawn), default=0)
     with matplotlib.rc_context(FIGURE_STYLE):
         layout = _CurveFigure(title, entries, [labels[a] for a, _, _ in drawn], most, columns=2)
         ax, rows, points = layout.ax, [], plot_points(len(drawn))
@@ -415,7 +415,7 @@ def cumulative_incidence_figure(patients: pd.DataFrame, summary: Mapping, brief:
     """Aalen–Johansen cumulative incidence of SRE by arm, death competing: 95% bands, landmarks, number at risk."""
     labels, horizon = arm_labels(brief), float(brief["horizon_months"])
     drawn = _drawn(patients, list(summary["arms"]))
-    most = max(len(arm_patients) for _, _, arm_patients in drawn)
+    most = max((len(arm_patients) for _, _, arm_patients in drawn), default=0)
     with matplotlib.rc_context(FIGURE_STYLE):
         names = [labels[a] for a, _, _ in drawn]
         title = "Cumulative incidence of SRE (death as competing risk)"
