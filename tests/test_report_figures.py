@@ -28,6 +28,7 @@ from vtrial.analysis.survival import DAYS_PER_MONTH, cumulative_incidence_band
 from vtrial.cli import app
 from vtrial.errors import UserInputError
 from vtrial.report import (
+    CENSOR_LABEL,
     COLOURS,
     _interval,
     _number,
@@ -36,11 +37,13 @@ from vtrial.report import (
     kaplan_meier_figure,
     markers_figure,
     month_ticks,
+    plot_points,
     protocol_brief,
     ratio_ticks,
     render_report,
     report_figures,
     report_run,
+    risk_row_y,
     svg_element,
     sre_bars_figure,
     uncertainty_rows,
@@ -98,7 +101,7 @@ def test_risk_table_counts_sit_under_the_ticks_in_arm_colours(run):
     _, summary, patients, brief = run
     figure = kaplan_meier_figure(patients, summary, brief, "time_to_first_sre")
     boxes = drawn_texts(figure)
-    ax, table = figure.axes
+    (ax,) = figure.axes  # the table is text under the curve axes
     ticks = month_ticks(HORIZON)
     np.testing.assert_array_equal(ticks, [0, 6, 12, 18, 24, 30])  # 32.85 months: 6-month steps
     np.testing.assert_array_equal(ax.get_xticks(), ticks)
@@ -109,18 +112,21 @@ def test_risk_table_counts_sit_under_the_ticks_in_arm_colours(run):
             .clip(upper=patients.loc[patients["arm"] == arm, "followup_days"])
             / DAYS_PER_MONTH
         )
-        texts = [t for t in table.texts if t.get_position()[1] == row]
+        in_row = [t for t in ax.texts if t.get_position()[1] == risk_row_y(row)]
+        label, texts = in_row[0], in_row[1:]
         # one count per tick, at the tick, in the arm's colour: patients still free of SRE and followed
         assert [t.get_position()[0] for t in texts] == list(ticks)
         assert [int(t.get_text()) for t in texts] == [int((months >= t).sum()) for t in ticks]
         assert texts[0].get_text() == "300"
         assert {to_hex(t.get_color()) for t in texts} == {colour}
-        label = table.get_yticklabels()[row]
         assert label.get_text() == arm and to_hex(label.get_color()) == colour
         # the arm's name ends clear of its count at time 0 (not glued: at least 4 px apart)
         name_box = next(b for s, b in boxes if s == arm)
         count_box = next(b for s, b in boxes if s == "300" and abs(b.y0 - name_box.y0) < 3)
         assert count_box.x0 - name_box.x1 >= 4
+        # under the x axis label, one row below the other
+        axis_label = next(b for s, b in boxes if s == "Months since randomisation")
+        assert name_box.y1 < axis_label.y0
 
 
 def test_curves_stop_at_the_cut_off_with_censor_marks(run):
@@ -128,18 +134,19 @@ def test_curves_stop_at_the_cut_off_with_censor_marks(run):
     for name in ("time_to_first_sre", "overall_survival"):
         ax = kaplan_meier_figure(patients, summary, brief, name).axes[0]
         assert ax.get_xlim() == (0.0, HORIZON)
-        curves = [line for line in ax.lines if line.get_linestyle() != "None"]
-        marks = [line for line in ax.lines if line.get_marker() == "|"]
+        curves = [line for line in ax.lines if line.get_label() != CENSOR_LABEL]
+        marks = [line for line in ax.lines if line.get_label() == CENSOR_LABEL]  # one path of segments each
         assert len(curves) == 2 and len(marks) == 2
-        assert max(line.get_xdata().max() for line in ax.lines) <= HORIZON
+        assert max(np.nanmax(line.get_xdata()) for line in ax.lines) <= HORIZON
         assert all(len(m.get_xdata()) > 0 for m in marks)
     # everybody alive at 1000 days (32.854 months) is censored there: the OS marks end the curves
     os_marks = [
         m
         for m in kaplan_meier_figure(patients, summary, brief, "overall_survival").axes[0].lines
-        if m.get_marker() == "|"
+        if m.get_label() == CENSOR_LABEL
     ]
-    assert all(m.get_xdata().max() == pytest.approx(HORIZON, abs=0.06) for m in os_marks)
+    assert len(os_marks) == 2
+    assert all(np.nanmax(m.get_xdata()) == pytest.approx(HORIZON, abs=0.06) for m in os_marks)
 
 
 def test_medians_and_log_rank_p_are_on_the_plot(run):
@@ -156,10 +163,11 @@ def test_medians_and_log_rank_p_are_on_the_plot(run):
 def test_cumulative_incidence_has_bands_and_a_risk_table(run):
     _, summary, patients, brief = run
     figure = cumulative_incidence_figure(patients, summary, brief)
-    ax, table = figure.axes
+    (ax,) = figure.axes
     assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 2
-    assert table.get_title(loc="left") == "Number at risk"
-    assert [int(t.get_text()) for t in table.texts if t.get_position() == (0.0, 0)] == [300]
+    assert "Number at risk" in [t.get_text() for t in ax.texts]
+    first_row = [t.get_text() for t in ax.texts if t.get_position() == (0.0, risk_row_y(0))]
+    assert first_row == ["control", "300"]  # the arm's label, its count at time 0
     assert ax.get_xlim() == (0.0, HORIZON)
 
 
@@ -202,6 +210,8 @@ def test_forest_plot_labels_ticks_above_one_and_prints_each_ratio(run):
     assert "active vs control: first SRE, prostate" in texts
     # an axis of ratios all below 1 still labels a tick above 1
     assert ratio_ticks(0.3, 0.6) == ((0.3 / 1.1, 1.55), [0.5, 0.75, 1.0, 1.5])
+    # ratios down to 0.1: 0.25 is not labelled, its label would touch 0.2's
+    assert ratio_ticks(0.1, 2.1)[1] == [0.1, 0.2, 0.5, 0.75, 1.0, 1.5, 2.0]
 
 
 def test_display_labels_replace_arm_names(run, tmp_path):
@@ -380,13 +390,90 @@ def test_long_arm_labels_keep_the_curves_visible(run):
     }
     figure = kaplan_meier_figure(patients, summary, long_brief, "time_to_first_sre")
     svg_element(figure)  # warnings are errors: a collapsed layout fails here
-    legend = figure.axes[0].get_legend()
+    (legend,) = figure.legends
     assert legend._ncols == 1  # one entry a row: the longest label is ~60 characters
     n_arms = len(legend.get_texts())
     short = kaplan_meier_figure(patients, summary, brief, "time_to_first_sre")
-    # the figure grows by the legend rows added (0.22 inch each)
-    assert figure.get_size_inches()[1] == pytest.approx(short.get_size_inches()[1] + 0.22 * (n_arms - 1), abs=1e-9)
+    # the figure grows by the legend rows added (0.2 inch each)
+    assert figure.get_size_inches()[1] == pytest.approx(short.get_size_inches()[1] + 0.2 * (n_arms - 1), abs=1e-9)
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     curves = figure.axes[0].get_window_extent(canvas.get_renderer())
     assert curves.height > 100  # pixels: the curves keep their axes
+
+
+def texts_outside(figure: Figure, boxes) -> list[str]:
+    """Texts of ``boxes`` (:func:`drawn_texts`) reaching past the figure's edges."""
+    width, height = figure.bbox.width, figure.bbox.height
+    return [s for s, b in boxes if b.x0 < 0 or b.y0 < 0 or b.x1 > width or b.y1 > height]
+
+
+def test_long_arm_labels_stay_inside_every_figure(run):
+    # with constrained layout, labels of ~45 characters ran past the figure's edges (the curve
+    # figures' legend past the right one), cut in the PNG files, which have no tight bounding box
+    _, summary, patients, brief = run
+    long_brief = {
+        **brief,
+        "arms": [{**arm, "label": f"{arm['name']} arm, a long schedule description"} for arm in brief["arms"]],
+    }
+    for name, figure in report_figures(summary, patients, long_brief).items():
+        if figure is None:
+            continue
+        assert figure.get_layout_engine() is None, name  # laid out when built: one draw per file
+        boxes = drawn_texts(figure)
+        assert texts_outside(figure, boxes) == [], name
+        assert overlaps(boxes) == [], name
+
+
+def twelve_arm_toml() -> str:
+    """A 12-arm protocol (placebo, zoledronic acid, denosumab in turn) whose arm labels are ~50 characters."""
+    arms = []
+    for i in range(12):
+        drug = ("none", "zoledronic_acid", "denosumab")[i % 3]
+        dose = {
+            "none": "",
+            "zoledronic_acid": "dose_mg = 4.0\nevery_weeks = 4.0\n",
+            "denosumab": "dose_mg = 120.0\nevery_weeks = 4.0\n",
+        }
+        label = f"Arm {i + 1}: {drug.replace('_', ' ')} long descriptive label variant {i}"
+        arms.append(f'[[arm]]\nname = "arm{i:02d}"\nlabel = "{label}"\ndrug = "{drug}"\n{dose[drug]}')
+    return (
+        '[trial]\nname = "twelve"\npatients = 360\nhorizon_months = 18\naccrual_months = 3\n\n'
+        "[cohort]\nprimary = { breast = 0.5, prostate = 0.5 }\n\n"
+        + "\n".join(arms)
+        + '\n[analysis]\nreference_arm = "arm00"\nlandmarks_months = [12]\nmarker_weeks = [12]\n'
+    )
+
+
+@pytest.mark.slow
+def test_twelve_arms_with_long_labels_lay_out_inside_their_figures(tmp_path):
+    # constrained layout collapsed the curve axes of such a run (its warning is an error here) and the
+    # rotated arm labels of the SRE bars ran past the figure's left edge; now each figure is laid out once
+    # from its measured texts: every drawn text inside the figure, none over another, one draw per file
+    protocol = tmp_path / "twelve.toml"
+    protocol.write_text(twelve_arm_toml())
+    result = CliRunner().invoke(app, ["run", str(protocol), "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "run"
+    summary = json.loads((folder / "summary.json").read_text())
+    patients = read_table(folder, "patients.parquet", PATIENT_SCHEMA, unique=KEY)
+    figures = report_figures(summary, patients, protocol_brief(read_protocol(folder)))
+    assert all(figure is not None for figure in figures.values())
+    for name, figure in figures.items():
+        assert figure.get_layout_engine() is None, name
+        boxes = drawn_texts(figure)
+        assert texts_outside(figure, boxes) == [], name
+        assert overlaps(boxes) == [], name
+        # the last arm is drawn: in the legend and the risk table or bar labels; its 3 + 2 (by primary) ratios
+        shown = sum(s.startswith("Arm 12: denosumab long descriptive label variant 11") for s, _ in boxes)
+        assert shown == {"markers": 1, "forest": 5}.get(name, 2), name
+
+
+def test_svg_curves_are_compact_whatever_the_patients(run):
+    # the page of a 100,000-patient, three-arm run passed 1 MB (1.13 MB): ~1,800 censor marks were an
+    # SVG <use> element each (~120 bytes), and three arms drew 600 points each
+    _, summary, patients, brief = run
+    svg = svg_element(kaplan_meier_figure(patients, summary, brief, "time_to_first_sre"))
+    assert svg.count("<use") == 14  # 6 + 6 tick marks and 2 bands; the censor marks are 2 paths
+    # at most 1,200 points a figure: 600 each for 2 arms, 400 for 3, 100 (the least) for 12
+    assert [plot_points(n) for n in (1, 2, 3, 4, 12, 20)] == [600, 600, 400, 300, 100, 100]

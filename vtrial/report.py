@@ -19,7 +19,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import text_to_path
+from matplotlib.ticker import MaxNLocator, NullLocator
+from matplotlib.transforms import ScaledTranslation
 
 from vtrial.analysis import (
     analyse_run,
@@ -44,8 +47,8 @@ from vtrial.store import atomic_write_bytes, atomic_write_text
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
-#: Points per curve in the figures.
-PLOT_POINTS = 600
+#: Points per curve in the figures, and per figure (more arms, fewer points each, down to the least).
+PLOT_POINTS, FIGURE_PLOT_POINTS, LEAST_PLOT_POINTS = 600, 1200, 100
 #: Most arms drawn in a figure (the first ones in protocol order; the tables list every arm).
 MAX_FIGURE_ARMS = 12
 #: Most arms whose curves get confidence bands (more overlapping bands are unreadable and heavy).
@@ -68,8 +71,9 @@ FIGURE_FORMATS = ("png", "pdf", "svg")
 PNG_DPI = 200
 #: Metadata that keeps a creation date out of each file format (same run, same bytes).
 _NO_DATE: dict[str, dict] = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
-#: Candidate ticks of the forest plot's log axis (the ones inside the axis are labelled).
-_RATIO_TICKS = (0.05, 0.1, 0.2, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0)
+#: Candidate ticks of the forest plot's log axis (the ones inside the axis are labelled); no 0.25,
+#: whose label would touch 0.2's on an axis from 0.1.
+_RATIO_TICKS = (0.05, 0.1, 0.2, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0)
 #: Tick spacings of the time axis, months: the first giving at most 8 intervals is used.
 _MONTH_STEPS = (1, 2, 3, 6, 12, 24, 48, 96)
 #: Unicode minus, for numbers in the page.
@@ -86,12 +90,116 @@ _ENDPOINT_MEDIANS = {
 
 
 def svg_element(figure: Figure) -> str:
-    """The figure as an inline ``<svg>`` element (no XML prologue, no creation date)."""
+    """The figure as an inline ``<svg>`` element (no XML prologue, no creation date).
+
+    The figures are laid out when built (:class:`_Layout`), so the SVG is drawn once: no
+    layout engine and no tight bounding box, which each cost a draw measuring every text.
+    """
     buffer = io.StringIO()
     with matplotlib.rc_context(FIGURE_STYLE):
-        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
     text = buffer.getvalue()
     return text[text.index("<svg") :]
+
+
+#: Inches per typographic point.
+_INCH = 1.0 / 72.0
+#: Space around the figure's content, inches.
+_EDGE = 0.1
+#: Height of the bold title line and the space above and below it, inches.
+_TITLE = 0.36
+#: Height of a line of 9-point tick labels with its tick and pad, and of an axis label line, inches.
+_TICK_LINE, _LABEL_LINE = 0.24, 0.22
+#: Widening of text by hinted rendering at low resolution (the Agg renderer at 72 dpi: up to 8%).
+_HINTING = 1.08
+#: Height of a legend row (9-point text and its spacing), inches.
+_LEGEND_ROW = 0.2
+
+
+def text_width(strings: Sequence[str]) -> float:
+    """Width in inches of the widest of ``strings`` in the figures' 9-point font (0 when none).
+
+    One FreeType measurement per string, as the renderer lays text out: cheap, so the figures
+    are laid out once, from their texts, instead of by a layout engine that measures every
+    text on each of its passes.
+    """
+    prop = FontProperties(size=FIGURE_STYLE["font.size"])
+    widest = max((text_to_path.get_text_width_height_descent(s, prop, ismath=False)[0] for s in strings), default=0.0)
+    return _HINTING * _INCH * widest
+
+
+def _ticks_width(ticks: Sequence[str]) -> float:
+    """Inches left of a y axis taken by its 9-point tick labels, tick and pad, and its label."""
+    return text_width(ticks) + (3.5 + 3.5 + 4.0) * _INCH + _LABEL_LINE
+
+
+class _Layout:
+    """Axes placed in inches on a figure whose size follows from its contents (top-down).
+
+    A figure is built as a column of bands: :meth:`band` reserves a height below the bands
+    already reserved, :meth:`axes` places axes in a band by their left edge and width, and
+    :meth:`figure` creates the figure at the width given and the height reserved.
+    """
+
+    def __init__(self, width: float) -> None:
+        self.width, self.height = width, _EDGE
+        self._axes: list[tuple[float, float, float, float]] = []
+
+    def band(self, height: float) -> float:
+        """Reserve ``height`` inches below the previous band; the band's top, inches from the figure's top."""
+        top = self.height
+        self.height += height
+        return top
+
+    def axes(self, left: float, width: float, top: float, height: float) -> None:
+        """Axes ``width`` x ``height`` inches at ``left`` inches from the left, ``top`` from the top."""
+        self._axes.append((left, width, top, height))
+
+    def figure(self, title: str | None = None) -> tuple[Figure, list[Axes]]:
+        """The figure (``height`` plus the bottom edge) with its axes, in the order placed, and its title."""
+        width, height = self.width, self.height + _EDGE
+        figure = Figure(figsize=(width, height))
+        placed = [
+            figure.add_axes((left / width, 1 - (top + h) / height, w / width, h / height))
+            for left, w, top, h in self._axes
+        ]
+        if title is not None:
+            figure.suptitle(
+                title, x=_EDGE / width, y=1 - _EDGE / height, ha="left", va="top", fontsize=10, fontweight="bold"
+            )
+        return figure, placed
+
+
+def _legend_columns(labels: Sequence[str], room: float, most: int) -> tuple[int, float]:
+    """Columns of a legend of ``labels`` fitting ``room`` inches (at most ``most``, at least 1) and its width.
+
+    An entry is its handle (2 em), the gap to its text (0.8 em) and the text; columns are 2 em
+    apart; the width is that of the columns at the widest entry.
+    """
+    em = 9.0 * _INCH
+    entry = text_width(labels) + 2.8 * em
+    columns = max(1, min(len(labels), most, int((room - 0.8 * em + 2.0 * em) // (entry + 2.0 * em))))
+    return columns, columns * entry + (columns - 1) * 2.0 * em + 0.8 * em
+
+
+def _top_legend(figure: Figure, handles: Sequence[Any], labels: Sequence[str], columns: int, top: float) -> None:
+    """The arms' legend in ``columns`` columns, its top ``top`` inches from the figure's top, at the title's left."""
+    width, height = figure.get_size_inches()
+    figure.legend(
+        handles,
+        labels,
+        loc="upper left",
+        bbox_to_anchor=(_EDGE / width, 1 - top / height),
+        borderaxespad=0.0,
+        borderpad=0.0,
+        frameon=False,
+        ncols=columns,
+    )
+
+
+def _legend_rows(n: int, columns: int) -> float:
+    """Height in inches of a legend of ``n`` entries in ``columns`` columns (and the gap under it)."""
+    return _LEGEND_ROW * -(-n // columns) + 0.12
 
 
 def arm_labels(brief: Mapping) -> dict[str, str]:
@@ -105,20 +213,35 @@ def month_ticks(horizon_months: float) -> np.ndarray:
     return np.arange(0.0, horizon_months + 1e-9, step)
 
 
-def _drawn(patients: pd.DataFrame, arms: Sequence[str]) -> list[tuple[str, str]]:
-    """``(arm, colour)`` of the arms drawn: the first ``MAX_FIGURE_ARMS`` that have patients."""
-    present = set(patients["arm"])
-    return [(arm, colour) for arm, colour in zip(arms, itertools.cycle(COLOURS)) if arm in present][:MAX_FIGURE_ARMS]
+def _drawn(patients: pd.DataFrame, arms: Sequence[str]) -> list[tuple[str, str, pd.DataFrame]]:
+    """``(arm, colour, its patients)`` of the arms drawn: the first ``MAX_FIGURE_ARMS`` that have patients.
+
+    One grouping of the arm column (comparing it with each arm name was ~0.2 s of the report
+    at 300,000 patient-arms).
+    """
+    rows = patients.groupby("arm", sort=False, observed=True).indices
+    drawn = [(arm, colour) for arm, colour in zip(arms, itertools.cycle(COLOURS)) if arm in rows][:MAX_FIGURE_ARMS]
+    return [(arm, colour, patients.iloc[rows[arm]]) for arm, colour in drawn]
 
 
-def _arm_grid(durations: np.ndarray, horizon: float) -> np.ndarray:
-    """Months at which an arm's curve is drawn: ``PLOT_POINTS`` steps, stopped at its last follow-up.
+def plot_points(n_arms: int) -> int:
+    """Points of each curve of a figure of ``n_arms`` curves: ``PLOT_POINTS``, fewer past 2 arms.
+
+    The figure's points (and censor marks) stay within ``FIGURE_PLOT_POINTS``, so that the
+    page stays under 1 MB whatever the number of patients and arms (3 arms: 400 points each,
+    ~1 point of the figure apart; 12 arms: 100).
+    """
+    return max(LEAST_PLOT_POINTS, min(PLOT_POINTS, FIGURE_PLOT_POINTS // max(n_arms, 1)))
+
+
+def _arm_grid(durations: np.ndarray, horizon: float, points: int) -> np.ndarray:
+    """Months at which an arm's curve is drawn: ``points`` steps, stopped at its last follow-up.
 
     A step function sampled this finely looks the same at the report's size, and the page stays
     small whatever the number of patients; no curve runs past the data cut-off.
     """
     last = min(float(durations.max()), horizon)
-    grid = np.linspace(0.0, horizon, PLOT_POINTS)
+    grid = np.linspace(0.0, horizon, points)
     return np.append(grid[grid < last], last)
 
 
@@ -135,33 +258,71 @@ def _step(
         ax.fill_between(x, band[keep, 0], band[keep, 1], step="post", color=colour, alpha=0.15, lw=0)
 
 
-def _curve_figure(title: str, n_rows: int) -> tuple[Figure, Axes, Axes]:
-    """A figure with the curve axes above a number-at-risk table of ``n_rows`` rows (shared time axis)."""
-    figure = Figure(figsize=(7.0, 3.9 + 0.2 * n_rows), layout="constrained")
-    ax, table = figure.subplots(2, 1, sharex=True, height_ratios=(3.4, 0.35 + 0.2 * n_rows))
-    figure.suptitle(title, x=0.02, ha="left", fontsize=10, fontweight="bold")
-    return figure, ax, table
+#: Height of the curve axes and of a number-at-risk row, inches.
+_CURVE_HEIGHT, _RISK_ROW = 2.6, 0.2
+#: Least width of the curve axes, inches (the figure widens for long arm labels).
+_CURVE_WIDTH = 4.5
 
 
-def _risk_table(table: Axes, rows: Sequence[tuple[str, str, np.ndarray]], ticks: np.ndarray) -> None:
-    """Number at risk (duration >= tick) of each arm under each tick, one row per arm in its colour.
+#: The number-at-risk table's title, inches below the curve axes (under the x tick labels and label).
+_RISK_TITLE = _TICK_LINE + _LABEL_LINE + 0.2
 
-    The arm's label is the row's tick label, kept clear of the count at time 0 (which is centred
-    on the axis) by a padding of the widest count's half width.
+
+class _CurveFigure:
+    """A figure of curves by arm: title, the arms' legend above the curves, a number-at-risk table below.
+
+    Laid out from its texts (:class:`_Layout`): the left margin holds the y tick labels and
+    label and the table's arm labels (clear of the count at time 0, centred on the axis); the
+    legend gets as many columns (up to ``columns``) as fit the figure's width. The table is
+    text placed under the curve axes (no axes of its own: each costs ~50 ms to build and draw).
     """
-    table.set_ylim(len(rows) - 0.5, -0.5)
-    table.set_yticks(range(len(rows)), [label for label, _, _ in rows])
-    for tick_label, (_, colour, _) in zip(table.get_yticklabels(), rows):
-        tick_label.set_color(colour)
-    for i, (_, colour, durations) in enumerate(rows):
+
+    def __init__(self, title: str, entries: Sequence[str], rows: Sequence[str], most_patients: int, columns: int):
+        # the arm's label ends a pad of 6 points plus the widest count's half width left of the axis
+        self.pad = 6 + 3.0 * len(str(most_patients))
+        left = _EDGE + max(_ticks_width(["0.00"]), text_width(rows) + self.pad * _INCH)
+        width = max(7.0, left + _CURVE_WIDTH + 0.3)
+        self.columns, legend = _legend_columns(entries, width - 2 * _EDGE, columns)
+        width = max(width, legend + 2 * _EDGE)
+        layout = _Layout(width)
+        layout.band(_TITLE - _EDGE)
+        self.legend_top = layout.band(_legend_rows(len(entries), self.columns))
+        layout.axes(left, width - left - 0.3, layout.band(_CURVE_HEIGHT), _CURVE_HEIGHT)
+        layout.band(_RISK_TITLE + _RISK_ROW * len(rows))
+        self.figure, (self.ax,) = layout.figure(title)
+
+    def finish(self, rows: Sequence[tuple[str, str, np.ndarray]], horizon: float) -> Figure:
+        """Time axis, legend and number-at-risk table once the curves are drawn."""
+        ticks = _time_axis(self.ax, horizon)
+        handles, labels = self.ax.get_legend_handles_labels()
+        _top_legend(self.figure, handles, labels, self.columns, self.legend_top)
+        _risk_table(self.figure, self.ax, rows, ticks, self.pad)
+        return self.figure
+
+
+def risk_row_y(row: int) -> float:
+    """Height of the number-at-risk table's row ``row`` (0: first arm), in fractions of the curve axes (< 0)."""
+    return -(_RISK_TITLE + _RISK_ROW * (row + 0.5)) / _CURVE_HEIGHT
+
+
+def _risk_table(
+    figure: Figure, ax: Axes, rows: Sequence[tuple[str, str, np.ndarray]], ticks: np.ndarray, pad: float
+) -> None:
+    """Number at risk (duration >= tick) of each arm under each tick of ``ax``, one row per arm in its colour.
+
+    The arm's label ends ``pad`` points left of the axis, clear of the count at time 0 (which
+    is centred on it).
+    """
+    under = ax.get_xaxis_transform()  # x: months, y: fraction of the axes
+    left_of = ax.transAxes + ScaledTranslation(-pad * _INCH, 0.0, figure.dpi_scale_trans)
+    title_y = -(_RISK_TITLE - 0.04) / _CURVE_HEIGHT
+    ax.text(0.0, title_y, "Number at risk", transform=ax.transAxes, ha="left", va="bottom", fontsize=8, color="#5b6475")
+    for i, (label, colour, durations) in enumerate(rows):
+        y = risk_row_y(i)
+        ax.text(0.0, y, label, transform=left_of, ha="right", va="center", color=colour)
         for t in ticks:
-            table.text(t, i, str(int((durations >= t).sum())), ha="center", va="center", color=colour, fontsize=8)
-    widest = max(len(str(len(durations))) for _, _, durations in rows)
-    table.tick_params(axis="y", length=0, pad=6 + 3.0 * widest)
-    table.tick_params(axis="x", length=0, labelbottom=False)
-    for spine in table.spines.values():
-        spine.set_visible(False)
-    table.set_title("Number at risk", loc="left", fontsize=8, color="#5b6475")
+            count = str(int((durations >= t).sum()))
+            ax.text(t, y, count, transform=under, ha="center", va="center", color=colour, fontsize=8)
 
 
 def _time_axis(ax: Axes, horizon: float) -> np.ndarray:
@@ -174,25 +335,36 @@ def _time_axis(ax: Axes, horizon: float) -> np.ndarray:
     return ticks
 
 
-#: Characters of legend text that fit across a 7-inch curve figure.
-LEGEND_LINE_CHARACTERS = 90
+def _y_ticks(ax: Axes, top: float) -> None:
+    """Fixed ticks from 0 to ``top`` (at most 6 intervals), labelled to the decimals of the step."""
+    ticks = np.asarray(MaxNLocator(6).tick_values(0.0, top))
+    ticks = ticks[ticks <= top + 1e-12]
+    ax.set_yticks(ticks, tick_labels(ticks, least=1))
 
 
-def _top_legend(ax: Axes, columns: int) -> None:
-    """The arms' legend in rows above the curves, under the title (it covers no curve).
+def tick_labels(ticks: np.ndarray, least: int = 0) -> list[str]:
+    """Labels of evenly spaced ticks with the same decimals, as many as the step needs (``least`` to 3)."""
+    decimals = max(least, *(len(f"{t:.3f}".rstrip("0").split(".")[1]) for t in ticks))
+    return [f"{t:.{decimals}f}" for t in ticks]
 
-    At most ``columns`` entries a row, fewer when the labels are long (a row wider than the
-    figure would squeeze the curves to nothing); the figure grows by the rows added.
+
+#: Label of the censor marks' line (a leading underscore keeps it out of the legend).
+CENSOR_LABEL = "_censored"
+#: Height of a censor mark, points.
+_CENSOR_MARK = 5.0
+
+
+def _censor_marks(ax: Axes, months: np.ndarray, survival: np.ndarray, colour: str) -> None:
+    """Vertical censor marks on a survival curve (y from 0 to 1.02), as one path of short segments.
+
+    A marker per mark would be an SVG element per mark (~120 bytes; ~1,800 of them in a
+    three-arm figure of a large run: the page passed 1 MB); a segment of the path is ~30 bytes.
+    Their height in data units follows from the fixed height of the curve axes.
     """
-    labels = ax.get_legend_handles_labels()[1]
-    longest = max((len(label) for label in labels), default=1)
-    columns = max(1, min(len(labels), columns, LEGEND_LINE_CHARACTERS // (longest + 6)))
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), borderaxespad=0.0, frameon=False, ncols=columns)
-    rows = -(-len(labels) // columns)
-    figure = ax.get_figure(root=True)
-    if isinstance(figure, Figure) and rows > 1:
-        width, height = figure.get_size_inches()
-        figure.set_size_inches(width, height + 0.22 * (rows - 1))
+    half = 0.5 * _CENSOR_MARK * _INCH / _CURVE_HEIGHT * 1.02
+    x = np.column_stack([months, months, np.full(len(months), np.nan)]).ravel()
+    y = np.column_stack([survival - half, survival + half, np.full(len(months), np.nan)]).ravel()
+    ax.plot(x, y, lw=0.8, color=colour, label=CENSOR_LABEL)
 
 
 def _logrank_text(result: Mapping | None) -> str | None:
@@ -211,71 +383,60 @@ def kaplan_meier_figure(patients: pd.DataFrame, summary: Mapping, brief: Mapping
     title, ylabel = _ENDPOINT_TITLES[name]
     labels, horizon = arm_labels(brief), float(brief["horizon_months"])
     drawn = _drawn(patients, list(summary["arms"]))
+    entries = []
+    for arm, _, _ in drawn:
+        median = summary["arms"][arm][_ENDPOINT_MEDIANS[name]]
+        entries.append(f"{labels[arm]} (median {'not reached' if median is None else f'{median:.1f} months'})")
+    most = max((len(arm_patients) for _, _, arm_patients in drawn), default=0)
     with matplotlib.rc_context(FIGURE_STYLE):
-        figure, ax, table = _curve_figure(title, len(drawn))
-        rows = []
-        for arm, colour in drawn:
-            durations, events = endpoint(patients[patients["arm"] == arm], name)
+        layout = _CurveFigure(title, entries, [labels[a] for a, _, _ in drawn], most, columns=2)
+        ax, rows, points = layout.ax, [], plot_points(len(drawn))
+        for (arm, colour, arm_patients), entry in zip(drawn, entries):
+            durations, events = endpoint(arm_patients, name)
             months = np.minimum(durations / DAYS_PER_MONTH, horizon)
-            grid = _arm_grid(months, horizon)
+            grid = _arm_grid(months, horizon, points)
             kmf = kaplan_meier(months, events, arm)
-            median = summary["arms"][arm][_ENDPOINT_MEDIANS[name]]
-            text = "not reached" if median is None else f"{median:.1f} months"
-            _step(
-                ax,
-                grid,
-                kmf.at(grid),
-                kmf.band_at(grid),
-                colour,
-                f"{labels[arm]} (median {text})",
-                len(drawn) <= MAX_BAND_ARMS,
-            )
+            _step(ax, grid, kmf.at(grid), kmf.band_at(grid), colour, entry, len(drawn) <= MAX_BAND_ARMS)
             # one censor mark per plotting step: the marks show where follow-up ends, not each patient
-            step = horizon / (PLOT_POINTS - 1)
+            step = horizon / (points - 1)
             censored = np.unique(np.round(months[~events.astype(bool)] / step) * step)
             censored = censored[censored <= grid[-1]]
-            ax.plot(
-                censored,
-                kmf.at(censored),
-                ls="none",
-                marker="|",
-                ms=5,
-                mew=0.8,
-                color=colour,
-            )
+            _censor_marks(ax, censored, kmf.at(censored), colour)
             rows.append((labels[arm], colour, months))
-        ticks = _time_axis(ax, horizon)
         ax.set(ylabel=ylabel, ylim=(0, 1.02))
+        _y_ticks(ax, 1.0)
         pvalue = _logrank_text(summary.get("logrank", {}).get(name))
         if pvalue:
             ax.text(0.02, 0.04, pvalue, transform=ax.transAxes, ha="left", va="bottom")
-        _top_legend(ax, 2)
-        _risk_table(table, rows, ticks)
-        return figure
+        return layout.finish(rows, horizon)
 
 
 def cumulative_incidence_figure(patients: pd.DataFrame, summary: Mapping, brief: Mapping) -> Figure:
     """Aalen–Johansen cumulative incidence of SRE by arm, death competing: 95% bands, landmarks, number at risk."""
     labels, horizon = arm_labels(brief), float(brief["horizon_months"])
     drawn = _drawn(patients, list(summary["arms"]))
+    most = max((len(arm_patients) for _, _, arm_patients in drawn), default=0)
     with matplotlib.rc_context(FIGURE_STYLE):
-        figure, ax, table = _curve_figure("Cumulative incidence of SRE (death as competing risk)", len(drawn))
-        rows = []
-        for arm, colour in drawn:
-            durations, code = competing_risks(patients[patients["arm"] == arm])
+        names = [labels[a] for a, _, _ in drawn]
+        title = "Cumulative incidence of SRE (death as competing risk)"
+        layout = _CurveFigure(title, names, names, most, columns=3)
+        ax, rows, top, points = layout.ax, [], 0.0, plot_points(len(drawn))
+        for arm, colour, arm_patients in drawn:
+            durations, code = competing_risks(arm_patients)
             months = np.minimum(durations / DAYS_PER_MONTH, horizon)
-            grid = _arm_grid(months, horizon)
+            grid = _arm_grid(months, horizon, points)
             band = cumulative_incidence_band(durations, code)
             on_grid = band.reindex(grid * DAYS_PER_MONTH, method="ffill").fillna(0.0).to_numpy()
-            _step(ax, grid, on_grid[:, 0], on_grid[:, 1:], colour, labels[arm], len(drawn) <= MAX_BAND_ARMS)
+            with_band = len(drawn) <= MAX_BAND_ARMS
+            _step(ax, grid, on_grid[:, 0], on_grid[:, 1:], colour, labels[arm], with_band)
+            top = max(top, float(np.nanmax(on_grid if with_band else on_grid[:, 0])))
             rows.append((labels[arm], colour, months))
         for month in summary["landmarks_months"]:
             ax.axvline(month, color="#999999", lw=0.6, ls=":")
-        ticks = _time_axis(ax, horizon)
-        ax.set(ylabel="Cumulative incidence", ylim=(0, None))
-        _top_legend(ax, 3)
-        _risk_table(table, rows, ticks)
-        return figure
+        top = min(1.0, top * 1.05) or 0.05
+        ax.set(ylabel="Cumulative incidence", ylim=(0, top))
+        _y_ticks(ax, top)
+        return layout.finish(rows, horizon)
 
 
 #: Forest-plot rows of a comparison: summary key, text, ratio key, ratio name.
@@ -326,9 +487,17 @@ def forest_figure(summary: Mapping, brief: Mapping) -> Figure | None:
     rows = forest_rows(summary, arm_labels(brief))[:MAX_FOREST_ROWS]
     if not rows:
         return None
+    texts = [f"{r['kind']} {r['ratio']:.2f} ({r['ci_low']:.2f}–{r['ci_high']:.2f})" for r in rows]
     with matplotlib.rc_context(FIGURE_STYLE):
-        figure = Figure(figsize=(7.5, 1.1 + 0.3 * len(rows)), layout="constrained")
-        ax, column = figure.subplots(1, 2, sharey=True, width_ratios=(2.2, 1))
+        left = _EDGE + text_width([r["label"] for r in rows]) + 0.1
+        column = max(text_width(texts), text_width(["Ratio (95% CI)"])) + 0.1
+        width = max(7.5, left + 3.0 + 0.2 + column + _EDGE)
+        plot = width - left - 0.2 - column - _EDGE
+        layout = _Layout(width)
+        layout.band(_TITLE - _EDGE + 0.1)  # the title, and the column's heading under it
+        height = 0.3 * len(rows) + 0.1
+        layout.axes(left, plot, layout.band(height + _TICK_LINE + _LABEL_LINE), height)
+        figure, (ax,) = layout.figure("Hazard and rate ratios vs the reference arm")
         y = np.arange(len(rows))[::-1]
         ratio = np.array([r["ratio"] for r in rows])
         low = np.array([r["ci_low"] for r in rows])
@@ -339,49 +508,72 @@ def forest_figure(summary: Mapping, brief: Mapping) -> Figure | None:
         limits, ticks = ratio_ticks(float(low.min()), float(high.max()))
         ax.set_xlim(*limits)
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_yticks(y, [r["label"] for r in rows])
         ax.set_ylim(-0.7, len(rows) - 0.3)
         ax.set(xlabel="Ratio (95% CI), < 1 favours the arm")
-        figure.suptitle(
-            "Hazard and rate ratios vs the reference arm", x=0.02, ha="left", fontsize=10, fontweight="bold"
-        )
-        column.set_axis_off()
-        column.set_xlim(0, 1)
-        column.set_title("Ratio (95% CI)", loc="left", fontsize=9)
-        for yi, r in zip(y, rows):
-            column.text(
-                0.0, yi, f"{r['kind']} {r['ratio']:.2f} ({r['ci_low']:.2f}–{r['ci_high']:.2f})", va="center", ha="left"
-            )
+        # the numeric column: text right of the axes (x: fraction of the axes, y: rows)
+        x = 1.0 + 0.2 / plot
+        ax.text(x, 1.0 + 0.08 / height, "Ratio (95% CI)", transform=ax.transAxes, ha="left", va="bottom")
+        for yi, text in zip(y, texts):
+            ax.text(x, yi, text, transform=ax.get_yaxis_transform(), va="center", ha="left")
         return figure
 
 
-def sre_bars_figure(summary: Mapping, brief: Mapping) -> Figure:
-    """SRE rate per patient-year (95% exact CI) and the fraction with each SRE type, by arm.
+def _two_lines(text: str) -> str:
+    """``text`` broken at the space nearest its middle (unchanged without a space): a short, level label."""
+    spaces = [i for i, c in enumerate(text) if c == " "]
+    if not spaces:
+        return text
+    cut = min(spaces, key=lambda i: abs(2 * i - len(text)))
+    return f"{text[:cut]}\n{text[cut + 1 :]}"
 
-    The legend sits outside the axes, so it covers no bar.
+
+def sre_bars_figure(summary: Mapping, brief: Mapping) -> Figure:
+    """SRE rate per patient-year (95% exact CI) by arm, and the fraction of each arm with each SRE type.
+
+    The rates are horizontal bars beside the arms' labels (long labels stay level and inside the
+    figure); the arms' legend sits above the panels, so it covers no bar.
     """
     labels = arm_labels(brief)
     arms = list(summary["arms"])[:MAX_FIGURE_ARMS]
     types = summary["sre_types"]
+    names = [labels[a] for a in arms]
+    type_names = [_two_lines(t.replace("_", " ")) for t in types]
     with matplotlib.rc_context(FIGURE_STYLE):
-        figure = Figure(figsize=(8.0, 3.6), layout="constrained")
-        left, right = figure.subplots(1, 2, width_ratios=(1, 2))
+        left = _EDGE + text_width(names) + 0.1
+        rates_width, panel_gap = 1.9, _ticks_width(["0.00"]) + 0.1
+        # the type labels sit level, on two lines, each in its own slot
+        slot = text_width([line for name in type_names for line in name.split("\n")]) + 0.15
+        width = max(8.0, left + rates_width + panel_gap + max(3.0, slot * len(types)) + _EDGE)
+        columns, _ = _legend_columns(names, width - 2 * _EDGE, 3)
+        layout = _Layout(width)
+        legend_top = layout.band(_legend_rows(len(names), columns))
+        height = max(2.2, 0.22 * len(arms))
+        top = layout.band(0.3) + 0.3  # the panels' titles
+        layout.axes(left, rates_width, top, height)
+        layout.axes(left + rates_width + panel_gap, width - left - rates_width - panel_gap - _EDGE, top, height)
+        layout.band(height + _TICK_LINE + _LABEL_LINE)  # two lines of type labels, or tick labels and a label
+        figure, (rates, shares) = layout.figure()
         # an arm without patients (or follow-up) has no rate: NaN draws no bar
         rate = np.array([summary["arms"][a]["sre_rate_per_patient_year"] for a in arms], dtype=float)
         ci = np.array([summary["arms"][a]["sre_rate_per_patient_year_ci"] for a in arms], dtype=float)
         colours = list(itertools.islice(itertools.cycle(COLOURS), len(arms)))
-        left.bar(range(len(arms)), rate, yerr=[rate - ci[:, 0], ci[:, 1] - rate], color=colours, capsize=3)
-        left.set_xticks(range(len(arms)), [labels[a] for a in arms], rotation=20, ha="right")
-        left.set(title="SRE rate", ylabel="SREs per patient-year")
-        width = 0.8 / len(arms)
+        y = np.arange(len(arms))
+        rates.barh(y, rate, xerr=[rate - ci[:, 0], ci[:, 1] - rate], color=colours, capsize=3)
+        rates.set_yticks(y, names)
+        rates.set_ylim(len(arms) - 0.4, -0.6)
+        rates.set(title="SRE rate", xlabel="SREs per patient-year")
+        rates.xaxis.set_major_locator(MaxNLocator(4))
+        bar = 0.8 / len(arms)
         x = np.arange(len(types))
-        for i, (arm, colour) in enumerate(zip(arms, colours)):
+        for i, (name, colour, arm) in enumerate(zip(names, colours, arms)):
             share = np.array([summary["arms"][arm]["sre_by_type"][t] for t in types], dtype=float)
-            right.bar(x + (i - (len(arms) - 1) / 2) * width, share, width, color=colour, label=labels[arm])
-        right.set_xticks(x, [t.replace("_", " ") for t in types], rotation=20, ha="right")
-        right.set(title="Patients with each SRE type", ylabel="Fraction of the arm")
-        figure.legend(loc="outside right upper", frameon=False)
+            shares.bar(x + (i - (len(arms) - 1) / 2) * bar, share, bar, color=colour, label=name)
+        shares.set_xticks(x, type_names)
+        shares.set(title="Patients with each SRE type", ylabel="Fraction of the arm")
+        handles, entries = shares.get_legend_handles_labels()
+        _top_legend(figure, handles, entries, columns, legend_top)
         return figure
 
 
@@ -403,28 +595,48 @@ def markers_figure(summary: Mapping, brief: Mapping) -> Figure | None:
     ]
     if not arms:
         return None
+    weeks = {arm: sorted(summary["arms"][arm]["markers"], key=float) for arm, _ in arms}
     with matplotlib.rc_context(FIGURE_STYLE):
-        figure = Figure(figsize=(8.0, 3.0), layout="constrained")
-        panels = figure.subplots(1, len(_MARKER_PANELS), sharex=True)
-        for ax, (key, ylabel) in zip(panels, _MARKER_PANELS):
+        # fixed ticks, known before the layout: their labels set the panels' left margins
+        panel_ticks = []
+        for key, _ in _MARKER_PANELS:
+            values = np.array([summary["arms"][a]["markers"][w][key] for a, _ in arms for w in weeks[a]], dtype=float)
+            finite = values[np.isfinite(values)]
+            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            locator = MaxNLocator(5, steps=[1, 2, 2.5, 5, 10])
+            ticks = np.asarray(locator.tick_values(low, high if high > low else low + 1.0))
+            panel_ticks.append((ticks, tick_labels(ticks)))
+        last = max(float(w) for a in weeks.values() for w in a)
+        week_ticks = np.asarray(MaxNLocator(5, integer=True).tick_values(0.0, last))
+        week_ticks = week_ticks[week_ticks <= last + 1e-9]
+        names = [labels[a] for a, _ in arms]
+        margins = [_ticks_width(shown) + 0.1 for _, shown in panel_ticks]
+        columns, legend = _legend_columns(names, 8.0 - 2 * _EDGE, 4)
+        width = max(8.0, legend + 2 * _EDGE)
+        panel = (width - _EDGE - sum(margins) - 0.15) / len(_MARKER_PANELS)
+        layout = _Layout(width)
+        layout.band(_TITLE - _EDGE)
+        legend_top = layout.band(_legend_rows(len(names), columns))
+        top = layout.band(2.0)
+        x = _EDGE
+        for margin in margins:
+            x += margin
+            layout.axes(x, panel, top, 2.0)
+            x += panel
+        layout.band(_TICK_LINE + _LABEL_LINE)
+        figure, panels = layout.figure("Bone markers and serum calcium, median by visit")
+        for ax, (key, ylabel), (ticks, shown) in zip(panels, _MARKER_PANELS, panel_ticks):
             for arm, colour in arms:
                 visits = summary["arms"][arm]["markers"]
-                weeks = sorted(visits, key=float)
-                values = np.array([visits[w][key] for w in weeks], dtype=float)
-                ax.plot(
-                    [float(w) for w in weeks],
-                    values,
-                    marker="o",
-                    ms=3,
-                    color=colour,
-                    label=labels[arm] if key == _MARKER_PANELS[0][0] else None,
-                )
+                values = np.array([visits[w][key] for w in weeks[arm]], dtype=float)
+                ax.plot([float(w) for w in weeks[arm]], values, marker="o", ms=3, color=colour, label=labels[arm])
+            ax.set_yticks(ticks, shown)
+            ax.set_ylim(ticks[0], ticks[-1])
+            ax.set_xticks(week_ticks, [f"{w:g}" for w in week_ticks])
+            ax.set_xlim(0, max(last, float(week_ticks[-1])) * 1.04)
             ax.set(ylabel=ylabel, xlabel="Week")
-            ax.set_xlim(left=0)
-        figure.suptitle(
-            "Bone markers and serum calcium, median by visit", x=0.02, ha="left", fontsize=10, fontweight="bold"
-        )
-        figure.legend(loc="outside right upper", frameon=False)
+        handles, entries = panels[0].get_legend_handles_labels()
+        _top_legend(figure, handles, entries, columns, legend_top)
         return figure
 
 
