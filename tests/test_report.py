@@ -224,6 +224,22 @@ def test_report_shows_markers_when_the_run_has_them(tmp_path):
     assert 'id="figure-markers"' in html
 
 
+def test_report_states_non_inferiority_against_the_protocols_margins(run, tmp_path):
+    """No margin in the protocol: no statement; with ``[analysis] non_inferiority_hr`` the page says whether the upper
+    bound of the hazard ratio (from the same summary) is below it."""
+    assert "note-non-inferiority" not in (run / "report.html").read_text(encoding="utf-8")
+    folder = make_run_folder(tmp_path / "ni")
+    toml = (folder / "protocol.toml").read_text()
+    (folder / "protocol.toml").write_text(toml.replace("[analysis]\n", "[analysis]\nnon_inferiority_hr = 1.08\n", 1))
+    report_run(folder)
+    (comparison,) = json.loads((folder / "summary.json").read_text())["comparisons"]
+    upper = comparison["time_to_first_sre"]["ci_high"]
+    assert comparison["non_inferiority"] == {"hazard_ratio": {"margin": 1.08, "ci_high": upper, "met": upper < 1.08}}
+    html = " ".join((folder / "report.html").read_text(encoding="utf-8").split())
+    verdict = "met" if upper < 1.08 else "not met"
+    assert f"hazard ratio of time to first SRE {upper:.3f} against 1.08: <strong>{verdict}</strong>." in html
+
+
 def test_report_of_a_run_without_markers_has_no_marker_table(run):
     assert not (run / "markers.parquet").exists()
     page = _Page()
