@@ -13,6 +13,7 @@ from scipy.stats import norm, truncnorm
 from conftest import two_arm_protocol
 from test_cli import run_main
 
+from vtrial import engine as engine_module
 from vtrial.analysis.prediction import IDENTITY, LOG, prediction
 from vtrial.analysis.summary import PERCENTILES, headline, spread, uncertainty_block
 from vtrial.calibration import uncertainty as ensemble_module
@@ -432,12 +433,20 @@ def test_run_with_three_draws_writes_the_block_and_the_report_section(tmp_path, 
     assert (out / "summary.json").read_text() == before
 
 
-@pytest.mark.slow  # about 40 s on the shared machine: a dask cluster for the run, another for the draws
+@pytest.mark.slow  # about 30 s on the shared machine: a dask cluster for the run and the draws
 def test_the_uncertainty_block_is_the_same_on_loky_and_on_dask(tmp_path, small, capsys, monkeypatch):
-    """`vtrial run --parameter-draws 2` with one loky worker and with `--backend dask` (a local
-    cluster of 2 for the run, then for the draws): the same ``uncertainty`` block and draws."""
+    """`vtrial run --parameter-draws 2` with one loky worker and with `--backend dask` (one local
+    cluster of 2 for the run and then the draws): the same ``uncertainty`` block and draws."""
     pytest.importorskip("dask.distributed")
     monkeypatch.setattr(ensemble_module, "DRAWS_CSV", _ensemble(tmp_path))
+    started = []
+
+    class Counted(engine_module._Cluster):
+        def __init__(self, scheduler, jobs):
+            started.append(jobs)
+            super().__init__(scheduler, jobs)
+
+    monkeypatch.setattr(engine_module, "_Cluster", Counted)
     blocks = []
     for name, flags in (("loky", ["--jobs", "1"]), ("dask", ["--jobs", "2", "--backend", "dask"])):
         out = tmp_path / name
@@ -450,6 +459,7 @@ def test_the_uncertainty_block_is_the_same_on_loky_and_on_dask(tmp_path, small, 
         assert summary["uncertainty"]["parameter_draws"] == 2
         blocks.append((summary["uncertainty"], (out / "parameter-draws.json").read_bytes()))
     assert blocks[0] == blocks[1]
+    assert len(started) == 1  # the run's cluster served the draws too (two were started before)
 
 
 @pytest.mark.parametrize(

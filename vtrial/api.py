@@ -113,7 +113,7 @@ def simulate(
         Also run the trial under the first K parameter sets of the calibration's ensemble
         (``docs/calibration.md``): the ``uncertainty`` block of the summary. Needs ``out``.
     """
-    from vtrial.engine import DEFAULT_BLOCK_SIZE, run_trial
+    from vtrial.engine import DEFAULT_BLOCK_SIZE, run_trial, shared_dask_cluster
     from vtrial.protocol import Protocol, apply_overrides
 
     if not isinstance(protocol, Protocol):
@@ -147,9 +147,11 @@ def simulate(
                 backend=backend,
                 scheduler=scheduler,
             )
-        result = run(
-            resolved, Path(out), force=force, resume=resume, inputs=inputs, finish=finish, prepare=_import_report
-        )
+        # a run and its parameter draws share one dask cluster
+        with shared_dask_cluster() if parameter_draws else nullcontext():
+            result = run(
+                resolved, Path(out), force=force, resume=resume, inputs=inputs, finish=finish, prepare=_import_report
+            )
         return Trial.from_folder(result.run_dir, wall_time_s=result.wall_time_s)
     with tempfile.TemporaryDirectory(prefix="vtrial-") as scratch:
         result = run(resolved, Path(scratch) / "run")

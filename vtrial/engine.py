@@ -20,6 +20,7 @@ import time
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from importlib.metadata import PackageNotFoundError, version
@@ -409,26 +410,58 @@ class _Cluster:
             self.cluster.close()
 
 
+class _SharedCluster:
+    """The one dask cluster of a command that runs several parallel steps (:func:`shared_dask_cluster`)."""
+
+    cluster: _Cluster | None = None
+
+
+_SHARED: ContextVar[_SharedCluster | None] = ContextVar("vtrial_shared_dask_cluster", default=None)
+
+
+@contextmanager
+def shared_dask_cluster() -> Iterator[None]:
+    """Let every ``dask`` :func:`joblib_workers` inside share one cluster, started by the first and closed on exit.
+
+    A run and its parameter draws (:func:`vtrial.api.simulate`) are two parallel steps: without
+    this each would start (and close) a local cluster of its own. Nothing is started if no step
+    runs on dask (e.g. the command stops at a bad option first).
+    """
+    shared = _SharedCluster()
+    token = _SHARED.set(shared)
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+        if shared.cluster is not None:
+            shared.cluster.close()
+
+
 @contextmanager
 def joblib_workers(backend: str, scheduler: str | None, jobs: int) -> Iterator[None]:
     """The joblib configuration of every parallel command: where its ``Parallel`` calls run.
 
     ``loky``: ``jobs`` processes on this machine (:func:`local_workers`). ``dask``: the cluster
     at ``scheduler``, or a local cluster of ``jobs`` single-threaded worker processes, closed on
-    exit. One place for the backend logic of ``run``, ``batch``, ``sensitivity`` and the
-    parameter draws; results do not depend on it (streams are keyed to patients).
+    exit (inside :func:`shared_dask_cluster`: the shared one, started by the first step). One place
+    for the backend logic of ``run``, ``batch``, ``sensitivity`` and the parameter draws; results
+    do not depend on it (streams are keyed to patients).
     """
     check_backend(backend)
     if backend == "loky":
         with local_workers(jobs):
             yield
         return
-    cluster = _Cluster(scheduler, jobs)
+    shared = _SHARED.get()
+    if shared is not None and shared.cluster is None:
+        shared.cluster = _Cluster(scheduler, jobs)
+    cluster = _Cluster(scheduler, jobs) if shared is None else None
     try:
         with parallel_config(backend="dask", n_jobs=-1):
             yield
     finally:
-        cluster.close()
+        if cluster is not None:
+            cluster.close()
 
 
 @typing.overload
