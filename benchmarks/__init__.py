@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -103,11 +104,16 @@ def key(r: Row) -> str:
     return f"{r['benchmark']} | {r['size']}"
 
 
+def seconds(r: Row) -> list[float]:
+    """The repeats' wall times of a timed row."""
+    return typing.cast(list[float], r["seconds"])
+
+
 def save_baseline(rows: list[Row], path: Path = BASELINE) -> dict[str, dict[str, float]]:
     """Write the timing statistics of the timed rows, with the machine, as the baseline."""
-    data = {"machine": machine(), "timings": {key(r): stats(r["seconds"]) for r in rows if "seconds" in r}}
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    return data["timings"]
+    timings = {key(r): stats(seconds(r)) for r in rows if "seconds" in r}
+    path.write_text(json.dumps({"machine": machine(), "timings": timings}, indent=1) + "\n")
+    return timings
 
 
 def compare(rows: list[Row], path: Path = BASELINE) -> list[Row]:
@@ -117,7 +123,7 @@ def compare(rows: list[Row], path: Path = BASELINE) -> list[Row]:
     for r in rows:
         r = dict(r)
         if "seconds" in r and key(r) in base:
-            mid, low, high = speed_up(stats(r["seconds"]), base[key(r)])
+            mid, low, high = speed_up(stats(seconds(r)), base[key(r)])
             r["vs baseline"] = f"{mid:.2f}x ({low:.2f}-{high:.2f})"
         out.append(r)
     return out
@@ -262,7 +268,7 @@ def mixed_protocol(patients: int, years: float, seed: int = 1):
         return load_protocol(path)
 
 
-def timed_run(protocol, jobs: int | None, finish: Callable[[Path], object] | None) -> tuple[float, float, int]:
+def timed_run(protocol, jobs: int | None, finish: Callable[[Path], None] | None) -> tuple[float, float, int]:
     """Wall time (s), peak memory (GiB) and patient rows of one ``run_trial`` into a temporary folder."""
     with tempfile.TemporaryDirectory() as tmp, peak_memory() as mem:
         started = time.perf_counter()
@@ -357,7 +363,7 @@ def bench_baseline(patients: int = 20, years: float = 5.0, repeats: int = 3) -> 
     days = int(years * DAYS_PER_YEAR)
     small = usual_care_cohort(patients, "breast", seed=3)
     draws = CohortDraws.of(small, arm, Streams(1), days, params)
-    baseline = {}
+    baseline: dict[str, float] = {}
     slow_s = repeat(
         lambda: baseline.update(
             years=sum(solve_ivp_patient(small, i, arm, days, draws, params).followup_days for i in range(patients))
@@ -367,7 +373,7 @@ def bench_baseline(patients: int = 20, years: float = 5.0, repeats: int = 3) -> 
     )
     slow = baseline["years"] / min(slow_s)
     big = usual_care_cohort(4096, "breast", seed=3)
-    followed = {}
+    followed: dict[str, float] = {}
     fast_s = repeat(
         lambda: followed.update(
             years=simulate(big, arm, years * DAYS_PER_YEAR, Streams(1))[0]["followup_days"].sum() / DAYS_PER_YEAR
@@ -408,7 +414,7 @@ def bench_accuracy(years: float = 5.0) -> list[Row]:
         rec = np.array([exposure.inputs(d, d + 1, one).recruitment[0] for d in range(days)])
         traits = lesion_traits(phi[None], 1.0, 1.0, gompertz_rate(90.0, params), params)
         state = established_state(burden[None], traits, params)
-        w0, y0, z0, m0 = state.w.copy(), state.y.copy(), state.z.copy(), state.m.copy()
+        w0, y0, z0, m0 = state.w.copy(), state.y.copy(), state.z.copy(), state.induction.copy()
         grid = exposure.step_grid(STEP_DAYS)
         for start, end in zip(grid[:-1], grid[1:]):
             inputs = exposure.inputs(start, end, one)

@@ -155,9 +155,9 @@ def gompertz_rate(doubling_time_days: FloatOrArray, params: Parameters) -> Float
 
 def lesion_traits(
     blastic_fraction: np.ndarray,
-    pthrp_secretion: np.ndarray,
-    osteoblastic_drive: np.ndarray,
-    growth_rate: np.ndarray,
+    pthrp_secretion: float | np.ndarray,
+    osteoblastic_drive: float | np.ndarray,
+    growth_rate: float | np.ndarray,
     params: Parameters,
 ) -> LesionTraits:
     """Per-lesion constants (``STATE_DTYPE``) from the phenotype mix and the patient's multipliers.
@@ -297,8 +297,8 @@ def osteoclast_activity(
     y: np.ndarray,
     m: np.ndarray,
     traits: LesionTraits,
-    recruitment: np.ndarray,
-    pthrp_keep: float,
+    recruitment: float | np.ndarray,
+    pthrp_keep: float | np.ndarray,
     params: Parameters,
     cells: CellInputs = NO_CELL_INPUTS,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -314,10 +314,10 @@ def rates(
     z: np.ndarray,
     m: np.ndarray,
     traits: LesionTraits,
-    recruitment: np.ndarray,
-    pthrp_keep: float,
-    tgf_beta_keep: float,
-    kill: float,
+    recruitment: float | np.ndarray,
+    pthrp_keep: float | np.ndarray,
+    tgf_beta_keep: float | np.ndarray,
+    kill: float | np.ndarray,
     params: Parameters,
     cells: CellInputs = NO_CELL_INPUTS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -340,7 +340,7 @@ def rates(
 def turnover(
     state: LesionState,
     traits: LesionTraits,
-    recruitment: np.ndarray,
+    recruitment: float | np.ndarray,
     pthrp_keep: float | np.ndarray,
     params: Parameters,
     il6_keep: float = 1.0,
