@@ -208,7 +208,7 @@ def test_power_of_a_known_hazard_ratio_matches_schoenfelds_normal_approximation(
 
 def test_non_inferiority_is_the_upper_95_bound_below_the_margin():
     rows = replicate_table(ci_high=[1.05, 1.10, np.nan, 1.079, 1.08], rd_ci_high=[0.01, 0.06, 0.04, np.nan, 0.05])
-    (s,) = summarise_batch(rows, alpha=0.05, ni_hr=1.08, ni_rd=0.05)
+    (s,) = summarise_batch(rows, alpha=0.05, margins={"t": {"ni_hr": 1.08, "ni_rd": 0.05}})
     # 1.05 and 1.079 are below 1.08; 1.10 is not, 1.08 is not strictly below, NaN never meets it
     assert s["non_inferiority"]["hazard_ratio"] == {
         "margin": 1.08,

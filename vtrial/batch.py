@@ -227,20 +227,14 @@ def trial_margins(protocols: Iterable[Protocol], ni_hr: float | None, ni_rd: flo
     }
 
 
-def summarise_batch(
-    rows: pd.DataFrame,
-    alpha: float,
-    ni_hr: float | None = None,
-    ni_rd: float | None = None,
-    margins: Mapping[str, Margins] | None = None,
-) -> list[dict]:
+def summarise_batch(rows: pd.DataFrame, alpha: float, margins: Mapping[str, Margins] | None = None) -> list[dict]:
     """Power, non-inferiority and endpoint distribution per trial, trial size and comparison.
 
     The top-level power keys are those of time to first SRE; ``endpoints`` has the power and
     ratio distribution of each of :data:`POWER_ENDPOINTS`; ``non_inferiority`` the probability of
-    meeting a margin on the hazard ratio of time to first SRE (``ni_hr``) and on the risk difference
-    of the proportion with an SRE (``ni_rd``), where given; ``margins`` (:func:`trial_margins`)
-    gives them per trial instead.
+    meeting each trial's margins (:func:`trial_margins`; none for a trial not in ``margins``) on the
+    hazard ratio of time to first SRE (``ni_hr``) and on the risk difference of the proportion with
+    an SRE (``ni_rd``).
     """
     out = []
     for (trial, patients, arm, reference), g in rows.groupby(["trial", "patients", "arm", "reference"], sort=False):
@@ -249,7 +243,8 @@ def summarise_batch(
             r = g[ratio].to_numpy(dtype=float)
             endpoints[name] = {**power(r, g[p].to_numpy(dtype=float), alpha), ratio: _quantiles(r)}
         first = endpoints["time_to_first_sre"]
-        hr_margin, rd_margin = (ni_hr, ni_rd) if margins is None else (margins[trial]["ni_hr"], margins[trial]["ni_rd"])
+        own = (margins or {}).get(trial, {})
+        hr_margin, rd_margin = own.get("ni_hr"), own.get("ni_rd")
         ni = {}
         if hr_margin is not None:
             ni["hazard_ratio"] = non_inferiority(g["ci_high"].to_numpy(dtype=float), hr_margin)

@@ -1189,24 +1189,22 @@ def plausibility_warnings(protocol: Protocol) -> list[tuple[str, str]]:
                     f"course ({usual}); it runs as given",
                 )
             )
-    margin = protocol.analysis.non_inferiority_hr
-    if margin is not None and margin > MAX_USUAL_NI_HR:
-        found.append(
-            (
-                "analysis.non_inferiority_hr",
-                f"a hazard-ratio margin of {margin:g} is wider than the usual 1.05-{MAX_USUAL_NI_HR:g} "
-                "(the denosumab trials: 1.08 on time to first SRE); it is used as given",
-            )
-        )
-    margin = protocol.analysis.non_inferiority_rd
-    if margin is not None and margin > MAX_USUAL_NI_RD:
-        found.append(
-            (
-                "analysis.non_inferiority_rd",
-                f"a risk-difference margin of {margin:g} is wider than the usual 0.02-{MAX_USUAL_NI_RD:g} "
-                "of the proportion with an SRE; it is used as given",
-            )
-        )
+    for name, widest, usual in (
+        (
+            "non_inferiority_hr",
+            MAX_USUAL_NI_HR,
+            "hazard-ratio margin of {:g} is wider than the usual 1.05-{:g} "
+            "(the denosumab trials: 1.08 on time to first SRE)",
+        ),
+        (
+            "non_inferiority_rd",
+            MAX_USUAL_NI_RD,
+            "risk-difference margin of {:g} is wider than the usual 0.02-{:g} of the proportion with an SRE",
+        ),
+    ):
+        margin = getattr(protocol.analysis, name)
+        if margin is not None and margin > widest:
+            found.append((f"analysis.{name}", f"a {usual.format(margin, widest)}; it is used as given"))
     counted = [t for t in protocol.analysis.sre_types if t in NON_SKELETAL_EVENTS]
     if counted:
         found.append(
