@@ -96,8 +96,9 @@ class CellInputs:
     version-2 targets of a custom agent (``[arm.mechanism]``).
     """
 
-    #: fraction of the blastic osteoblast drive (BMP, WNT, endothelin) left: ``k_D``
-    osteoblast_drive_keep: float = 1.0
+    #: fraction of the blastic osteoblast drive (BMP, WNT, endothelin) left: ``k_D`` (a drug's; in the steps of
+    #: :func:`advance` and at visits it may be per lesion, times the interface share :func:`interface_share`)
+    osteoblast_drive_keep: float | np.ndarray = 1.0
     #: osteoblast production relative to untreated (anabolic agent): ``F >= 1``
     osteoblast_production: float = 1.0
     #: fraction of the tumour's IL-6 signalling left: ``1 - i``
@@ -344,7 +345,7 @@ def turnover(
     pthrp_keep: float | np.ndarray,
     params: Parameters,
     il6_keep: float = 1.0,
-    drive_keep: float = 1.0,
+    drive_keep: float | np.ndarray = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Resorbed matrix ``u Z``, bone fluxes ``u**(1/2) Z`` and ``v**(3/8)``, formation rate and PTHrP ``P`` now.
 
@@ -366,7 +367,7 @@ def turnover(
 
 
 def formation_rate(
-    w: np.ndarray, y: np.ndarray, traits: LesionTraits, params: Parameters, drive_keep: float = 1.0
+    w: np.ndarray, y: np.ndarray, traits: LesionTraits, params: Parameters, drive_keep: float | np.ndarray = 1.0
 ) -> np.ndarray:
     """Bone formation rate of each lesion (healthy bone 1): the mineralising activity read by BSAP and radium.
 
@@ -402,7 +403,7 @@ def _signals(
     params: Parameters,
     il6_keep: float = 1.0,
     feedback: np.ndarray | None = None,
-    drive_keep: float = 1.0,
+    drive_keep: float | np.ndarray = 1.0,
 ):
     """Tumour signal ``H``, PTHrP ``P`` and the tumour's recruitment factor ``rho R_B``.
 
@@ -423,7 +424,7 @@ def _tumour_terms(
     traits: LesionTraits,
     pthrp_keep: float | np.ndarray,
     params: Parameters,
-    drive_keep: float,
+    drive_keep: float | np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The parts of :func:`_signals` without the induction ``M``: ``H``, ``p_l H k_P`` and ``R_B`` (new arrays)."""
     half = burden + params.tumour_signal_half_burden
@@ -476,6 +477,25 @@ def relax(x: np.ndarray, target: np.ndarray, rate: np.ndarray, days: float) -> n
     x *= decay
     x += target
     return mean
+
+
+def interface_share(share: np.ndarray, kill: np.ndarray, days: float, params: Parameters) -> np.ndarray:
+    """Update the interface share ``s`` of each lesion over ``days`` in place; return its mean over them.
+
+    ``s`` is the tumour within alpha range (< 100 um) of the forming bone surface, relative to
+    its untreated share (1): the cells that drive the osteoblasts (endothelin-1, BMPs, Wnt) and
+    that a bone-seeking alpha emitter irradiates. ``kill`` is the lesion-average kill of the
+    emitter (``kappa A(t) F_L``, 1/day); the interface takes ``q`` times it
+    (``radium_interface_kill_ratio``: the whole tumour is irradiated only where it is within
+    range) and is repopulated from the rest of the lesion at ``r`` (``radium_interface_repopulation_rate``):
+    ``ds/dt = r (1 - s) - q kill s``, exact for a kill frozen over the step (:func:`relax`).
+    The blastic drive and its RANKL read ``H s`` (``drive_keep``), so the drive falls within
+    weeks of an injection while the lesion's burden ``T`` falls much less.
+    """
+    rate = kill * params.radium_interface_kill_ratio
+    rate += params.radium_interface_repopulation_rate
+    target = np.divide(params.radium_interface_repopulation_rate, rate, dtype=STATE_DTYPE)
+    return relax(share, target, rate, days)
 
 
 def _gompertz(y: np.ndarray, rate: np.ndarray, kill: float | np.ndarray, days: float) -> np.ndarray:
@@ -545,7 +565,7 @@ def advance(
     rate = traits.osteoblast_suppression * half
     rate += 1.0
     target = traits.osteoblast_drive * half
-    if drive_keep != 1.0:
+    if _applies(drive_keep):
         target *= drive_keep
     target += 1.0
     if cells.osteoblast_production != 1.0:
