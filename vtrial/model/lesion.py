@@ -22,9 +22,10 @@ Algebraic intermediates (per lesion):
 * TGF-beta and calcium released from resorbed matrix ``= u Z`` (healthy 1), feeding tumour
   growth (TGF-beta) and tumour PTHrP (both): the vicious cycle
   ``u Z -> M -> P -> RANKL -> u``, ``dM/dt = k_M (M*(u Z) - M)``.
-* Formation rate ``F = v**(3/8) A`` (:func:`formation_rate`): the lamellar formation of the
-  bone equation laid down ``A`` times faster under the tumour's osteoblastic drive (woven bone);
-  read by BSAP and by the uptake of radium-223.
+* Formation rate ``F = v**(3/8) (1 + k_D s a_B phi C)`` (:func:`formation_rate`): the lamellar
+  formation of the bone equation laid down faster under the drive of the tumour that covers the
+  region's bone surfaces, ``C = T/(T + K_C)`` (woven bone; ``s`` the interface share left by an
+  alpha emitter, :func:`interface_share`); read by BSAP (its woven part) and by the uptake of radium-223.
 
 Rates (normalised Komarova/Ayati form, research notes sections 1, 2, 10):
 
@@ -371,18 +372,21 @@ def formation_rate(
 ) -> np.ndarray:
     """Bone formation rate of each lesion (healthy bone 1): the mineralising activity read by BSAP and radium.
 
-    ``v**(3/8) A`` with ``A = 1 + k_D a_B phi H`` the tumour's osteoblastic drive of the osteoblast
-    equation (``k_D`` = ``drive_keep``, the share a drug leaves of it): the coupled (lamellar) formation of the bone equation, ``v**(3/8)``, laid down
-    ``A`` times faster where the tumour drives osteoblasts to form woven bone. Osteoblasts on
-    this mineralising surface make bone-specific alkaline phosphatase, and the new mineral takes
-    up calcium mimetics (radium-223), so both read this one rate: 1.1-1.6 in lytic lesions
-    (phi 0.1) and 1.6-4.7 in blastic ones (phi 0.9) at burdens 0.02-0.8, as bone scans show
-    several-fold uptake in osteoblastic metastases. The lasting bone mass keeps the lamellar law (woven bone is
-    remodelled fast), so the bone equation and the events do not change with ``A``.
+    ``v**(3/8) (1 + k_D a_B phi C)``: the coupled (lamellar) formation of the bone equation, ``v**(3/8)``,
+    laid down faster where the tumour drives osteoblasts to form woven bone. The drive is that of the
+    tumour in contact with the bone surfaces, ``C = T/(T + K_C)`` (``K_C`` = ``interface_half_burden``,
+    0.01: metastases start on the endosteal surface and cover it before they are detected), not the
+    lesion-wide ``H`` of the osteoblast equation, which sets how many osteoblasts there are; ``k_D`` =
+    ``drive_keep``, the share a drug leaves of it (per lesion, times the interface share ``s`` of
+    :func:`interface_share`). Osteoblasts on this mineralising surface make bone-specific alkaline
+    phosphatase, and the new mineral takes up calcium mimetics (radium-223), so both read this one rate:
+    1.3-2.1 in lytic lesions (phi 0.1) and 3.3-7.4 in blastic ones (phi 0.9) at burdens 0.02-0.8, as bone
+    scans show several-fold uptake in osteoblastic metastases. The lasting bone mass keeps the lamellar
+    law (woven bone is remodelled fast), so the bone equation and the events do not change with it.
     """
     burden = np.exp(y)
-    half = burden / (burden + params.tumour_signal_half_burden)
-    return np.sqrt(w) ** 0.375 * (1.0 + drive_keep * traits.osteoblast_drive * half)
+    covered = burden / (burden + params.interface_half_burden)
+    return np.sqrt(w) ** 0.375 * (1.0 + drive_keep * traits.osteoblast_drive * covered)
 
 
 def effective_bone(z: np.ndarray, params: Parameters) -> np.ndarray:

@@ -10,8 +10,8 @@ the rest is excreted through the gut), where it stays and decays with its physic
 Its alpha particles travel < 100 um, so they kill the tumour cells next to the forming bone
 that took the activity up: a lesion's tumour kill rate is ``kappa A(t) F_L``, where ``F_L`` is
 the lesion's bone formation rate relative to healthy bone (:func:`vtrial.model.lesion.formation_rate`,
-the rate BSAP reads too, computed by the simulation from the lesion's state each step: 1.6-4.7
-in blastic lesions, 1.1-1.6 in lytic ones, like the several-fold uptake of bone scans in
+the rate BSAP reads too, computed by the simulation from the lesion's state each step: 3.3-7.4
+in blastic lesions, 1.3-2.1 in lytic ones, like the several-fold uptake of bone scans in
 osteoblastic metastases; ``kappa`` is the kill per unit activity at healthy formation). The tumour within
 alpha range of the bone surface, which drives the osteoblasts, takes ``q`` times that kill and is
 repopulated from the rest of the lesion (:func:`vtrial.model.lesion.interface_share`), so the
