@@ -493,8 +493,8 @@ def interface_share(share: np.ndarray, kill: np.ndarray, days: float, params: Pa
     (``radium_interface_kill_ratio``: the whole tumour is irradiated only where it is within
     range) and is repopulated from the rest of the lesion at ``r`` (``radium_interface_repopulation_rate``):
     ``ds/dt = r (1 - s) - q kill s``, exact for a kill frozen over the step (:func:`relax`).
-    The blastic drive and its RANKL read ``H s`` (``drive_keep``), so the drive falls within
-    weeks of an injection while the lesion's burden ``T`` falls much less.
+    The osteoblast drive and its RANKL read ``H s``, the woven formation ``C s`` (``drive_keep``), so
+    the drive falls within a week of an injection while the lesion's burden ``T`` falls much less.
     """
     rate = kill * params.radium_interface_kill_ratio
     rate += params.radium_interface_repopulation_rate

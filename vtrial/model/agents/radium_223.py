@@ -53,7 +53,8 @@ PARAMETERS: tuple[Parameter, ...] = (
         "1/day per kBq/kg",
         0.0001,
         0.003,
-        "[calibrated] ALSYMPCA (Parker 2013 NEJM 369:213) median OS 11.3 vs 14.9 months, HR 0.70",
+        "[calibrated] ALSYMPCA (Parker 2013 NEJM 369:213) median OS 11.3 vs 14.9 months, HR 0.70; raised by hand "
+        "0.0003 -> 0.0004 with the bone-interface node (issue 13)",
         "tumour kill rate per kBq/kg of activity in bone, at healthy bone formation",
     ),
     Parameter(
