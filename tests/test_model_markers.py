@@ -116,10 +116,11 @@ def test_prostate_blastic_disease_has_higher_bsap_than_lytic_breast(breast, brea
     prostate = table(reference_cohort(1500, "prostate", seed=21), PLACEBO, weeks=(0,))["bsap_ug_l"].median()
     lung = table(reference_cohort(1500, "lung", seed=21), PLACEBO, weeks=(0,))["bsap_ug_l"].median()
     breast_bsap = breast_arms["none"].query("week == 0")["bsap_ug_l"].median()
-    # calibrated to ~5x healthy (60 ug/L) in CRPC with bone metastases (ALSYMPCA median total ALP ~210 U/L):
-    # measured 63.6 ug/L (5.3x healthy, 3.2x the upper normal limit 20); before: ~19 (1.6x healthy)
-    assert 48 < prostate < 80
-    # measured: breast 45.6 (this reference cohort carries much tumour), lung 29.6
+    # bsap_lesion_weight is set to ~5x healthy (60 ug/L) in CRPC with bone metastases (ALSYMPCA median total ALP
+    # ~210 U/L) on the Nilsson replica (59 ug/L); this reference cohort carries ~3x its tumour per lesion (entry
+    # burdens around 0.08): measured 99.2 ug/L (8.3x healthy); 63.6 while BSAP read each lesion's whole formation
+    assert 90 < prostate < 110
+    # measured: breast 42.7 (45.6 before), lung 22.2 (29.6 before)
     assert prostate > 1.3 * breast_bsap and prostate > 2 * lung
 
 

@@ -141,8 +141,9 @@ COVERAGE: tuple[Player, ...] = (
     ),
     Player(
         "endothelin-1",
-        ("osteoblast_drive_blastic",),
-        "lumped into the osteoblastic drive",
+        ("osteoblast_drive_blastic", "lesion.interface_share"),
+        "lumped into the osteoblastic drive, carried by the tumour at the bone interface (the share `s` a "
+        "bone-seeking alpha emitter depletes)",
         "`osteoblast_drive_inhibition`",
     ),
     Player(

@@ -22,9 +22,10 @@ Algebraic intermediates (per lesion):
 * TGF-beta and calcium released from resorbed matrix ``= u Z`` (healthy 1), feeding tumour
   growth (TGF-beta) and tumour PTHrP (both): the vicious cycle
   ``u Z -> M -> P -> RANKL -> u``, ``dM/dt = k_M (M*(u Z) - M)``.
-* Formation rate ``F = v**(3/8) A`` (:func:`formation_rate`): the lamellar formation of the
-  bone equation laid down ``A`` times faster under the tumour's osteoblastic drive (woven bone);
-  read by BSAP and by the uptake of radium-223.
+* Formation rate ``F = v**(3/8) (1 + k_D s a_B phi C)`` (:func:`formation_rate`): the lamellar
+  formation of the bone equation laid down faster under the drive of the tumour that covers the
+  region's bone surfaces, ``C = T/(T + K_C)`` (woven bone; ``s`` the interface share left by an
+  alpha emitter, :func:`interface_share`); read by BSAP (its woven part) and by the uptake of radium-223.
 
 Rates (normalised Komarova/Ayati form, research notes sections 1, 2, 10):
 
@@ -96,8 +97,9 @@ class CellInputs:
     version-2 targets of a custom agent (``[arm.mechanism]``).
     """
 
-    #: fraction of the blastic osteoblast drive (BMP, WNT, endothelin) left: ``k_D``
-    osteoblast_drive_keep: float = 1.0
+    #: fraction of the blastic osteoblast drive (BMP, WNT, endothelin) left: ``k_D`` (a drug's; in the steps of
+    #: :func:`advance` and at visits it may be per lesion, times the interface share :func:`interface_share`)
+    osteoblast_drive_keep: float | np.ndarray = 1.0
     #: osteoblast production relative to untreated (anabolic agent): ``F >= 1``
     osteoblast_production: float = 1.0
     #: fraction of the tumour's IL-6 signalling left: ``1 - i``
@@ -344,7 +346,7 @@ def turnover(
     pthrp_keep: float | np.ndarray,
     params: Parameters,
     il6_keep: float = 1.0,
-    drive_keep: float = 1.0,
+    drive_keep: float | np.ndarray = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Resorbed matrix ``u Z``, bone fluxes ``u**(1/2) Z`` and ``v**(3/8)``, formation rate and PTHrP ``P`` now.
 
@@ -366,22 +368,25 @@ def turnover(
 
 
 def formation_rate(
-    w: np.ndarray, y: np.ndarray, traits: LesionTraits, params: Parameters, drive_keep: float = 1.0
+    w: np.ndarray, y: np.ndarray, traits: LesionTraits, params: Parameters, drive_keep: float | np.ndarray = 1.0
 ) -> np.ndarray:
     """Bone formation rate of each lesion (healthy bone 1): the mineralising activity read by BSAP and radium.
 
-    ``v**(3/8) A`` with ``A = 1 + k_D a_B phi H`` the tumour's osteoblastic drive of the osteoblast
-    equation (``k_D`` = ``drive_keep``, the share a drug leaves of it): the coupled (lamellar) formation of the bone equation, ``v**(3/8)``, laid down
-    ``A`` times faster where the tumour drives osteoblasts to form woven bone. Osteoblasts on
-    this mineralising surface make bone-specific alkaline phosphatase, and the new mineral takes
-    up calcium mimetics (radium-223), so both read this one rate: 1.1-1.6 in lytic lesions
-    (phi 0.1) and 1.6-4.7 in blastic ones (phi 0.9) at burdens 0.02-0.8, as bone scans show
-    several-fold uptake in osteoblastic metastases. The lasting bone mass keeps the lamellar law (woven bone is
-    remodelled fast), so the bone equation and the events do not change with ``A``.
+    ``v**(3/8) (1 + k_D a_B phi C)``: the coupled (lamellar) formation of the bone equation, ``v**(3/8)``,
+    laid down faster where the tumour drives osteoblasts to form woven bone. The drive is that of the
+    tumour in contact with the bone surfaces, ``C = T/(T + K_C)`` (``K_C`` = ``interface_half_burden``,
+    0.01: metastases start on the endosteal surface and cover it before they are detected), not the
+    lesion-wide ``H`` of the osteoblast equation, which sets how many osteoblasts there are; ``k_D`` =
+    ``drive_keep``, the share a drug leaves of it (per lesion, times the interface share ``s`` of
+    :func:`interface_share`). Osteoblasts on this mineralising surface make bone-specific alkaline
+    phosphatase, and the new mineral takes up calcium mimetics (radium-223), so both read this one rate:
+    1.3-2.1 in lytic lesions (phi 0.1) and 3.3-7.4 in blastic ones (phi 0.9) at burdens 0.02-0.8, as bone
+    scans show several-fold uptake in osteoblastic metastases. The lasting bone mass keeps the lamellar
+    law (woven bone is remodelled fast), so the bone equation and the events do not change with it.
     """
     burden = np.exp(y)
-    half = burden / (burden + params.tumour_signal_half_burden)
-    return np.sqrt(w) ** 0.375 * (1.0 + drive_keep * traits.osteoblast_drive * half)
+    covered = burden / (burden + params.interface_half_burden)
+    return np.sqrt(w) ** 0.375 * (1.0 + drive_keep * traits.osteoblast_drive * covered)
 
 
 def effective_bone(z: np.ndarray, params: Parameters) -> np.ndarray:
@@ -402,7 +407,7 @@ def _signals(
     params: Parameters,
     il6_keep: float = 1.0,
     feedback: np.ndarray | None = None,
-    drive_keep: float = 1.0,
+    drive_keep: float | np.ndarray = 1.0,
 ):
     """Tumour signal ``H``, PTHrP ``P`` and the tumour's recruitment factor ``rho R_B``.
 
@@ -423,7 +428,7 @@ def _tumour_terms(
     traits: LesionTraits,
     pthrp_keep: float | np.ndarray,
     params: Parameters,
-    drive_keep: float,
+    drive_keep: float | np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The parts of :func:`_signals` without the induction ``M``: ``H``, ``p_l H k_P`` and ``R_B`` (new arrays)."""
     half = burden + params.tumour_signal_half_burden
@@ -476,6 +481,25 @@ def relax(x: np.ndarray, target: np.ndarray, rate: np.ndarray, days: float) -> n
     x *= decay
     x += target
     return mean
+
+
+def interface_share(share: np.ndarray, kill: np.ndarray, days: float, params: Parameters) -> np.ndarray:
+    """Update the interface share ``s`` of each lesion over ``days`` in place; return its mean over them.
+
+    ``s`` is the tumour within alpha range (< 100 um) of the forming bone surface, relative to
+    its untreated share (1): the cells that drive the osteoblasts (endothelin-1, BMPs, Wnt) and
+    that a bone-seeking alpha emitter irradiates. ``kill`` is the lesion-average kill of the
+    emitter (``kappa A(t) F_L``, 1/day); the interface takes ``q`` times it
+    (``radium_interface_kill_ratio``: the whole tumour is irradiated only where it is within
+    range) and is repopulated from the rest of the lesion at ``r`` (``radium_interface_repopulation_rate``):
+    ``ds/dt = r (1 - s) - q kill s``, exact for a kill frozen over the step (:func:`relax`).
+    The osteoblast drive and its RANKL read ``H s``, the woven formation ``C s`` (``drive_keep``), so
+    the drive falls within a week of an injection while the lesion's burden ``T`` falls much less.
+    """
+    rate = kill * params.radium_interface_kill_ratio
+    rate += params.radium_interface_repopulation_rate
+    target = np.divide(params.radium_interface_repopulation_rate, rate, dtype=STATE_DTYPE)
+    return relax(share, target, rate, days)
 
 
 def _gompertz(y: np.ndarray, rate: np.ndarray, kill: float | np.ndarray, days: float) -> np.ndarray:
@@ -545,7 +569,7 @@ def advance(
     rate = traits.osteoblast_suppression * half
     rate += 1.0
     target = traits.osteoblast_drive * half
-    if drive_keep != 1.0:
+    if _applies(drive_keep):
         target *= drive_keep
     target += 1.0
     if cells.osteoblast_production != 1.0:

@@ -18,9 +18,11 @@ lesion's region's resorption relative to the whole skeleton; lesion quantities f
   fractures) follow its osteoclasts as in a lesion without tumour,
   ``d(v_S**2)/dt = 2 beta_B (X**2 F - v_S**2)`` (``F`` the osteoblast production, 1 unless an
   anabolic agent raises it), so formation falls weeks after resorption under an antiresorptive;
-  each lesion adds its formation rate ``F_L = v_L**(3/8) A_L`` (:func:`vtrial.model.lesion.formation_rate`,
-  the same rate that takes up radium-223; ``A_L`` the tumour's osteoblastic drive), weighted by
-  ``g_B`` = ``bsap_lesion_weight`` (a lesion's share of the skeleton's formation).
+  each lesion adds the woven part of its formation rate, ``F_L - v_L**(3/8)``
+  (:func:`vtrial.model.lesion.formation_rate`, the same rate that takes up radium-223), weighted by
+  ``g_B`` = ``bsap_lesion_weight``: the lamellar remodelling of a lesion's region is a negligible share
+  of the skeleton's, the woven bone its tumour drives is not (and it goes when the tumour at the bone
+  surface goes, as under radium-223).
 * **uNTx/Cr** ``= untx_healthy R``, **BSAP** ``= bsap_healthy F``.
 * **Albumin-corrected calcium** ``= Ca_i + c_N N K + c_P sum_L T_L P_L`` (:func:`calcium`; ``Ca_i`` the
   patient's set-point, ``calcium_healthy`` times a log-normal factor of CV ``calcium_setpoint_cv``) with the net bone
@@ -134,7 +136,10 @@ def measure(
     # a negligible share of the skeleton), so the markers stay positive at any number of lesions
     region = (burden * (1.0 / params.tumour_detection_burden)) ** params.lesion_resorption_burden_exponent
     resorption = recruitment + params.lesion_turnover_weight * np.bincount(owner, resorbed * region, rows)
-    formation = skeleton_w**0.1875 + params.bsap_lesion_weight * np.bincount(owner, formation_rate, rows)
+    # a lesion adds its woven formation F_L - v**(3/8): its region's lamellar remodelling is a negligible share
+    formation = skeleton_w**0.1875 + params.bsap_lesion_weight * np.bincount(
+        owner, formation_rate - formation_flux, rows
+    )
     serum = calcium(
         recruitment,
         skeleton_w,

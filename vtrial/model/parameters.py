@@ -81,6 +81,17 @@ _PARAMETERS: list[Parameter] = [
         "burden at which tumour-derived signals (PTHrP, osteoblast drive/suppression) are half-maximal",
     ),
     Parameter(
+        "interface_half_burden",
+        0.01,
+        "fraction of capacity",
+        0.002,
+        0.05,
+        "[assumed] metastases start on the endosteal surface and cover the bone surfaces of their region before "
+        "they are detected (T ~0.05): bone scans are positive from the first visible lesions",
+        "burden at which the bone surfaces of a lesion's region are half covered by tumour in contact with them, "
+        "the tumour whose drive sets the woven formation rate (BSAP, radium-223 uptake)",
+    ),
+    Parameter(
         "pthrp_lytic",
         1.0,
         "-",
@@ -1182,15 +1193,15 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "bsap_lesion_weight",
-        0.35,
+        0.5,
         "-",
-        0.05,
+        0.1,
         2.0,
         "[calibrated] toward a median baseline BSAP ~60 ug/L (5x healthy) in an ALSYMPCA-like cohort: CRPC with "
         "bone metastases, median baseline total ALP ~210 U/L (Parker 2013 NEJM 369:213, stratified at 220 U/L; "
-        "recalled) over a healthy ~70 U/L of which about half is bone ALP; the model's median is above it "
-        "(measured in docs/model.md: radium_crpc)",
-        "bone formation a lesion adds (at its formation rate), relative to the whole healthy skeleton's (BSAP)",
+        "recalled) over a healthy ~70 U/L of which about half is bone ALP; set by hand on the Nilsson replica "
+        "(CRPC, 2000 patients: median 59 ug/L at entry) when BSAP came to read the woven formation only (issue 13)",
+        "woven bone formation a lesion adds (F_L - v**(3/8), per unit), relative to the whole healthy skeleton's (BSAP)",
     ),
     Parameter(
         "untx_cv",

@@ -15,6 +15,7 @@ the step (exact for a hazard constant over the step).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, overload
 
 import numpy as np
@@ -35,6 +36,7 @@ from vtrial.model.lesion import (
     established_state,
     formation_rate,
     gompertz_rate,
+    interface_share,
     lesion_traits,
     strength,
     turnover,
@@ -257,6 +259,7 @@ def simulate(
         bool(np.any(k)) for k in (background.kill_sensitive, background.kill_resistant, background.course_kill)
     )
     died = np.zeros(n, bool)
+    irradiated = False  # whether a bone-seeking agent was given: the interface shares then evolve every step
     log: list[tuple[np.ndarray, ...]] = []
     visits: list[tuple[np.ndarray, ...]] = []
     grid = exposure.step_grid(STEP_DAYS) if n else np.zeros(1, np.int64)
@@ -309,10 +312,17 @@ def simulate(
             kill = kill + p.control_kill * controlled
         kill = _per_lesion(kill, L.owner)
         traits = LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi)
-        if inputs.formation_kill:
-            # a bone-seeking agent kills where it was taken up: in proportion to each lesion's formation rate
-            forming = formation_rate(L.w, L.y, traits, params, inputs.cells.osteoblast_drive_keep)
-            kill = kill + (inputs.formation_kill * forming).astype(STATE_DTYPE)
+        cells = inputs.cells
+        if inputs.formation_kill or irradiated:
+            # a bone-seeking agent kills where it was taken up: in proportion to each lesion's formation rate,
+            # most at the bone interface, whose tumour drives the osteoblasts (its share recovers after the agent)
+            irradiated = True
+            drive_keep = cells.osteoblast_drive_keep
+            uptake = inputs.formation_kill * formation_rate(L.w, L.y, traits, params, drive_keep * L.interface)
+            uptake = uptake.astype(STATE_DTYPE)
+            kill = kill + uptake
+            share = interface_share(L.interface, uptake, days, params)  # step mean; L.interface moves to its end
+            cells = replace(cells, osteoblast_drive_keep=drive_keep * share)
         lab_visit = end % LAB_VISIT_DAYS == 0  # the step before a visit: blood is drawn before that day's dose
         bone_before = L.z.copy() if lab_visit else L.z  # read by the calcium at a visit only
         sig = advance(
@@ -325,7 +335,7 @@ def simulate(
             kill,
             days,
             params,
-            inputs.cells,
+            cells,
         )
         # --- local events ---------------------------------------------------------------------
         rate = ev.lesion_hazards(L.weights, strength(sig.bone, sig.burden, params), sig.burden, sig.tgf_beta, params)
@@ -479,7 +489,7 @@ def _visit(
         _per_lesion(pthrp_keep, L.owner),
         params,
         cells.il6_keep,
-        cells.osteoblast_drive_keep,
+        cells.osteoblast_drive_keep * L.interface,
     )
     idx = p.index
     burden = state.burden
@@ -921,6 +931,7 @@ def _new_lesions(
         remaining=thresholds.lesion[p.index[owner], slot, :, 0].T.copy(),
         count=np.zeros((4, owner.size), np.int8),
         prophylaxed=np.zeros(owner.size, bool),
+        interface=np.ones(owner.size, STATE_DTYPE),
     )
 
 

@@ -10,9 +10,12 @@ the rest is excreted through the gut), where it stays and decays with its physic
 Its alpha particles travel < 100 um, so they kill the tumour cells next to the forming bone
 that took the activity up: a lesion's tumour kill rate is ``kappa A(t) F_L``, where ``F_L`` is
 the lesion's bone formation rate relative to healthy bone (:func:`vtrial.model.lesion.formation_rate`,
-the rate BSAP reads too, computed by the simulation from the lesion's state each step: 1.6-4.7
-in blastic lesions, 1.1-1.6 in lytic ones, like the several-fold uptake of bone scans in
-osteoblastic metastases; ``kappa`` is the kill per unit activity at healthy formation). The same activity
+the rate BSAP reads too, computed by the simulation from the lesion's state each step: 3.3-7.4
+in blastic lesions, 1.3-2.1 in lytic ones, like the several-fold uptake of bone scans in
+osteoblastic metastases; ``kappa`` is the kill per unit activity at healthy formation). The tumour within
+alpha range of the bone surface, which drives the osteoblasts, takes ``q`` times that kill and is
+repopulated from the rest of the lesion (:func:`vtrial.model.lesion.interface_share`), so the
+osteoblastic drive, formation and BSAP fall within weeks, far more than the tumour. The same activity
 irradiates the marrow next to the bone surfaces: the marrow dose rate is ``A(t)``, whose time
 integral drives neutropenia and thrombocytopenia (:mod:`vtrial.model.simulate`).
 """
@@ -46,12 +49,33 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "radium_kill_per_activity",
-        0.0003,
+        0.0004,
         "1/day per kBq/kg",
         0.0001,
         0.003,
-        "[calibrated] ALSYMPCA (Parker 2013 NEJM 369:213) median OS 11.3 vs 14.9 months, HR 0.70",
+        "[calibrated] ALSYMPCA (Parker 2013 NEJM 369:213) median OS 11.3 vs 14.9 months, HR 0.70; raised by hand "
+        "0.0003 -> 0.0004 with the bone-interface node (issue 13)",
         "tumour kill rate per kBq/kg of activity in bone, at healthy bone formation",
+    ),
+    Parameter(
+        "radium_interface_kill_ratio",
+        20.0,
+        "-",
+        5.0,
+        100.0,
+        "[derived] alpha range 50-100 um, 2-10 cell diameters (Henriksen 2002 Cancer Res 62:3120; recalled) against a "
+        "mean depth of a detected lesion's tumour from the nearest bone surface of ~1-2 mm ([assumed], 0.3-5 mm)",
+        "kill of the tumour at the bone interface (within alpha range) relative to the lesion-average radium kill",
+    ),
+    Parameter(
+        "radium_interface_repopulation_rate",
+        0.017,
+        "1/day",
+        0.006,
+        0.07,
+        "[derived] potential doubling time of prostate cancer ~40 days (10-120; Haustermans 1997 Int J Radiat Oncol "
+        "Biol Phys 37:1067; recalled): ln 2 / 40 days",
+        "rate at which the lesion's tumour repopulates its bone interface after an alpha kill",
     ),
     Parameter(
         "neutropenia_per_marrow_dose",
@@ -75,7 +99,7 @@ PARAMETERS: tuple[Parameter, ...] = (
 
 
 class Radium223(Agent):
-    """Radium-223 (Xofigo): formation-weighted alpha kill of tumour in bone, and marrow dose."""
+    """Radium-223 (Xofigo): formation-weighted alpha kill of tumour in bone (most at its interface), and marrow dose."""
 
     name = "radium_223"
     agent_class = "radiopharmaceutical"
