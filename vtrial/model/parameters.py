@@ -271,10 +271,10 @@ _PARAMETERS: list[Parameter] = [
     # --- per-primary tumour doubling times (research notes section 8, recalled) --------------
     Parameter(
         "doubling_time_days.breast",
-        147.0,
+        200.0,
         "day",
         50.0,
-        150.0,
+        300.0,
         "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); prior: [recalled] research notes section 8",
         "volume doubling time of breast bone metastases at detection",
     ),
@@ -581,7 +581,7 @@ _PARAMETERS: list[Parameter] = [
     # --- death -------------------------------------------------------------------------------
     Parameter(
         "death_hazard.breast",
-        6.87e-4,
+        7.0e-4,
         "1/day",
         2.0e-4,
         3.0e-3,
@@ -892,7 +892,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "endocrine_control_days",
-        280.0,
+        350.0,
         "day",
         180.0,
         540.0,
@@ -911,8 +911,39 @@ _PARAMETERS: list[Parameter] = [
         "median duration of disease control of a first line of chemotherapy (outside prostate cancer)",
     ),
     Parameter(
+        "her2_targeted_control_days",
+        225.0,
+        "day",
+        180.0,
+        560.0,
+        "[recalled] first-line trastuzumab with chemotherapy in HER2-positive metastatic breast cancer, median time "
+        "to progression 7.4 months (Slamon 2001 N Engl J Med 344:783); 18.5 months of progression-free survival "
+        "with pertuzumab added (Baselga 2012 N Engl J Med 366:109) at the top of the range",
+        "median duration of disease control of a first line of anti-HER2 therapy (HER2-positive breast cancer)",
+    ),
+    Parameter(
+        "her2_positive_growth_factor",
+        1.6,
+        "-",
+        1.0,
+        2.5,
+        "[recalled] volume doubling times of breast cancers on serial imaging are shortest in triple-negative and "
+        "HER2-positive tumours and longest in hormone-receptor-positive ones, about 2-fold apart (Ryu 2014 Eur "
+        "Radiol 24:2227)",
+        "tumour growth rate of a HER2-positive breast cancer relative to a hormone-receptor-positive one",
+    ),
+    Parameter(
+        "triple_negative_growth_factor",
+        2.2,
+        "-",
+        1.5,
+        3.5,
+        "[recalled] as her2_positive_growth_factor: triple-negative tumours double fastest",
+        "tumour growth rate of a triple-negative breast cancer relative to a hormone-receptor-positive one",
+    ),
+    Parameter(
         "control_line_ratio",
-        0.6,
+        0.75,
         "-",
         0.4,
         0.9,
@@ -943,7 +974,7 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_hr_disease_control",
-        0.5,
+        0.3,
         "-",
         0.2,
         1.0,
