@@ -58,6 +58,10 @@ EXPECTED = {
     "unknown_primary.toml": "cohort.primary.brest",
     "unknown_reference_arm.toml": "analysis.reference_arm",
     "unknown_site.toml": "cohort.by_primary.breast.sites.spine",
+    "breast_subtype_negative.toml": "cohort.breast_subtype.her2_positive: weight -0.2 is negative",
+    "breast_subtype_unknown.toml": "cohort.breast_subtype.her2_postive: unknown breast-cancer subtype 'her2_postive'. "
+    "Did you mean 'her2_positive'?",
+    "breast_subtype_without_breast.toml": "cohort.breast_subtype: breast_subtype is given, but breast has no weight",
     "unknown_sre_type.toml": "analysis.sre_types[1]",
     "weights_zero.toml": "cohort.primary",
     "wrong_type_patients.toml": "trial.patients",

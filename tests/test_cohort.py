@@ -11,7 +11,7 @@ from scipy import stats
 from vtrial.cohort import cohort_table, nbinom_ppf, sample_cohort, write_cohort
 from vtrial.protocol import MAX_LESIONS, apply_overrides, load_protocol, parse_protocol
 from vtrial.streams import Streams
-from vtrial.vocabulary import DAYS_PER_MONTH, PRIMARIES, SITES
+from vtrial.vocabulary import BREAST_SUBTYPES, DAYS_PER_MONTH, PRIMARIES, SITES
 
 PROTOCOLS = Path(__file__).parent.parent / "protocols"
 
@@ -131,6 +131,22 @@ def test_eligibility_resamples_without_dropping_patients():
     assert b.age_years.mean() < unfiltered.age_years.mean() - 0.5
 
 
+def test_breast_subtypes_follow_their_weights_and_only_breast_patients_have_one(big):
+    """Default mix 0.72 / 0.18 / 0.10 of the breast patients; the other primaries carry -1."""
+    p, b = big
+    assert p.cohort.breast_subtype == {"hr_positive": 0.72, "her2_positive": 0.18, "triple_negative": 0.10}
+    breast = b.breast_subtype[b.primary == BREAST]
+    for code, w in enumerate((0.72, 0.18, 0.10)):
+        assert within(breast == code, w, np.sqrt(w * (1 - w)))
+    assert (b.breast_subtype[b.primary != BREAST] == -1).all()
+    # weights are relative, as the primary weights
+    two = protocol({"primary": {"breast": 1.0}, "breast_subtype": {"hr_positive": 3.0, "triple_negative": 1.0}})
+    codes = sample_cohort(two, np.arange(20_000), Streams(2)).breast_subtype
+    assert within(codes == BREAST_SUBTYPES.index("triple_negative"), 0.25, np.sqrt(0.25 * 0.75))
+    assert not (codes == BREAST_SUBTYPES.index("her2_positive")).any()
+    assert protocol({"primary": {"lung": 1.0}}).cohort.breast_subtype is None
+
+
 def test_same_seed_same_patients_whatever_the_blocks():
     p = protocol()
     whole = sample_cohort(p, np.arange(5000), Streams(3))
@@ -148,6 +164,7 @@ def test_same_seed_same_patients_whatever_the_blocks():
             "entry_day",
             "dropout_day",
             "prior_sre",
+            "breast_subtype",
         ):
             np.testing.assert_array_equal(getattr(part, name), getattr(ref, name))
         np.testing.assert_array_equal(part.biology["pthrp_secretion"], ref.biology["pthrp_secretion"])

@@ -324,3 +324,57 @@ def test_usual_care_control_gives_breast_cancer_its_long_survivors_and_a_lower_s
     assert alive["none"] < 0.04 and alive["endocrine"] > 0.06, alive
     assert months["endocrine"] > 1.5 * months["none"], months
     assert rate["endocrine"] < 0.97 * rate["none"], rate
+
+
+def test_each_therapy_controls_the_breast_subtypes_that_carry_its_target():
+    """Endocrine therapy controls hormone-receptor-positive disease, anti-HER2 therapy HER2-positive disease,
+    chemotherapy every subtype; the longest-controlling therapy listed sets the first line's median."""
+    params = Parameters()
+    endocrine, her2, chemo = (
+        params.endocrine_control_days,
+        params.her2_targeted_control_days,
+        params.chemotherapy_control_days,
+    )
+    cb = replace(reference_cohort(3, "breast"), breast_subtype=np.array([0, 1, 2], np.int8))
+    for therapy, days in (
+        (("endocrine",), [endocrine, 0.0, 0.0]),
+        (("aromatase_inhibitor",), [endocrine, 0.0, 0.0]),
+        (("targeted",), [0.0, her2, 0.0]),
+        (("chemotherapy",), [chemo, chemo, chemo]),
+        (("endocrine", "targeted", "chemotherapy"), [endocrine, her2, chemo]),  # the breast usual care
+    ):
+        background = systemic.background(replace(cb, systemic_therapy={"breast": therapy}), arm(), params)
+        np.testing.assert_allclose(background.control_days, days, err_msg=str(therapy))
+    # a block without subtypes: every breast patient hormone-receptor positive
+    plain = replace(reference_cohort(2, "breast"), systemic_therapy={"breast": ("endocrine",)})
+    np.testing.assert_allclose(systemic.background(plain, arm(), params).control_days, endocrine)
+    # anti-HER2 therapy controls no other primary
+    lung = replace(reference_cohort(2, "lung"), systemic_therapy={"lung": ("targeted",)})
+    assert not systemic.background(lung, arm(), params).control_days.any()
+
+
+def test_subtype_growth_factors_and_the_stream_purpose():
+    params = Parameters()
+    factor = systemic.subtype_growth(np.array([0, 1, 2, -1], np.int8), params)
+    np.testing.assert_allclose(
+        factor, [1.0, params.her2_positive_growth_factor, params.triple_negative_growth_factor, 1.0]
+    )
+    assert systemic.subtype_growth(None, params) == 1.0
+    assert PURPOSES["subtype"] == 16  # appended: earlier purposes keep their numbers
+
+
+def test_triple_negative_breast_cancer_dies_sooner_and_breaks_bone_sooner_than_hormone_receptor_positive():
+    """The same patients as triple-negative (faster growth, chemotherapy only) and as hormone-receptor positive
+    (endocrine control): the subtype acts through growth and control, and both endpoints move the same way."""
+    n = 1000
+    cb = replace(reference_cohort(n, "breast", seed=3), systemic_therapy={"breast": ("endocrine", "chemotherapy")})
+    (_, sre_hr, os_hr), (_, sre_tn, os_tn) = (
+        endpoints(
+            *simulate(replace(cb, breast_subtype=np.full(n, code, np.int8)), arm(), 4 * 365.25, Streams(4))[:2],
+            SRE_TYPES,
+        )
+        for code in (0, 2)
+    )
+    # measured: median survival MS_HR against MS_TN months, median time to a first SRE SRE_HR against SRE_TN
+    assert os_tn < 0.6 * os_hr, (os_tn, os_hr)
+    assert sre_tn < 0.85 * sre_hr, (sre_tn, sre_hr)

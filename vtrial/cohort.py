@@ -24,7 +24,7 @@ from vtrial.errors import UserInputError
 from vtrial.protocol import MAX_LESIONS, Cohort, PrimaryProfile, Protocol, lesion_phenotype
 from vtrial.store import check_output_file, merge_parts
 from vtrial.streams import PatientDraws, Streams
-from vtrial.vocabulary import DAYS_PER_MONTH, DAYS_PER_YEAR, PRIMARIES, SITES
+from vtrial.vocabulary import BREAST_SUBTYPES, DAYS_PER_MONTH, DAYS_PER_YEAR, PRIMARIES, SITES
 
 if TYPE_CHECKING:  # pandas only for `vtrial cohort`'s table: kept out of the simulation's imports
     import pandas as pd
@@ -66,6 +66,9 @@ class CohortBlock:
         Phenotype mix: 0 purely osteolytic, 1 purely osteoblastic.
     lesion_burden : float64 [n, L]
         Tumour burden at entry as a fraction of local capacity (0, 1).
+    breast_subtype : int8 [n] or None
+        Code of each breast patient's subtype (:data:`vtrial.vocabulary.BREAST_SUBTYPES`), -1 for
+        the other primaries; ``None`` (a bare block): every breast patient hormone-receptor positive.
     prostate_stage : str or None
         Cohort-level stage of the prostate patients (protocol version 2,
         :data:`vtrial.vocabulary.PROSTATE_STAGES`); ``None``: not given (version 1).
@@ -93,6 +96,7 @@ class CohortBlock:
     lesion_site: np.ndarray
     lesion_blastic_fraction: np.ndarray
     lesion_burden: np.ndarray
+    breast_subtype: np.ndarray | None = None
     prostate_stage: str | None = None
     systemic_therapy: dict[str, tuple[str, ...]] | None = None
     prior_treatment: Scheduled | None = None
@@ -207,7 +211,7 @@ def sample_cohort(protocol: Protocol, patient_ids: np.ndarray, streams: Streams)
         Unique non-negative patient ids.
     streams : Streams
         The run's random streams; purposes used: cohort, eligibility, lesions, biology,
-        accrual, dropout.
+        accrual, dropout, subtype.
 
     Raises
     ------
@@ -245,6 +249,13 @@ def sample_cohort(protocol: Protocol, patient_ids: np.ndarray, streams: Streams)
     z = streams.draws("biology", ids).standard_normal((len(BIOLOGY),))
     biology = dict(zip(BIOLOGY, np.exp(t.biology_sd_log[primary] * z).T))
 
+    breast_subtype = None
+    if protocol.cohort.breast_subtype is not None:
+        weights = np.array([protocol.cohort.breast_subtype.get(k, 0.0) for k in BREAST_SUBTYPES])
+        cdf = np.cumsum(weights) / weights.sum()
+        code = np.searchsorted(cdf[:-1], streams.draws("subtype", ids).random(), side="right").astype(np.int8)
+        breast_subtype = np.where(primary == PRIMARIES.index("breast"), code, np.int8(-1))
+
     entry_day = streams.draws("accrual", ids).random() * protocol.trial.accrual_months * DAYS_PER_MONTH
     rate = protocol.trial.dropout_per_year / DAYS_PER_YEAR
     dropout_day = streams.draws("dropout", ids).exponential() / rate if rate > 0 else np.full(len(ids), np.inf)
@@ -264,6 +275,7 @@ def sample_cohort(protocol: Protocol, patient_ids: np.ndarray, streams: Streams)
         dropout_day=dropout_day,
         biology=biology,
         **lesions,
+        breast_subtype=breast_subtype,
         prostate_stage=protocol.cohort.prostate_stage,
         systemic_therapy={p: tuple(profile.systemic_therapy) for p, profile in protocol.cohort.by_primary.items()},
         prior_treatment=protocol.cohort.prior_treatment,
@@ -316,6 +328,12 @@ def _sample_lesions(draws: PatientDraws, chunk_primary: np.ndarray, t: _Tables) 
     }
 
 
+def _breast_subtype_names(block: CohortBlock) -> pa.DictionaryArray:
+    """The subtype of each breast patient by name, null for the other primaries."""
+    code = np.full(block.n_patients, -1, np.int8) if block.breast_subtype is None else block.breast_subtype
+    return pa.DictionaryArray.from_arrays(pa.array(code, mask=code < 0), pa.array(BREAST_SUBTYPES))
+
+
 def cohort_arrow(block: CohortBlock) -> pa.Table:
     """One row per patient, names instead of codes, lesions as list columns (Arrow table)."""
     offsets = pa.array(np.concatenate([[0], np.cumsum(block.n_lesions)]).astype(np.int32))
@@ -332,6 +350,7 @@ def cohort_arrow(block: CohortBlock) -> pa.Table:
         "sex": np.where(block.female, "female", "male"),
         "ecog": block.ecog,
         "creatinine_clearance_ml_min": block.creatinine_clearance_ml_min,
+        "breast_subtype": _breast_subtype_names(block),
         "visceral_metastases": block.visceral_metastases,
         "prior_sre": block.prior_sre,
         "dental_risk": block.dental_risk,

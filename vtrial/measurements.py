@@ -52,7 +52,7 @@ from vtrial.model.simulate import simulate
 from vtrial.protocol import Arm, PriorTreatment, load_protocol
 from vtrial.store import atomic_write_json
 from vtrial.streams import Streams
-from vtrial.vocabulary import DAYS_PER_MONTH, DAYS_PER_YEAR, DEFAULT_SRE_TYPES, SRE_TYPES
+from vtrial.vocabulary import BREAST_SUBTYPES, DAYS_PER_MONTH, DAYS_PER_YEAR, DEFAULT_SRE_TYPES, SRE_TYPES
 
 PARAMS = Parameters()
 #: The symptomatic skeletal events (SSEs) of ALSYMPCA: the default SREs.
@@ -732,6 +732,30 @@ def disease_control() -> dict[str, float]:
         out[f"followup_{name}"] = float(np.median(patients["followup_days"])) / DAYS_PER_MONTH
         out[f"sre_rate_{name}"] = _sre_rate(patients, events, SRE_TYPES)
         out[f"sres_{name}"] = int(np.isin(events["type"], SRE_TYPES).sum())
+    return out
+
+
+@scenario(
+    os_hr_positive=".1f",
+    os_her2_positive=".1f",
+    os_triple_negative=".1f",
+    sre_hr_positive=".1f",
+    sre_her2_positive=".1f",
+    sre_triple_negative=".1f",
+)
+def breast_subtypes() -> dict[str, float]:
+    """1000 breast reference patients, 5 years, under the breast usual care, as each subtype in turn."""
+    n = 1000
+    cb = replace(
+        reference_cohort(n, "breast", seed=3), systemic_therapy={"breast": ("endocrine", "targeted", "chemotherapy")}
+    )
+    out: dict[str, float] = {}
+    for code, subtype in enumerate(BREAST_SUBTYPES):
+        patients, events, _ = simulate(
+            replace(cb, breast_subtype=np.full(n, code, np.int8)), reference_arm(), 5 * DAYS_PER_YEAR, Streams(4)
+        )
+        out[f"os_{subtype}"] = _median_months(patients["followup_days"], patients["died"])
+        out[f"sre_{subtype}"] = _median_months(*_time_to(patients, events, SRE_TYPES))
     return out
 
 

@@ -46,6 +46,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from vtrial.errors import ProtocolWarning, UserInputError
 from vtrial.vocabulary import (
+    BREAST_SUBTYPES,
     DAYS_PER_MONTH,
     DEFAULT_SRE_TYPES,
     NON_SKELETAL_EVENTS,
@@ -408,6 +409,12 @@ def primary_defaults(primary: str, prostate_stage: str = DEFAULT_PROSTATE_STAGE)
     return {field: _figures(entry) for field, entry in entries.items()}
 
 
+def breast_subtype_defaults() -> dict[str, float]:
+    """Default breast-cancer subtype mix of the data file (``[breast_subtype]``, no source)."""
+    figures: dict[str, float] = _figures(_data_file()["breast_subtype"])
+    return figures
+
+
 def lesion_phenotype() -> dict[str, Any]:
     """Logit-normal blastic fraction of lesions by class: ``blastic_fraction_median``, ``logit_sd``."""
     return _figures(_data_file()["lesion_phenotype"])
@@ -443,12 +450,14 @@ class Cohort(_Schema):
     """``[cohort]``: primary-tumour mix, eligibility and the resolved profile of each primary.
 
     ``prostate_stage`` is set (default ``castration_resistant``) exactly when prostate is one
-    of the primaries; ``systemic_therapy`` resolves into each profile like the other
-    cohort-wide fields, its default depending on the primary and the prostate stage.
+    of the primaries, and ``breast_subtype`` (the mix of breast-cancer subtypes, default from the
+    data file) exactly when breast is; ``systemic_therapy`` resolves into each profile like the
+    other cohort-wide fields, its default depending on the primary and the prostate stage.
     """
 
     primary: dict[str, float]
     prostate_stage: ProstateStage | None = None
+    breast_subtype: dict[str, float] | None = None
     eligibility: Eligibility = Field(default_factory=Eligibility)
     prior_treatment: PriorTreatment | None = None
     by_primary: dict[str, PrimaryProfile] = Field(default_factory=dict)
@@ -466,6 +475,8 @@ class Cohort(_Schema):
             return data
         if "prostate" in weights and data.get("prostate_stage") is None:
             data["prostate_stage"] = DEFAULT_PROSTATE_STAGE
+        if "breast" in weights and data.get("breast_subtype") is None:
+            data["breast_subtype"] = breast_subtype_defaults()
         stage = data.get("prostate_stage")
         resolved = dict(explicit)
         for primary in weights:
@@ -497,8 +508,35 @@ class Cohort(_Schema):
             )
         return weights
 
+    @field_validator("breast_subtype")
+    @classmethod
+    def _known_subtypes(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
+        if weights is None:
+            return None
+        for subtype, weight in weights.items():
+            if subtype not in BREAST_SUBTYPES:
+                raise _invalid(
+                    f"unknown breast-cancer subtype {subtype!r}.{_closest(subtype, BREAST_SUBTYPES)}",
+                    f"use weights over {', '.join(BREAST_SUBTYPES)}",
+                    field=subtype,
+                )
+            if not weight >= 0:
+                raise _invalid(f"weight {weight} is negative", "use a weight of 0 or more", field=subtype)
+        if not 0 < sum(weights.values()) < float("inf"):
+            raise _invalid(
+                f"the subtype weights sum to {sum(weights.values())}: no breast patient can be sampled",
+                "give at least one subtype a positive weight, e.g. breast_subtype = { hr_positive = 1.0 }",
+            )
+        return weights
+
     @model_validator(mode="after")
     def _consistent(self) -> Cohort:
+        if self.breast_subtype is not None and "breast" not in self.primary:
+            raise _invalid(
+                "breast_subtype is given, but breast has no weight in cohort.primary",
+                "remove breast_subtype (it applies to breast cancer only) or add breast to cohort.primary",
+                field="breast_subtype",
+            )
         if self.prostate_stage is not None and "prostate" not in self.primary:
             raise _invalid(
                 f"prostate_stage = {self.prostate_stage!r}, but prostate has no weight in cohort.primary",

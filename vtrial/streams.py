@@ -35,6 +35,7 @@ PURPOSES: dict[str, int] = {
     "heterogeneity": 13,
     "calcium": 14,
     "disease_control": 15,
+    "subtype": 16,
 }
 
 

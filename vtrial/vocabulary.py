@@ -10,6 +10,10 @@ from typing import Literal, get_args
 #: Primary tumours a cohort may mix (protocol ``[cohort].primary`` keys).
 PRIMARIES: tuple[str, ...] = ("breast", "prostate", "lung", "head_and_neck")
 
+#: Breast-cancer subtypes (protocol ``[cohort].breast_subtype`` keys): hormone-receptor positive and
+#: HER2 negative, HER2 positive (any hormone receptor), triple negative.
+BREAST_SUBTYPES: tuple[str, ...] = ("hr_positive", "her2_positive", "triple_negative")
+
 #: Skeletal sites of bone lesions.
 SITES: tuple[str, ...] = (
     "cervical_spine",

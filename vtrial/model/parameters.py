@@ -282,12 +282,15 @@ _PARAMETERS: list[Parameter] = [
     # --- per-primary tumour doubling times (research notes section 8, recalled) --------------
     Parameter(
         "doubling_time_days.breast",
-        147.0,
+        188.0,
         "day",
         50.0,
-        150.0,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md); prior: [recalled] research notes section 8",
-        "volume doubling time of breast bone metastases at detection",
+        300.0,
+        "[calibrated] fitted by `vtrial calibrate` with the breast-cancer subtypes (docs/calibration.md); range: "
+        "[recalled] volume doubling times of hormone-receptor-positive breast cancers on serial imaging of about "
+        "100-300 days, the slowest of the subtypes (Ryu 2014 Eur Radiol 24:2227)",
+        "volume doubling time of hormone-receptor-positive breast bone metastases at detection (the other subtypes "
+        "grow faster: her2_positive_growth_factor, triple_negative_growth_factor)",
     ),
     Parameter(
         "doubling_time_days.prostate",
@@ -388,11 +391,11 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "fracture_base_hazard",
-        1.15e-4,
+        0.000116,
         "1/day",
         2.0e-5,
         2.0e-3,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] fitted by `vtrial calibrate` with the breast-cancer subtypes (docs/calibration.md)",
         "fracture hazard of a lesion at full strength at a weight-bearing site",
     ),
     Parameter(
@@ -443,11 +446,11 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "radiation_hazard",
-        6.67e-4,
+        0.000731,
         "1/day",
         1.0e-4,
         1.0e-2,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] fitted by `vtrial calibrate` with the breast-cancer subtypes (docs/calibration.md)",
         "radiotherapy-for-pain hazard of a lesion per unit burden",
     ),
     Parameter(
@@ -592,11 +595,11 @@ _PARAMETERS: list[Parameter] = [
     # --- death -------------------------------------------------------------------------------
     Parameter(
         "death_hazard.breast",
-        6.87e-4,
+        0.000773,
         "1/day",
         2.0e-4,
         3.0e-3,
-        "[calibrated] fitted by `vtrial calibrate` after the disease control of the usual care (docs/calibration.md)",
+        "[calibrated] fitted by `vtrial calibrate` with the breast-cancer subtypes (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
@@ -610,20 +613,20 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_hazard.lung",
-        0.00199,
+        0.00249,
         "1/day",
         1.0e-3,
         8.0e-3,
-        "[calibrated] fitted by `vtrial calibrate` after the disease control of the usual care (docs/calibration.md)",
+        "[calibrated] fitted by `vtrial calibrate` with the breast-cancer subtypes (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
         "death_hazard.head_and_neck",
-        0.00223,
+        0.00275,
         "1/day",
         1.0e-3,
         8.0e-3,
-        "[calibrated] fitted by `vtrial calibrate` after the disease control of the usual care (docs/calibration.md)",
+        "[calibrated] fitted by `vtrial calibrate` with the breast-cancer subtypes (docs/calibration.md)",
         "baseline death hazard of a reference patient",
     ),
     Parameter(
@@ -660,11 +663,11 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_log_hr_burden",
-        0.406,
+        0.447,
         "per unit total burden",
         0.02,
         1.0,
-        "[calibrated] fitted by `vtrial calibrate` after the disease control of the usual care (docs/calibration.md)",
+        "[calibrated] fitted by `vtrial calibrate` with the breast-cancer subtypes (docs/calibration.md)",
         "log hazard ratio per unit of summed bone tumour burden",
     ),
     Parameter(
@@ -903,11 +906,11 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "endocrine_control_days",
-        280.0,
+        406.0,
         "day",
         180.0,
         540.0,
-        "[recalled] first-line letrozole, median time to progression 41 weeks (Mouridsen 2001 J Clin Oncol 19:2596)",
+        "[calibrated] fitted by `vtrial calibrate` with the breast-cancer subtypes; prior: [recalled] first-line letrozole, median time to progression 41 weeks (Mouridsen 2001 J Clin Oncol 19:2596)",
         "median duration of disease control of a first line of endocrine therapy (breast)",
     ),
     Parameter(
@@ -922,12 +925,43 @@ _PARAMETERS: list[Parameter] = [
         "median duration of disease control of a first line of chemotherapy (outside prostate cancer)",
     ),
     Parameter(
+        "her2_targeted_control_days",
+        225.0,
+        "day",
+        180.0,
+        560.0,
+        "[recalled] first-line trastuzumab with chemotherapy in HER2-positive metastatic breast cancer, median time "
+        "to progression 7.4 months (Slamon 2001 N Engl J Med 344:783); 18.5 months of progression-free survival "
+        "with pertuzumab added (Baselga 2012 N Engl J Med 366:109) at the top of the range",
+        "median duration of disease control of a first line of anti-HER2 therapy (HER2-positive breast cancer)",
+    ),
+    Parameter(
+        "her2_positive_growth_factor",
+        1.6,
+        "-",
+        1.0,
+        2.5,
+        "[recalled] volume doubling times of breast cancers on serial imaging are shortest in triple-negative and "
+        "HER2-positive tumours and longest in hormone-receptor-positive ones, about 2-fold apart (Ryu 2014 Eur "
+        "Radiol 24:2227)",
+        "tumour growth rate of a HER2-positive breast cancer relative to a hormone-receptor-positive one",
+    ),
+    Parameter(
+        "triple_negative_growth_factor",
+        2.2,
+        "-",
+        1.5,
+        3.5,
+        "[recalled] as her2_positive_growth_factor: triple-negative tumours double fastest",
+        "tumour growth rate of a triple-negative breast cancer relative to a hormone-receptor-positive one",
+    ),
+    Parameter(
         "control_line_ratio",
-        0.6,
+        0.76,
         "-",
         0.4,
         0.9,
-        "[recalled] later lines control disease for shorter: second-line docetaxel in lung cancer, time to "
+        "[calibrated] fitted by `vtrial calibrate` with the breast-cancer subtypes; prior: [recalled] later lines control disease for shorter: second-line docetaxel in lung cancer, time to "
         "progression 10.6 weeks (Shepherd 2000 J Clin Oncol 18:2095) against 3.6 months first line; second-line "
         "endocrine therapy in breast cancer about 5.5 months (Osborne 2002 J Clin Oncol 20:3386) against 9.4",
         "median control of each line of therapy relative to the line before",
@@ -954,11 +988,11 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "death_hr_disease_control",
-        0.5,
+        0.387,
         "-",
         0.2,
         1.0,
-        "[reasoned estimate] disease under control outside bone (viscera, nodes) threatens life less than "
+        "[calibrated] fitted by `vtrial calibrate` with the breast-cancer subtypes; prior: [reasoned estimate] disease under control outside bone (viscera, nodes) threatens life less than "
         "progressing disease; as death_hr_castration_sensitive for prostate cancer",
         "non-skeletal death hazard of disease under control by the usual care, relative to progressing disease",
     ),

@@ -169,7 +169,8 @@ def simulate(
     noise = mk.draw_noise(streams, cb.patient_id, visit_weeks.size) if visit_weeks.size else None
     visit_days = {int(w) * STEP_DAYS: k for k, w in enumerate(visit_weeks)}
     primary = cb.primary.astype(np.int64)
-    growth = gompertz_rate(params.by_primary("doubling_time_days")[primary], params) * cb.biology["tumour_growth_rate"]
+    growth_multiplier = cb.biology["tumour_growth_rate"] * systemic.subtype_growth(cb.breast_subtype, params)
+    growth = gompertz_rate(params.by_primary("doubling_time_days")[primary], params) * growth_multiplier
     mask = cb.lesion_mask
     owner, slot = np.nonzero(mask)  # row-major: each patient's lesions in slot order
     site = cb.lesion_site[mask].astype(np.int8)
@@ -183,7 +184,7 @@ def simulate(
         cb.creatinine_clearance_ml_min,
         cb.dental_risk,
         jaw_lesion,
-        cb.biology["tumour_growth_rate"],
+        growth_multiplier,
         cb.prior_sre,
         params,
     )

@@ -54,9 +54,10 @@ import numpy as np
 from vtrial.cohort import CohortBlock
 from vtrial.model.parameters import Parameters
 from vtrial.model.types import ArmLike
-from vtrial.vocabulary import PRIMARIES, PROSTATE_STAGES, SYSTEMIC_THERAPIES
+from vtrial.vocabulary import BREAST_SUBTYPES, PRIMARIES, PROSTATE_STAGES, SYSTEMIC_THERAPIES
 
 _PROSTATE = PRIMARIES.index("prostate")
+_BREAST = PRIMARIES.index("breast")
 _ADT = SYSTEMIC_THERAPIES.index("androgen_deprivation")
 
 
@@ -71,6 +72,7 @@ class TherapyEffect:
     hormonal: bool = False  # lowers androgen signalling: castration resistance can emerge under it
     rankl_rise: str | None = None  # relative rise of systemic osteoclast recruitment
     control: str | None = None  # median days of disease control of a first line (outside prostate cancer)
+    controls: tuple[str, ...] = BREAST_SUBTYPES  # the breast-cancer subtypes it controls (a target they carry)
 
     def __post_init__(self) -> None:
         if (self.kill_sensitive is None) != (self.kill_resistant is None):
@@ -100,9 +102,11 @@ THERAPY_EFFECTS: dict[str, TherapyEffect] = {
     "enzalutamide": TherapyEffect("enzalutamide_kill_sensitive", "enzalutamide_kill_resistant", hormonal=True),
     "docetaxel": _DOCETAXEL,
     "chemotherapy": _DOCETAXEL,
-    "endocrine": TherapyEffect(control="endocrine_control_days"),
-    "aromatase_inhibitor": TherapyEffect(rankl_rise="aromatase_inhibitor_rankl_rise", control="endocrine_control_days"),
-    "targeted": TherapyEffect(),
+    "endocrine": TherapyEffect(control="endocrine_control_days", controls=("hr_positive",)),
+    "aromatase_inhibitor": TherapyEffect(
+        rankl_rise="aromatase_inhibitor_rankl_rise", control="endocrine_control_days", controls=("hr_positive",)
+    ),
+    "targeted": TherapyEffect(control="her2_targeted_control_days", controls=("her2_positive",)),
     "immunotherapy": TherapyEffect(),
 }
 assert tuple(THERAPY_EFFECTS) == SYSTEMIC_THERAPIES
@@ -151,6 +155,8 @@ def background(cohort_block: CohortBlock, arm: ArmLike, params: Parameters) -> B
         by_primary = cb.systemic_therapy or {}
         gets = np.array([[t in by_primary.get(p, ()) for p in PRIMARIES] for t in SYSTEMIC_THERAPIES])[:, primary]
     prostate = primary == _PROSTATE
+    # breast subtype of each patient (-1: another primary; no subtype given: hormone-receptor positive)
+    subtype = np.zeros(n, np.int8) if cb.breast_subtype is None else cb.breast_subtype
     castration_resistant = prostate & (stage == "castration_resistant")
     kill_sensitive, kill_resistant, course_kill, rise, control_days = np.zeros((5, n))
     hormonal = np.zeros(n, bool)
@@ -158,7 +164,10 @@ def background(cohort_block: CohortBlock, arm: ArmLike, params: Parameters) -> B
         if effect.rankl_rise is not None:
             rise += getattr(params, effect.rankl_rise) * receives
         if effect.control is not None:  # the longest-controlling therapy listed sets the median
-            control_days = np.maximum(control_days, getattr(params, effect.control) * (receives & ~prostate))
+            # a therapy aimed at a receptor controls only the breast subtypes that carry it, and no other primary
+            codes = [BREAST_SUBTYPES.index(s) for s in effect.controls]
+            target = ~prostate if effect.controls == BREAST_SUBTYPES else (primary == _BREAST) & np.isin(subtype, codes)
+            control_days = np.maximum(control_days, getattr(params, effect.control) * (receives & target))
         on = receives & prostate
         hormonal |= on & effect.hormonal
         if effect.kill_sensitive is None or effect.kill_resistant is None:
@@ -179,6 +188,17 @@ def background(cohort_block: CohortBlock, arm: ArmLike, params: Parameters) -> B
         entry_rankl_factor=1.0 + params.androgen_deprivation_rankl_rise * (gets[_ADT] & castration_resistant),
         control_days=control_days,
     )
+
+
+def subtype_growth(breast_subtype: np.ndarray | None, params: Parameters) -> np.ndarray | float:
+    """Tumour growth rate of each patient's breast-cancer subtype relative to a hormone-receptor-positive tumour.
+
+    1 for the other primaries and for a block without subtypes (every breast patient hormone-receptor positive).
+    """
+    if breast_subtype is None:
+        return 1.0
+    factor = np.array([1.0, params.her2_positive_growth_factor, params.triple_negative_growth_factor, 1.0])
+    return factor[breast_subtype]  # code -1 (another primary) reads the last entry
 
 
 def kill(
