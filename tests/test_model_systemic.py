@@ -277,7 +277,7 @@ def test_the_example_protocol_uses_the_contract_fields():
 
 def test_disease_control_lines_follow_their_medians_and_the_switch_gap():
     """Each line controls for its median (draw ln 2) times 0.6 per earlier line; the next starts 56 days later."""
-    params = Parameters()
+    params = Parameters({"control_line_ratio": 0.6, "control_switch_days": 56.0, "control_bone_only_ratio": 2.5})
     draws = np.full((2, systemic.CONTROL_LINES), np.log(2.0))
     start, end = systemic.control_schedule(np.array([100.0, 100.0]), np.array([True, False]), draws, params)
     # visceral: 100, 60, 36, 21.6 days of control; bone-only: 2.5x as long (250, 150, 90, 54)
@@ -301,7 +301,8 @@ def test_endocrine_therapy_and_chemotherapy_control_disease_outside_prostate_can
         cb = replace(reference_cohort(3, primary), systemic_therapy={primary: (therapy,)})
         np.testing.assert_allclose(systemic.background(cb, arm(), params).control_days, days)
     both = replace(reference_cohort(3, "breast"), systemic_therapy={"breast": ("endocrine", "chemotherapy")})
-    np.testing.assert_allclose(systemic.background(both, arm(), params).control_days, 280.0)  # the longer
+    longer = max(params.endocrine_control_days, params.chemotherapy_control_days)
+    np.testing.assert_allclose(systemic.background(both, arm(), params).control_days, longer)
 
 
 def test_usual_care_control_gives_breast_cancer_its_long_survivors_and_a_lower_sre_rate():

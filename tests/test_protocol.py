@@ -211,9 +211,10 @@ def test_a_v1_protocol_gets_the_v2_defaults():
     p = parse_protocol(with_arm(), "test")
     assert p.cohort.prostate_stage == "castration_resistant" and p.cohort.prior_treatment is None
     assert {k: v.systemic_therapy for k, v in p.cohort.by_primary.items()} == {
-        "breast": ["endocrine"],
+        "breast": ["endocrine", "targeted", "chemotherapy"],
         "prostate": ["androgen_deprivation"],
     }
+    assert p.cohort.breast_subtype == {"hr_positive": 0.72, "her2_positive": 0.18, "triple_negative": 0.10}
     arm = p.arm[1]
     assert (arm.doses, arm.withhold_on_renal_toxicity, arm.stop_on_onj, arm.systemic_therapy) == (
         None,
@@ -239,7 +240,8 @@ def test_a_v1_protocol_gets_the_v2_defaults():
 
 def test_systemic_therapy_resolves_stage_then_cohort_then_by_primary():
     stage = primary_defaults("prostate", "castration_sensitive")["systemic_therapy"]
-    assert stage == ["androgen_deprivation"] and primary_defaults("breast")["systemic_therapy"] == ["endocrine"]
+    assert stage == ["androgen_deprivation"]
+    assert primary_defaults("breast")["systemic_therapy"] == ["endocrine", "targeted", "chemotherapy"]
     data = {
         **MINIMAL,
         "cohort": {
@@ -591,6 +593,15 @@ def test_v2_errors_name_the_dotted_field(data, field, message):
             "cohort.primary",
             "the weights are fractions but sum to 0.9, not 1; they are used as relative weights "
             "(breast 66.7%, prostate 33.3%)",
+        ),
+        (
+            {
+                **MINIMAL,
+                "cohort": {**MINIMAL["cohort"], "breast_subtype": {"hr_positive": 0.7, "triple_negative": 0.1}},
+            },
+            "cohort.breast_subtype",
+            "the weights are fractions but sum to 0.8, not 1; they are used as relative weights "
+            "(hr_positive 87.5%, triple_negative 12.5%)",
         ),
         (
             {**MINIMAL, "analysis": {"sre_types": ["pathological_fracture", "neutropenia"]}},

@@ -1149,24 +1149,27 @@ def _schedules(protocol: Protocol) -> typing.Iterator[tuple[str, Any]]:
 def plausibility_warnings(protocol: Protocol) -> list[tuple[str, str]]:
     """Valid but implausible values of a protocol: (dotted field, problem and usual range) pairs.
 
-    In the order of the file: primary weights written as fractions that do not sum to one (they
-    are used as relative weights), doses outside :data:`PLAUSIBLE_DOSE`, radium-223 beyond its
+    In the order of the file: primary and breast-subtype weights written as fractions that do not
+    sum to one (they are used as relative weights), doses outside :data:`PLAUSIBLE_DOSE`, radium-223 beyond its
     label's six injections, radiotherapy above the usual dose per fraction or per course,
     non-inferiority margins wider than :data:`MAX_USUAL_NI_HR` / :data:`MAX_USUAL_NI_RD`, and
     non-skeletal events counted as SREs.
     """
     found = []
-    weights = protocol.cohort.primary
-    total = sum(weights.values())
-    if abs(total - 1.0) > SUM_TOLERANCE and not all(float(w).is_integer() for w in weights.values()):
-        shares = ", ".join(f"{p} {w / total:.1%}" for p, w in weights.items())
-        found.append(
-            (
-                "cohort.primary",
-                f"the weights are fractions but sum to {total:.6g}, not 1; they are used "
-                f"as relative weights ({shares}); write fractions that sum to 1, or whole-number weights",
+    for field, weights in (
+        ("cohort.primary", protocol.cohort.primary),
+        ("cohort.breast_subtype", protocol.cohort.breast_subtype),
+    ):
+        total = sum((weights or {}).values())
+        if weights and abs(total - 1.0) > SUM_TOLERANCE and not all(float(w).is_integer() for w in weights.values()):
+            shares = ", ".join(f"{k} {w / total:.1%}" for k, w in weights.items())
+            found.append(
+                (
+                    field,
+                    f"the weights are fractions but sum to {total:.6g}, not 1; they are used "
+                    f"as relative weights ({shares}); write fractions that sum to 1, or whole-number weights",
+                )
             )
-        )
     for field, schedule in _schedules(protocol):
         if schedule.drug in PLAUSIBLE_DOSE:
             low, high, unit, usual = PLAUSIBLE_DOSE[schedule.drug]
