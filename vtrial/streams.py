@@ -38,6 +38,10 @@ PURPOSES: dict[str, int] = {
 }
 
 
+#: Generator methods that can write their draws into a given array (``out=``): the same numbers as ``size=``.
+_FILLS = frozenset({"random", "standard_normal", "standard_exponential"})
+
+
 class Streams:
     """Factory of per-patient random draws for one run (one seed, one replicate).
 
@@ -104,6 +108,7 @@ class PatientDraws:
         # row of each requested patient in the stacked full-chunk arrays
         position = np.searchsorted(self.chunks, chunk_of)
         self.rows = position * CHUNK + (patient_ids - chunk_of * CHUNK)
+        self._all_rows = self.rows.size == self.n_chunk_rows and bool((self.rows == np.arange(self.rows.size)).all())
 
     @property
     def n_chunk_rows(self) -> int:
@@ -112,13 +117,24 @@ class PatientDraws:
 
     def chunk_rows(self, method: str, per_patient_shape: tuple[int, ...] = (), **kwargs) -> np.ndarray:
         """Draw ``method`` for every patient of every touched chunk, stacked (no selection)."""
-        if not self._generators:
-            return np.empty((0, *per_patient_shape))
-        parts = [getattr(g, method)(size=(CHUNK, *per_patient_shape), **kwargs) for g in self._generators]
-        return np.concatenate(parts, axis=0)
+        if method not in _FILLS or kwargs:
+            if not self._generators:
+                return np.empty((0, *per_patient_shape))
+            parts = [getattr(g, method)(size=(CHUNK, *per_patient_shape), **kwargs) for g in self._generators]
+            return np.concatenate(parts, axis=0)
+        out = np.empty((self.n_chunk_rows, *per_patient_shape))
+        for k, g in enumerate(self._generators):  # each chunk's draws written in place: no concatenation
+            getattr(g, method)(out=out[k * CHUNK : (k + 1) * CHUNK], **kwargs)
+        return out
 
     def select(self, chunk_array: np.ndarray) -> np.ndarray:
-        """Rows of a full-chunk array that belong to the requested patients, in request order."""
+        """Rows of a full-chunk array that belong to the requested patients, in request order.
+
+        When the requested patients are every row of the touched chunks in order (a block of whole
+        chunks), that is the array itself, returned without a copy.
+        """
+        if self._all_rows:
+            return chunk_array
         return chunk_array[self.rows]
 
     def ragged(self, method: str, counts: np.ndarray, **kwargs) -> np.ndarray:
