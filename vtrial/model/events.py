@@ -99,14 +99,12 @@ def lesion_hazard_weights(
     pain = (1.0 + params.pain_blastic_gain * blastic_fraction) * (
         growth_rate / reference
     ) ** params.pain_growth_exponent
-    return np.stack(
-        [
-            params.fracture_base_hazard * FRACTURE_SITE_WEIGHT[site],
-            params.cord_compression_hazard * SPINAL[site],
-            params.radiation_hazard * pain,
-            params.prophylactic_surgery_hazard * LONG_BONE[site],
-        ]
-    )
+    out = np.empty((4, *site.shape), np.result_type(pain, float))  # the rows filled in place: no stack
+    np.multiply(params.fracture_base_hazard, FRACTURE_SITE_WEIGHT[site], out=out[0])
+    np.multiply(params.cord_compression_hazard, SPINAL[site], out=out[1])
+    np.multiply(params.radiation_hazard, pain, out=out[2])
+    np.multiply(params.prophylactic_surgery_hazard, LONG_BONE[site], out=out[3])
+    return out
 
 
 def lesion_hazards(

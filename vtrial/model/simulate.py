@@ -264,9 +264,10 @@ def simulate(
         if step % CALCIUM_DRAW_STEPS == 0:  # the same calls in any block: a patient's draws do not depend on it
             calcium_draws = calcium_noise.standard_normal((CALCIUM_DRAW_STEPS,))
         ended = p.stop <= start
-        if ended.all():
+        n_ended = np.count_nonzero(ended)
+        if n_ended == p.size:
             break
-        if ended.mean() >= COMPACT_SHARE:
+        if n_ended >= COMPACT_SHARE * p.size:
             _compact(p, lesions, ~ended)
         if noise is not None and start in visit_days:
             _visit(
