@@ -66,6 +66,8 @@ _CASTRATION_CODE = _TYPE_CODE["castration_resistance"]
 _OSTEOPOROTIC_CODE = _TYPE_CODE["osteoporotic_fracture"]
 #: Haematological toxicity, in the order of its threshold axis (first occurrence per patient).
 _MARROW_TYPE = np.array([_TYPE_CODE["neutropenia"], _TYPE_CODE["thrombocytopenia"]])
+#: Where a new lesion's uniform falls: the cumulative seeding shares and their total (computed once).
+_SEEDING_CDF, _SEEDING_TOTAL = np.cumsum(ev.SEEDING_SITE_SHARE), ev.SEEDING_SITE_SHARE.sum()
 
 
 class _Rows:
@@ -94,7 +96,7 @@ class _Rows:
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)  # once, not per array
         for a in self._arrays.values():
-            kept = np.take(a[..., : self.size], rows, axis=-1)  # as indexing, ~2.5x faster
+            kept = np.take(a[..., : self.size], rows, axis=-1, mode="wrap")  # see _per_lesion
             a[..., : kept.shape[-1]] = kept
         self.size = kept.shape[-1]
         self._views()
@@ -511,9 +513,10 @@ def _per_lesion(value: float | np.ndarray, owner: np.ndarray) -> float | np.ndar
 def _per_lesion(value: float | np.ndarray, owner: np.ndarray) -> float | np.ndarray:
     """A drug input for the lesions: a shared float as it is, a per-patient array taken at each lesion's owner.
 
-    ``np.take`` gathers the same elements as indexing, ~2.5x faster on the lesion arrays.
+    ``np.take`` gathers the same elements as indexing, ~2.5x faster on the lesion arrays; its mode ``wrap``
+    (the indices are valid, so they are not changed) skips the bounds check of the default mode: ~15-25% faster.
     """
-    return value if np.ndim(value) == 0 else np.take(np.asarray(value, dtype=STATE_DTYPE), owner)
+    return value if np.ndim(value) == 0 else np.take(np.asarray(value, dtype=STATE_DTYPE), owner, mode="wrap")
 
 
 def _prior_history(p: _Rows, lesions: _Rows, exposure: Exposure, params: Parameters) -> None:
@@ -964,9 +967,9 @@ def _prophylactic_radiotherapy(p: _Rows, lesions: _Rows, day: int, log, local: L
 def _compact(p: _Rows, lesions: _Rows, alive: np.ndarray) -> None:
     """Drop the patients whose follow-up ended, and their lesions (order kept)."""
     row = np.cumsum(alive) - 1
-    keep = np.take(alive, lesions.owner)
+    keep = np.take(alive, lesions.owner, mode="wrap")
     lesions.keep(keep)
-    lesions.owner[:] = np.take(row, lesions.owner)
+    lesions.owner[:] = np.take(row, lesions.owner, mode="wrap")
     p.keep(alive)
 
 
@@ -1048,7 +1051,7 @@ def _patient_events(
     new = np.flatnonzero(kinds == _NEW)
     if new.size:
         u = thresholds.new_site[p.index[rows[new]], np.minimum(k[new], ev.PATIENT_THRESHOLDS - 1)]
-        site[new] = np.searchsorted(np.cumsum(ev.SEEDING_SITE_SHARE), u * ev.SEEDING_SITE_SHARE.sum(), side="right")
+        site[new] = np.searchsorted(_SEEDING_CDF, u * _SEEDING_TOTAL, side="right")
         slot = p.next_slot[rows[new]]
         room = slot < ev.MAX_LESION_SLOTS
         lesion[new[room]] = slot[room]
