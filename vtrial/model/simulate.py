@@ -75,17 +75,21 @@ class _Rows:
 
     Each array is an attribute holding the used part (a view, refreshed whenever the rows change,
     so that reading it is a plain attribute lookup); :meth:`keep` compacts in place and
-    :meth:`append` adds rows, growing the capacity geometrically.
+    :meth:`append` adds rows, growing the capacity geometrically. ``fixed`` arrays are attributes
+    too but keep the rows they were given (the block's patients): read at the rows' ``index``, for
+    constants read seldom and too wide to copy at every compaction.
     """
 
     if TYPE_CHECKING:  # the arrays are set as attributes by name (:meth:`_views`)
 
         def __getattr__(self, name: str) -> np.ndarray: ...
 
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], fixed: dict[str, np.ndarray] | None = None) -> None:
         self._arrays = {name: np.array(a) for name, a in arrays.items()}  # own copies: compacted in place
         self.size = next(iter(arrays.values())).shape[-1]
         self._views()
+        for name, a in (fixed or {}).items():
+            setattr(self, name, a)
 
     def _views(self) -> None:
         for name, a in self._arrays.items():
@@ -220,7 +224,6 @@ def simulate(
             frailty=risk.skeletal_frailty,
             renal_bg=risk.renal_background,
             kidney=risk.kidney,
-            lesion_growth=spread["lesion_growth"],
             calcium_setpoint=spread["calcium_setpoint"],
             calcium_gains=mk.calcium_gains(
                 cb.creatinine_clearance_ml_min, cb.vitamin_d_deficient, bool(arm.calcium_vitamin_d), params
@@ -235,7 +238,8 @@ def simulate(
             **bone,
             **seed,
             marrow_remaining=_marrow_thresholds(streams, cb.patient_id, exposure, background),
-        )
+        ),
+        fixed=dict(lesion_growth=spread["lesion_growth"]),  # [MAX_LESION_SLOTS, n]: read when a lesion is seeded
     )
     lesions = _Rows(
         _new_lesions(
@@ -882,12 +886,12 @@ def _new_lesions(
     The bone is in equilibrium with the drug ``inputs`` of the step in which the lesion appears
     (a lesion seeded on an antiresorptive starts with suppressed turnover); ``None``: untreated
     (entry lesions). A lesion's Gompertz rate is its patient's times the lesion slot's own
-    log-normal factor (``p.lesion_growth``, :func:`_heterogeneity`); its local-event weights carry
+    log-normal factor (``p.lesion_growth``, :func:`_heterogeneity`, by block row); its local-event weights carry
     the patient's skeletal frailty. Without prophylactic fixation in the arm, the lesion's fixation
     hazard is zero. New lesions (``inputs`` given) carry ``new_lesion_burden``; in an arm without a
     dosed agent (placebo) their state is their patient's, computed once (:func:`_untreated_seed_state`).
     """
-    growth = p.growth[owner] * p.lesion_growth[slot, owner]
+    growth = p.growth[owner] * p.lesion_growth[slot, p.index[owner]]
     traits = lesion_traits(phi, p.pthrp_secretion[owner], p.drive_mult[owner], growth, params)
     untreated = getattr(p, "seed_state", None)
     if inputs is None:
