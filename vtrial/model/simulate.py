@@ -221,7 +221,6 @@ def simulate(
             death=risk.death,
             hcm=risk.hypercalcaemia,
             onj=risk.onj,
-            frailty=risk.skeletal_frailty,
             renal_bg=risk.renal_background,
             kidney=risk.kidney,
             calcium_setpoint=spread["calcium_setpoint"],
@@ -229,17 +228,21 @@ def simulate(
                 cb.creatinine_clearance_ml_min, cb.vitamin_d_deficient, bool(arm.calcium_vitamin_d), params
             ),
             calcium_low=np.zeros(n, bool),
+            **stage,
+            **control,
+            **bone,
+            marrow_remaining=_marrow_thresholds(streams, cb.patient_id, exposure, background),
+        ),
+        # read only when a lesion is seeded
+        fixed=dict(
+            lesion_growth=spread["lesion_growth"],  # [MAX_LESION_SLOTS, n]
+            frailty=risk.skeletal_frailty,
             mean_phi=mean_phi,
             pthrp_secretion=biology[0],
             drive_mult=biology[1],
             growth=growth,
-            **stage,
-            **control,
-            **bone,
             **seed,
-            marrow_remaining=_marrow_thresholds(streams, cb.patient_id, exposure, background),
         ),
-        fixed=dict(lesion_growth=spread["lesion_growth"]),  # [MAX_LESION_SLOTS, n]: read when a lesion is seeded
     )
     lesions = _Rows(
         _new_lesions(
@@ -886,18 +889,19 @@ def _new_lesions(
     The bone is in equilibrium with the drug ``inputs`` of the step in which the lesion appears
     (a lesion seeded on an antiresorptive starts with suppressed turnover); ``None``: untreated
     (entry lesions). A lesion's Gompertz rate is its patient's times the lesion slot's own
-    log-normal factor (``p.lesion_growth``, :func:`_heterogeneity`, by block row); its local-event weights carry
+    log-normal factor (``p.lesion_growth``, :func:`_heterogeneity`); its local-event weights carry
     the patient's skeletal frailty. Without prophylactic fixation in the arm, the lesion's fixation
     hazard is zero. New lesions (``inputs`` given) carry ``new_lesion_burden``; in an arm without a
     dosed agent (placebo) their state is their patient's, computed once (:func:`_untreated_seed_state`).
     """
-    growth = p.growth[owner] * p.lesion_growth[slot, p.index[owner]]
-    traits = lesion_traits(phi, p.pthrp_secretion[owner], p.drive_mult[owner], growth, params)
+    patient = p.index[owner]  # the block rows of the patient constants read here (fixed by _Rows)
+    growth = p.growth[patient] * p.lesion_growth[slot, patient]
+    traits = lesion_traits(phi, p.pthrp_secretion[patient], p.drive_mult[patient], growth, params)
     untreated = getattr(p, "seed_state", None)
     if inputs is None:
         state = established_state(burden, traits, params)
     elif untreated is not None:
-        state = LesionState(*untreated[:, owner])
+        state = LesionState(*untreated[:, patient])
     else:
         state = established_state(
             burden,
@@ -909,7 +913,7 @@ def _new_lesions(
             _per_lesion(inputs.tgf_beta_keep, owner),
         )
     weights = ev.lesion_hazard_weights(site, traits.blastic_fraction, traits.growth_rate, params)
-    weights = (weights * p.frailty[owner]).astype(STATE_DTYPE)
+    weights = (weights * p.frailty[patient]).astype(STATE_DTYPE)
     if not local.prophylactic_fixation:
         weights[_SURGERY] = 0.0
     return dict(
@@ -1068,7 +1072,7 @@ def _patient_events(
                     seeded,
                     slot[room],
                     site[new[room]].astype(np.int8),
-                    p.mean_phi[seeded],
+                    p.mean_phi[p.index[seeded]],
                     np.full(seeded.size, params.new_lesion_burden),
                     thresholds,
                     local,
