@@ -88,9 +88,12 @@ def test_version_1_custom_markers_are_pinned():
     # disease control (fewer visits; the same arm has 70 -> 91 deaths in test_model_agents): breast uNTx
     # 30282.28 -> 27741.15, BSAP 19707.67 -> 17245.69, calcium 966.99 -> 842.98, rows 408 -> 355; prostate uNTx
     # 30181.62 -> 28788.12, BSAP 31187.41 -> 29494.50, calcium 956.97 -> 893.96, rows 409 -> 382
+    # (re-pinned after the lesion-threshold layout change: only the first 24 slots drawn up front, docs/model.md)
     pinned = {
-        "breast": (27741.15377911869, 17245.68651849377, 842.98389366164, 355),
-        "prostate": (28788.121413568584, 29494.49637011108, 893.961952830299, 382),
+        # before the threshold layout change: (27741.15377911869, 17245.68651849377, 842.98389366164, 355)
+        "breast": (27515.27991495902, 16945.27116677383, 812.5626600253477, 342),
+        # before the threshold layout change: (28788.121413568584, 29494.49637011108, 893.961952830299, 382)
+        "prostate": (28340.194945410825, 28996.098447323668, 866.3094174883845, 370),
     }
     for primary, (untx, bsap, calcium, rows) in pinned.items():
         _, markers = trial(primary, arm, n=120)

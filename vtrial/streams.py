@@ -5,7 +5,9 @@ One :class:`numpy.random.SeedSequence` per run. Every draw for patient ``i`` and
 as ``SeedSequence(seed, spawn_key=(replicate, purpose, chunk))``. A computation on any subset
 of patients generates the draws of every chunk it touches in full and keeps its own rows, so
 patient ``i`` receives the same numbers whatever the block size, the number of workers, the
-backend or the arm it is simulated under (common random numbers for paired designs).
+backend or the arm it is simulated under (common random numbers for paired designs). The purpose
+``lesion_slots`` is keyed to single patients instead (``spawn_key=(replicate, purpose, patient_id)``):
+draws that only a few patients need, made for those alone.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ PURPOSES: dict[str, int] = {
     "heterogeneity": 13,
     "calcium": 14,
     "disease_control": 15,
+    "lesion_slots": 16,  # one generator per patient: ``generator("lesion_slots", patient_id)``
 }
 
 
@@ -69,7 +72,7 @@ class Streams:
         return hash((self.seed, self.replicate))
 
     def generator(self, purpose: str, chunk: int) -> np.random.Generator:
-        """The generator of one stream chunk of one purpose."""
+        """The generator of one stream chunk of one purpose (of one patient, ``chunk`` = its id, for ``lesion_slots``)."""
         key = PURPOSES[purpose]
         ss = np.random.SeedSequence(self.seed, spawn_key=(self.replicate, key, int(chunk)))
         return np.random.Generator(np.random.PCG64(ss))

@@ -930,7 +930,7 @@ def _new_lesions(
         growth=traits.growth_rate,
         phi=traits.blastic_fraction,
         weights=weights,
-        remaining=thresholds.lesion[p.index[owner], slot, :, 0].T.copy(),
+        remaining=thresholds.lesion_at(p.index[owner], slot)[:, :, 0].T.copy(),
         count=np.zeros((4, owner.size), np.int8),
         prophylaxed=np.zeros(owner.size, bool),
     )
@@ -1022,10 +1022,12 @@ def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kinds, hit, t, log, loc
     L.count[kinds, hit] = np.minimum(nxt, 127)
     more = nxt < ev.LESION_THRESHOLDS
     value = np.full(hit.size, np.inf)
-    value[more] = thresholds.lesion[p.index[rows[more]], cols[more], kinds[more], nxt[more]]
+    value[more] = thresholds.lesion_at(p.index[rows[more]], cols[more])[np.arange(more.sum()), kinds[more], nxt[more]]
     L.remaining[kinds, hit] += value
     p.last_sre[rows] = t
-    decision = thresholds.surgery[p.index[rows], cols, :, np.minimum(k, ev.LESION_THRESHOLDS - 1)]
+    decision = thresholds.surgery_at(p.index[rows], cols)[
+        np.arange(hit.size), :, np.minimum(k, ev.LESION_THRESHOLDS - 1)
+    ]
     chance = np.where(ev.LONG_BONE[site], params.surgery_after_fracture_long_bone, params.surgery_after_fracture_other)
     fracture, compression, radiation, fixation = (kinds == kind for kind in range(4))
     operate = (fracture & (decision[:, 0] < chance)) | (
