@@ -355,12 +355,14 @@ def solve_ivp_patient(
         local_hazards = x[4 * m : 8 * m].reshape(4, m)
         patient, hazards = x[8 * m : 8 * m + 6], x[8 * m + 6 :]
         # --- events at the end of the segment ---------------------------------------------------
-        left = draws.thresholds.lesion[i, slots[None, :], np.arange(4)[:, None], np.minimum(lesion_count, 2)]
+        drawn = draws.thresholds.lesion_at(np.full(m, i), slots)
+        left = drawn[np.arange(m)[None, :], np.arange(4)[:, None], np.minimum(lesion_count, 2)]
         kinds, hit = np.nonzero(local_hazards >= np.where(lesion_count < ev.LESION_THRESHOLDS, left, np.inf))
         if hit.size:  # fracture, cord compression, radiotherapy, prophylactic fixation
             last_sre = end
             local_hazards[kinds, hit] = 0.0
-            decision = draws.thresholds.surgery[i, slots[hit], :, np.minimum(lesion_count[kinds, hit], 2)]
+            uniforms = draws.thresholds.surgery_at(np.full(hit.size, i), slots[hit])
+            decision = uniforms[np.arange(hit.size), :, np.minimum(lesion_count[kinds, hit], 2)]
             lesion_count[kinds, hit] += 1
             lesions[1, hit[(kinds == 1) | (kinds == 2)]] += local.log_survival  # (decompressive) radiotherapy
             weights[0, hit[(kinds == 0) | (kinds == 3)]] *= params.fracture_after_fracture

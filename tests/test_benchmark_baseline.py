@@ -80,7 +80,7 @@ def test_baseline_and_simulate_agree_on_the_states(monkeypatch, onj):
     patient = np.full_like(drawn.patient, np.inf)
     if onj:
         patient[:, ev.PATIENT_EVENTS.index("osteonecrosis_of_the_jaw"), 0] = 1e-9
-    never = ev.Thresholds(np.full_like(drawn.lesion, np.inf), patient, drawn.surgery, drawn.new_site)
+    never = replace(drawn, lesion=np.full_like(drawn.lesion, np.inf), patient=patient)  # 3 and 4 lesions: drawn slots
     monkeypatch.setattr(ev, "draw_thresholds", lambda streams, ids: never)
     seen = {}
     visit = model._visit

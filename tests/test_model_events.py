@@ -6,6 +6,7 @@ import pytest
 from vtrial.model import events as ev
 from vtrial.model.lesion import gompertz_rate
 from vtrial.model.parameters import Parameters
+from vtrial.streams import CHUNK, Streams
 from vtrial.vocabulary import PRIMARIES, SITES
 
 PARAMS = Parameters()
@@ -98,3 +99,28 @@ def test_pain_drive_falls_with_osteoclast_suppression_and_with_burden():
     params = Parameters({"pain_burden_exponent": 2.0 / 3.0})
     half = ev.pain_drive(np.array([0.2, 0.1]), np.array([1.0, 1.0]), params)
     assert half[0] / half[1] == pytest.approx(2.0 ** (2.0 / 3.0), rel=1e-12)
+
+
+def test_a_patient_meets_the_same_lesion_thresholds_in_any_block_drawn_slots_and_later_ones():
+    # the first DRAWN_SLOTS slots come from the "events" chunks, the later ones from the patient's own generator
+    # (stream purpose lesion_slots, keyed to the patient id), drawn when first asked for, in any order
+    streams = Streams(5)
+    whole = ev.draw_thresholds(streams, np.arange(2 * CHUNK + 10))
+    block = np.array([2049, 3, 1500])
+    part = ev.draw_thresholds(streams, block)
+    slots = np.arange(ev.MAX_LESION_SLOTS)
+    assert part.lesion_at(np.array([2]), np.array([40])).shape == (1, 4, ev.LESION_THRESHOLDS)  # a later slot first
+    for row, patient in enumerate(block):
+        mine = np.full(slots.size, row)
+        np.testing.assert_array_equal(part.lesion_at(mine, slots), whole.lesion_at(np.full(slots.size, patient), slots))
+        np.testing.assert_array_equal(
+            part.surgery_at(mine, slots), whole.surgery_at(np.full(slots.size, patient), slots)
+        )
+        own = streams.generator("lesion_slots", int(patient))
+        later = slots[ev.DRAWN_SLOTS :]
+        np.testing.assert_array_equal(part.lesion_at(mine[later], later), own.standard_exponential((40, 4, 3)))
+        np.testing.assert_array_equal(part.surgery_at(mine[later], later), own.random((40, 2, 3)))
+    # the patient thresholds follow the drawn slots in the chunk's stream: 24 x 4 x 3 exponentials, then 8 x 8
+    chunk = streams.generator("events", 0)
+    chunk.standard_exponential((CHUNK, ev.DRAWN_SLOTS, 4, 3))
+    np.testing.assert_array_equal(part.patient[1], chunk.standard_exponential((CHUNK, 8, 8))[3])

@@ -13,6 +13,7 @@ from vtrial.model.lesion import (
     lesion_traits,
     pthrp_induction,
     rates,
+    relax,
     turnover,
 )
 from vtrial.model.parameters import REGISTRY, Parameters
@@ -295,3 +296,19 @@ def test_established_state_stops_iterating_only_at_the_float64_fixed_point(drug)
     for got, want in ((state.w, w), (state.z, z), (state.m, m)):
         assert got.dtype == want.dtype and np.array_equal(got, want)
     assert (state.m > 1.0).any()  # the induction is active: the loop is exercised
+
+
+def test_relax_with_one_rate_for_all_gives_the_numbers_of_a_rate_per_element():
+    # the skeleton's osteoblasts and remodelling space relax at one rate for every patient: its decay is computed
+    # once, and the states and step means must be those of the same rate given per element, bit for bit
+    rng = np.random.default_rng(4)
+    start, target = 0.5 + 2.0 * rng.random(1000), rng.random(1000)
+    for rate, days in ((0.0123, 7.0), (1.0 / 90.0, 3.0), (2.0 * 0.05, 1.0)):
+        shared, per_element = start.copy(), start.copy()
+        mean = relax(shared, target, rate, days)
+        np.testing.assert_array_equal(mean, relax(per_element, target, np.full(1000, rate), days))
+        np.testing.assert_array_equal(shared, per_element)
+        # exact solution x(t) = target + (x0 - target) exp(-rate t), mean (1 - e)/(rate t) (x0 - target) + target
+        e = np.exp(-rate * days)
+        np.testing.assert_allclose(shared, target + (start - target) * e, rtol=1e-14)
+        np.testing.assert_allclose(mean, target + (start - target) * (1.0 - e) / (rate * days), rtol=1e-14)

@@ -159,3 +159,47 @@ def test_event_indices_are_those_of_numpy_nonzero_in_row_major_order():
     # by hand: a 2 x 3 mask with entries at (0, 2), (1, 0) and (1, 2)
     rows, cols = find(np.array([[False, False, True], [True, False, True]]))
     assert rows.tolist() == [0, 1, 1] and cols.tolist() == [2, 0, 2]
+
+
+def test_a_patient_beyond_the_drawn_lesion_slots_meets_its_thresholds_in_any_block_and_arm(monkeypatch):
+    # patient 0 enters with 30 lesions: slots 24-29 take the thresholds of its own generator (stream purpose
+    # lesion_slots). Alone or in a block of 6, under placebo or denosumab, it meets the same thresholds in all 64
+    # slots, and (same arm) the same events, 6 of them (placebo) at a lesion beyond the drawn slots
+    from vtrial.model import events as ev
+
+    cb = reference_cohort(6, "breast", seed=3, max_lesions=6)
+    width = 30
+    pad = width - cb.lesion_mask.shape[1]
+    widen = {
+        name: np.pad(getattr(cb, name), ((0, 0), (0, pad)))
+        for name in ("lesion_mask", "lesion_site", "lesion_blastic_fraction", "lesion_burden")
+    }
+    widen["lesion_mask"][0] = True
+    widen["lesion_site"][0] = np.arange(width) % 5
+    widen["lesion_blastic_fraction"][0] = 0.2
+    widen["lesion_burden"][0] = 0.05
+    cb = replace(cb, **widen)
+    drawn = []
+    draw = ev.draw_thresholds
+    monkeypatch.setattr(ev, "draw_thresholds", lambda streams, ids: drawn.append(draw(streams, ids)) or drawn[-1])
+    slots = np.arange(ev.MAX_LESION_SLOTS)
+    first = {}
+    for drug in ("none", "denosumab"):
+        arm = reference_arm(
+            drug, dose_mg=None if drug == "none" else 120.0, every_weeks=None if drug == "none" else 4.0
+        )
+        runs = [simulate(block, arm, 5 * 365.25, Streams(1))[1] for block in (cb, cb.take(np.array([0])))]
+        mine = [{k: np.asarray(v)[np.asarray(e["patient_id"]) == cb.patient_id[0]] for k, v in e.items()} for e in runs]
+        for k in ("day", "type", "lesion"):
+            np.testing.assert_array_equal(mine[0][k], mine[1][k])
+        first[drug] = mine[0]
+    assert first["none"]["day"].size == 22 and (first["none"]["lesion"] >= ev.DRAWN_SLOTS).sum() == 6
+    assert len(drawn) == 4
+    for t in drawn:
+        np.testing.assert_array_equal(
+            t.lesion_at(np.zeros(64, int), slots), drawn[0].lesion_at(np.zeros(64, int), slots)
+        )
+        np.testing.assert_array_equal(
+            t.surgery_at(np.zeros(64, int), slots), drawn[0].surgery_at(np.zeros(64, int), slots)
+        )
+    assert not np.array_equal(first["none"]["day"], first["denosumab"]["day"])  # the arms differ by biology only

@@ -50,3 +50,14 @@ def test_negative_ids_and_seeds_are_rejected():
         Streams(-1)
     with pytest.raises(ValueError):
         Streams(1).draws("events", np.array([-3]))
+
+
+def test_draws_are_each_chunk_generators_own_numbers():
+    # the chunks' draws are written in place (``out=``) and a block of whole chunks is returned without a copy:
+    # the numbers must be those of each chunk's generator drawn with ``size=``, in chunk order
+    streams = Streams(3)
+    ids = np.arange(2 * CHUNK)
+    for method, name in (("exponential", "standard_exponential"), ("random", "random"), ("standard_normal",) * 2):
+        expected = np.concatenate([getattr(streams.generator("events", c), name)(size=(CHUNK, 2, 3)) for c in (0, 1)])
+        assert np.array_equal(getattr(streams.draws("events", ids), method)((2, 3)), expected)
+        assert np.array_equal(getattr(streams.draws("events", ids[::-1]), method)((2, 3)), expected[::-1])

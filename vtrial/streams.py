@@ -5,7 +5,9 @@ One :class:`numpy.random.SeedSequence` per run. Every draw for patient ``i`` and
 as ``SeedSequence(seed, spawn_key=(replicate, purpose, chunk))``. A computation on any subset
 of patients generates the draws of every chunk it touches in full and keeps its own rows, so
 patient ``i`` receives the same numbers whatever the block size, the number of workers, the
-backend or the arm it is simulated under (common random numbers for paired designs).
+backend or the arm it is simulated under (common random numbers for paired designs). The purpose
+``lesion_slots`` is keyed to single patients instead (``spawn_key=(replicate, purpose, patient_id)``):
+draws that only a few patients need, made for those alone.
 """
 
 from __future__ import annotations
@@ -36,7 +38,12 @@ PURPOSES: dict[str, int] = {
     "calcium": 14,
     "disease_control": 15,
     "subtype": 16,
+    "lesion_slots": 17,  # one generator per patient: ``generator("lesion_slots", patient_id)``
 }
+
+
+#: Generator methods that can write their draws into a given array (``out=``): the same numbers as ``size=``.
+_FILLS = frozenset({"random", "standard_normal", "standard_exponential"})
 
 
 class Streams:
@@ -66,7 +73,7 @@ class Streams:
         return hash((self.seed, self.replicate))
 
     def generator(self, purpose: str, chunk: int) -> np.random.Generator:
-        """The generator of one stream chunk of one purpose."""
+        """The generator of one stream chunk of one purpose (of one patient, ``chunk`` = its id, for ``lesion_slots``)."""
         key = PURPOSES[purpose]
         ss = np.random.SeedSequence(self.seed, spawn_key=(self.replicate, key, int(chunk)))
         return np.random.Generator(np.random.PCG64(ss))
@@ -105,6 +112,7 @@ class PatientDraws:
         # row of each requested patient in the stacked full-chunk arrays
         position = np.searchsorted(self.chunks, chunk_of)
         self.rows = position * CHUNK + (patient_ids - chunk_of * CHUNK)
+        self._all_rows = self.rows.size == self.n_chunk_rows and bool((self.rows == np.arange(self.rows.size)).all())
 
     @property
     def n_chunk_rows(self) -> int:
@@ -113,13 +121,24 @@ class PatientDraws:
 
     def chunk_rows(self, method: str, per_patient_shape: tuple[int, ...] = (), **kwargs) -> np.ndarray:
         """Draw ``method`` for every patient of every touched chunk, stacked (no selection)."""
-        if not self._generators:
-            return np.empty((0, *per_patient_shape))
-        parts = [getattr(g, method)(size=(CHUNK, *per_patient_shape), **kwargs) for g in self._generators]
-        return np.concatenate(parts, axis=0)
+        if method not in _FILLS or kwargs:
+            if not self._generators:
+                return np.empty((0, *per_patient_shape))
+            parts = [getattr(g, method)(size=(CHUNK, *per_patient_shape), **kwargs) for g in self._generators]
+            return np.concatenate(parts, axis=0)
+        out = np.empty((self.n_chunk_rows, *per_patient_shape))
+        for k, g in enumerate(self._generators):  # each chunk's draws written in place: no concatenation
+            getattr(g, method)(out=out[k * CHUNK : (k + 1) * CHUNK], **kwargs)
+        return out
 
     def select(self, chunk_array: np.ndarray) -> np.ndarray:
-        """Rows of a full-chunk array that belong to the requested patients, in request order."""
+        """Rows of a full-chunk array that belong to the requested patients, in request order.
+
+        When the requested patients are every row of the touched chunks in order (a block of whole
+        chunks), that is the array itself, returned without a copy.
+        """
+        if self._all_rows:
+            return chunk_array
         return chunk_array[self.rows]
 
     def ragged(self, method: str, counts: np.ndarray, **kwargs) -> np.ndarray:

@@ -290,29 +290,40 @@ class Exposure:
         return courses or [Course.neutral(self._crcl.shape[0], self._grid.shape[0])]
 
     def _combine(
-        self, courses: Sequence[Course], known: tuple[np.ndarray, np.ndarray] | None = None
+        self, courses: Sequence[Course], first: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """RANKL inhibition, precursor reserve and the running sums of the combined daily inputs.
-
-        ``known``: the arm's RANKL inhibition and reserve, for a variant (see :func:`precursor_reserve`).
 
         Running sums over the grid of the shared recruitment ``(1 + Q)(1 - I)(1 - f)``, its
         square, ``(1 - I)(1 - f)``, the custom inputs and the pool kernels: the mean over any
         days is a difference.
+
+        ``first`` (a variant): the courses start at grid day ``first``, before which the variant's
+        inputs are the arm's; the inhibition and reserve returned are those from ``first`` on, the
+        running sums cover the whole grid (the arm's up to ``first``, continued by the same
+        sequential additions: the bits of a sum over the whole variant).
         """
         rankl_inhibition = reduce(_independent, [c.rankl_inhibition for c in courses])
         oc_fraction = reduce(_independent, [c.osteoclast_fraction for c in courses])
         pthrp_keep = reduce(np.multiply, [c.pthrp_keep for c in courses])
         tgf_keep = reduce(np.multiply, [c.tgf_beta_keep for c in courses])
         kill = reduce(np.add, [c.kill for c in courses])
-        reserve = precursor_reserve(rankl_inhibition, self._params, known)
+        if first is None:
+            reserve = precursor_reserve(rankl_inhibition, self._params)
+        else:  # the recurrence runs from the first day the inhibition differs from the arm's
+            whole = np.concatenate([self.rankl_inhibition[:first], rankl_inhibition])
+            reserve = precursor_reserve(whole, self._params, (self.rankl_inhibition, self.reserve))[first:]
         free = (1.0 - rankl_inhibition) * (1.0 - oc_fraction)
         shared = (1.0 + reserve) * free
         daily = np.stack(
             [shared, shared**2, free, pthrp_keep, tgf_keep, kill, rankl_inhibition]
             + [c.pool.kernel for c in courses if c.pool is not None]
         )
-        return rankl_inhibition, reserve, _running_sums(daily)
+        if first is None:
+            return rankl_inhibition, reserve, _running_sums(daily)
+        arm = self._running[0]
+        tail = np.cumsum(np.concatenate([arm[:, first : first + 1], daily], axis=1), axis=1)
+        return rankl_inhibition, reserve, np.concatenate([arm[:, :first], tail], axis=1)
 
     @staticmethod
     def _key(given: list[np.ndarray]) -> bytes:
@@ -351,8 +362,7 @@ class Exposure:
             if key not in self._variant_key:
                 self._variant_key[key] = len(self._given)
                 self._given.append(given)
-                known = (self.rankl_inhibition, self.reserve)
-                self._add_running(self._combine(self._variant_courses(given), known)[2])
+                self._add_running(self._variant_running(given))
             self._variant_of[i] = self._variant_key[key]
 
     def _add_running(self, running: np.ndarray) -> None:
@@ -364,23 +374,26 @@ class Exposure:
         self._running[self._n_variants] = running
         self._n_variants += 1
 
-    def _variant_courses(self, given: list[np.ndarray]) -> list[Course]:
-        """The courses of the arm's administrations without the doses not ``given``.
+    def _variant_running(self, given: list[np.ndarray]) -> np.ndarray:
+        """The running sums of the arm's administrations without the doses not ``given``.
 
-        Only what a variant changes is computed: the administrations that miss a dose, on the
-        grid from the day of their first missed dose (before it the arm's values hold), for one
-        patient (a variant's shared courses do not depend on the patient; per-patient constants
-        stay the arm's). The agents evaluate courses pointwise on the grid, so the values are those
-        of the full computation, at a fraction of its cost.
+        Only what a variant changes is computed: the inputs from the grid day of its first missed
+        dose on (before it the arm's values hold), the administrations that miss a dose by their
+        agent for one patient (a variant's shared courses do not depend on the patient; per-patient
+        constants stay the arm's), the others taken from the arm's courses. The agents evaluate
+        courses pointwise on the grid, so the values are those of the full computation, at a
+        fraction of its cost.
         """
-        courses = list(self._arm_courses)
-        for j, (a, m) in enumerate(zip(self._administrations, given)):
-            if m.all():
-                continue
-            first = int(np.floor(a.days[~m][0])) + self.history_days
-            tail = a.agent.course(replace(a, days=a.days[m]), self._crcl[:1], self._grid[first:], self._params)
-            courses[j] = _spliced(courses[j], tail, first)
-        return courses
+        changed = [(a, m) for a, m in zip(self._administrations, given) if not m.all()]
+        first = min(int(np.floor(a.days[~m][0])) + self.history_days for a, m in changed)
+        grid = self._grid[first:]
+        courses = [
+            _from_day(c, first)
+            if m.all()
+            else a.agent.course(replace(a, days=a.days[m]), self._crcl[:1], grid, self._params)
+            for a, m, c in zip(self._administrations, given, self._arm_courses)
+        ]
+        return self._combine(courses, first)[2]
 
     def _dose_given(self, j: int, k: int, patients: np.ndarray) -> np.ndarray | None:
         """Whether the given patients receive dose ``k`` of administration ``j`` (None: all do)."""
@@ -494,22 +507,14 @@ def _rankl_free_ratio(inhibition: np.ndarray, potency: np.ndarray, imax: float) 
     return (1.0 - imax * c / (1.0 + c)) / (1.0 - inhibition)
 
 
-def _spliced(arm: Course, tail: Course, first: int) -> Course:
-    """``arm``'s course with its shared time courses (those a variant changes) from grid day ``first`` on taken from ``tail``."""
-
-    def join(head: np.ndarray, rest: np.ndarray) -> np.ndarray:
-        return np.concatenate([head[:first], rest])
-
-    pool = (
-        None
-        if arm.pool is None or tail.pool is None
-        else replace(arm.pool, kernel=join(arm.pool.kernel, tail.pool.kernel))
-    )
-    joined: dict[str, Any] = {
-        name: join(getattr(arm, name), getattr(tail, name))
+def _from_day(course: Course, first: int) -> Course:
+    """``course`` with its shared time courses (those a variant's inputs read) from grid day ``first`` on."""
+    pool = None if course.pool is None else replace(course.pool, kernel=course.pool.kernel[first:])
+    sliced: dict[str, Any] = {
+        name: getattr(course, name)[first:]
         for name in ("rankl_inhibition", "osteoclast_fraction", "pthrp_keep", "tgf_beta_keep", "kill")
     }
-    return replace(arm, pool=pool, **joined)
+    return replace(course, pool=pool, **sliced)
 
 
 def _value(mean: np.ndarray) -> float | np.ndarray:

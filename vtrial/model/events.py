@@ -1,12 +1,15 @@
 """Event hazards from the model state, and the cumulative-hazard thresholds that turn them into events.
 
 Each patient draws, in a fixed order and fixed shapes, unit-exponential thresholds for every
-event type: per lesion slot (``MAX_LESION_SLOTS`` slots x local types x ``LESION_THRESHOLDS``
-successive thresholds) and per patient (patient types x ``PATIENT_THRESHOLDS``), plus the
-uniforms of the decisions that follow events (surgery after a fracture or a cord compression,
-the site of a new lesion). The draws come from ``streams.draws("events", patient_ids)`` and
-depend only on the patient: the same patient under two arms meets the same thresholds
-(common random numbers), so its events move only because its biology moved.
+event type: per lesion slot (local types x ``LESION_THRESHOLDS`` successive thresholds) and per
+patient (patient types x ``PATIENT_THRESHOLDS``), plus the uniforms of the decisions that follow
+events (surgery after a fracture or a cord compression, per lesion slot; the site of a new
+lesion). The first ``DRAWN_SLOTS`` lesion slots of every patient come from
+``streams.draws("events", patient_ids)``; the few patients who use a slot beyond them (>99% use
+fewer) draw the thresholds and uniforms of their slots ``DRAWN_SLOTS .. MAX_LESION_SLOTS - 1`` from
+a generator of their own (stream purpose ``lesion_slots``, keyed to the patient id), when first
+needed. Every draw depends only on the patient: the same patient under two arms or in any block
+meets the same thresholds (common random numbers), so its events move only because its biology moved.
 
 An event happens when the hazard integrated since the previous event of that type crosses the
 current threshold; the next threshold then applies. Within a step the hazard is held at its
@@ -15,7 +18,7 @@ mid-step value, and the event time is interpolated inside the step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,6 +29,10 @@ from vtrial.vocabulary import JAW_SITES, LONG_BONE_SITES, PRIMARIES, SITES, SPIN
 
 #: Lesion slots a patient may ever use (entry lesions plus new ones).
 MAX_LESION_SLOTS = 64
+#: Lesion slots whose thresholds every patient draws up front (the first slots; >99% of the patient-arms
+#: of the protocols in ``protocols/`` use no more, measured in docs/performance.md); the rest are drawn
+#: per patient, only for a patient that uses one.
+DRAWN_SLOTS = 24
 LESION_THRESHOLDS = 3
 PATIENT_THRESHOLDS = 8
 
@@ -67,22 +74,57 @@ PAIN_REFERENCE_DOUBLING_DAYS = 100.0
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Pre-drawn thresholds and decision uniforms of a block of patients (rows = patients)."""
+    """Pre-drawn thresholds and decision uniforms of a block of patients (rows = patients).
 
-    lesion: np.ndarray  # [n, MAX_LESION_SLOTS, len(LESION_EVENTS), LESION_THRESHOLDS]
+    ``lesion`` and ``surgery`` hold the first :data:`DRAWN_SLOTS` lesion slots; read a lesion's
+    with :meth:`lesion_at` and :meth:`surgery_at`, which draw a patient's later slots when first asked.
+    """
+
+    lesion: np.ndarray  # [n, DRAWN_SLOTS, len(LESION_EVENTS), LESION_THRESHOLDS]
     patient: np.ndarray  # [n, len(PATIENT_EVENTS), PATIENT_THRESHOLDS]
-    surgery: np.ndarray  # [n, MAX_LESION_SLOTS, 2 (after fracture, after compression), LESION_THRESHOLDS]
+    surgery: np.ndarray  # [n, DRAWN_SLOTS, 2 (after fracture, after compression), LESION_THRESHOLDS]
     new_site: np.ndarray  # [n, PATIENT_THRESHOLDS]
+    streams: Streams
+    patient_ids: np.ndarray  # [n]
+    #: the later slots' (lesion, surgery) draws of the rows that asked for one
+    _later: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
+
+    def lesion_at(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Thresholds ``[m, len(LESION_EVENTS), LESION_THRESHOLDS]`` of the lesions at ``slots`` of the patient ``rows``."""
+        return self._at(rows, slots, self.lesion, 0)
+
+    def surgery_at(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Surgery-decision uniforms ``[m, 2, LESION_THRESHOLDS]`` of the lesions at ``slots`` of the patient ``rows``."""
+        return self._at(rows, slots, self.surgery, 1)
+
+    def _at(self, rows: np.ndarray, slots: np.ndarray, drawn: np.ndarray, which: int) -> np.ndarray:
+        later = slots >= DRAWN_SLOTS
+        if not later.any():
+            return drawn[rows, slots]
+        out = np.empty((rows.size, *drawn.shape[2:]))
+        out[~later] = drawn[rows[~later], slots[~later]]
+        for j in np.flatnonzero(later).tolist():  # a lesion beyond the drawn slots: rare
+            out[j] = self._later_slots(int(rows[j]))[which][slots[j] - DRAWN_SLOTS]
+        return out
+
+    def _later_slots(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """The lesion thresholds and surgery uniforms of slots ``DRAWN_SLOTS ..`` of one patient, from its own generator."""
+        if row not in self._later:
+            g = self.streams.generator("lesion_slots", int(self.patient_ids[row]))
+            n = MAX_LESION_SLOTS - DRAWN_SLOTS
+            lesion = g.standard_exponential((n, len(LESION_EVENTS), LESION_THRESHOLDS))
+            self._later[row] = (lesion, g.random((n, 2, LESION_THRESHOLDS)))
+        return self._later[row]
 
 
 def draw_thresholds(streams: Streams, patient_ids: np.ndarray) -> Thresholds:
     """Draw every patient's thresholds in a fixed order and fixed shapes (independent of arm and block)."""
     draws = streams.draws("events", patient_ids)
-    lesion = draws.exponential((MAX_LESION_SLOTS, len(LESION_EVENTS), LESION_THRESHOLDS))
+    lesion = draws.exponential((DRAWN_SLOTS, len(LESION_EVENTS), LESION_THRESHOLDS))
     patient = draws.exponential((len(PATIENT_EVENTS), PATIENT_THRESHOLDS))
-    surgery = draws.random((MAX_LESION_SLOTS, 2, LESION_THRESHOLDS))
+    surgery = draws.random((DRAWN_SLOTS, 2, LESION_THRESHOLDS))
     new_site = draws.random((PATIENT_THRESHOLDS,))
-    return Thresholds(lesion, patient, surgery, new_site)
+    return Thresholds(lesion, patient, surgery, new_site, streams, np.asarray(patient_ids, dtype=np.int64))
 
 
 def lesion_hazard_weights(
@@ -99,14 +141,12 @@ def lesion_hazard_weights(
     pain = (1.0 + params.pain_blastic_gain * blastic_fraction) * (
         growth_rate / reference
     ) ** params.pain_growth_exponent
-    return np.stack(
-        [
-            params.fracture_base_hazard * FRACTURE_SITE_WEIGHT[site],
-            params.cord_compression_hazard * SPINAL[site],
-            params.radiation_hazard * pain,
-            params.prophylactic_surgery_hazard * LONG_BONE[site],
-        ]
-    )
+    out = np.empty((4, *site.shape), np.result_type(pain, float))  # the rows filled in place: no stack
+    np.multiply(params.fracture_base_hazard, FRACTURE_SITE_WEIGHT[site], out=out[0])
+    np.multiply(params.cord_compression_hazard, SPINAL[site], out=out[1])
+    np.multiply(params.radiation_hazard, pain, out=out[2])
+    np.multiply(params.prophylactic_surgery_hazard, LONG_BONE[site], out=out[3])
+    return out
 
 
 def lesion_hazards(

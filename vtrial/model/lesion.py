@@ -468,10 +468,17 @@ def _growth_gain(tgf_beta: np.ndarray, tgf_beta_keep: float | np.ndarray, params
     return gain
 
 
-def relax(x: np.ndarray, target: np.ndarray, rate: np.ndarray, days: float) -> np.ndarray:
-    """Exact update of ``x' = rate (target - x)`` over ``days`` in place; return the mean of ``x`` over them."""
-    decay = rate * -days
-    np.exp(decay, out=decay)
+def relax(x: np.ndarray, target: np.ndarray, rate: np.ndarray | float, days: float) -> np.ndarray:
+    """Exact update of ``x' = rate (target - x)`` over ``days`` in place; return the mean of ``x`` over them.
+
+    ``rate`` per element, or one float for all: its decay is then computed once, by ``np.exp`` of a
+    one-element array (the value ``np.exp`` gives each element of an array, so the same numbers).
+    """
+    if np.ndim(rate) == 0:
+        decay = np.exp(np.array([rate * -days]))[0]
+    else:
+        decay = np.multiply(rate, -days)
+        np.exp(decay, out=decay)
     x -= target
     mean = 1.0 - decay
     mean /= rate

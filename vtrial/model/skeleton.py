@@ -73,14 +73,12 @@ def advance(
         :func:`bone_density`, of ``S`` and of ``D``.
     """
     x2 = np.asarray(recruitment_sq * np.square(rankl_factor), dtype=float)
-    log_w = np.log(relax(w, x2 * osteoblast_production, np.full(w.shape, 2.0 * params.osteoblast_rate), days))
+    log_w = np.log(relax(w, x2 * osteoblast_production, 2.0 * params.osteoblast_rate, days))
     log_u = np.log(x2) - 0.5 * log_w  # u = X**2 / v, v = w**(1/2); powers as exp(log): cheaper than **
     osteoclast = np.exp(log_u)
     target = np.exp(0.5 * params.systemic_formation_exponent * log_w - params.systemic_resorption_exponent * log_u)
     volume = relax(z, target, params.systemic_bone_turnover_rate * osteoclast, days)
-    opened = relax(
-        space, params.remodelling_space * osteoclast, np.full(w.shape, 1.0 / params.remodelling_period_days), days
-    )
+    opened = relax(space, params.remodelling_space * osteoclast, 1.0 / params.remodelling_period_days, days)
     remodelled = osteoclast * (1.0 / params.aff_turnover_threshold)  # turnover relative to the threshold
     unrepaired = np.maximum(1.0 - remodelled, 0.0)  # s
     damage_mean = _accumulate(damage, unrepaired, params.microdamage_repair_rate * remodelled, days)
