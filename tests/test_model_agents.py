@@ -64,86 +64,88 @@ ARMS = {
 #: pathological fractures none 92 -> 89, zoledronic acid 69 -> 63, pamidronate 77 -> 72, denosumab 62 -> 58,
 #: custom 68 -> 53; radiation none 87 -> 106, zoledronic acid 54 -> 49, pamidronate 68 -> 82, denosumab 72 -> 67.
 #: Re-pinned after the lesion-threshold layout change (only the first 24 lesion slots drawn up front, the patient
-#: thresholds after them in the stream: docs/model.md); the values before it are in the comments.
+#: thresholds after them in the stream: docs/model.md), then after the refit with the breast-cancer subtypes (the
+#: reference breast cohort takes the hormone-receptor-positive default, the refitted death and disease-control
+#: parameters); the values before the refit are in the comments.
 PINNED = {
     "none": (
-        37463.31711756707,  # before the threshold layout change: 36865.882569804686
+        35448.57667456782,  # before the refit with the breast-cancer subtypes: 37463.31711756707
         {
-            "death": 98,  # before the threshold layout change: 104
-            "hypercalcaemia": 206,  # before the threshold layout change: 201
-            "new_lesion": 45,  # before the threshold layout change: 32
-            "osteoporotic_fracture": 3,  # before the threshold layout change: 5
-            "pathological_fracture": 74,  # before the threshold layout change: 89
-            "radiation_to_bone": 121,  # before the threshold layout change: 106
-            "renal_toxicity": 8,  # before the threshold layout change: 3
-            "spinal_cord_compression": 5,  # before the threshold layout change: 1
-            "surgery_to_bone": 22,  # before the threshold layout change: 24
+            "death": 99,  # before the refit with the breast-cancer subtypes: 98
+            "hypercalcaemia": 169,  # before the refit with the breast-cancer subtypes: 206
+            "new_lesion": 38,  # before the refit with the breast-cancer subtypes: 45
+            "osteoporotic_fracture": 2,  # before the refit with the breast-cancer subtypes: 3
+            "pathological_fracture": 70,  # before the refit with the breast-cancer subtypes: 74
+            "radiation_to_bone": 97,  # before the refit with the breast-cancer subtypes: 121
+            "renal_toxicity": 8,
+            "spinal_cord_compression": 5,
+            "surgery_to_bone": 17,  # before the refit with the breast-cancer subtypes: 22
         },
     ),
     "zoledronic_acid": (
-        38447.5653710608,  # before the threshold layout change: 38941.86567611828
+        36625.5031719509,  # before the refit with the breast-cancer subtypes: 38447.5653710608
         {
-            "acute_phase_reaction": 26,  # before the threshold layout change: 24
-            "death": 95,  # before the threshold layout change: 104
-            "hypercalcaemia": 44,  # before the threshold layout change: 56
+            "acute_phase_reaction": 26,
+            "death": 98,  # before the refit with the breast-cancer subtypes: 95
+            "hypercalcaemia": 35,  # before the refit with the breast-cancer subtypes: 44
             "hypocalcaemia": 1,
-            "new_lesion": 41,  # before the threshold layout change: 26
-            "osteonecrosis_of_the_jaw": 1,  # before the threshold layout change: 2
+            "new_lesion": 35,  # before the refit with the breast-cancer subtypes: 41
+            "osteonecrosis_of_the_jaw": 1,
             "osteoporotic_fracture": 2,
-            "pathological_fracture": 55,  # before the threshold layout change: 63
-            "radiation_to_bone": 55,  # before the threshold layout change: 49
-            "renal_toxicity": 13,  # before the threshold layout change: 4
-            "spinal_cord_compression": 6,  # before the threshold layout change: 1
-            "surgery_to_bone": 10,  # before the threshold layout change: 11
+            "pathological_fracture": 51,  # before the refit with the breast-cancer subtypes: 55
+            "radiation_to_bone": 39,  # before the refit with the breast-cancer subtypes: 55
+            "renal_toxicity": 11,  # before the refit with the breast-cancer subtypes: 13
+            "spinal_cord_compression": 3,  # before the refit with the breast-cancer subtypes: 6
+            "surgery_to_bone": 9,  # before the refit with the breast-cancer subtypes: 10
         },
     ),
     "pamidronate": (
-        37836.62487351136,  # before the threshold layout change: 37751.088691321536
+        35962.350288096546,  # before the refit with the breast-cancer subtypes: 37836.62487351136
         {
-            "acute_phase_reaction": 26,  # before the threshold layout change: 25
-            "death": 97,  # before the threshold layout change: 104
-            "hypercalcaemia": 135,  # before the threshold layout change: 144
-            "new_lesion": 46,  # before the threshold layout change: 28
-            "osteonecrosis_of_the_jaw": 1,  # before the threshold layout change: none
-            "osteoporotic_fracture": 2,  # before the threshold layout change: 4
-            "pathological_fracture": 67,  # before the threshold layout change: 72
-            "radiation_to_bone": 94,  # before the threshold layout change: 82
-            "renal_toxicity": 20,  # before the threshold layout change: 12
-            "spinal_cord_compression": 5,  # before the threshold layout change: 1
-            "surgery_to_bone": 16,  # before the threshold layout change: 18
+            "acute_phase_reaction": 26,
+            "death": 99,  # before the refit with the breast-cancer subtypes: 97
+            "hypercalcaemia": 112,  # before the refit with the breast-cancer subtypes: 135
+            "new_lesion": 36,  # before the refit with the breast-cancer subtypes: 46
+            "osteonecrosis_of_the_jaw": 1,
+            "osteoporotic_fracture": 2,
+            "pathological_fracture": 59,  # before the refit with the breast-cancer subtypes: 67
+            "radiation_to_bone": 71,  # before the refit with the breast-cancer subtypes: 94
+            "renal_toxicity": 19,  # before the refit with the breast-cancer subtypes: 20
+            "spinal_cord_compression": 4,  # before the refit with the breast-cancer subtypes: 5
+            "surgery_to_bone": 16,
         },
     ),
     "denosumab": (
-        38795.21229763562,  # before the threshold layout change: 38920.50676024024
+        36810.978064722956,  # before the refit with the breast-cancer subtypes: 38795.21229763562
         {
-            "acute_phase_reaction": 7,  # before the threshold layout change: 10
-            "death": 97,  # before the threshold layout change: 104
-            "hypercalcaemia": 126,  # before the threshold layout change: 114
-            "hypocalcaemia": 14,  # before the threshold layout change: 12
-            "new_lesion": 39,  # before the threshold layout change: 26
-            "osteonecrosis_of_the_jaw": 1,  # before the threshold layout change: 2
-            "osteoporotic_fracture": 2,  # before the threshold layout change: 4
-            "pathological_fracture": 50,  # before the threshold layout change: 58
-            "radiation_to_bone": 76,  # before the threshold layout change: 67
-            "renal_toxicity": 8,  # before the threshold layout change: 3
-            "spinal_cord_compression": 5,  # before the threshold layout change: 1
-            "surgery_to_bone": 11,
+            "acute_phase_reaction": 7,
+            "death": 100,  # before the refit with the breast-cancer subtypes: 97
+            "hypercalcaemia": 106,  # before the refit with the breast-cancer subtypes: 126
+            "hypocalcaemia": 15,  # before the refit with the breast-cancer subtypes: 14
+            "new_lesion": 32,  # before the refit with the breast-cancer subtypes: 39
+            "osteonecrosis_of_the_jaw": 1,
+            "osteoporotic_fracture": 2,
+            "pathological_fracture": 45,  # before the refit with the breast-cancer subtypes: 50
+            "radiation_to_bone": 57,  # before the refit with the breast-cancer subtypes: 76
+            "renal_toxicity": 8,
+            "spinal_cord_compression": 3,  # before the refit with the breast-cancer subtypes: 5
+            "surgery_to_bone": 10,  # before the refit with the breast-cancer subtypes: 11
         },
     ),
     "custom": (
-        42709.31462828646,  # before the threshold layout change: 44112.17852217809
+        40702.407459501075,  # before the refit with the breast-cancer subtypes: 42709.31462828646
         {
-            "death": 89,  # before the threshold layout change: 91
-            "hypercalcaemia": 22,  # before the threshold layout change: 27
-            "hypocalcaemia": 3,
-            "new_lesion": 24,  # before the threshold layout change: 15
+            "death": 89,
+            "hypercalcaemia": 11,  # before the refit with the breast-cancer subtypes: 22
+            "hypocalcaemia": 4,  # before the refit with the breast-cancer subtypes: 3
+            "new_lesion": 19,  # before the refit with the breast-cancer subtypes: 24
             "osteonecrosis_of_the_jaw": 1,
-            "osteoporotic_fracture": 2,  # before the threshold layout change: 4
-            "pathological_fracture": 50,  # before the threshold layout change: 53
-            "radiation_to_bone": 44,  # before the threshold layout change: 33
-            "renal_toxicity": 8,  # before the threshold layout change: 3
-            "spinal_cord_compression": 1,  # before the threshold layout change: none
-            "surgery_to_bone": 8,  # before the threshold layout change: 7
+            "osteoporotic_fracture": 2,
+            "pathological_fracture": 45,  # before the refit with the breast-cancer subtypes: 50
+            "radiation_to_bone": 28,  # before the refit with the breast-cancer subtypes: 44
+            "renal_toxicity": 8,
+            "spinal_cord_compression": 1,
+            "surgery_to_bone": 6,  # before the refit with the breast-cancer subtypes: 8
         },
     ),
 }

@@ -212,11 +212,13 @@ def test_androgen_deprivation_raises_osteoporotic_fractures_and_seeding_but_leav
         risk[key] = km_risk(np.minimum(f, fu), (f <= fu) * 1.0, horizon - 1)
     # Shahinian 2005: 19.4% vs 12.6% of men with any fracture within 5 years of starting androgen deprivation
     assert risk["castration_resistant", "none"] == pytest.approx(0.126, abs=0.03)
-    # men who start it at entry (castration-sensitive disease): model 20.7% vs 12.3%
-    assert risk["castration_sensitive", "adt"] == pytest.approx(0.207, abs=0.005)
+    # men who start it at entry (castration-sensitive disease): model 20.2% vs 13.5% (20.7% vs 12.3% before the
+    # lesion-threshold layout change and the refit with the breast-cancer subtypes)
+    assert risk["castration_sensitive", "adt"] == pytest.approx(0.202, abs=0.005)
     # castration-resistant men have been castrated for years: the fast loss of the first year (the remodelling
-    # space opening, 0.6 x 0.06 = 3.6% of density) happened before entry, so fewer fractures after it (17.6%)
-    assert risk["castration_resistant", "adt"] == pytest.approx(0.176, abs=0.005)
+    # space opening, 0.6 x 0.06 = 3.6% of density) happened before entry, so fewer fractures after it (17.0%;
+    # 17.6% before)
+    assert risk["castration_resistant", "adt"] == pytest.approx(0.170, abs=0.005)
     assert risk["castration_resistant", "none"] + 0.025 < risk["castration_resistant", "adt"]
     # ADT adds no kill to resistant disease; its higher systemic resorption (1.6) raises seeding through the
     # niche by 1.6**0.18 = 1.09 (docs/model.md), so new lesions are a little more common, never fewer
@@ -376,6 +378,7 @@ def test_triple_negative_breast_cancer_dies_sooner_and_breaks_bone_sooner_than_h
         )
         for code in (0, 2)
     )
-    # measured: median survival MS_HR against MS_TN months, median time to a first SRE SRE_HR against SRE_TN
+    # measured: median survival 18.3 months (hormone-receptor positive) against 9.3 (triple negative), median time
+    # to a first SRE 4.3 against 3.2 months (the reference cohort's heavy disease)
     assert os_tn < 0.6 * os_hr, (os_tn, os_hr)
     assert sre_tn < 0.85 * sre_hr, (sre_tn, sre_hr)

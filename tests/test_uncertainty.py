@@ -281,13 +281,14 @@ def test_draws_are_mirrored_pairs_centred_on_the_fit_and_inside_every_range():
     np.testing.assert_array_equal(first, sample(approx, 2002, seed=11)[:2001])
     assert np.all(first[:, 1] == REGISTRY["zoledronic_acid_emax"].value)  # held at the fit
     # a pair is rejected when either member leaves the range, so the deviations stay within the room
-    # to the NEARER end (1.7492 below) on both sides: the draws' mean is the fit. Rejecting each draw
-    # alone would keep deviations up to 2.8647 above and shift the mean of N(0, 0.91) truncated to
-    # [-1.7492, 2.8560] by +0.08 sd
-    assert np.abs(logs[:, 0]).max() <= math.log(1.15e-4 / 2e-5)
+    # to the NEARER end (1.7579 below, at the fitted 1.16e-4) on both sides: the draws' mean is the fit.
+    # Rejecting each draw alone would keep deviations up to 2.8473 above and shift the mean of N(0, 0.91)
+    # truncated to [-1.7579, 2.8473] by about +0.08 sd
+    room = math.log(REGISTRY["fracture_base_hazard"].value / REGISTRY["fracture_base_hazard"].low)  # 1.7579 at 1.16e-4
+    assert np.abs(logs[:, 0]).max() <= room
     assert logs[:2000, 0].mean() == pytest.approx(0.0, abs=1e-12)
-    # the spread: N(0, 0.91) truncated to +/-1.7492, a = 1.7492 / 0.954 = 1.834 sd: sd 0.954 x 0.842
-    a = math.log(1.15e-4 / 2e-5) / math.sqrt(0.91)
+    # the spread: N(0, 0.91) truncated to +/-1.7579, a = 1.7579 / 0.954 = 1.843 sd: sd 0.954 x 0.844
+    a = room / math.sqrt(0.91)
     assert logs[:, 0].std() == pytest.approx(math.sqrt(0.91) * truncnorm(-a, a).std(), rel=0.05)
     for j, name in enumerate(TWO):
         assert REGISTRY[name].low <= first[:, j].min() and first[:, j].max() <= REGISTRY[name].high
