@@ -27,18 +27,23 @@ Each therapy acts on the nodes it acts on in life (its registry rows are named i
   remodelling space, density 1), while every other therapy, and androgen deprivation in
   castration-sensitive disease, starts at randomisation.
 * **disease control** (breast, lung, head and neck): endocrine therapy (and an aromatase
-  inhibitor) and chemotherapy control the disease for a while, then it progresses and the next
+  inhibitor), anti-HER2 therapy ("targeted") and chemotherapy control the disease for a while, each
+  only in the patients whose tumour carries its target (:attr:`TherapyEffect.controls`: in breast
+  cancer endocrine therapy controls hormone-receptor-positive disease, anti-HER2 therapy
+  HER2-positive disease, chemotherapy every subtype and every other primary; the breast subtype
+  also scales the tumour's growth rate, :func:`subtype_growth`), then it progresses and the next
   line follows after ``control_switch_days``; each of :data:`CONTROL_LINES` lines controls it for
   an exponential time whose median is the first line's (``endocrine_control_days``,
-  ``chemotherapy_control_days``) times ``control_line_ratio`` per earlier line, and
+  ``chemotherapy_control_days``, ``her2_targeted_control_days``) times ``control_line_ratio`` per earlier line, and
   ``control_bone_only_ratio`` without visceral metastases. Under control every bone lesion takes
   the Norton-Simon log-kill ``disease_control_kill x ln 2 / doubling time`` of its patient (growth
   stops near the detection burden when it is 1); survival follows through the bone burden of the
   death hazard, and the non-skeletal part of that hazard is lowered by ``death_hr_disease_control``
   while the disease is controlled. The durations come from the stream purpose ``disease_control``.
 
-"targeted" and "immunotherapy" have no row: they change nothing (their control depends on the
-target and is not modelled).
+"immunotherapy" has no row: it changes nothing (its control depends on the target and is not
+modelled); "targeted" is anti-HER2 therapy and controls no primary other than HER2-positive breast
+cancer.
 
 Every protocol, version 1 included, resolves a background therapy per primary (its usual care), so
 :func:`background` returns ``None`` only for a bare cohort block that carries none (the model's own
