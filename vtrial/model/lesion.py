@@ -216,7 +216,7 @@ def established_state(
         *(np.shape(a) for a in (burden, traits.pthrp, drive, suppression, recruitment_sq, tgf_beta_keep))
     )
     p_l, r_b, a, d = (_flat(x, shape) for x in (pthrp, blastic, drive, suppression))
-    r2, keep = (x if np.ndim(x) == 0 else _flat(x, shape) for x in (recruitment_sq, tgf_beta_keep))
+    r2, keep = (x if is_scalar(x) else _flat(x, shape) for x in (recruitment_sq, tgf_beta_keep))
     m_now = np.ones(math.prod(shape))
     # lesions are independent and one whose M no longer changes is at a fixed point in float64 (its further
     # iterations repeat it exactly), so the iterated set is cut down, to the lesions that still move, only
@@ -268,9 +268,14 @@ def _rows(x: float | np.ndarray, moving: np.ndarray | None) -> float | np.ndarra
     return x if moving is None or not isinstance(x, np.ndarray) or x.ndim == 0 else x[moving]
 
 
+def is_scalar(x: float | np.ndarray) -> bool:
+    """``np.ndim(x) == 0`` for a float or an array, without its call (the step's inputs are read many times a step)."""
+    return not isinstance(x, np.ndarray) or x.ndim == 0
+
+
 def _applies(keep: float | np.ndarray) -> bool:
     """Whether a kept share must be multiplied in: any array (per lesion; x 1.0 is exact), or a scalar other than 1."""
-    return np.ndim(keep) > 0 or keep != 1.0
+    return not is_scalar(keep) or keep != 1.0
 
 
 def pthrp_induction(resorbed: np.ndarray, tgf_beta_keep: float | np.ndarray, params: Parameters) -> np.ndarray:
@@ -488,7 +493,7 @@ def relax(x: np.ndarray, target: np.ndarray, rate: np.ndarray | float, days: flo
     ``rate`` per element, or one float for all: its decay is then computed once, by ``np.exp`` of a
     one-element array (the value ``np.exp`` gives each element of an array, so the same numbers).
     """
-    if np.ndim(rate) == 0:
+    if is_scalar(rate):
         decay = np.exp(np.array([rate * -days]))[0]
     else:
         decay = np.multiply(rate, -days)
@@ -530,7 +535,7 @@ def _gompertz(y: np.ndarray, rate: np.ndarray, kill: float | np.ndarray, days: f
     """
     decay = rate * -days
     np.exp(decay, out=decay)
-    if np.ndim(kill) == 0 and kill == 0.0:
+    if is_scalar(kill) and kill == 0.0:
         return np.multiply(y, decay, out=decay)
     target = -kill / rate
     out = y - target
