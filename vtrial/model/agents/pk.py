@@ -47,9 +47,7 @@ def pool_kernel(days: np.ndarray, half_life_days: float, grid: np.ndarray) -> np
     return pool
 
 
-def _superposed(
-    days: np.ndarray, grid: np.ndarray, response: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray | None:
+def _superposed(days: np.ndarray, grid: np.ndarray, response: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
     """Sum over doses, in their order, of ``response(t)`` at the grid points after each dose (``t`` since it).
 
     From one table of ``response`` at the times that recur on the daily grid (:func:`_unit_times`;
