@@ -137,6 +137,36 @@ def test_pool_kernel_is_the_superposed_release_of_the_doses_before_each_day():
         assert np.array_equal(pool_kernel(given, 300.0, tail), matrix)
 
 
+def test_first_order_absorption_kernel_is_the_sum_of_a_doses_by_grid_array_bit_for_bit():
+    """From the table of recurring times (daily grid, whole dose days) or not, the bits of the ``[doses, grid]`` sum."""
+    from vtrial.model.agents.pk import _unit_times, first_order_absorption_kernel
+
+    ka, ke = 0.2, np.log(2.0) / 28.0
+
+    def matrix(given: np.ndarray, tail: np.ndarray) -> np.ndarray:
+        since = tail[None, :] - given[:, None]
+        after = since > 0
+        since = np.where(after, since, 0.0)
+        return np.sum(np.where(after, np.exp(-ke * since) - np.exp(-ka * since), 0.0), axis=0)
+
+    grid = np.arange(-30, 1830) + 0.5
+    doses = np.arange(-28.0, 1830.0, 28.0)
+    odd = np.arange(0.25, 1830.0, 24.5)
+    for given, tail in (
+        (doses, grid),
+        (doses[[0, 2, 3, 9, 40]], grid[400:]),
+        (doses[[9, 0, 40, 3]], grid),  # doses not in day order: added in their order
+        (doses[:5], grid[1700:]),
+        (odd, grid),
+        (doses[:0], grid),
+    ):
+        assert (_unit_times(given, tail) is not None) == (given is not odd and given.size > 0)
+        assert first_order_absorption_kernel(given, ka, ke, tail).tobytes() == matrix(given, tail).tobytes()
+    # hand value: one dose on day 0, read half a day later: e^{-0.5 ke} - e^{-0.5 ka}
+    value = first_order_absorption_kernel(np.array([0.0]), ka, ke, np.array([0.5]))[0]
+    assert value == pytest.approx(2 ** (-0.5 / 28.0) - np.exp(-0.1), rel=1e-12)
+
+
 def test_pool_kernel_table_equals_the_exponential_of_each_dose_bit_for_bit():
     """The table of recurring times gives the values of one exponential per dose and grid point; other grids fall back."""
     from vtrial.model.agents.pk import _unit_times, pool_kernel

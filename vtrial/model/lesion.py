@@ -215,31 +215,45 @@ def established_state(
     shape = np.broadcast_shapes(
         *(np.shape(a) for a in (burden, traits.pthrp, drive, suppression, recruitment_sq, tgf_beta_keep))
     )
-    inputs = [_flat(a, shape) for a in (pthrp, blastic, drive, suppression)]
-    shared = [a if np.ndim(a) == 0 else _flat(a, shape) for a in (recruitment_sq, tgf_beta_keep)]
-    size = math.prod(shape)
-    m, w, z = np.ones(size), np.empty(size), np.empty(size)
-    moving: np.ndarray | None = None  # indices of the lesions still iterated (None: all)
+    p_l, r_b, a, d = (_flat(x, shape) for x in (pthrp, blastic, drive, suppression))
+    r2, keep = (x if is_scalar(x) else _flat(x, shape) for x in (recruitment_sq, tgf_beta_keep))
+    m_now = np.ones(math.prod(shape))
+    # lesions are independent and one whose M no longer changes is at a fixed point in float64 (its further
+    # iterations repeat it exactly), so the iterated set is cut down, to the lesions that still move, only
+    # when they are fewer than half of it; ``rows`` are their indices (None: all), w, z and M are written
+    # back to the whole arrays only then and at the end
+    rows: np.ndarray | None = None
     for _ in range(ESTABLISHED_ITERATIONS):
-        p_l, r_b, a, d = inputs if moving is None else [x[moving] for x in inputs]
-        r2, keep = (_rows(x, moving) for x in shared)
-        m_now = m if moving is None else m[moving]
-        x2 = np.square(_recruitment_factor(p_l * m_now, r_b, cells.il6_keep, params)) * r2
-        w_now = x2 * a / d
+        x2 = _recruitment_factor(p_l * m_now, r_b, cells.il6_keep, params)
+        np.square(x2, out=x2)
+        if _applies(r2):
+            x2 *= r2
+        w_now = x2 * a
+        w_now /= d
         v = np.sqrt(w_now)
-        u = x2 / v
-        z_now = v**0.375 / np.sqrt(u)
-        m_next = pthrp_induction(u * z_now, keep, params)
+        u = np.divide(x2, v, out=x2)
+        z_now = np.power(v, 0.375, out=v)
+        z_now /= np.sqrt(u)
+        m_next = pthrp_induction(np.multiply(u, z_now, out=u), keep, params)
         moved = np.flatnonzero(m_next != m_now)
-        if moving is None:
-            w, z, m = w_now, z_now, m_next
-        else:
-            w[moving], z[moving], m[moving] = w_now, z_now, m_next
-        # a lesion whose M no longer changes is at a fixed point in float64: its further iterations repeat it exactly
         if not moved.size:
             break
-        if moving is not None or 2 * moved.size < m.size:  # iterate only the lesions that still move
-            moving = moved if moving is None else moving[moved]
+        if 2 * moved.size < m_next.size:
+            if rows is None:
+                w, z, m = w_now, z_now, m_next
+                rows = moved
+            else:
+                w[rows], z[rows], m[rows] = w_now, z_now, m_next
+                rows = rows[moved]
+            p_l, r_b, a, d = (x[moved] for x in (p_l, r_b, a, d))
+            r2, keep = (_rows(x, moved) for x in (r2, keep))
+            m_now = m_next[moved]
+        else:
+            m_now = m_next
+    if rows is None:
+        w, z, m = w_now, z_now, m_next
+    else:
+        w[rows], z[rows], m[rows] = w_now, z_now, m_next
     w_out, z_out, m_out = (np.asarray(a, dtype=STATE_DTYPE).reshape(shape) for a in (w, z, m))
     return LesionState(w_out, np.asarray(np.log(burden), dtype=STATE_DTYPE), z_out, m_out)
 
@@ -254,9 +268,14 @@ def _rows(x: float | np.ndarray, moving: np.ndarray | None) -> float | np.ndarra
     return x if moving is None or not isinstance(x, np.ndarray) or x.ndim == 0 else x[moving]
 
 
+def is_scalar(x: float | np.ndarray) -> bool:
+    """``np.ndim(x) == 0`` for a float or an array, without its call (the step's inputs are read many times a step)."""
+    return not isinstance(x, np.ndarray) or x.ndim == 0
+
+
 def _applies(keep: float | np.ndarray) -> bool:
     """Whether a kept share must be multiplied in: any array (per lesion; x 1.0 is exact), or a scalar other than 1."""
-    return np.ndim(keep) > 0 or keep != 1.0
+    return not is_scalar(keep) or keep != 1.0
 
 
 def pthrp_induction(resorbed: np.ndarray, tgf_beta_keep: float | np.ndarray, params: Parameters) -> np.ndarray:
@@ -474,7 +493,7 @@ def relax(x: np.ndarray, target: np.ndarray, rate: np.ndarray | float, days: flo
     ``rate`` per element, or one float for all: its decay is then computed once, by ``np.exp`` of a
     one-element array (the value ``np.exp`` gives each element of an array, so the same numbers).
     """
-    if np.ndim(rate) == 0:
+    if is_scalar(rate):
         decay = np.exp(np.array([rate * -days]))[0]
     else:
         decay = np.multiply(rate, -days)
@@ -516,7 +535,7 @@ def _gompertz(y: np.ndarray, rate: np.ndarray, kill: float | np.ndarray, days: f
     """
     decay = rate * -days
     np.exp(decay, out=decay)
-    if np.ndim(kill) == 0 and kill == 0.0:
+    if is_scalar(kill) and kill == 0.0:
         return np.multiply(y, decay, out=decay)
     target = -kill / rate
     out = y - target

@@ -37,6 +37,7 @@ from vtrial.model.lesion import (
     formation_rate,
     gompertz_rate,
     interface_share,
+    is_scalar,
     lesion_traits,
     strength,
     turnover,
@@ -534,7 +535,7 @@ def _per_lesion(value: float | np.ndarray, owner: np.ndarray) -> float | np.ndar
     ``np.take`` gathers the same elements as indexing, ~2.5x faster on the lesion arrays; its mode ``wrap``
     (the indices are valid, so they are not changed) skips the bounds check of the default mode: ~15-25% faster.
     """
-    return value if np.ndim(value) == 0 else np.take(np.asarray(value, dtype=STATE_DTYPE), owner, mode="wrap")
+    return value if is_scalar(value) else np.take(np.asarray(value, dtype=STATE_DTYPE), owner, mode="wrap")
 
 
 def _prior_history(p: _Rows, lesions: _Rows, exposure: Exposure, params: Parameters) -> None:

@@ -6,6 +6,8 @@ dose days of one administration, by closed-form superposition: no ODE, no per-pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -13,8 +15,13 @@ def first_order_absorption_kernel(days: np.ndarray, ka: float, ke: float, grid: 
     """Sum over doses of ``e^{-ke t} - e^{-ka t}`` (``t`` since each dose) on ``grid``.
 
     Times the dose scale ``dose F ka / (V (ka - ke))`` it is the concentration of a
-    one-compartment model with first-order absorption.
+    one-compartment model with first-order absorption. The sum is that of a ``[doses, grid]``
+    array (the doses' terms in their order, zeros before each dose); on the daily grid with whole
+    dose days its terms come from one table of the recurring times (:func:`_superposed`).
     """
+    kernel = _superposed(days, grid, lambda since: np.exp(-ke * since) - np.exp(-ka * since))
+    if kernel is not None:
+        return kernel
     since = grid[None, :] - days[:, None]
     after = since > 0
     since = np.where(after, since, 0.0)
@@ -26,23 +33,37 @@ def pool_kernel(days: np.ndarray, half_life_days: float, grid: np.ndarray) -> np
 
     Each dose adds its decay on the grid points after it, in the order of the doses (a sum over
     a ``[doses, grid]`` array would add the same terms, and zeros, in the same order). On the
-    daily grid with whole dose days the times since the doses recur (:func:`_unit_times`): their
-    decays are computed once and each dose adds its slice (the same arguments, so the same values).
+    daily grid with whole dose days the times since the doses recur: their decays are computed
+    once and each dose adds its slice (:func:`_superposed`).
     """
     rate = -np.log(2.0) / half_life_days
+    pool = _superposed(days, grid, lambda since: np.exp(rate * since))
+    if pool is not None:
+        return pool
     pool = np.zeros(grid.shape)
     after = np.searchsorted(grid, days, side="right")
-    since = _unit_times(days, grid)
-    if since is not None:
-        decay = np.exp(rate * since)
-        for start, day in zip(after.tolist(), days.tolist()):
-            if start < grid.size:
-                first = int(grid[start] - day)  # grid[start] - day = first + 0.5
-                pool[start:] += decay[first : first + grid.size - start]
-        return pool
     for day, start in zip(days.tolist(), after.tolist()):
         pool[start:] += np.exp(rate * (grid[start:] - day))
     return pool
+
+
+def _superposed(days: np.ndarray, grid: np.ndarray, response: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
+    """Sum over doses, in their order, of ``response(t)`` at the grid points after each dose (``t`` since it).
+
+    From one table of ``response`` at the times that recur on the daily grid (:func:`_unit_times`;
+    the same arguments, so the same values), each dose adding its slice; None when the times do
+    not recur.
+    """
+    since = _unit_times(days, grid)
+    if since is None:
+        return None
+    table = response(since)
+    out = np.zeros(grid.shape)
+    for start, day in zip(np.searchsorted(grid, days, side="right").tolist(), days.tolist()):
+        if start < grid.size:
+            first = int(grid[start] - day)  # grid[start] - day = first + 0.5
+            out[start:] += table[first : first + grid.size - start]
+    return out
 
 
 def _unit_times(days: np.ndarray, grid: np.ndarray) -> np.ndarray | None:
