@@ -446,6 +446,25 @@ class PriorTreatment(_Schema):
         return [_dosing_phase(self, -self.months * DAYS_PER_MONTH, 0.0, None)]
 
 
+def _check_weights(
+    weights: dict[str, float], names: tuple[str, ...], what: str, table: str, empty: str, fix: str
+) -> dict[str, float]:
+    """A table of relative weights over ``names``: known keys, no negative weight, a positive finite sum.
+
+    ``what`` names one key in messages ("primary tumour"), ``table`` the table ("primary").
+    """
+    for key, weight in weights.items():
+        if key not in names:
+            raise _invalid(
+                f"unknown {what} {key!r}.{_closest(key, names)}", f"use weights over {', '.join(names)}", field=key
+            )
+        if weight < 0:
+            raise _invalid(f"weight {weight} is negative", "use a weight of 0 or more", field=key)
+    if not 0 < sum(weights.values()) < float("inf"):
+        raise _invalid(f"the {table} weights sum to {sum(weights.values())}: {empty}", fix)
+    return weights
+
+
 class Cohort(_Schema):
     """``[cohort]``: primary-tumour mix, eligibility and the resolved profile of each primary.
 
@@ -492,42 +511,28 @@ class Cohort(_Schema):
     @field_validator("primary")
     @classmethod
     def _known_weights(cls, weights: dict[str, float]) -> dict[str, float]:
-        for primary, weight in weights.items():
-            if primary not in PRIMARIES:
-                raise _invalid(
-                    f"unknown primary tumour {primary!r}.{_closest(primary, PRIMARIES)}",
-                    f"use weights over {', '.join(PRIMARIES)}",
-                    field=primary,
-                )
-            if weight < 0:
-                raise _invalid(f"weight {weight} is negative", "use a weight of 0 or more", field=primary)
-        if not 0 < sum(weights.values()) < float("inf"):
-            raise _invalid(
-                f"the primary weights sum to {sum(weights.values())}: no patient can be sampled",
-                "give at least one primary a positive weight and keep the weights small, e.g. primary = { breast = 1.0 }",
-            )
-        return weights
+        return _check_weights(
+            weights,
+            PRIMARIES,
+            "primary tumour",
+            "primary",
+            "no patient can be sampled",
+            "give at least one primary a positive weight and keep the weights small, e.g. primary = { breast = 1.0 }",
+        )
 
     @field_validator("breast_subtype")
     @classmethod
     def _known_subtypes(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
         if weights is None:
             return None
-        for subtype, weight in weights.items():
-            if subtype not in BREAST_SUBTYPES:
-                raise _invalid(
-                    f"unknown breast-cancer subtype {subtype!r}.{_closest(subtype, BREAST_SUBTYPES)}",
-                    f"use weights over {', '.join(BREAST_SUBTYPES)}",
-                    field=subtype,
-                )
-            if not weight >= 0:
-                raise _invalid(f"weight {weight} is negative", "use a weight of 0 or more", field=subtype)
-        if not 0 < sum(weights.values()) < float("inf"):
-            raise _invalid(
-                f"the subtype weights sum to {sum(weights.values())}: no breast patient can be sampled",
-                "give at least one subtype a positive weight, e.g. breast_subtype = { hr_positive = 1.0 }",
-            )
-        return weights
+        return _check_weights(
+            weights,
+            BREAST_SUBTYPES,
+            "breast-cancer subtype",
+            "subtype",
+            "no breast patient can be sampled",
+            "give at least one subtype a positive weight, e.g. breast_subtype = { hr_positive = 1.0 }",
+        )
 
     @model_validator(mode="after")
     def _consistent(self) -> Cohort:
