@@ -170,8 +170,10 @@ def background(cohort_block: CohortBlock, arm: ArmLike, params: Parameters) -> B
             rise += getattr(params, effect.rankl_rise) * receives
         if effect.control is not None:  # the longest-controlling therapy listed sets the median
             # a therapy aimed at a receptor controls only the breast subtypes that carry it, and no other primary
-            codes = [BREAST_SUBTYPES.index(s) for s in effect.controls]
-            target = ~prostate if effect.controls == BREAST_SUBTYPES else (primary == _BREAST) & np.isin(subtype, codes)
+            if effect.controls == BREAST_SUBTYPES:
+                target = ~prostate
+            else:
+                target = (primary == _BREAST) & np.isin(subtype, [BREAST_SUBTYPES.index(s) for s in effect.controls])
             control_days = np.maximum(control_days, getattr(params, effect.control) * (receives & target))
         on = receives & prostate
         hormonal |= on & effect.hormonal
