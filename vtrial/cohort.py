@@ -135,14 +135,25 @@ BIOLOGY: tuple[str, ...] = ("tumour_growth_rate", "pthrp_secretion", "osteoblast
 PHENOTYPES: tuple[str, ...] = ("lytic", "mixed", "blastic")
 
 
+def _cdf(weights: dict[str, float], names: tuple[str, ...]) -> np.ndarray:
+    """Cumulative probabilities over ``names`` of a table of relative weights (absent names: 0)."""
+    w = np.array([weights.get(k, 0.0) for k in names])
+    return np.cumsum(w) / w.sum()
+
+
+def _category(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Category of each uniform ``u`` under one table of cumulative probabilities."""
+    return np.searchsorted(cdf[:-1], u, side="right")
+
+
 class _Tables:
     """Per-primary parameters as arrays indexed by primary code (absent primaries: any profile)."""
 
     def __init__(self, cohort: Cohort) -> None:
         present = next(iter(cohort.by_primary.values()))
         profiles = [cohort.by_primary.get(p, present) for p in PRIMARIES]
-        weights = np.array([cohort.primary.get(p, 0.0) for p in PRIMARIES])
-        self.primary_cdf = np.cumsum(weights) / weights.sum()
+        self.primary_cdf = _cdf(cohort.primary, PRIMARIES)
+        self.subtype_cdf = None if cohort.breast_subtype is None else _cdf(cohort.breast_subtype, BREAST_SUBTYPES)
 
         def col(get: Callable[[PrimaryProfile], Any]) -> np.ndarray:
             return np.array([get(profile) for profile in profiles], dtype=float)
@@ -223,7 +234,7 @@ def sample_cohort(protocol: Protocol, patient_ids: np.ndarray, streams: Streams)
 
     # primary tumour, for whole chunks: eligibility resampling needs it for every chunk row
     cohort_draws = streams.draws("cohort", ids)
-    primary_rows = np.searchsorted(t.primary_cdf[:-1], cohort_draws.chunk_rows("random"), side="right")
+    primary_rows = _category(t.primary_cdf, cohort_draws.chunk_rows("random"))
     age, crcl, ecog = (np.empty(len(primary_rows)), np.empty(len(primary_rows)), np.empty(len(primary_rows), np.int8))
     pending = np.ones(len(primary_rows), dtype=bool)
     eligibility_draws = streams.draws("eligibility", ids)
@@ -250,10 +261,8 @@ def sample_cohort(protocol: Protocol, patient_ids: np.ndarray, streams: Streams)
     biology = dict(zip(BIOLOGY, np.exp(t.biology_sd_log[primary] * z).T))
 
     breast_subtype = None
-    if protocol.cohort.breast_subtype is not None:
-        weights = np.array([protocol.cohort.breast_subtype.get(k, 0.0) for k in BREAST_SUBTYPES])
-        cdf = np.cumsum(weights) / weights.sum()
-        code = np.searchsorted(cdf[:-1], streams.draws("subtype", ids).random(), side="right").astype(np.int8)
+    if t.subtype_cdf is not None:
+        code = _category(t.subtype_cdf, streams.draws("subtype", ids).random()).astype(np.int8)
         breast_subtype = np.where(primary == PRIMARIES.index("breast"), code, np.int8(-1))
 
     entry_day = streams.draws("accrual", ids).random() * protocol.trial.accrual_months * DAYS_PER_MONTH
