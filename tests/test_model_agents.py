@@ -67,10 +67,11 @@ ARMS = {
 #: thresholds after them in the stream: docs/model.md), then after the refit with the breast-cancer subtypes (the
 #: reference breast cohort takes the hormone-receptor-positive default, the refitted death and disease-control
 #: parameters). Re-pinned when the step went from one week to two (docs/performance.md, "Step size"): the weekly
-#: values are in the comments (follow-up within 0.2%, event counts within 2 but the rare ones).
+#: values are in the comments (follow-up within 0.2%, event counts within 2 but the rare ones), with the laboratory
+#: calcium read on the visit day (the step's end) instead of over the step before it.
 PINNED = {
     "none": (
-        35525.443140934716,  # weekly steps (before the two-week step): 35448.57667456782
+        35525.443140934716,  # weekly steps: 35448.57667456782
         {
             "death": 100,  # weekly steps: 99
             "hypercalcaemia": 170,  # weekly steps: 169
@@ -84,7 +85,7 @@ PINNED = {
         },
     ),
     "zoledronic_acid": (
-        36639.35075741897,  # weekly steps (before the two-week step): 36625.5031719509
+        36639.35075741897,  # weekly steps: 36625.5031719509
         {
             "acute_phase_reaction": 26,
             "death": 98,
@@ -101,7 +102,7 @@ PINNED = {
         },
     ),
     "pamidronate": (
-        35995.4223016719,  # weekly steps (before the two-week step): 35962.350288096546
+        35995.4223016719,  # weekly steps: 35962.350288096546
         {
             "acute_phase_reaction": 26,
             "death": 99,
@@ -117,12 +118,12 @@ PINNED = {
         },
     ),
     "denosumab": (
-        36839.82944198787,  # weekly steps (before the two-week step): 36810.978064722956
+        36839.82944198787,  # weekly steps: 36810.978064722956
         {
             "acute_phase_reaction": 7,
             "death": 100,
             "hypercalcaemia": 105,  # weekly steps: 106
-            "hypocalcaemia": 17,  # weekly steps: 15
+            "hypocalcaemia": 10,  # weekly steps: 15
             "new_lesion": 32,
             "osteonecrosis_of_the_jaw": 1,
             "osteoporotic_fracture": 2,
@@ -134,11 +135,11 @@ PINNED = {
         },
     ),
     "custom": (
-        40719.598225567956,  # weekly steps (before the two-week step): 40702.407459501075
+        40719.598225567956,  # weekly steps: 40702.407459501075
         {
             "death": 89,
             "hypercalcaemia": 11,
-            "hypocalcaemia": 3,  # weekly steps: 4
+            # hypocalcaemia: none (weekly steps: 4)
             "new_lesion": 19,
             "osteonecrosis_of_the_jaw": 1,
             "osteoporotic_fracture": 2,

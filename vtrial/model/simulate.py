@@ -328,8 +328,6 @@ def simulate(
             kill = kill + uptake
             share = interface_share(L.interface, uptake, days, params)  # step mean; L.interface moves to its end
             cells = replace(cells, osteoblast_drive_keep=drive_keep * share)
-        lab_visit = end % LAB_VISIT_DAYS == 0  # the step before a visit: blood is drawn before that day's dose
-        bone_before = L.z.copy() if lab_visit else L.z  # read by the calcium at a visit only
         sig = advance(
             state,
             traits,
@@ -356,10 +354,6 @@ def simulate(
         owner = L.owner
         total = np.bincount(owner, sig.burden, rows)
         load = np.bincount(owner, sig.burden * sig.pthrp * sig.tgf_beta, rows)  # PTHrP-driven resorption
-        if lab_visit:
-            _hypocalcaemia(
-                p, L, inputs, bone_before, sig, calcium_draws[:, step % CALCIUM_DRAW_STEPS], start, days, log, params
-            )
         supp = inputs.suppression
         exposure_mid = p.cum_suppression + 0.5 * days * supp
         p.cum_suppression[:] += days * supp
@@ -402,6 +396,8 @@ def simulate(
                 died[p.index[r]] = True
                 end_day[p.index[r]] = t[dead]
                 p.stop[r] = np.minimum(p.stop[r], t[dead])
+        if end % LAB_VISIT_DAYS == 0:  # a laboratory visit on the step's last day (before that day's dose)
+            _hypocalcaemia(p, lesions, exposure, end, calcium_draws[:, step % CALCIUM_DRAW_STEPS], log, params)
     if pending is not None:
         pending.record(p, lesions, exposure, int(grid[-1]), visits, params)
     return (*_tables(cb, arm, log, end_day, died, dropped, stop), _marker_table(cb, arm, visits))
@@ -698,50 +694,28 @@ def _heterogeneity(streams: Streams, patient_id: np.ndarray, params: Parameters)
 
 
 def _hypocalcaemia(
-    p: _Rows,
-    lesions: _Rows,
-    inputs: StepInputs,
-    bone_before: np.ndarray,
-    sig,
-    noise: np.ndarray,
-    start: int,
-    days: float,
-    log,
-    params: Parameters,
+    p: _Rows, lesions: _Rows, exposure: Exposure, day: int, noise: np.ndarray, log, params: Parameters
 ) -> None:
-    """Serum calcium at a laboratory visit; record ``hypocalcaemia`` where it is below grade 2 (CTCAE >= 2).
+    """Serum calcium at a laboratory visit on ``day``; record ``hypocalcaemia`` where it is below grade 2 (CTCAE >= 2).
 
-    Called on the steps that end at a scheduled visit (every :data:`LAB_VISIT_DAYS` from
-    randomisation; the sample is drawn before that day's dose, as the markers' visits):
-    hypocalcaemia is an adverse event as the trials found it, at their laboratory visits, not
-    every dip of the true calcium between them.
-
-    The calcium law of the markers (:func:`vtrial.model.markers.calcium`) with the step's bone
-    fluxes: each lesion's net release ``u^(1/2) Z - v^(3/8)`` is its bone lost over the step,
-    ``-dZ / (k_Z days)`` (the bone equation integrated exactly), and ``T P`` at mid-step. Day-to-day
+    Called at the end of the steps that end on a scheduled visit (every :data:`LAB_VISIT_DAYS` from
+    randomisation): hypocalcaemia is an adverse event as the trials found it, at their laboratory
+    visits, not every dip of the true calcium between them. The calcium is that of the marker
+    visits (:func:`_marker_truth`: the states on the visit day, the drug inputs of the day before,
+    as the sample precedes that day's dose), so it does not depend on the step. Day-to-day
     variation: log-normal with CV ``calcium_cv``, from the ``calcium`` stream purpose (one draw per
-    patient and step). One event per episode, at mid-step: a patient is recorded again only after its
-    calcium came back to grade 0-1 at a later visit.
+    patient and step). Only patients on study on the visit day are measured; one event per episode,
+    on the visit day: a patient is recorded again only after its calcium came back to grade 0-1 at
+    a later visit.
     """
-    L = lesions
-    rows = p.size
-    release = np.bincount(L.owner, bone_before - L.z, rows) / (params.bone_turnover_rate * days)
-    serum = mk.calcium(
-        inputs.recruitment * p.rankl_factor,
-        p.skeleton_w,
-        release,
-        np.bincount(L.owner, sig.burden * sig.pthrp, rows),
-        p.calcium_setpoint,
-        p.calcium_gains,
-        params,
-    )
+    serum = _marker_truth(p, lesions, exposure, day, params)[:, 2]
     serum *= np.exp(log_sd(params.calcium_cv) * noise[p.index])
-    low = serum < mk.HYPOCALCAEMIA_GRADE_2_MMOL_L
+    low = (serum < mk.HYPOCALCAEMIA_GRADE_2_MMOL_L) & (p.stop > day)
     onset = np.flatnonzero(low & ~p.calcium_low)
     p.calcium_low[:] = low
     if onset.size:
         none = np.full(onset.size, -1)
-        _record(log, p, onset, np.full(onset.size, start + 0.5 * days), _TYPE_CODE["hypocalcaemia"], none, none)
+        _record(log, p, onset, np.full(onset.size, float(day)), _TYPE_CODE["hypocalcaemia"], none, none)
 
 
 def _background_arrays(background: systemic.Background, cb: CohortBlock, streams: Streams):
