@@ -14,7 +14,16 @@ from lifelines.statistics import multivariate_logrank_test
 from lifelines.utils import median_survival_times, restricted_mean_survival_time
 from scipy import stats
 
-from vtrial.analysis import cox_comparison, summarise, summarise_run, to_json, write_summary
+from vtrial.analysis import (
+    analysis_settings,
+    cox_comparison,
+    read_protocol,
+    summarise,
+    summarise_run,
+    to_json,
+    write_summary,
+)
+from vtrial.analysis.run import read_tables
 from vtrial.analysis.proportions import (
     clopper_pearson,
     fisher_p_value,
@@ -701,3 +710,43 @@ def test_run_folder_markers_are_summarised_and_old_folders_have_none(tmp_path):
         assert arm["markers"]["13"]["untx_change_pct"] == pytest.approx(-75.0)
         assert arm["markers"]["13"]["bsap_change_pct"] == pytest.approx(-20.0)
         assert arm["markers"]["13"]["untx_below_50"] == 1.0 and arm["markers"]["13"]["n"] == 2
+
+
+@pytest.mark.parametrize("design", ["parallel", "paired"])
+def test_summary_is_the_same_from_text_and_from_categorical_columns(design):
+    # the run's analysis reads text as categoricals (fast comparisons); categories in any order
+    # give the summary of Python strings, number for number (the codes are re-sorted)
+    arms = ("zeta", "alpha", "mid")
+    patients, events = make_trial(
+        seed=12,
+        n=400,
+        arms=arms,
+        sre_per_day=(1 / 300, 0.7 / 300, 0.9 / 300),
+        death_per_day=(1 / 900,) * 3,
+        paired=design == "paired",
+        primaries=("breast", "prostate"),
+    )
+    options = {**settings(arms, design), "reference_arm": "zeta"}
+    unsorted = {"arm": list(arms), "type": ["radiation_to_bone", "hypocalcaemia", "pathological_fracture"]}
+    as_categories = {
+        name: frame.assign(
+            **{c: pd.Categorical(frame[c], categories=unsorted[c]) for c in ("arm", "type") if c in frame}
+        )
+        for name, frame in (("patients", patients), ("events", events))
+    }
+    assert list(as_categories["patients"]["arm"].cat.categories) == ["zeta", "alpha", "mid"]
+    text = to_json(summarise(patients, events, **options))
+    assert to_json(summarise(as_categories["patients"], as_categories["events"], **options)) == text
+    assert json.loads(text)["comparisons"][0]["arm"] == "alpha"
+
+
+def test_run_folder_tables_read_as_sorted_categoricals_give_the_same_summary(tmp_path):
+    run = make_run_folder(tmp_path / "run")
+    patients, events, _ = read_tables(run, ["control", "active"], categorical=True)
+    assert list(patients["arm"].cat.categories) == ["active", "control"]
+    assert list(events["type"].cat.categories) == sorted(set(pd.read_parquet(run / "events.parquet")["type"]))
+    text_tables = read_tables(run, ["control", "active"])
+    assert text_tables[0]["arm"].dtype == object
+    assert write_summary(run).read_text() == to_json(
+        summarise(text_tables[0], text_tables[1], **analysis_settings(read_protocol(run)))
+    )

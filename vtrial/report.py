@@ -814,7 +814,7 @@ def landmarks_past_followup(summary: Mapping, patients: pd.DataFrame, labels: Ma
     The estimate ends at an arm's last follow-up; with staggered entry nobody is followed the
     whole horizon, so a landmark at the horizon is past it.
     """
-    longest = (patients.groupby("arm")["followup_days"].max() / DAYS_PER_MONTH).to_dict()
+    longest = (patients.groupby("arm", observed=True)["followup_days"].max() / DAYS_PER_MONTH).to_dict()
     notes = []
     for months in summary["landmarks_months"]:
         key = landmark_key(months)
@@ -1007,7 +1007,7 @@ def write_report(
     run_dir = Path(run_dir)
     summary = json.loads(to_json(summarise_run(run_dir) if summary is None else summary))
     if patients is None:
-        patients = read_table(run_dir, "patients.parquet", PATIENT_SCHEMA, unique=KEY)
+        patients = read_table(run_dir, "patients.parquet", PATIENT_SCHEMA, KEY, categorical=True)
     brief = protocol_brief(read_protocol(run_dir))
     figures = report_figures(summary, patients, brief)
     html = render_report(summary, patients, brief, _read_manifest(run_dir), figures)

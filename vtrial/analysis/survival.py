@@ -389,11 +389,13 @@ def counting_process(patients: pd.DataFrame, events: pd.DataFrame) -> pd.DataFra
     keys = ["patient_id", "arm"]
     sre = events.loc[events["counted"].to_numpy(dtype=bool), keys + ["day"]]
     sre = sre.assign(day=np.ceil(sre["day"].to_numpy(dtype=float))).sort_values(keys + ["day"], kind="stable")
-    step = NUDGE_DAYS * (sre.groupby(keys, sort=False).cumcount().to_numpy() + 1)
-    lifted = pd.Series(sre["day"].to_numpy() - step, index=sre.index).groupby([sre[k] for k in keys]).cummax()
+    step = NUDGE_DAYS * (sre.groupby(keys, sort=False, observed=True).cumcount().to_numpy() + 1)
+    lifted = (
+        pd.Series(sre["day"].to_numpy() - step, index=sre.index).groupby([sre[k] for k in keys], observed=True).cummax()
+    )
     sre = sre.assign(stop=step + np.maximum(lifted.to_numpy(), 0.0), event=True)
-    sre["start"] = sre.groupby(keys, sort=False)["stop"].shift(1, fill_value=0.0)
-    last = sre.groupby(keys, sort=False)["stop"].max().rename("start")
+    sre["start"] = sre.groupby(keys, sort=False, observed=True)["stop"].shift(1, fill_value=0.0)
+    last = sre.groupby(keys, sort=False, observed=True)["stop"].max().rename("start")
     tail = patients[keys + ["followup_days"]].merge(last, on=keys, how="left")
     tail = tail.assign(
         start=tail["start"].fillna(0.0), stop=np.ceil(tail["followup_days"].to_numpy(dtype=float)), event=False
