@@ -34,6 +34,7 @@ from vtrial.analysis.proportions import (
 from vtrial.analysis.summary import marker_summary, paired_view, radiotherapy_retreatment
 from vtrial.analysis.survival import (
     DEATH,
+    NUDGE_DAYS,
     SRE,
     _aalen_johansen,
     counting_process,
@@ -363,6 +364,29 @@ def test_counting_process_rows_by_hand():
         [2, 0.0, 3.0, True],
         [3, 0.0, 8.0, False],
     ]
+
+
+def test_counting_process_equals_its_formula_patient_by_patient():
+    # paired ids (a patient under both arms) and several SREs a day apart or on one day
+    patients, events = make_trial(seed=3, n=150, sre_per_day=(1 / 60, 1 / 90), paired=True)
+    rows = counting_process(patients, events)
+    expected = []
+    counted = events[events["counted"]]
+    for pid, arm in sorted(zip(patients["patient_id"], patients["arm"])):  # arms as text: active, control
+        mine = counted[(counted["patient_id"] == pid) & (counted["arm"] == arm)]
+        previous, running = 0.0, -math.inf
+        for k, day in enumerate(sorted(np.ceil(mine["day"]))):
+            running = max(running, day - NUDGE_DAYS * (k + 1))
+            stop = NUDGE_DAYS * (k + 1) + max(0.0, running)
+            expected.append([pid, arm, previous, stop, True])
+            previous = stop
+        end = math.ceil(
+            patients.loc[(patients["patient_id"] == pid) & (patients["arm"] == arm), "followup_days"].item()
+        )
+        if end > previous:
+            expected.append([pid, arm, previous, float(end), False])
+    assert max(counted.groupby(["patient_id", "arm"]).size()) >= 5
+    assert [[int(r[0]), str(r[1]), *r[2:]] for r in rows.values.tolist()] == expected
 
 
 # --- the summary -----------------------------------------------------------------------------
