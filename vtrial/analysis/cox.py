@@ -85,24 +85,24 @@ class BinaryCoxFitter:
         reason = self._infinite_estimate(d, d1, n0, n1, k, frac)
         if reason is not None:
             return self._not_estimable(reason)
+        # each evaluation gives the likelihood, score and information at once: the candidate's
+        # serve the next step and, at convergence, the variance
         beta, converged = 0.0, False
-        loglik = self._efron(beta, d, d1, n0, n1, k, frac)[0]
+        loglik, score, information = self._efron(beta, d, d1, n0, n1, k, frac)
         for _ in range(MAX_ITERATIONS):
-            _, score, information = self._efron(beta, d, d1, n0, n1, k, frac)
             step = score / information
             candidate = beta + step
-            new = self._efron(candidate, d, d1, n0, n1, k, frac)[0]
-            while new < loglik and abs(step) > TOLERANCE:  # step halving keeps the ascent monotone
+            new = self._efron(candidate, d, d1, n0, n1, k, frac)
+            while new[0] < loglik and abs(step) > TOLERANCE:  # step halving keeps the ascent monotone
                 step /= 2
                 candidate = beta + step
-                new = self._efron(candidate, d, d1, n0, n1, k, frac)[0]
-            beta, loglik = candidate, new
+                new = self._efron(candidate, d, d1, n0, n1, k, frac)
+            beta, (loglik, score, information) = candidate, new
             if abs(step) < TOLERANCE:
                 converged = True
                 break
         if not converged:
             return self._not_estimable("the Cox model did not converge")
-        _, _, information = self._efron(beta, d, d1, n0, n1, k, frac)
         variance = 1.0 / information
         self.model_standard_error_ = float(np.sqrt(variance))
         if cluster is not None:
