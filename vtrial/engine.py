@@ -19,6 +19,7 @@ import threading
 import time
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -675,12 +676,15 @@ def run_trial(
                 on_progress(finished, total, patients_done)
         if finish is not None and backend == "loky" and jobs > 1 and todo:
             stop_local_workers()  # the merge and ``finish`` need the memory more than a next run the warm workers
-        rows = {
-            kind: merge_parts(
-                [part_path(partial, kind, t.arm_index, t.block_index) for t in tasks], partial / f"{kind}.parquet"
+        # the three tables merged at once: pyarrow reads and writes without the interpreter lock
+        with ThreadPoolExecutor(len(TABLES)) as pool:
+            merged = pool.map(
+                lambda kind: merge_parts(
+                    [part_path(partial, kind, t.arm_index, t.block_index) for t in tasks], partial / f"{kind}.parquet"
+                ),
+                TABLES,
             )
-            for kind in TABLES
-        }
+            rows = dict(zip(TABLES, merged))
         n_patients, n_events = rows["patients"], rows["events"]
         atomic_write_text(partial / "protocol.toml", protocol_to_toml(protocol))
         manifest = {

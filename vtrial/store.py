@@ -91,6 +91,17 @@ def to_arrow(columns: Mapping[str, np.ndarray]) -> pa.Table:
     return pa.table(arrays)
 
 
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns a run's Parquet files dictionary-encode: text and integers (few distinct values each).
+
+    pyarrow's default tries a dictionary for every column and falls back to plain encoding
+    only when the dictionary grows too large: for the floats (days, markers: about one distinct
+    value per row) that attempt was half the time of writing the merged tables and made the
+    files larger (100,000 patients x 3 arms: 59 MB, 50 MB without it).
+    """
+    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_integer(f.type)]
+
+
 def part_path(partial: Path, kind: str, arm_index: int, block_index: int) -> Path:
     """Path of one finished block's table (``kind``: ``patients``, ``markers`` or ``events``)."""
     return partial / PARTS / f"{kind}-a{arm_index:03d}-b{block_index:07d}.parquet"
@@ -100,7 +111,7 @@ def write_part(partial: Path, kind: str, arm_index: int, block_index: int, table
     """Write one block's table atomically into the partial run folder."""
     path = part_path(partial, kind, arm_index, block_index)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    pq.write_table(table, sink, use_dictionary=dictionary_columns(table.schema))
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
@@ -119,7 +130,8 @@ def merge_parts(paths: Iterable[Path], out: Path, schema: pa.Schema | None = Non
     with writing(out):
         try:
             for path in paths:
-                table = pq.read_table(path)
+                with pq.ParquetFile(path) as part:  # the file alone, without read_table's dataset layer
+                    table = part.read()
                 if schema is None:
                     schema = table.schema
                 table = table.cast(schema)
@@ -127,14 +139,14 @@ def merge_parts(paths: Iterable[Path], out: Path, schema: pa.Schema | None = Non
                 pending_rows += table.num_rows
                 while pending_rows >= ROW_GROUP_ROWS:
                     joined = pa.concat_tables(pending)
-                    writer = writer or pq.ParquetWriter(tmp, schema)
+                    writer = writer or pq.ParquetWriter(tmp, schema, use_dictionary=dictionary_columns(schema))
                     writer.write_table(joined.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
                     rest = joined.slice(ROW_GROUP_ROWS)
                     pending, pending_rows = [rest], rest.num_rows
                     rows += ROW_GROUP_ROWS
             if schema is None:
                 raise ValueError(f"no parts to merge into {out}")
-            writer = writer or pq.ParquetWriter(tmp, schema)
+            writer = writer or pq.ParquetWriter(tmp, schema, use_dictionary=dictionary_columns(schema))
             if pending_rows or rows == 0:
                 tail = pa.concat_tables(pending) if pending else schema.empty_table()
                 writer.write_table(tail, row_group_size=ROW_GROUP_ROWS)
