@@ -711,6 +711,24 @@ def test_marker_summary_medians_changes_and_share_below_50():
     assert summary["0"]["untx_below_50"] == 0.25 and summary["0"]["untx_change_pct"] == 0.0
 
 
+def test_marker_changes_leave_out_patients_without_a_week_0_visit():
+    markers = pd.DataFrame(
+        {
+            "patient_id": [7, 3, 3, 5, 7, 9],
+            "arm": ["a"] * 6,
+            "week": [13, 13, 0, 13, 0, 0],
+            "untx_nmol_mmol": [30.0, 45.0, 50.0, 55.0, 60.0, 70.0],
+            "bsap_ug_l": [8.0, 9.0, 10.0, 1.0, 16.0, 20.0],
+            "calcium_mmol_l": [2.4, 2.2, 2.3, 2.9, 2.5, 2.6],
+        }
+    )
+    week = marker_summary(markers)["13"]
+    # patient 5 has no week 0: out of the changes (uNTx -50% and -10%, BSAP -50% and -10%), in the rest
+    assert week["untx_change_pct"] == pytest.approx(-30.0) and week["bsap_change_pct"] == pytest.approx(-30.0)
+    assert week["n"] == 3 and week["untx_nmol_mmol"] == 45.0 and week["calcium_mmol_l"] == 2.4
+    assert week["untx_below_50"] == pytest.approx(2 / 3)
+
+
 def test_run_folder_markers_are_summarised_and_old_folders_have_none(tmp_path):
     run = make_run_folder(tmp_path / "run")
     summary = summarise_run(run)

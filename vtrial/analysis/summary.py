@@ -188,10 +188,18 @@ def summarise(
     return summary
 
 
-def _fraction_with(events: pd.DataFrame, types: Sequence[str], n: int) -> dict[str, float]:
-    """Fraction of ``n`` patients with at least one event of each type."""
-    with_type = events[events["type"].isin(types)].groupby("type", observed=True)["patient_id"].nunique()
-    return {t: int(with_type.get(t, 0)) / n for t in types}
+def _patients_with(events: pd.DataFrame, types: Sequence[str]) -> dict[str, int]:
+    """Number of patients with at least one event of each type (distinct ``patient_id``)."""
+    ids = events["patient_id"].to_numpy()
+    return {t: int(np.unique(ids[(events["type"] == t).to_numpy()]).size) for t in types}
+
+
+def _first_rows(ids: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Row of each patient's first event: the earliest day, the first row among ties (a stable sort)."""
+    order = np.lexsort((days, ids))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = ids[order][1:] != ids[order][:-1]
+    return order[first]
 
 
 def radiotherapy_retreatment(events: pd.DataFrame) -> tuple[float | None, dict]:
@@ -207,8 +215,12 @@ def radiotherapy_retreatment(events: pd.DataFrame) -> tuple[float | None, dict]:
             "retreated_lesions": 0,
             "reason": "the events table has no lesion column (a run from before it existed)",
         }
-    rt = events[(events["type"] == "radiation_to_bone") & (events["lesion"] >= 0)]
-    courses = rt.groupby(["patient_id", "lesion"]).size()
+    rt = events[((events["type"] == "radiation_to_bone") & (events["lesion"] >= 0)).to_numpy()]
+    lesion = rt["lesion"].to_numpy(np.int64)
+    # one integer per patient and lesion
+    _, courses = np.unique(
+        rt["patient_id"].to_numpy(np.int64) * (lesion.max(initial=0) + 1) + lesion, return_counts=True
+    )
     irradiated, retreated = int(courses.size), int((courses >= 2).sum())
     reason = None if irradiated else "no lesion was irradiated in this arm"
     detail = {"irradiated_lesions": irradiated, "retreated_lesions": retreated, "reason": reason}
@@ -234,13 +246,14 @@ def _arm_summary(
     rate, rate_low, rate_high = poisson_rate_ci(n_sre, patient_years) if patient_years > 0 else (None, None, None)
     sre_median = median_with_ci(fits["time_to_first_sre"][arm])
     os_median = median_with_ci(fits["overall_survival"][arm])
-    counted = ev[ev["counted"].to_numpy(dtype=bool)].sort_values(["patient_id", "day"], kind="stable")
-    first = counted.drop_duplicates("patient_id")["type"].value_counts()
-    ae_counts = ev[ev["type"].isin(REPORTED_ADVERSE_EVENTS)].groupby("type", observed=True)["patient_id"].nunique()
+    counted = ev[ev["counted"].to_numpy(dtype=bool)]
+    first_sre = counted["type"].iloc[_first_rows(counted["patient_id"].to_numpy(), counted["day"].to_numpy())]
+    first = first_sre.value_counts()
+    ae_counts = _patients_with(ev, REPORTED_ADVERSE_EVENTS)
     retreatment, retreatment_detail = radiotherapy_retreatment(ev)
     adverse = {}
     for ae in REPORTED_ADVERSE_EVENTS:
-        k = int(ae_counts.get(ae, 0))
+        k = ae_counts[ae]
         low, high = clopper_pearson(k, n)
         adverse[ae] = {"n": k, "proportion": k / n, "ci_low": low, "ci_high": high}
     return {
@@ -256,7 +269,7 @@ def _arm_summary(
         "mean_sre_per_patient": n_sre / n,
         "sre_rate_per_patient_year": rate,
         "sre_rate_per_patient_year_ci": [rate_low, rate_high],
-        "sre_by_type": _fraction_with(ev, sre_types, n),
+        "sre_by_type": {t: k / n for t, k in _patients_with(ev, sre_types).items()},
         "first_sre_by_type": {t: int(first.get(t, 0)) / n for t in sre_types},
         "n_deaths": int(p["died"].sum()),
         "median_overall_survival_months": os_median[0],
@@ -276,27 +289,43 @@ def marker_summary(markers: pd.DataFrame) -> dict[str, dict]:
     that week with uNTx/Cr below :data:`UNTX_NORMAL_LIMIT` nmol/mmol; ``calcium_mmol_l``,
     ``untx_nmol_mmol`` and ``bsap_ug_l`` are medians at that week; ``n`` the patients measured.
     """
-    baseline = markers[markers["week"] == 0].set_index("patient_id")
+    ids, week = markers["patient_id"].to_numpy(), markers["week"].to_numpy()
+    untx, bsap, calcium = (markers[c].to_numpy(dtype=float) for c in ("untx_nmol_mmol", "bsap_ug_l", "calcium_mmol_l"))
+    # each row's week-0 row of the same patient (-1: none), found among the week-0 rows sorted by patient
+    at_zero = np.flatnonzero(week == 0)
+    by_id = at_zero[np.argsort(ids[at_zero], kind="stable")]
+    where = np.searchsorted(ids[by_id], ids)
+    found = where < by_id.size
+    found[found] = ids[by_id[where[found]]] == ids[found]
+    start = np.full(ids.size, -1)
+    start[found] = by_id[where[found]]
     out = {}
-    for week, visit in markers.groupby("week", sort=True):
-        visit = visit.set_index("patient_id")
-        start = baseline.reindex(visit.index)
-        out[str(int(week))] = {
-            "untx_change_pct": _median_change(visit["untx_nmol_mmol"], start["untx_nmol_mmol"]),
-            "untx_below_50": float((visit["untx_nmol_mmol"] < UNTX_NORMAL_LIMIT).mean()),
-            "bsap_change_pct": _median_change(visit["bsap_ug_l"], start["bsap_ug_l"]),
-            "calcium_mmol_l": float(visit["calcium_mmol_l"].median()),
-            "untx_nmol_mmol": float(visit["untx_nmol_mmol"].median()),
-            "bsap_ug_l": float(visit["bsap_ug_l"].median()),
-            "n": len(visit),
+    for w in np.unique(week):
+        visit = np.flatnonzero(week == w)
+        measured, base = visit[start[visit] >= 0], start[visit][start[visit] >= 0]
+        out[str(int(w))] = {
+            "untx_change_pct": _median_change(untx[measured], untx[base]),
+            "untx_below_50": float((untx[visit] < UNTX_NORMAL_LIMIT).mean()),
+            "bsap_change_pct": _median_change(bsap[measured], bsap[base]),
+            "calcium_mmol_l": _median(calcium[visit]),
+            "untx_nmol_mmol": _median(untx[visit]),
+            "bsap_ug_l": _median(bsap[visit]),
+            "n": int(visit.size),
         }
     return out
 
 
-def _median_change(value: pd.Series, baseline: pd.Series) -> float | None:
-    """Median per-patient percent change from baseline (patients without a baseline left out)."""
-    pct = (100.0 * (value / baseline - 1.0)).dropna()
-    return float(pct.median()) if len(pct) else None
+def _median(values: np.ndarray) -> float:
+    """Median without NaN, as pandas' ``Series.median`` computes it (``np.nanmedian`` of the non-NaN values)."""
+    kept = values[~np.isnan(values)]
+    return float(np.nanmedian(kept)) if kept.size else math.nan
+
+
+def _median_change(value: np.ndarray, baseline: np.ndarray) -> float | None:
+    """Median per-patient percent change from baseline (patients without a baseline left out by the caller)."""
+    pct = 100.0 * (value / baseline - 1.0)
+    pct = pct[~np.isnan(pct)]
+    return _median(pct) if pct.size else None
 
 
 def _empty_arm_summary(sre_types: Sequence[str], landmarks_months: Sequence[float]) -> dict:
