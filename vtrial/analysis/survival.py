@@ -396,9 +396,9 @@ def counting_process(patients: pd.DataFrame, events: pd.DataFrame) -> pd.DataFra
     sre_arm, patient_arm = (pd.Categorical(a, categories=arms).codes.astype(np.int64) for a in arm_values)
     sre_id = events["patient_id"].to_numpy(np.int64)[counted]
     day = np.ceil(events["day"].to_numpy(dtype=float)[counted])
-    order = np.lexsort((day, sre_arm, sre_id))  # stable
-    group = (sre_id * arms.size + sre_arm)[order]  # increasing with (patient, arm)
-    day = day[order]
+    group = sre_id * arms.size + sre_arm  # one integer per patient and arm, increasing with both
+    order = np.lexsort((day, group))  # stable
+    group, day = group[order], day[order]
     first = np.ones(group.size, dtype=bool)
     first[1:] = group[1:] != group[:-1]
     starts = np.flatnonzero(first)
@@ -425,7 +425,9 @@ def counting_process(patients: pd.DataFrame, events: pd.DataFrame) -> pd.DataFra
     codes = np.r_[sre_arm[order], patient_arm[kept]]
     start, stop = np.r_[start, tail_start[kept]], np.r_[stop, tail_stop[kept]]
     event = np.r_[np.ones(group.size, dtype=bool), np.zeros(int(kept.sum()), dtype=bool)]
-    rows = np.lexsort((start, codes, ids))  # stable: an SRE row before a tail that starts with it
+    # the SRE rows are in (patient, arm, start) order and a tail starts after its SREs: a stable
+    # sort by patient and arm puts every row in (patient, arm, start) order
+    rows = np.argsort(np.r_[group, patient_key[kept]], kind="stable")
     return pd.DataFrame(
         {
             "patient_id": ids[rows],
