@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -151,7 +152,30 @@ def summarise(
     in_arms = patients[patients["arm"].isin(arms)]
     primaries = [p for p in PRIMARIES if p in set(in_arms["primary"])]
 
-    summary = {
+    others = [arm for arm in arms if arm != reference_arm]
+    # the endpoints are independent computations on numpy arrays, which mostly run without the
+    # interpreter lock: two threads keep both cores busy (the same numbers, in the same order)
+    with ThreadPoolExecutor(2) as pool:
+        arm_results = {
+            arm: pool.submit(_arm_summary, by_arm[arm], events_by_arm[arm], fits, arm, sre_types, landmarks_months)
+            for arm in arms
+        }
+        marker_results = {
+            arm: pool.submit(marker_summary, markers[markers["arm"] == arm]) for arm in arms if markers is not None
+        }
+        comparisons = [
+            pool.submit(_comparison, in_arms, events, fits, arm, reference_arm, design, tau) for arm in others
+        ]
+        tests = {
+            name: pool.submit(logrank, *endpoint_data(in_arms, name), in_arms["arm"].cat.codes.to_numpy())
+            for name in ENDPOINTS
+        }
+        subgroups = [
+            pool.submit(_subgroup, in_arms, arm, reference_arm, design, primary)
+            for arm in others
+            for primary in (primaries if len(primaries) > 1 else [])
+        ]
+    return {
         "trial": trial,
         "design": design,
         "reference_arm": reference_arm,
@@ -160,32 +184,13 @@ def summarise(
         "sre_types": list(sre_types),
         "sre_window_days": sre_window_days,
         "arms": {
-            arm: {
-                **_arm_summary(by_arm[arm], events_by_arm[arm], fits, arm, sre_types, landmarks_months),
-                "markers": {} if markers is None else marker_summary(markers[markers["arm"] == arm]),
-            }
+            arm: {**arm_results[arm].result(), "markers": marker_results[arm].result() if markers is not None else {}}
             for arm in arms
         },
-        "comparisons": [
-            _with_non_inferiority(
-                _comparison(in_arms, events, fits, arm, reference_arm, design, tau),
-                non_inferiority_hr,
-                non_inferiority_rd,
-            )
-            for arm in arms
-            if arm != reference_arm
-        ],
-        "logrank": {
-            name: logrank(*endpoint_data(in_arms, name), in_arms["arm"].cat.codes.to_numpy()) for name in ENDPOINTS
-        },
-        "subgroups": [
-            _subgroup(in_arms, arm, reference_arm, design, primary)
-            for arm in arms
-            if arm != reference_arm
-            for primary in (primaries if len(primaries) > 1 else [])
-        ],
+        "comparisons": [_with_non_inferiority(c.result(), non_inferiority_hr, non_inferiority_rd) for c in comparisons],
+        "logrank": {name: test.result() for name, test in tests.items()},
+        "subgroups": [g.result() for g in subgroups],
     }
-    return summary
 
 
 def _patients_with(events: pd.DataFrame, types: Sequence[str]) -> dict[str, int]:
