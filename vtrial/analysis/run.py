@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,12 +202,16 @@ def read_tables(
     bad row. The markers are ``None`` for a run folder without them (written before version 2).
     """
     run_dir = Path(run_dir)
-    tables = {
-        "patients.parquet": read_table(run_dir, "patients.parquet", PATIENT_SCHEMA, KEY, categorical),
-        "events.parquet": read_table(run_dir, "events.parquet", EVENT_SCHEMA, None, categorical),
-    }
+    contracts = {"patients.parquet": (PATIENT_SCHEMA, KEY), "events.parquet": (EVENT_SCHEMA, None)}
     if (run_dir / "markers.parquet").is_file():
-        tables["markers.parquet"] = read_table(run_dir, "markers.parquet", MARKER_SCHEMA, [*KEY, "week"], categorical)
+        contracts["markers.parquet"] = (MARKER_SCHEMA, [*KEY, "week"])
+    # read at once (pyarrow reads without the interpreter lock); a breach is raised in the order above
+    with ThreadPoolExecutor(2) as pool:
+        reading = {
+            name: pool.submit(read_table, run_dir, name, schema, unique, categorical)
+            for name, (schema, unique) in contracts.items()
+        }
+        tables = {name: table.result() for name, table in reading.items()}
     for name, table in tables.items():
         unknown = ~table["arm"].isin(arms).to_numpy()
         if unknown.any():
