@@ -42,11 +42,11 @@ from vtrial.sre import apply_window_rule
 from vtrial.store import (
     TABLES,
     OutputFolder,
+    PartsMerger,
     atomic_write_json,
     atomic_write_text,
     finalise,
     owning,
-    PartsMerger,
     part_path,
     prepare_partial,
     to_arrow,
