@@ -14,11 +14,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from vtrial.engine import IN_PROCESS_PATIENT_YEARS, allocation_ratio, assign_arms, plan_tasks, run_trial, workers
 from vtrial.errors import UserInputError
 from vtrial.protocol import apply_overrides, parse_protocol
+from vtrial.store import ROW_GROUP_ROWS, PartsMerger, merge_parts
 from vtrial.streams import Streams
 from vtrial.vocabulary import DAYS_PER_MONTH
 
@@ -323,3 +326,26 @@ def test_prepare_runs_in_a_thread_while_workers_simulate_and_not_beside_this_pro
 
     run_trial(make_protocol(), tmp_path / "run", jobs=jobs, block_size=100, prepare=prepare)
     assert ran == threads
+
+
+def test_parts_merged_as_they_become_ready_give_the_file_of_the_whole_merge(tmp_path):
+    # a run merges each block's part while the next blocks are simulated, in whatever order they
+    # finish: the file is the one merging all parts at the end gives, row groups included
+    rng = np.random.default_rng(4)
+    sizes = [30_000, 50_000, 1, 70_000, 20_000]
+    paths = []
+    for i, n in enumerate(sizes):
+        table = pa.table({"patient_id": np.arange(n) + 10 * i, "arm": [("a", "b")[i % 2]] * n, "day": rng.random(n)})
+        paths.append(tmp_path / f"part-{i}.parquet")
+        pq.write_table(table, paths[-1])
+    whole = merge_parts(paths, tmp_path / "whole.parquet")
+    merger = PartsMerger(paths, tmp_path / "streamed.parquet")
+    merger.ready(paths[1], paths[3])  # not the first: nothing merged yet
+    assert merger.rows == 0 and not (tmp_path / "streamed.parquet").exists()
+    merger.ready(paths[0])  # 0, 1: 80,000 rows, one full row group written; 3 waits for 2
+    assert merger.rows == ROW_GROUP_ROWS
+    merger.ready(paths[4], paths[2])
+    assert merger.rows == 2 * ROW_GROUP_ROWS  # 170,001 rows: two full groups, the rest at close
+    assert merger.close() == whole == sum(sizes)
+    assert (tmp_path / "streamed.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
