@@ -524,8 +524,12 @@ def test_to_arrow_builds_the_arrays_of_pa_array_without_importing_pandas(tmp_pat
     empty = {name: values[:0] for name, values in columns.items()}
     for table in (columns, empty):
         built = to_arrow(table)
-        reference = pa.table({n: pa.array(v.astype(str).tolist(), type=pa.string()) if v.dtype == object else pa.array(v)
-                              for n, v in table.items()})
+        reference = pa.table(
+            {
+                n: pa.array(v.astype(str).tolist(), type=pa.string()) if v.dtype == object else pa.array(v)
+                for n, v in table.items()
+            }
+        )
         assert built.schema == reference.schema
         assert _parquet(built) == _parquet(reference)
     assert to_arrow(columns).column("text").to_pylist() == ["placebo", "", "zolédronic acid \u2013 4 mg"]

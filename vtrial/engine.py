@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, UTC
 from importlib.metadata import PackageNotFoundError, version
 from multiprocessing.connection import Connection
-from multiprocessing.context import BaseContext
+from multiprocessing.context import ForkContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import ModuleType
@@ -520,27 +520,27 @@ def execute(
     At most one worker per task is started (``jobs`` is capped at ``len(tasks)``); one worker
     is this process. ``run`` replaces the (arm, block) simulation by another task function of
     the same signature (the parameter draws of :mod:`vtrial.uncertainty`). ``prepare`` runs in
-    this process while worker processes simulate, and has ended when the first task is yielded
-    (in a thread: this process only waits for the workers). A small local run (:func:`workers`
-    chose one worker for the default ``jobs``, loky) with a ``prepare`` runs its tasks in one
-    process forked from this one (:class:`_ForkedWorker`), which simulates while this process
-    runs ``prepare``; where that fork is not possible, the tasks run in this process and
-    ``prepare`` is not run (in a thread it would only compete with them for the interpreter).
+    this process while worker processes simulate (in a thread beside loky or dask workers: this
+    process only waits for them), and has ended when the last task is yielded. A small local
+    run (:func:`workers` chose one worker for the default ``jobs``, loky) with a ``prepare`` runs
+    its tasks in one process forked from this one (:class:`_ForkedWorker`), which simulates
+    while this process runs ``prepare``; where that fork is not possible, the tasks run in this
+    process and ``prepare`` is not run (in a thread it would only compete with them for the
+    interpreter).
     """
     check_backend(backend)
     if not tasks:
         return
     chosen = workers(protocol, tasks, jobs, backend)
-    forked = None
     if prepare is not None and backend == "loky" and jobs in (None, -1) and chosen == 1:
         forked = _ForkedWorker.start(protocol, streams, tasks, run or _run_task)
-    if forked is not None:
-        try:
-            _attempt(prepare)
-            yield from forked.results()
-        finally:
-            forked.stop()
-        return
+        if forked is not None:
+            try:
+                _attempt(prepare)
+                yield from forked.results()
+            finally:
+                forked.stop()
+            return
     jobs = chosen
     helper = None if prepare is None or jobs == 1 else _Helper(prepare)
     try:
@@ -588,7 +588,7 @@ class _ChildTraceback(Exception):
         return f"\n\n{self.args[0]}"
 
 
-def _fork_context() -> BaseContext | None:
+def _fork_context() -> ForkContext | None:
     """multiprocessing's ``fork`` start method where a fork of this process is safe, else None.
 
     Linux only (macOS system libraries are not fork-safe; Windows has no fork), and only while

@@ -104,7 +104,9 @@ def _arrow_array(values: np.ndarray) -> pa.Array:
         return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
     if values.dtype == np.bool_:
         return pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(np.packbits(values, bitorder="little"))])
-    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), n, [None, pa.py_buffer(np.ascontiguousarray(values))])
+    return pa.Array.from_buffers(
+        pa.from_numpy_dtype(values.dtype), n, [None, pa.py_buffer(np.ascontiguousarray(values))]
+    )
 
 
 def part_path(partial: Path, kind: str, arm_index: int, block_index: int) -> Path:
