@@ -505,6 +505,29 @@ def test_ctrl_c_while_preparing_stops_the_forked_worker(tmp_path):
     assert in_new_interpreter("interrupted_run", str(tmp_path)) == {"forks": [True], "left": 0, "out": False}
 
 
+def test_ctrl_c_at_the_terminal_stops_the_command_and_its_forked_worker(tmp_path):
+    """Ctrl-C goes to the whole process group: the forked worker ignores it, the command stops as in process
+    (exit code 130, the --resume message, no traceback from either process) and kills the worker."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "vtrial.cli", "run", str(ROOT / "protocols" / "breast.toml"), "--out", str(out)]
+    proc = subprocess.Popen([*command, "--quiet"], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 60
+    children: list[psutil.Process] = []
+    while not children and proc.poll() is None and time.time() < deadline:
+        children = psutil.Process(proc.pid).children()
+        time.sleep(0.01)
+    assert [c.ppid() for c in children] == [proc.pid]  # the forked worker, simulating
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err == (
+        "interrupted: no output folder was written; an interrupted run, batch or sensitivity analysis keeps what "
+        "it finished: finish it with the same command and `--resume`\n"
+    )
+    assert not out.exists()
+    assert not psutil.pid_exists(children[0].pid) or children[0].status() == psutil.STATUS_ZOMBIE
+
+
 def test_to_arrow_builds_the_arrays_of_pa_array_without_importing_pandas(tmp_path):
     """The forked worker never imports pandas (~0.35 s); the Parquet bytes are those of ``pa.array``/``pa.table``."""
     code = (
