@@ -171,7 +171,7 @@ def test_a_lesion_region_resorbs_with_the_root_of_its_tumour_burden():
     owner = np.array([0, 1])
     burden = np.array([0.05, 0.2])  # at the detection burden (tumour_detection_burden), and 4x it
     resorbed = np.array([2.0, 2.0])  # the same u Z in both
-    values = mk.measure(
+    values = mk.true_values(
         owner,
         resorbed,
         burden,
@@ -180,7 +180,6 @@ def test_a_lesion_region_resorbs_with_the_root_of_its_tumour_burden():
         np.ones(2),
         np.ones(2),
         mk.calcium_gains(np.full(2, 60.0), np.zeros(2, bool), True, params),
-        np.zeros((2, 3)),
         params,
     )
     # R = X + g (T / 0.05)**0.5 u Z = 1 + 0.2 * 1 * 2 = 1.4 and 1 + 0.2 * 2 * 2 = 1.8; uNTx = 30 R

@@ -167,7 +167,7 @@ def _bsap_course(radium: bool, weeks: int = 52) -> np.ndarray:
     """Weekly BSAP (ug/L, no noise) of two men with one lesion each, blastic and lytic, under Nilsson's 4 x 55 kBq/kg.
 
     The steps of :func:`vtrial.model.simulate.simulate`: uptake-weighted kill, interface share, lesion update;
-    the visit of :func:`vtrial.model.markers.measure` on a healthy skeleton.
+    the visit of :func:`vtrial.model.markers.true_values` on a healthy skeleton.
     """
     phi = np.array([0.9, 0.1])
     traits = lesion_traits(phi, 1.0, 1.0, 0.002, PARAMS)
@@ -178,9 +178,9 @@ def _bsap_course(radium: bool, weeks: int = 52) -> np.ndarray:
     course = []
     for week in range(weeks):
         resorbed, resorption, formation, forming, pthrp = turnover(state, traits, ones, 1.0, PARAMS, 1.0, share)
-        values = mk.measure(
+        values = mk.true_values(
             np.arange(2), resorbed, state.burden, resorption, formation, forming, state.burden * pthrp,
-            np.ones(2), np.ones(2), np.ones(2), np.ones((2, 2)), np.zeros((2, 3)), PARAMS,
+            np.ones(2), np.ones(2), np.ones(2), np.ones((2, 2)), PARAMS,
         )  # fmt: skip
         course.append(values[:, 1])
         inputs = exposure.inputs(7 * week, 7 * week + 7, np.arange(2))

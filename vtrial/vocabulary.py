@@ -97,6 +97,8 @@ SystemicTherapyName = Literal[
 ]
 SYSTEMIC_THERAPIES: tuple[SystemicTherapyName, ...] = get_args(SystemicTherapyName)
 
+#: Days of a week: the protocol's ``every_weeks`` and ``marker_weeks``.
+DAYS_PER_WEEK: int = 7
 #: Julian-calendar averages used to convert the protocol's months and years into days.
 DAYS_PER_YEAR: float = 365.25
 DAYS_PER_MONTH: float = DAYS_PER_YEAR / 12

@@ -66,10 +66,13 @@ EMPTY_LOG_BURDEN = -np.inf
 #: Smallest and largest burden a lesion may start from.
 BURDEN_FLOOR = 1e-6
 BURDEN_CEIL = 1.0 - 1e-6
-#: Time step of the lesion states (days). The exponential midpoint update (:func:`advance`) keeps
-#: the error in ``Z`` and ``T`` at 5 years below 1e-4 even at 28 days (against Radau, rtol 1e-8);
-#: a week keeps hazards and the effects of events (radiotherapy, fixation) close to their day.
-STEP_DAYS = 7
+#: Time step of the lesion states and hazards (days; dose and visit days add step boundaries). The
+#: exponential midpoint update (:func:`advance`) keeps the error in ``Z`` and ``T`` at 5 years below
+#: 1e-4 even at 28 days (against Radau, rtol 1e-8). Two weeks is where the trials' endpoints have
+#: converged: halving it to a week moves no calibration target beyond its sampling noise, while four
+#: weeks shifts the laboratory hypocalcaemia and radiotherapy re-treatment (docs/performance.md,
+#: "Step size").
+STEP_DAYS = 14
 #: Most fixed-point iterations of the PTHrP loop of an established lesion (converged to < 1e-6 at the
 #: ranges' ends: the induction saturates, so the loop is a contraction; it stops earlier once M stalls).
 ESTABLISHED_ITERATIONS = 40

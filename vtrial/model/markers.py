@@ -108,7 +108,7 @@ def calcium(
     )
 
 
-def measure(
+def true_values(
     owner: np.ndarray,
     resorbed: np.ndarray,
     burden: np.ndarray,
@@ -120,16 +120,14 @@ def measure(
     skeleton_w: np.ndarray,
     setpoint: np.ndarray,
     gains: np.ndarray,
-    noise: np.ndarray,
     params: Parameters,
 ) -> np.ndarray:
-    """Measured uNTx/Cr, BSAP and calcium ``[n, 3]`` of ``n`` patients (columns as :data:`MARKER_COLUMNS`).
+    """True uNTx/Cr, BSAP and calcium ``[n, 3]`` of ``n`` patients (columns as :data:`MARKER_COLUMNS`).
 
     ``owner`` maps each lesion to its patient row; ``resorbed`` (``u Z``), the tumour ``burden`` ``T``, the two bone fluxes,
     the formation rate and ``pthrp_load`` (``T P``) are per lesion (:func:`vtrial.model.lesion.turnover`);
     ``recruitment`` (the osteoclast recruitment of tumour-free bone on the visit day),
-    ``skeleton_w``, the calcium ``setpoint`` and ``gains`` (:func:`calcium`) are per patient; ``noise``
-    holds standard normal draws ``[n, 3]``.
+    ``skeleton_w``, the calcium ``setpoint`` and ``gains`` (:func:`calcium`) are per patient.
     """
     rows = recruitment.size
     # each lesion's region adds its turnover to that of the skeleton (the healthy bone it replaced is
@@ -149,6 +147,13 @@ def measure(
         gains,
         params,
     )
-    truth = np.stack([params.untx_healthy * resorption, params.bsap_healthy * formation, serum], axis=1)
+    return np.stack([params.untx_healthy * resorption, params.bsap_healthy * formation, serum], axis=1)
+
+
+def with_noise(truth: np.ndarray, noise: np.ndarray, params: Parameters) -> np.ndarray:
+    """The measured values of the true ``[n, 3]`` markers: log-normal measurement noise with the markers' CVs.
+
+    ``noise`` holds standard normal draws ``[n, 3]``; a zero draw measures the true value.
+    """
     cv = np.array([params.untx_cv, params.bsap_cv, params.calcium_cv])
     return truth * np.exp(np.sqrt(np.log1p(cv**2)) * noise)

@@ -15,7 +15,7 @@ the step (exact for a hazard constant over the step).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, overload
 
 import numpy as np
@@ -46,7 +46,7 @@ from vtrial.model.local_therapy import LocalTherapy, high_risk_hazard
 from vtrial.model.parameters import Parameters, log_sd
 from vtrial.model.types import ArmLike
 from vtrial.streams import Streams
-from vtrial.vocabulary import EVENT_TYPES, PRIMARIES, SITES
+from vtrial.vocabulary import DAYS_PER_WEEK, EVENT_TYPES, PRIMARIES, SITES
 
 #: Compact the working arrays once this share of their patients has ended follow-up.
 COMPACT_SHARE = 0.1
@@ -174,7 +174,7 @@ def simulate(
     thresholds = ev.draw_thresholds(streams, cb.patient_id)
     visit_weeks = np.asarray(marker_weeks, dtype=np.int64)
     noise = mk.draw_noise(streams, cb.patient_id, visit_weeks.size) if visit_weeks.size else None
-    visit_days = {int(w) * STEP_DAYS: k for k, w in enumerate(visit_weeks)}
+    visit_days = {int(w) * DAYS_PER_WEEK: k for k, w in enumerate(visit_weeks)}
     primary = cb.primary.astype(np.int64)
     growth_multiplier = cb.biology["tumour_growth_rate"] * systemic.subtype_growth(cb.breast_subtype, params)
     growth = gompertz_rate(params.by_primary("doubling_time_days")[primary], params) * growth_multiplier
@@ -274,28 +274,21 @@ def simulate(
     log: list[tuple[np.ndarray, ...]] = []
     visits: list[tuple[np.ndarray, ...]] = []
     grid = exposure.step_grid(STEP_DAYS) if n else np.zeros(1, np.int64)
+    pending: _Visit | None = None  # a visit inside the step just taken, waiting for the step's end
     for step, (start, end) in enumerate(zip(grid[:-1].tolist(), grid[1:].tolist())):
         if step % CALCIUM_DRAW_STEPS == 0:  # the same calls in any block: a patient's draws do not depend on it
             calcium_draws = calcium_noise.standard_normal((CALCIUM_DRAW_STEPS,))
+        if pending is not None:
+            pending.record(p, lesions, exposure, start, visits, params)
+            pending = None
         ended = p.stop <= start
         n_ended = np.count_nonzero(ended)
         if n_ended == p.size:
             break
         if n_ended >= COMPACT_SHARE * p.size:
             _compact(p, lesions, ~ended)
-        if noise is not None and start in visit_days:
-            _visit(
-                cb,
-                arm,
-                p,
-                lesions,
-                exposure,
-                start,
-                visit_weeks[visit_days[start]],
-                noise[:, visit_days[start]],
-                visits,
-                params,
-            )
+        if noise is not None:
+            pending = _Visit.due(visit_days, visit_weeks, noise, p, lesions, exposure, start, end, visits, params)
         days = float(end - start)
         inputs = exposure.inputs(start, end, p.index)
         L = lesions
@@ -335,8 +328,6 @@ def simulate(
             kill = kill + uptake
             share = interface_share(L.interface, uptake, days, params)  # step mean; L.interface moves to its end
             cells = replace(cells, osteoblast_drive_keep=drive_keep * share)
-        lab_visit = end % LAB_VISIT_DAYS == 0  # the step before a visit: blood is drawn before that day's dose
-        bone_before = L.z.copy() if lab_visit else L.z  # read by the calcium at a visit only
         sig = advance(
             state,
             traits,
@@ -363,10 +354,6 @@ def simulate(
         owner = L.owner
         total = np.bincount(owner, sig.burden, rows)
         load = np.bincount(owner, sig.burden * sig.pthrp * sig.tgf_beta, rows)  # PTHrP-driven resorption
-        if lab_visit:
-            _hypocalcaemia(
-                p, L, inputs, bone_before, sig, calcium_draws[:, step % CALCIUM_DRAW_STEPS], start, days, log, params
-            )
         supp = inputs.suppression
         exposure_mid = p.cum_suppression + 0.5 * days * supp
         p.cum_suppression[:] += days * supp
@@ -409,6 +396,10 @@ def simulate(
                 died[p.index[r]] = True
                 end_day[p.index[r]] = t[dead]
                 p.stop[r] = np.minimum(p.stop[r], t[dead])
+        if end % LAB_VISIT_DAYS == 0:  # a laboratory visit on the step's last day (before that day's dose)
+            _hypocalcaemia(p, lesions, exposure, end, calcium_draws[:, step % CALCIUM_DRAW_STEPS], log, params)
+    if pending is not None:
+        pending.record(p, lesions, exposure, int(grid[-1]), visits, params)
     return (*_tables(cb, arm, log, end_day, died, dropped, stop), _marker_table(cb, arm, visits))
 
 
@@ -466,26 +457,68 @@ def _skeleton_events(
     return resorption, damage
 
 
-def _visit(
-    cb: CohortBlock,
-    arm: ArmLike,
-    p: _Rows,
-    lesions: _Rows,
-    exposure: Exposure,
-    day: int,
-    week: int,
-    noise: np.ndarray,
-    visits: list,
-    params: Parameters,
-) -> None:
-    """Measure the markers of the patients on study at the start of ``day`` (a step boundary).
+@dataclass
+class _Visit:
+    """A marker visit on ``day``: the true values at the start of its step (``start``), the visit's noise.
 
-    The sample is taken before that day's dose: drug inputs are those of the day before (at
-    week 0 those of a prior treatment, none without one).
+    Visits are not step boundaries, so that the markers stay outputs (a run without visits steps,
+    hence draws its events, the same way). A visit on a step's first day is measured there; one
+    inside a step is measured once the step is taken, between the true values at its two ends,
+    geometrically in time (each state relaxes exponentially over a step: :func:`~vtrial.model.lesion.advance`).
+    Either way the drug inputs are those of the day before the visit (the sample is taken before
+    that day's dose; at week 0 those of a prior treatment, none without one), and the patients
+    measured are those on study on the visit day.
     """
-    on_study = p.stop > day
-    if not on_study.any():
-        return
+
+    day: int
+    week: int
+    start: int
+    truth: np.ndarray
+    noise: np.ndarray
+
+    @classmethod
+    def due(
+        cls,
+        visit_days: Mapping[int, int],
+        visit_weeks: np.ndarray,
+        noise: np.ndarray,
+        p: _Rows,
+        lesions: _Rows,
+        exposure: Exposure,
+        start: int,
+        end: int,
+        visits: list,
+        params: Parameters,
+    ) -> _Visit | None:
+        """The visit of the step ``[start, end)``, if any: measured now when on ``start``, else returned pending."""
+        day = next((d for d in visit_days if start <= d < end), None)
+        if day is None:
+            return None
+        k = visit_days[day]
+        visit = cls(day, int(visit_weeks[k]), start, _marker_truth(p, lesions, exposure, day, params), noise[:, k])
+        if day == start:
+            visit.record(p, lesions, exposure, start, visits, params)
+            return None
+        return visit
+
+    def record(self, p: _Rows, lesions: _Rows, exposure: Exposure, end: int, visits: list, params: Parameters) -> None:
+        """Append the measured markers of the patients on study on the visit day (states now at ``end``)."""
+        on_study = p.stop > self.day
+        if not on_study.any():
+            return
+        truth = self.truth
+        if end > self.day:
+            after = _marker_truth(p, lesions, exposure, self.day, params)
+            share = (self.day - self.start) / (end - self.start)
+            truth = truth ** (1.0 - share) * after**share
+        idx = p.index
+        values = mk.with_noise(truth, self.noise[idx], params)
+        visits.append((idx[on_study], np.full(int(on_study.sum()), self.week), values[on_study]))
+
+
+def _marker_truth(p: _Rows, lesions: _Rows, exposure: Exposure, day: int, params: Parameters) -> np.ndarray:
+    """True markers ``[rows, 3]`` (:func:`vtrial.model.markers.true_values`) of the current states with the drug
+    inputs of the day before ``day``."""
     pthrp_keep: float | np.ndarray
     if day == 0 and not exposure.history_days:
         recruitment, pthrp_keep, cells = np.ones(p.size), 1.0, NO_CELL_INPUTS
@@ -503,9 +536,8 @@ def _visit(
         cells.il6_keep,
         cells.osteoblast_drive_keep * L.interface,
     )
-    idx = p.index
     burden = state.burden
-    values = mk.measure(
+    return mk.true_values(
         L.owner,
         resorbed,
         burden,
@@ -517,10 +549,8 @@ def _visit(
         p.skeleton_w,
         p.calcium_setpoint,
         p.calcium_gains,
-        noise[idx],
         params,
     )
-    visits.append((idx[on_study], np.full(int(on_study.sum()), week), values[on_study]))
 
 
 @overload
@@ -664,50 +694,28 @@ def _heterogeneity(streams: Streams, patient_id: np.ndarray, params: Parameters)
 
 
 def _hypocalcaemia(
-    p: _Rows,
-    lesions: _Rows,
-    inputs: StepInputs,
-    bone_before: np.ndarray,
-    sig,
-    noise: np.ndarray,
-    start: int,
-    days: float,
-    log,
-    params: Parameters,
+    p: _Rows, lesions: _Rows, exposure: Exposure, day: int, noise: np.ndarray, log, params: Parameters
 ) -> None:
-    """Serum calcium at a laboratory visit; record ``hypocalcaemia`` where it is below grade 2 (CTCAE >= 2).
+    """Serum calcium at a laboratory visit on ``day``; record ``hypocalcaemia`` where it is below grade 2 (CTCAE >= 2).
 
-    Called on the steps that end at a scheduled visit (every :data:`LAB_VISIT_DAYS` from
-    randomisation; the sample is drawn before that day's dose, as the markers' visits):
-    hypocalcaemia is an adverse event as the trials found it, at their laboratory visits, not
-    every dip of the true calcium between them.
-
-    The calcium law of the markers (:func:`vtrial.model.markers.calcium`) with the step's bone
-    fluxes: each lesion's net release ``u^(1/2) Z - v^(3/8)`` is its bone lost over the step,
-    ``-dZ / (k_Z days)`` (the bone equation integrated exactly), and ``T P`` at mid-step. Day-to-day
+    Called at the end of the steps that end on a scheduled visit (every :data:`LAB_VISIT_DAYS` from
+    randomisation): hypocalcaemia is an adverse event as the trials found it, at their laboratory
+    visits, not every dip of the true calcium between them. The calcium is that of the marker
+    visits (:func:`_marker_truth`: the states on the visit day, the drug inputs of the day before,
+    as the sample precedes that day's dose), so it does not depend on the step. Day-to-day
     variation: log-normal with CV ``calcium_cv``, from the ``calcium`` stream purpose (one draw per
-    patient and step). One event per episode, at mid-step: a patient is recorded again only after its
-    calcium came back to grade 0-1 at a later visit.
+    patient and step). Only patients on study on the visit day are measured; one event per episode,
+    on the visit day: a patient is recorded again only after its calcium came back to grade 0-1 at
+    a later visit.
     """
-    L = lesions
-    rows = p.size
-    release = np.bincount(L.owner, bone_before - L.z, rows) / (params.bone_turnover_rate * days)
-    serum = mk.calcium(
-        inputs.recruitment * p.rankl_factor,
-        p.skeleton_w,
-        release,
-        np.bincount(L.owner, sig.burden * sig.pthrp, rows),
-        p.calcium_setpoint,
-        p.calcium_gains,
-        params,
-    )
+    serum = _marker_truth(p, lesions, exposure, day, params)[:, 2]
     serum *= np.exp(log_sd(params.calcium_cv) * noise[p.index])
-    low = serum < mk.HYPOCALCAEMIA_GRADE_2_MMOL_L
+    low = (serum < mk.HYPOCALCAEMIA_GRADE_2_MMOL_L) & (p.stop > day)
     onset = np.flatnonzero(low & ~p.calcium_low)
     p.calcium_low[:] = low
     if onset.size:
         none = np.full(onset.size, -1)
-        _record(log, p, onset, np.full(onset.size, start + 0.5 * days), _TYPE_CODE["hypocalcaemia"], none, none)
+        _record(log, p, onset, np.full(onset.size, float(day)), _TYPE_CODE["hypocalcaemia"], none, none)
 
 
 def _background_arrays(background: systemic.Background, cb: CohortBlock, streams: Streams):
