@@ -464,8 +464,7 @@ def test_an_error_in_the_forked_worker_reaches_the_user_as_in_process(tmp_path, 
 
 def killed_worker(folder: str) -> dict:
     """A run whose forked worker dies on arm 1's second block, then the same run resumed (nothing killed)."""
-    kill = _fail_on_block(1, None)
-    engine.simulate_block = kill
+    engine.simulate_block = _fail_on_block(1, None)
     forks = _recording_forks()
     with pytest.raises(RunFailedError) as failed:
         run_trial(make_protocol(), Path(folder) / "run", block_size=100, prepare=lambda: None)
@@ -510,7 +509,7 @@ def test_ctrl_c_at_the_terminal_stops_the_command_and_its_forked_worker(tmp_path
     (exit code 130, the --resume message, no traceback from either process) and kills the worker."""
     out = tmp_path / "run"
     command = [sys.executable, "-m", "vtrial.cli", "run", str(ROOT / "protocols" / "breast.toml"), "--out", str(out)]
-    proc = subprocess.Popen([*command, "--quiet"], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen([*command, "--quiet"], stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
     deadline = time.time() + 60
     children: list[psutil.Process] = []
     while not children and proc.poll() is None and time.time() < deadline:
@@ -534,7 +533,7 @@ def test_to_arrow_builds_the_arrays_of_pa_array_without_importing_pandas(tmp_pat
         "import sys, numpy as np; from vtrial.store import to_arrow; "
         "to_arrow({'a': np.arange(2), 'b': np.array(['x', 'é'], dtype=object)}); print('pandas' in sys.modules)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert done.stdout == "False\n"
     columns = {
         "id": np.array([3, 1, 2**40], dtype=np.int64),
