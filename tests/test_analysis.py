@@ -14,7 +14,16 @@ from lifelines.statistics import multivariate_logrank_test
 from lifelines.utils import median_survival_times, restricted_mean_survival_time
 from scipy import stats
 
-from vtrial.analysis import cox_comparison, summarise, summarise_run, to_json, write_summary
+from vtrial.analysis import (
+    analysis_settings,
+    cox_comparison,
+    read_protocol,
+    summarise,
+    summarise_run,
+    to_json,
+    write_summary,
+)
+from vtrial.analysis.run import read_tables
 from vtrial.analysis.proportions import (
     clopper_pearson,
     fisher_p_value,
@@ -25,6 +34,7 @@ from vtrial.analysis.proportions import (
 from vtrial.analysis.summary import marker_summary, paired_view, radiotherapy_retreatment
 from vtrial.analysis.survival import (
     DEATH,
+    NUDGE_DAYS,
     SRE,
     _aalen_johansen,
     counting_process,
@@ -356,6 +366,29 @@ def test_counting_process_rows_by_hand():
     ]
 
 
+def test_counting_process_equals_its_formula_patient_by_patient():
+    # paired ids (a patient under both arms) and several SREs a day apart or on one day
+    patients, events = make_trial(seed=3, n=150, sre_per_day=(1 / 60, 1 / 90), paired=True)
+    rows = counting_process(patients, events)
+    expected = []
+    counted = events[events["counted"]]
+    for pid, arm in sorted(zip(patients["patient_id"], patients["arm"])):  # arms as text: active, control
+        mine = counted[(counted["patient_id"] == pid) & (counted["arm"] == arm)]
+        previous, running = 0.0, -math.inf
+        for k, day in enumerate(sorted(np.ceil(mine["day"]))):
+            running = max(running, day - NUDGE_DAYS * (k + 1))
+            stop = NUDGE_DAYS * (k + 1) + max(0.0, running)
+            expected.append([pid, arm, previous, stop, True])
+            previous = stop
+        end = math.ceil(
+            patients.loc[(patients["patient_id"] == pid) & (patients["arm"] == arm), "followup_days"].item()
+        )
+        if end > previous:
+            expected.append([pid, arm, previous, float(end), False])
+    assert max(counted.groupby(["patient_id", "arm"]).size()) >= 5
+    assert [[int(r[0]), str(r[1]), *r[2:]] for r in rows.values.tolist()] == expected
+
+
 # --- the summary -----------------------------------------------------------------------------
 
 
@@ -678,6 +711,24 @@ def test_marker_summary_medians_changes_and_share_below_50():
     assert summary["0"]["untx_below_50"] == 0.25 and summary["0"]["untx_change_pct"] == 0.0
 
 
+def test_marker_changes_leave_out_patients_without_a_week_0_visit():
+    markers = pd.DataFrame(
+        {
+            "patient_id": [7, 3, 3, 5, 7, 9],
+            "arm": ["a"] * 6,
+            "week": [13, 13, 0, 13, 0, 0],
+            "untx_nmol_mmol": [30.0, 45.0, 50.0, 55.0, 60.0, 70.0],
+            "bsap_ug_l": [8.0, 9.0, 10.0, 1.0, 16.0, 20.0],
+            "calcium_mmol_l": [2.4, 2.2, 2.3, 2.9, 2.5, 2.6],
+        }
+    )
+    week = marker_summary(markers)["13"]
+    # patient 5 has no week 0: out of the changes (uNTx -50% and -10%, BSAP -50% and -10%), in the rest
+    assert week["untx_change_pct"] == pytest.approx(-30.0) and week["bsap_change_pct"] == pytest.approx(-30.0)
+    assert week["n"] == 3 and week["untx_nmol_mmol"] == 45.0 and week["calcium_mmol_l"] == 2.4
+    assert week["untx_below_50"] == pytest.approx(2 / 3)
+
+
 def test_run_folder_markers_are_summarised_and_old_folders_have_none(tmp_path):
     run = make_run_folder(tmp_path / "run")
     summary = summarise_run(run)
@@ -701,3 +752,43 @@ def test_run_folder_markers_are_summarised_and_old_folders_have_none(tmp_path):
         assert arm["markers"]["13"]["untx_change_pct"] == pytest.approx(-75.0)
         assert arm["markers"]["13"]["bsap_change_pct"] == pytest.approx(-20.0)
         assert arm["markers"]["13"]["untx_below_50"] == 1.0 and arm["markers"]["13"]["n"] == 2
+
+
+@pytest.mark.parametrize("design", ["parallel", "paired"])
+def test_summary_is_the_same_from_text_and_from_categorical_columns(design):
+    # the run's analysis reads text as categoricals (fast comparisons); categories in any order
+    # give the summary of Python strings, number for number (the codes are re-sorted)
+    arms = ("zeta", "alpha", "mid")
+    patients, events = make_trial(
+        seed=12,
+        n=400,
+        arms=arms,
+        sre_per_day=(1 / 300, 0.7 / 300, 0.9 / 300),
+        death_per_day=(1 / 900,) * 3,
+        paired=design == "paired",
+        primaries=("breast", "prostate"),
+    )
+    options = {**settings(arms, design), "reference_arm": "zeta"}
+    unsorted = {"arm": list(arms), "type": ["radiation_to_bone", "hypocalcaemia", "pathological_fracture"]}
+    as_categories = {
+        name: frame.assign(
+            **{c: pd.Categorical(frame[c], categories=unsorted[c]) for c in ("arm", "type") if c in frame}
+        )
+        for name, frame in (("patients", patients), ("events", events))
+    }
+    assert list(as_categories["patients"]["arm"].cat.categories) == ["zeta", "alpha", "mid"]
+    text = to_json(summarise(patients, events, **options))
+    assert to_json(summarise(as_categories["patients"], as_categories["events"], **options)) == text
+    assert json.loads(text)["comparisons"][0]["arm"] == "alpha"
+
+
+def test_run_folder_tables_read_as_sorted_categoricals_give_the_same_summary(tmp_path):
+    run = make_run_folder(tmp_path / "run")
+    patients, events, _ = read_tables(run, ["control", "active"], categorical=True)
+    assert list(patients["arm"].cat.categories) == ["active", "control"]
+    assert list(events["type"].cat.categories) == sorted(set(pd.read_parquet(run / "events.parquet")["type"]))
+    text_tables = read_tables(run, ["control", "active"])
+    assert text_tables[0]["arm"].dtype == object
+    assert write_summary(run).read_text() == to_json(
+        summarise(text_tables[0], text_tables[1], **analysis_settings(read_protocol(run)))
+    )

@@ -39,7 +39,7 @@ from vtrial.engine import (
 )
 from vtrial.errors import ModelInvariantError, RunFailedError, UserInputError
 from vtrial.protocol import apply_overrides, load_protocol, parse_protocol
-from vtrial.store import TABLES, to_arrow
+from vtrial.store import ROW_GROUP_ROWS, TABLES, PartsMerger, merge_parts, to_arrow
 from vtrial.streams import Streams
 from vtrial.vocabulary import DAYS_PER_MONTH
 
@@ -561,3 +561,26 @@ def _parquet(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return sink.getvalue().to_pybytes()
+
+
+def test_parts_merged_as_they_become_ready_give_the_file_of_the_whole_merge(tmp_path):
+    # a run merges each block's part while the next blocks are simulated, in whatever order they
+    # finish: the file is the one merging all parts at the end gives, row groups included
+    rng = np.random.default_rng(4)
+    sizes = [30_000, 50_000, 1, 70_000, 20_000]
+    paths = []
+    for i, n in enumerate(sizes):
+        table = pa.table({"patient_id": np.arange(n) + 10 * i, "arm": [("a", "b")[i % 2]] * n, "day": rng.random(n)})
+        paths.append(tmp_path / f"part-{i}.parquet")
+        pq.write_table(table, paths[-1])
+    whole = merge_parts(paths, tmp_path / "whole.parquet")
+    merger = PartsMerger(paths, tmp_path / "streamed.parquet")
+    merger.ready(paths[1], paths[3])  # not the first: nothing merged yet
+    assert merger.rows == 0 and not (tmp_path / "streamed.parquet").exists()
+    merger.ready(paths[0])  # 0, 1: 80,000 rows, one full row group written; 3 waits for 2
+    assert merger.rows == ROW_GROUP_ROWS
+    merger.ready(paths[4], paths[2])
+    assert merger.rows == 2 * ROW_GROUP_ROWS  # 170,001 rows: two full groups, the rest at close
+    assert merger.close() == whole == sum(sizes)
+    assert (tmp_path / "streamed.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

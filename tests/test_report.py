@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -81,6 +82,25 @@ def test_report_run_twice_gives_byte_identical_summary(run):
     report_run(run)
     assert (run / "summary.json").read_bytes() == first
     assert json.loads(first)["trial"] == "synthetic"
+
+
+@pytest.mark.slow  # two new interpreters: ~10 s
+def test_report_after_the_warm_up_is_byte_identical(run):
+    # warm_up runs while a run's workers simulate: the report written after it, in a fresh
+    # interpreter, is the report written without it
+    script = (
+        "import sys; from pathlib import Path; from vtrial import report; "
+        "sys.argv[2] == 'warm' and report.warm_up(); "
+        "print(report.write_report(Path(sys.argv[1])).read_text(encoding='utf-8'), end='')"
+    )
+    pages = [
+        subprocess.run(
+            [sys.executable, "-c", script, str(run), mode], check=True, capture_output=True, text=True
+        ).stdout
+        for mode in ("cold", "warm")
+    ]
+    assert pages[0] == pages[1] and pages[0].count("<svg") >= 5
+    assert template_environment() is template_environment()  # one per process: a template compiles once
 
 
 def test_forest_rows_cover_overall_and_subgroups(run):

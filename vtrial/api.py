@@ -168,8 +168,11 @@ def _import_report() -> None:
 
     Run while the workers simulate (``prepare`` of :func:`vtrial.engine.run_trial`): pandas too
     is imported only here, not by this module, so that it is not imported before the simulation.
+    The report's template and first figure are prepared too (:func:`vtrial.report.warm_up`).
     """
-    import vtrial.report  # noqa: F401 - imports vtrial.analysis too
+    from vtrial.report import warm_up  # imports vtrial.analysis too
+
+    warm_up()
 
 
 def _analyse_and_report(progress: Progress | None):  # noqa: ANN202 - a closure for run_trial's ``finish``

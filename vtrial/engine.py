@@ -51,10 +51,10 @@ from vtrial.sre import apply_window_rule
 from vtrial.store import (
     TABLES,
     OutputFolder,
+    PartsMerger,
     atomic_write_json,
     atomic_write_text,
     finalise,
-    merge_parts,
     owning,
     part_path,
     prepare_partial,
@@ -828,32 +828,41 @@ def run_trial(
         patients_done = 0
         if on_progress:
             on_progress(finished, total, patients_done)
-        # one worker: the jobs asked for, so that ``execute`` tells the default (a forked worker) from --jobs 1
-        simulated = execute(
-            protocol,
-            streams,
-            todo,
-            jobs=requested if jobs == 1 else jobs,
-            backend=backend,
-            scheduler=scheduler,
-            prepare=prepare,
-        )
-        for task, tables in simulated:
-            # each part is written atomically; a block counts as finished once all its parts exist
-            for kind in TABLES:
-                write_part(partial, kind, task.arm_index, task.block_index, tables[kind])
-            finished += 1
-            patients_done += tables["patients"].num_rows
-            if on_progress:
-                on_progress(finished, total, patients_done)
-        if finish is not None and backend == "loky" and jobs > 1 and todo:
-            stop_local_workers()  # the merge and ``finish`` need the memory more than a next run the warm workers
-        rows = {
-            kind: merge_parts(
+        # each table is merged in task order as its blocks finish, while the workers simulate the next
+        mergers = {
+            kind: PartsMerger(
                 [part_path(partial, kind, t.arm_index, t.block_index) for t in tasks], partial / f"{kind}.parquet"
             )
             for kind in TABLES
         }
+        try:
+            for kind, merger in mergers.items():
+                merger.ready(*(part_path(partial, kind, *block) for block in done))
+            # one worker: the jobs asked for, so that ``execute`` tells the default (a forked worker) from --jobs 1
+            simulated = execute(
+                protocol,
+                streams,
+                todo,
+                jobs=requested if jobs == 1 else jobs,
+                backend=backend,
+                scheduler=scheduler,
+                prepare=prepare,
+            )
+            for task, tables in simulated:
+                # each part is written atomically; a block counts as finished once all its parts exist
+                for kind in TABLES:
+                    write_part(partial, kind, task.arm_index, task.block_index, tables[kind])
+                    mergers[kind].ready(part_path(partial, kind, task.arm_index, task.block_index))
+                finished += 1
+                patients_done += tables["patients"].num_rows
+                if on_progress:
+                    on_progress(finished, total, patients_done)
+            if finish is not None and backend == "loky" and jobs > 1 and todo:
+                stop_local_workers()  # the merge and ``finish`` need the memory more than a next run the warm workers
+            rows = {kind: merger.close() for kind, merger in mergers.items()}
+        finally:
+            for merger in mergers.values():
+                merger.abort()
         n_patients, n_events = rows["patients"], rows["events"]
         atomic_write_text(partial / "protocol.toml", protocol_to_toml(protocol))
         manifest = {

@@ -6,6 +6,7 @@ are drawn on the Agg backend from the run's tables; the numbers come from the su
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import json
@@ -780,8 +781,12 @@ def _test_p(result: Mapping) -> str:
     return _p(result["p_value"])
 
 
+@functools.cache
 def template_environment() -> jinja2.Environment:
-    """The jinja2 environment of the package's page templates, with the report's number filters."""
+    """The jinja2 environment of the package's page templates, with the report's number filters.
+
+    One per process, so that a template is compiled once (jinja2 caches it per environment).
+    """
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("vtrial", "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
@@ -794,6 +799,22 @@ def template_environment() -> jinja2.Environment:
     )
     environment.globals.update(interval=_interval)
     return environment
+
+
+def warm_up() -> None:
+    """Compile the report's template and write a small figure with text as SVG, once per process.
+
+    What the first report of a process pays besides its own work (the template's compilation,
+    the font and the SVG backend's first use: ~0.3-0.5 s); run while a run's workers simulate
+    (:func:`vtrial.api.run`'s ``prepare``), the report after them does not wait for it.
+    """
+    template_environment().get_template("report.html")
+    layout = _Layout(2.0)
+    layout.axes(0.6, 1.2, layout.band(1.0), 0.7)
+    figure, (axes,) = layout.figure("warm-up")
+    axes.plot([0.0, 1.0], [0.0, 1.0])
+    axes.set_xlabel("months")
+    svg_element(figure)
 
 
 def report_figures(summary: Mapping, patients: pd.DataFrame, brief: Mapping) -> dict[str, Figure | None]:
@@ -814,7 +835,7 @@ def landmarks_past_followup(summary: Mapping, patients: pd.DataFrame, labels: Ma
     The estimate ends at an arm's last follow-up; with staggered entry nobody is followed the
     whole horizon, so a landmark at the horizon is past it.
     """
-    longest = (patients.groupby("arm")["followup_days"].max() / DAYS_PER_MONTH).to_dict()
+    longest = (patients.groupby("arm", observed=True)["followup_days"].max() / DAYS_PER_MONTH).to_dict()
     notes = []
     for months in summary["landmarks_months"]:
         key = landmark_key(months)
@@ -1007,7 +1028,7 @@ def write_report(
     run_dir = Path(run_dir)
     summary = json.loads(to_json(summarise_run(run_dir) if summary is None else summary))
     if patients is None:
-        patients = read_table(run_dir, "patients.parquet", PATIENT_SCHEMA, unique=KEY)
+        patients = read_table(run_dir, "patients.parquet", PATIENT_SCHEMA, KEY, categorical=True)
     brief = protocol_brief(read_protocol(run_dir))
     figures = report_figures(summary, patients, brief)
     html = render_report(summary, patients, brief, _read_manifest(run_dir), figures)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vtrial.analysis.summary import headline, summarise, to_json, uncertainty_block
+from vtrial.analysis.summary import coded, headline, summarise, to_json, uncertainty_block
 from vtrial.errors import ProtocolWarning, UserInputError
 from vtrial.store import atomic_write_text
 from vtrial.vocabulary import EVENT_TYPES, PRIMARIES
@@ -145,19 +146,30 @@ def _check_column(path: Path, column: Column, arrow_type: pa.DataType, values: p
 
 
 def read_table(
-    run_dir: str | Path, name: str, schema: tuple[Column, ...], unique: list[str] | None = None
+    run_dir: str | Path,
+    name: str,
+    schema: tuple[Column, ...],
+    unique: list[str] | None = None,
+    categorical: bool = False,
 ) -> pd.DataFrame:
     """Read a Parquet table of the run folder and check it against the contract's ``schema``.
 
     Every column must exist with its kind and allowed values (:class:`Column`), and no two
     rows may share the ``unique`` columns (a patient under an arm). The first breach is a
     ``UserInputError`` naming the file, the column and the row: a run folder is read, not
-    trusted.
+    trusted. With ``categorical`` its text columns are categoricals with sorted categories
+    (:func:`~vtrial.analysis.summary.coded`: what the analysis works on, read without a
+    Python string per row), else Python strings.
     """
     path = _require(Path(run_dir), name)
     try:
         arrow_schema = pq.read_schema(path)
-        table = pd.read_parquet(path)
+        if categorical:  # text columns read dictionary-encoded, which pandas makes categorical
+            text = [c.name for c in schema if c.kind == "text" and c.name in arrow_schema.names]
+            text = [n for n in text if _KINDS["text"](arrow_schema.field(n).type)]
+            table = coded(pq.read_table(path, read_dictionary=text).to_pandas(), text)
+        else:
+            table = pd.read_parquet(path)
     except Exception as problem:  # pyarrow raises several types for a damaged file
         raise UserInputError(f"cannot be read as Parquet ({problem})", file=path, fix=_FIX) from problem
     missing = [c.name for c in schema if c.name not in table.columns]
@@ -180,7 +192,9 @@ def read_table(
     return table
 
 
-def read_tables(run_dir: str | Path, arms: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+def read_tables(
+    run_dir: str | Path, arms: list[str], categorical: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     """``patients.parquet``, ``events.parquet`` and ``markers.parquet``, checked (:func:`read_table`) and consistent.
 
     Each may hold only the protocol's ``arms``, and every event and marker row must belong to a
@@ -188,12 +202,16 @@ def read_tables(run_dir: str | Path, arms: list[str]) -> tuple[pd.DataFrame, pd.
     bad row. The markers are ``None`` for a run folder without them (written before version 2).
     """
     run_dir = Path(run_dir)
-    tables = {
-        "patients.parquet": read_table(run_dir, "patients.parquet", PATIENT_SCHEMA, unique=KEY),
-        "events.parquet": read_table(run_dir, "events.parquet", EVENT_SCHEMA),
-    }
+    contracts = {"patients.parquet": (PATIENT_SCHEMA, KEY), "events.parquet": (EVENT_SCHEMA, None)}
     if (run_dir / "markers.parquet").is_file():
-        tables["markers.parquet"] = read_table(run_dir, "markers.parquet", MARKER_SCHEMA, unique=[*KEY, "week"])
+        contracts["markers.parquet"] = (MARKER_SCHEMA, [*KEY, "week"])
+    # read at once (pyarrow reads without the interpreter lock); a breach is raised in the order above
+    with ThreadPoolExecutor(2) as pool:
+        reading = {
+            name: pool.submit(read_table, run_dir, name, schema, unique, categorical)
+            for name, (schema, unique) in contracts.items()
+        }
+        tables = {name: table.result() for name, table in reading.items()}
     for name, table in tables.items():
         unknown = ~table["arm"].isin(arms).to_numpy()
         if unknown.any():
@@ -248,9 +266,13 @@ def analysis_settings(protocol) -> dict:
 
 
 def analyse_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
-    """:func:`summarise_run`, and the checked patients table it read (the report draws from it: read once)."""
+    """:func:`summarise_run`, and the checked patients table it read (the report draws from it: read once).
+
+    The tables are read with categorical text columns (:func:`read_tables`), which the analysis
+    and the report compare and group fast.
+    """
     settings = analysis_settings(read_protocol(run_dir))
-    patients, events, markers = read_tables(run_dir, settings["arms"])
+    patients, events, markers = read_tables(run_dir, settings["arms"], categorical=True)
     summary = summarise(patients, events, **settings, markers=markers)
     if (Path(run_dir) / DRAWS_FILE).is_file():
         summary["uncertainty"] = read_uncertainty(Path(run_dir) / DRAWS_FILE, headline(summary))

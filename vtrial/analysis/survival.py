@@ -381,24 +381,59 @@ def counting_process(patients: pd.DataFrame, events: pd.DataFrame) -> pd.DataFra
     same day as the previous one (or at day 0) is moved ``NUDGE_DAYS`` later so that no row
     has zero length: ``t'_k = NUDGE (k+1) + max(0, max_{j<=k} (t_j - NUDGE (j+1)))``.
 
+    On numpy arrays keyed by patient and arm (pandas' grouped cumulative maximum and merge took
+    ~0.4 s per comparison at 100,000 patients per arm); rows in the order of a stable sort by
+    patient, arm (as text) and start.
+
     Returns
     -------
     DataFrame
-        Columns ``patient_id, arm, start, stop, event``.
+        Columns ``patient_id, arm, start, stop, event``; ``arm`` categorical.
     """
-    keys = ["patient_id", "arm"]
-    sre = events.loc[events["counted"].to_numpy(dtype=bool), keys + ["day"]]
-    sre = sre.assign(day=np.ceil(sre["day"].to_numpy(dtype=float))).sort_values(keys + ["day"], kind="stable")
-    step = NUDGE_DAYS * (sre.groupby(keys, sort=False).cumcount().to_numpy() + 1)
-    lifted = pd.Series(sre["day"].to_numpy() - step, index=sre.index).groupby([sre[k] for k in keys]).cummax()
-    sre = sre.assign(stop=step + np.maximum(lifted.to_numpy(), 0.0), event=True)
-    sre["start"] = sre.groupby(keys, sort=False)["stop"].shift(1, fill_value=0.0)
-    last = sre.groupby(keys, sort=False)["stop"].max().rename("start")
-    tail = patients[keys + ["followup_days"]].merge(last, on=keys, how="left")
-    tail = tail.assign(
-        start=tail["start"].fillna(0.0), stop=np.ceil(tail["followup_days"].to_numpy(dtype=float)), event=False
+    counted = events["counted"].to_numpy(dtype=bool)
+    arm_values = [events["arm"][counted], patients["arm"]]
+    arms = pd.Index(sorted(set().union(*(pd.unique(a) for a in arm_values))))
+    sre_arm, patient_arm = (pd.Categorical(a, categories=arms).codes.astype(np.int64) for a in arm_values)
+    sre_id = events["patient_id"].to_numpy(np.int64)[counted]
+    day = np.ceil(events["day"].to_numpy(dtype=float)[counted])
+    group = sre_id * arms.size + sre_arm  # one integer per patient and arm, increasing with both
+    order = np.lexsort((day, group))  # stable
+    group, day = group[order], day[order]
+    first = np.ones(group.size, dtype=bool)
+    first[1:] = group[1:] != group[:-1]
+    starts = np.flatnonzero(first)
+    lengths = np.diff(np.r_[starts, group.size])
+    rank = np.arange(group.size) - np.repeat(starts, lengths)  # earlier SREs of the patient under the arm
+    step = NUDGE_DAYS * (rank + 1)
+    lifted = day - step
+    for k in range(1, int(lengths.max(initial=0))):  # running maximum within each patient, k-th SREs at once
+        at = starts[lengths > k] + k
+        lifted[at] = np.maximum(lifted[at - 1], lifted[at])
+    stop = step + np.maximum(lifted, 0.0)
+    start = np.where(first, 0.0, np.r_[0.0, stop[:-1]])
+    keys = group[starts]
+    last = np.maximum.reduceat(stop, starts) if starts.size else stop  # each patient's last SRE
+    patient_key = patients["patient_id"].to_numpy(np.int64) * arms.size + patient_arm
+    where = np.searchsorted(keys, patient_key)
+    has = where < keys.size
+    has[has] = keys[where[has]] == patient_key[has]
+    tail_start = np.zeros(patient_key.size)
+    tail_start[has] = last[where[has]]
+    tail_stop = np.ceil(patients["followup_days"].to_numpy(dtype=float))
+    kept = tail_stop > tail_start
+    ids = np.r_[sre_id[order], patients["patient_id"].to_numpy(np.int64)[kept]]
+    codes = np.r_[sre_arm[order], patient_arm[kept]]
+    start, stop = np.r_[start, tail_start[kept]], np.r_[stop, tail_stop[kept]]
+    event = np.r_[np.ones(group.size, dtype=bool), np.zeros(int(kept.sum()), dtype=bool)]
+    # the SRE rows are in (patient, arm, start) order and a tail starts after its SREs: a stable
+    # sort by patient and arm puts every row in (patient, arm, start) order
+    rows = np.argsort(np.r_[group, patient_key[kept]], kind="stable")
+    return pd.DataFrame(
+        {
+            "patient_id": ids[rows],
+            "arm": pd.Categorical.from_codes(codes[rows], categories=arms),
+            "start": start[rows],
+            "stop": stop[rows],
+            "event": event[rows],
+        }
     )
-    tail = tail[tail["stop"] > tail["start"]]
-    columns = keys + ["start", "stop", "event"]
-    rows = pd.concat([sre[columns], tail[columns]], ignore_index=True)
-    return rows.sort_values(keys + ["start"], kind="stable", ignore_index=True)
