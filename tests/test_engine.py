@@ -541,6 +541,7 @@ def test_to_arrow_builds_the_arrays_of_pa_array_without_importing_pandas(tmp_pat
         "count": np.array([0, 5, 9], dtype=np.int32),
         "day": np.array([1.5, np.nan, -0.0]),
         "flag": np.array([True, False, True]),
+        "label": np.array(["placebo", "", "x\x00y"], dtype=object),  # ASCII: its code points are its bytes
         "text": np.array(["placebo", "", "zolédronic acid \u2013 4 mg"], dtype=object),
     }
     empty = {name: values[:0] for name, values in columns.items()}

@@ -94,13 +94,17 @@ def _arrow_array(values: np.ndarray) -> pa.Array:
     """One numpy column as an Arrow array: numbers as they are, booleans as bits, text as UTF-8."""
     n = len(values)
     if values.dtype.kind in "UO":
+        text = values.astype(str)  # each row's text (str() of an object), as pa.array was given it
         # fixed-width UTF-8 bytes, NUL-padded: each row's first ``length`` bytes are its text
-        encoded = np.strings.encode(values.astype(str), "utf-8")
-        lengths = np.strings.str_len(encoded)
+        points = text.view(np.uint32).reshape(n, text.dtype.itemsize // 4)
+        if points.max(initial=0) < 128:  # ASCII, the usual labels: the code points are the bytes (~15x faster)
+            encoded, lengths = points.astype(np.uint8), np.strings.str_len(text)
+        else:
+            utf8 = np.strings.encode(text, "utf-8")
+            encoded, lengths = utf8.view(np.uint8).reshape(n, utf8.dtype.itemsize), np.strings.str_len(utf8)
         offsets = np.zeros(n + 1, dtype=np.int32)
         np.cumsum(lengths, out=offsets[1:])
-        width = encoded.dtype.itemsize
-        data = encoded.view(np.uint8).reshape(n, width)[np.arange(width) < lengths[:, None]]
+        data = encoded[np.arange(encoded.shape[1]) < lengths[:, None]]
         return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
     if values.dtype == np.bool_:
         return pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(np.packbits(values, bitorder="little"))])
