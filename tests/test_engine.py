@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -9,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +23,27 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from vtrial.engine import IN_PROCESS_PATIENT_YEARS, allocation_ratio, assign_arms, plan_tasks, run_trial, workers
-from vtrial.errors import UserInputError
-from vtrial.protocol import apply_overrides, parse_protocol
-from vtrial.store import ROW_GROUP_ROWS, PartsMerger, merge_parts
+from tests.conftest import two_arm_protocol
+from vtrial import engine
+from vtrial.cli import main
+from vtrial.engine import (
+    FORKED_WORKER,
+    IN_PROCESS_PATIENT_YEARS,
+    WORKER_DIED,
+    allocation_ratio,
+    assign_arms,
+    plan_tasks,
+    run_trial,
+    simulate_block,
+    workers,
+)
+from vtrial.errors import ModelInvariantError, RunFailedError, UserInputError
+from vtrial.protocol import apply_overrides, load_protocol, parse_protocol
+from vtrial.store import ROW_GROUP_ROWS, TABLES, PartsMerger, merge_parts, to_arrow
 from vtrial.streams import Streams
 from vtrial.vocabulary import DAYS_PER_MONTH
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_protocol(**trial):
@@ -326,6 +346,222 @@ def test_prepare_runs_in_a_thread_while_workers_simulate_and_not_beside_this_pro
 
     run_trial(make_protocol(), tmp_path / "run", jobs=jobs, block_size=100, prepare=prepare)
     assert ran == threads
+
+
+def in_new_interpreter(scenario: str, *args: str) -> typing.Any:
+    """Run ``scenario(*args)`` of this module in a new interpreter and return what it returns (through JSON).
+
+    A fork needs a process without other threads; a test process may hold one that an earlier test left (dask's
+    idle offload thread), which rightly keeps runs in process. Warnings are errors there too.
+    """
+    code = f"import json, sys; from tests import test_engine; print(json.dumps(test_engine.{scenario}(*sys.argv[1:])))"
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def _recording_forks() -> list[bool]:
+    """Record, for each run from now on, whether its blocks went to a forked worker."""
+    forks: list[bool] = []
+    start = engine._ForkedWorker.start
+
+    def recording(*args: typing.Any) -> typing.Any:
+        worker = start(*args)
+        forks.append(worker is not None)
+        return worker
+
+    engine._ForkedWorker.start = recording
+    return forks
+
+
+def _fail_on_block(index: int, error: BaseException | None) -> typing.Callable[..., object]:
+    """A ``simulate_block`` that raises ``error`` (None: dies, as if killed) on block ``index`` of arm 1."""
+
+    def simulate(protocol, streams, task, parameters=None):
+        if (task.arm_index, task.block_index) == (1, index):
+            if error is None:
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise error
+        return simulate_block(protocol, streams, task, parameters)
+
+    return simulate
+
+
+def forked_run(out: str) -> dict:
+    seen = {"threads": [], "children": []}
+
+    def prepare() -> None:
+        seen["threads"].append(threading.current_thread().name)
+        seen["children"].append([p.name for p in multiprocessing.active_children()])
+
+    run_trial(make_protocol(), Path(out), block_size=128, prepare=prepare)
+    return {**seen, "left": len(multiprocessing.active_children())}
+
+
+def test_a_small_run_simulates_in_a_forked_worker_while_preparing_and_writes_the_same_bytes(reference_run, tmp_path):
+    """Issue 16 a: default jobs, 600 patient-arm-years: one forked worker simulates while this process runs
+    ``prepare`` (in its main thread); the Parquet files are those of --jobs 1; no child is left."""
+    seen = in_new_interpreter("forked_run", str(tmp_path / "forked"))
+    assert seen == {"threads": ["MainThread"], "children": [[FORKED_WORKER]], "left": 0}
+    assert parquet_bytes(tmp_path / "forked") == parquet_bytes(reference_run)
+
+
+def test_no_fork_while_another_thread_runs(reference_run, tmp_path):
+    """A fork copies the locks other threads hold (the progress bar's refresh thread on a terminal): then the
+    blocks are simulated in this process, as without ``prepare``."""
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, name="other")
+    other.start()
+    ran = []
+    try:
+        run_trial(make_protocol(), tmp_path / "run", block_size=128, prepare=lambda: ran.append(True))
+    finally:
+        release.set()
+        other.join()
+    assert ran == []  # no fork: ``prepare`` runs beside a forked worker only
+    assert parquet_bytes(tmp_path / "run") == parquet_bytes(reference_run)
+
+
+ERRORS = {
+    "model": ModelInvariantError("patient 17: bone mass -0.2 < 0 on day 40"),
+    "user": UserInputError("no dose", file="p.toml", field="arm[1].dose_mg", fix="give dose_mg"),
+}
+
+#: What a UserInputError holds besides its message (kept when it crosses the pipe).
+USER_ERROR_PARTS = ("problem", "file", "field", "fix", "line")
+
+
+def failing_runs(folder: str, kind: str) -> dict:
+    """``vtrial run`` (default jobs: forked worker; --jobs 1: in process) and ``run_trial``, failing on a block."""
+    path = Path(folder) / "p.toml"
+    path.write_text(two_arm_protocol("p", 40))
+    engine.simulate_block = _fail_on_block(0, ERRORS[kind])  # the forked child has it too
+    forks = _recording_forks()
+    shown = []
+    for jobs in ([], ["--jobs", "1"]):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as done:
+            main(["run", str(path), "--out", f"{folder}/run", "--quiet", "--force", *jobs])
+        shown.append([done.value.code, err.getvalue()])
+    with pytest.raises(type(ERRORS[kind])) as raised:
+        run_trial(load_protocol(path), Path(folder) / "again", prepare=lambda: None)
+    error = raised.value
+    parts = [getattr(error, name, None) for name in USER_ERROR_PARTS]
+    return {"forks": forks, "shown": shown, "text": str(error), "parts": parts, "cause": str(error.__cause__)}
+
+
+@pytest.mark.parametrize(("kind", "code"), [("model", 1), ("user", 2)])
+def test_an_error_in_the_forked_worker_reaches_the_user_as_in_process(tmp_path, kind, code):
+    """The message and exit code of the run in this process (--jobs 1); the child's traceback is the cause."""
+    seen = in_new_interpreter("failing_runs", str(tmp_path), kind)
+    assert seen["forks"] == [True, True]  # `vtrial run` with default jobs, then run_trial; --jobs 1 does not fork
+    assert seen["shown"] == [[code, f"error: {ERRORS[kind]}\n"]] * 2
+    assert seen["text"] == str(ERRORS[kind])
+    assert seen["parts"] == [getattr(ERRORS[kind], name, None) for name in USER_ERROR_PARTS]
+    assert "in simulate\n" in seen["cause"] and f"{type(ERRORS[kind]).__name__}: {ERRORS[kind]}" in seen["cause"]
+
+
+def killed_worker(folder: str) -> dict:
+    """A run whose forked worker dies on arm 1's second block, then the same run resumed (nothing killed)."""
+    engine.simulate_block = _fail_on_block(1, None)
+    forks = _recording_forks()
+    with pytest.raises(RunFailedError) as failed:
+        run_trial(make_protocol(), Path(folder) / "run", block_size=100, prepare=lambda: None)
+    parts = sorted(p.name for p in (Path(folder) / ".run.partial" / "parts").iterdir())
+    left = len(multiprocessing.active_children())
+    engine.simulate_block = simulate_block
+    run_trial(make_protocol(), Path(folder) / "run", block_size=100, prepare=lambda: None, resume=True)
+    return {"forks": forks, "failed": str(failed.value), "parts": parts, "left": left}
+
+
+def test_a_killed_forked_worker_fails_the_run_and_keeps_its_finished_blocks(reference_run, tmp_path):
+    """As a killed loky worker: RunFailedError (exit code 1, no traceback); the blocks received are kept, and
+    --resume finishes the run with the bytes of an uninterrupted one."""
+    seen = in_new_interpreter("killed_worker", str(tmp_path))
+    assert seen["forks"] == [True, True] and seen["left"] == 0
+    assert seen["failed"] == WORKER_DIED
+    # tasks run and are sent in order; those the child had sent before it died (up to 4) are written
+    order = [(0, 0), (0, 1), (0, 2), (1, 0)]
+    assert seen["parts"] in [
+        sorted(f"{kind}-a{a:03d}-b{b:07d}.parquet" for kind in TABLES for a, b in order[:k]) for k in range(5)
+    ]
+    assert parquet_bytes(tmp_path / "run") == parquet_bytes(reference_run)
+
+
+def interrupted_run(folder: str) -> dict:
+    def prepare() -> None:
+        raise KeyboardInterrupt  # Ctrl-C while this process imports the report stack
+
+    forks = _recording_forks()
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(make_protocol(), Path(folder) / "run", block_size=100, prepare=prepare)
+    return {"forks": forks, "left": len(multiprocessing.active_children()), "out": (Path(folder) / "run").exists()}
+
+
+def test_ctrl_c_while_preparing_stops_the_forked_worker(tmp_path):
+    """Ctrl-C reaches this process (the child ignores it): the run stops as in process, the child is killed."""
+    assert in_new_interpreter("interrupted_run", str(tmp_path)) == {"forks": [True], "left": 0, "out": False}
+
+
+def test_ctrl_c_at_the_terminal_stops_the_command_and_its_forked_worker(tmp_path):
+    """Ctrl-C goes to the whole process group: the forked worker ignores it, the command stops as in process
+    (exit code 130, the --resume message, no traceback from either process) and kills the worker."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "vtrial.cli", "run", str(ROOT / "protocols" / "breast.toml"), "--out", str(out)]
+    proc = subprocess.Popen([*command, "--quiet"], stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    deadline = time.time() + 60
+    children: list[psutil.Process] = []
+    while not children and proc.poll() is None and time.time() < deadline:
+        children = psutil.Process(proc.pid).children()
+        time.sleep(0.01)
+    assert [c.ppid() for c in children] == [proc.pid]  # the forked worker, simulating
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err == (
+        "interrupted: no output folder was written; an interrupted run, batch or sensitivity analysis keeps what "
+        "it finished: finish it with the same command and `--resume`\n"
+    )
+    assert not out.exists()
+    assert not psutil.pid_exists(children[0].pid) or children[0].status() == psutil.STATUS_ZOMBIE
+
+
+def test_to_arrow_builds_the_arrays_of_pa_array_without_importing_pandas(tmp_path):
+    """The forked worker never imports pandas (~0.35 s); the Parquet bytes are those of ``pa.array``/``pa.table``."""
+    code = (
+        "import sys, numpy as np; from vtrial.store import to_arrow; "
+        "to_arrow({'a': np.arange(2), 'b': np.array(['x', 'é'], dtype=object)}); print('pandas' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout == "False\n"
+    columns = {
+        "id": np.array([3, 1, 2**40], dtype=np.int64),
+        "small": np.array([-1, 0, 7], dtype=np.int16),
+        "count": np.array([0, 5, 9], dtype=np.int32),
+        "day": np.array([1.5, np.nan, -0.0]),
+        "flag": np.array([True, False, True]),
+        "label": np.array(["placebo", "", "x\x00y"], dtype=object),  # ASCII: its code points are its bytes
+        "text": np.array(["placebo", "", "zolédronic acid \u2013 4 mg"], dtype=object),
+    }
+    empty = {name: values[:0] for name, values in columns.items()}
+    for table in (columns, empty):
+        built = to_arrow(table)
+        reference = pa.table(
+            {
+                n: pa.array(v.astype(str).tolist(), type=pa.string()) if v.dtype == object else pa.array(v)
+                for n, v in table.items()
+            }
+        )
+        assert built.schema == reference.schema
+        assert _parquet(built) == _parquet(reference)
+    assert to_arrow(columns).column("text").to_pylist() == ["placebo", "", "zolédronic acid \u2013 4 mg"]
+
+
+def _parquet(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
 
 
 def test_parts_merged_as_they_become_ready_give_the_file_of_the_whole_merge(tmp_path):

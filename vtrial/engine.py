@@ -10,20 +10,29 @@ tables are identical whatever the number of workers, the block size or the backe
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+import pickle
 import platform
+import queue
 import re
+import signal
 import socket
 import sys
 import threading
 import time
+import traceback
 import typing
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from importlib.metadata import PackageNotFoundError, version
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkContext
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import ModuleType
 
@@ -78,6 +87,13 @@ SCHEDULER_TIMEOUT_S = 5.0
 WATCHDOG_INTERVAL_S = 0.5
 #: Exit code of a worker whose parent died.
 EXIT_PARENT_DIED = 1
+#: Name of the process :class:`_ForkedWorker` forks.
+FORKED_WORKER = "vtrial-forked-worker"
+#: What a run says when a worker process dies (the finished blocks are kept).
+WORKER_DIED = (
+    "a worker process died during the run (killed, or out of memory); the finished blocks are kept. "
+    "Finish the run with --resume (if memory is short, with fewer --jobs or a smaller --block-size)."
+)
 DEPENDENCIES = ("numpy", "scipy", "pandas", "pyarrow", "lifelines", "joblib", "pydantic", "typer", "matplotlib")
 
 
@@ -503,15 +519,29 @@ def execute(
 
     At most one worker per task is started (``jobs`` is capped at ``len(tasks)``); one worker
     is this process. ``run`` replaces the (arm, block) simulation by another task function of
-    the same signature (the parameter draws of :mod:`vtrial.uncertainty`). ``prepare`` runs in a
-    thread of this process while worker processes simulate (this process only waits for them),
-    and has ended when the last task is yielded; it is not run when the tasks run in this
-    process, where it would compete with them.
+    the same signature (the parameter draws of :mod:`vtrial.uncertainty`). ``prepare`` runs in
+    this process while worker processes simulate (in a thread beside loky or dask workers: this
+    process only waits for them), and has ended when the last task is yielded. A small local
+    run (:func:`workers` chose one worker for the default ``jobs``, loky) with a ``prepare`` runs
+    its tasks in one process forked from this one (:class:`_ForkedWorker`), which simulates
+    while this process runs ``prepare``; where that fork is not possible, the tasks run in this
+    process and ``prepare`` is not run (in a thread it would only compete with them for the
+    interpreter).
     """
     check_backend(backend)
     if not tasks:
         return
-    jobs = workers(protocol, tasks, jobs, backend)
+    chosen = workers(protocol, tasks, jobs, backend)
+    if prepare is not None and backend == "loky" and jobs in (None, -1) and chosen == 1:
+        forked = _ForkedWorker.start(protocol, streams, tasks, run or _run_task)
+        if forked is not None:
+            try:
+                _attempt(prepare)
+                yield from forked.results()
+            finally:
+                forked.stop()
+            return
+    jobs = chosen
     helper = None if prepare is None or jobs == 1 else _Helper(prepare)
     try:
         with joblib_workers(backend, scheduler, jobs):
@@ -521,27 +551,26 @@ def execute(
                 helper.start()  # loky and dask start their workers as new interpreters: no fork of this thread
             yield from results
     except TerminatedWorkerError as exc:
-        raise RunFailedError(
-            "a worker process died during the run (killed, or out of memory); the finished blocks are kept. "
-            "Finish the run with --resume (if memory is short, with fewer --jobs or a smaller --block-size)."
-        ) from exc
+        raise RunFailedError(WORKER_DIED) from exc
     finally:
         if helper is not None:
             helper.join()
 
 
+def _attempt(function: Callable[[], None]) -> None:
+    """Call ``function`` and drop its error: a ``prepare`` step (e.g. a failed import) is retried, and its error
+    reported, by the caller's next step."""
+    try:
+        function()
+    except Exception:  # noqa: BLE001 - see the docstring
+        return
+
+
 class _Helper:
-    """A function run in a daemon thread; its error is dropped (the caller meets it again, see ``prepare``)."""
+    """A function run in a daemon thread; its error is dropped (:func:`_attempt`)."""
 
     def __init__(self, function: Callable[[], None]) -> None:
-        self.thread = threading.Thread(target=self._run, args=(function,), name="vtrial-prepare", daemon=True)
-
-    @staticmethod
-    def _run(function: Callable[[], None]) -> None:
-        try:
-            function()
-        except Exception:  # noqa: BLE001 - e.g. a failed import: retried, and reported, by the caller
-            return
+        self.thread = threading.Thread(target=_attempt, args=(function,), name="vtrial-prepare", daemon=True)
 
     def start(self) -> None:
         if self.thread.ident is None:
@@ -550,6 +579,140 @@ class _Helper:
     def join(self) -> None:
         if self.thread.ident is not None:
             self.thread.join()
+
+
+class _ChildTraceback(Exception):
+    """The traceback of an error raised in the forked worker, as text (the ``__cause__`` of the error re-raised here)."""
+
+    def __str__(self) -> str:
+        return f"\n\n{self.args[0]}"
+
+
+def _fork_context() -> ForkContext | None:
+    """multiprocessing's ``fork`` start method where a fork of this process is safe, else None.
+
+    Linux only (macOS system libraries are not fork-safe; Windows has no fork), and only while
+    this process runs no other Python thread: a fork copies the locks other threads hold (e.g.
+    the console lock of the CLI's progress bar, whose refresh thread runs on a terminal) but not
+    the threads that would release them.
+    """
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:
+        return None
+    try:
+        return multiprocessing.get_context("fork")
+    except ValueError:
+        return None
+
+
+class _ForkedWorker:
+    """One process forked from this one that runs the tasks in order and sends each result back.
+
+    For a small local run with a ``prepare`` step (:func:`execute`): the child starts with every
+    module of this process imported (a loky worker is a new interpreter: ~1 s of imports), and
+    simulates on the second core while this process runs ``prepare`` (the analysis and report
+    stack's imports). Results are those of this process (streams are keyed to patients).
+
+    Why the fork is safe: it is made only while this process runs a single Python thread
+    (:func:`_fork_context`). The native threads Python 3.12+ counts in its fork warning are those
+    of OpenBLAS (numpy, scipy) and of pyarrow's jemalloc, libraries that stop and restore them
+    around a fork (``pthread_atfork``); that warning is therefore not shown. The child touches
+    nothing of this process but its pipe: it never prints, never calls the progress callbacks
+    (this process does, with the results it receives), never writes the run folder; it ignores
+    Ctrl-C (this process handles it and kills the child) and exits when this process dies.
+    """
+
+    def __init__(self, process: BaseProcess, results: Connection, n_tasks: int) -> None:
+        self.process = process
+        self.results_from = results
+        self.n_tasks = n_tasks
+        self.received_all = False
+
+    @classmethod
+    def start(
+        cls, protocol: Protocol, streams: Streams, tasks: Sequence[typing.Any], run: Callable[..., object]
+    ) -> _ForkedWorker | None:
+        """Fork the worker and let it start on ``tasks``; None where no fork is possible (run them here)."""
+        context = _fork_context()
+        if context is None:
+            return None
+        receive, send = context.Pipe(duplex=False)
+        args = (send, os.getpid(), protocol, streams, tasks, run)
+        process = context.Process(target=_serve, args=args, name=FORKED_WORKER, daemon=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", r"This process .* is multi-threaded", DeprecationWarning)
+                process.start()
+        except OSError:  # no process could be made (memory, process limit)
+            receive.close()
+            return None
+        finally:
+            send.close()  # the child's copy stays open: the pipe ends when the child does
+        return cls(process, receive, len(tasks))
+
+    def results(self) -> Iterator[object]:
+        """Each task's result in task order; the child's error raised here; a dead child a RunFailedError."""
+        for _ in range(self.n_tasks):
+            try:
+                ok, value, text = self.results_from.recv()
+            except EOFError:
+                raise RunFailedError(WORKER_DIED) from None
+            if not ok:
+                raise value from _ChildTraceback(text)
+            yield value
+        self.received_all = True
+
+    def stop(self) -> None:
+        """Wait for the child to exit; kill it first if the run stopped before its last result (an error, Ctrl-C)."""
+        if not self.received_all:
+            self.process.kill()
+        self.process.join()
+        self.results_from.close()
+
+
+def _serve(
+    send: Connection,
+    parent: int,
+    protocol: Protocol,
+    streams: Streams,
+    tasks: Sequence[typing.Any],
+    run: Callable[..., object],
+) -> None:
+    """The forked worker: run the tasks in order and send each result (or the error that stopped them) back.
+
+    A thread sends, so that the simulation goes on while this process's results wait in the
+    pipe for the parent, busy with its ``prepare`` step.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent too, which stops this process
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler (an interrupt of the parent)
+    _watch_parent(parent)
+    outbox: queue.SimpleQueue[tuple[bool, object, str] | None] = queue.SimpleQueue()
+    sender = threading.Thread(target=_send_all, args=(send, outbox), name="vtrial-send")
+    sender.start()
+    try:
+        for task in tasks:
+            outbox.put((True, run(protocol, streams, task), ""))
+    except Exception as exc:  # noqa: BLE001 - every error is the parent's to raise
+        outbox.put((False, _portable(exc), "".join(traceback.format_exception(exc))))
+    outbox.put(None)
+    sender.join()
+
+
+def _send_all(send: Connection, outbox: queue.SimpleQueue) -> None:
+    """Send what ``outbox`` holds until None; exit if the parent is gone (its pipe closed)."""
+    while (item := outbox.get()) is not None:
+        try:
+            send.send(item)
+        except OSError:
+            os._exit(EXIT_PARENT_DIED)
+
+
+def _portable(error: Exception) -> Exception:
+    """``error`` if it survives pickling (it crosses the pipe), else a RuntimeError with its type and message."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # noqa: BLE001 - any failure to pickle or rebuild
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
 
 
 def workers(protocol: Protocol, tasks: Sequence[Work], jobs: int | None, backend: str = "loky") -> int:
@@ -634,9 +797,10 @@ def run_trial(
         Called with the partial folder once the tables are written (analysis and report),
         before the folder is moved into place.
     prepare : callable, optional
-        Run in a thread of this process while worker processes simulate (the imports ``finish``
-        needs: this process only waits then); not run when the blocks are simulated here
-        (:func:`execute`). Its error is dropped: ``finish`` meets it again.
+        Run in this process while worker processes simulate (the imports ``finish`` needs): in a
+        thread beside loky or dask workers; in this process's own thread beside the one forked
+        worker of a small run; not run when the blocks are simulated here (:func:`execute`).
+        Its error is dropped: ``finish`` meets it again.
 
     The process holds the folder's lock (:func:`vtrial.store.owning`) from the first check to
     the final rename, so another run of the same folder is refused instead of mixing with it.
@@ -647,7 +811,7 @@ def run_trial(
     run_dir = Path(out) if out is not None else default_run_dir(protocol)
     streams = Streams(protocol.trial.seed, replicate)
     tasks = plan_tasks(protocol, streams, block_size)
-    jobs = workers(protocol, tasks, jobs, backend)
+    requested, jobs = jobs, workers(protocol, tasks, jobs, backend)
     folder = OutputFolder.of(run_dir, "run", force, inputs)
     partial = folder.partial
     with owning(folder):
@@ -674,8 +838,15 @@ def run_trial(
         try:
             for kind, merger in mergers.items():
                 merger.ready(*(part_path(partial, kind, *block) for block in done))
+            # one worker: the jobs asked for, so that ``execute`` tells the default (a forked worker) from --jobs 1
             simulated = execute(
-                protocol, streams, todo, jobs=jobs, backend=backend, scheduler=scheduler, prepare=prepare
+                protocol,
+                streams,
+                todo,
+                jobs=requested if jobs == 1 else jobs,
+                backend=backend,
+                scheduler=scheduler,
+                prepare=prepare,
             )
             for task, tables in simulated:
                 # each part is written atomically; a block counts as finished once all its parts exist

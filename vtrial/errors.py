@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 
@@ -39,6 +40,10 @@ class UserInputError(Exception):
         self.fix = fix
         self.line = line
         super().__init__(self._format())
+
+    def __reduce__(self) -> tuple[partial[UserInputError], tuple[()]]:
+        """Pickle the parts, not only the message (an error crosses from a worker process to the caller)."""
+        return partial(UserInputError, self.problem, file=self.file, field=self.field, fix=self.fix, line=self.line), ()
 
     def _format(self) -> str:
         where = []
