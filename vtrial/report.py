@@ -728,6 +728,11 @@ def _flatten(mapping: Mapping, prefix: str = "", depth: int = 1) -> list[tuple[s
     return rows
 
 
+def _significant(value: float | None) -> str:
+    """``value`` to three significant digits; "—" for a missing (``None`` or NaN) value (the validation page)."""
+    return "—" if value is None or value != value else f"{value:.3g}"
+
+
 def _number(value: float | None, digits: int = 2) -> str:
     """``value`` to ``digits`` decimals with a true minus sign (U+2212); "—" for a missing (``None`` or NaN) value."""
     if value is None or not np.isfinite(value):
@@ -795,7 +800,13 @@ def template_environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(
-        number=_number, p=_p, estimate=_estimate_text, retreatment=_retreatment_text, test_p=_test_p, pct=_pct
+        number=_number,
+        significant=_significant,
+        p=_p,
+        estimate=_estimate_text,
+        retreatment=_retreatment_text,
+        test_p=_test_p,
+        pct=_pct,
     )
     environment.globals.update(interval=_interval)
     return environment

@@ -160,16 +160,18 @@ def validation_figure(table: pd.DataFrame) -> str:
 
 def render_html(table: pd.DataFrame, missing: pd.DataFrame, settings: Mapping) -> str:
     """The self-contained validation page."""
-    environment = template_environment()
-    environment.filters["number"] = lambda v: "—" if v is None or pd.isna(v) else f"{v:.3g}"
-    return environment.get_template("validate.html").render(
-        rows=table.to_dict("records"),
-        missing=missing.to_dict("records"),
-        settings=settings,
-        n_inside=int(table["inside"].sum()),
-        n_checks=len(table),
-        headline=headline(table),
-        figure=validation_figure(table),
+    return (
+        template_environment()
+        .get_template("validate.html")
+        .render(
+            rows=table.to_dict("records"),
+            missing=missing.to_dict("records"),
+            settings=settings,
+            n_inside=int(table["inside"].sum()),
+            n_checks=len(table),
+            headline=headline(table),
+            figure=validation_figure(table),
+        )
     )
 
 
