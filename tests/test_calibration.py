@@ -196,6 +196,29 @@ def test_validate_writes_the_table_csv_and_html(tmp_path: Path) -> None:
     assert "targets inside tolerance" in result.stdout
 
 
+def test_the_validation_page_leaves_the_report_filters_alone() -> None:
+    # the page templates share one environment per process: a validation page rendered before a report must not
+    # change the report's number filter (it once replaced it with a one-argument version, and reports failed)
+    from vtrial.calibration.validate import render_html
+    from vtrial.report import template_environment
+
+    row = dict.fromkeys(COLUMNS, "x") | {
+        "version": 1,
+        "unit": "ratio",
+        "published": "0.82",
+        "tolerance_low": 0.7123,
+        "tolerance_high": np.nan,
+        "simulated": 0.76038,
+        "simulated_ci_low": 0.654,
+        "simulated_ci_high": 0.884,
+        "inside": True,
+    }
+    settings = {"patients": 10, "replicate": 0, "parameters": {}}
+    html = render_html(pd.DataFrame([row]), pd.DataFrame(columns=["target", "why"]), settings)
+    assert "0.712 – —" in html and "0.76" in html  # three significant digits, a dash for a missing bound
+    assert template_environment().filters["number"](-1.234, 1) == "\u22121.2"
+
+
 def _short_replicas(directory: Path) -> None:
     """Copies of the replicas cut to 2 months: the survival medians (NH-11..14) cannot be reached."""
     directory.mkdir()
