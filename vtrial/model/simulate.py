@@ -275,6 +275,7 @@ def simulate(
     visits: list[tuple[np.ndarray, ...]] = []
     grid = exposure.step_grid(STEP_DAYS) if n else np.zeros(1, np.int64)
     pending: _Visit | None = None  # a visit inside the step just taken, waiting for the step's end
+    lagging = False  # whether lesions had events in the last step (their rest of it is counted at the next rate)
     for step, (start, end) in enumerate(zip(grid[:-1].tolist(), grid[1:].tolist())):
         if step % CALCIUM_DRAW_STEPS == 0:  # the same calls in any block: a patient's draws do not depend on it
             calcium_draws = calcium_noise.standard_normal((CALCIUM_DRAW_STEPS,))
@@ -345,9 +346,23 @@ def simulate(
         _check_invariants(cb, p, L, rate, start)
         remaining = L.remaining
         remaining -= days * rate
+        if lagging:  # the rest of the last step after a lesion's event, at the rate after the event's effect
+            remaining -= L.lag * rate
+            L.lag[:] = 0.0
+            lagging = False
         kinds, hit = _nonzero(remaining <= 0.0)
         if hit.size:
             t = start + _crossing(remaining[kinds, hit], rate[kinds, hit].astype(float), 0.0, days)
+            # an event's effect (a course, a fixation) acts from the step's end: the rest of the step after a
+            # lesion's first event is taken back from its cumulative hazards and counted at the next step's rate
+            # (after the effect), not at the rate before it (at two weeks that overcounted re-treated lesions)
+            first = np.full(L.size, float(end))
+            np.minimum.at(first, hit, t)
+            touched = np.unique(hit)
+            tail = end - first[touched]
+            remaining[:, touched] += rate[:, touched] * tail
+            L.lag[touched] = tail
+            lagging = True
             _lesion_events(p, lesions, thresholds, kinds, hit, t, log, local, params)
         # --- patient-level events -------------------------------------------------------------
         rows = p.size
@@ -954,6 +969,7 @@ def _new_lesions(
         count=np.zeros((4, owner.size), np.int8),
         prophylaxed=np.zeros(owner.size, bool),
         interface=np.ones(owner.size, STATE_DTYPE),
+        lag=np.zeros(owner.size),
     )
 
 
