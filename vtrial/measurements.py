@@ -563,7 +563,8 @@ def retreatment() -> dict[str, float]:
     for primary, years in (("prostate", 3.0), ("breast", 2.0), ("lung", 2.0)):
         single, multi = _retreatment(primary, years)
         out[f"{primary}_single"], out[f"{primary}_multi"] = single, multi
-        out[f"{primary}_odds_ratio"] = single / (1 - single) / (multi / (1 - multi))
+        if multi:  # not defined when no lesion was re-irradiated after 30 Gy / 10
+            out[f"{primary}_odds_ratio"] = single / (1 - single) / (multi / (1 - multi))
     return out
 
 
