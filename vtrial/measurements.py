@@ -555,15 +555,19 @@ def _retreatment(primary: str, years: float) -> tuple[float, float]:
         f"{primary}_{number}": fmt
         for primary in ("prostate", "breast", "lung")
         for number, fmt in (("single", ".1%"), ("multi", ".1%"), ("odds_ratio", ".1f"))
+        if (primary, number) != ("breast", "odds_ratio")
     }
 )
 def retreatment() -> dict[str, float]:
-    """Lesions re-irradiated after 8 Gy x 1 vs 30 Gy / 10 and the odds ratio: prostate 3 years, breast and lung 2."""
+    """Lesions re-irradiated after 8 Gy x 1 vs 30 Gy / 10 and the odds ratio: prostate 3 years, breast and lung 2.
+
+    Breast has no odds ratio: few of its irradiated lesions are re-irradiated in 2 years (none after 30 Gy / 10).
+    """
     out: dict[str, float] = {}
     for primary, years in (("prostate", 3.0), ("breast", 2.0), ("lung", 2.0)):
         single, multi = _retreatment(primary, years)
         out[f"{primary}_single"], out[f"{primary}_multi"] = single, multi
-        if multi:  # not defined when no lesion was re-irradiated after 30 Gy / 10
+        if primary != "breast":
             out[f"{primary}_odds_ratio"] = single / (1 - single) / (multi / (1 - multi))
     return out
 
