@@ -68,29 +68,29 @@ ARMS = {
 #: reference breast cohort takes the hormone-receptor-positive default, the refitted death and disease-control
 #: parameters). Re-pinned when the step went from one week to two (docs/performance.md, "Step size"): the weekly
 #: values are in the comments (follow-up within 0.2%, event counts within 2 but the rare ones), with the laboratory
-#: calcium read on the visit day (the step's end) instead of over the step before it.
+#: calcium read on the visit day (the step's end) instead of over the step before it; and again when the rest of a
+#: lesion event's step came to be counted at the next step's rate (the values before it in the comments).
 PINNED = {
     "none": (
-        35525.443140934716,  # weekly steps: 35448.57667456782
+        35526.32624818513,  # before the step's tail at the next rate: 35525.443140934716
         {
-            "death": 100,  # weekly steps: 99
-            "hypercalcaemia": 170,  # weekly steps: 169
-            "new_lesion": 39,  # weekly steps: 38
+            "death": 99,  # before: 100
+            "hypercalcaemia": 170,
+            "new_lesion": 39,
             "osteoporotic_fracture": 2,
-            "pathological_fracture": 69,  # weekly steps: 70
-            "radiation_to_bone": 98,  # weekly steps: 97
+            "pathological_fracture": 69,
+            "radiation_to_bone": 98,
             "renal_toxicity": 8,
             "spinal_cord_compression": 5,
-            "surgery_to_bone": 19,  # weekly steps: 17
+            "surgery_to_bone": 18,  # before: 19
         },
     ),
     "zoledronic_acid": (
-        36639.35075741897,  # weekly steps: 36625.5031719509
+        36628.08163758149,  # before the step's tail at the next rate: 36639.35075741897
         {
             "acute_phase_reaction": 26,
             "death": 98,
-            "hypercalcaemia": 34,  # weekly steps: 35
-            # hypocalcaemia: none (weekly steps: 1)
+            "hypercalcaemia": 34,
             "new_lesion": 35,
             "osteonecrosis_of_the_jaw": 1,
             "osteoporotic_fracture": 2,
@@ -102,7 +102,7 @@ PINNED = {
         },
     ),
     "pamidronate": (
-        35995.4223016719,  # weekly steps: 35962.350288096546
+        35991.575113668965,  # before the step's tail at the next rate: 35995.4223016719
         {
             "acute_phase_reaction": 26,
             "death": 99,
@@ -118,33 +118,32 @@ PINNED = {
         },
     ),
     "denosumab": (
-        36839.82944198787,  # weekly steps: 36810.978064722956
+        36833.739258412956,  # before the step's tail at the next rate: 36839.82944198787
         {
             "acute_phase_reaction": 7,
             "death": 100,
-            "hypercalcaemia": 105,  # weekly steps: 106
-            "hypocalcaemia": 10,  # weekly steps: 15
+            "hypercalcaemia": 105,
+            "hypocalcaemia": 10,
             "new_lesion": 32,
             "osteonecrosis_of_the_jaw": 1,
             "osteoporotic_fracture": 2,
             "pathological_fracture": 45,
-            "radiation_to_bone": 59,  # weekly steps: 57
+            "radiation_to_bone": 57,  # before: 59
             "renal_toxicity": 8,
             "spinal_cord_compression": 3,
             "surgery_to_bone": 10,
         },
     ),
     "custom": (
-        40719.598225567956,  # weekly steps: 40702.407459501075
+        40708.62387869971,  # before the step's tail at the next rate: 40719.598225567956
         {
             "death": 89,
             "hypercalcaemia": 11,
-            # hypocalcaemia: none (weekly steps: 4)
             "new_lesion": 19,
             "osteonecrosis_of_the_jaw": 1,
             "osteoporotic_fracture": 2,
             "pathological_fracture": 45,
-            "radiation_to_bone": 27,  # weekly steps: 28
+            "radiation_to_bone": 28,  # before: 27
             "renal_toxicity": 8,
             "spinal_cord_compression": 1,
             "surgery_to_bone": 6,
