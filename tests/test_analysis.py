@@ -42,7 +42,9 @@ from vtrial.analysis.survival import (
     kaplan_meier,
     logrank,
     median_with_ci,
+    position_in,
     rmst,
+    run_starts,
     treatment_effect,
 )
 from vtrial.errors import UserInputError
@@ -792,3 +794,12 @@ def test_run_folder_tables_read_as_sorted_categoricals_give_the_same_summary(tmp
     assert write_summary(run).read_text() == to_json(
         summarise(text_tables[0], text_tables[1], **analysis_settings(read_protocol(run)))
     )
+
+
+def test_sorted_lookups_find_runs_and_positions():
+    # runs of equal values in a sorted array start at rows 0, 2 and 3
+    np.testing.assert_array_equal(run_starts(np.array([4, 4, 7, 9, 9, 9])), [True, False, True, True, False, False])
+    assert run_starts(np.array([], dtype=np.int64)).size == 0
+    # 7 is at index 1 of the keys, 9 at 2; 5 and 10 are not among them (10 is past the end)
+    np.testing.assert_array_equal(position_in(np.array([4, 7, 9]), np.array([9, 5, 7, 10, 4])), [2, -1, 1, -1, 0])
+    np.testing.assert_array_equal(position_in(np.array([], dtype=np.int64), np.array([3])), [-1])

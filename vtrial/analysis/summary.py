@@ -30,7 +30,9 @@ from vtrial.analysis.survival import (
     logrank,
     median_with_ci,
     null_result,
+    position_in,
     rmst_difference,
+    run_starts,
     treatment_effect,
     value_at,
 )
@@ -202,9 +204,7 @@ def _patients_with(events: pd.DataFrame, types: Sequence[str]) -> dict[str, int]
 def _first_rows(ids: np.ndarray, days: np.ndarray) -> np.ndarray:
     """Row of each patient's first event: the earliest day, the first row among ties (a stable sort)."""
     order = np.lexsort((days, ids))
-    first = np.ones(order.size, dtype=bool)
-    first[1:] = ids[order][1:] != ids[order][:-1]
-    return order[first]
+    return order[run_starts(ids[order])]
 
 
 def radiotherapy_retreatment(events: pd.DataFrame) -> tuple[float | None, dict]:
@@ -299,11 +299,9 @@ def marker_summary(markers: pd.DataFrame) -> dict[str, dict]:
     # each row's week-0 row of the same patient (-1: none), found among the week-0 rows sorted by patient
     at_zero = np.flatnonzero(week == 0)
     by_id = at_zero[np.argsort(ids[at_zero], kind="stable")]
-    where = np.searchsorted(ids[by_id], ids)
-    found = where < by_id.size
-    found[found] = ids[by_id[where[found]]] == ids[found]
+    where = position_in(ids[by_id], ids)
     start = np.full(ids.size, -1)
-    start[found] = by_id[where[found]]
+    start[where >= 0] = by_id[where[where >= 0]]
     out = {}
     for w in np.unique(week):
         visit = np.flatnonzero(week == w)
@@ -329,8 +327,7 @@ def _median(values: np.ndarray) -> float:
 def _median_change(value: np.ndarray, baseline: np.ndarray) -> float | None:
     """Median per-patient percent change from baseline (patients without a baseline left out by the caller)."""
     pct = 100.0 * (value / baseline - 1.0)
-    pct = pct[~np.isnan(pct)]
-    return _median(pct) if pct.size else None
+    return _median(pct) if not np.isnan(pct).all() else None
 
 
 def _empty_arm_summary(sre_types: Sequence[str], landmarks_months: Sequence[float]) -> dict:

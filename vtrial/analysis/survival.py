@@ -371,6 +371,21 @@ def treatment_effect(
     return {ratio_name: fitter.hazard_ratio_, "ci_low": low, "ci_high": high, "p_value": fitter.p_value_}
 
 
+def run_starts(values: np.ndarray) -> np.ndarray:
+    """Whether each element of a sorted array starts a run of equal values (the first row of each group)."""
+    first = np.ones(values.size, dtype=bool)
+    first[1:] = values[1:] != values[:-1]
+    return first
+
+
+def position_in(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index of each of ``values`` in the sorted, distinct ``keys``; -1 where it is not among them."""
+    where = np.searchsorted(keys, values)
+    found = where < keys.size
+    found[found] = keys[where[found]] == values[found]
+    return np.where(found, where, -1)
+
+
 def counting_process(patients: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     """Counting-process rows ``(start, stop]`` of counted SREs, one row per gap, per patient and arm.
 
@@ -399,8 +414,7 @@ def counting_process(patients: pd.DataFrame, events: pd.DataFrame) -> pd.DataFra
     group = sre_id * arms.size + sre_arm  # one integer per patient and arm, increasing with both
     order = np.lexsort((day, group))  # stable
     group, day = group[order], day[order]
-    first = np.ones(group.size, dtype=bool)
-    first[1:] = group[1:] != group[:-1]
+    first = run_starts(group)
     starts = np.flatnonzero(first)
     lengths = np.diff(np.r_[starts, group.size])
     rank = np.arange(group.size) - np.repeat(starts, lengths)  # earlier SREs of the patient under the arm
@@ -414,9 +428,8 @@ def counting_process(patients: pd.DataFrame, events: pd.DataFrame) -> pd.DataFra
     keys = group[starts]
     last = np.maximum.reduceat(stop, starts) if starts.size else stop  # each patient's last SRE
     patient_key = patients["patient_id"].to_numpy(np.int64) * arms.size + patient_arm
-    where = np.searchsorted(keys, patient_key)
-    has = where < keys.size
-    has[has] = keys[where[has]] == patient_key[has]
+    where = position_in(keys, patient_key)
+    has = where >= 0
     tail_start = np.zeros(patient_key.size)
     tail_start[has] = last[where[has]]
     tail_stop = np.ceil(patients["followup_days"].to_numpy(dtype=float))
