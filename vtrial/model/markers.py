@@ -47,7 +47,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vtrial.model.parameters import Parameters
+from vtrial.model.parameters import Parameters, log_sd
 from vtrial.streams import Streams
 
 #: Value columns of ``markers.parquet``, in the order of the noise axis.
@@ -155,5 +155,5 @@ def with_noise(truth: np.ndarray, noise: np.ndarray, params: Parameters) -> np.n
 
     ``noise`` holds standard normal draws ``[n, 3]``; a zero draw measures the true value.
     """
-    cv = np.array([params.untx_cv, params.bsap_cv, params.calcium_cv])
-    return truth * np.exp(np.sqrt(np.log1p(cv**2)) * noise)
+    sd = np.array([log_sd(params.untx_cv), log_sd(params.bsap_cv), log_sd(params.calcium_cv)])
+    return truth * np.exp(sd * noise)
