@@ -416,7 +416,7 @@ def test_progress_without_a_terminal_prints_lines_and_the_analysis_and_report_st
 
 #: A console command (``main()`` without arguments) in a process that registers an exit handler and keeps an
 #: object that only the interpreter's teardown finalises (it then writes to stderr); ``{thread}`` optionally
-#: leaves another thread running.
+#: leaves another thread running: an idle pool thread (a normal exit waits for it) or a daemon thread.
 CONSOLE_SCRIPT = """
 import atexit, builtins, os, sys, threading
 from pathlib import Path
@@ -437,11 +437,16 @@ main()
 
 @pytest.mark.parametrize(
     ("thread", "teardown"),
-    [("", False), ("threading.Thread(target=threading.Event().wait, daemon=True).start()", True)],
-    ids=["alone", "with-a-thread"],
+    [
+        ("", False),
+        ("threading.Thread(target=threading.Event().wait, daemon=True).start()", False),
+        ("from concurrent.futures import ThreadPoolExecutor; pool = ThreadPoolExecutor(1); pool.submit(int)", True),
+    ],
+    ids=["alone", "with-a-daemon-thread", "with-a-pool-thread"],
 )
 def test_a_console_command_skips_the_teardown_only_when_nothing_is_left_to_wait_for(tmp_path, thread, teardown):
-    """The exit handlers run and the output is whole either way; the teardown (~0.3 s after a run) only with a thread."""
+    """The exit handlers run and the output is whole either way; the teardown (~0.4 s after a run) only with a
+    thread that a normal exit waits for (not a daemon)."""
     result = subprocess.run(
         [sys.executable, "-c", CONSOLE_SCRIPT.format(thread=thread), str(tmp_path)],
         capture_output=True,

@@ -22,6 +22,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from rich.console import Console
 
 from tests.conftest import two_arm_protocol
 from vtrial import engine
@@ -38,6 +39,7 @@ from vtrial.engine import (
     workers,
 )
 from vtrial.errors import ModelInvariantError, RunFailedError, UserInputError
+from vtrial.progress import ProgressBar
 from vtrial.protocol import apply_overrides, load_protocol, parse_protocol
 from vtrial.store import ROW_GROUP_ROWS, TABLES, PartsMerger, merge_parts, to_arrow
 from vtrial.streams import Streams
@@ -405,6 +407,24 @@ def test_a_small_run_simulates_in_a_forked_worker_while_preparing_and_writes_the
     seen = in_new_interpreter("forked_run", str(tmp_path / "forked"))
     assert seen == {"threads": ["MainThread"], "children": [[FORKED_WORKER]], "left": 0}
     assert parquet_bytes(tmp_path / "forked") == parquet_bytes(reference_run)
+
+
+def terminal_run(out: str) -> dict:
+    """A run reporting to a progress bar on a terminal (a redrawing thread once shown), as `vtrial run` at a terminal."""
+    forks = _recording_forks()
+    stream = io.StringIO()
+    with ProgressBar("blocks", console=Console(file=stream, force_terminal=True, width=200)) as bar:
+        run_trial(make_protocol(), Path(out), block_size=128, prepare=lambda: None, on_progress=bar.update)
+    return {"forks": forks, "text": stream.getvalue()}
+
+
+def test_a_run_at_a_terminal_forks_its_worker_before_the_bar_starts_its_thread(reference_run, tmp_path):
+    """Issue 16 a: the bar is drawn from the first report, which a small run makes after the fork; same bytes."""
+    seen = in_new_interpreter("terminal_run", str(tmp_path / "run"))
+    blocks = len(plan_tasks(make_protocol(), Streams(7, 0), 128))
+    assert seen["forks"] == [True]
+    assert f"{blocks}/{blocks}" in seen["text"]  # the bar reached the last block
+    assert parquet_bytes(tmp_path / "run") == parquet_bytes(reference_run)
 
 
 def test_no_fork_while_another_thread_runs(reference_run, tmp_path):

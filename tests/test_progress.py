@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 from rich.console import Console
 
@@ -78,6 +79,23 @@ def test_on_a_terminal_the_times_are_labelled_elapsed_and_remaining():
         bar.update(3, 4, None)
     text = stream.getvalue()
     assert "elapsed" in text and "remaining" in text and " left" not in text
+
+
+def test_on_a_terminal_the_bar_and_its_redrawing_thread_start_at_the_first_report():
+    """A small run forks its worker before its first report, and forks only while one thread runs (vtrial.engine)."""
+    stream = io.StringIO()
+    before = set(threading.enumerate())
+    with ProgressBar("blocks", console=Console(file=stream, force_terminal=True, width=200)) as bar:
+        assert (set(threading.enumerate()) - before, stream.getvalue()) == (set(), "")
+        bar.update(0, 4, None)
+        assert len(set(threading.enumerate()) - before) == 1 and "0/4" in stream.getvalue()
+
+
+def test_on_a_terminal_a_bar_without_a_report_draws_nothing():
+    stream = io.StringIO()
+    with ProgressBar("blocks", console=Console(file=stream, force_terminal=True, width=200)):
+        pass
+    assert stream.getvalue() == ""
 
 
 def test_quiet_prints_nothing():

@@ -9,6 +9,7 @@ tables are identical whatever the number of workers, the block size or the backe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import multiprocessing
 import os
@@ -491,6 +492,7 @@ def execute(
     scheduler: str | None = ...,
     run: None = ...,
     prepare: Callable[[], None] | None = ...,
+    started: Callable[[], None] | None = ...,
 ) -> Iterator[tuple[Task, dict[str, pa.Table]]]: ...
 @typing.overload
 def execute(
@@ -503,6 +505,7 @@ def execute(
     scheduler: str | None = ...,
     run: Callable[[Protocol, Streams, _Work], _Result],
     prepare: Callable[[], None] | None = ...,
+    started: Callable[[], None] | None = ...,
 ) -> Iterator[_Result]: ...
 def execute(
     protocol: Protocol,
@@ -514,6 +517,7 @@ def execute(
     scheduler: str | None = None,
     run: Callable[[Protocol, Streams, typing.Any], object] | None = None,
     prepare: Callable[[], None] | None = None,
+    started: Callable[[], None] | None = None,
 ) -> Iterator[object]:
     """Run tasks in parallel and yield each finished one (in completion order).
 
@@ -526,22 +530,30 @@ def execute(
     its tasks in one process forked from this one (:class:`_ForkedWorker`), which simulates
     while this process runs ``prepare``; where that fork is not possible, the tasks run in this
     process and ``prepare`` is not run (in a thread it would only compete with them for the
-    interpreter).
+    interpreter). ``started`` is called once the tasks have workers (after that fork), before
+    ``prepare``: a progress display whose thread starts with its first report starts it after
+    the fork.
     """
     check_backend(backend)
     if not tasks:
+        if started is not None:
+            started()
         return
     chosen = workers(protocol, tasks, jobs, backend)
     if prepare is not None and backend == "loky" and jobs in (None, -1) and chosen == 1:
         forked = _ForkedWorker.start(protocol, streams, tasks, run or _run_task)
         if forked is not None:
             try:
+                if started is not None:
+                    started()
                 _attempt(prepare)
                 yield from forked.results()
             finally:
                 forked.stop()
             return
     jobs = chosen
+    if started is not None:
+        started()
     helper = None if prepare is None or jobs == 1 else _Helper(prepare)
     try:
         with joblib_workers(backend, scheduler, jobs):
@@ -826,8 +838,6 @@ def run_trial(
         todo = [t for t in tasks if (t.arm_index, t.block_index) not in done]
         total, finished = len(tasks), len(tasks) - len(todo)
         patients_done = 0
-        if on_progress:
-            on_progress(finished, total, patients_done)
         # each table is merged in task order as its blocks finish, while the workers simulate the next
         mergers = {
             kind: PartsMerger(
@@ -847,6 +857,7 @@ def run_trial(
                 backend=backend,
                 scheduler=scheduler,
                 prepare=prepare,
+                started=None if on_progress is None else functools.partial(on_progress, finished, total, patients_done),
             )
             for task, tables in simulated:
                 # each part is written atomically; a block counts as finished once all its parts exist

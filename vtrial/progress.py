@@ -1,6 +1,6 @@
 """Progress on stderr for long runs: units done, patients per second, time elapsed and remaining.
 
-On a terminal a rich progress bar is redrawn in place. Without one (a log file, a pipe, a
+On a terminal a rich progress bar is redrawn in place, from the first report on. Without one (a log file, a pipe, a
 batch scheduler) a plain line is printed every :data:`PLAIN_INTERVAL_S` seconds or every
 :data:`PLAIN_STEP` of the work, whichever comes first, and at the end. Stages after the
 simulation (analysis, report) get a line or bar of their own, so a long analysis is not
@@ -86,15 +86,23 @@ class ProgressBar:
                 console=self._console,
                 transient=False,
             )
-            self._progress.__enter__()
             self._task = self._progress.add_task(self.label, total=None, rate="")
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._progress.live.is_started:
             self._progress.__exit__(exc_type, exc, tb)
+
+    def _show(self, bar: Progress) -> None:
+        """Draw the terminal's bar from its first report on, not from the ``with``.
+
+        Its redrawing thread starts with it: a small run forks its worker (:mod:`vtrial.engine`)
+        before it reports anything, and a fork is made only while this process runs one thread.
+        """
+        if not bar.live.is_started:
+            bar.start()
 
     def _rate(self, patients: int | None, elapsed: float) -> str:
         return f"{patients / max(elapsed, 1e-9):,.0f} patients/s" if patients else ""
@@ -107,6 +115,7 @@ class ProgressBar:
         elapsed = now - self._started
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, completed=done, total=total, rate=self._rate(patients, elapsed))
+            self._show(self._progress)
             return
         due = (
             self._printed_at is None
@@ -132,6 +141,7 @@ class ProgressBar:
         self._printed_at, self._printed_done = None, 0
         if self._progress is not None:
             self._task = self._progress.add_task(label, total=None, rate="")
+            self._show(self._progress)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -142,6 +152,7 @@ class ProgressBar:
         started = self._clock()
         if self._progress is not None:
             task = self._progress.add_task(name, total=None, rate="")
+            self._show(self._progress)
             yield
             self._progress.update(task, total=1, completed=1)
             return
