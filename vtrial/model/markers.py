@@ -23,7 +23,11 @@ lesion's region's resorption relative to the whole skeleton; lesion quantities f
   ``g_B`` = ``bsap_lesion_weight``: the lamellar remodelling of a lesion's region is a negligible share
   of the skeleton's, the woven bone its tumour drives is not (and it goes when the tumour at the bone
   surface goes, as under radium-223).
-* **uNTx/Cr** ``= untx_healthy R``, **BSAP** ``= bsap_healthy F``.
+* **uNTx/Cr** ``= untx_healthy ((1 - f_N) R + f_N)``, **BSAP** ``= bsap_healthy F``. ``f_N`` =
+  ``untx_nonosteoclastic_share`` is the part of a healthy skeleton's uNTx/Cr that osteoclastic resorption does
+  not make (type I collagen of other tissues, the assay's floor): no antiresorptive removes it, so uNTx falls
+  less than the osteoclasts' recruitment (at most ``1 - ((1 - f_N)(1 - Imax) + f_N)`` = 84% from a healthy level
+  under denosumab, as in postmenopausal women), while the events, which read the osteoclasts, do not see it.
 * **Albumin-corrected calcium** ``= Ca_i + c_N N K + c_P sum_L T_L P_L`` (:func:`calcium`; ``Ca_i`` the
   patient's set-point, ``calcium_healthy`` times a log-normal factor of CV ``calcium_setpoint_cv``) with the net bone
   calcium release ``N = X - v_S**(3/8) + g_Ca sum_L (u_L**(1/2) Z_L - v_L**(3/8))`` (the bone
@@ -147,7 +151,9 @@ def true_values(
         gains,
         params,
     )
-    return np.stack([params.untx_healthy * resorption, params.bsap_healthy * formation, serum], axis=1)
+    share = params.untx_nonosteoclastic_share
+    untx = params.untx_healthy * ((1.0 - share) * resorption + share)
+    return np.stack([untx, params.bsap_healthy * formation, serum], axis=1)
 
 
 def with_noise(truth: np.ndarray, noise: np.ndarray, params: Parameters) -> np.ndarray:

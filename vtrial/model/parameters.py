@@ -1185,6 +1185,18 @@ _PARAMETERS: list[Parameter] = [
         "urinary N-telopeptide / creatinine of a healthy skeleton (resorption 1)",
     ),
     Parameter(
+        "untx_nonosteoclastic_share",
+        0.1,
+        "-",
+        0.0,
+        0.2,
+        "[derived] a single dose of denosumab lowers uNTx/Cr by up to 84% in postmenopausal women (Bekker 2004 "
+        "JBMR 19:1059, recalled) while RANKL inhibition leaves 1 - denosumab_imax = 6.3% of the osteoclasts' "
+        "recruitment: (0.16 - 0.063)/0.937 = 0.10; serum CTX falls further than uNTx under the same drug",
+        "share of a healthy skeleton's uNTx/Cr not made by osteoclastic resorption (soft-tissue type I collagen, "
+        "assay floor), so no antiresorptive removes it",
+    ),
+    Parameter(
         "bsap_healthy",
         12.0,
         "ug/L",
