@@ -47,12 +47,13 @@ COMPLETE_RESPONSE_SCORE = 0.5
 
 @dataclass(frozen=True)
 class RadiotherapyCourse:
-    """One course of radiotherapy to a lesion: total dose, fractions, technique; prophylaxis on or off."""
+    """One course of radiotherapy to a lesion: total dose, fractions, technique; prophylaxis and a course at entry on or off."""
 
     dose_gy: float = 8.0
     fractions: int = 1
     technique: str = "conventional"
     prophylactic: bool = False
+    at_entry: bool = False
 
 
 DEFAULT_COURSE = RadiotherapyCourse()
@@ -99,6 +100,7 @@ class LocalTherapy:
             fractions=int(getattr(rt, "fractions", DEFAULT_COURSE.fractions)),
             technique=str(getattr(rt, "technique", DEFAULT_COURSE.technique)),
             prophylactic=bool(getattr(rt, "prophylactic", DEFAULT_COURSE.prophylactic)),
+            at_entry=bool(getattr(rt, "at_entry", DEFAULT_COURSE.at_entry)),
         )
         if course.technique not in TECHNIQUES or course.dose_gy <= 0.0 or course.fractions < 1:
             raise ValueError(

@@ -257,6 +257,9 @@ def simulate(
     )
     if exposure.history_days:
         _prior_history(p, lesions, exposure, params)
+    log: list[tuple[np.ndarray, ...]] = []
+    if local.course.at_entry:
+        _entry_radiotherapy(p, lesions, log, local, params)
     stop_on_onj = bool(getattr(arm, "stop_on_onj", False))
     recovery = (
         _renal_recovery_days(streams, cb.patient_id, params)
@@ -273,12 +276,11 @@ def simulate(
     )
     died = np.zeros(n, bool)
     irradiated = False  # whether a bone-seeking agent was given: the interface shares then evolve every step
-    log: list[tuple[np.ndarray, ...]] = []
     visits: list[tuple[np.ndarray, ...]] = []
     grid = exposure.step_grid(STEP_DAYS) if n else np.zeros(1, np.int64)
     pending: _Visit | None = None  # a visit inside the step just taken, waiting for the step's end
     lagging = False  # whether lesions had events in the last step (their rest of it is counted at the next rate)
-    assessing = False  # whether a lesion has had a local event (a pain assessment may be pending)
+    assessing = local.course.at_entry  # whether a lesion has had a course (a pain assessment may be pending)
     response_ratios = pain_response_ratios(params)
     for step, (start, end) in enumerate(zip(grid[:-1].tolist(), grid[1:].tolist())):
         if step % CALCIUM_DRAW_STEPS == 0:  # the same calls in any block: a patient's draws do not depend on it
@@ -1030,6 +1032,35 @@ def _prophylactic_radiotherapy(p: _Rows, lesions: _Rows, day: int, log, local: L
         _irradiate(L, hit, local)
         L.prophylaxed[hit] = True
         _record(log, p, L.owner[hit], np.full(hit.size, float(day)), _PROPHYLACTIC_RT_CODE, L.slot[hit], L.site[hit])
+
+
+def _entry_radiotherapy(p: _Rows, lesions: _Rows, log, local: LocalTherapy, params: Parameters) -> None:
+    """Give each patient's most painful lesion the arm's course for pain on day 0 (``at_entry``).
+
+    Most painful: the highest radiotherapy hazard, from the lesion's pain drive on day 0 (no drug
+    has acted yet; an entry lesion's nerves are sensitised to its drive, so its pain is the drive).
+    The course is recorded as ``radiation_to_bone`` and counted as the lesion's first (its
+    cumulative hazard goes on: a later course is a re-treatment); its pain is assessed
+    :data:`PAIN_ASSESSMENT_DAYS` later. Lesions are in patient order, so the first lesion of each
+    patient at its maximum is the one treated (the lowest slot on a tie).
+    """
+    L = lesions
+    state = LesionState(L.w, L.y, L.z, L.m)
+    traits = LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi)
+    drive = ev.pain_drive(state.burden, turnover(state, traits, 1.0, 1.0, params)[0], params)
+    hazard = drive * L.weights[_RADIATION]
+    best = np.full(p.size, -np.inf)
+    np.maximum.at(best, L.owner, hazard)
+    top = np.flatnonzero((hazard == best[L.owner]) & (p.stop[L.owner] > 0.0))
+    _, first = np.unique(L.owner[top], return_index=True)
+    hit = top[first]
+    L.y[hit] += local.log_survival
+    _irradiate(L, hit, local)
+    L.count[_RADIATION, hit] = 1
+    L.sensitised[hit] = drive[hit]
+    L.pain_at_course[hit] = drive[hit]
+    L.assess_day[hit] = PAIN_ASSESSMENT_DAYS
+    _record(log, p, L.owner[hit], np.zeros(hit.size), _TYPE_CODE["radiation_to_bone"], L.slot[hit], L.site[hit])
 
 
 def _compact(p: _Rows, lesions: _Rows, alive: np.ndarray) -> None:
