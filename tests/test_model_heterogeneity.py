@@ -44,6 +44,7 @@ def test_entry_lesions_take_their_slot_factor_on_the_patient_growth_rate():
     p = SimpleNamespace(
         growth=np.full(50, 0.01),
         lesion_growth=spread["lesion_growth"],
+        pain_share=spread["pain_share"],
         frailty=np.ones(50),
         pthrp_secretion=np.ones(50),
         drive_mult=np.ones(50),
@@ -64,6 +65,7 @@ def test_entry_lesions_take_their_slot_factor_on_the_patient_growth_rate():
     )
     expected = (0.01 * spread["lesion_growth"][slot, owner]).astype(np.float32)
     np.testing.assert_array_equal(rows["growth"], expected)
+    np.testing.assert_array_equal(rows["pain_share"], spread["pain_share"][slot, owner])
 
 
 def test_a_bone_pool_acts_at_the_patient_potency():
