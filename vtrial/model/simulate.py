@@ -14,6 +14,7 @@ the step (exact for a hazard constant over the step).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, overload
@@ -241,7 +242,7 @@ def simulate(
         # read only when a lesion is seeded
         fixed=dict(
             lesion_growth=spread["lesion_growth"],  # [MAX_LESION_SLOTS, n]
-            pain_share=spread["pain_share"],  # [MAX_LESION_SLOTS, n]
+            pain_z=spread["pain_z"],  # [MAX_LESION_SLOTS, n]
             frailty=risk.skeletal_frailty,
             mean_phi=mean_phi,
             pthrp_secretion=biology[0],
@@ -707,24 +708,31 @@ def _heterogeneity(streams: Streams, patient_id: np.ndarray, params: Parameters)
     (:class:`~vtrial.model.drugs.Exposure`); ``calcium_setpoint`` ``[n]``: the serum-calcium set-point
     factor (log-normal, CV ``calcium_setpoint_cv``); ``lesion_growth`` ``[MAX_LESION_SLOTS, n]``: each
     lesion slot's growth-rate factor around the patient's (log-normal, mean 1, CV
-    ``lesion_growth_cv``), for entry and new lesions alike; ``pain_share`` ``[MAX_LESION_SLOTS, n]``: each
-    lesion slot's sensitised share of its pain (:func:`~vtrial.model.events.lesion_pain`), logit-normal with
-    median ``pain_sensitised_share`` and logit SD ``pain_sensitised_spread`` (drawn after the others: their
-    numbers do not move).
+    ``lesion_growth_cv``), for entry and new lesions alike; ``pain_z`` ``[MAX_LESION_SLOTS, n]``: each
+    lesion slot's standard normal of its sensitised share (:func:`_sensitised_share`; drawn after the
+    others: their numbers do not move).
     """
     draws = streams.draws("heterogeneity", patient_id)
     potency_z = draws.standard_normal((2,))
     setpoint = draws.standard_normal()
     lesion = draws.standard_normal((ev.MAX_LESION_SLOTS,))
     pain = draws.standard_normal((ev.MAX_LESION_SLOTS,))
-    median = params.pain_sensitised_share
-    logit = np.log(median / (1.0 - median)) + params.pain_sensitised_spread * pain.T
     return dict(
         potency_z=potency_z,
         calcium_setpoint=np.exp(log_sd(params.calcium_setpoint_cv) * setpoint),
         lesion_growth=np.exp(log_sd(params.lesion_growth_cv) * lesion - 0.5 * log_sd(params.lesion_growth_cv) ** 2).T,
-        pain_share=(1.0 / (1.0 + np.exp(-logit))).astype(STATE_DTYPE),
+        pain_z=pain.T,
     )
+
+
+def _sensitised_share(z: np.ndarray, params: Parameters) -> np.ndarray:
+    """Sensitised share ``q`` of a lesion's pain from its standard normal ``z`` (:func:`~vtrial.model.events.lesion_pain`).
+
+    Logit-normal: ``logit q = logit(pain_sensitised_share) + pain_sensitised_spread z``.
+    """
+    median = params.pain_sensitised_share
+    logit = math.log(median / (1.0 - median)) + params.pain_sensitised_spread * z
+    return (1.0 / (1.0 + np.exp(-logit))).astype(STATE_DTYPE)
 
 
 def _hypocalcaemia(
@@ -990,10 +998,10 @@ def _new_lesions(
         interface=np.ones(owner.size, STATE_DTYPE),
         lag=np.zeros(owner.size),
         sensitised=np.zeros(owner.size, STATE_DTYPE),  # follows the drive up at the first step
-        pain_share=p.pain_share[slot, patient],
-        room=np.ones(owner.size),  # share of the re-irradiation room left
+        pain_share=_sensitised_share(p.pain_z[slot, patient], params),
+        room=np.ones(owner.size, STATE_DTYPE),  # share of the re-irradiation room left
         assess_day=np.full(owner.size, np.inf),  # day of the pending pain assessment
-        pain_at_course=np.zeros(owner.size),
+        pain_at_course=np.zeros(owner.size, STATE_DTYPE),
     )
 
 
