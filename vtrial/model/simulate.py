@@ -1155,6 +1155,8 @@ def _lesion_events(
 
 def _irradiate(lesions: _Rows, hit: np.ndarray, local: LocalTherapy) -> None:
     """Give the lesions ``hit`` (distinct) a course's normal-tissue dose: their radiotherapy hazard keeps the room left."""
+    if not hit.size:
+        return
     room = lesions.room[hit]
     left = np.maximum(room - local.normal_tissue_share, 0.0)
     lesions.weights[_RADIATION, hit] *= np.divide(left, room, out=np.zeros_like(left), where=room > 0.0)
