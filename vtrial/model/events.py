@@ -202,7 +202,9 @@ def pain_drive(burden: np.ndarray, resorbed: np.ndarray, params: Parameters) -> 
     return acid
 
 
-def lesion_pain(drive: np.ndarray, sensitised: np.ndarray, share: np.ndarray, days: float, params: Parameters):
+def lesion_pain(
+    drive: np.ndarray, sensitised: np.ndarray, share: np.ndarray, days: float, params: Parameters
+) -> np.ndarray:
     """Pain of each lesion over a step ``(1 - q) P + q N``; advance its nerve sensitisation ``N`` in place.
 
     ``drive`` is the step's pain drive ``P`` (:func:`pain_drive`), ``sensitised`` the state ``N`` at the

@@ -116,7 +116,7 @@ def pain_response_ratios(params: Parameters) -> tuple[float, float]:
     """Largest ratios of a lesion's pain at the assessment to its pain at the course: partial, complete response.
 
     The pain score is taken proportional to the lesion's pain, ``pain_baseline_score`` at the course:
-    a partial response is a fall of :data:`PARTIAL_RESPONSE_POINTS` (6 points: ratio 2/3), a complete
+    a partial response is a fall of :data:`PARTIAL_RESPONSE_POINTS` (from 6 points: ratio 2/3), a complete
     one a score below :data:`COMPLETE_RESPONSE_SCORE` (ratio 1/12).
     """
     score = params.pain_baseline_score
