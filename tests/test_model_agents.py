@@ -72,44 +72,50 @@ ARMS = {
 #: lesion event's step came to be counted at the next step's rate (the values before it in the comments).
 PINNED = {
     "none": (
-        35526.32624818513,  # before the step's tail at the next rate: 35525.443140934716
+        35524.25529668838,  # before the nerve sensitisation: 35526.32624818513; before the step's tail at the next rate: 35525.443140934716
         {
+            "complete_pain_response": 16,
             "death": 99,  # before: 100
             "hypercalcaemia": 170,
             "new_lesion": 39,
             "osteoporotic_fracture": 2,
+            "partial_pain_response": 32,
             "pathological_fracture": 69,
-            "radiation_to_bone": 98,
+            "radiation_to_bone": 103,  # before the nerve sensitisation: 98
             "renal_toxicity": 8,
             "spinal_cord_compression": 5,
-            "surgery_to_bone": 18,  # before: 19
+            "surgery_to_bone": 19,  # before the nerve sensitisation: 18; before that: 19
         },
     ),
     "zoledronic_acid": (
-        36628.08163758149,  # before the step's tail at the next rate: 36639.35075741897
+        36633.28073892529,  # before the nerve sensitisation: 36628.08163758149; before the step's tail at the next rate: 36639.35075741897
         {
             "acute_phase_reaction": 26,
+            "complete_pain_response": 8,
             "death": 98,
             "hypercalcaemia": 34,
             "new_lesion": 35,
             "osteonecrosis_of_the_jaw": 1,
             "osteoporotic_fracture": 2,
+            "partial_pain_response": 16,
             "pathological_fracture": 51,
-            "radiation_to_bone": 39,
+            "radiation_to_bone": 40,  # before the nerve sensitisation: 39
             "renal_toxicity": 11,
             "spinal_cord_compression": 3,
             "surgery_to_bone": 9,
         },
     ),
     "pamidronate": (
-        35991.575113668965,  # before the step's tail at the next rate: 35995.4223016719
+        35991.153679652634,  # before the nerve sensitisation: 35991.575113668965; before the step's tail at the next rate: 35995.4223016719
         {
             "acute_phase_reaction": 26,
+            "complete_pain_response": 12,
             "death": 99,
             "hypercalcaemia": 112,
             "new_lesion": 36,
             "osteonecrosis_of_the_jaw": 1,
             "osteoporotic_fracture": 2,
+            "partial_pain_response": 26,
             "pathological_fracture": 59,
             "radiation_to_bone": 71,
             "renal_toxicity": 19,
@@ -121,29 +127,33 @@ PINNED = {
         36833.739258412956,  # before the step's tail at the next rate: 36839.82944198787
         {
             "acute_phase_reaction": 7,
+            "complete_pain_response": 10,
             "death": 100,
             "hypercalcaemia": 105,
             "hypocalcaemia": 10,
             "new_lesion": 32,
             "osteonecrosis_of_the_jaw": 1,
             "osteoporotic_fracture": 2,
+            "partial_pain_response": 21,
             "pathological_fracture": 45,
-            "radiation_to_bone": 57,  # before: 59
+            "radiation_to_bone": 62,  # before the nerve sensitisation: 57; before that: 59
             "renal_toxicity": 8,
             "spinal_cord_compression": 3,
             "surgery_to_bone": 10,
         },
     ),
     "custom": (
-        40708.62387869971,  # before the step's tail at the next rate: 40719.598225567956
+        40728.78193587152,  # before the nerve sensitisation: 40708.62387869971; before the step's tail at the next rate: 40719.598225567956
         {
+            "complete_pain_response": 5,
             "death": 89,
             "hypercalcaemia": 11,
             "new_lesion": 19,
             "osteonecrosis_of_the_jaw": 1,
             "osteoporotic_fracture": 2,
+            "partial_pain_response": 16,
             "pathological_fracture": 45,
-            "radiation_to_bone": 28,  # before: 27
+            "radiation_to_bone": 30,  # before the nerve sensitisation: 28; before that: 27
             "renal_toxicity": 8,
             "spinal_cord_compression": 1,
             "surgery_to_bone": 6,

@@ -44,6 +44,7 @@ def test_entry_lesions_take_their_slot_factor_on_the_patient_growth_rate():
     p = SimpleNamespace(
         growth=np.full(50, 0.01),
         lesion_growth=spread["lesion_growth"],
+        pain_z=spread["pain_z"],
         frailty=np.ones(50),
         pthrp_secretion=np.ones(50),
         drive_mult=np.ones(50),
@@ -64,6 +65,9 @@ def test_entry_lesions_take_their_slot_factor_on_the_patient_growth_rate():
     )
     expected = (0.01 * spread["lesion_growth"][slot, owner]).astype(np.float32)
     np.testing.assert_array_equal(rows["growth"], expected)
+    # the sensitised share, logit-normal: logit q = logit 0.25 + 3 z, so q = 1 / (1 + 3 e^(-3 z)) ((1 - 0.25) / 0.25 = 3)
+    z = spread["pain_z"][slot, owner]
+    np.testing.assert_allclose(rows["pain_share"], 1.0 / (1.0 + 3.0 * np.exp(-3.0 * z)), rtol=1e-6)
 
 
 def test_a_bone_pool_acts_at_the_patient_potency():

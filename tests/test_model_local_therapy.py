@@ -85,7 +85,8 @@ def test_explicit_default_tables_give_the_version_1_events():
         v1["type"], ["pathological_fracture", "spinal_cord_compression", "radiation_to_bone", "surgery_to_bone"]
     )
     assert local.sum() > 300 and np.all(v1["lesion"][local] >= 0)
-    assert EVENT_TYPES[-1] == "prophylactic_radiotherapy" and EVENT_TYPES.index("atypical_femoral_fracture") == 12
+    assert EVENT_TYPES[-3] == "prophylactic_radiotherapy" and EVENT_TYPES.index("atypical_femoral_fracture") == 12
+    assert EVENT_TYPES[-2:] == ("partial_pain_response", "complete_pain_response")  # appended: codes kept
 
 
 def test_single_fractions_are_retreated_more_often_than_30_gy_in_10():
@@ -95,16 +96,18 @@ def test_single_fractions_are_retreated_more_often_than_30_gy_in_10():
     _, multi, _ = simulate(cb, arm("30/10", course(30.0, 10)), 3 * 365.25, Streams(5))
     share_1, n_1 = retreated_share(single)
     share_10, n_10 = retreated_share(multi)
-    # measured: 12.9% of 3085 lesions vs 5.4% of 3119 (odds ratio 2.6; Chow 2007: 2.5, 1.76-3.56); re-measured after
+    # measured: 15.6% of 3284 lesions vs 8.1% of 3331 (odds ratio 2.1) since the nerve sensitisation holds the pain of
+    # a lesion after its course and the normal-tissue room limits re-irradiation; before: 12.9% of 3085 lesions vs
+    # 5.4% of 3119 (odds ratio 2.6; Chow 2007: 2.5, 1.76-3.56); re-measured after
     # the refit that followed disease control (among its values pain_acid_gain 0.615 -> 0.982): before it 10.1%
     # of 3111 vs 3.7% of 3135 (odds ratio 2.9); before the death terms were re-tuned for disease control (issue 13
     # item 7; these prostate patients now live longer): 10.3% of 2646 vs 4.7% of 2725; before the merged pain drive
     # and the refit: 6.0% of 2251 vs 2.2% of 2297. The single-fraction band was 0.08-0.125, set around 10.1%; widened
     # to 0.15 since 12.9% is still below the trials' ~20% vs ~8% [recalled] (Chow 2007) and the odds ratio is closer
     assert 2700 < n_1 < 3500 and 2700 < n_10 < 3500
-    assert 0.08 < share_1 < 0.15 and 0.03 < share_10 < 0.065
+    assert 0.12 < share_1 < 0.19 and 0.06 < share_10 < 0.10
     odds = share_1 / (1 - share_1) / (share_10 / (1 - share_10))
-    assert 2.0 < odds < 4.0
+    assert 1.8 < odds < 4.0
     # the same pain relief: each patient's first course (for pain or cord compression) comes on the
     # same day at the same lesion under both arms, since the lesions are identical until then
     for e in (single, multi):
@@ -176,8 +179,9 @@ def test_the_fractionation_protocol_arms_retreat_single_fractions_more_often():
         keys = [lesion_keys(simulate(cb, a, horizon, Streams(1))[1], ["radiation_to_bone"]) for cb in blocks]
         _, courses = np.unique(np.concatenate(keys), return_counts=True)
         shares[table["name"]] = (float(np.mean(courses >= 2)), courses.size)
-    # measured: 9.8% of 1042 irradiated lesions after 8 Gy x 1, 5.7% of 1056 after 30 Gy / 10 (before the merged
-    # pain drive and the refit: 6.4% of 865, 3.3% of 874)
+    # measured: 14.3% of 1094 irradiated lesions after 8 Gy x 1, 7.7% of 1105 after 30 Gy / 10 (before the nerve
+    # sensitisation and the normal-tissue room: 9.8% of 1042 and 5.7% of 1056; before the merged pain drive and the
+    # refit: 6.4% of 865, 3.3% of 874)
     (single, n_single), (multi, n_multi) = shares["single_8gy"], shares["multiple_30gy_10"]
-    assert 900 < n_single < 1200 and 900 < n_multi < 1200
-    assert 0.075 < single < 0.12 and 0.04 < multi < 0.075 and single > 1.5 * multi
+    assert 900 < n_single < 1250 and 900 < n_multi < 1250
+    assert 0.11 < single < 0.18 and 0.055 < multi < 0.10 and single > 1.5 * multi

@@ -190,6 +190,7 @@ def test_v2_example_loads_with_every_field():
         "fractions": 10,
         "technique": "conventional",
         "prophylactic": False,
+        "at_entry": False,
     }
     assert (sbrt.radiotherapy.technique, sbrt.radiotherapy.prophylactic, sbrt.surgery.prophylactic_fixation) == (
         "stereotactic",
@@ -228,6 +229,7 @@ def test_a_v1_protocol_gets_the_v2_defaults():
         "fractions": 1,
         "technique": "conventional",
         "prophylactic": False,
+        "at_entry": False,
     }
     assert arm.surgery.prophylactic_fixation is True
     assert p.analysis.marker_weeks == [13, 25, 49]  # all within the 12-month (52.2-week) horizon

@@ -46,13 +46,21 @@ from vtrial.model.lesion import (
     lesion_traits,
     turnover,
 )
+from vtrial.model.local_therapy import PAIN_ASSESSMENT_DAYS
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import reference_arm, reference_cohort
 from vtrial.model.simulate import simulate
 from vtrial.protocol import Arm, PriorTreatment, load_protocol
 from vtrial.store import atomic_write_json
 from vtrial.streams import Streams
-from vtrial.vocabulary import BREAST_SUBTYPES, DAYS_PER_MONTH, DAYS_PER_YEAR, DEFAULT_SRE_TYPES, SRE_TYPES
+from vtrial.vocabulary import (
+    BREAST_SUBTYPES,
+    DAYS_PER_MONTH,
+    DAYS_PER_YEAR,
+    DEFAULT_SRE_TYPES,
+    PAIN_RESPONSES,
+    SRE_TYPES,
+)
 
 PARAMS = Parameters()
 #: The symptomatic skeletal events (SSEs) of ALSYMPCA: the default SREs.
@@ -569,6 +577,52 @@ def retreatment() -> dict[str, float]:
         out[f"{primary}_single"], out[f"{primary}_multi"] = single, multi
         if primary != "breast":
             out[f"{primary}_odds_ratio"] = single / (1 - single) / (multi / (1 - multi))
+    return out
+
+
+def _pain_responses(patients: Mapping, events: Mapping) -> dict[str, float]:
+    """Pain response of the lesions irradiated for pain, by intention to treat, and re-treatment by response.
+
+    A lesion counts from its first ``radiation_to_bone`` course if its patient was followed to the
+    assessment or died before it (as ``vtrial.calibration.statistics.pain_response``); re-treatment
+    by response is taken among the lesions assessed alive.
+    """
+    first = {}
+    for pid, lesion, day, kind in zip(events["patient_id"], events["lesion"], events["day"], events["type"]):
+        if kind == "radiation_to_bone":
+            first.setdefault((int(pid), int(lesion)), float(day))
+    keys = np.array([100 * pid + lesion for pid, lesion in first])
+    day = np.array(list(first.values()))
+    row = {int(pid): i for i, pid in enumerate(patients["patient_id"])}
+    owner = np.array([row[pid] for pid, _ in first])
+    followed = patients["followup_days"][owner] >= day + PAIN_ASSESSMENT_DAYS
+    counted = followed | patients["died"][owner]
+    responded = np.isin(keys, _lesion_keys(events, list(PAIN_RESPONSES)))
+    complete = np.isin(keys, _lesion_keys(events, ["complete_pain_response"]))
+    _, courses = np.unique(_lesion_keys(events, ["radiation_to_bone"]), return_counts=True)
+    retreated = np.isin(keys, np.unique(_lesion_keys(events, ["radiation_to_bone"]))[courses >= 2])
+    return {
+        "response": float(responded[counted].mean()),
+        "complete": float(complete[counted].mean()),
+        "retreated_responders": float(retreated[followed & responded].mean()),
+        "retreated_non_responders": float(retreated[followed & ~responded].mean()),
+    }
+
+
+@scenario(
+    **{
+        f"{course}_{number}": ".0%"
+        for course in ("single", "multi")
+        for number in ("response", "complete", "retreated_responders", "retreated_non_responders")
+    }
+)
+def pain_response() -> dict[str, float]:
+    """2000 prostate reference patients, 3 years, 8 Gy x 1 vs 30 Gy / 10: pain response and re-treatment by it."""
+    cb = reference_cohort(2000, "prostate", seed=7)
+    out: dict[str, float] = {}
+    for name, course in (("single", _course(8.0, 1)), ("multi", _course(30.0, 10))):
+        patients, events, _ = simulate(cb, reference_arm(radiotherapy=course), 3 * DAYS_PER_YEAR, Streams(5))
+        out.update({f"{name}_{k}": v for k, v in _pain_responses(patients, events).items()})
     return out
 
 

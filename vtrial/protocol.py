@@ -713,6 +713,7 @@ class Radiotherapy(_Schema):
     fractions: Annotated[int, Field(ge=1, le=MAX_FRACTIONS)] = 1
     technique: Literal["conventional", "stereotactic"] = "conventional"
     prophylactic: bool = False
+    at_entry: bool = False
 
 
 class Surgery(_Schema):

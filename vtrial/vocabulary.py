@@ -74,9 +74,17 @@ COUNTABLE_EVENT_TYPES: tuple[CountableEventType, ...] = get_args(CountableEventT
 REPORTED_ADVERSE_EVENTS: tuple[str, ...] = ADVERSE_EVENTS + ("osteoporotic_fracture", "neutropenia", "thrombocytopenia")
 
 #: Every event type that may appear in ``events.parquet`` (new types appended: codes are indices).
-#: ``prophylactic_radiotherapy`` is protocol treatment of an asymptomatic high-risk lesion, not an SRE.
+#: ``prophylactic_radiotherapy`` is protocol treatment of an asymptomatic high-risk lesion, not an SRE;
+#: ``partial_pain_response`` and ``complete_pain_response`` are a lesion's pain response 3 months after its
+#: first course for pain (international consensus categories), not SREs.
+PAIN_RESPONSES: tuple[str, ...] = ("partial_pain_response", "complete_pain_response")
 EVENT_TYPES: tuple[str, ...] = (
-    SRE_TYPES + ("death", "dropout", "new_lesion") + ADVERSE_EVENTS + EVENT_TYPES_V2 + ("prophylactic_radiotherapy",)
+    SRE_TYPES
+    + ("death", "dropout", "new_lesion")
+    + ADVERSE_EVENTS
+    + EVENT_TYPES_V2
+    + ("prophylactic_radiotherapy",)
+    + PAIN_RESPONSES
 )
 
 #: Stages of prostate cancer (protocol ``[cohort].prostate_stage``); the first is the default.

@@ -23,8 +23,9 @@ from vtrial.analysis.proportions import clopper_pearson, poisson_rate_ci
 from vtrial.analysis.survival import DAYS_PER_MONTH, kaplan_meier
 from vtrial.calibration.replicas import ArmData, Observation
 from vtrial.calibration.targets import Check
+from vtrial.model.local_therapy import PAIN_ASSESSMENT_DAYS
 from vtrial.model.markers import HYPOCALCAEMIA_GRADE_2_MMOL_L
-from vtrial.vocabulary import LONG_BONE_SITES
+from vtrial.vocabulary import LONG_BONE_SITES, PAIN_RESPONSES
 
 #: Two-sided 95% normal quantile (CI of a mean, of a median, of a log ratio).
 Z95 = 1.959963984540054
@@ -417,6 +418,31 @@ def fracture_after_radiotherapy(observations: Observations, check: Check) -> Est
     return _proportion(int(fractured.sum()), int((fractured | followed).sum()), check)
 
 
+def pain_response(observations: Observations, check: Check) -> Estimate:
+    """Share of the lesions irradiated for pain that respond at 3 months, by intention to treat.
+
+    ``check.option``: ``"overall"`` (a partial or complete response) or ``"complete"``. A lesion
+    counts from its first ``radiation_to_bone`` course; it is in the denominator if its patient
+    was followed to the assessment (:data:`~vtrial.model.local_therapy.PAIN_ASSESSMENT_DAYS` later)
+    or died before it (no response, as the trials counted deaths before the assessment); patients
+    censored alive before it (end of the replica, dropout) are left out.
+    """
+    if check.option not in ("overall", "complete"):
+        raise ValueError(f"check {check.target} (pain_response) needs 'overall' or 'complete', not {check.option!r}")
+    arm = _one(observations, check).arms[check.arm_name]
+    ev = _kept(arm.lesion_events, "lesion_events")
+    key = ["patient_id", "lesion"]
+    course = ev[ev["type"] == "radiation_to_bone"].groupby(key)["day"].min().reset_index()
+    by_patient = pd.DataFrame({"followup": arm.followup_days, "died": arm.died}, index=arm.patient_id)
+    patient = by_patient.loc[course["patient_id"]]
+    followed = patient["followup"].to_numpy() >= course["day"].to_numpy() + PAIN_ASSESSMENT_DAYS
+    eligible = course[followed | patient["died"].to_numpy()]
+    kinds = PAIN_RESPONSES if check.option == "overall" else PAIN_RESPONSES[1:]
+    responders = ev[ev["type"].isin(kinds)]
+    responded = pd.MultiIndex.from_frame(eligible[key]).isin(pd.MultiIndex.from_frame(responders[key]))
+    return _proportion(int(responded.sum()), len(eligible), check)
+
+
 #: Statistic functions by the name a :class:`~vtrial.calibration.targets.Check` gives.
 STATISTICS: dict[str, Callable[[Observations, Check], Estimate]] = {
     f.__name__: f
@@ -448,6 +474,7 @@ STATISTICS: dict[str, Callable[[Observations, Check], Estimate]] = {
         radiotherapy_retreatment,
         retreatment_odds_ratio,
         fracture_after_radiotherapy,
+        pain_response,
     )
 }
 

@@ -406,6 +406,24 @@ _V2_CHECKS: tuple[Check, ...] = (
         unit="ratio",
     ),
     *_pair("CA-01", "laboratory_hypocalcaemia_grade_2", _POOLED, (_DMAB, _ZA), "proportion"),
+    *_pair(
+        "RT-01",
+        "pain_response",
+        ("chow2007",),
+        ("single_fraction_8gy", "multiple_fractions"),
+        "proportion",
+        "%",
+        "overall",
+    ),
+    *_pair(
+        "RT-02",
+        "pain_response",
+        ("chow2007",),
+        ("single_fraction_8gy", "multiple_fractions"),
+        "proportion",
+        "%",
+        "complete",
+    ),
     Check(
         "RT-03",
         "8 Gy x 1 vs multiple fractions",
@@ -466,9 +484,6 @@ NOT_SIMULATED: dict[str, str] = {
     "SE-05": "a definition of renal deterioration (creatinine rise), not a rate",
     "NH-19": "surgical pathology of mandibular resections; the simulator has no resection specimens",
     "NH-22": "the lytic/mixed/blastic mix is a cohort input (phenotype in vtrial/data/primaries.toml)",
-    "RT-01": "pain response needs a pain score and its response to a course; the model has pain only as the "
-    "hazard of a radiotherapy course, with no score before or after it",
-    "RT-02": "complete pain response needs a pain score (see RT-01); not modelled",
     "AF-01": "an osteoporosis population (women >= 50 without cancer on osteoporosis doses); the simulator "
     "models patients with bone metastases only",
     "AF-02": "an osteoporosis population (adults >= 55 without cancer on osteoporosis doses); the simulator "

@@ -154,9 +154,19 @@ COVERAGE: tuple[Player, ...] = (
     ),
     Player(
         "nerves / pain",
-        ("events.pain_drive", "pain_acid_gain", "pain_burden_exponent"),
-        "lumped into a per-lesion pain drive `T^a (1 + c_acid uZ)` (nerve sprouting, acid on TRPV1/ASIC3) "
-        "that drives radiotherapy for pain; no nerve state",
+        (
+            "events.pain_drive",
+            "events.lesion_pain",
+            "pain_acid_gain",
+            "pain_burden_exponent",
+            "pain_sensitisation_days",
+            "pain_sensitised_share",
+            "pain_sensitised_spread",
+        ),
+        "explicit: a per-lesion pain drive `T^a (1 + c_acid uZ)` (nerve sprouting, acid on TRPV1/ASIC3) and a "
+        "per-lesion nerve-sensitisation state `N` that follows the drive up and holds it for months after a course "
+        "(pain `(1 - q) P + q N`, sensitised share `q` per lesion): radiotherapy for pain, the pain response "
+        "3 months after a course and re-treatment follow from them; no analgesic use",
         "via `osteoclast_inhibition`",
     ),
     Player(

@@ -150,13 +150,19 @@ def lesion_hazard_weights(
 
 
 def lesion_hazards(
-    weights: np.ndarray, strength: np.ndarray, burden: np.ndarray, resorbed: np.ndarray, params: Parameters
+    weights: np.ndarray,
+    strength: np.ndarray,
+    burden: np.ndarray,
+    resorbed: np.ndarray,
+    params: Parameters,
+    pain: np.ndarray | None = None,
 ) -> np.ndarray:
     """Hazards per day ``[4, *strength.shape]`` of the local events (dtype of ``weights``).
 
     * fracture: ``h0 (1 + k (1 - s)^+)^4`` — rises ~100x as strength falls to a third;
     * cord compression (spinal): ``h0 (T - T_epi)^+ (1 + c (1 - s)^+)`` — burden and collapse;
-    * radiation for pain: ``h0`` times the pain drive :func:`pain_drive` of the lesion;
+    * radiation for pain: ``h0`` times the lesion's ``pain`` (:func:`lesion_pain`; not given: its
+      pain drive :func:`pain_drive`, the pain of a lesion whose drive never fell);
     * prophylactic fixation (long bones): ``h0 (s_imp - s)^+`` — impending fracture.
     """
     deficit = np.maximum(1.0 - strength, 0.0)
@@ -172,7 +178,7 @@ def lesion_hazards(
     deficit += 1.0
     out[1] *= deficit
     out[1] *= weights[1]
-    out[2] = pain_drive(burden, resorbed, params)
+    out[2] = pain_drive(burden, resorbed, params) if pain is None else pain
     out[2] *= weights[2]
     np.subtract(params.impending_fracture_strength, strength, out=out[3])
     np.maximum(out[3], 0.0, out=out[3])
@@ -194,6 +200,31 @@ def pain_drive(burden: np.ndarray, resorbed: np.ndarray, params: Parameters) -> 
     acid += 1.0
     acid *= burden if params.pain_burden_exponent == 1.0 else burden**params.pain_burden_exponent
     return acid
+
+
+def lesion_pain(
+    drive: np.ndarray, sensitised: np.ndarray, share: np.ndarray, days: float, params: Parameters
+) -> np.ndarray:
+    """Pain of each lesion over a step ``(1 - q) P + q N``; advance its nerve sensitisation ``N`` in place.
+
+    ``drive`` is the step's pain drive ``P`` (:func:`pain_drive`), ``sensitised`` the state ``N`` at the
+    step's start (in units of the drive) and ``share`` the lesion's sensitised share ``q``. The
+    sensory fibres that sprout into tumour-bearing bone are sensitised as the drive rises, within
+    days to weeks (faster than a tumour grows: ``N`` follows ``P`` up at once), and lose that
+    sensitisation over months once the drive has fallen (decay time ``pain_sensitisation_days``):
+    ``N = max(P, N e^(-t/tau))``. While the drive rises or holds, ``N = P`` and the pain is the
+    drive itself (the radiotherapy hazard calibrated on it is unchanged); after a course removes
+    the tumour and its acid, the pain keeps ``q N``, so a lesion with a high sensitised share is
+    still painful months later (a non-responder). Midpoint rule: ``N`` at mid-step for the pain,
+    at the step's end for the state. Returns a new array.
+    """
+    keep = float(np.exp(-0.5 * days / params.pain_sensitisation_days))
+    held = np.maximum(drive, sensitised * keep)
+    np.maximum(drive, sensitised * keep**2, out=sensitised)
+    held -= drive
+    held *= share
+    held += drive
+    return held
 
 
 @dataclass

@@ -500,6 +500,63 @@ _PARAMETERS: list[Parameter] = [
         "exponent of the lesion burden in its pain drive",
     ),
     Parameter(
+        "pain_sensitisation_days",
+        390.0,
+        "days",
+        90.0,
+        730.0,
+        "[recalled] sensory fibres sprouted into tumour-bearing bone and sensitised by it persist after the "
+        "tumour (Mantyh 2014 Eur J Neurosci 39:508), a neuropathic component that resolves over months to "
+        "years; reference: about half of the neuropathic pain present 3 months after herpes zoster is gone by "
+        "12 months (post-herpetic neuralgia, Helgason 2000 BMJ 321:794): 270 days / ln 2 = 390 days",
+        "decay time of a lesion's nerve sensitisation once its pain drive has fallen below it",
+    ),
+    Parameter(
+        "pain_sensitised_share",
+        0.25,
+        "-",
+        0.05,
+        0.95,
+        "[set] with pain_sensitised_spread from Chow 2007 (J Clin Oncol 25:1423, evaluable patients, [recalled]): "
+        "pain gone (complete response) in ~28% and a response in ~72% after either schedule; check: 36% of "
+        "lesions then have pain mostly from sensitisation, against a neuropathic mechanism in 39% of patients "
+        "with cancer pain (19% pure, 20% mixed: Bennett 2012 Pain 153:359, [recalled])",
+        "median share of a lesion's pain held by its nerve sensitisation (logit-normal across lesions)",
+    ),
+    Parameter(
+        "pain_sensitised_spread",
+        3.0,
+        "-",
+        0.5,
+        6.0,
+        "[set] with pain_sensitised_share from Chow 2007 (evaluable patients): ~28% complete and ~28% no "
+        "response need lesions whose pain is mostly tumour and lesions whose pain is mostly sensitisation "
+        "(docs/calibration.md)",
+        "SD of the logit of the sensitised share across lesions",
+    ),
+    Parameter(
+        "pain_baseline_score",
+        6.0,
+        "points of 10",
+        4.0,
+        8.0,
+        "[recalled] worst pain ~6 of 10 at entry in the palliative radiotherapy trials (Dutch Bone Metastasis "
+        "Study, Steenland 1999 Radiother Oncol 52:101; RTOG 97-14, Hartsell 2005 J Natl Cancer Inst 97:798); "
+        "response categories of the international consensus (Chow 2012 Int J Radiat Oncol Biol Phys 82:1730): "
+        "partial >= 2 points less, complete 0",
+        "pain score of an irradiated lesion at its course (the pain scale of the response categories)",
+    ),
+    Parameter(
+        "reirradiation_tolerance_bed2_gy",
+        135.0,
+        "Gy2",
+        100.0,
+        150.0,
+        "[recalled] no myelopathy below a cumulative spinal-cord BED of 135.5 Gy2 after re-irradiation "
+        "(Nieder 2006 Int J Radiat Oncol Biol Phys 66:1446)",
+        "cumulative normal-tissue BED (alpha/beta 2 Gy) that leaves no room for a further course",
+    ),
+    Parameter(
         "prophylactic_surgery_hazard",
         0.02,
         "1/day",

@@ -14,6 +14,7 @@ the step (exact for a hazard constant over the step).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, overload
@@ -42,7 +43,7 @@ from vtrial.model.lesion import (
     strength,
     turnover,
 )
-from vtrial.model.local_therapy import LocalTherapy, high_risk_hazard
+from vtrial.model.local_therapy import PAIN_ASSESSMENT_DAYS, LocalTherapy, high_risk_hazard, pain_response_ratios
 from vtrial.model.parameters import Parameters, log_sd
 from vtrial.model.types import ArmLike
 from vtrial.streams import Streams
@@ -65,6 +66,7 @@ _LESION_TYPE = np.array([_TYPE_CODE[t] for t in ev.LESION_EVENTS])
 _PATIENT_TYPE = np.array([_TYPE_CODE[t] for t in ev.PATIENT_EVENTS])
 _SURGERY_CODE = _TYPE_CODE["surgery_to_bone"]
 _PROPHYLACTIC_RT_CODE = _TYPE_CODE["prophylactic_radiotherapy"]
+_PAIN_RESPONSE_CODES = np.array([_TYPE_CODE["partial_pain_response"], _TYPE_CODE["complete_pain_response"]])
 _CASTRATION_CODE = _TYPE_CODE["castration_resistance"]
 _OSTEOPOROTIC_CODE = _TYPE_CODE["osteoporotic_fracture"]
 #: Haematological toxicity, in the order of its threshold axis (first occurrence per patient).
@@ -240,6 +242,7 @@ def simulate(
         # read only when a lesion is seeded
         fixed=dict(
             lesion_growth=spread["lesion_growth"],  # [MAX_LESION_SLOTS, n]
+            pain_z=spread["pain_z"],  # [MAX_LESION_SLOTS, n]
             frailty=risk.skeletal_frailty,
             mean_phi=mean_phi,
             pthrp_secretion=biology[0],
@@ -255,6 +258,9 @@ def simulate(
     )
     if exposure.history_days:
         _prior_history(p, lesions, exposure, params)
+    log: list[tuple[np.ndarray, ...]] = []
+    if local.course.at_entry:
+        _entry_radiotherapy(p, lesions, log, local, params)
     stop_on_onj = bool(getattr(arm, "stop_on_onj", False))
     recovery = (
         _renal_recovery_days(streams, cb.patient_id, params)
@@ -271,11 +277,12 @@ def simulate(
     )
     died = np.zeros(n, bool)
     irradiated = False  # whether a bone-seeking agent was given: the interface shares then evolve every step
-    log: list[tuple[np.ndarray, ...]] = []
     visits: list[tuple[np.ndarray, ...]] = []
     grid = exposure.step_grid(STEP_DAYS) if n else np.zeros(1, np.int64)
     pending: _Visit | None = None  # a visit inside the step just taken, waiting for the step's end
     lagging = False  # whether lesions had events in the last step (their rest of it is counted at the next rate)
+    assessing = local.course.at_entry  # whether a lesion has had a course (a pain assessment may be pending)
+    response_ratios = pain_response_ratios(params)
     for step, (start, end) in enumerate(zip(grid[:-1].tolist(), grid[1:].tolist())):
         if step % CALCIUM_DRAW_STEPS == 0:  # the same calls in any block: a patient's draws do not depend on it
             calcium_draws = calcium_noise.standard_normal((CALCIUM_DRAW_STEPS,))
@@ -342,8 +349,13 @@ def simulate(
             cells,
         )
         # --- local events ---------------------------------------------------------------------
-        rate = ev.lesion_hazards(L.weights, strength(sig.bone, sig.burden, params), sig.burden, sig.tgf_beta, params)
+        pain = ev.lesion_pain(ev.pain_drive(sig.burden, sig.tgf_beta, params), L.sensitised, L.pain_share, days, params)
+        rate = ev.lesion_hazards(
+            L.weights, strength(sig.bone, sig.burden, params), sig.burden, sig.tgf_beta, params, pain
+        )
         _check_invariants(cb, p, L, rate, start)
+        if assessing and L.assess_day.min() < end:
+            _pain_assessment(p, L, pain, end, log, response_ratios)
         remaining = L.remaining
         remaining -= days * rate
         if lagging:  # the rest of the last step after a lesion's event, at the rate after the event's effect
@@ -363,7 +375,8 @@ def simulate(
             remaining[:, touched] += rate[:, touched] * tail
             L.lag[touched] = tail
             lagging = True
-            _lesion_events(p, lesions, thresholds, kinds, hit, t, log, local, params)
+            _lesion_events(p, lesions, thresholds, kinds, hit, t, log, local, params, pain)
+            assessing = True
         # --- patient-level events -------------------------------------------------------------
         rows = p.size
         owner = L.owner
@@ -695,17 +708,31 @@ def _heterogeneity(streams: Streams, patient_id: np.ndarray, params: Parameters)
     (:class:`~vtrial.model.drugs.Exposure`); ``calcium_setpoint`` ``[n]``: the serum-calcium set-point
     factor (log-normal, CV ``calcium_setpoint_cv``); ``lesion_growth`` ``[MAX_LESION_SLOTS, n]``: each
     lesion slot's growth-rate factor around the patient's (log-normal, mean 1, CV
-    ``lesion_growth_cv``), for entry and new lesions alike.
+    ``lesion_growth_cv``), for entry and new lesions alike; ``pain_z`` ``[MAX_LESION_SLOTS, n]``: each
+    lesion slot's standard normal of its sensitised share (:func:`_sensitised_share`; drawn after the
+    others: their numbers do not move).
     """
     draws = streams.draws("heterogeneity", patient_id)
     potency_z = draws.standard_normal((2,))
     setpoint = draws.standard_normal()
     lesion = draws.standard_normal((ev.MAX_LESION_SLOTS,))
+    pain = draws.standard_normal((ev.MAX_LESION_SLOTS,))
     return dict(
         potency_z=potency_z,
         calcium_setpoint=np.exp(log_sd(params.calcium_setpoint_cv) * setpoint),
         lesion_growth=np.exp(log_sd(params.lesion_growth_cv) * lesion - 0.5 * log_sd(params.lesion_growth_cv) ** 2).T,
+        pain_z=pain.T,
     )
+
+
+def _sensitised_share(z: np.ndarray, params: Parameters) -> np.ndarray:
+    """Sensitised share ``q`` of a lesion's pain from its standard normal ``z`` (:func:`~vtrial.model.events.lesion_pain`).
+
+    Logit-normal: ``logit q = logit(pain_sensitised_share) + pain_sensitised_spread z``.
+    """
+    median = params.pain_sensitised_share
+    logit = math.log(median / (1.0 - median)) + params.pain_sensitised_spread * z
+    return (1.0 / (1.0 + np.exp(-logit))).astype(STATE_DTYPE)
 
 
 def _hypocalcaemia(
@@ -970,6 +997,11 @@ def _new_lesions(
         prophylaxed=np.zeros(owner.size, bool),
         interface=np.ones(owner.size, STATE_DTYPE),
         lag=np.zeros(owner.size),
+        sensitised=np.zeros(owner.size, STATE_DTYPE),  # follows the drive up at the first step
+        pain_share=_sensitised_share(p.pain_z[slot, patient], params),
+        room=np.ones(owner.size, STATE_DTYPE),  # share of the re-irradiation room left
+        assess_day=np.full(owner.size, np.inf),  # day of the pending pain assessment
+        pain_at_course=np.zeros(owner.size, STATE_DTYPE),
     )
 
 
@@ -1005,8 +1037,38 @@ def _prophylactic_radiotherapy(p: _Rows, lesions: _Rows, day: int, log, local: L
     hit = np.flatnonzero(due)
     if hit.size:
         L.y[hit] += local.log_survival
+        _irradiate(L, hit, local)
         L.prophylaxed[hit] = True
         _record(log, p, L.owner[hit], np.full(hit.size, float(day)), _PROPHYLACTIC_RT_CODE, L.slot[hit], L.site[hit])
+
+
+def _entry_radiotherapy(p: _Rows, lesions: _Rows, log, local: LocalTherapy, params: Parameters) -> None:
+    """Give each patient's most painful lesion the arm's course for pain on day 0 (``at_entry``).
+
+    Most painful: the highest radiotherapy hazard, from the lesion's pain drive on day 0 (no drug
+    has acted yet; an entry lesion's nerves are sensitised to its drive, so its pain is the drive).
+    The course is recorded as ``radiation_to_bone`` and counted as the lesion's first (its
+    cumulative hazard goes on: a later course is a re-treatment); its pain is assessed
+    :data:`PAIN_ASSESSMENT_DAYS` later. Lesions are in patient order, so the first lesion of each
+    patient at its maximum is the one treated (the lowest slot on a tie).
+    """
+    L = lesions
+    state = LesionState(L.w, L.y, L.z, L.m)
+    traits = LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi)
+    drive = ev.pain_drive(state.burden, turnover(state, traits, 1.0, 1.0, params)[0], params)
+    hazard = drive * L.weights[_RADIATION]
+    best = np.full(p.size, -np.inf)
+    np.maximum.at(best, L.owner, hazard)
+    top = np.flatnonzero((hazard == best[L.owner]) & (p.stop[L.owner] > 0.0))
+    _, first = np.unique(L.owner[top], return_index=True)
+    hit = top[first]
+    L.y[hit] += local.log_survival
+    _irradiate(L, hit, local)
+    L.count[_RADIATION, hit] = 1
+    L.sensitised[hit] = drive[hit]
+    L.pain_at_course[hit] = drive[hit]
+    L.assess_day[hit] = PAIN_ASSESSMENT_DAYS
+    _record(log, p, L.owner[hit], np.zeros(hit.size), _TYPE_CODE["radiation_to_bone"], L.slot[hit], L.site[hit])
 
 
 def _compact(p: _Rows, lesions: _Rows, alive: np.ndarray) -> None:
@@ -1045,11 +1107,16 @@ def _record(log, p: _Rows, rows, day, code, lesion, site) -> None:
     log.append((p.index[rows], day, np.full(rows.shape, code) if np.ndim(code) == 0 else code, lesion, site))
 
 
-def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kinds, hit, t, log, local: LocalTherapy, params) -> None:
+def _lesion_events(
+    p: _Rows, lesions: _Rows, thresholds, kinds, hit, t, log, local: LocalTherapy, params, pain: np.ndarray
+) -> None:
     """Record the local events of a step (all types at once), apply their consequences and the next thresholds.
 
     ``kinds`` and ``hit`` (lesion rows) are ordered by type, then lesion; a lesion may have events
-    of several types in one step, and their consequences add up in the order of the types.
+    of several types in one step, and their consequences add up in the order of the types. A
+    lesion's first course for pain sets its pain assessment :data:`PAIN_ASSESSMENT_DAYS` later,
+    against its ``pain`` of the step; a further course before it cancels it (a re-treatment is no
+    response).
     """
     L = lesions
     rows, cols, site = L.owner[hit], L.slot[hit], L.site[hit]
@@ -1072,12 +1139,54 @@ def _lesion_events(p: _Rows, lesions: _Rows, thresholds, kinds, hit, t, log, loc
     )
     L.weights[_FRACTURE, hit[fracture]] *= params.fracture_after_fracture
     L.y[hit[compression]] += local.log_survival  # decompressive radiotherapy
+    _irradiate(L, hit[compression], local)
     L.y[hit[radiation]] += local.log_survival
+    _irradiate(L, hit[radiation], local)
+    first = k[radiation] == 0
+    irradiated = hit[radiation]
+    L.assess_day[irradiated] = np.where(first, t[radiation] + PAIN_ASSESSMENT_DAYS, np.inf)
+    L.pain_at_course[irradiated[first]] = pain[irradiated[first]]
     L.weights[_FRACTURE, hit[fixation]] *= params.fracture_after_fracture  # prophylactic fixation
     L.weights[_SURGERY, hit[fixation]] = 0.0
     if operate.any():
         _record(log, p, rows[operate], t[operate], _SURGERY_CODE, cols[operate], site[operate])
         L.weights[_SURGERY, hit[operate]] = 0.0
+
+
+def _irradiate(lesions: _Rows, hit: np.ndarray, local: LocalTherapy) -> None:
+    """Give the lesions ``hit`` (distinct) a course's normal-tissue dose: their radiotherapy hazard keeps the room left."""
+    if not hit.size:
+        return
+    room = lesions.room[hit]
+    left = np.maximum(room - local.normal_tissue_share, 0.0)
+    lesions.weights[_RADIATION, hit] *= np.divide(left, room, out=np.zeros_like(left), where=room > 0.0)
+    lesions.room[hit] = left
+
+
+def _pain_assessment(p: _Rows, lesions: _Rows, pain: np.ndarray, end: int, log, ratios: tuple[float, float]) -> None:
+    """Assess the pain of the lesions whose assessment falls in the step ending on ``end``.
+
+    The pain of the step against the pain at the course: at most ``ratios[0]`` of it is a partial
+    response, at most ``ratios[1]`` a complete one (:func:`~vtrial.model.local_therapy.pain_response_ratios`),
+    recorded as ``partial_pain_response`` or ``complete_pain_response`` on the assessment day; no
+    event is no response. A patient who died or left before that day has no event (the event
+    tables keep events up to the end of follow-up): a non-responder by intention to treat.
+    """
+    L = lesions
+    due = np.flatnonzero(L.assess_day < end)
+    ratio = pain[due] / L.pain_at_course[due]
+    partial, complete = ratio <= ratios[0], ratio <= ratios[1]
+    rows = due[partial]
+    _record(
+        log,
+        p,
+        L.owner[rows],
+        L.assess_day[rows],
+        _PAIN_RESPONSE_CODES[complete[partial].astype(np.int64)],
+        L.slot[rows],
+        L.site[rows],
+    )
+    L.assess_day[due] = np.inf
 
 
 def _patient_events(
