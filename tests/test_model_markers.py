@@ -195,6 +195,21 @@ def test_pthrp_raises_calcium():
     assert table(high, PLACEBO, weeks=(0,))["calcium_mmol_l"].median() > low + 0.05
 
 
+def test_calcium_law_is_linear_near_the_set_point_and_floored_far_below_it():
+    """The law by hand for a balanced and a small uptake; an uptake far beyond any cohort's is held at 1.0 mmol/L."""
+    params = Parameters()
+    one = np.ones(3)
+    gains = np.array([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])  # renal gain 1; uptake gain 2
+    skeleton_w = one.copy()  # osteoblasts of a healthy skeleton: v**(3/8) = 1
+    recruitment = np.array([1.0, 0.9, 0.9])  # balanced; resorption 10% below formation
+    lesion_release = np.array([0.0, 0.0, -1e6])  # the third: an uptake of a wide biology's tail
+    serum = mk.calcium(recruitment, skeleton_w, lesion_release, np.zeros(3), one, gains, params)
+    # by hand: Ca_0 + c_N (X - 1) 2 for the uptake (release < 0: the uptake gain)
+    small = params.calcium_healthy + params.calcium_per_release * (0.9 - 1.0) * 2.0
+    assert serum[:2].tolist() == pytest.approx([params.calcium_healthy, small], rel=1e-12)
+    assert serum[2] == mk.CALCIUM_FLOOR_MMOL_L
+
+
 def test_stopping_denosumab_lets_resorption_overshoot():
     """The osteoclast-precursor reserve filled under denosumab is released once RANKL signalling returns."""
     cb = reference_cohort(800, "breast", seed=24)

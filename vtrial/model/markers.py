@@ -60,6 +60,10 @@ MARKER_COLUMNS: tuple[str, ...] = ("untx_nmol_mmol", "bsap_ug_l", "calcium_mmol_
 CALCIUM_REFERENCE_CRCL = 60.0
 #: CTCAE v5 grade >= 2 hypocalcaemia: albumin-corrected serum calcium below 8.0 mg/dL = 2.0 mmol/L.
 HYPOCALCAEMIA_GRADE_2_MMOL_L = 2.0
+#: Lowest albumin-corrected calcium the law gives (mmol/L): its linear response holds near the set point, and
+#: below grade 4 (< 1.5 mmol/L, life-threatening, treated with intravenous calcium) it would go on to values no
+#: patient has (negative ones, for extreme biology); reached only far in the tails of the cohort's spread.
+CALCIUM_FLOOR_MMOL_L = 1.0
 
 
 def visit_weeks(marker_weeks: Sequence[int] | None) -> tuple[int, ...]:
@@ -101,15 +105,17 @@ def calcium(
     ``Ca_0 s + c_N N g + c_P sum T P`` with the net bone release
     ``N = X - v_S**(3/8) + g_Ca sum_L (u_L**(1/2) Z_L - v_L**(3/8))``: ``recruitment`` is ``X``,
     ``lesion_release`` and ``pthrp_load`` the per-patient sums of the lesions' release and ``T P``,
-    ``setpoint`` the patient's factor ``s`` and ``gains`` from :func:`calcium_gains`.
+    ``setpoint`` the patient's factor ``s`` and ``gains`` from :func:`calcium_gains`; never below
+    :data:`CALCIUM_FLOOR_MMOL_L`.
     """
     release = recruitment - skeleton_w**0.1875 + params.calcium_lesion_weight * lesion_release
     gain = np.where(release < 0.0, gains[1], gains[0])
-    return (
+    serum = (
         params.calcium_healthy * setpoint
         + params.calcium_per_release * release * gain
         + params.calcium_per_pthrp * pthrp_load
     )
+    return np.maximum(serum, CALCIUM_FLOOR_MMOL_L)
 
 
 def true_values(
