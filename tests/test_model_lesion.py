@@ -298,6 +298,29 @@ def test_established_state_stops_iterating_only_at_the_float64_fixed_point(drug)
     assert (state.m > 1.0).any()  # the induction is active: the loop is exercised
 
 
+@pytest.mark.parametrize("iterations", [16, 18, 20, 21, 40])
+def test_established_state_at_any_iteration_limit_is_the_plain_iteration(monkeypatch, iterations):
+    """The limit can fall on an iteration that cuts the iterated set down (16, 18, 20 and 21 do for these lesions):
+    the result is still that many plain iterations (it raised a shape mismatch; a seeded lesion crashed a run)."""
+    from vtrial.model import lesion
+
+    monkeypatch.setattr(lesion, "ESTABLISHED_ITERATIONS", iterations)
+    rng = np.random.default_rng(5)
+    n = 400
+    traits = lesion_traits(
+        rng.uniform(0.0, 1.0, n),
+        rng.lognormal(0.0, 0.5, n),
+        rng.lognormal(0.0, 0.5, n),
+        gompertz_rate(np.full(n, 90.0), PARAMS),
+        PARAMS,
+    )
+    burden = rng.uniform(0.0, 1.0, n)
+    state = established_state(burden, traits, PARAMS)
+    w, z, m = _plain_fixed_point(burden, traits, PARAMS, 1.0, 1.0, lesion.CellInputs(), 1.0)
+    for got, want in ((state.w, w), (state.z, z), (state.m, m)):
+        assert np.array_equal(got, want)
+
+
 def test_relax_with_one_rate_for_all_gives_the_numbers_of_a_rate_per_element():
     # the skeleton's osteoblasts and remodelling space relax at one rate for every patient: its decay is computed
     # once, and the states and step means must be those of the same rate given per element, bit for bit

@@ -223,8 +223,8 @@ def established_state(
     m_now = np.ones(math.prod(shape))
     # lesions are independent and one whose M no longer changes is at a fixed point in float64 (its further
     # iterations repeat it exactly), so the iterated set is cut down, to the lesions that still move, only
-    # when they are fewer than half of it; ``rows`` are their indices (None: all), w, z and M are written
-    # back to the whole arrays only then and at the end
+    # when they are fewer than half of it; ``rows`` are their indices in the whole arrays (None: all), to
+    # which each iteration's w, z and M are written
     rows: np.ndarray | None = None
     for _ in range(ESTABLISHED_ITERATIONS):
         x2 = _recruitment_factor(p_l * m_now, r_b, cells.il6_keep, params)
@@ -238,25 +238,20 @@ def established_state(
         z_now = np.power(v, 0.375, out=v)
         z_now /= np.sqrt(u)
         m_next = pthrp_induction(np.multiply(u, z_now, out=u), keep, params)
+        if rows is None:  # each iteration makes new arrays: the whole ones are this iteration's
+            w, z, m = w_now, z_now, m_next
+        else:
+            w[rows], z[rows], m[rows] = w_now, z_now, m_next
         moved = np.flatnonzero(m_next != m_now)
         if not moved.size:
             break
         if 2 * moved.size < m_next.size:
-            if rows is None:
-                w, z, m = w_now, z_now, m_next
-                rows = moved
-            else:
-                w[rows], z[rows], m[rows] = w_now, z_now, m_next
-                rows = rows[moved]
+            rows = moved if rows is None else rows[moved]
             p_l, r_b, a, d = (x[moved] for x in (p_l, r_b, a, d))
             r2, keep = (_rows(x, moved) for x in (r2, keep))
             m_now = m_next[moved]
         else:
             m_now = m_next
-    if rows is None:
-        w, z, m = w_now, z_now, m_next
-    else:
-        w[rows], z[rows], m[rows] = w_now, z_now, m_next
     w_out, z_out, m_out = (np.asarray(a, dtype=STATE_DTYPE).reshape(shape) for a in (w, z, m))
     return LesionState(w_out, np.asarray(np.log(burden), dtype=STATE_DTYPE), z_out, m_out)
 
