@@ -85,8 +85,9 @@ def test_explicit_default_tables_give_the_version_1_events():
         v1["type"], ["pathological_fracture", "spinal_cord_compression", "radiation_to_bone", "surgery_to_bone"]
     )
     assert local.sum() > 300 and np.all(v1["lesion"][local] >= 0)
-    assert EVENT_TYPES[-3] == "prophylactic_radiotherapy" and EVENT_TYPES.index("atypical_femoral_fracture") == 12
-    assert EVENT_TYPES[-2:] == ("partial_pain_response", "complete_pain_response")  # appended: codes kept
+    assert EVENT_TYPES[-4] == "prophylactic_radiotherapy" and EVENT_TYPES.index("atypical_femoral_fracture") == 12
+    # appended: codes kept
+    assert EVENT_TYPES[-3:] == ("partial_pain_response", "complete_pain_response", "entry_radiotherapy")
 
 
 def test_single_fractions_are_retreated_more_often_than_30_gy_in_10():

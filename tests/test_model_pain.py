@@ -112,9 +112,10 @@ def test_a_course_at_entry_goes_to_each_patients_most_painful_lesion_on_day_0():
     entry = SimpleNamespace(dose_gy=8.0, fractions=1, at_entry=True)
     _, e, _ = simulate(cb, reference_arm(radiotherapy=entry), 365.25, Streams(3))
     _, plain, _ = simulate(cb, reference_arm(radiotherapy=SINGLE), 365.25, Streams(3))
-    day0 = (e["type"] == "radiation_to_bone") & (e["day"] == 0.0)
+    day0 = e["type"] == "entry_radiotherapy"  # protocol treatment, not an SRE: no radiation_to_bone on day 0
+    assert np.all(e["day"][day0] == 0.0) and not np.any((e["type"] == "radiation_to_bone") & (e["day"] == 0.0))
     assert np.array_equal(np.sort(e["patient_id"][day0]), np.sort(cb.patient_id))  # one course per patient
-    assert not np.any((plain["type"] == "radiation_to_bone") & (plain["day"] == 0.0))
+    assert not np.any(plain["type"] == "entry_radiotherapy")
     chosen = dict(zip(e["patient_id"][day0], e["lesion"][day0]))
     assert (chosen[cb.patient_id[0]], chosen[cb.patient_id[1]]) == (1, 0)
     # its pain is assessed 3 months later unless the patient died or the lesion was irradiated again before;

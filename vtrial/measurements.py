@@ -58,6 +58,7 @@ from vtrial.vocabulary import (
     DAYS_PER_MONTH,
     DAYS_PER_YEAR,
     DEFAULT_SRE_TYPES,
+    PAIN_COURSES,
     PAIN_RESPONSES,
     SRE_TYPES,
 )
@@ -583,13 +584,13 @@ def retreatment() -> dict[str, float]:
 def _pain_responses(patients: Mapping, events: Mapping) -> dict[str, float]:
     """Pain response of the lesions irradiated for pain, by intention to treat, and re-treatment by response.
 
-    A lesion counts from its first ``radiation_to_bone`` course if its patient was followed to the
-    assessment or died before it (as ``vtrial.calibration.statistics.pain_response``); re-treatment
+    A lesion counts from its first course for pain (``PAIN_COURSES``) if its patient was followed to
+    the assessment or died before it (as ``vtrial.calibration.statistics.pain_response``); re-treatment
     by response is taken among the lesions assessed alive.
     """
-    first = {}
+    first: dict[tuple[int, int], float] = {}
     for pid, lesion, day, kind in zip(events["patient_id"], events["lesion"], events["day"], events["type"]):
-        if kind == "radiation_to_bone":
+        if kind in PAIN_COURSES:
             first.setdefault((int(pid), int(lesion)), float(day))
     keys = np.array([100 * pid + lesion for pid, lesion in first])
     day = np.array(list(first.values()))
@@ -599,8 +600,8 @@ def _pain_responses(patients: Mapping, events: Mapping) -> dict[str, float]:
     counted = followed | patients["died"][owner]
     responded = np.isin(keys, _lesion_keys(events, list(PAIN_RESPONSES)))
     complete = np.isin(keys, _lesion_keys(events, ["complete_pain_response"]))
-    _, courses = np.unique(_lesion_keys(events, ["radiation_to_bone"]), return_counts=True)
-    retreated = np.isin(keys, np.unique(_lesion_keys(events, ["radiation_to_bone"]))[courses >= 2])
+    _, courses = np.unique(_lesion_keys(events, list(PAIN_COURSES)), return_counts=True)
+    retreated = np.isin(keys, np.unique(_lesion_keys(events, list(PAIN_COURSES)))[courses >= 2])
     return {
         "response": float(responded[counted].mean()),
         "complete": float(complete[counted].mean()),

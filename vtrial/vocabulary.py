@@ -76,8 +76,12 @@ REPORTED_ADVERSE_EVENTS: tuple[str, ...] = ADVERSE_EVENTS + ("osteoporotic_fract
 #: Every event type that may appear in ``events.parquet`` (new types appended: codes are indices).
 #: ``prophylactic_radiotherapy`` is protocol treatment of an asymptomatic high-risk lesion, not an SRE;
 #: ``partial_pain_response`` and ``complete_pain_response`` are a lesion's pain response 3 months after its
-#: first course for pain (international consensus categories), not SREs.
+#: first course for pain (international consensus categories), not SREs; ``entry_radiotherapy`` is the course for pain
+#: a protocol gives at randomisation (``[arm.radiotherapy] at_entry``), protocol treatment, not an SRE.
 PAIN_RESPONSES: tuple[str, ...] = ("partial_pain_response", "complete_pain_response")
+#: Courses of radiotherapy for a painful lesion: on study (an SRE) or at randomisation (protocol treatment). A
+#: lesion's first of either is its first course (pain response, re-treatment, fracture after radiotherapy).
+PAIN_COURSES: tuple[str, ...] = ("radiation_to_bone", "entry_radiotherapy")
 EVENT_TYPES: tuple[str, ...] = (
     SRE_TYPES
     + ("death", "dropout", "new_lesion")
@@ -85,6 +89,7 @@ EVENT_TYPES: tuple[str, ...] = (
     + EVENT_TYPES_V2
     + ("prophylactic_radiotherapy",)
     + PAIN_RESPONSES
+    + ("entry_radiotherapy",)
 )
 
 #: Stages of prostate cancer (protocol ``[cohort].prostate_stage``); the first is the default.

@@ -37,7 +37,7 @@ from vtrial.analysis.survival import (
     value_at,
 )
 from vtrial.errors import UserInputError
-from vtrial.vocabulary import DAYS_PER_YEAR, PRIMARIES, REPORTED_ADVERSE_EVENTS
+from vtrial.vocabulary import DAYS_PER_YEAR, PAIN_COURSES, PRIMARIES, REPORTED_ADVERSE_EVENTS
 
 #: In the paired view, first SREs under two arms less than this many days apart are "unchanged"
 #: (half the model's one-day step).
@@ -210,9 +210,10 @@ def _first_rows(ids: np.ndarray, days: np.ndarray) -> np.ndarray:
 def radiotherapy_retreatment(events: pd.DataFrame) -> tuple[float | None, dict]:
     """Share of irradiated lesions irradiated again, and its counts (``None`` with a reason if none).
 
-    A lesion (patient + ``lesion`` number) is irradiated when it has at least one
-    ``radiation_to_bone`` event, counted or not by the window rule (every course given), and
-    re-treated when it has a second one. Prophylactic radiotherapy is a separate event type.
+    A lesion (patient + ``lesion`` number) is irradiated when it has at least one course for
+    pain (:data:`~vtrial.vocabulary.PAIN_COURSES`: ``radiation_to_bone``, counted or not by the
+    window rule, or ``entry_radiotherapy``), and re-treated when it has a second one.
+    Prophylactic radiotherapy is a separate event type.
     """
     if "lesion" not in events.columns:
         return None, {
@@ -220,7 +221,7 @@ def radiotherapy_retreatment(events: pd.DataFrame) -> tuple[float | None, dict]:
             "retreated_lesions": 0,
             "reason": "the events table has no lesion column (a run from before it existed)",
         }
-    rt = events[((events["type"] == "radiation_to_bone") & (events["lesion"] >= 0)).to_numpy()]
+    rt = events[(events["type"].isin(PAIN_COURSES) & (events["lesion"] >= 0)).to_numpy()]
     lesion = rt["lesion"].to_numpy(np.int64)
     # one integer per patient and lesion
     _, courses = np.unique(

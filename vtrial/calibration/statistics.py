@@ -25,7 +25,7 @@ from vtrial.calibration.replicas import ArmData, Observation
 from vtrial.calibration.targets import Check
 from vtrial.model.local_therapy import PAIN_ASSESSMENT_DAYS
 from vtrial.model.markers import HYPOCALCAEMIA_GRADE_2_MMOL_L
-from vtrial.vocabulary import LONG_BONE_SITES, PAIN_RESPONSES
+from vtrial.vocabulary import LONG_BONE_SITES, PAIN_COURSES, PAIN_RESPONSES
 
 #: Two-sided 95% normal quantile (CI of a mean, of a median, of a log ratio).
 Z95 = 1.959963984540054
@@ -394,7 +394,7 @@ def retreatment_odds_ratio(observations: Observations, check: Check) -> Estimate
 def fracture_after_radiotherapy(observations: Observations, check: Check) -> Estimate:
     """Share of irradiated long-bone lesions that fracture within ``check.option`` months of the first course.
 
-    A lesion counts from its first ``radiation_to_bone`` course if it had no fracture or surgery
+    A lesion counts from its first course for pain (:data:`~vtrial.vocabulary.PAIN_COURSES`) if it had no fracture or surgery
     before (Mirels: lesions neither broken nor fixed); it is in the denominator if it fractured
     within the window or its patient was followed through the window.
     """
@@ -403,9 +403,9 @@ def fracture_after_radiotherapy(observations: Observations, check: Check) -> Est
     ev = lesion_events[lesion_events["site"].isin(LONG_BONE_SITES)]
     window = check.number * DAYS_PER_MONTH
     key = ["patient_id", "lesion"]
-    course = ev[ev["type"] == "radiation_to_bone"].groupby(key)["day"].min().rename("course")
+    course = ev[ev["type"].isin(PAIN_COURSES)].groupby(key)["day"].min().rename("course")
     lesions = ev.join(course, on=key, how="inner")
-    before = lesions[(lesions["type"] != "radiation_to_bone") & (lesions["day"] <= lesions["course"])]
+    before = lesions[~lesions["type"].isin(PAIN_COURSES) & (lesions["day"] <= lesions["course"])]
     fractures = lesions[
         (lesions["type"] == "pathological_fracture")
         & (lesions["day"] > lesions["course"])
@@ -422,7 +422,7 @@ def pain_response(observations: Observations, check: Check) -> Estimate:
     """Share of the lesions irradiated for pain that respond at 3 months, by intention to treat.
 
     ``check.option``: ``"overall"`` (a partial or complete response) or ``"complete"``. A lesion
-    counts from its first ``radiation_to_bone`` course; it is in the denominator if its patient
+    counts from its first course for pain (:data:`~vtrial.vocabulary.PAIN_COURSES`); it is in the denominator if its patient
     was followed to the assessment (:data:`~vtrial.model.local_therapy.PAIN_ASSESSMENT_DAYS` later)
     or died before it (no response, as the trials counted deaths before the assessment); patients
     censored alive before it (end of the replica, dropout) are left out.
@@ -432,7 +432,7 @@ def pain_response(observations: Observations, check: Check) -> Estimate:
     arm = _one(observations, check).arms[check.arm_name]
     ev = _kept(arm.lesion_events, "lesion_events")
     key = ["patient_id", "lesion"]
-    course = ev[ev["type"] == "radiation_to_bone"].groupby(key)["day"].min().reset_index()
+    course = ev[ev["type"].isin(PAIN_COURSES)].groupby(key)["day"].min().reset_index()
     by_patient = pd.DataFrame({"followup": arm.followup_days, "died": arm.died}, index=arm.patient_id)
     patient = by_patient.loc[course["patient_id"]]
     followed = patient["followup"].to_numpy() >= course["day"].to_numpy() + PAIN_ASSESSMENT_DAYS

@@ -1047,8 +1047,9 @@ def _entry_radiotherapy(p: _Rows, lesions: _Rows, log, local: LocalTherapy, para
 
     Most painful: the highest radiotherapy hazard, from the lesion's pain drive on day 0 (no drug
     has acted yet; an entry lesion's nerves are sensitised to its drive, so its pain is the drive).
-    The course is recorded as ``radiation_to_bone`` and counted as the lesion's first (its
-    cumulative hazard goes on: a later course is a re-treatment); its pain is assessed
+    The course is recorded as ``entry_radiotherapy`` (protocol treatment, not an SRE) and counted
+    as the lesion's first (its cumulative hazard goes on: a later ``radiation_to_bone`` is a
+    re-treatment); its pain is assessed
     :data:`PAIN_ASSESSMENT_DAYS` later. Lesions are in patient order, so the first lesion of each
     patient at its maximum is the one treated (the lowest slot on a tie).
     """
@@ -1068,7 +1069,7 @@ def _entry_radiotherapy(p: _Rows, lesions: _Rows, log, local: LocalTherapy, para
     L.sensitised[hit] = drive[hit]
     L.pain_at_course[hit] = drive[hit]
     L.assess_day[hit] = PAIN_ASSESSMENT_DAYS
-    _record(log, p, L.owner[hit], np.zeros(hit.size), _TYPE_CODE["radiation_to_bone"], L.slot[hit], L.site[hit])
+    _record(log, p, L.owner[hit], np.zeros(hit.size), _TYPE_CODE["entry_radiotherapy"], L.slot[hit], L.site[hit])
 
 
 def _compact(p: _Rows, lesions: _Rows, alive: np.ndarray) -> None:
