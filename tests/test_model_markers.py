@@ -138,8 +138,7 @@ def test_week_13_untx_change_under_each_agent(breast, breast_arms):
     """The non-osteoclastic share moves the week-13 median as the hand calculation from the osteoclastic readout."""
     share = Parameters().untx_nonosteoclastic_share
     osteoclastic = {
-        a.name: table(breast, a, overrides={"untx_nonosteoclastic_share": 0.0})
-        for a in (DENOSUMAB, ZOLEDRONIC)
+        a.name: table(breast, a, overrides={"untx_nonosteoclastic_share": 0.0}) for a in (DENOSUMAB, ZOLEDRONIC)
     }
     before = {name: median_change(m, 13) for name, m in osteoclastic.items()}
     after = {name: median_change(breast_arms[name], 13) for name in osteoclastic}

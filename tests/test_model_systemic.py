@@ -79,7 +79,12 @@ def test_version_one_inputs_have_no_background_and_the_new_names_are_appended():
         "acute_phase_reaction",
         "atypical_femoral_fracture",
     )
-    assert EVENT_TYPES[13:] == EVENT_TYPES_V2 + ("prophylactic_radiotherapy", "partial_pain_response", "complete_pain_response")
+    assert EVENT_TYPES[13:] == EVENT_TYPES_V2 + (
+        "prophylactic_radiotherapy",
+        "partial_pain_response",
+        "complete_pain_response",
+        "entry_radiotherapy",
+    )
 
 
 def test_the_arm_list_replaces_the_profile_list():
