@@ -29,9 +29,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from vtrial.analysis.cox import BinaryCoxFitter
 from vtrial.analysis.survival import kaplan_meier, median_with_ci
+from vtrial.calibration.statistics import first_pain_courses
 from vtrial.cohort import CohortBlock, sample_cohort
 from vtrial.model import docs, skeleton
 from vtrial.model.drugs import Exposure
@@ -46,7 +48,6 @@ from vtrial.model.lesion import (
     lesion_traits,
     turnover,
 )
-from vtrial.model.local_therapy import PAIN_ASSESSMENT_DAYS
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import reference_arm, reference_cohort
 from vtrial.model.simulate import simulate
@@ -59,7 +60,6 @@ from vtrial.vocabulary import (
     DAYS_PER_YEAR,
     DEFAULT_SRE_TYPES,
     PAIN_COURSES,
-    PAIN_RESPONSES,
     SRE_TYPES,
 )
 
@@ -584,27 +584,21 @@ def retreatment() -> dict[str, float]:
 def _pain_responses(patients: Mapping, events: Mapping) -> dict[str, float]:
     """Pain response of the lesions irradiated for pain, by intention to treat, and re-treatment by response.
 
-    A lesion counts from its first course for pain (``PAIN_COURSES``) if its patient was followed to
-    the assessment or died before it (as ``vtrial.calibration.statistics.pain_response``); re-treatment
-    by response is taken among the lesions assessed alive.
+    The lesions and their responses are those of the RT-01/RT-02 statistic
+    (:func:`vtrial.calibration.statistics.first_pain_courses`: from the first course, counted if
+    the patient was followed to the assessment or died before it); re-treatment by response is
+    taken among the lesions assessed alive.
     """
-    first: dict[tuple[int, int], float] = {}
-    for pid, lesion, day, kind in zip(events["patient_id"], events["lesion"], events["day"], events["type"]):
-        if kind in PAIN_COURSES:
-            first.setdefault((int(pid), int(lesion)), float(day))
-    keys = np.array([100 * pid + lesion for pid, lesion in first])
-    day = np.array(list(first.values()))
-    row = {int(pid): i for i, pid in enumerate(patients["patient_id"])}
-    owner = np.array([row[pid] for pid, _ in first])
-    followed = patients["followup_days"][owner] >= day + PAIN_ASSESSMENT_DAYS
-    counted = followed | patients["died"][owner]
-    responded = np.isin(keys, _lesion_keys(events, list(PAIN_RESPONSES)))
-    complete = np.isin(keys, _lesion_keys(events, ["complete_pain_response"]))
-    _, courses = np.unique(_lesion_keys(events, list(PAIN_COURSES)), return_counts=True)
-    retreated = np.isin(keys, np.unique(_lesion_keys(events, list(PAIN_COURSES)))[courses >= 2])
+    table = pd.DataFrame({k: events[k] for k in ("patient_id", "lesion", "day", "type")})
+    courses = first_pain_courses(table, patients["patient_id"], patients["followup_days"], patients["died"])
+    counted = (courses["followed"] | courses["died"]).to_numpy()
+    followed, responded = courses["followed"].to_numpy(), courses["responded"].to_numpy()
+    keys = courses["patient_id"].to_numpy() * 100 + courses["lesion"].to_numpy()
+    _, n_courses = np.unique(_lesion_keys(events, list(PAIN_COURSES)), return_counts=True)
+    retreated = np.isin(keys, np.unique(_lesion_keys(events, list(PAIN_COURSES)))[n_courses >= 2])
     return {
         "response": float(responded[counted].mean()),
-        "complete": float(complete[counted].mean()),
+        "complete": float(courses["complete"].to_numpy()[counted].mean()),
         "retreated_responders": float(retreated[followed & responded].mean()),
         "retreated_non_responders": float(retreated[followed & ~responded].mean()),
     }

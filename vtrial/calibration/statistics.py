@@ -430,17 +430,35 @@ def pain_response(observations: Observations, check: Check) -> Estimate:
     if check.option not in ("overall", "complete"):
         raise ValueError(f"check {check.target} (pain_response) needs 'overall' or 'complete', not {check.option!r}")
     arm = _one(observations, check).arms[check.arm_name]
-    ev = _kept(arm.lesion_events, "lesion_events")
-    key = ["patient_id", "lesion"]
-    course = ev[ev["type"].isin(PAIN_COURSES)].groupby(key)["day"].min().reset_index()
-    by_patient = pd.DataFrame({"followup": arm.followup_days, "died": arm.died}, index=arm.patient_id)
-    patient = by_patient.loc[course["patient_id"]]
-    followed = patient["followup"].to_numpy() >= course["day"].to_numpy() + PAIN_ASSESSMENT_DAYS
-    eligible = course[followed | patient["died"].to_numpy()]
-    kinds = PAIN_RESPONSES if check.option == "overall" else PAIN_RESPONSES[1:]
-    responders = ev[ev["type"].isin(kinds)]
-    responded = pd.MultiIndex.from_frame(eligible[key]).isin(pd.MultiIndex.from_frame(responders[key]))
+    events = _kept(arm.lesion_events, "lesion_events")
+    courses = first_pain_courses(events, _kept(arm.patient_id, "patient_id"), arm.followup_days, arm.died)
+    eligible = courses[courses["followed"] | courses["died"]]
+    responded = eligible["responded" if check.option == "overall" else "complete"]
     return _proportion(int(responded.sum()), len(eligible), check)
+
+
+def first_pain_courses(
+    lesion_events: pd.DataFrame, patient_id: np.ndarray, followup_days: np.ndarray, died: np.ndarray
+) -> pd.DataFrame:
+    """Each lesion irradiated for pain, from its first course (:data:`~vtrial.vocabulary.PAIN_COURSES`), and its response.
+
+    Columns ``patient_id``, ``lesion``, ``day`` (of the first course), ``followed`` (its patient
+    followed to the assessment, :data:`~vtrial.model.local_therapy.PAIN_ASSESSMENT_DAYS` later),
+    ``died`` (its patient died in follow-up), ``responded`` (a partial or complete response) and
+    ``complete``. ``lesion_events`` has ``patient_id``, ``lesion``, ``day`` and ``type``; the
+    per-patient arrays give every patient of the arm.
+    """
+    key = ["patient_id", "lesion"]
+    course = lesion_events[lesion_events["type"].isin(PAIN_COURSES)].groupby(key)["day"].min().reset_index()
+    by_patient = pd.DataFrame({"followup": followup_days, "died": died}, index=patient_id)
+    patient = by_patient.loc[course["patient_id"]]
+    course["followed"] = patient["followup"].to_numpy() >= course["day"].to_numpy() + PAIN_ASSESSMENT_DAYS
+    course["died"] = patient["died"].to_numpy(bool)
+    lesions = pd.MultiIndex.from_frame(course[key])
+    for column, kinds in (("responded", PAIN_RESPONSES), ("complete", PAIN_RESPONSES[1:])):
+        responders = lesion_events[lesion_events["type"].isin(kinds)]
+        course[column] = lesions.isin(pd.MultiIndex.from_frame(responders[key]))
+    return course
 
 
 #: Statistic functions by the name a :class:`~vtrial.calibration.targets.Check` gives.
