@@ -31,7 +31,8 @@ from vtrial.analysis.proportions import (
     poisson_rate_ci,
     wilson_interval,
 )
-from vtrial.analysis.summary import marker_summary, paired_view, radiotherapy_retreatment
+from vtrial.analysis.radiotherapy import first_pain_courses, pain_response, radiotherapy_retreatment
+from vtrial.analysis.summary import marker_summary, paired_view
 from vtrial.analysis.survival import (
     DEATH,
     NUDGE_DAYS,
@@ -49,7 +50,7 @@ from vtrial.analysis.survival import (
 )
 from vtrial.errors import UserInputError
 from vtrial.sre import apply_window_rule
-from vtrial.vocabulary import REPORTED_ADVERSE_EVENTS
+from vtrial.vocabulary import PAIN_ASSESSMENT_DAYS, REPORTED_ADVERSE_EVENTS
 
 SRE_TYPES = ["pathological_fracture", "radiation_to_bone"]
 HORIZON_DAYS = 1000.0
@@ -683,6 +684,50 @@ def test_summary_reports_retreatment_per_arm_or_why_not(trial):
     courses = events[(events["arm"] == "active") & (events["type"] == "radiation_to_bone")].groupby("patient_id").size()
     assert arm["radiotherapy_retreatment"] == pytest.approx((courses >= 2).mean())
     assert arm["radiotherapy_retreatment_detail"]["irradiated_lesions"] == courses.size > 500
+
+
+def test_pain_response_counts_first_courses_by_intention_to_treat():
+    day = PAIN_ASSESSMENT_DAYS
+    rows = [
+        (1, 0.0, "entry_radiotherapy", 0),  # first course at entry (not an SRE); a partial response
+        (1, day, "partial_pain_response", 0),
+        (1, 50.0, "radiation_to_bone", 0),  # a re-treatment: not a first course
+        (1, 20.0, "radiation_to_bone", 1),  # complete response
+        (1, 20.0 + day, "complete_pain_response", 1),
+        (1, 30.0, "prophylactic_radiotherapy", 2),  # not a course for pain
+        (2, 5.0, "radiation_to_bone", 0),  # patient died on day 50: no response, counted
+        (3, 300.0, "radiation_to_bone", 0),  # censored alive on day 350, before the assessment: left out
+        (4, 10.0, "radiation_to_bone", 0),  # followed: no response
+        (4, 12.0, "hypercalcaemia", -1),
+    ]
+    events = pd.DataFrame(rows, columns=["patient_id", "day", "type", "lesion"])
+    patients = pd.DataFrame(
+        {"patient_id": [4, 3, 2, 1], "followup_days": [400.0, 350.0, 50.0, 500.0], "died": [False, False, True, False]}
+    )
+    # counted: (1, 0) partial, (1, 1) complete, (2, 0) died, (4, 0) none -> 2 of 4 respond, 1 of 4 completely
+    assert pain_response(events, patients) == (
+        {"overall": 0.5, "complete": 0.25},
+        {"assessed_lesions": 4, "responded_lesions": 2, "complete_lesions": 1, "reason": None},
+    )
+    courses = first_pain_courses(events, patients["patient_id"], patients["followup_days"], patients["died"])
+    assert courses[["patient_id", "lesion", "day"]].to_numpy().tolist() == [
+        [1, 0, 0.0],
+        [1, 1, 20.0],
+        [2, 0, 5.0],
+        [3, 0, 300.0],
+        [4, 0, 10.0],
+    ]
+    none = events[~events["type"].isin(["entry_radiotherapy", "radiation_to_bone"])]
+    assert pain_response(none, patients)[1]["reason"] == "no lesion was irradiated for pain in this arm"
+    assert pain_response(events[events["patient_id"] == 3], patients)[1]["reason"] == "no assessment was reached"
+
+
+def test_summary_reports_pain_response_per_arm(trial):
+    patients, events, _ = trial
+    arm = summarise(patients, events.assign(lesion=0), **settings())["arms"]["active"]
+    # the synthetic events have no pain-response rows: every assessed lesion is a non-responder
+    assert arm["pain_response"] == {"overall": 0.0, "complete": 0.0}
+    assert arm["pain_response_detail"]["assessed_lesions"] > 500
 
 
 def test_marker_summary_medians_changes_and_share_below_50():

@@ -12,12 +12,12 @@ import pytest
 from vtrial.calibration.statistics import pain_response
 from vtrial.calibration.targets import Check
 from vtrial.model import events as ev
-from vtrial.model.local_therapy import PAIN_ASSESSMENT_DAYS, LocalTherapy, pain_response_ratios
+from vtrial.model.local_therapy import LocalTherapy, pain_response_ratios
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import reference_arm, reference_cohort
 from vtrial.model.simulate import simulate
 from vtrial.streams import Streams
-from vtrial.vocabulary import PAIN_RESPONSES, SITES
+from vtrial.vocabulary import PAIN_ASSESSMENT_DAYS, PAIN_RESPONSES, SITES
 from test_calibration_v2 import _arm, _obs
 
 sim = importlib.import_module("vtrial.model.simulate")  # the package exports the function under this name

@@ -201,21 +201,22 @@ def test_report_layout_in_headless_chromium(run, tmp_path):
     assert layout["wrapped"] == []
 
 
-def test_endpoint_table_shows_radiotherapy_retreatment_or_its_reason(run):
+def test_endpoint_table_shows_radiotherapy_retreatment_and_pain_response_or_their_reason(run):
     html = (run / "report.html").read_text(encoding="utf-8")
-    # the synthetic run has no lesion column: the cell gives the reason instead of a share
-    assert html.count("— (the events table has no lesion column") == 2
-    assert "Irradiated lesions irradiated again" in html
-    summary = {
-        "arms": {
-            "a": {
-                "radiotherapy_retreatment": 0.04,
-                "radiotherapy_retreatment_detail": {"irradiated_lesions": 225, "retreated_lesions": 9},
-            }
-        }
+    # the synthetic run has no lesion column: each cell (2 arms x re-treatment and pain response) gives the reason
+    assert html.count("— (the events table has no lesion column") == 4
+    assert "Irradiated lesions irradiated again" in html and "Pain response 3 months after" in html
+    arm = {
+        "radiotherapy_retreatment": 0.04,
+        "radiotherapy_retreatment_detail": {"irradiated_lesions": 225, "retreated_lesions": 9},
+        "pain_response": {"overall": 0.546, "complete": 0.163},
+        "pain_response_detail": {"assessed_lesions": 1024, "responded_lesions": 559, "complete_lesions": 167},
     }
     environment = template_environment()
-    assert environment.filters["retreatment"](summary["arms"]["a"]) == "4.0% (9 of 225 lesions)"
+    assert environment.filters["retreatment"](arm) == "4.0% (9 of 225 lesions)"
+    assert environment.filters["pain_response"](arm) == "54.6% (complete 16.3%) of 1,024 lesions"
+    # a summary from before the pain response was reported
+    assert environment.filters["pain_response"]({}) == "— (not in this summary)"
 
 
 def test_report_shows_markers_when_the_run_has_them(tmp_path):

@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 from vtrial.analysis.cox import BinaryCoxFitter
+from vtrial.analysis.radiotherapy import first_pain_courses
 from vtrial.analysis.survival import kaplan_meier, median_with_ci
-from vtrial.calibration.statistics import first_pain_courses
 from vtrial.cohort import CohortBlock, sample_cohort
 from vtrial.model import docs, skeleton
 from vtrial.model.drugs import Exposure
@@ -585,7 +585,7 @@ def _pain_responses(patients: Mapping, events: Mapping) -> dict[str, float]:
     """Pain response of the lesions irradiated for pain, by intention to treat, and re-treatment by response.
 
     The lesions and their responses are those of the RT-01/RT-02 statistic
-    (:func:`vtrial.calibration.statistics.first_pain_courses`: from the first course, counted if
+    (:func:`vtrial.analysis.radiotherapy.first_pain_courses`: from the first course, counted if
     the patient was followed to the assessment or died before it); re-treatment by response is
     taken among the lesions assessed alive.
     """

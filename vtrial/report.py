@@ -779,6 +779,17 @@ def _retreatment_text(arm: Mapping) -> str:
     return f"{100 * share:.1f}% ({detail['retreated_lesions']} of {detail['irradiated_lesions']} lesions)"
 
 
+def _pain_response_text(arm: Mapping) -> str:
+    """``54.6% (complete 16.3%) of 1,024 lesions``, or the reason there is no share."""
+    shares, detail = arm.get("pain_response"), arm.get("pain_response_detail") or {}
+    if shares is None:
+        return f"— ({detail.get('reason', 'not in this summary')})"
+    return (
+        f"{100 * shares['overall']:.1f}% (complete {100 * shares['complete']:.1f}%) "
+        f"of {detail['assessed_lesions']:,} lesions"
+    )
+
+
 def _test_p(result: Mapping) -> str:
     """The p-value of a test, or why it was not computed."""
     if result["p_value"] is None:
@@ -805,6 +816,7 @@ def template_environment() -> jinja2.Environment:
         p=_p,
         estimate=_estimate_text,
         retreatment=_retreatment_text,
+        pain_response=_pain_response_text,
         test_p=_test_p,
         pct=_pct,
     )

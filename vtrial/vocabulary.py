@@ -115,6 +115,9 @@ DAYS_PER_WEEK: int = 7
 #: Julian-calendar averages used to convert the protocol's months and years into days.
 DAYS_PER_YEAR: float = 365.25
 DAYS_PER_MONTH: float = DAYS_PER_YEAR / 12
+#: Days after a lesion's first course for pain at which its pain response is assessed: 3 months, the
+#: time point of the trials pooled by Chow 2007 and of the international consensus (Chow 2012).
+PAIN_ASSESSMENT_DAYS = 3.0 * DAYS_PER_MONTH
 
 
 def __getattr__(name: str) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from vtrial.analysis.prediction import IDENTITY, LOG, prediction
 from vtrial.analysis.proportions import clopper_pearson, fisher_p_value, newcombe_difference, poisson_rate_ci
+from vtrial.analysis.radiotherapy import pain_response, radiotherapy_retreatment
 from vtrial.analysis.survival import (
     DAYS_PER_MONTH,
     EMPTY_ARM,
@@ -37,7 +38,7 @@ from vtrial.analysis.survival import (
     value_at,
 )
 from vtrial.errors import UserInputError
-from vtrial.vocabulary import DAYS_PER_YEAR, PAIN_COURSES, PRIMARIES, REPORTED_ADVERSE_EVENTS
+from vtrial.vocabulary import DAYS_PER_YEAR, PRIMARIES, REPORTED_ADVERSE_EVENTS
 
 #: In the paired view, first SREs under two arms less than this many days apart are "unchanged"
 #: (half the model's one-day step).
@@ -207,32 +208,6 @@ def _first_rows(ids: np.ndarray, days: np.ndarray) -> np.ndarray:
     return order[run_starts(ids[order])]
 
 
-def radiotherapy_retreatment(events: pd.DataFrame) -> tuple[float | None, dict]:
-    """Share of irradiated lesions irradiated again, and its counts (``None`` with a reason if none).
-
-    A lesion (patient + ``lesion`` number) is irradiated when it has at least one course for
-    pain (:data:`~vtrial.vocabulary.PAIN_COURSES`: ``radiation_to_bone``, counted or not by the
-    window rule, or ``entry_radiotherapy``), and re-treated when it has a second one.
-    Prophylactic radiotherapy is a separate event type.
-    """
-    if "lesion" not in events.columns:
-        return None, {
-            "irradiated_lesions": 0,
-            "retreated_lesions": 0,
-            "reason": "the events table has no lesion column (a run from before it existed)",
-        }
-    rt = events[(events["type"].isin(PAIN_COURSES) & (events["lesion"] >= 0)).to_numpy()]
-    lesion = rt["lesion"].to_numpy(np.int64)
-    # one integer per patient and lesion
-    _, courses = np.unique(
-        rt["patient_id"].to_numpy(np.int64) * (lesion.max(initial=0) + 1) + lesion, return_counts=True
-    )
-    irradiated, retreated = int(courses.size), int((courses >= 2).sum())
-    reason = None if irradiated else "no lesion was irradiated in this arm"
-    detail = {"irradiated_lesions": irradiated, "retreated_lesions": retreated, "reason": reason}
-    return (retreated / irradiated if irradiated else None), detail
-
-
 def _arm_summary(
     p: pd.DataFrame,
     ev: pd.DataFrame,
@@ -257,6 +232,7 @@ def _arm_summary(
     first = first_sre.value_counts()
     ae_counts = _patients_with(ev, REPORTED_ADVERSE_EVENTS)
     retreatment, retreatment_detail = radiotherapy_retreatment(ev)
+    response, response_detail = pain_response(ev, p)
     adverse = {}
     for ae in REPORTED_ADVERSE_EVENTS:
         k = ae_counts[ae]
@@ -284,6 +260,8 @@ def _arm_summary(
         "adverse_events_ci": adverse,
         "radiotherapy_retreatment": retreatment,
         "radiotherapy_retreatment_detail": retreatment_detail,
+        "pain_response": response,
+        "pain_response_detail": response_detail,
     }
 
 
@@ -357,6 +335,13 @@ def _empty_arm_summary(sre_types: Sequence[str], landmarks_months: Sequence[floa
         },
         "radiotherapy_retreatment": None,
         "radiotherapy_retreatment_detail": {"irradiated_lesions": 0, "retreated_lesions": 0, "reason": NO_PATIENTS},
+        "pain_response": None,
+        "pain_response_detail": {
+            "assessed_lesions": 0,
+            "responded_lesions": 0,
+            "complete_lesions": 0,
+            "reason": NO_PATIENTS,
+        },
         "reason": NO_PATIENTS,
     }
 

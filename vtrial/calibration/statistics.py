@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 
 from vtrial.analysis.proportions import clopper_pearson, poisson_rate_ci
+from vtrial.analysis.radiotherapy import first_pain_courses
 from vtrial.analysis.survival import DAYS_PER_MONTH, kaplan_meier
 from vtrial.calibration.replicas import ArmData, Observation
 from vtrial.calibration.targets import Check
-from vtrial.model.local_therapy import PAIN_ASSESSMENT_DAYS
 from vtrial.model.markers import HYPOCALCAEMIA_GRADE_2_MMOL_L
-from vtrial.vocabulary import LONG_BONE_SITES, PAIN_COURSES, PAIN_RESPONSES
+from vtrial.vocabulary import LONG_BONE_SITES, PAIN_COURSES
 
 #: Two-sided 95% normal quantile (CI of a mean, of a median, of a log ratio).
 Z95 = 1.959963984540054
@@ -423,7 +423,7 @@ def pain_response(observations: Observations, check: Check) -> Estimate:
 
     ``check.option``: ``"overall"`` (a partial or complete response) or ``"complete"``. A lesion
     counts from its first course for pain (:data:`~vtrial.vocabulary.PAIN_COURSES`); it is in the denominator if its patient
-    was followed to the assessment (:data:`~vtrial.model.local_therapy.PAIN_ASSESSMENT_DAYS` later)
+    was followed to the assessment (:data:`~vtrial.vocabulary.PAIN_ASSESSMENT_DAYS` later)
     or died before it (no response, as the trials counted deaths before the assessment); patients
     censored alive before it (end of the replica, dropout) are left out.
     """
@@ -435,30 +435,6 @@ def pain_response(observations: Observations, check: Check) -> Estimate:
     eligible = courses[courses["followed"] | courses["died"]]
     responded = eligible["responded" if check.option == "overall" else "complete"]
     return _proportion(int(responded.sum()), len(eligible), check)
-
-
-def first_pain_courses(
-    lesion_events: pd.DataFrame, patient_id: np.ndarray, followup_days: np.ndarray, died: np.ndarray
-) -> pd.DataFrame:
-    """Each lesion irradiated for pain, from its first course (:data:`~vtrial.vocabulary.PAIN_COURSES`), and its response.
-
-    Columns ``patient_id``, ``lesion``, ``day`` (of the first course), ``followed`` (its patient
-    followed to the assessment, :data:`~vtrial.model.local_therapy.PAIN_ASSESSMENT_DAYS` later),
-    ``died`` (its patient died in follow-up), ``responded`` (a partial or complete response) and
-    ``complete``. ``lesion_events`` has ``patient_id``, ``lesion``, ``day`` and ``type``; the
-    per-patient arrays give every patient of the arm.
-    """
-    key = ["patient_id", "lesion"]
-    course = lesion_events[lesion_events["type"].isin(PAIN_COURSES)].groupby(key)["day"].min().reset_index()
-    by_patient = pd.DataFrame({"followup": followup_days, "died": died}, index=patient_id)
-    patient = by_patient.loc[course["patient_id"]]
-    course["followed"] = patient["followup"].to_numpy() >= course["day"].to_numpy() + PAIN_ASSESSMENT_DAYS
-    course["died"] = patient["died"].to_numpy(bool)
-    lesions = pd.MultiIndex.from_frame(course[key])
-    for column, kinds in (("responded", PAIN_RESPONSES), ("complete", PAIN_RESPONSES[1:])):
-        responders = lesion_events[lesion_events["type"].isin(kinds)]
-        course[column] = lesions.isin(pd.MultiIndex.from_frame(responders[key]))
-    return course
 
 
 #: Statistic functions by the name a :class:`~vtrial.calibration.targets.Check` gives.

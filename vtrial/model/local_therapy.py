@@ -36,9 +36,6 @@ TECHNIQUES: tuple[str, ...] = ("conventional", "stereotactic")
 HIGH_RISK_HORIZON_DAYS = 6.0 * DAYS_PER_MONTH
 #: alpha/beta (Gy) of the late-responding normal tissue a course also irradiates (spinal cord: Fowler 1989).
 NORMAL_TISSUE_ALPHA_BETA_GY = 2.0
-#: Days after a lesion's first course for pain at which its pain response is assessed: 3 months, the
-#: time point of the trials pooled by Chow 2007 and of the international consensus (Chow 2012).
-PAIN_ASSESSMENT_DAYS = 3.0 * DAYS_PER_MONTH
 #: Fall of the pain score (points of 10) that makes a partial response (international consensus, Chow 2012).
 PARTIAL_RESPONSE_POINTS = 2.0
 #: Score below which the pain is 0 of 10 on the integer scale: a complete response.

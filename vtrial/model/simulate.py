@@ -43,11 +43,11 @@ from vtrial.model.lesion import (
     strength,
     turnover,
 )
-from vtrial.model.local_therapy import PAIN_ASSESSMENT_DAYS, LocalTherapy, high_risk_hazard, pain_response_ratios
+from vtrial.model.local_therapy import LocalTherapy, high_risk_hazard, pain_response_ratios
 from vtrial.model.parameters import Parameters, log_sd
 from vtrial.model.types import ArmLike
 from vtrial.streams import Streams
-from vtrial.vocabulary import DAYS_PER_WEEK, EVENT_TYPES, PRIMARIES, SITES
+from vtrial.vocabulary import DAYS_PER_WEEK, EVENT_TYPES, PAIN_ASSESSMENT_DAYS, PRIMARIES, SITES
 
 #: Compact the working arrays once this share of their patients has ended follow-up.
 COMPACT_SHARE = 0.1
