@@ -13,6 +13,7 @@ import pytest
 from vtrial.calibration.replicas import ArmData, Observation
 from vtrial.calibration.statistics import (
     Z95,
+    Estimate,
     death_rate_ratio_by_untx,
     fracture_after_radiotherapy,
     laboratory_hypocalcaemia_grade_2,
@@ -118,6 +119,10 @@ def test_median_rank_ci_uses_the_binomial_order_statistics() -> None:
     # n = 100: ranks floor((100 - 19.6) / 2) = 40 and ceil(1 + (100 + 19.6) / 2) = 61
     assert (est.value, est.low, est.high) == (50.5, 40.0, 61.0)
     assert median_with_rank_ci(np.array([])).value is None
+    # fewer than 6 values: no distribution-free 95% CI (the extremes cover the median with 1 - 2/2**5 = 0.94)
+    assert median_with_rank_ci(np.array([3.0, 1.0, 2.0, 5.0, 4.0])) == Estimate(3.0, None, None)
+    # 6 values: the extremes, 1 - 2/2**6 = 0.97
+    assert median_with_rank_ci(np.arange(6, dtype=float)) == Estimate(2.5, 0.0, 5.0)
 
 
 def test_median_untx_change_and_reduction_by_hand() -> None:
@@ -137,10 +142,10 @@ def test_median_untx_change_and_reduction_by_hand() -> None:
     obs = {"r": _obs({}, {"a": _arm([1, 2, 3, 4, 5], [200] * 5, [False] * 5, [np.nan] * 5, markers)})}
     check = Check("X", "a", "value", "median", "median_untx_change", ("r",), "a", 13, "% change")
     change = median_untx_change(obs, check)
-    # n = 4: ranks floor((4 - 3.92) / 2) = 0 -> 1 and ceil(1 + 7.92 / 2) = 5 -> 4
-    assert (change.value, change.low, change.high) == (-50.0, -80.0, -25.0)
+    # n = 4: too few values for a 95% CI of the median (the extremes cover it with 1 - 2/2**4 = 0.875)
+    assert (change.value, change.low, change.high) == (-50.0, None, None)
     reduction = median_untx_reduction(obs, check)
-    assert (reduction.value, reduction.low, reduction.high) == (50.0, 25.0, 80.0)
+    assert (reduction.value, reduction.low, reduction.high) == (50.0, None, None)
     # entry uNTx above 50: patients 1, 3, 4 (5 has no week 13): -80, -50, -50
     assert median_untx_reduction_above_50(obs, check).value == 50.0
 

@@ -235,16 +235,25 @@ def hazard_ratio_overall_survival(observations: Observations, check: Check) -> E
 # --- bone markers ----------------------------------------------------------------------------
 
 
+#: Fewest values for a distribution-free 95% CI of a median: even the smallest and largest of ``n`` values
+#: cover it with probability ``1 - 2 / 2**n``, at least 0.95 only from 6 values on.
+MIN_MEDIAN_CI_VALUES = 6
+
+
 def median_with_rank_ci(values: np.ndarray) -> Estimate:
     """Sample median with the distribution-free 95% CI between two order statistics.
 
     The CI runs from the ``floor((n - z sqrt(n)) / 2)``-th to the ``ceil(1 + (n + z sqrt(n)) / 2)``-th
     smallest value (1-based, clipped to ``1..n``): the normal approximation to the binomial ranks.
+    Below :data:`MIN_MEDIAN_CI_VALUES` values the median has no CI (``None`` ends): clipped ranks
+    would give an interval that covers it less often than claimed (one value: a zero-width one).
     """
     n = values.size
     if n == 0:
         return NOT_ESTIMABLE
     ordered = np.sort(values)
+    if n < MIN_MEDIAN_CI_VALUES:
+        return Estimate(float(np.median(ordered)), None, None)
     half = Z95 * math.sqrt(n)
     low = min(max(math.floor((n - half) / 2), 1), n)
     high = min(max(math.ceil(1 + (n + half) / 2), 1), n)

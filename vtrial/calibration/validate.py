@@ -137,8 +137,9 @@ def _panel(ax: Axes, rows: pd.DataFrame, title: str) -> None:
     err = np.vstack([sim - rows["simulated_ci_low"].astype(float), rows["simulated_ci_high"].astype(float) - sim])
     colour = np.where(rows["inside"], "#0072B2", "#D55E00")
     for yi, s, e0, e1, c in zip(y, sim, err[0], err[1], colour):
-        if np.isfinite(s):
-            ax.errorbar(s, yi, xerr=[[e0], [e1]], fmt="o", color=c, markersize=4, capsize=2)
+        if np.isfinite(s):  # a value without a CI (too few values for one) is drawn without a bar
+            bar = [[e0], [e1]] if np.isfinite(e0) and np.isfinite(e1) else None
+            ax.errorbar(s, yi, xerr=bar, fmt="o", color=c, markersize=4, capsize=2)
     ax.set_yticks(y, [f"{t} {c}" for t, c in zip(rows["target"], rows["compared"])], fontsize=7)
     ax.set_title(title, fontsize=9, loc="left")
     ax.tick_params(axis="x", labelsize=7)
