@@ -535,25 +535,22 @@ def execute(
     the fork.
     """
     check_backend(backend)
-    if not tasks:
-        if started is not None:
-            started()
-        return
-    chosen = workers(protocol, tasks, jobs, backend)
-    if prepare is not None and backend == "loky" and jobs in (None, -1) and chosen == 1:
+    chosen = workers(protocol, tasks, jobs, backend) if tasks else 1
+    forked = None
+    if tasks and prepare is not None and backend == "loky" and jobs in (None, -1) and chosen == 1:
         forked = _ForkedWorker.start(protocol, streams, tasks, run or _run_task)
-        if forked is not None:
-            try:
-                if started is not None:
-                    started()
-                _attempt(prepare)
-                yield from forked.results()
-            finally:
-                forked.stop()
-            return
-    jobs = chosen
     if started is not None:
         started()
+    if not tasks:
+        return
+    if forked is not None and prepare is not None:  # forked only for a prepare step
+        try:
+            _attempt(prepare)
+            yield from forked.results()
+        finally:
+            forked.stop()
+        return
+    jobs = chosen
     helper = None if prepare is None or jobs == 1 else _Helper(prepare)
     try:
         with joblib_workers(backend, scheduler, jobs):

@@ -1036,7 +1036,6 @@ def _prophylactic_radiotherapy(p: _Rows, lesions: _Rows, day: int, log, local: L
     due &= ~L.prophylaxed & ~L.count.any(axis=0) & (p.stop[L.owner] > day)
     hit = np.flatnonzero(due)
     if hit.size:
-        L.y[hit] += local.log_survival
         _irradiate(L, hit, local)
         L.prophylaxed[hit] = True
         _record(log, p, L.owner[hit], np.full(hit.size, float(day)), _PROPHYLACTIC_RT_CODE, L.slot[hit], L.site[hit])
@@ -1063,12 +1062,10 @@ def _entry_radiotherapy(p: _Rows, lesions: _Rows, log, local: LocalTherapy, para
     top = np.flatnonzero((hazard == best[L.owner]) & (p.stop[L.owner] > 0.0))
     _, first = np.unique(L.owner[top], return_index=True)
     hit = top[first]
-    L.y[hit] += local.log_survival
     _irradiate(L, hit, local)
     L.count[_RADIATION, hit] = 1
     L.sensitised[hit] = drive[hit]
-    L.pain_at_course[hit] = drive[hit]
-    L.assess_day[hit] = PAIN_ASSESSMENT_DAYS
+    _assess_later(L, hit, np.zeros(hit.size), drive[hit])
     _record(log, p, L.owner[hit], np.zeros(hit.size), _TYPE_CODE["entry_radiotherapy"], L.slot[hit], L.site[hit])
 
 
@@ -1139,14 +1136,12 @@ def _lesion_events(
         compression & (decision[:, 1] < params.surgery_after_compression)
     )
     L.weights[_FRACTURE, hit[fracture]] *= params.fracture_after_fracture
-    L.y[hit[compression]] += local.log_survival  # decompressive radiotherapy
-    _irradiate(L, hit[compression], local)
-    L.y[hit[radiation]] += local.log_survival
-    _irradiate(L, hit[radiation], local)
-    first = k[radiation] == 0
+    _irradiate(L, hit[compression], local)  # decompressive radiotherapy
     irradiated = hit[radiation]
-    L.assess_day[irradiated] = np.where(first, t[radiation] + PAIN_ASSESSMENT_DAYS, np.inf)
-    L.pain_at_course[irradiated[first]] = pain[irradiated[first]]
+    _irradiate(L, irradiated, local)
+    L.assess_day[irradiated] = np.inf  # a re-treatment before the assessment cancels it
+    first = irradiated[k[radiation] == 0]
+    _assess_later(L, first, t[radiation][k[radiation] == 0], pain[first])
     L.weights[_FRACTURE, hit[fixation]] *= params.fracture_after_fracture  # prophylactic fixation
     L.weights[_SURGERY, hit[fixation]] = 0.0
     if operate.any():
@@ -1155,13 +1150,21 @@ def _lesion_events(
 
 
 def _irradiate(lesions: _Rows, hit: np.ndarray, local: LocalTherapy) -> None:
-    """Give the lesions ``hit`` (distinct) a course's normal-tissue dose: their radiotherapy hazard keeps the room left."""
+    """Give the lesions ``hit`` (distinct) the arm's course: its tumour kill, and its normal-tissue dose (their
+    radiotherapy hazard keeps the room left)."""
     if not hit.size:
         return
+    lesions.y[hit] += local.log_survival
     room = lesions.room[hit]
     left = np.maximum(room - local.normal_tissue_share, 0.0)
     lesions.weights[_RADIATION, hit] *= np.divide(left, room, out=np.zeros_like(left), where=room > 0.0)
     lesions.room[hit] = left
+
+
+def _assess_later(lesions: _Rows, hit: np.ndarray, day: np.ndarray, pain: np.ndarray) -> None:
+    """Set the pain assessment of the lesions ``hit`` after their first course for pain on ``day``, against ``pain``."""
+    lesions.assess_day[hit] = day + PAIN_ASSESSMENT_DAYS
+    lesions.pain_at_course[hit] = pain
 
 
 def _pain_assessment(p: _Rows, lesions: _Rows, pain: np.ndarray, end: int, log, ratios: tuple[float, float]) -> None:
