@@ -53,12 +53,14 @@ def test_response_categories_and_the_normal_tissue_room_by_hand():
     single = LocalTherapy.from_arm(SimpleNamespace(radiotherapy=SINGLE), PARAMS)
     multi = LocalTherapy.from_arm(SimpleNamespace(radiotherapy=SimpleNamespace(dose_gy=24.0, fractions=6)), PARAMS)
     assert (single.normal_tissue_share, multi.normal_tissue_share) == pytest.approx((40 / 135, 72 / 135))
-    lesions = SimpleNamespace(room=np.ones(2), weights=np.ones((4, 2), np.float32))
-    for expected in ((95 / 135, 63 / 135), (55 / 135, 0.0)):  # two courses each; the second 24/6 finds no room
+    lesions = SimpleNamespace(room=np.ones(2), weights=np.ones((4, 2), np.float32), y=np.zeros(2))
+    for n, expected in enumerate(((95 / 135, 63 / 135), (55 / 135, 0.0)), 1):  # the second 24/6 finds no room
         sim._irradiate(lesions, np.array([0]), single)
         sim._irradiate(lesions, np.array([1]), multi)
         assert lesions.room == pytest.approx(expected)
         assert lesions.weights[2] == pytest.approx(expected, rel=1e-6)
+        # and the tumour kill, -alpha BED10 per course: 0.3 x 14.4 Gy and 0.3 x 33.6 Gy
+        assert lesions.y == pytest.approx([-4.32 * n, -10.08 * n])
     np.testing.assert_array_equal(lesions.weights[[0, 1, 3]], 1.0)  # only the radiotherapy hazard
 
 
