@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from vtrial.analysis.proportions import clopper_pearson, poisson_rate_ci
-from vtrial.analysis.radiotherapy import first_pain_courses
+from vtrial.analysis.radiotherapy import pain_response as pain_response_of_arm
 from vtrial.analysis.survival import DAYS_PER_MONTH, kaplan_meier
 from vtrial.calibration.replicas import ArmData, Observation
 from vtrial.calibration.targets import Check
@@ -439,11 +439,12 @@ def pain_response(observations: Observations, check: Check) -> Estimate:
     if check.option not in ("overall", "complete"):
         raise ValueError(f"check {check.target} (pain_response) needs 'overall' or 'complete', not {check.option!r}")
     arm = _one(observations, check).arms[check.arm_name]
-    events = _kept(arm.lesion_events, "lesion_events")
-    courses = first_pain_courses(events, _kept(arm.patient_id, "patient_id"), arm.followup_days, arm.died)
-    eligible = courses[courses["followed"] | courses["died"]]
-    responded = eligible["responded" if check.option == "overall" else "complete"]
-    return _proportion(int(responded.sum()), len(eligible), check)
+    patients = pd.DataFrame(
+        {"patient_id": _kept(arm.patient_id, "patient_id"), "followup_days": arm.followup_days, "died": arm.died}
+    )
+    _, detail = pain_response_of_arm(_kept(arm.lesion_events, "lesion_events"), patients)
+    responded = detail["responded_lesions" if check.option == "overall" else "complete_lesions"]
+    return _proportion(responded, detail["assessed_lesions"], check)
 
 
 #: Statistic functions by the name a :class:`~vtrial.calibration.targets.Check` gives.
