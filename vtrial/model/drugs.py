@@ -88,6 +88,9 @@ class StepInputs:
     #: version-2 nodes: homing to bone left (seeding), osteoblast and IL-6 inputs of the lesion model
     homing_keep: float = 1.0
     cells: CellInputs = NO_CELL_INPUTS
+    #: the bone pools' extra osteoclast loss ``E`` per patient (0: no bisphosphonate), already in ``recruitment``
+    #: as ``1/(1 + E)``: the lesions' RANKL offsets part of it (:func:`vtrial.model.lesion.advance`)
+    pool_loss: float | np.ndarray = 0.0
 
 
 @dataclass(frozen=True)
@@ -442,6 +445,8 @@ class Exposure:
         formation_kill, marrow, homing, drive_keep, production, il6_keep = (
             self._node_running[:, last] - self._node_running[:, first]
         ) / (end - start)
+        extra_loss: float | np.ndarray = 0.0
+        keep = np.ones(patients.shape)
         if self._pools:
             amounts: dict[str, tuple[BonePool, list[np.ndarray]]] = {}
             for (name, pool, potency), kernel in zip(self._pools, mean[7:]):
@@ -457,8 +462,6 @@ class Exposure:
                 ],
             )
             keep = 1.0 / (1.0 + extra_loss)
-        else:
-            keep = np.ones(patients.shape)
         return StepInputs(
             recruitment=shared * keep,
             recruitment_sq=shared_sq * np.square(keep),
@@ -470,6 +473,7 @@ class Exposure:
             marrow_dose_rate=float(marrow),
             homing_keep=float(homing),
             cells=CellInputs(float(drive_keep), float(production), float(il6_keep)),
+            pool_loss=extra_loss,
         )
 
     @classmethod

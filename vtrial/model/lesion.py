@@ -19,6 +19,11 @@ Algebraic intermediates (per lesion):
   makes (woven bone is resorbed and re-formed: high turnover in blastic lesions). Tumour
   IL-6 carries the share ``s_6`` of the tumour-driven excess ``rho - 1`` (lumped with PTHrP in
   ``rho``): blocking a fraction ``i`` of it gives ``rho_6 = 1 + (rho - 1)(1 - s_6 i)``.
+* RANKL keeps osteoclasts alive, so a bisphosphonate's extra osteoclast loss ``E`` (the patient's,
+  from the bone pool; ``recruitment`` carries ``1/(1 + E)``) is smaller where the lesion's RANKL is
+  high: ``E_L = E / (1 + k_S (rho_6 R_B - 1))`` (``k_S`` = ``rankl_osteoclast_survival``), so the
+  lesion's recruitment is ``recruitment (1 + E)/(1 + E_L) rho_6 R_B`` (:func:`_recruitment_factor`).
+  Healthy bone (``rho_6 R_B = 1``) keeps the whole loss; RANKL blockade is not opposed by it.
 * TGF-beta and calcium released from resorbed matrix ``= u Z`` (healthy 1), feeding tumour
   growth (TGF-beta) and tumour PTHrP (both): the vicious cycle
   ``u Z -> M -> P -> RANKL -> u``, ``dM/dt = k_M (M*(u Z) - M)``.
@@ -194,6 +199,7 @@ def established_state(
     pthrp_keep: float | np.ndarray = 1.0,
     cells: CellInputs = NO_CELL_INPUTS,
     tgf_beta_keep: float | np.ndarray = 1.0,
+    pool_loss: float | np.ndarray = 0.0,
 ) -> LesionState:
     """A lesion at detection: its burden, with osteoblasts, bone and PTHrP induction in equilibrium with it and the drug inputs.
 
@@ -206,7 +212,7 @@ def established_state(
     saturates), stopped once no lesion's ``M`` changes in float64 (the iterates would repeat exactly)
     or after ``ESTABLISHED_ITERATIONS``.
     The drug inputs (``r2`` the mean squared recruitment, the PTHrP and TGF-beta kept, the
-    osteoblast and IL-6 inputs of ``cells``) are those of the bone the lesion lands in: none
+    osteoblast and IL-6 inputs of ``cells``, the bisphosphonate's osteoclast loss ``pool_loss``) are those of the bone the lesion lands in: none
     untreated (entry lesions), the current step's for a new lesion that appears on a drug.
     """
     burden = np.clip(np.asarray(burden, dtype=float), BURDEN_FLOOR, BURDEN_CEIL)
@@ -216,10 +222,10 @@ def established_state(
     drive = (1.0 + traits.osteoblast_drive * drive_keep * half) * cells.osteoblast_production
     suppression = 1.0 + traits.osteoblast_suppression * half
     shape = np.broadcast_shapes(
-        *(np.shape(a) for a in (burden, traits.pthrp, drive, suppression, recruitment_sq, tgf_beta_keep))
+        *(np.shape(a) for a in (burden, traits.pthrp, drive, suppression, recruitment_sq, tgf_beta_keep, pool_loss))
     )
     p_l, r_b, a, d = (_flat(x, shape) for x in (pthrp, blastic, drive, suppression))
-    r2, keep = (x if is_scalar(x) else _flat(x, shape) for x in (recruitment_sq, tgf_beta_keep))
+    r2, keep, loss = (x if is_scalar(x) else _flat(x, shape) for x in (recruitment_sq, tgf_beta_keep, pool_loss))
     m_now = np.ones(math.prod(shape))
     # lesions are independent and one whose M no longer changes is at a fixed point in float64 (its further
     # iterations repeat it exactly), so the iterated set is cut down, to the lesions that still move, only
@@ -227,7 +233,7 @@ def established_state(
     # which each iteration's w, z and M are written
     rows: np.ndarray | None = None
     for _ in range(ESTABLISHED_ITERATIONS):
-        x2 = _recruitment_factor(p_l * m_now, r_b, cells.il6_keep, params)
+        x2 = _recruitment_factor(p_l * m_now, r_b, cells.il6_keep, params, loss)
         np.square(x2, out=x2)
         if _applies(r2):
             x2 *= r2
@@ -248,7 +254,7 @@ def established_state(
         if 2 * moved.size < m_next.size:
             rows = moved if rows is None else rows[moved]
             p_l, r_b, a, d = (x[moved] for x in (p_l, r_b, a, d))
-            r2, keep = (_rows(x, moved) for x in (r2, keep))
+            r2, keep, loss = (_rows(x, moved) for x in (r2, keep, loss))
             m_now = m_next[moved]
         else:
             m_now = m_next
@@ -320,9 +326,12 @@ def osteoclast_activity(
     pthrp_keep: float | np.ndarray,
     params: Parameters,
     cells: CellInputs = NO_CELL_INPUTS,
+    pool_loss: float | np.ndarray = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Osteoclast recruitment ``X`` and quasi-steady activity ``u = X**2 / v`` (for reference solvers)."""
-    _, _, factor = _signals(np.exp(y), traits, pthrp_keep, params, cells.il6_keep, m, cells.osteoblast_drive_keep)
+    _, _, factor = _signals(
+        np.exp(y), traits, pthrp_keep, params, cells.il6_keep, m, cells.osteoblast_drive_keep, pool_loss
+    )
     x = recruitment * factor
     return x, x**2 / np.sqrt(w)
 
@@ -339,11 +348,12 @@ def rates(
     kill: float | np.ndarray,
     params: Parameters,
     cells: CellInputs = NO_CELL_INPUTS,
+    pool_loss: float | np.ndarray = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Right-hand side ``(dw/dt, dy/dt, dZ/dt, dM/dt)`` of the lesion equations (for reference solvers)."""
     burden = np.exp(y)
     half = burden / (burden + params.tumour_signal_half_burden)
-    x, osteoclast = osteoclast_activity(w, y, m, traits, recruitment, pthrp_keep, params, cells)
+    x, osteoclast = osteoclast_activity(w, y, m, traits, recruitment, pthrp_keep, params, cells, pool_loss)
     v = np.sqrt(w)
     b = params.osteoblast_rate
     drive = (1.0 + traits.osteoblast_drive * cells.osteoblast_drive_keep * half) * cells.osteoblast_production
@@ -364,6 +374,7 @@ def turnover(
     params: Parameters,
     il6_keep: float = 1.0,
     drive_keep: float | np.ndarray = 1.0,
+    pool_loss: float | np.ndarray = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Resorbed matrix ``u Z``, bone fluxes ``u**(1/2) Z`` and ``v**(3/8)``, formation rate and PTHrP ``P`` now.
 
@@ -372,10 +383,11 @@ def turnover(
     resorption and formation terms of ``dZ/dt = k_Z (v**(3/8) - u**(1/2) Z)``, equal at a
     lesion's equilibrium; the formation rate is :func:`formation_rate`. Osteoclasts are
     quasi-steady, ``u = X**2 / v``, for the given osteoclast recruitment by the drug (per lesion),
-    the IL-6 signalling and the blastic drive left (``il6_keep``, ``drive_keep``). Healthy bone: 1 each.
+    the IL-6 signalling and the blastic drive left (``il6_keep``, ``drive_keep``) and the bisphosphonate's
+    osteoclast loss (``pool_loss``). Healthy bone: 1 each.
     Bone markers are read from them.
     """
-    _, pthrp, factor = _signals(state.burden, traits, pthrp_keep, params, il6_keep, state.m, drive_keep)
+    _, pthrp, factor = _signals(state.burden, traits, pthrp_keep, params, il6_keep, state.m, drive_keep, pool_loss)
     v = state.osteoblast
     factor *= recruitment
     root_u = factor / np.sqrt(v)
@@ -425,6 +437,7 @@ def _signals(
     il6_keep: float = 1.0,
     feedback: np.ndarray | None = None,
     drive_keep: float | np.ndarray = 1.0,
+    pool_loss: float | np.ndarray = 0.0,
 ):
     """Tumour signal ``H``, PTHrP ``P`` and the tumour's recruitment factor ``rho R_B``.
 
@@ -432,12 +445,13 @@ def _signals(
     ``rho = (1 + a_P P)(1 + c_P P)``. With IL-6 blocked (``il6_keep < 1``) ``rho`` becomes
     ``1 + (rho - 1)(1 - s_6 (1 - il6_keep))``: IL-6 carries the share ``s_6`` of the
     tumour-driven excess. ``R_B = 1 + b_R a_B phi H k_D`` is the RANKL of the osteoblasts the
-    blastic drive makes (``k_D`` = ``drive_keep``).
+    blastic drive makes (``k_D`` = ``drive_keep``). Under a bisphosphonate (``pool_loss`` ``E`` > 0) the factor
+    also carries the share of its osteoclast loss that RANKL offsets (:func:`_recruitment_factor`).
     """
     half, pthrp, blastic = _tumour_terms(burden, traits, pthrp_keep, params, drive_keep)
     if feedback is not None:
         pthrp *= feedback
-    return half, pthrp, _recruitment_factor(pthrp, blastic, il6_keep, params)
+    return half, pthrp, _recruitment_factor(pthrp, blastic, il6_keep, params, pool_loss)
 
 
 def _tumour_terms(
@@ -459,8 +473,20 @@ def _tumour_terms(
     return half, pthrp, blastic
 
 
-def _recruitment_factor(pthrp: np.ndarray, blastic: np.ndarray, il6_keep: float, params: Parameters) -> np.ndarray:
-    """The tumour's recruitment factor ``rho R_B`` of :func:`_signals` from ``P`` and ``R_B`` (new array)."""
+def _recruitment_factor(
+    pthrp: np.ndarray,
+    blastic: np.ndarray,
+    il6_keep: float,
+    params: Parameters,
+    pool_loss: float | np.ndarray = 0.0,
+) -> np.ndarray:
+    """The tumour's recruitment factor ``rho R_B`` of :func:`_signals` from ``P`` and ``R_B`` (new array).
+
+    With a bisphosphonate's osteoclast loss ``E`` (``pool_loss``, per lesion; 0 without one) it is
+    ``rho R_B (1 + E)/(1 + E_L)``, ``E_L = E / (1 + k_S (rho R_B - 1))``: RANKL, an osteoclast survival
+    signal, offsets part of the loss where the tumour raised it (the drug's ``1/(1 + E)`` is in the
+    recruitment the caller multiplies by).
+    """
     factor = params.rankl_per_pthrp * pthrp
     factor += 1.0
     opg = params.opg_per_pthrp * pthrp
@@ -471,6 +497,14 @@ def _recruitment_factor(pthrp: np.ndarray, blastic: np.ndarray, il6_keep: float,
         factor *= 1.0 - params.il6_recruitment_share * (1.0 - il6_keep)
         factor += 1.0
     factor *= blastic
+    if not is_scalar(pool_loss) or pool_loss:
+        kept = factor - 1.0
+        kept *= params.rankl_osteoclast_survival
+        kept += 1.0
+        np.divide(pool_loss, kept, out=kept)  # E_L
+        kept += 1.0
+        np.divide(1.0 + pool_loss, kept, out=kept)
+        factor *= kept
     return factor
 
 
@@ -553,6 +587,7 @@ def advance(
     days: float,
     params: Parameters,
     cells: CellInputs = NO_CELL_INPUTS,
+    pool_loss: float | np.ndarray = 0.0,
 ) -> Signals:
     """Advance every lesion by ``days`` in place; return the step's mid-point signals.
 
@@ -563,7 +598,8 @@ def advance(
     years). ``recruitment`` and ``recruitment_sq`` are the step means of the drug recruitment
     factor and of its square, per lesion; the other drug inputs are scalars (step means), except
     ``kill``, which may also be per lesion (the drug's kill plus the background therapy's);
-    ``cells`` holds the step means of the osteoblast and IL-6 inputs.
+    ``cells`` holds the step means of the osteoblast and IL-6 inputs, ``pool_loss`` the
+    bisphosphonate's osteoclast loss ``E`` per lesion (its patient's; 0 without one).
     """
     w, y, z, m = state.w, state.y, state.z, state.m
     b, k = params.osteoblast_rate, params.bone_turnover_rate
@@ -571,7 +607,7 @@ def advance(
     # start of step: growth gain and PTHrP induction target from u0 Z0 = X0^2 Z0 / v0
     il6_keep = cells.il6_keep
     growth_keep = cells.growth_keep(params)
-    _, _, factor = _signals(np.exp(y), traits, pthrp_keep, params, il6_keep, m, drive_keep)
+    _, _, factor = _signals(np.exp(y), traits, pthrp_keep, params, il6_keep, m, drive_keep, pool_loss)
     np.square(factor, out=factor)
     factor *= recruitment_sq
     factor *= z
@@ -585,7 +621,7 @@ def advance(
     induction = pthrp_induction(factor, tgf_beta_keep, params)
     keep = math.exp(-params.pthrp_induction_rate * days)  # M relaxes at a scalar rate: a scalar decay
     m_mid = m + (1.0 - math.sqrt(keep)) * (induction - m)
-    half, pthrp, factor = _signals(burden, traits, pthrp_keep, params, il6_keep, m_mid, drive_keep)
+    half, pthrp, factor = _signals(burden, traits, pthrp_keep, params, il6_keep, m_mid, drive_keep, pool_loss)
     x2 = np.square(factor)
     x2 *= recruitment_sq  # mean X^2
     factor *= recruitment  # mean X

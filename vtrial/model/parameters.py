@@ -128,6 +128,18 @@ _PARAMETERS: list[Parameter] = [
         "relative fall of OPG per unit PTHrP",
     ),
     Parameter(
+        "rankl_osteoclast_survival",
+        0.4,
+        "-",
+        0.1,
+        1.0,
+        "[calibrated] RANKL is an osteoclast survival signal and OPG raises osteoclast apoptosis (Lacey 2000 "
+        "Am J Pathol 157:435, recalled); that it offsets a bisphosphonate's osteoclast loss in proportion to the "
+        "lesion's RANKL excess is this model's law, fitted with the bisphosphonate emax and EC50 and "
+        "denosumab_imax to the uNTx falls of MK-01..03 and the bisphosphonate trials (docs/calibration.md)",
+        "division of a bisphosphonate's osteoclast loss per unit of the lesion's RANKL/OPG excess, E / (1 + k (rho - 1))",
+    ),
+    Parameter(
         "osteoblast_suppression_lytic",
         2.0,
         "-",
@@ -1243,13 +1255,13 @@ _PARAMETERS: list[Parameter] = [
     ),
     Parameter(
         "untx_nonosteoclastic_share",
-        0.1,
+        0.067,
         "-",
         0.0,
         0.2,
         "[derived] a single dose of denosumab lowers uNTx/Cr by up to 84% in postmenopausal women (Bekker 2004 "
-        "JBMR 19:1059, recalled) while RANKL inhibition leaves 1 - denosumab_imax = 6.3% of the osteoclasts' "
-        "recruitment: (0.16 - 0.063)/0.937 = 0.10; serum CTX falls further than uNTx under the same drug",
+        "JBMR 19:1059, recalled) while RANKL inhibition leaves 1 - denosumab_imax = 10% of the osteoclasts' "
+        "recruitment: (0.16 - 0.10)/0.90 = 0.067; serum CTX falls further than uNTx under the same drug",
         "share of a healthy skeleton's uNTx/Cr not made by osteoclastic resorption (soft-tissue type I collagen, "
         "assay floor), so no antiresorptive removes it",
     ),

@@ -347,6 +347,7 @@ def simulate(
             days,
             params,
             cells,
+            _per_lesion(inputs.pool_loss, L.owner),
         )
         # --- local events ---------------------------------------------------------------------
         pain = ev.lesion_pain(ev.pain_drive(sig.burden, sig.tgf_beta, params), L.sensitised, L.pain_share, days, params)
@@ -548,11 +549,13 @@ def _marker_truth(p: _Rows, lesions: _Rows, exposure: Exposure, day: int, params
     """True markers ``[rows, 3]`` (:func:`vtrial.model.markers.true_values`) of the current states with the drug
     inputs of the day before ``day``."""
     pthrp_keep: float | np.ndarray
+    loss: float | np.ndarray = 0.0
     if day == 0 and not exposure.history_days:
         recruitment, pthrp_keep, cells = np.ones(p.size), 1.0, NO_CELL_INPUTS
     else:
         before = exposure.inputs(day - 1, day, p.index)
         recruitment, pthrp_keep, cells = before.recruitment, before.pthrp_keep, before.cells
+        loss = before.pool_loss
     L = lesions
     state = LesionState(L.w, L.y, L.z, L.m)
     resorbed, resorption, formation, forming, pthrp = turnover(
@@ -563,6 +566,7 @@ def _marker_truth(p: _Rows, lesions: _Rows, exposure: Exposure, day: int, params
         params,
         cells.il6_keep,
         cells.osteoblast_drive_keep * L.interface,
+        _per_lesion(loss, L.owner),
     )
     burden = state.burden
     return mk.true_values(
@@ -622,6 +626,7 @@ def _prior_history(p: _Rows, lesions: _Rows, exposure: Exposure, params: Paramet
             days,
             params,
             inputs.cells,
+            _per_lesion(inputs.pool_loss, L.owner),
         )
         L.y[:] = burden
         _skeleton_step(p, inputs, days, params)
@@ -973,6 +978,7 @@ def _new_lesions(
             _per_lesion(inputs.pthrp_keep, owner),
             inputs.cells,
             _per_lesion(inputs.tgf_beta_keep, owner),
+            _per_lesion(inputs.pool_loss, owner),
         )
     weights = ev.lesion_hazard_weights(site, traits.blastic_fraction, traits.growth_rate, params)
     weights = (weights * p.frailty[patient]).astype(STATE_DTYPE)

@@ -32,11 +32,11 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "pamidronate_emax",
-        0.7,
+        1.3,
         "-",
         0.5,
         3.0,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] with the zoledronic acid parameters (docs/calibration.md): the pamidronate trials",
         "maximal extra osteoclast loss",
     ),
     Parameter(

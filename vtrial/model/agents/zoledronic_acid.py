@@ -44,20 +44,22 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "zoledronic_acid_emax",
-        2.96,
+        4.5,
         "-",
         1.0,
         5.0,
-        "[calibrated] fitted by `vtrial calibrate` (docs/calibration.md)",
+        "[calibrated] with rankl_osteoclast_survival, zoledronic_acid_ec50_mg and denosumab_imax to the uNTx falls "
+        "(MK-01..03) and the zoledronic acid trials (docs/calibration.md)",
         "maximal extra osteoclast loss (relative to baseline)",
     ),
     Parameter(
         "zoledronic_acid_ec50_mg",
-        2.0,
+        1.0,
         "mg",
         0.5,
         8.0,
-        "[calibrated] one 5 mg dose suppresses markers ~60% for a year (HORIZON, recalled)",
+        "[calibrated] with zoledronic_acid_emax (above); one 5 mg dose then keeps the resorption of healthy bone "
+        "~57% down at a year, as markers stay ~60% down for a year after it (HORIZON, recalled)",
         "pool amount of half-maximal effect",
     ),
     Parameter(
