@@ -88,55 +88,55 @@ PINNED = {
         },
     ),
     "zoledronic_acid": (
-        36633.28073892529,  # before the nerve sensitisation: 36628.08163758149; before the step's tail at the next rate: 36639.35075741897
+        36597.37996939231,  # before the RANKL offset of bisphosphonate loss and the refit: 36633.28073892529
         {
             "acute_phase_reaction": 26,
-            "complete_pain_response": 8,
+            "complete_pain_response": 9,  # before the RANKL offset: 8
             "death": 98,
-            "hypercalcaemia": 34,
-            "new_lesion": 35,
-            "osteonecrosis_of_the_jaw": 1,
+            "hypercalcaemia": 56,  # before the RANKL offset: 34
+            "new_lesion": 31,  # before the RANKL offset: 35
+            "osteonecrosis_of_the_jaw": 2,  # before the RANKL offset: 1
             "osteoporotic_fracture": 2,
             "partial_pain_response": 16,
-            "pathological_fracture": 51,
-            "radiation_to_bone": 40,  # before the nerve sensitisation: 39
+            "pathological_fracture": 49,  # before the RANKL offset: 51
+            "radiation_to_bone": 47,  # before the RANKL offset: 40
             "renal_toxicity": 11,
             "spinal_cord_compression": 3,
-            "surgery_to_bone": 9,
+            "surgery_to_bone": 11,  # before the RANKL offset: 9
         },
     ),
     "pamidronate": (
-        35991.153679652634,  # before the nerve sensitisation: 35991.575113668965; before the step's tail at the next rate: 35995.4223016719
+        36055.74429760425,  # before the RANKL offset of bisphosphonate loss and the refit: 35991.153679652634
         {
             "acute_phase_reaction": 26,
-            "complete_pain_response": 12,
+            "complete_pain_response": 13,  # before the RANKL offset: 12
             "death": 99,
-            "hypercalcaemia": 112,
-            "new_lesion": 36,
+            "hypercalcaemia": 121,  # before the RANKL offset: 112
+            "new_lesion": 35,  # before the RANKL offset: 36
             "osteonecrosis_of_the_jaw": 1,
             "osteoporotic_fracture": 2,
             "partial_pain_response": 26,
             "pathological_fracture": 59,
-            "radiation_to_bone": 71,
+            "radiation_to_bone": 75,  # before the RANKL offset: 71
             "renal_toxicity": 19,
             "spinal_cord_compression": 4,
-            "surgery_to_bone": 16,
+            "surgery_to_bone": 15,  # before the RANKL offset: 16
         },
     ),
     "denosumab": (
-        36833.739258412956,  # before the step's tail at the next rate: 36839.82944198787
+        36771.24829525802,  # before the RANKL offset of bisphosphonate loss and the refit: 36833.739258412956
         {
             "acute_phase_reaction": 7,
-            "complete_pain_response": 10,
+            "complete_pain_response": 11,  # before the RANKL offset: 10
             "death": 100,
             "hypercalcaemia": 105,
-            "hypocalcaemia": 10,
+            "hypocalcaemia": 9,  # before the RANKL offset: 10
             "new_lesion": 32,
             "osteonecrosis_of_the_jaw": 1,
             "osteoporotic_fracture": 2,
             "partial_pain_response": 21,
-            "pathological_fracture": 45,
-            "radiation_to_bone": 62,  # before the nerve sensitisation: 57; before that: 59
+            "pathological_fracture": 47,  # before the RANKL offset: 45
+            "radiation_to_bone": 61,  # before the RANKL offset: 62
             "renal_toxicity": 8,
             "spinal_cord_compression": 3,
             "surgery_to_bone": 10,

@@ -335,3 +335,63 @@ def test_relax_with_one_rate_for_all_gives_the_numbers_of_a_rate_per_element():
         e = np.exp(-rate * days)
         np.testing.assert_allclose(shared, target + (start - target) * e, rtol=1e-14)
         np.testing.assert_allclose(mean, target + (start - target) * (1.0 - e) / (rate * days), rtol=1e-14)
+
+
+def test_rankl_offsets_a_bisphosphonate_loss_in_proportion_to_the_lesion_s_excess():
+    """``X_L = r rho R_B (1 + E)/(1 + E/(1 + k (rho R_B - 1)))`` by hand; healthy bone keeps the whole loss."""
+    k = PARAMS.rankl_osteoclast_survival
+    traits, _ = make([[0.0, 0.0]], 0.05)
+    traits.pthrp[...] = np.array([[0.0, 2.0]])  # no PTHrP (rho = 1), and a lesion secreting it
+    state = established_state(np.full((1, 2), 0.05), traits, PARAMS)
+    loss = 3.0  # a bisphosphonate's extra osteoclast loss E: recruitment 1 / (1 + E) = 0.25
+    r = np.full((1, 2), 0.25)
+    # osteoclast activity u = X**2 / v and resorbed matrix u Z; read X from the resorption flux u**(1/2) Z = X Z / v**(1/2)
+    _, flux, *_ = turnover(state, traits, r, 1.0, PARAMS, pool_loss=np.full((1, 2), loss))
+    _, flux_plain, *_ = turnover(state, traits, r, 1.0, PARAMS)
+    offset = (flux / flux_plain)[0]
+    # the tumour's factor rho R_B of the PTHrP lesion (phi 0: R_B = 1), from the established state's M
+    half = 0.05 / (0.05 + PARAMS.tumour_signal_half_burden)
+    p = 2.0 * half * state.m[0, 1]
+    rho = (1.0 + PARAMS.rankl_per_pthrp * p) * (1.0 + PARAMS.opg_per_pthrp * p)
+    expected = (1.0 + loss) / (1.0 + loss / (1.0 + k * (rho - 1.0)))  # e.g. rho 3, k 0.4: 4 / (1 + 3/1.8) = 1.5
+    assert offset[0] == pytest.approx(1.0, rel=1e-6)  # rho = 1: the whole loss
+    assert offset[1] == pytest.approx(expected, rel=1e-5) and expected > 1.2
+    # denosumab (no bone pool) is not offset: pool_loss 0 is the plain law
+    _, flux_zero, *_ = turnover(state, traits, r, 1.0, PARAMS, pool_loss=0.0)
+    np.testing.assert_array_equal(flux_zero, flux_plain)
+
+
+def test_a_bisphosphonate_suppresses_a_high_rankl_lesion_less_than_the_same_recruitment_cut_by_denosumab():
+    """The same cut of recruitment in healthy bone, 1/(1 + E) = 1 - I, leaves a PTHrP lesion more osteoclasts
+    under the bisphosphonate, and the more the higher its RANKL."""
+    traits, _ = make([[0.1, 0.1, 0.1]], 0.05)
+    traits.pthrp[...] = np.array([[0.5, 2.0, 6.0]])
+    loss = 3.0
+    cut = np.full((1, 3), 1.0 / (1.0 + loss))
+    ratios = []
+    for pool_loss in (loss, 0.0):
+        state = established_state(np.full((1, 3), 0.05), traits, PARAMS, recruitment_sq=cut**2, pool_loss=pool_loss)
+        resorbed, *_ = turnover(state, traits, cut, 1.0, PARAMS, pool_loss=pool_loss)
+        ratios.append(resorbed[0])
+    bisphosphonate, denosumab = ratios
+    # resorbed matrix u Z, bisphosphonate / denosumab: 1.08, 1.30, 2.72 at PTHrP secretion 0.5, 2, 6
+    assert np.all(bisphosphonate > denosumab)
+    assert np.all(np.diff(bisphosphonate / denosumab) > 0)
+    # the established state on the drug is the steady state of the step with the same inputs (frozen tumour)
+    frozen = lesion_traits(traits.blastic_fraction, np.ones((1, 1)), np.ones((1, 1)), np.zeros((1, 1)), PARAMS)
+    frozen.pthrp[...] = traits.pthrp
+    state = established_state(np.full((1, 3), 0.05), frozen, PARAMS, recruitment_sq=cut**2, pool_loss=loss)
+    dw, _, dz, dm = rates(
+        *(a.astype(float) for a in (state.w, state.y, state.z, state.m)),
+        frozen,
+        cut,
+        1.0,
+        1.0,
+        0.0,
+        PARAMS,
+        pool_loss=loss,
+    )
+    # relative rates (the states are float32; w of the PTHrP-6 lesion is large)
+    np.testing.assert_allclose(dw / state.w, 0.0, atol=1e-6)
+    np.testing.assert_allclose(dz / state.z, 0.0, atol=1e-6)
+    np.testing.assert_allclose(dm / state.m, 0.0, atol=1e-6)

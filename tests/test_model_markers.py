@@ -2,8 +2,9 @@
 
 Published figures the markers are compared with (IV-bisphosphonate-naive breast cancer):
 median uNTx/Cr change at week 13 denosumab -73%, IV bisphosphonate -79%; at week 25 -75% vs
--71% (Lipton 2008 Clin Cancer Res 14:6690). The model is not fitted to them (only its
-untreated baseline level is calibrated); the tolerances below are the model's honest distance.
+-71% (Lipton 2008 Clin Cancer Res 14:6690). ``denosumab_imax``, the bisphosphonate Emax and EC50 and
+``rankl_osteoclast_survival`` were fitted with them and the SRE trials (docs/calibration.md); the
+tolerances below are the model's honest distance in this tumour-heavy reference cohort.
 """
 
 from dataclasses import replace
@@ -82,8 +83,9 @@ def test_untreated_breast_baseline_and_progression(breast_arms):
     week0 = m[m["week"] == 0]
     # the level is calibrated to a median 49.2 nmol/mmol in bisphosphonate-naive patients (Doshi 2012),
     # the trial-sampled Stopeck cohort gives 60 (72 before lesion regions resorbed with their burden); this
-    # reference cohort carries more tumour: 111.7, 121.0 before uNTx kept a non-osteoclastic share f = 0.1
-    # (30 (0.9 x 121/30 + 0.1) = 111.9 at the median); 95 before the burden exponent, 74 before the PTHrP loop
+    # reference cohort carries more tumour: 114.8 (f = 0.067: 30 (0.933 x 121/30 + 0.067) = 114.9 at the median),
+    # 111.7 with f = 0.1, 121.0 before uNTx kept a non-osteoclastic share f; 95 before the burden exponent, 74 before
+    # the PTHrP loop
     assert 105 < week0["untx_nmol_mmol"].median() < 120
     assert week0["untx_nmol_mmol"].quantile(0.9) > 1.5 * week0["untx_nmol_mmol"].median()
     # 2.46: PTHrP (now induced by matrix TGF-beta and calcium) adds calcium in this tumour-heavy cohort
@@ -96,20 +98,25 @@ def test_untreated_breast_baseline_and_progression(breast_arms):
 def test_denosumab_and_zoledronic_acid_against_the_published_untx_changes(breast_arms):
     dmab = [median_change(breast_arms["denosumab"], w) for w in (13, 25)]
     za = [median_change(breast_arms["zoledronic_acid"], w) for w in (13, 25)]
-    # model (this cohort): denosumab -88.4% / -83.7%, zoledronic acid -69.2% / -65.7% (-91.0/-86.2 and -71.5/-67.7
-    # before uNTx kept a non-osteoclastic share; -90.6/-85.4 and -67.5/-62.8 before the refit with the breast-cancer
-    # subtypes: slower breast growth; the growing tumour raises uNTx on the drug too)
-    assert -95 < dmab[0] < -82 and -92 < dmab[1] < -75
-    assert -80 < za[0] < -62 and -78 < za[1] < -60
-    # published -73/-75 (denosumab) and -79/-71 (IV bisphosphonate): within 20 points, with the
-    # model's denosumab deeper and its zoledronic acid shallower than observed
+    # model (this cohort): denosumab -83.6% / -77.5%, zoledronic acid -72.0% / -66.8%; -88.4/-83.7 and -69.2/-65.7
+    # before RANKL offset the bisphosphonate's osteoclast loss in the lesions and the drugs were refitted (-91.0/-86.2
+    # and -71.5/-67.7 before uNTx kept a non-osteoclastic share; the growing tumour raises uNTx on the drug too)
+    assert -88 < dmab[0] < -79 and -82 < dmab[1] < -72
+    assert -77 < za[0] < -67 and -72 < za[1] < -62
+    # published -73/-75 (denosumab) and -79/-71 (IV bisphosphonate): within 12 points, with the model's
+    # denosumab deeper and its zoledronic acid shallower than observed (20 and 12 points before the refit)
     for model, published in zip(dmab + za, (-73, -75, -79, -71)):
-        assert abs(model - published) < 20
+        assert abs(model - published) < 12
+    # about as deep as each other (published: 6 points the other way at week 13, 4 points this way at week 25):
+    # 11.6 and 10.7 points in this cohort, whose lesions make more of uNTx than the trial's (the Lipton replica:
+    # 7.0 and 5.9); 19.2 and 18.0 before the refit
+    assert 0 < za[0] - dmab[0] < 13 and 0 < za[1] - dmab[1] < 13
     # formation follows resorption later and less (coupling): BSAP at week 13 -52% (denosumab), -34% (ZA)
     for name in ("denosumab", "zoledronic_acid"):
         assert median_change(breast_arms[name], 13) < median_change(breast_arms[name], 13, "bsap_ug_l") < -20
     below = {n: (m.loc[m["week"] == 13, "untx_nmol_mmol"] < 50).mean() for n, m in breast_arms.items()}
-    # below 50 at week 13: denosumab 100%, zoledronic acid 79.5% (77.7% before the non-osteoclastic share; 68.7%
+    # below 50 at week 13: denosumab 99.0%, zoledronic acid 77.4% (79.5% before the refit that followed the RANKL
+    # offset of bisphosphonate loss, 77.7% before the non-osteoclastic share; 68.7%
     # before the refit with the breast-cancer subtypes, whose slower hormone-receptor-positive growth leaves less
     # tumour; above 85% before lesion regions resorbed with their burden: the patients with much tumour stay
     # high), placebo 2.5% (2.0%)
@@ -117,7 +124,7 @@ def test_denosumab_and_zoledronic_acid_against_the_published_untx_changes(breast
 
 
 def test_untx_keeps_a_share_no_antiresorptive_removes():
-    """uNTx/Cr = 30 ((1 - f) R + f), f = 0.1: blocked osteoclasts leave the non-osteoclastic share."""
+    """uNTx/Cr = 30 ((1 - f) R + f), f = 0.067: blocked osteoclasts leave the non-osteoclastic share."""
     params = Parameters()
     recruitment = np.array([1.0, 1.0 - params.denosumab_imax])  # healthy; denosumab's maximal RANKL inhibition
     values = mk.true_values(
@@ -129,9 +136,9 @@ def test_untx_keeps_a_share_no_antiresorptive_removes():
         mk.calcium_gains(np.full(2, 60.0), np.zeros(2, bool), True, params),
         params,
     )
-    # 30 (0.9 x 1 + 0.1) = 30 and 30 (0.9 x 0.063 + 0.1) = 4.701: a fall of 84.3% (Bekker 2004: up to 84% in
-    # postmenopausal women) where the osteoclasts' recruitment falls 93.7% (4.701 -> 1.89 without the share)
-    assert values[:, 0] == pytest.approx([30.0, 4.701], rel=1e-12)
+    # 30 (0.933 x 1 + 0.067) = 30 and 30 (0.933 x 0.1 + 0.067) = 4.809: a fall of 84.0% (Bekker 2004: up to 84%
+    # in postmenopausal women) where the osteoclasts' recruitment falls 90% (4.809 -> 3.0 without the share)
+    assert values[:, 0] == pytest.approx([30.0, 4.809], rel=1e-12)
 
 
 def test_week_13_untx_change_under_each_agent(breast, breast_arms):
@@ -142,16 +149,17 @@ def test_week_13_untx_change_under_each_agent(breast, breast_arms):
     }
     before = {name: median_change(m, 13) for name, m in osteoclastic.items()}
     after = {name: median_change(breast_arms[name], 13) for name in osteoclastic}
-    assert before == pytest.approx({"denosumab": -90.95, "zoledronic_acid": -71.46}, abs=0.01)
-    assert after == pytest.approx({"denosumab": -88.36, "zoledronic_acid": -69.22}, abs=0.01)
+    assert before == pytest.approx({"denosumab": -85.15, "zoledronic_acid": -73.77}, abs=0.01)
+    assert after == pytest.approx({"denosumab": -83.64, "zoledronic_acid": -72.00}, abs=0.01)
     # the median patient: R0 = 121.0 / 30 = 4.03 at entry, R13 = R0 (1 + before / 100); the readout
-    # (0.9 R + 0.1) gives 1 - (0.9 x 0.0905 x 4.03 + 0.1) / (0.9 x 4.03 + 0.1) = -88.5% under denosumab and
-    # 1 - (0.9 x 0.2854 x 4.03 + 0.1) / (0.9 x 4.03 + 0.1) = -69.5% under zoledronic acid
+    # (0.933 R + 0.067) gives 1 - (0.933 x 0.1485 x 4.03 + 0.067) / (0.933 x 4.03 + 0.067) = -83.7% under denosumab
+    # and 1 - (0.933 x 0.2623 x 4.03 + 0.067) / (0.933 x 4.03 + 0.067) = -72.0% under zoledronic acid
     r0 = 121.0 / 30.0
     for name, change in before.items():
         r13 = r0 * (1.0 + change / 100.0)
         expected = 100.0 * (((1.0 - share) * r13 + share) / ((1.0 - share) * r0 + share) - 1.0)
-        assert after[name] == pytest.approx(expected, abs=0.4)
+        # the median of the changes is near, not at, the median patient's change: 0.05 and 0.48 points off
+        assert after[name] == pytest.approx(expected, abs=0.6)
 
 
 def test_prostate_blastic_disease_has_higher_bsap_than_lytic_breast(breast, breast_arms):
@@ -238,11 +246,12 @@ def test_a_lesion_region_resorbs_with_the_root_of_its_tumour_burden():
         params,
     )
     # R = X + g (T / 0.05)**0.5 u Z = 1 + 0.2 * 1 * 2 = 1.4 and 1 + 0.2 * 2 * 2 = 1.8;
-    # uNTx = 30 (0.9 R + 0.1) = 40.8 and 51.6
-    assert values[:, 0] == pytest.approx([40.8, 51.6], rel=1e-12)
+    # uNTx = 30 (0.933 R + 0.067) = 41.196 and 52.392
+    assert values[:, 0] == pytest.approx([41.196, 52.392], rel=1e-12)
     # untreated breast reference cohort at entry: Spearman correlation of uNTx with the summed burden
-    # 0.80 (0.67 when every lesion's region resorbed alike, exponent 0); the median rises 89 -> 113 nmol/mmol
-    # (0.81, 0.68, 95 -> 122 before uNTx kept its non-osteoclastic share: the noise weighs more on a smaller range)
+    # 0.804 (0.675 when every lesion's region resorbed alike, exponent 0); the median rises 91 -> 116 nmol/mmol
+    # (0.803, 0.673, 89 -> 113 with the share at 0.1; 0.81, 0.68, 95 -> 122 before uNTx kept its non-osteoclastic
+    # share: the noise weighs more on a smaller range)
     cb = reference_cohort(600, "breast", seed=21)
     total = dict(zip(cb.patient_id.tolist(), cb.lesion_burden.sum(axis=1).tolist()))
     rho = {}
@@ -250,4 +259,4 @@ def test_a_lesion_region_resorbs_with_the_root_of_its_tumour_burden():
         override = {"lesion_resorption_burden_exponent": exponent}
         m = pd.DataFrame(simulate(cb, PLACEBO, 30.0, Streams(3), override, marker_weeks=(0,))[2])
         rho[exponent] = spearmanr(m["untx_nmol_mmol"], m["patient_id"].map(total)).statistic
-    assert rho == pytest.approx({0.0: 0.673, 0.5: 0.803}, abs=0.001)
+    assert rho == pytest.approx({0.0: 0.675, 0.5: 0.804}, abs=0.001)

@@ -84,10 +84,12 @@ def test_deescalation_to_every_12_weeks_keeps_most_of_the_effect_after_a_year_of
     runs = {k: simulate(cb, a, YEAR, Streams(6), marker_weeks=(0, 48)) for k, a in arms.items()}
     marker = {k: untx(r[2], 48) for k, r in runs.items()}
     rate = {k: sre_rate(r[0], r[1]) for k, r in runs.items()}
-    # uNTx at 48 weeks (nmol/mmol): q4w 51.0, q12w 54.3, stopped 61.9: q12w keeps ~70% of the suppression
+    # uNTx at 48 weeks (nmol/mmol): q4w 43.3, q12w 44.3, stopped 45.7: q12w keeps 59% of the difference (51.0,
+    # 54.3, 61.9 and ~70% before the refit that followed the RANKL offset of bisphosphonate loss: with the EC50 at
+    # 1 mg, a year's pool keeps even a stopped patient's resorption low through the next year, as in ZOOM)
     assert marker["q4w"] < marker["q12w"] < marker["stop"]
-    assert (marker["stop"] - marker["q12w"]) / (marker["stop"] - marker["q4w"]) > 0.6
-    # SREs per patient-year: q4w 0.824, q12w 0.829, stopped 0.834 (ZOOM: 0.22 vs 0.26)
+    assert (marker["stop"] - marker["q12w"]) / (marker["stop"] - marker["q4w"]) > 0.5
+    # SREs per patient-year: q4w 0.744, q12w 0.744, stopped 0.755 (ZOOM: 0.22 vs 0.26)
     assert rate["q12w"] <= 1.25 * rate["q4w"]
     assert rate["q4w"] <= rate["stop"]
 
@@ -138,9 +140,9 @@ def test_withheld_doses_change_a_patient_s_course_only_after_the_event():
     before = exposure.inputs(90, 112, np.array([0, 1]))  # next dose on day 112
     after = exposure.inputs(400, 428, np.array([0, 1]))
     assert before.suppression[0] == before.suppression[1]
-    # 300 days after the last dose: suppression 0.27 against 0.94, recruitment 1.14 (the rebound) against 0.12
-    assert after.suppression[1] < 0.3 < 0.9 < after.suppression[0]
-    assert after.recruitment[1] > 1.0 > 0.2 > after.recruitment[0]
+    # 300 days after the last dose: suppression 0.26 against 0.90 (Imax), recruitment 1.20 (the rebound) against 0.19
+    assert after.suppression[1] < 0.3 < 0.85 < after.suppression[0]
+    assert after.recruitment[1] > 1.0 > 0.25 > after.recruitment[0]
     exposure.withhold(np.array([0]), 0.0, 50.0, nephrotoxic=True)  # denosumab is not nephrotoxic
     assert exposure.inputs(400, 428, np.array([0])).suppression[0] == after.suppression[0]
 

@@ -247,19 +247,19 @@ def test_a_direction_the_targets_do_not_see_gets_no_spread_and_is_reported():
 
 def test_a_parameter_near_a_range_end_is_held_and_the_others_conditioned_on_it():
     # rooms to the nearer end on the log scale: fracture_base_hazard log(1.15e-4 / 2e-5) = 1.7492,
-    # zoledronic_acid_emax log(5 / 2.96) = 0.5242; sd 1 and 2: zoledronic acid has 0.2621 sd < 0.5
+    # zoledronic_acid_emax log(5 / 4.5) = 0.1054; sd 1 and 2: zoledronic acid has 0.0527 sd < 0.5
     centre = np.log([REGISTRY[n].value for n in TWO])
     approx = Laplace(TWO, centre, np.array([[1.0, 0.6], [0.6, 4.0]]), 1.0, 10, 2, [])
     held = hold_at_edges(approx)
-    assert held.held == {"zoledronic_acid_emax": {"sd_log": 2.0, "room_sd": pytest.approx(math.log(5 / 2.96) / 2)}}
+    assert held.held == {"zoledronic_acid_emax": {"sd_log": 2.0, "room_sd": pytest.approx(math.log(5 / 4.5) / 2)}}
     # conditional variance 1 - 0.6^2 / 4 = 0.91; the fracture hazard has 1.7492 / 0.954 sd: free
     np.testing.assert_allclose(held.covariance, [[0.91, 0.0], [0.0, 0.0]], atol=1e-12)
-    assert hold_at_edges(approx, edge_sd=0.25).held == {}  # 0.2621 sd of room is enough for 0.25
+    assert hold_at_edges(approx, edge_sd=0.05).held == {}  # 0.0527 sd of room is enough for 0.05
 
 
 def test_a_pair_seen_only_through_its_product_keeps_the_products_spread():
     # sd 6 along log a - log b (not seen), 0.1 along log a + log b: C = [[18.005, -17.995], [-17.995, 18.005]];
-    # both have little room in 4.243 sd; zoledronic acid the least (0.148 sd): held, and the other
+    # both have little room in 4.243 sd; zoledronic acid the least (log(5 / 4.5) / 4.243 = 0.025 sd): held, and the other
     # keeps 18.005 - 17.995^2 / 18.005 = 0.36 / 18.005 = 0.019994 (the product's sd, 0.1 x sqrt 2, split)
     centre = np.log([REGISTRY[n].value for n in TWO])
     ridge = np.array([[18.005, -17.995], [-17.995, 18.005]])

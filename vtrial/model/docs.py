@@ -75,8 +75,9 @@ COVERAGE: tuple[Player, ...] = (
     ),
     Player(
         "osteoclasts",
-        ("lesion.osteoclast_activity",),
-        "explicit, quasi-steady `u = X²/v`",
+        ("lesion.osteoclast_activity", "rankl_osteoclast_survival"),
+        "explicit, quasi-steady `u = X²/v`; RANKL also keeps them alive, offsetting part of a bisphosphonate's "
+        "loss in a lesion in proportion to its RANKL excess",
         "`osteoclast_inhibition`, `rankl_inhibition`",
     ),
     Player(
