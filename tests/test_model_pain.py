@@ -16,6 +16,7 @@ from vtrial.model.local_therapy import LocalTherapy, pain_response_ratios
 from vtrial.model.parameters import Parameters
 from vtrial.model.reference import reference_arm, reference_cohort
 from vtrial.model.simulate import simulate
+from vtrial.protocol import PriorTreatment
 from vtrial.streams import Streams
 from vtrial.vocabulary import PAIN_ASSESSMENT_DAYS, PAIN_RESPONSES, SITES
 from test_calibration_v2 import _arm, _obs
@@ -124,6 +125,33 @@ def test_a_course_at_entry_goes_to_each_patients_most_painful_lesion_on_day_0():
     # measured: 136 of the 200 entry lesions respond
     assessed = np.isin(e["type"], PAIN_RESPONSES) & np.isclose(e["day"], PAIN_ASSESSMENT_DAYS)
     assert 0.5 * cb.n_patients < assessed.sum() < 0.9 * cb.n_patients
+
+
+def test_a_course_at_entry_after_a_prior_treatment_reads_the_pain_under_the_prior_drug():
+    """The most painful lesion on day 0 is judged with the resorption the prior treatment left, not untreated."""
+    cb = reference_cohort(1, "breast", seed=4)
+    fields = {
+        k: getattr(cb, k).copy() for k in ("lesion_mask", "lesion_site", "lesion_blastic_fraction", "lesion_burden")
+    }
+    fields["lesion_mask"][0] = False
+    fields["lesion_mask"][0, :2] = True
+    fields["lesion_site"][0, :2] = SITES.index("pelvis")
+    # a lytic lesion (burden 0.05), whose pain is mostly osteoclast acid, and a mixed one (0.03, blastic fraction 0.5)
+    fields["lesion_blastic_fraction"][0, :2] = (0.0, 0.5)
+    fields["lesion_burden"][0, :2] = (0.05, 0.03)
+    naive = replace(cb, **fields)
+    prior = replace(
+        naive, prior_treatment=PriorTreatment(drug="denosumab", dose_mg=120.0, every_weeks=4.0, months=12.0)
+    )
+    entry = SimpleNamespace(dose_gy=8.0, fractions=1, at_entry=True)
+
+    def chosen(cohort):
+        _, e, _ = simulate(cohort, reference_arm(radiotherapy=entry), 30.0, Streams(3))
+        return int(e["lesion"][e["type"] == "entry_radiotherapy"][0])
+
+    # measured: naive, the lytic lesion is chosen from a burden of 0.05 up; after a year of denosumab, whose
+    # suppressed osteoclasts take most of its acid, only from 0.08 (the mixed lesion's blastic pain stays)
+    assert (chosen(naive), chosen(prior)) == (0, 1)
 
 
 def test_pain_response_statistic_by_hand():

@@ -260,7 +260,7 @@ def simulate(
         _prior_history(p, lesions, exposure, params)
     log: list[tuple[np.ndarray, ...]] = []
     if local.course.at_entry:
-        _entry_radiotherapy(p, lesions, log, local, params)
+        _entry_radiotherapy(p, lesions, exposure, log, local, params)
     stop_on_onj = bool(getattr(arm, "stop_on_onj", False))
     recovery = (
         _renal_recovery_days(streams, cb.patient_id, params)
@@ -545,9 +545,11 @@ class _Visit:
         visits.append((idx[on_study], np.full(int(on_study.sum()), self.week), values[on_study]))
 
 
-def _marker_truth(p: _Rows, lesions: _Rows, exposure: Exposure, day: int, params: Parameters) -> np.ndarray:
-    """True markers ``[rows, 3]`` (:func:`vtrial.model.markers.true_values`) of the current states with the drug
-    inputs of the day before ``day``."""
+def _turnover_on(
+    p: _Rows, lesions: _Rows, exposure: Exposure, day: int, params: Parameters
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """The patients' osteoclast recruitment and the lesions' :func:`~vtrial.model.lesion.turnover` now, with the
+    drug inputs of the day before ``day`` (none on day 0 without a prior treatment, the prior drug's with one)."""
     pthrp_keep: float | np.ndarray
     loss: float | np.ndarray = 0.0
     if day == 0 and not exposure.history_days:
@@ -557,9 +559,8 @@ def _marker_truth(p: _Rows, lesions: _Rows, exposure: Exposure, day: int, params
         recruitment, pthrp_keep, cells = before.recruitment, before.pthrp_keep, before.cells
         loss = before.pool_loss
     L = lesions
-    state = LesionState(L.w, L.y, L.z, L.m)
-    resorbed, resorption, formation, forming, pthrp = turnover(
-        state,
+    return recruitment, turnover(
+        LesionState(L.w, L.y, L.z, L.m),
         LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi),
         recruitment[L.owner],
         _per_lesion(pthrp_keep, L.owner),
@@ -568,7 +569,14 @@ def _marker_truth(p: _Rows, lesions: _Rows, exposure: Exposure, day: int, params
         cells.osteoblast_drive_keep * L.interface,
         _per_lesion(loss, L.owner),
     )
-    burden = state.burden
+
+
+def _marker_truth(p: _Rows, lesions: _Rows, exposure: Exposure, day: int, params: Parameters) -> np.ndarray:
+    """True markers ``[rows, 3]`` (:func:`vtrial.model.markers.true_values`) of the current states with the drug
+    inputs of the day before ``day``."""
+    L = lesions
+    recruitment, (resorbed, resorption, formation, forming, pthrp) = _turnover_on(p, L, exposure, day, params)
+    burden = np.exp(L.y)
     return mk.true_values(
         L.owner,
         resorbed,
@@ -1047,11 +1055,14 @@ def _prophylactic_radiotherapy(p: _Rows, lesions: _Rows, day: int, log, local: L
         _record(log, p, L.owner[hit], np.full(hit.size, float(day)), _PROPHYLACTIC_RT_CODE, L.slot[hit], L.site[hit])
 
 
-def _entry_radiotherapy(p: _Rows, lesions: _Rows, log, local: LocalTherapy, params: Parameters) -> None:
+def _entry_radiotherapy(
+    p: _Rows, lesions: _Rows, exposure: Exposure, log, local: LocalTherapy, params: Parameters
+) -> None:
     """Give each patient's most painful lesion the arm's course for pain on day 0 (``at_entry``).
 
-    Most painful: the highest radiotherapy hazard, from the lesion's pain drive on day 0 (no drug
-    has acted yet; an entry lesion's nerves are sensitised to its drive, so its pain is the drive).
+    Most painful: the highest radiotherapy hazard, from the lesion's pain drive on day 0 (its resorption
+    under no drug, or under the prior treatment's; an entry lesion's nerves are sensitised to its drive,
+    so its pain is the drive).
     The course is recorded as ``entry_radiotherapy`` (protocol treatment, not an SRE) and counted
     as the lesion's first (its cumulative hazard goes on: a later ``radiation_to_bone`` is a
     re-treatment); its pain is assessed
@@ -1059,9 +1070,7 @@ def _entry_radiotherapy(p: _Rows, lesions: _Rows, log, local: LocalTherapy, para
     patient at its maximum is the one treated (the lowest slot on a tie).
     """
     L = lesions
-    state = LesionState(L.w, L.y, L.z, L.m)
-    traits = LesionTraits(L.pthrp, L.drive, L.suppression, L.growth, L.phi)
-    drive = ev.pain_drive(state.burden, turnover(state, traits, 1.0, 1.0, params)[0], params)
+    drive = ev.pain_drive(np.exp(L.y), _turnover_on(p, L, exposure, 0, params)[1][0], params)
     hazard = drive * L.weights[_RADIATION]
     best = np.full(p.size, -np.inf)
     np.maximum.at(best, L.owner, hazard)
