@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from vtrial.analysis.proportions import clopper_pearson, poisson_rate_ci
+from vtrial.analysis.radiotherapy import first_pain_courses
 from vtrial.analysis.radiotherapy import pain_response as pain_response_of_arm
 from vtrial.analysis.survival import DAYS_PER_MONTH, kaplan_meier
 from vtrial.calibration.replicas import ArmData, Observation
@@ -412,7 +413,8 @@ def fracture_after_radiotherapy(observations: Observations, check: Check) -> Est
     ev = lesion_events[lesion_events["site"].isin(LONG_BONE_SITES)]
     window = check.number * DAYS_PER_MONTH
     key = ["patient_id", "lesion"]
-    course = ev[ev["type"].isin(PAIN_COURSES)].groupby(key)["day"].min().rename("course")
+    patient_id = _kept(arm.patient_id, "patient_id")
+    course = first_pain_courses(ev, patient_id, arm.followup_days, arm.died).set_index(key)["day"].rename("course")
     lesions = ev.join(course, on=key, how="inner")
     before = lesions[~lesions["type"].isin(PAIN_COURSES) & (lesions["day"] <= lesions["course"])]
     fractures = lesions[
@@ -421,7 +423,7 @@ def fracture_after_radiotherapy(observations: Observations, check: Check) -> Est
         & (lesions["day"] <= lesions["course"] + window)
     ]
     eligible = course.drop(pd.MultiIndex.from_frame(before[key]), errors="ignore").reset_index()
-    followup = pd.Series(arm.followup_days, index=arm.patient_id)[eligible["patient_id"]].to_numpy()
+    followup = pd.Series(arm.followup_days, index=patient_id)[eligible["patient_id"]].to_numpy()
     fractured = pd.MultiIndex.from_frame(eligible[key]).isin(pd.MultiIndex.from_frame(fractures[key]))
     followed = followup >= eligible["course"].to_numpy() + window
     return _proportion(int(fractured.sum()), int((fractured | followed).sum()), check)
