@@ -254,53 +254,64 @@ def test_missing_replica_folder_is_a_user_error(tmp_path: Path) -> None:
 
 
 #: Targets inside their tolerance with a margin of at least 0.4 half-widths at both 2000 and 4000
-#: patients (replicate 0) with the shipped parameters: the slow check keeps them there.
+#: patients (replicate 0) with the shipped parameters: the slow check keeps them there. Re-chosen after the
+#: RANKL offset of bisphosphonate loss and its refit (the margins at 2000 / 4000 patients in the comments of
+#: those that left; those that joined had at least 0.43 at both).
 ROBUST_TARGETS = (
     ("STO-03", "denosumab vs zoledronic acid"),
     ("STO-04", "denosumab"),
     ("STO-04", "zoledronic_acid"),
     ("STO-04", "denosumab vs zoledronic acid"),
-    # STO-05 zoledronic acid left the list after the issue-13 refit: 42.0 against <= 41.5, at the edge
+    ("STO-05", "denosumab"),
+    ("STO-05", "zoledronic_acid"),
     ("STO-06", "zoledronic_acid"),
     ("STO-07", "denosumab"),
     ("STO-07", "zoledronic_acid"),
     # FIZ-02 denosumab left with the refit with the breast-cancer subtypes: 16.2 months against >= 16.6 at 2000
-    # patients (17.1, inside, at 4000), at the edge
+    # patients (17.1, inside, at 4000), at the edge; the FIZ-02 ratio, FIZ-03 and FIZ-05 zoledronic acid and FIZ-09
+    # denosumab left with the RANKL offset (margins 0.25/0.15, 0.32/0.58, -0.10/0.34 and 0.34/0.24: zoledronic acid a
+    # little weaker in blastic lesions, denosumab's Imax 0.9)
     ("FIZ-02", "zoledronic_acid"),
-    ("FIZ-02", "denosumab vs zoledronic acid"),
-    ("FIZ-03", "zoledronic_acid"),
     ("FIZ-04", "denosumab"),
     ("FIZ-04", "zoledronic_acid"),
-    ("FIZ-05", "zoledronic_acid"),
     ("FIZ-06", "denosumab"),
     ("FIZ-06", "zoledronic_acid"),
-    ("FIZ-09", "denosumab"),
-    # FIZ-09 zoledronic acid left with disease control (issue 13 item 7): 1.0% against >= 1.0, at the edge
+    ("FIZ-09", "zoledronic_acid"),
     ("FIZ-10", "denosumab"),
-    # ROS-02 zoledronic acid left with disease control: its median is no longer reached within the 9 months
-    ("ROS-02", "placebo"),
-    # PAM-02 pamidronate left with disease control: 38.1% against >= 38, at the edge
+    ("SAA-01", "placebo"),
+    ("SAA-02", "placebo"),
+    ("ROS-02", "zoledronic_acid"),
+    # ROS-02 placebo (0.19/-0.04), NH-02 (0.33/0.47) and NH-16 (0.05/0.03) had drifted to their edges with earlier
+    # changes and left the list with this re-choice; PAM-02 pamidronate left with disease control (at the edge)
     ("INT-06", "denosumab"),
     ("INT-06", "zoledronic_acid"),
     ("INT-07", "denosumab"),
     ("INT-07", "zoledronic_acid"),
     ("ONJ-01", "denosumab"),
+    ("ONJ-01", "zoledronic_acid"),
     # NH-01 left with disease control: 17.7% against 9-11 (a lung tail of long chemotherapy control)
-    ("NH-02", "untreated"),
+    ("NH-04", "no SRE (censored at first SRE)"),
     ("NH-04", "after a first SRE"),
-    ("NH-16", "untreated"),
     ("NH-20", "breast"),
     ("NH-20", "prostate"),
     ("NH-21", "lung"),
 )
 
-#: Version-2 targets inside their tolerance at 2000 and 4000 patients, away from its edge.
+#: Version-2 targets inside their tolerance at 2000 and 4000 patients, away from its edge (CA-01 denosumab left
+#: with the RANKL offset: 8.2% and 7.8% against >= 7.4, margins 0.15/0.08).
 ROBUST_V2_TARGETS = (
+    ("MK-01", "denosumab"),
+    ("MK-01", "iv_bisphosphonate"),
     ("MK-02", "denosumab"),
     ("MK-02", "iv_bisphosphonate"),
     ("MK-03", "denosumab"),
     ("MK-03", "iv_bisphosphonate"),
-    ("CA-01", "denosumab"),
+    ("MK-04", "denosumab"),
+    ("MK-05", "high vs low uNTx, placebo"),
+    ("CA-01", "zoledronic_acid"),
+    ("RT-01", "multiple_fractions"),
+    ("RT-02", "multiple_fractions"),
+    ("RA-01", "radium-223 vs placebo"),
 )
 
 
@@ -311,10 +322,10 @@ def test_calibration_targets_at_full_size(tmp_path: Path) -> None:
     table = validate(tmp_path, patients=2000, jobs=2).set_index(["target", "compared"])
     robust = [*ROBUST_TARGETS, *ROBUST_V2_TARGETS]
     assert table.loc[robust, "inside"].all(), table.loc[robust, ["simulated", "inside"]]
-    # 59 of 69 and 14 of 25 at 2000 patients with the breast-cancer subtypes (58 and 14 at 4000); issue 13 asks for
-    # at least 58 version-1 targets
+    # 59 of 69 and 18 of 29 at 2000 and 4000 patients (the RANKL offset of bisphosphonate loss and its refit; 14 of 25
+    # version-2 targets before the pain state and the uNTx share); issue 13 asks for at least 58 version-1 targets
     assert table.loc[table["version"] == 1, "inside"].sum() >= 58
-    assert table.loc[table["version"] == 2, "inside"].sum() >= 13
+    assert table.loc[table["version"] == 2, "inside"].sum() >= 17
 
 
 def test_calibrate_names_an_unknown_parameter_and_exits_2(tmp_path: Path) -> None:
