@@ -411,7 +411,9 @@ def bench_accuracy(years: float = 5.0) -> list[Row]:
     for drug in ("none", "zoledronic_acid", "denosumab"):
         exposure = Exposure.of_arm(_label_arm(drug), np.array([80.0]), days, params)
         one = np.zeros(1, np.int64)
-        rec = np.array([exposure.inputs(d, d + 1, one).recruitment[0] for d in range(days)])
+        daily = [exposure.inputs(d, d + 1, one) for d in range(days)]
+        rec = np.array([i.recruitment[0] for i in daily])
+        loss = np.array([float(np.ravel(i.pool_loss)[0]) for i in daily])  # E (0 without a bone pool)
         traits = lesion_traits(phi[None], 1.0, 1.0, gompertz_rate(90.0, params), params)
         state = established_state(burden[None], traits, params)
         w0, y0, z0, m0 = state.w.copy(), state.y.copy(), state.z.copy(), state.induction.copy()
@@ -428,8 +430,9 @@ def bench_accuracy(years: float = 5.0) -> list[Row]:
                 0.0,
                 float(end - start),
                 params,
+                pool_loss=np.reshape(inputs.pool_loss, (-1, 1)),
             )
-        _, y_ref, z_ref, _ = radau_reference(traits, w0, y0, z0, m0, rec, params)
+        _, y_ref, z_ref, _ = radau_reference(traits, w0, y0, z0, m0, rec, params, loss)
         worst_z = max(worst_z, float(np.max(np.abs(state.z / z_ref - 1.0))))
         worst_t = max(worst_t, float(np.max(np.abs(np.exp(state.y.astype(float) - y_ref) - 1.0))))
     worst = max(worst_z, worst_t)

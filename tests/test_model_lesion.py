@@ -111,18 +111,21 @@ def test_blocking_tgf_beta_slows_the_tumour_in_a_lytic_lesion():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("drug", ["none", "denosumab"])
+@pytest.mark.parametrize("drug", ["none", "denosumab", "zoledronic_acid"])
 def test_step_matches_radau_within_one_percent_at_five_years(drug):
     from types import SimpleNamespace
 
     from vtrial.model.drugs import Exposure
 
     days = 1826
+    dose = 4.0 if drug == "zoledronic_acid" else 120.0
     arm = SimpleNamespace(
-        drug=drug, dose_mg=120.0, every_weeks=4.0, stop_after_months=None, renal_adjustment=True, mechanism=None
+        drug=drug, dose_mg=dose, every_weeks=4.0, stop_after_months=None, renal_adjustment=True, mechanism=None
     )
     exposure = Exposure.of_arm(arm, np.array([80.0]), days, PARAMS)
-    rec = np.array([exposure.inputs(d, d + 1, np.array([0])).recruitment[0] for d in range(days)])
+    daily = [exposure.inputs(d, d + 1, np.array([0])) for d in range(days)]
+    rec = np.array([i.recruitment[0] for i in daily])
+    loss = np.array([float(np.ravel(i.pool_loss)[0]) for i in daily])  # the bone pool's loss, offset by RANKL
     phi = np.array([[0.0, 0.3, 0.7, 1.0]])
     traits, state = make(phi, np.array([[0.01, 0.05, 0.1, 0.3]]))
     w0, y0, z0, m0 = state.w.copy(), state.y.copy(), state.z.copy(), state.m.copy()
@@ -139,8 +142,9 @@ def test_step_matches_radau_within_one_percent_at_five_years(drug):
             0.0,
             float(end - start),
             PARAMS,
+            pool_loss=np.reshape(inputs.pool_loss, (-1, 1)),
         )
-    _, y_ref, z_ref, _ = radau_reference(traits, w0, y0, z0, m0, rec, PARAMS)
+    _, y_ref, z_ref, _ = radau_reference(traits, w0, y0, z0, m0, rec, PARAMS, loss)
     np.testing.assert_allclose(state.z, z_ref, rtol=0.01)
     np.testing.assert_allclose(state.burden, np.exp(y_ref), rtol=0.01)
 

@@ -93,17 +93,24 @@ def radau_reference(
     m0: np.ndarray,
     recruitment: np.ndarray,
     params: Parameters,
+    pool_loss: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(w, y, Z, M)`` after ``len(recruitment)`` days: Radau (rtol 1e-8), day by day with each day's input."""
+    """``(w, y, Z, M)`` after ``len(recruitment)`` days: Radau (rtol 1e-8), day by day with each day's input.
+
+    ``pool_loss``: each day's bisphosphonate osteoclast loss ``E`` (None: none), offset in the lesions by RANKL.
+    """
     shape = w0.shape
     x = np.concatenate([w0.ravel(), y0.ravel(), z0.ravel(), m0.ravel()]).astype(float)
     k = w0.size
-    for rec_day in recruitment:
+    losses = np.zeros(len(recruitment)) if pool_loss is None else pool_loss
+    for rec_day, loss_day in zip(recruitment, losses):
         rec = np.full(shape[:-1] + (1,), rec_day)
 
-        def rhs(t: float, s: np.ndarray, rec: np.ndarray = rec) -> np.ndarray:
+        def rhs(t: float, s: np.ndarray, rec: np.ndarray = rec, loss: float = float(loss_day)) -> np.ndarray:
             w, y, z, m = (s[i * k : (i + 1) * k].reshape(shape) for i in range(4))
-            return np.concatenate([d.ravel() for d in rates(w, y, z, m, traits, rec, 1.0, 1.0, 0.0, params)])
+            return np.concatenate(
+                [d.ravel() for d in rates(w, y, z, m, traits, rec, 1.0, 1.0, 0.0, params, pool_loss=loss)]
+            )
 
         x = solve_ivp(rhs, (0.0, 1.0), x, method="Radau", rtol=1e-8, atol=1e-10).y[:, -1]
     w, y, z, m = (x[i * k : (i + 1) * k].reshape(shape) for i in range(4))
