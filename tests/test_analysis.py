@@ -649,6 +649,7 @@ def test_radiotherapy_retreatment_counts_second_courses_at_the_same_lesion():
     events = pd.DataFrame(
         {
             "patient_id": [1, 1, 1, 1, 2, 2, 3],
+            "day": [40.0, 10.0, 20.0, 5.0, 30.0, 50.0, 60.0],
             "type": [
                 "radiation_to_bone",
                 "radiation_to_bone",
@@ -710,12 +711,12 @@ def test_pain_response_counts_first_courses_by_intention_to_treat():
         {"assessed_lesions": 4, "responded_lesions": 2, "complete_lesions": 1, "reason": None},
     )
     courses = first_pain_courses(events, patients["patient_id"], patients["followup_days"], patients["died"])
-    assert courses[["patient_id", "lesion", "day"]].to_numpy().tolist() == [
-        [1, 0, 0.0],
-        [1, 1, 20.0],
-        [2, 0, 5.0],
-        [3, 0, 300.0],
-        [4, 0, 10.0],
+    assert courses[["patient_id", "lesion", "day", "courses"]].to_numpy().tolist() == [
+        [1, 0, 0.0, 2],  # the entry course and the re-treatment on day 50
+        [1, 1, 20.0, 1],
+        [2, 0, 5.0, 1],
+        [3, 0, 300.0, 1],
+        [4, 0, 10.0, 1],
     ]
     none = events[~events["type"].isin(["entry_radiotherapy", "radiation_to_bone"])]
     assert pain_response(none, patients)[1]["reason"] == "no lesion was irradiated for pain in this arm"

@@ -59,7 +59,6 @@ from vtrial.vocabulary import (
     DAYS_PER_MONTH,
     DAYS_PER_YEAR,
     DEFAULT_SRE_TYPES,
-    PAIN_COURSES,
     SRE_TYPES,
 )
 
@@ -593,9 +592,7 @@ def _pain_responses(patients: Mapping, events: Mapping) -> dict[str, float]:
     courses = first_pain_courses(table, patients["patient_id"], patients["followup_days"], patients["died"])
     counted = (courses["followed"] | courses["died"]).to_numpy()
     followed, responded = courses["followed"].to_numpy(), courses["responded"].to_numpy()
-    keys = courses["patient_id"].to_numpy() * 100 + courses["lesion"].to_numpy()
-    _, n_courses = np.unique(_lesion_keys(events, list(PAIN_COURSES)), return_counts=True)
-    retreated = np.isin(keys, np.unique(_lesion_keys(events, list(PAIN_COURSES)))[n_courses >= 2])
+    retreated = courses["courses"].to_numpy() >= 2
     return {
         "response": float(responded[counted].mean()),
         "complete": float(courses["complete"].to_numpy()[counted].mean()),

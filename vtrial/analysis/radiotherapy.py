@@ -29,9 +29,15 @@ def _width(events: pd.DataFrame) -> int:
     return int(events["lesion"].to_numpy(np.int64).max(initial=0)) + 1
 
 
-def _courses(events: pd.DataFrame) -> pd.DataFrame:
-    """The courses for pain given to a lesion (rows of ``events`` with a lesion number)."""
-    return events[(events["type"].isin(PAIN_COURSES) & (events["lesion"] >= 0)).to_numpy()]
+def _first_courses(events: pd.DataFrame, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each lesion given a course for pain: its key (:func:`_lesion_keys`, sorted), the day of its first
+    course and its number of courses (rows of ``events`` with a lesion number)."""
+    rt = events[(events["type"].isin(PAIN_COURSES) & (events["lesion"] >= 0)).to_numpy()]
+    key, day = _lesion_keys(rt, width), rt["day"].to_numpy(float)
+    order = np.lexsort((day, key))
+    key, day = key[order], day[order]
+    first = run_starts(key)
+    return key[first], day[first], np.diff(np.append(np.flatnonzero(first), key.size))
 
 
 def radiotherapy_retreatment(events: pd.DataFrame) -> tuple[float | None, dict]:
@@ -46,8 +52,7 @@ def radiotherapy_retreatment(events: pd.DataFrame) -> tuple[float | None, dict]:
             "retreated_lesions": 0,
             "reason": "the events table has no lesion column (a run from before it existed)",
         }
-    rt = _courses(events)
-    _, courses = np.unique(_lesion_keys(rt, _width(rt)), return_counts=True)
+    _, _, courses = _first_courses(events, _width(events))
     irradiated, retreated = int(courses.size), int((courses >= 2).sum())
     reason = None if irradiated else "no lesion was irradiated in this arm"
     detail = {"irradiated_lesions": irradiated, "retreated_lesions": retreated, "reason": reason}
@@ -61,17 +66,13 @@ def first_pain_courses(
 
     Columns ``patient_id``, ``lesion``, ``day`` (of the first course), ``followed`` (its patient
     followed to the assessment, :data:`~vtrial.vocabulary.PAIN_ASSESSMENT_DAYS` later),
-    ``died`` (its patient died in follow-up), ``responded`` (a partial or complete response) and
-    ``complete``; one row per lesion, by patient and lesion. ``events`` has ``patient_id``,
+    ``died`` (its patient died in follow-up), ``responded`` (a partial or complete response),
+    ``complete`` and ``courses`` (its number of courses for pain: re-treated when 2 or more); one row per
+    lesion, by patient and lesion. ``events`` has ``patient_id``,
     ``lesion``, ``day`` and ``type``; the per-patient arrays cover every patient with an event.
     """
-    rt = _courses(events)
     width = _width(events)
-    key, day = _lesion_keys(rt, width), rt["day"].to_numpy(float)
-    order = np.lexsort((day, key))
-    key, day = key[order], day[order]
-    first = run_starts(key)
-    key, day = key[first], day[first]
+    key, day, courses = _first_courses(events, width)
     patient = key // width
     ids = np.asarray(patient_id, np.int64)
     sort = np.argsort(ids, kind="stable")
@@ -88,6 +89,7 @@ def first_pain_courses(
             "died": np.asarray(died, bool)[row],
             "responded": np.isin(key, answer),
             "complete": np.isin(key, complete),
+            "courses": courses,
         }
     )
 
