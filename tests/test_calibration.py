@@ -332,3 +332,14 @@ def test_calibrate_names_an_unknown_parameter_and_exits_2(tmp_path: Path) -> Non
     result = vtrial("calibrate", "--parameter", "osteoclast_speed", "--out", str(tmp_path))
     assert result.returncode == 2
     assert "--parameter" in result.stderr and "osteoclast_speed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_screened_trial_s_replica_runs_its_screening_multiple_of_patients() -> None:
+    """body2010-prior randomised only patients whose uNTx stayed above 50 on a bisphosphonate: its replica runs
+    25 times the patients of the others, and the statistic keeps those who pass the screen."""
+    from vtrial.calibration.replicas import SCREENED_PER_RANDOMISED, load_replicas, run_replicas
+
+    assert SCREENED_PER_RANDOMISED == {"body2010-prior": 25}
+    observations = run_replicas(load_replicas(["body2010-prior", "lipton2008"]), 40, jobs=1)
+    sizes = {name: sum(arm.patient_id.size for arm in o.arms.values()) for name, o in observations.items()}
+    assert sizes == {"body2010-prior": 1000, "lipton2008": 40}
