@@ -212,8 +212,9 @@ def established_state(
     saturates), stopped once no lesion's ``M`` changes in float64 (the iterates would repeat exactly)
     or after ``ESTABLISHED_ITERATIONS``.
     The drug inputs (``r2`` the mean squared recruitment, the PTHrP and TGF-beta kept, the
-    osteoblast and IL-6 inputs of ``cells``, the bisphosphonate's osteoclast loss ``pool_loss``) are those of the bone the lesion lands in: none
-    untreated (entry lesions), the current step's for a new lesion that appears on a drug.
+    osteoblast and IL-6 inputs of ``cells``, the bisphosphonate's osteoclast loss ``pool_loss``)
+    are those of the bone the lesion lands in: none untreated (entry lesions), the current step's
+    for a new lesion that appears on a drug.
     """
     burden = np.clip(np.asarray(burden, dtype=float), BURDEN_FLOOR, BURDEN_CEIL)
     # the terms that do not depend on M, computed once
@@ -445,8 +446,9 @@ def _signals(
     ``rho = (1 + a_P P)(1 + c_P P)``. With IL-6 blocked (``il6_keep < 1``) ``rho`` becomes
     ``1 + (rho - 1)(1 - s_6 (1 - il6_keep))``: IL-6 carries the share ``s_6`` of the
     tumour-driven excess. ``R_B = 1 + b_R a_B phi H k_D`` is the RANKL of the osteoblasts the
-    blastic drive makes (``k_D`` = ``drive_keep``). Under a bisphosphonate (``pool_loss`` ``E`` > 0) the factor
-    also carries the share of its osteoclast loss that RANKL offsets (:func:`_recruitment_factor`).
+    blastic drive makes (``k_D`` = ``drive_keep``). Under a bisphosphonate (``pool_loss`` ``E`` > 0)
+    the factor also carries the share of its osteoclast loss that RANKL offsets
+    (:func:`_recruitment_factor`).
     """
     half, pthrp, blastic = _tumour_terms(burden, traits, pthrp_keep, params, drive_keep)
     if feedback is not None:
