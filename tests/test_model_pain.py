@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vtrial.analysis.radiotherapy import pain_response as summary_pain_response
 from vtrial.calibration.statistics import pain_response
 from vtrial.calibration.targets import Check
 from vtrial.model import events as ev
@@ -165,8 +166,13 @@ def test_pain_response_statistic_by_hand():
         (3, 300.0, "radiation_to_bone", "femur", 0),  # alive at the end of follow-up (350) before assessment
     ]
     events = pd.DataFrame(rows, columns=["patient_id", "day", "type", "site", "lesion"])
+    patients = pd.DataFrame(
+        {"patient_id": [1, 2, 3], "followup_days": [400.0, 50.0, 350.0], "died": [False, True, False]}
+    )
+    # the statistic reads the arm's summary, whose pain response is the analysis of its events
+    _, detail = summary_pain_response(events, patients)
     arm = _arm([1, 2, 3], [400.0, 50.0, 350.0], [False, True, False], [np.nan] * 3, lesion_events=events)
-    observations = {"r": _obs({}, {"a": arm})}
+    observations = {"r": _obs({"a": {"pain_response_detail": detail}}, {"a": arm})}
     overall = Check("X", "l", "value", "proportion", "pain_response", ("r",), "a", "overall")
     complete = Check("X", "l", "value", "proportion", "pain_response", ("r",), "a", "complete")
     assert pain_response(observations, overall).value == pytest.approx(100 * 2 / 4)

@@ -25,14 +25,14 @@ from vtrial.engine import DEFAULT_BLOCK_SIZE, local_workers, plan_tasks, resolve
 from vtrial.errors import UserInputError
 from vtrial.protocol import Protocol, apply_overrides, load_protocol
 from vtrial.streams import Streams
-from vtrial.vocabulary import PAIN_COURSES, PAIN_RESPONSES
+from vtrial.vocabulary import PAIN_COURSES
 
 #: The replica protocols shipped with the project (an editable install finds them here).
 TRIALS_DIR = Path(__file__).resolve().parents[2] / "protocols" / "trials"
 #: An acute-phase reaction counts if it starts within this many days of the first dose (INT-06).
 ACUTE_PHASE_DAYS = 3.0
-#: Event types kept per lesion (radiotherapy re-treatment, fracture after radiotherapy, pain response).
-LESION_EVENT_TYPES: tuple[str, ...] = (*PAIN_COURSES, "pathological_fracture", "surgery_to_bone", *PAIN_RESPONSES)
+#: Event types kept per lesion (fracture after radiotherapy).
+LESION_EVENT_TYPES: tuple[str, ...] = (*PAIN_COURSES, "pathological_fracture", "surgery_to_bone")
 
 
 @dataclass

@@ -21,7 +21,6 @@ import pandas as pd
 
 from vtrial.analysis.proportions import clopper_pearson, poisson_rate_ci
 from vtrial.analysis.radiotherapy import first_pain_courses
-from vtrial.analysis.radiotherapy import pain_response as pain_response_of_arm
 from vtrial.analysis.survival import DAYS_PER_MONTH, kaplan_meier
 from vtrial.calibration.replicas import ArmData, Observation
 from vtrial.calibration.targets import Check
@@ -432,7 +431,8 @@ def fracture_after_radiotherapy(observations: Observations, check: Check) -> Est
 def pain_response(observations: Observations, check: Check) -> Estimate:
     """Share of the lesions irradiated for pain that respond at 3 months, by intention to treat.
 
-    ``check.option``: ``"overall"`` (a partial or complete response) or ``"complete"``. A lesion
+    ``check.option``: ``"overall"`` (a partial or complete response) or ``"complete"``; the counts are the
+    arm's ``pain_response_detail`` (:func:`vtrial.analysis.radiotherapy.pain_response`). A lesion
     counts from its first course for pain (:data:`~vtrial.vocabulary.PAIN_COURSES`); it is in the denominator if its patient
     was followed to the assessment (:data:`~vtrial.vocabulary.PAIN_ASSESSMENT_DAYS` later)
     or died before it (no response, as the trials counted deaths before the assessment); patients
@@ -440,11 +440,7 @@ def pain_response(observations: Observations, check: Check) -> Estimate:
     """
     if check.option not in ("overall", "complete"):
         raise ValueError(f"check {check.target} (pain_response) needs 'overall' or 'complete', not {check.option!r}")
-    arm = _one(observations, check).arms[check.arm_name]
-    patients = pd.DataFrame(
-        {"patient_id": _kept(arm.patient_id, "patient_id"), "followup_days": arm.followup_days, "died": arm.died}
-    )
-    _, detail = pain_response_of_arm(_kept(arm.lesion_events, "lesion_events"), patients)
+    detail = _one(observations, check).summary["arms"][check.arm_name]["pain_response_detail"]
     responded = detail["responded_lesions" if check.option == "overall" else "complete_lesions"]
     return _proportion(responded, detail["assessed_lesions"], check)
 
