@@ -54,13 +54,7 @@ from vtrial.model.simulate import simulate
 from vtrial.protocol import Arm, PriorTreatment, load_protocol
 from vtrial.store import atomic_write_json
 from vtrial.streams import Streams
-from vtrial.vocabulary import (
-    BREAST_SUBTYPES,
-    DAYS_PER_MONTH,
-    DAYS_PER_YEAR,
-    DEFAULT_SRE_TYPES,
-    SRE_TYPES,
-)
+from vtrial.vocabulary import BREAST_SUBTYPES, DAYS_PER_MONTH, DAYS_PER_YEAR, DEFAULT_SRE_TYPES, SRE_TYPES
 
 PARAMS = Parameters()
 #: The symptomatic skeletal events (SSEs) of ALSYMPCA: the default SREs.
